@@ -1,0 +1,45 @@
+// swift-tools-version: 6.0
+// DCNv2 on the CPU: deformable convolution networks trained and evaluated with OpenBLAS.
+import PackageDescription
+
+let package = Package(
+    name: "DCNv2CPU",
+    products: [
+        .library(name: "DCNTensor", targets: ["DCNTensor"]),
+        .library(name: "DCNOps", targets: ["DCNOps"]),
+        .library(name: "DCNEval", targets: ["DCNEval"]),
+        .executable(name: "dcn-bench", targets: ["dcn-bench"]),
+        .executable(name: "dcn-eval", targets: ["dcn-eval"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shim: OpenBLAS's CBLAS + LAPACKE. Only DCNTensor/BLAS.swift imports it.
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Sources/CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        // Layer 1: tensors, BLAS wrapper, threading, safetensors files.
+        .target(name: "DCNTensor", dependencies: ["CBLAS"]),
+        // Layer 2: every op's forward and backward (conv, deformable conv, norms, RoI ops, NMS, losses).
+        .target(name: "DCNOps", dependencies: ["DCNTensor"]),
+        // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
+        .target(name: "DCNEval"),
+        // Benchmarks and fixture verification behind `dcn-bench`.
+        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor"]),
+        .executableTarget(
+            name: "dcn-bench",
+            dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "dcn-eval",
+            dependencies: ["DCNEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
+        .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),
+        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// dcn-bench verify: runs fixture files through our ops.

@@ -1,0 +1,75 @@
+// The one place where work is split across threads. Every parallel loop in the project goes
+// through `parallelFor`, and every raw pointer shared between tasks is wrapped in
+// `DisjointWrites`, whose name states the invariant that makes the sharing safe.
+import Dispatch
+
+/// A mutable pointer handed to several tasks that each write a disjoint range of it.
+/// Safe only under that contract: no two tasks touch the same element.
+public struct DisjointWrites<T>: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<T>
+    @inlinable public init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+    @inlinable public subscript(i: Int) -> T {
+        get { pointer[i] }
+        nonmutating set { pointer[i] = newValue }
+    }
+    @inlinable public static func + (lhs: DisjointWrites, rhs: Int) -> UnsafeMutablePointer<T> { lhs.pointer + rhs }
+}
+
+/// A read-only pointer shared by several tasks while nobody writes through it.
+public struct SharedReads<T>: @unchecked Sendable {
+    public let pointer: UnsafePointer<T>
+    @inlinable public init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
+    @inlinable public init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = UnsafePointer(pointer) }
+    @inlinable public subscript(i: Int) -> T { pointer[i] }
+    @inlinable public static func + (lhs: SharedReads, rhs: Int) -> UnsafePointer<T> { lhs.pointer + rhs }
+}
+
+/// Process-wide thread settings for our own loops and OpenBLAS's.
+public enum Threads {
+    nonisolated(unsafe) private static var configured: Int = 0
+
+    /// Threads used by `parallelFor` (default: the number of active cores).
+    public static var count: Int {
+        configured > 0 ? configured : System.activeProcessorCount
+    }
+
+    /// Sets our loop threads and OpenBLAS's threads together. Call before starting work.
+    public static func set(_ n: Int) {
+        configured = max(1, n)
+        BLAS.setThreadCount(configured)
+    }
+}
+
+enum System {
+    static var activeProcessorCount: Int {
+        #if canImport(Glibc)
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #else
+        return 1
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body(range)` over `0..<count`, split into at most `Threads.count` contiguous chunks of
+/// at least `grain` items. Chunk boundaries do not affect results as long as each item's output
+/// is computed inside one call, which every caller guarantees.
+@inlinable
+public func parallelFor(_ count: Int, grain: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
+    if count <= 0 { return }
+    let threads = min(Threads.count, max(1, count / max(1, grain)))
+    if threads <= 1 {
+        body(0..<count)
+        return
+    }
+    // More chunks than threads balances uneven work; each chunk is still contiguous.
+    let chunks = min(count, threads * 4)
+    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        let lo = count * chunk / chunks
+        let hi = count * (chunk + 1) / chunks
+        if lo < hi { body(lo..<hi) }
+    }
+}
