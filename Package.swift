@@ -29,7 +29,7 @@ let package = Package(
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval"),
         // Benchmarks and fixture verification behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor"]),
+        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
