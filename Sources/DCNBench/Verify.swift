@@ -81,6 +81,8 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     let fixture = try Fixture(path: path)
     let comparisons: [Comparison]
     switch fixture.op {
+    case "conv2d": comparisons = try verifyConv2d(fixture)
+    case "deform_conv2d": comparisons = try verifyDeformConv2d(fixture)
     default:
         throw SafeTensorsError("\(path): unknown op '\(fixture.op)'")
     }

@@ -1,1 +1,95 @@
-print("dcn-bench")
+// dcn-bench: fixture verification and benchmarks.
+import ArgumentParser
+import DCNBench
+import DCNTensor
+import Foundation
+
+@main
+struct DCNBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dcn-bench",
+        abstract: "Verify ops against reference fixtures and measure their speed.",
+        subcommands: [Verify.self, Ops.self])
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run each fixture's op and print PASS/FAIL with the worst relative L2 error.")
+
+    @Argument(help: "Fixture files (safetensors with an 'op' in their metadata).")
+    var files: [String]
+
+    @Option(help: "Largest relative L2 error that passes.")
+    var tolerance: Double = 1e-5
+
+    @Flag(help: "Print every compared tensor.")
+    var verbose = false
+
+    func validate() throws {
+        if files.isEmpty { throw ValidationError("give at least one fixture file") }
+    }
+
+    func run() throws {
+        var failures = 0
+        for path in files {
+            do {
+                let result = try verifyFixture(path: path)
+                let ok = result.passed(tolerance: tolerance)
+                if !ok { failures += 1 }
+                print("\(ok ? "PASS" : "FAIL")  \(result.op.padding(toLength: 26, withPad: " ", startingAt: 0)) worst \(String(format: "%.2e", result.worst))  \(path)")
+                if verbose || !ok {
+                    for c in result.comparisons { print("      \(c.name): \(String(format: "%.3e", c.relativeError))") }
+                }
+            } catch {
+                failures += 1
+                print("FAIL  \(path): \(error)")
+            }
+        }
+        print("\(files.count - failures) passed, \(failures) failed")
+        if failures > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Ops: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time conv2d and modulated deform_conv2d (fwd, fwd+bwd) at the standard shapes.")
+
+    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    var repeats: Int = 5
+
+    @Flag(help: "One JSON object per line instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+    }
+
+    func run() throws {
+        var sgemmRate = 0.0
+        var rows: [String: Double] = [:]  // "op pass C" -> ms
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if !json { print("shape (C, HxW)      op              pass        ms   GFLOP/s  %sgemm") }
+        try runOpsBenchmark(threads: threads, repeats: repeats) { t in
+            if json {
+                print(String(decoding: try! encoder.encode(t), as: UTF8.self))
+                return
+            }
+            if t.op == "sgemm" {
+                sgemmRate = t.gflops
+                print("sgemm \(t.n!)^3: \(String(format: "%.1f", t.gflops)) GFLOP/s on \(t.threads) threads")
+                return
+            }
+            rows["\(t.op) \(t.pass!) \(t.channels!)"] = t.ms!
+            let shape = "\(t.channels!), \(t.height!)x\(t.width!)".padding(toLength: 19, withPad: " ", startingAt: 0)
+            print("\(shape) \(t.op.padding(toLength: 15, withPad: " ", startingAt: 0)) \(t.pass!.padding(toLength: 8, withPad: " ", startingAt: 0)) \(String(format: "%8.1f %8.1f %6.0f%%", t.ms!, t.gflops, 100 * t.gflops / sgemmRate))")
+            if t.op == "deform_conv2d", t.pass == "fwd+bwd", let conv = rows["conv2d fwd+bwd \(t.channels!)"] {
+                print("    deform/conv fwd+bwd: \(String(format: "%.2fx", t.ms! / conv))")
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+# DCNv2 on the CPU. `make test` and `make demo` are the two set-up commands.
+SWIFT ?= swift
+DEB_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN := .build/release
+
+.PHONY: deps build test bench verify demo clean
+
+# Installs the Debian packages only when pkg-config cannot find the libraries (idempotent).
+deps:
+	@if pkg-config --exists openblas lapacke libpng libjpeg 2>/dev/null; then \
+		echo "deps: OpenBLAS, LAPACKE, libjpeg and libpng found"; \
+	else \
+		echo "deps: installing $(DEB_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEB_PACKAGES); \
+	fi
+
+build: deps
+	$(SWIFT) build -c release
+
+# Every test, in release mode (the op tests run real convolutions), then every op fixture.
+test: build
+	$(SWIFT) test -c release
+	$(BIN)/dcn-bench verify Tests/Fixtures/ops/*.safetensors
+
+verify: build
+	$(BIN)/dcn-bench verify Tests/Fixtures/ops/*.safetensors
+
+bench: build
+	$(BIN)/dcn-bench ops
+	$(BIN)/dcn-bench eval
+
+demo: build
+	@echo "demo: the training demo arrives with dcn-train (issue 7); running the op benchmark instead" && \
+	$(BIN)/dcn-bench ops
+
+clean:
+	rm -rf .build

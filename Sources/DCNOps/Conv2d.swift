@@ -1,0 +1,252 @@
+// 2-D convolution as im2col + sgemm (darknet's layout), forward and backward.
+//
+//   out[n, o, p] = bias[o] + sum_{c,k} W[o, c, k] * x[n, c, p*stride - pad + k*dilation]
+//
+// The columns matrix holds, for a chunk of B images, row r = c*kh*kw + k and column b*P + p
+// (P = output pixels), so weight group g reads rows [g*Kg, (g+1)*Kg) and one sgemm per image
+// and group computes W[g] (Mg x Kg) * columns[g] (Kg x P) straight into the output.
+import DCNTensor
+
+/// Forward convolution. input `[N, C, H, W]`, weight `[Cout, C/groups, kh, kw]`, bias `[Cout]`;
+/// returns `[N, Cout, Ho, Wo]`.
+public func conv2dForward(
+    input: Tensor, weight: Tensor, bias: Tensor?, options: ConvOptions, workspace: Workspace? = nil
+) throws -> Tensor {
+    let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
+    if let bias { try require(bias.shape == [geo.outChannels], "conv2d: bias must be [\(geo.outChannels)], got \(bias.shape)") }
+    let ws = workspace ?? Workspace()
+    var output = Tensor(zeros: geo.outputShape)
+    input.withUnsafeBufferPointer { x in
+        weight.withUnsafeBufferPointer { w in
+            output.withUnsafeMutableBufferPointer { y in
+                if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
+                forEachColumnChunk(geo, ws) { n0, images in
+                    let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
+                    columnsForwardGemm(geo, output: y.baseAddress!, weight: w.baseAddress!,
+                                       columns: columns, columnStride: stride, imageStep: step, firstImage: n0, images: images)
+                }
+            }
+        }
+    }
+    return output
+}
+
+/// Backward convolution: adds dL/dinput, dL/dweight and dL/dbias for the given dL/doutput into
+/// the gradients that are present (pass nil for those not needed).
+public func conv2dBackward(
+    dInput: inout Tensor?, dWeight: inout Tensor?, dBias: inout Tensor?,
+    dOutput: Tensor, input: Tensor, weight: Tensor, options: ConvOptions, workspace: Workspace? = nil
+) throws {
+    let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
+    try require(dOutput.shape == geo.outputShape, "conv2d backward: dOutput must be \(geo.outputShape), got \(dOutput.shape)")
+    try require(dInput == nil || dInput!.shape == geo.inputShape, "conv2d backward: dInput must be \(geo.inputShape)")
+    try require(dWeight == nil || dWeight!.shape == weight.shape, "conv2d backward: dWeight must be \(weight.shape)")
+    try require(dBias == nil || dBias!.shape == [geo.outChannels], "conv2d backward: dBias must be [\(geo.outChannels)]")
+    if dBias != nil { addBiasGradient(&dBias!, dOutput: dOutput, images: geo.batch, pixels: geo.outPixels) }
+    if dInput == nil && dWeight == nil { return }
+    let ws = workspace ?? Workspace()
+    var dx = dInput ?? Tensor(zeros: [0])
+    var dw = dWeight ?? Tensor(zeros: [0])
+    let wantInput = dInput != nil, wantWeight = dWeight != nil
+    input.withUnsafeBufferPointer { x in
+        weight.withUnsafeBufferPointer { w in
+            dOutput.withUnsafeBufferPointer { dy in
+                dx.withUnsafeMutableBufferPointer { dxp in
+                    dw.withUnsafeMutableBufferPointer { dwp in
+                        forEachColumnChunk(geo, ws) { n0, images in
+                            if wantWeight {
+                                let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
+                                columnsWeightGradientGemm(geo, dWeight: dwp.baseAddress!, dOutput: dy.baseAddress!,
+                                                          columns: columns, columnStride: stride, imageStep: step,
+                                                          firstImage: n0, images: images)
+                            }
+                            if wantInput {
+                                if geo.isPointwise {
+                                    // The columns are the input itself: dInput += W^T dOutput directly.
+                                    columnsGradientGemm(geo, dColumns: dxp.baseAddress! + n0 * geo.inChannels * geo.inPixels,
+                                                        columnStride: geo.outPixels, imageStep: geo.inChannels * geo.inPixels,
+                                                        accumulate: true, weight: w.baseAddress!, dOutput: dy.baseAddress!,
+                                                        firstImage: n0, images: images)
+                                } else {
+                                    let stride = images * geo.outPixels
+                                    let dColumns = ws.floats(.columnGradient, geo.inChannels * geo.taps * stride)
+                                    columnsGradientGemm(geo, dColumns: dColumns, columnStride: stride, imageStep: geo.outPixels,
+                                                        accumulate: false, weight: w.baseAddress!, dOutput: dy.baseAddress!,
+                                                        firstImage: n0, images: images)
+                                    col2imAdd(geo, dInput: dxp.baseAddress!, dColumns: dColumns, firstImage: n0, images: images)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if wantInput { dInput = dx }
+    if wantWeight { dWeight = dw }
+}
+
+// MARK: - Pieces shared with the deformable convolution
+
+/// Calls `body(firstImage, images)` for consecutive chunks of the batch whose columns fit the
+/// workspace budget (at least one image per chunk).
+func forEachColumnChunk(_ geo: ConvGeometry, _ ws: Workspace, _ body: (Int, Int) -> Void) {
+    let chunk = imagesPerChunk(batch: geo.batch, columnRows: geo.inChannels * geo.taps,
+                               pixels: geo.outPixels, budget: ws.columnBudget)
+    var n0 = 0
+    while n0 < geo.batch {
+        let images = min(chunk, geo.batch - n0)
+        body(n0, images)
+        n0 += images
+    }
+}
+
+/// out[n, o, :] = bias[o] for every image.
+func fillBias(_ y: UnsafeMutablePointer<Float>, bias: Tensor, images: Int, pixels: Int) {
+    let channels = bias.count
+    for n in 0..<images {
+        for o in 0..<channels {
+            (y + (n * channels + o) * pixels).update(repeating: bias.data[o], count: pixels)
+        }
+    }
+}
+
+/// dBias[o] += sum over images and pixels of dOutput[n, o, :], summed in a fixed order.
+func addBiasGradient(_ dBias: inout Tensor, dOutput: Tensor, images: Int, pixels: Int) {
+    let channels = dBias.count
+    dOutput.withUnsafeBufferPointer { dy in
+        for o in 0..<channels {
+            var s: Float = 0
+            for n in 0..<images {
+                let row = dy.baseAddress! + (n * channels + o) * pixels
+                for p in 0..<pixels { s += row[p] }
+            }
+            dBias.data[o] += s
+        }
+    }
+}
+
+/// For each image b of the chunk and weight group g: out[n0+b, g] += W[g] * columns[g, b].
+/// `columnStride` is the row stride of the columns matrix and image b's block starts `b * imageStep`
+/// floats in: (images * P, P) for im2col columns, (P, C * P) when the columns are the input itself.
+func columnsForwardGemm(
+    _ geo: ConvGeometry, output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
+    columns: UnsafePointer<Float>, columnStride: Int, imageStep: Int, firstImage n0: Int, images: Int
+) {
+    let P = geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
+    for b in 0..<images {
+        let imageColumns = columns + b * imageStep
+        for g in 0..<geo.groups {
+            BLAS.sgemm(transA: false, transB: false, m: Mg, n: P, k: Kg, alpha: 1,
+                       a: weight + g * Mg * Kg, lda: Kg,
+                       b: imageColumns + g * Kg * columnStride, ldb: columnStride,
+                       beta: 1, c: output + ((n0 + b) * geo.outChannels + g * Mg) * P, ldc: P)
+        }
+    }
+}
+
+/// dW[g] += dOutput[n0+b, g] (Mg x P) * columns[g, b]^T (P x Kg), images in order.
+func columnsWeightGradientGemm(
+    _ geo: ConvGeometry, dWeight: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+    columns: UnsafePointer<Float>, columnStride: Int, imageStep: Int, firstImage n0: Int, images: Int
+) {
+    let P = geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
+    for b in 0..<images {
+        let imageColumns = columns + b * imageStep
+        for g in 0..<geo.groups {
+            BLAS.sgemm(transA: false, transB: true, m: Mg, n: Kg, k: P, alpha: 1,
+                       a: dOutput + ((n0 + b) * geo.outChannels + g * Mg) * P, lda: P,
+                       b: imageColumns + g * Kg * columnStride, ldb: columnStride,
+                       beta: 1, c: dWeight + g * Mg * Kg, ldc: Kg)
+        }
+    }
+}
+
+/// dColumns[g, b] (=|+=) W[g]^T (Kg x Mg) * dOutput[n0+b, g] (Mg x P). Image b's block starts at
+/// `b * imageStep` in dColumns; rows are `columnStride` apart.
+func columnsGradientGemm(
+    _ geo: ConvGeometry, dColumns: UnsafeMutablePointer<Float>, columnStride: Int, imageStep: Int,
+    accumulate: Bool, weight: UnsafePointer<Float>, dOutput: UnsafePointer<Float>, firstImage n0: Int, images: Int
+) {
+    let P = geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
+    for b in 0..<images {
+        for g in 0..<geo.groups {
+            BLAS.sgemm(transA: true, transB: false, m: Kg, n: P, k: Mg, alpha: 1,
+                       a: weight + g * Mg * Kg, lda: Kg,
+                       b: dOutput + ((n0 + b) * geo.outChannels + g * Mg) * P, ldb: P,
+                       beta: accumulate ? 1 : 0, c: dColumns + b * imageStep + g * Kg * columnStride, ldc: columnStride)
+        }
+    }
+}
+
+// MARK: - Regular im2col / col2im
+
+/// The columns of images n0 ..< n0 + images: the input itself when pointwise, else im2col into
+/// the workspace. Returns the pointer, the row stride and the step between images.
+func regularColumns(
+    _ geo: ConvGeometry, _ x: UnsafePointer<Float>, _ n0: Int, _ images: Int, _ ws: Workspace
+) -> (UnsafePointer<Float>, Int, Int) {
+    if geo.isPointwise { return (x + n0 * geo.inChannels * geo.inPixels, geo.outPixels, geo.inChannels * geo.inPixels) }
+    let stride = images * geo.outPixels
+    let columns = ws.floats(.columns, geo.inChannels * geo.taps * stride)
+    im2col(geo, x, n0, images, columns)
+    return (UnsafePointer(columns), stride, geo.outPixels)
+}
+
+/// columns[c*K + k, b*P + oy*Wo + ox] = x[n0+b, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw] (0 outside).
+func im2col(_ geo: ConvGeometry, _ x: UnsafePointer<Float>, _ n0: Int, _ images: Int, _ columns: UnsafeMutablePointer<Float>) {
+    let o = geo.options, K = geo.taps, P = geo.outPixels, H = geo.height, W = geo.width
+    let Ho = geo.outHeight, Wo = geo.outWidth, C = geo.inChannels, kw = geo.kernelW
+    let stride = images * P
+    let src = SharedReads(x), dst = DisjointWrites(columns)
+    parallelFor(C * K, grain: 4) { rows in
+        for r in rows {
+            let c = r / K, k = r % K, i = k / kw, j = k % kw
+            for b in 0..<images {
+                let plane = src + ((n0 + b) * C + c) * H * W
+                let out = dst + r * stride + b * P
+                for oy in 0..<Ho {
+                    let iy = oy * o.strideH - o.padH + i * o.dilationH
+                    let row = out + oy * Wo
+                    if iy < 0 || iy >= H { row.update(repeating: 0, count: Wo); continue }
+                    let line = plane + iy * W
+                    let x0 = j * o.dilationW - o.padW
+                    for ox in 0..<Wo {
+                        let ix = ox * o.strideW + x0
+                        row[ox] = (ix >= 0 && ix < W) ? line[ix] : 0
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of im2col: dInput[n0+b, c, iy, ix] += dColumns[c*K + k, b*P + p] for every tap and
+/// pixel that read (iy, ix). Each task owns whole (image, channel) planes: no two tasks write the
+/// same element, and each element's sum runs in the same order on any thread count.
+func col2imAdd(_ geo: ConvGeometry, dInput: UnsafeMutablePointer<Float>, dColumns: UnsafePointer<Float>, firstImage n0: Int, images: Int) {
+    let o = geo.options, K = geo.taps, P = geo.outPixels, H = geo.height, W = geo.width
+    let Ho = geo.outHeight, Wo = geo.outWidth, C = geo.inChannels, kw = geo.kernelW
+    let stride = images * P
+    let src = SharedReads(dColumns), dst = DisjointWrites(dInput)
+    parallelFor(images * C, grain: 1) { planes in
+        for bc in planes {
+            let b = bc / C, c = bc % C
+            let plane = dst + ((n0 + b) * C + c) * H * W
+            for k in 0..<K {
+                let i = k / kw, j = k % kw
+                let row = src + (c * K + k) * stride + b * P
+                for oy in 0..<Ho {
+                    let iy = oy * o.strideH - o.padH + i * o.dilationH
+                    if iy < 0 || iy >= H { continue }
+                    let line = plane + iy * W
+                    let x0 = j * o.dilationW - o.padW
+                    for ox in 0..<Wo {
+                        let ix = ox * o.strideW + x0
+                        if ix >= 0 && ix < W { line[ix] += row[oy * Wo + ox] }
+                    }
+                }
+            }
+        }
+    }
+}
