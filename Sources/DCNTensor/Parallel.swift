@@ -40,8 +40,11 @@ public enum Threads {
     }
 }
 
-enum System {
-    static var activeProcessorCount: Int {
+public enum System {
+    /// The thread count used when none is configured: the active cores.
+    public static var defaultThreads: Int { activeProcessorCount }
+
+    public static var activeProcessorCount: Int {
         #if canImport(Glibc)
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         #else

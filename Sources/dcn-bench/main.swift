@@ -63,9 +63,24 @@ struct Ops: ParsableCommand {
     @Flag(help: "One JSON object per line instead of a table.")
     var json = false
 
+    @Option(name: .customLong("shape"), help: "A layer shape C,H,W to time instead of the standard ones (repeatable).")
+    var shapes: [String] = []
+
+    func parsedShapes() throws -> [(channels: Int, height: Int, width: Int)] {
+        if shapes.isEmpty { return standardOpShapes }
+        return try shapes.map { text in
+            let parts = text.split(separator: ",").compactMap { Int($0) }
+            guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else {
+                throw ValidationError("--shape '\(text)': expected three positive integers C,H,W")
+            }
+            return (parts[0], parts[1], parts[2])
+        }
+    }
+
     func validate() throws {
         if threads < 1 { throw ValidationError("--threads must be at least 1") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        _ = try parsedShapes()
     }
 
     func run() throws {
@@ -74,7 +89,7 @@ struct Ops: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json { print("shape (C, HxW)      op              pass        ms   GFLOP/s  %sgemm") }
-        try runOpsBenchmark(threads: threads, repeats: repeats) { t in
+        try runOpsBenchmark(threads: threads, shapes: try parsedShapes(), repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
                 return

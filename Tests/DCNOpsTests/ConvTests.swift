@@ -1,0 +1,184 @@
+// conv2d and deform_conv2d against torchvision fixtures, finite differences and invariants.
+import DCNBench
+import DCNOps
+import DCNTensor
+import Testing
+
+let convFixtures = [
+    "conv2d_1x1_nobias", "conv2d_3x3", "conv2d_7x7_s2", "conv2d_strided_dilated_grouped",
+    "deform_conv2d_basic", "deform_conv2d_large_offsets", "deform_conv2d_medium", "deform_conv2d_nonsquare",
+    "deform_conv2d_strided_dilated_groups", "deform_conv2d_v1_nomask_nobias",
+]
+
+@Test(arguments: convFixtures)
+func convMatchesTorchFixture(_ name: String) throws {
+    let result = try verifyFixture(path: fixturePath("ops/\(name).safetensors"))
+    for c in result.comparisons { #expect(c.relativeError <= 1e-5, "\(name) \(c.name): \(c.relativeError)") }
+    #expect(result.comparisons.count >= 3, "forward and gradients compared")
+}
+
+/// A small deformable problem whose sample points all have fractional parts in [0.15, 0.85], so
+/// finite differences of step 1e-2 never cross a bilinear kink.
+struct DeformProblem {
+    var input, offset, weight, bias, dOutput: Tensor
+    var mask: Tensor?
+    let options: ConvOptions
+
+    init(modulated: Bool, options: ConvOptions = ConvOptions(strideH: 2, strideW: 1, padH: 1, padW: 1, dilationH: 1, dilationW: 2, groups: 2),
+         offsetGroups: Int = 2, seed: UInt64 = 3) throws {
+        var rng = SeededGenerator(seed: seed)
+        let N = 2, C = 4, H = 5, W = 6, Cout = 4, kh = 3, kw = 2
+        self.options = options
+        input = Tensor.normal([N, C, H, W], using: &rng)
+        weight = Tensor.normal([Cout, C / options.groups, kh, kw], std: 0.5, using: &rng)
+        bias = Tensor.normal([Cout], using: &rng)
+        let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
+        offset = Tensor(zeros: [N, 2 * offsetGroups * kh * kw, geo.outHeight, geo.outWidth])
+        for i in 0..<offset.count {
+            offset.data[i] = Float(Int(rng.next() % 5) - 2) + rng.uniform(0.15, 0.85)
+        }
+        mask = modulated ? Tensor.uniform([N, offsetGroups * kh * kw, geo.outHeight, geo.outWidth], 0.1, 1, using: &rng) : nil
+        dOutput = Tensor.normal(geo.outputShape, using: &rng)
+    }
+
+    func loss(input: Tensor? = nil, offset: Tensor? = nil, mask: Tensor? = nil, weight: Tensor? = nil, bias: Tensor? = nil) throws -> Double {
+        let out = try deformConv2dForward(input: input ?? self.input, offset: offset ?? self.offset, mask: mask ?? self.mask,
+                                          weight: weight ?? self.weight, bias: bias ?? self.bias, options: options)
+        return weightedSum(out, dOutput)
+    }
+
+    func gradients() throws -> (dInput: Tensor, dOffset: Tensor, dMask: Tensor?, dWeight: Tensor, dBias: Tensor) {
+        var dInput: Tensor? = Tensor(zeros: input.shape), dOffset: Tensor? = Tensor(zeros: offset.shape)
+        var dMask: Tensor? = mask.map { Tensor(zeros: $0.shape) }
+        var dWeight: Tensor? = Tensor(zeros: weight.shape), dBias: Tensor? = Tensor(zeros: bias.shape)
+        try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: &dWeight, dBias: &dBias,
+                                 dOutput: dOutput, input: input, offset: offset, mask: mask, weight: weight, options: options)
+        return (dInput!, dOffset!, dMask, dWeight!, dBias!)
+    }
+}
+
+@Test(arguments: [true, false])
+func deformConvGradientsMatchFiniteDifferences(modulated: Bool) throws {
+    let p = try DeformProblem(modulated: modulated)
+    let g = try p.gradients()
+    let tolerance = 2e-2
+    #expect(try finiteDifferenceError(at: p.input, analytic: g.dInput) { try p.loss(input: $0) } < tolerance)
+    #expect(try finiteDifferenceError(at: p.offset, analytic: g.dOffset, samples: 80) { try p.loss(offset: $0) } < tolerance)
+    if let mask = p.mask, let dMask = g.dMask {
+        #expect(try finiteDifferenceError(at: mask, analytic: dMask) { try p.loss(mask: $0) } < tolerance)
+    }
+    #expect(try finiteDifferenceError(at: p.weight, analytic: g.dWeight) { try p.loss(weight: $0) } < tolerance)
+    #expect(try finiteDifferenceError(at: p.bias, analytic: g.dBias) { try p.loss(bias: $0) } < tolerance)
+}
+
+@Test func conv2dGradientsMatchFiniteDifferences() throws {
+    var rng = SeededGenerator(seed: 11)
+    let options = ConvOptions(strideH: 2, strideW: 1, padH: 1, padW: 2, dilationH: 1, dilationW: 2, groups: 2)
+    let input = Tensor.normal([2, 4, 7, 6], using: &rng)
+    let weight = Tensor.normal([6, 2, 3, 3], std: 0.5, using: &rng)
+    let bias = Tensor.normal([6], using: &rng)
+    let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
+    let dOutput = Tensor.normal(geo.outputShape, using: &rng)
+    func loss(_ x: Tensor, _ w: Tensor, _ b: Tensor) throws -> Double {
+        weightedSum(try conv2dForward(input: x, weight: w, bias: b, options: options), dOutput)
+    }
+    var dInput: Tensor? = Tensor(zeros: input.shape), dWeight: Tensor? = Tensor(zeros: weight.shape)
+    var dBias: Tensor? = Tensor(zeros: bias.shape)
+    try conv2dBackward(dInput: &dInput, dWeight: &dWeight, dBias: &dBias, dOutput: dOutput, input: input, weight: weight, options: options)
+    #expect(try finiteDifferenceError(at: input, analytic: dInput!) { try loss($0, weight, bias) } < 1e-2)
+    #expect(try finiteDifferenceError(at: weight, analytic: dWeight!) { try loss(input, $0, bias) } < 1e-2)
+    #expect(try finiteDifferenceError(at: bias, analytic: dBias!) { try loss(input, weight, $0) } < 1e-2)
+}
+
+@Test func zeroOffsetsAndUnitMaskEqualConv2d() throws {
+    var rng = SeededGenerator(seed: 5)
+    let options = ConvOptions(stride: 2, padding: 2, dilation: 2)
+    let input = Tensor.normal([2, 6, 9, 8], using: &rng)
+    let weight = Tensor.normal([5, 6, 3, 3], using: &rng)
+    let bias = Tensor.normal([5], using: &rng)
+    let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
+    let offset = Tensor(zeros: [2, 18, geo.outHeight, geo.outWidth])
+    let ones = Tensor(repeating: 1, shape: [2, 9, geo.outHeight, geo.outWidth])
+    let conv = try conv2dForward(input: input, weight: weight, bias: bias, options: options)
+    let v2 = try deformConv2dForward(input: input, offset: offset, mask: ones, weight: weight, bias: bias, options: options)
+    let v1 = try deformConv2dForward(input: input, offset: offset, mask: nil, weight: weight, bias: bias, options: options)
+    #expect(v2.data == conv.data)
+    #expect(v1.data == conv.data)
+
+    // The same holds for the gradients of input and weight.
+    let dOutput = Tensor.normal(geo.outputShape, using: &rng)
+    var cx: Tensor? = Tensor(zeros: input.shape), cw: Tensor? = Tensor(zeros: weight.shape), noBias: Tensor? = nil
+    try conv2dBackward(dInput: &cx, dWeight: &cw, dBias: &noBias, dOutput: dOutput, input: input, weight: weight, options: options)
+    var dx: Tensor? = Tensor(zeros: input.shape), dw: Tensor? = Tensor(zeros: weight.shape), none: Tensor? = nil, noMask: Tensor? = nil
+    try deformConv2dBackward(dInput: &dx, dOffset: &none, dMask: &noMask, dWeight: &dw, dBias: &noBias, dOutput: dOutput,
+                             input: input, offset: offset, mask: ones, weight: weight, options: options)
+    #expect(relativeL2(dx!.data.map(Double.init), cx!.data.map(Double.init)) < 1e-6)
+    #expect(relativeL2(dw!.data.map(Double.init), cw!.data.map(Double.init)) < 1e-6)
+}
+
+@Test func halfMaskHalvesTheOutput() throws {
+    let p = try DeformProblem(modulated: true)
+    let ones = Tensor(repeating: 1, shape: p.mask!.shape), halves = Tensor(repeating: 0.5, shape: p.mask!.shape)
+    let full = try deformConv2dForward(input: p.input, offset: p.offset, mask: ones, weight: p.weight, bias: nil, options: p.options)
+    let half = try deformConv2dForward(input: p.input, offset: p.offset, mask: halves, weight: p.weight, bias: nil, options: p.options)
+    let v1 = try deformConv2dForward(input: p.input, offset: p.offset, mask: nil, weight: p.weight, bias: nil, options: p.options)
+    #expect(half.data == full.data.map { $0 * 0.5 })
+    #expect(v1.data == full.data)
+}
+
+@Test func chunkedBatchEqualsWholeBatch() throws {
+    let p = try DeformProblem(modulated: true)
+    let small = Workspace(columnBudget: 1)  // one image per chunk
+    let whole = try deformConv2dForward(input: p.input, offset: p.offset, mask: p.mask, weight: p.weight, bias: p.bias, options: p.options)
+    let chunked = try deformConv2dForward(input: p.input, offset: p.offset, mask: p.mask, weight: p.weight, bias: p.bias,
+                                          options: p.options, workspace: small)
+    #expect(relativeL2(chunked.data.map(Double.init), whole.data.map(Double.init)) < 1e-6)
+}
+
+@Suite(.serialized) struct ThreadDeterminism {
+    /// Forward and every gradient of a mid-sized deformable conv, on `threads` threads.
+    func run(threads: Int) throws -> [[Float]] {
+        Threads.set(threads)
+        defer { Threads.set(System.defaultThreads) }
+        var rng = SeededGenerator(seed: 9)
+        let input = Tensor.normal([2, 32, 20, 24], using: &rng)
+        let weight = Tensor.normal([32, 16, 3, 3], std: 0.1, using: &rng)
+        let options = ConvOptions(stride: 1, padding: 1, groups: 2)
+        let offset = Tensor.normal([2, 36, 20, 24], std: 2, using: &rng)
+        let mask = Tensor.uniform([2, 18, 20, 24], using: &rng)
+        let dOutput = Tensor.normal([2, 32, 20, 24], using: &rng)
+        let out = try deformConv2dForward(input: input, offset: offset, mask: mask, weight: weight, bias: nil, options: options)
+        var dx: Tensor? = Tensor(zeros: input.shape), dOff: Tensor? = Tensor(zeros: offset.shape)
+        var dM: Tensor? = Tensor(zeros: mask.shape), dW: Tensor? = Tensor(zeros: weight.shape), dB: Tensor? = nil
+        try deformConv2dBackward(dInput: &dx, dOffset: &dOff, dMask: &dM, dWeight: &dW, dBias: &dB, dOutput: dOutput,
+                                 input: input, offset: offset, mask: mask, weight: weight, options: options)
+        var cx: Tensor? = Tensor(zeros: input.shape), cw: Tensor? = Tensor(zeros: weight.shape)
+        try conv2dBackward(dInput: &cx, dWeight: &cw, dBias: &dB, dOutput: dOutput, input: input, weight: weight, options: options)
+        return [out.data, dx!.data, dOff!.data, dM!.data, dW!.data, cx!.data, cw!.data]
+    }
+
+    @Test func sameBitsOnOneAndTwoThreads() throws {
+        let one = try run(threads: 1), two = try run(threads: 2), again = try run(threads: 2)
+        for i in 0..<one.count {
+            #expect(one[i] == two[i], "tensor \(i) differs between 1 and 2 threads")
+            #expect(two[i] == again[i], "tensor \(i) differs between two runs")
+        }
+    }
+}
+
+@Test func badShapesThrowDescriptiveErrors() throws {
+    let x = Tensor(zeros: [1, 4, 6, 6]), w = Tensor(zeros: [4, 4, 3, 3]), opts = ConvOptions(stride: 1, padding: 1)
+    #expect(throws: ShapeError.self) { _ = try deformConv2dForward(input: x, offset: Tensor(zeros: [1, 17, 6, 6]), mask: nil, weight: w, bias: nil, options: opts) }
+    #expect(throws: ShapeError.self) { _ = try deformConv2dForward(input: x, offset: Tensor(zeros: [1, 18, 6, 6]), mask: Tensor(zeros: [1, 18, 6, 6]), weight: w, bias: nil, options: opts) }
+    #expect(throws: ShapeError.self) { _ = try deformConv2dForward(input: x, offset: Tensor(zeros: [1, 18, 5, 6]), mask: nil, weight: w, bias: nil, options: opts) }
+    // 3 offset groups do not divide 4 channels.
+    #expect(throws: ShapeError.self) { _ = try deformConv2dForward(input: x, offset: Tensor(zeros: [1, 54, 6, 6]), mask: nil, weight: w, bias: nil, options: opts) }
+    #expect(throws: ShapeError.self) { _ = try conv2dForward(input: x, weight: Tensor(zeros: [4, 2, 3, 3]), bias: nil, options: ConvOptions(padding: 1, groups: 3)) }
+    #expect(throws: ShapeError.self) { _ = try conv2dForward(input: x, weight: w, bias: Tensor(zeros: [3]), options: opts) }
+    #expect(throws: ShapeError.self) { _ = try conv2dForward(input: x, weight: Tensor(zeros: [4, 4, 9, 9]), bias: nil, options: opts) }
+    do {
+        _ = try deformConv2dForward(input: x, offset: Tensor(zeros: [1, 17, 6, 6]), mask: nil, weight: w, bias: nil, options: opts)
+    } catch let error as ShapeError {
+        #expect(error.message.contains("offset has 17 channels"))
+    }
+}
