@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "DCNTensor", targets: ["DCNTensor"]),
         .library(name: "DCNOps", targets: ["DCNOps"]),
         .library(name: "DCNEval", targets: ["DCNEval"]),
+        .library(name: "DCNData", targets: ["DCNData"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
     ],
@@ -26,6 +27,14 @@ let package = Package(
         .target(name: "DCNTensor", dependencies: ["CBLAS"]),
         // Layer 2: every op's forward and backward (conv, deformable conv, norms, RoI ops, NMS, losses).
         .target(name: "DCNOps", dependencies: ["DCNTensor"]),
+        // C shim over libjpeg-turbo and libpng whose error handlers return instead of exiting.
+        .target(
+            name: "CImageCodec",
+            path: "Sources/CImageCodec",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
+        // Data: images, annotations (COCO, VOC), transforms, loader, synthetic dataset.
+        .target(name: "DCNData", dependencies: ["DCNTensor", "CImageCodec", "DCNEval"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval"),
         // Benchmarks and fixture verification behind `dcn-bench`.
@@ -41,5 +50,6 @@ let package = Package(
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval"]),
+        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNTensor"]),
     ]
 )
