@@ -81,6 +81,17 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     let fixture = try Fixture(path: path)
     let comparisons: [Comparison]
     switch fixture.op {
+    case "frozen_batch_norm": comparisons = try verifyFrozenBatchNorm(fixture)
+    case "batch_norm": comparisons = try verifyBatchNorm(fixture)
+    case "group_norm": comparisons = try verifyGroupNorm(fixture)
+    case "relu", "sigmoid": comparisons = try verifyActivation(fixture)
+    case "max_pool2d": comparisons = try verifyMaxPool(fixture)
+    case "global_avg_pool": comparisons = try verifyGlobalAvgPool(fixture)
+    case "linear": comparisons = try verifyLinear(fixture)
+    case "softmax_cross_entropy": comparisons = try verifySoftmaxCrossEntropy(fixture)
+    case "sigmoid_bce": comparisons = try verifySigmoidBCE(fixture)
+    case "smooth_l1": comparisons = try verifySmoothL1(fixture)
+    case "cosine_mimic": comparisons = try verifyCosineMimic(fixture)
     default:
         throw SafeTensorsError("\(path): unknown op '\(fixture.op)'")
     }

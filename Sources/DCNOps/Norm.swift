@@ -196,6 +196,57 @@ public func batchNormEvalForward(
                                runningMean: runningMean, runningVar: runningVar, eps: options.eps)
 }
 
+/// Batch norm backward in eval mode (running statistics are constants). Adds into dInput
+/// [N, C, H, W], dWeight [C], dBias [C].
+/// Forward: `y = (x - rm) / sqrt(rv + eps) * weight + bias`. Hence `dInput += dy * scale[c]`,
+/// `dWeight += sum dy * (x - rm) / sqrt(rv + eps)`, `dBias += sum dy`.
+public func batchNormEvalBackward(
+    dInput: inout Tensor, dWeight: inout Tensor, dBias: inout Tensor,
+    dOutput: Tensor, input: Tensor, weight: Tensor, runningMean: Tensor, runningVar: Tensor,
+    options: BatchNormOptions = BatchNormOptions()
+) throws {
+    let (n, c, _) = try nchwDims(input, "batch norm eval backward")
+    try requireSameShape(dOutput, "dOutput", input, "input", "batch norm eval backward")
+    try requireChannelVector(runningMean, "running_mean", c, "batch norm eval backward")
+    try requireChannelVector(dWeight, "dWeight", c, "batch norm eval backward")
+    try requireChannelVector(dBias, "dBias", c, "batch norm eval backward")
+    try frozenBatchNormBackward(dInput: &dInput, dOutput: dOutput, weight: weight, runningVar: runningVar, eps: options.eps)
+    let invStd = runningVar.data.map { Float(1 / (Double($0) + Double(options.eps)).squareRoot()) }
+    let stats = BatchNormSaved(mean: runningMean.data, invStd: invStd)
+    try channelGradients(dWeight: &dWeight, dBias: &dBias, dOutput: dOutput, input: input, saved: stats, n: n, c: c)
+}
+
+/// `dWeight[c] += sum dy * (x - mean[c]) * invStd[c]`, `dBias[c] += sum dy`, one task per channel.
+private func channelGradients(
+    dWeight: inout Tensor, dBias: inout Tensor, dOutput: Tensor, input: Tensor, saved: BatchNormSaved, n: Int, c: Int
+) throws {
+    let hw = c > 0 && n > 0 ? input.count / (n * c) : 0
+    let mean = saved.mean, invStd = saved.invStd
+    input.withUnsafeBufferPointer { xb in
+    dOutput.withUnsafeBufferPointer { gb in
+    dWeight.withUnsafeMutableBufferPointer { dwb in
+    dBias.withUnsafeMutableBufferPointer { dbb in
+        let x = SharedReads(xb.baseAddress!), g = SharedReads(gb.baseAddress!)
+        let dw = DisjointWrites(dwb.baseAddress!), dbias = DisjointWrites(dbb.baseAddress!)
+        parallelFor(c) { channels in
+            for ch in channels {
+                let mu = Double(mean[ch]), inv = Double(invStd[ch])
+                var sumDy = 0.0, sumDyXhat = 0.0
+                for b in 0..<n {
+                    let o = (b * c + ch) * hw
+                    for i in 0..<hw {
+                        let dy = Double(g[o + i])
+                        sumDy += dy
+                        sumDyXhat += dy * (Double(x[o + i]) - mu) * inv
+                    }
+                }
+                dw[ch] += Float(sumDyXhat)
+                dbias[ch] += Float(sumDy)
+            }
+        }
+    }}}}
+}
+
 /// Batch norm backward (training mode). Adds into dInput [N, C, H, W], dWeight [C], dBias [C].
 ///
 /// Forward: `xhat = (x - mean) * invStd`, `y = xhat * weight + bias`, mean and variance over the
