@@ -201,14 +201,14 @@ public func smoothL1Backward(
 /// Per-row quantities of `cos(a_i, b_i) = (a_i . b_i) / (max(|a_i|, eps) * max(|b_i|, eps))`
 /// (torch.nn.functional.cosine_similarity), in Double.
 private func cosineRow(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ d: Int, _ eps: Double)
-    -> (dot: Double, na: Double, nb: Double, clampedA: Bool, clampedB: Bool) {
+    -> (dot: Double, na: Double, nb: Double, rawA: Double, rawB: Double) {
     var dot = 0.0, aa = 0.0, bb = 0.0
     for k in 0..<d {
         let x = Double(a[k]), y = Double(b[k])
         dot += x * y; aa += x * x; bb += y * y
     }
     let na = aa.squareRoot(), nb = bb.squareRoot()
-    return (dot, max(na, eps), max(nb, eps), na < eps, nb < eps)
+    return (dot, max(na, eps), max(nb, eps), na, nb)
 }
 
 private func checkCosine(_ a: Tensor, _ b: Tensor) throws -> (n: Int, d: Int) {
@@ -232,9 +232,10 @@ public func cosineMimicLoss(a: Tensor, b: Tensor, eps: Float = 1e-8) throws -> F
     return Float(total / Double(n))
 }
 
-/// Cosine mimic backward. With `c = dot / (na * nb)` and the loss `mean(1 - c)`:
-/// `dA_i += -gradOutput / N * (b_i / (na nb) - c a_i / na^2)` and symmetrically for dB
-/// (a clamped norm is a constant, so its term drops).
+/// Cosine mimic backward. With `c = dot / (na * nb)` (clamped norms) and the loss `mean(1 - c)`:
+/// `dA_i += -gradOutput / N * (b_i / (na nb) - c a_i / (|a_i| na))` and symmetrically for dB.
+/// As PyTorch's autograd, the gradient passes through the eps clamp as if it were the identity
+/// (`|a_i|` is the unclamped norm); a zero vector's norm term is 0.
 public func cosineMimicBackward(
     dA: inout Tensor, dB: inout Tensor, a: Tensor, b: Tensor, eps: Float = 1e-8, gradOutput: Float = 1
 ) throws {
@@ -254,8 +255,8 @@ public func cosineMimicBackward(
                 let pa = ap + i * d, pb = bp + i * d
                 let r = cosineRow(pa, pb, d, e)
                 let inv = 1 / (r.na * r.nb), c = r.dot * inv
-                let ka = r.clampedA ? 0 : c / (r.na * r.na)
-                let kb = r.clampedB ? 0 : c / (r.nb * r.nb)
+                let ka = r.rawA > 0 ? c / (r.rawA * r.na) : 0
+                let kb = r.rawB > 0 ? c / (r.rawB * r.nb) : 0
                 for k in 0..<d {
                     let x = Double(pa[k]), y = Double(pb[k])
                     da[i * d + k] += Float(g * (y * inv - ka * x))

@@ -104,6 +104,21 @@ struct LossTests {
         #expect(da.data.allSatisfy { abs($0) < 1e-6 })
     }
 
+    @Test func cosineEpsClampMatchesTorch() throws {
+        // Row 0 has |a| = 5e-9 < eps, row 1 is a zero vector. Reference values from
+        // torch.nn.functional.cosine_similarity(eps=1e-8) in float64 and autograd (torch 2.15).
+        let a = try Tensor(shape: [2, 2], data: [3e-9, 4e-9, 0, 0])
+        let b = try Tensor(shape: [2, 2], data: [1, 0.5, 1, 0.5])
+        #expect(abs(try cosineMimicLoss(a: a, b: b) - Float(1 - (0.44721359549995787 + 0) / 2)) < 1e-6)
+        var da = Tensor(zeros: a.shape), db = Tensor(zeros: b.shape)
+        // gradOutput -N turns the loss gradient into the gradient of sum(cos).
+        try cosineMimicBackward(dA: &da, dB: &db, a: a, b: b, gradOutput: -2)
+        let refA: [Double] = [62609903.36999412, 8944271.909999155, 89442719.09999159, 44721359.549995795]
+        let refB: [Double] = [-0.08944271909999157, 0.1788854381999832, 0, 0]
+        #expect(relativeL2(da.data.map(Double.init), refA) < 1e-5)
+        #expect(relativeL2(db.data.map(Double.init), refB) < 1e-5)
+    }
+
     @Test func bceMatchesDirectFormula() throws {
         let x = try Tensor(shape: [3], data: [-30, 0.5, 40])
         let t = try Tensor(shape: [3], data: [1, 0.25, 0])
