@@ -48,9 +48,10 @@ public func reluForward(_ input: Tensor) -> Tensor {
     return y
 }
 
-/// ReLU backward from the output: from `y = max(x, 0)`, `dInput += dOutput where y > 0`.
+/// ReLU backward from the output: from `y = max(x, 0)`, `dInput += dOutput` except where
+/// `y <= 0` (so a NaN passes its gradient, as PyTorch's threshold_backward).
 public func reluBackward(dInput: inout Tensor, dOutput: Tensor, output: Tensor) throws {
-    try backwardFromOutput(&dInput, dOutput, output, "relu backward") { g, y in y > 0 ? g : 0 }
+    try backwardFromOutput(&dInput, dOutput, output, "relu backward") { g, y in y <= 0 ? 0 : g }
 }
 
 // MARK: - Sigmoid

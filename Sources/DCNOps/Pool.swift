@@ -44,8 +44,8 @@ public struct MaxPoolResult: Sendable, Equatable {
 }
 
 /// Max pool forward. input [N, C, H, W] -> output [N, C, OH, OW] and argmax.
-/// Ties keep the first element in the window scan order (rows, then columns), and NaN wins, as in
-/// PyTorch's CPU kernel.
+/// Ties keep the first element in the window scan order (rows, then columns); a NaN wins (the
+/// last NaN of the window), as in PyTorch's CPU kernel.
 public func maxPoolForward(input: Tensor, options: MaxPoolOptions = MaxPoolOptions()) throws -> MaxPoolResult {
     try require(input.rank == 4, "max pool: input must be [N, C, H, W], got \(input.shape)")
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
@@ -72,9 +72,8 @@ public func maxPoolForward(input: Tensor, options: MaxPoolOptions = MaxPoolOptio
                         for iy in yLo..<yHi {
                             for ix in xLo..<xHi {
                                 let v = xp[iy * w + ix]
-                                if v > best || v.isNaN { best = v; bestIndex = iy * w + ix; if v.isNaN { break } }
+                                if v > best || v.isNaN { best = v; bestIndex = iy * w + ix }
                             }
-                            if best.isNaN { break }
                         }
                         yp[oy * ow + ox] = best
                         ap[oy * ow + ox] = Int32(bestIndex)

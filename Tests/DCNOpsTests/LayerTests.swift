@@ -115,6 +115,16 @@ struct LayerTests {
         #expect(r.argmax == [0, 1, 4, 5])
     }
 
+    @Test func maxPoolNaNWinsAsInPyTorch() throws {
+        var x = try Tensor(shape: [1, 1, 2, 2], data: [1, .nan, 5, .nan])
+        var r = try maxPoolForward(input: x, options: MaxPoolOptions(kernel: 2, stride: 2, padding: 0))
+        #expect(r.output.data[0].isNaN)
+        #expect(r.argmax == [3])  // the last NaN of the window
+        x.data = [1, 2, 5, 4]
+        r = try maxPoolForward(input: x, options: MaxPoolOptions(kernel: 2, stride: 2, padding: 0))
+        #expect(r.output.data == [5] && r.argmax == [2])
+    }
+
     @Test func globalAvgPoolAndLinearGradients() throws {
         let x = randomTensor([2, 3, 2, 3], seed: 51)
         let gy = randomTensor([2, 3], seed: 52)
@@ -171,7 +181,12 @@ struct LayerTests {
             let p = try maxPoolForward(input: x)
             var px = Tensor(zeros: x.shape)
             try maxPoolBackward(dInput: &px, dOutput: p.output, argmax: p.argmax)
-            return [y, dx, dw, db, rm, rv, g, gx, gw, gb, p.output, px, sigmoidForward(x), try globalAvgPoolForward(input: x)]
+            let a = randomTensor([37, 300], seed: 75), lw = randomTensor([130, 300], seed: 76), lb = randomTensor([130], seed: 77)
+            let l = try linearForward(input: a, weight: lw, bias: lb)
+            var la = Tensor(zeros: a.shape), lwg = Tensor(zeros: lw.shape), lbg = Tensor(zeros: lb.shape)
+            try linearBackward(dInput: &la, dWeight: &lwg, dBias: &lbg, dOutput: l, input: a, weight: lw)
+            return [y, dx, dw, db, rm, rv, g, gx, gw, gb, p.output, px, sigmoidForward(x), try globalAvgPoolForward(input: x),
+                    l, la, lwg, lbg]
         }
         let saved = Threads.count
         defer { Threads.set(saved) }
