@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "DCNOps", targets: ["DCNOps"]),
         .library(name: "DCNEval", targets: ["DCNEval"]),
         .library(name: "DCNData", targets: ["DCNData"]),
+        .library(name: "DCNModels", targets: ["DCNModels"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
     ],
@@ -35,10 +36,12 @@ let package = Package(
         ),
         // Data: images, annotations (COCO, VOC), transforms, loader, synthetic dataset.
         .target(name: "DCNData", dependencies: ["DCNTensor", "CImageCodec", "DCNEval"]),
+        // Models: parameters, layers with caches, ResNet backbones, (later) the detector.
+        .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval"),
         // Benchmarks and fixture verification behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval"]),
+        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -51,5 +54,6 @@ let package = Package(
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval"]),
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNTensor"]),
+        .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
     ]
 )

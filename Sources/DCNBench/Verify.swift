@@ -83,6 +83,17 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     switch fixture.op {
     case "conv2d": comparisons = try verifyConv2d(fixture)
     case "deform_conv2d": comparisons = try verifyDeformConv2d(fixture)
+    case "frozen_batch_norm": comparisons = try verifyFrozenBatchNorm(fixture)
+    case "batch_norm": comparisons = try verifyBatchNorm(fixture)
+    case "group_norm": comparisons = try verifyGroupNorm(fixture)
+    case "relu", "sigmoid": comparisons = try verifyActivation(fixture)
+    case "max_pool2d": comparisons = try verifyMaxPool(fixture)
+    case "global_avg_pool": comparisons = try verifyGlobalAvgPool(fixture)
+    case "linear": comparisons = try verifyLinear(fixture)
+    case "softmax_cross_entropy": comparisons = try verifySoftmaxCrossEntropy(fixture)
+    case "sigmoid_bce": comparisons = try verifySigmoidBCE(fixture)
+    case "smooth_l1": comparisons = try verifySmoothL1(fixture)
+    case "cosine_mimic": comparisons = try verifyCosineMimic(fixture)
     default:
         throw SafeTensorsError("\(path): unknown op '\(fixture.op)'")
     }
