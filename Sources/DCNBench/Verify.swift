@@ -81,6 +81,11 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     let fixture = try Fixture(path: path)
     let comparisons: [Comparison]
     switch fixture.op {
+    case "roi_align": comparisons = try verifyRoIAlign(fixture)
+    case "roi_pool": comparisons = try verifyRoIPool(fixture)
+    case "deform_roi_pool": comparisons = try verifyDeformRoIPool(fixture, modulated: false)
+    case "modulated_deform_roi_pool": comparisons = try verifyDeformRoIPool(fixture, modulated: true)
+    case "nms": comparisons = try verifyNMS(fixture)
     default:
         throw SafeTensorsError("\(path): unknown op '\(fixture.op)'")
     }
