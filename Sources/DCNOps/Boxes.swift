@@ -27,7 +27,11 @@ public func nms(boxes: Tensor, scores: Tensor, iouThreshold: Double, maxKept: In
         x2[k] = boxes.data[i * 4 + 2]; y2[k] = boxes.data[i * 4 + 3]
         area[k] = (x2[k] - x1[k]) * (y2[k] - y1[k])
     }
-    var suppressed = [UInt8](repeating: 0, count: n)
+    // torchvision compares the float IoU with the double threshold. The same test in float:
+    // iou > t  <=>  iou > (largest float <= t), which keeps the inner loop in float lanes.
+    var threshold = Float(iouThreshold)
+    if Double(threshold) > iouThreshold { threshold = threshold.nextDown }
+    var suppressed = [UInt32](repeating: 0, count: n)  // 32-bit lanes like the floats
     var kept = [Int]()
     x1.withUnsafeBufferPointer { x1 in
     y1.withUnsafeBufferPointer { y1 in
@@ -45,7 +49,7 @@ public func nms(boxes: Tensor, scores: Tensor, iouThreshold: Double, maxKept: In
                 let h = max(0, min(iy2, y2[j]) - max(iy1, y1[j]))
                 let inter = w * h
                 let iou = inter / (iArea + area[j] - inter)
-                suppressed[j] |= Double(iou) > iouThreshold ? 1 : 0
+                suppressed[j] |= iou > threshold ? 1 : 0
             }
         }
     }}}}}}
