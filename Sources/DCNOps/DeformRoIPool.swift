@@ -34,7 +34,7 @@ public struct DeformRoIPoolOptions: Sendable, Equatable {
 public func deformRoIPoolForward(input: Tensor, rois: Tensor, offset: Tensor, mask: Tensor? = nil,
                                  options: DeformRoIPoolOptions) throws -> Tensor {
     let geometry = try deformGeometry(input.shape, rois, offset, mask, options, op: "deformRoIPool")
-    let plan = RoISamplingPlan(geometry: geometry, rois: rois, aligned: true, offset: offset, gamma: options.gamma)
+    let plan = try RoISamplingPlan(geometry: geometry, rois: rois, aligned: true, offset: offset, gamma: options.gamma)
     return roiSampleForward(input: input, plan: plan, mask: mask)
 }
 
@@ -92,7 +92,7 @@ private func deformRoIPoolBackwardImpl(dInput: inout Tensor, dOffset: inout Tens
     try require(dInput.shape == input.shape, "\(op): dInput has shape \(dInput.shape), input \(input.shape)")
     try require(dOffset.shape == offset.shape, "\(op): dOffset has shape \(dOffset.shape), offset \(offset.shape)")
     try require(dOutput.shape == g.outputShape, "\(op): dOutput has shape \(dOutput.shape), expected \(g.outputShape)")
-    let plan = RoISamplingPlan(geometry: g, rois: rois, aligned: true, offset: offset, gamma: options.gamma)
+    let plan = try RoISamplingPlan(geometry: g, rois: rois, aligned: true, offset: offset, gamma: options.gamma)
     roiSampleBackwardInput(dInput: &dInput, dOutput: dOutput, plan: plan, mask: mask)
     if g.roiCount == 0 || g.channels == 0 || input.count == 0 { return [Float](repeating: 0, count: g.roiCount * g.bins) }
 

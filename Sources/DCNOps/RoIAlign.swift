@@ -37,7 +37,7 @@ public func roiAlignForward(input: Tensor, rois: Tensor, options: RoIAlignOption
     let geometry = try RoIGeometry(input: input.shape, rois: rois, outputHeight: options.outputHeight,
                                    outputWidth: options.outputWidth, spatialScale: options.spatialScale,
                                    samplingRatio: options.samplingRatio, op: "roiAlign")
-    let plan = RoISamplingPlan(geometry: geometry, rois: rois, aligned: options.aligned, offset: nil, gamma: 0)
+    let plan = try RoISamplingPlan(geometry: geometry, rois: rois, aligned: options.aligned, offset: nil, gamma: 0)
     return roiSampleForward(input: input, plan: plan, mask: nil)
 }
 
@@ -50,7 +50,7 @@ public func roiAlignBackward(dInput: inout Tensor, dOutput: Tensor, rois: Tensor
                                    samplingRatio: options.samplingRatio, op: "roiAlignBackward")
     try require(dOutput.shape == geometry.outputShape,
                 "roiAlignBackward: dOutput has shape \(dOutput.shape), expected \(geometry.outputShape)")
-    let plan = RoISamplingPlan(geometry: geometry, rois: rois, aligned: options.aligned, offset: nil, gamma: 0)
+    let plan = try RoISamplingPlan(geometry: geometry, rois: rois, aligned: options.aligned, offset: nil, gamma: 0)
     roiSampleBackwardInput(dInput: &dInput, dOutput: dOutput, plan: plan, mask: nil)
 }
 
@@ -140,7 +140,9 @@ struct RoISamplingPlan: Sendable {
 
     /// `offset`: [K, 2, ph, pw] (channel 0 = x, 1 = y) shifting each bin's start by
     /// gamma * roi size * offset; nil for plain RoIAlign.
-    init(geometry g: RoIGeometry, rois: Tensor, aligned: Bool, offset: Tensor?, gamma: Double) {
+    /// Throws when adaptive sampling of huge RoIs would need more than `maxSamples` axis samples.
+    init(geometry g: RoIGeometry, rois: Tensor, aligned: Bool, offset: Tensor?, gamma: Double,
+         maxSamples: Int = 1 << 25) throws {
         geometry = g
         let k = g.roiCount, bins = g.bins
         gridH = [Int](repeating: 0, count: k); gridW = gridH
@@ -161,6 +163,9 @@ struct RoISamplingPlan: Sendable {
             let rawGH = g.samplingRatio > 0 ? g.samplingRatio : Int((roiH / Double(g.pooledHeight)).rounded(.up))
             let rawGW = g.samplingRatio > 0 ? g.samplingRatio : Int((roiW / Double(g.pooledWidth)).rounded(.up))
             let gh = max(rawGH, 0), gw = max(rawGW, 0)
+            try require(ys.count + xs.count + (gh + gw) * bins <= maxSamples,
+                        "RoI \(r): a \(gh)x\(gw) sampling grid per bin (adaptive sampling of a \(roiW)x\(roiH) RoI) "
+                        + "exceeds \(maxSamples) samples in total; set a fixed sampling ratio")
             gridH[r] = gh; gridW[r] = gw
             inverseCount[r] = 1 / Float(max(gh * gw, 1))
             offsetScaleX[r] = Float(gamma * roiW); offsetScaleY[r] = Float(gamma * roiH)

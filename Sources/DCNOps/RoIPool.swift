@@ -32,7 +32,7 @@ public func roiPoolForward(input: Tensor, rois: Tensor, options: RoIPoolOptions)
     try require(g.height * g.width <= Int(Int32.max), "roiPool: feature plane \(g.height)x\(g.width) too large")
     var output = Tensor(zeros: g.outputShape)
     var argmax = [Int32](repeating: -1, count: output.count)
-    if output.count == 0 { return (output, argmax) }
+    if output.count == 0 || input.count == 0 { return (output, argmax) }  // empty planes: empty bins
     let bins = roiPoolBins(g, rois: rois)
     let c = g.channels, hw = g.height * g.width, w = g.width, nb = g.bins
     let batchIndex = g.batchIndex

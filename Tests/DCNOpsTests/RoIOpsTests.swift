@@ -316,6 +316,15 @@ private func allRoIResults() throws -> [[Float]] {
         try roiPoolBackward(dInput: &dInput, dOutput: Tensor(zeros: [1, 3, 2, 2]), argmax: [0], rois: good, options: pool)
     }
     #expect(dInput.data.allSatisfy { $0 == 0 })
+
+    // Adaptive sampling of an absurdly large RoI would need billions of samples: an error, not a crash.
+    let huge = try Tensor(shape: [1, 5], data: [0, 0, 0, 9e6, 9e6])
+    var adaptive = align
+    adaptive.samplingRatio = 0
+    #expect(throws: ShapeError.self) { try roiAlignForward(input: input, rois: huge, options: adaptive) }
+    // Coordinates far outside any feature map.
+    let far = try Tensor(shape: [1, 5], data: [0, 0, 0, 1e30, 4])
+    #expect(throws: ShapeError.self) { try roiPoolForward(input: input, rois: far, options: pool) }
 }
 
 @Test func emptyRoIListGivesEmptyOutput() throws {
@@ -327,6 +336,16 @@ private func allRoIResults() throws -> [[Float]] {
     let (pooled, argmax) = try roiPoolForward(input: input, rois: rois,
                                               options: RoIPoolOptions(outputHeight: 2, outputWidth: 2, spatialScale: 1))
     #expect(pooled.shape == [0, 2, 2, 2] && argmax.isEmpty)
+
+    // A feature map without pixels: every bin is empty (0, argmax -1), nothing traps.
+    let flat = Tensor(zeros: [1, 2, 0, 4])
+    let one = try Tensor(shape: [1, 5], data: [0, 0, 0, 2, 2])
+    let (emptyPool, emptyArg) = try roiPoolForward(input: flat, rois: one,
+                                                   options: RoIPoolOptions(outputHeight: 2, outputWidth: 2, spatialScale: 1))
+    #expect(emptyPool.data.allSatisfy { $0 == 0 } && emptyArg.allSatisfy { $0 == -1 })
+    let emptyAlign = try roiAlignForward(input: flat, rois: one,
+                                         options: RoIAlignOptions(outputHeight: 2, outputWidth: 2, spatialScale: 1))
+    #expect(emptyAlign.shape == [1, 2, 2, 2] && emptyAlign.data.allSatisfy { $0 == 0 })
 }
 
 // MARK: - Timing at the detector's size (printed, not a gate)
