@@ -94,6 +94,11 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     case "sigmoid_bce": comparisons = try verifySigmoidBCE(fixture)
     case "smooth_l1": comparisons = try verifySmoothL1(fixture)
     case "cosine_mimic": comparisons = try verifyCosineMimic(fixture)
+    case "roi_align": comparisons = try verifyRoIAlign(fixture)
+    case "roi_pool": comparisons = try verifyRoIPool(fixture)
+    case "deform_roi_pool": comparisons = try verifyDeformRoIPool(fixture, modulated: false)
+    case "modulated_deform_roi_pool": comparisons = try verifyDeformRoIPool(fixture, modulated: true)
+    case "nms": comparisons = try verifyNMS(fixture)
     default:
         throw SafeTensorsError("\(path): unknown op '\(fixture.op)'")
     }

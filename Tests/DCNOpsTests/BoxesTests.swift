@@ -1,0 +1,102 @@
+// NMS and the box IoU matrix: torchvision's fixture, hand-made cases, and a timing at RPN size.
+import DCNBench
+import DCNOps
+import DCNTensor
+import Foundation
+import Testing
+
+@Test func nmsFixture() throws {
+    let result = try verifyFixture(path: fixturePath("ops/nms.safetensors"))
+    #expect(result.worst == 0, "kept indices differ from torchvision")
+}
+
+@Test func nmsKeepsTiesInInputOrder() throws {
+    // Boxes 0, 1 and 3 coincide; 1 and 3 tie with the best score, so 1 (earlier) is kept.
+    let boxes = try Tensor(shape: [4, 4], data: [
+        0, 0, 10, 10,
+        0, 0, 10, 10,
+        20, 20, 30, 30,
+        0, 0, 10, 10,
+    ])
+    let scores = try Tensor(shape: [4], data: [0.5, 0.9, 0.9, 0.9])
+    #expect(try nms(boxes: boxes, scores: scores, iouThreshold: 0.5) == [1, 2])
+}
+
+@Test func nmsSuppressesOnlyAboveThreshold() throws {
+    // IoU of the two boxes is exactly 0.5 (intersection 50, union 100): not suppressed at 0.5.
+    let boxes = try Tensor(shape: [2, 4], data: [0, 0, 10, 7.5, 0, 2.5, 10, 10])
+    let scores = try Tensor(shape: [2], data: [1, 0.5])
+    let iou = try boxIoU(boxes, boxes)
+    #expect(iou.data[1] == 0.5)
+    #expect(try nms(boxes: boxes, scores: scores, iouThreshold: 0.5) == [0, 1])
+    #expect(try nms(boxes: boxes, scores: scores, iouThreshold: 0.49) == [0])
+    #expect(try nms(boxes: boxes, scores: scores, iouThreshold: 0.49, maxKept: 0) == [])
+}
+
+@Test func nmsMaxKeptIsAPrefix() throws {
+    let (boxes, scores) = randomBoxes(count: 2000, seed: 3)
+    let all = try nms(boxes: boxes, scores: scores, iouThreshold: 0.7)
+    let first = try nms(boxes: boxes, scores: scores, iouThreshold: 0.7, maxKept: 50)
+    #expect(Array(all.prefix(50)) == first)
+}
+
+@Test func batchedNMSSeparatesCategories() throws {
+    let boxes = try Tensor(shape: [3, 4], data: [0, 0, 10, 10, 0, 0, 10, 10, 1, 1, 10, 10])
+    let scores = try Tensor(shape: [3], data: [0.9, 0.8, 0.7])
+    #expect(try batchedNMS(boxes: boxes, scores: scores, categories: [0, 1, 0], iouThreshold: 0.5) == [0, 1])
+    #expect(try nms(boxes: boxes, scores: scores, iouThreshold: 0.5) == [0])
+}
+
+@Test func boxIoUMatchesHandComputedValues() throws {
+    let a = try Tensor(shape: [2, 4], data: [0, 0, 2, 2, 1, 1, 3, 3])
+    let b = try Tensor(shape: [3, 4], data: [1, 1, 3, 3, 5, 5, 6, 6, 0, 0, 2, 2])
+    let iou = try boxIoU(a, b)
+    #expect(iou.shape == [2, 3])
+    let expected: [Float] = [1.0 / 7.0, 0, 1, 1, 0, 1.0 / 7.0]
+    for i in 0..<6 { #expect(abs(iou.data[i] - expected[i]) < 1e-7) }
+}
+
+@Test func boxOpsRejectBadInput() throws {
+    let boxes = Tensor(zeros: [3, 4])
+    #expect(throws: ShapeError.self) { try nms(boxes: Tensor(zeros: [3, 5]), scores: Tensor(zeros: [3]), iouThreshold: 0.5) }
+    #expect(throws: ShapeError.self) { try nms(boxes: boxes, scores: Tensor(zeros: [2]), iouThreshold: 0.5) }
+    #expect(throws: ShapeError.self) {
+        try nms(boxes: boxes, scores: try Tensor(shape: [3], data: [0, .nan, 1]), iouThreshold: 0.5)
+    }
+    #expect(throws: ShapeError.self) { try boxIoU(Tensor(zeros: [2, 3]), boxes) }
+    #expect(throws: ShapeError.self) { try batchedNMS(boxes: boxes, scores: Tensor(zeros: [3]), categories: [0], iouThreshold: 0.5) }
+    #expect(try nms(boxes: Tensor(zeros: [0, 4]), scores: Tensor(zeros: [0]), iouThreshold: 0.5) == [])
+}
+
+/// RPN-like proposals: `count` boxes of 8-300 px in an 800x1216 image, U(0, 1) scores.
+private func randomBoxes(count: Int, seed: UInt64) -> (Tensor, Tensor) {
+    var rng = SeededGenerator(seed: seed)
+    var data = [Float]()
+    data.reserveCapacity(count * 4)
+    for _ in 0..<count {
+        let x = rng.uniform(0, 1216), y = rng.uniform(0, 800)
+        data += [x, y, x + rng.uniform(8, 300), y + rng.uniform(8, 300)]
+    }
+    return (try! Tensor(shape: [count, 4], data: data), Tensor.uniform([count], using: &rng))
+}
+
+/// Times NMS (IoU 0.7) on 12,000 proposals (3,000 in debug builds); prints the median of 5 runs.
+/// Not a pass/fail speed gate: `swift test -c release --filter nmsTiming12000` for the real number.
+@Test func nmsTiming12000() throws {
+    #if DEBUG
+    let count = 3_000
+    #else
+    let count = 12_000
+    #endif
+    let (boxes, scores) = randomBoxes(count: count, seed: 5)
+    var times = [Double]()
+    var kept = 0
+    for _ in 0..<5 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        kept = try nms(boxes: boxes, scores: scores, iouThreshold: 0.7).count
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    }
+    times.sort()
+    print("nms \(count) boxes IoU 0.7: median \(times[2]) ms (min \(times[0]) ms), kept \(kept)")
+    #expect(kept > 0)
+}
