@@ -15,7 +15,11 @@ public struct VerifyResult: Sendable {
     public let comparisons: [Comparison]
     /// Largest relative error of all compared tensors.
     public var worst: Double { comparisons.map(\.relativeError).max() ?? .infinity }
-    public func passed(tolerance: Double) -> Bool { !comparisons.isEmpty && worst <= tolerance }
+    /// Whole networks accumulate float32 rounding over many layers: they pass at 1e-4 (the
+    /// fixtures' README), single ops at the given tolerance.
+    public func passed(tolerance: Double) -> Bool {
+        !comparisons.isEmpty && worst <= (op == "resnet" ? max(tolerance, 1e-4) : tolerance)
+    }
 }
 
 /// The relative L2 error; 0 when both are zero, the absolute norm when only the reference is.
@@ -99,6 +103,7 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     case "deform_roi_pool": comparisons = try verifyDeformRoIPool(fixture, modulated: false)
     case "modulated_deform_roi_pool": comparisons = try verifyDeformRoIPool(fixture, modulated: true)
     case "nms": comparisons = try verifyNMS(fixture)
+    case "resnet": comparisons = try verifyResNet(fixture)
     default:
         throw SafeTensorsError("\(path): unknown op '\(fixture.op)'")
     }
