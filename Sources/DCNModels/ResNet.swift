@@ -112,11 +112,11 @@ public final class ResidualBlock {
         self.shortcut = shortcut
     }
 
-    var parameters: [Parameter] {
+    public var parameters: [Parameter] {
         units.flatMap { $0.conv.parameters + $0.norm.parameters } + (shortcut.map { $0.conv.parameters + $0.norm.parameters } ?? [])
     }
 
-    func forward(_ x: Tensor, training: Bool, keepCache: Bool, _ ws: Workspace) throws -> (Tensor, Cache?) {
+    public func forward(_ x: Tensor, training: Bool, keepCache: Bool, _ ws: Workspace) throws -> (Tensor, Cache?) {
         var h = x
         var cache = Cache(unitInputs: [], convOutputs: [], convCaches: [], normCaches: [], output: x)
         for (i, unit) in units.enumerated() {
@@ -141,7 +141,7 @@ public final class ResidualBlock {
     }
 
     /// Adds parameter gradients; returns dInput when `wantInput`.
-    func backward(_ dy: Tensor, cache: Cache, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
+    public func backward(_ dy: Tensor, cache: Cache, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
         // out = relu(main(x) + shortcut(x)): g is the gradient of the sum.
         var g = Tensor(zeros: dy.shape)
         try reluBackward(dInput: &g, dOutput: dy, output: cache.output)
@@ -170,7 +170,7 @@ public final class ResidualBlock {
         return wantInput ? d : nil
     }
 
-    func cost(_ input: [Int], _ counter: inout CostCounter) throws -> [Int] {
+    public func cost(_ input: [Int], _ counter: inout CostCounter) throws -> [Int] {
         var shape = input
         for unit in units { shape = try unit.conv.cost(shape, &counter) }
         if let shortcut { _ = try shortcut.conv.cost(input, &counter) }
@@ -181,6 +181,7 @@ public final class ResidualBlock {
 /// Named feature maps of the backbone.
 public struct FeatureMaps {
     public var maps: [String: Tensor] = [:]
+    public init(_ maps: [String: Tensor] = [:]) { self.maps = maps }
     public subscript(name: String) -> Tensor? {
         get { maps[name] }
         set { maps[name] = newValue }
@@ -241,8 +242,9 @@ public final class ResNet {
         setFrozenStages(spec.frozenStages)
     }
 
-    static func makeBlock(spec: ResNetSpec, name: String, inChannels: Int, planes: Int, stride: Int, dilation: Int,
-                          convKind: ConvKind, rng: inout SeededGenerator) -> ResidualBlock {
+    /// One residual block of `spec`'s type, named `name` (e.g. `layer3.0`).
+    public static func makeBlock(spec: ResNetSpec, name: String, inChannels: Int, planes: Int, stride: Int, dilation: Int,
+                                 convKind: ConvKind, rng: inout SeededGenerator) -> ResidualBlock {
         let outChannels = planes * spec.block.expansion
         func spatial(_ convName: String, _ cin: Int, _ cout: Int, stride: Int, groups: Int) -> SpatialConv {
             switch convKind {

@@ -89,3 +89,9 @@ public func loadWeights(_ parameters: ParameterList, from file: SafeTensorsFile,
     report.ignored.sort()
     return report
 }
+
+/// Writes every parameter and buffer (float32, under its full name) atomically.
+public func saveWeights(_ parameters: ParameterList, metadata: [String: String] = [:], to path: String) throws {
+    try SafeTensorsWriter.write(parameters.all.map { ($0.name, SafeTensorsWriter.Payload.f32(shape: $0.shape, values: $0.value.data)) },
+                                metadata: metadata, to: path)
+}

@@ -1,0 +1,184 @@
+// ResNet backbones: torchvision parity, weight files, deformable stages, frozen stages, gradients.
+import DCNBench
+import DCNModels
+import DCNOps
+import DCNTensor
+import Foundation
+import Testing
+
+func fixturePath(_ relative: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
+}
+
+/// A small bottleneck ResNet (the fixture's shape) with the given 3x3 conv kinds.
+func smallSpec(_ kinds: [ConvKind] = [.regular, .regular, .regular, .regular], frozen: Int = 0,
+               norm: NormKind = .frozenBatchNorm, classes: Int? = nil) -> ResNetSpec {
+    var spec = ResNetSpec(block: .bottleneck, layers: [1, 2, 1, 1])
+    spec.stagePlanes = [4, 8, 8, 16]
+    spec.stemWidth = 8
+    spec.stageConv = kinds
+    spec.frozenStages = frozen
+    spec.norm = norm
+    spec.classes = classes
+    return spec
+}
+
+@Test func resnetMatchesTorchvision() throws {
+    let result = try verifyFixture(path: fixturePath("ops/resnet_bottleneck_1_2_1_1.safetensors"))
+    #expect(result.comparisons.count == 5)
+    for c in result.comparisons { #expect(c.relativeError <= 1e-4, "\(c.name): \(c.relativeError)") }
+}
+
+@Test func weightsRoundTripBitForBit() throws {
+    let a = try ResNet(spec: smallSpec([.regular, .mdconv, .dconv, .mdconv], classes: 5), prefix: "backbone.", seed: 1)
+    for p in a.offsetParameters { p.value = Tensor(repeating: 0.25, shape: p.shape) }
+    let path = NSTemporaryDirectory() + "dcn-roundtrip-\(getpid()).safetensors"
+    defer { unlink(path) }
+    try saveWeights(a.parameters, metadata: ["note": "test"], to: path)
+    let b = try ResNet(spec: smallSpec([.regular, .mdconv, .dconv, .mdconv], classes: 5), prefix: "backbone.", seed: 2)
+    let report = try loadWeights(b.parameters, from: try SafeTensorsFile(path: path))
+    #expect(report.loaded.count == a.parameters.all.count)
+    for (p, q) in zip(a.parameters.all, b.parameters.all) {
+        #expect(p.name == q.name)
+        #expect(p.value.data.map(\.bitPattern) == q.value.data.map(\.bitPattern), "\(p.name)")
+    }
+}
+
+@Test func regularCheckpointLoadsIntoDeformableModelAndMismatchesAreListed() throws {
+    let regular = try ResNet(spec: smallSpec(), seed: 3)
+    let path = NSTemporaryDirectory() + "dcn-regular-\(getpid()).safetensors"
+    defer { unlink(path) }
+    try saveWeights(regular.parameters, to: path)
+    let file = try SafeTensorsFile(path: path)
+    // Deformable layers take the main weights and keep zero offset branches.
+    let deformable = try ResNet(spec: smallSpec([.regular, .mdconv, .mdconv, .mdconv]), seed: 4)
+    let report = try loadWeights(deformable.parameters, from: file)
+    #expect(!report.keptInitial.isEmpty && report.keptInitial.allSatisfy { $0.contains("_offset.") })
+    #expect(deformable.offsetParameters.allSatisfy { $0.value.data.allSatisfy { $0 == 0 } })
+    // A model of another shape: every problem is listed, nothing is changed.
+    var other = smallSpec()
+    other.stagePlanes = [4, 8, 16, 16]
+    other.classes = 3
+    let wrong = try ResNet(spec: other, seed: 5)
+    let before = wrong.parameters.all.map(\.value)
+    do {
+        try loadWeights(wrong.parameters, from: file)
+        Issue.record("a mismatching checkpoint must be rejected")
+    } catch let error as WeightLoadError {
+        #expect(error.missing.contains("fc.weight") && error.missing.contains("fc.bias"))
+        #expect(error.wrongShape.count > 3)
+        #expect(error.description.contains("wrong shape: layer3.0.conv1.weight"))
+    }
+    #expect(wrong.parameters.all.map(\.value) == before)
+}
+
+@Test func zeroInitialisedDeformableStagesMatchTheRegularNetwork() throws {
+    var rng = SeededGenerator(seed: 8)
+    let x = Tensor.normal([1, 3, 48, 40], using: &rng)
+    let regular = try ResNet(spec: smallSpec(), seed: 6)
+    let dconv = try ResNet(spec: smallSpec([.regular, .dconv, .dconv, .dconv]), seed: 6)
+    // Same seed, same construction order of the main weights: copy to be sure they agree.
+    for p in regular.parameters.all { dconv.parameters[p.name]!.value = p.value }
+    let ws = Workspace()
+    let (r, _) = try regular.forward(x, training: false, ws)
+    let (d, _) = try dconv.forward(x, training: false, ws)
+    for name in ResNet.stageNames { #expect(r[name]!.data == d[name]!.data, "\(name)") }
+}
+
+@Test func zeroInitialisedModulatedLayerGivesHalfTheRegularConv() throws {
+    var rng = SeededGenerator(seed: 9)
+    let x = Tensor.normal([2, 6, 9, 7], using: &rng)
+    let layer = DeformableConvLayer(name: "conv2", 6, 5, kernel: 3, stride: 1, padding: 1, dilation: 1, modulated: true, rng: &rng)
+    let (y, cache) = try layer.forward(x, Workspace())
+    let conv = try conv2dForward(input: x, weight: layer.weight.value, bias: nil, options: ConvOptions(stride: 1, padding: 1))
+    #expect(cache.mask!.data.allSatisfy { $0 == 0.5 })
+    #expect(y.data == conv.data.map { $0 * 0.5 })
+}
+
+@Test func frozenStagesReceiveNoGradient() throws {
+    var rng = SeededGenerator(seed: 10)
+    let x = Tensor.normal([1, 3, 40, 48], using: &rng)
+    let model = try ResNet(spec: smallSpec([.regular, .mdconv, .mdconv, .mdconv], frozen: 2, norm: .batchNorm), seed: 7)
+    let ws = Workspace()
+    let (features, cache) = try model.forward(x, training: true, ws)
+    model.parameters.zeroGrad()
+    var grads = FeatureMaps()
+    grads["res5"] = Tensor.normal(features["res5"]!.shape, using: &rng)
+    grads["res4"] = Tensor.normal(features["res4"]!.shape, using: &rng)
+    try model.backward(grads, cache: cache!, ws)
+    for p in model.parameters.all {
+        let frozen = p.name.hasPrefix("conv1") || p.name.hasPrefix("bn1") || p.name.hasPrefix("layer1.")
+        if frozen {
+            #expect(!p.trainable, "\(p.name) should be frozen")
+            #expect(p.grad.count == 0, "\(p.name) got a gradient")
+        } else if !p.isBuffer {
+            #expect(p.trainable, "\(p.name)")
+            #expect(p.grad.shape == p.shape, "\(p.name) has no gradient")
+        }
+    }
+    // The main weights of trainable stages do get non-zero gradients.
+    #expect(model.parameters["layer3.0.conv2.weight"]!.grad.data.contains { $0 != 0 })
+    #expect(model.parameters["layer3.0.conv2_offset.weight"]!.grad.data.contains { $0 != 0 })
+}
+
+/// Finite differences of one deformable bottleneck (stride 2, offset groups 2, modulated or not)
+/// with every trainable parameter and the input moved together in a few random directions; the
+/// loss is accumulated in Double. ReLU and bilinear sampling make the loss piecewise smooth, and a
+/// kink can fall inside even a 1e-4 step: the analytic derivative must then match the one-sided
+/// difference on the kink-free side, so it is compared with the central and both one-sided ones.
+@Test(arguments: [(ConvKind.mdconv, NormKind.batchNorm), (.dconv, .groupNorm(groups: 2)), (.mdconv, .frozenBatchNorm)])
+func deformableBottleneckGradientsMatchFiniteDifferences(kind: ConvKind, norm: NormKind) throws {
+    var rng = SeededGenerator(seed: 12)
+    var spec = smallSpec(norm: norm)
+    spec.offsetGroups = 2
+    let block = ResNet.makeBlock(spec: spec, name: "layer2.0", inChannels: 8, planes: 4, stride: 2, dilation: 1,
+                                 convKind: kind, rng: &rng)
+    for p in block.parameters where p.name.contains("_offset.") { p.value = Tensor.normal(p.shape, std: 0.05, using: &rng) }
+    for p in block.parameters where p.name.hasSuffix("bias") && !p.isBuffer { p.value = Tensor.normal(p.shape, std: 0.1, using: &rng) }
+    var x = Tensor.normal([2, 8, 10, 9], using: &rng)
+    let ws = Workspace()
+    let (y, cache) = try block.forward(x, training: true, keepCache: true, ws)
+    let weights = Tensor.normal(y.shape, using: &rng)
+    func loss() throws -> Double {
+        let (out, _) = try block.forward(x, training: true, keepCache: false, ws)
+        var s = 0.0
+        for i in 0..<out.count { s += Double(out.data[i]) * Double(weights.data[i]) }
+        return s
+    }
+    let trainable = block.parameters.filter(\.trainable)
+    #expect(!trainable.isEmpty)
+    trainable.forEach { $0.zeroGrad() }
+    let dx = try block.backward(weights, cache: cache!, wantInput: true, ws)!
+    let h: Float = 1e-4
+    for direction in 0..<5 {
+        var drng = SeededGenerator(seed: UInt64(100 + direction))
+        let v = trainable.map { Tensor.normal($0.shape, using: &drng) }
+        let vx = Tensor.normal(x.shape, using: &drng)
+        var analytic = 0.0
+        for (p, vp) in zip(trainable, v) { for i in 0..<p.count { analytic += Double(p.grad.data[i]) * Double(vp.data[i]) } }
+        for i in 0..<x.count { analytic += Double(dx.data[i]) * Double(vx.data[i]) }
+        let saved = trainable.map(\.value), savedX = x
+        func move(_ sign: Float) {
+            for (k, p) in trainable.enumerated() { p.value = saved[k]; for i in 0..<p.count { p.value.data[i] += sign * h * v[k].data[i] } }
+            x = savedX
+            for i in 0..<x.count { x.data[i] += sign * h * vx.data[i] }
+        }
+        move(1); let plus = try loss()
+        move(-1); let minus = try loss()
+        move(0); let center = try loss()
+        let differences = [(plus - minus) / (2 * Double(h)), (plus - center) / Double(h), (center - minus) / Double(h)]
+        let closest = differences.min { abs($0 - analytic) < abs($1 - analytic) }!
+        #expect(abs(closest - analytic) <= 2e-2 * max(abs(closest), abs(analytic), 1e-1),
+                "\(kind) \(norm) direction \(direction): differences \(differences), analytic \(analytic)")
+    }
+}
+
+@Test func costOfResNet50MatchesThePaper() throws {
+    var spec = try ResNetSpec.resnet(depth: 50)
+    spec.classes = 1000
+    let model = try ResNet(spec: spec)
+    let (_, flops) = try model.cost(inputShape: [1, 3, 224, 224])
+    #expect(abs(Double(flops) / 1e9 - 4.1) < 0.05, "R-50 multiply-adds \(flops)")
+    #expect(abs(Double(model.parameters.weightCount) / 1e6 - 25.557) < 0.01)
+}
