@@ -49,8 +49,18 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
         if let parent = stack.last { parent.children.append(node) } else if root == nil { root = node }
         stack.append(node)
     }
+    /// Set when the document breaks nesting (the Linux parser recovers from some of these).
+    var nestingError: String?
     func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        _ = stack.popLast()
+        guard let open = stack.last, open.name == elementName else {
+            if nestingError == nil {
+                let inside = stack.last.map { "<\($0.name)> is still open" } ?? "no element is open"
+                nestingError = "malformed XML at line \(parser.lineNumber): closing tag </\(elementName)> but \(inside)"
+            }
+            parser.abortParsing()
+            return
+        }
+        stack.removeLast()
     }
     func parser(_ parser: XMLParser, foundCharacters string: String) {
         stack.last?.text += string
@@ -62,7 +72,13 @@ public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
     let parser = XMLParser(data: data)
     let builder = TreeBuilder()
     parser.delegate = builder
-    guard parser.parse(), let root = builder.root else {
+    let parsed = parser.parse()
+    if let nesting = builder.nestingError { throw VOCError(file: file, nesting) }
+    if parsed, !builder.stack.isEmpty {
+        let path = builder.stack.map { "<\($0.name)>" }.joined()
+        throw VOCError(file: file, "malformed XML: \(path) is not closed properly (mismatched or missing closing tag)")
+    }
+    guard parsed, let root = builder.root else {
         let open = builder.stack.last.map { " inside <\($0.name)>" } ?? ""
         let reason = parser.parserError.map { " (\(($0 as NSError).domain) code \(($0 as NSError).code))" } ?? ""
         throw VOCError(file: file, "malformed XML at line \(parser.lineNumber), column \(parser.columnNumber)\(open)\(reason)")
