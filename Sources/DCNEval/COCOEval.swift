@@ -261,8 +261,16 @@ public struct COCOEvalResult: Sendable {
 /// COCO evaluation of `results` against `groundTruth` (pycocotools' `COCOeval` with default
 /// parameters: evaluate, accumulate, summarize).
 public func evaluateCOCO(groundTruth: COCOGroundTruth, results: [COCOResult], iouType: COCOIoUType, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> COCOEvalResult {
+    let t0 = Date()
     let prepared = try PreparedCOCO(groundTruth: groundTruth, results: results, iouType: iouType, threads: threads)
-    return evaluatePrepared(prepared, parameters: COCOParameters(), threads: threads)
+    let t1 = Date()
+    let result = evaluatePrepared(prepared, parameters: COCOParameters(), threads: threads)
+    if ProcessInfo.processInfo.environment["DCN_EVAL_TIMING"] != nil {
+        let line = String(format: "dcn-eval timing: prepare %.3f s, evaluate+accumulate+summarize %.3f s (%d threads)\n",
+                          t1.timeIntervalSince(t0), Date().timeIntervalSince(t1), threads)
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+    return result
 }
 
 /// Per-image results, flat: for the first `min(n, maxDets.last)` detections of each bucket
@@ -271,7 +279,7 @@ public func evaluateCOCO(groundTruth: COCOGroundTruth, results: [COCOResult], io
 private struct ImageEvaluations {
     var start: [Int]  // per bucket, into the flat detection slots
     var score: [Double]
-    var flags: [UInt8]  // [(a * T + t) * slots + slot]
+    var flags: [UInt8]  // [slot * (A * T) + a * T + t]: one detection's flags are adjacent
     var nonIgnoredGT: [Int32]  // [(k * A + a) * I + i]
 }
 
@@ -355,7 +363,8 @@ func evaluatePrepared(_ p: PreparedCOCO, parameters: COCOParameters, threads: In
                     for t in 0..<T {
                         matched.removeAll(keepingCapacity: true)
                         matched.append(contentsOf: repeatElement(false, count: G))
-                        let base = (a * T + t) * slots + s0
+                        let flagStride = A * T
+                        let base = s0 * flagStride + a * T + t
                         for d in 0..<D {
                             var best = min(parameters.iouThresholds[t], 1 - 1e-10)
                             var m = -1
@@ -379,7 +388,7 @@ func evaluatePrepared(_ p: PreparedCOCO, parameters: COCOParameters, threads: In
                                 if realMatch { f |= 1 }
                                 if gtIgnore[m] || (!realMatch && outside) { f |= 2 }
                             }
-                            flagOut.write(base + d, f)
+                            flagOut.write(base + d * flagStride, f)
                         }
                     }
                 }
@@ -396,7 +405,6 @@ private func accumulate(_ e: ImageEvaluations, prepared p: PreparedCOCO, paramet
     let I = p.imageIDs.count, K = p.categoryIDs.count
     let T = parameters.iouThresholds.count, R = parameters.recallThresholds.count
     let A = parameters.areaRanges.count, M = parameters.maxDetections.count
-    let slots = e.score.count
     var precision = [Double](repeating: -1, count: T * R * K * A * M)
     var recall = [Double](repeating: -1, count: T * K * A * M)
 
@@ -406,6 +414,7 @@ private func accumulate(_ e: ImageEvaluations, prepared p: PreparedCOCO, paramet
         let recallOut = DisjointSlots(base: rb.baseAddress!)
         parallelChunks(K * M, threads: threads) { range in
             var positions = [Int]()
+            var sortedFlags = [UInt8]()
             var rc = [Double](), pr = [Double]()
             for task in range {
                 let k = task / M, m = task % M
@@ -418,19 +427,27 @@ private func accumulate(_ e: ImageEvaluations, prepared p: PreparedCOCO, paramet
                     let s = e.start[b]
                     positions.append(contentsOf: s..<(s + min(e.start[b + 1] - s, maxDet)))
                 }
-                positions.sort { x, y in e.score[x] > e.score[y] || (e.score[x] == e.score[y] && x < y) }
+                let scores = e.score
+                positions.sort { (x: Int, y: Int) -> Bool in scores[x] > scores[y] || (scores[x] == scores[y] && x < y) }
                 let nd = positions.count
+                // Gather the sorted detections' flags into a local, contiguous table.
+                let flagStride = A * T
+                sortedFlags.removeAll(keepingCapacity: true)
+                sortedFlags.reserveCapacity(nd * flagStride)
+                for s in positions {
+                    let f0 = s * flagStride
+                    sortedFlags.append(contentsOf: e.flags[f0..<(f0 + flagStride)])
+                }
                 for a in 0..<A {
                     var npig = 0
                     for i in 0..<I { npig += Int(e.nonIgnoredGT[(k * A + a) * I + i]) }
                     if npig == 0 { continue }
                     for t in 0..<T {
-                        let base = (a * T + t) * slots
                         rc.removeAll(keepingCapacity: true)
                         pr.removeAll(keepingCapacity: true)
                         var tp = 0.0, fp = 0.0
-                        for s in positions {
-                            let f = e.flags[base + s]
+                        for n in 0..<nd {
+                            let f = sortedFlags[n * flagStride + a * T + t]
                             if f & 2 == 0 { if f & 1 != 0 { tp += 1 } else { fp += 1 } }
                             rc.append(tp / Double(npig))
                             pr.append(tp / ((fp + tp) + 2.220446049250313e-16))
