@@ -1,2 +1,218 @@
-// dcn-eval: COCO and VOC evaluation (issue 3).
-print("dcn-eval: not built yet")
+// dcn-eval: COCO (bbox/segm) and PASCAL VOC evaluation, number for number with pycocotools
+// and py-faster-rcnn's voc_eval (issue 3). A `model` subcommand is added by the training work.
+import ArgumentParser
+import DCNEval
+import Foundation
+
+/// Prints to stderr.
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// A failure with a message for the user (printed to stderr; exit status 1).
+struct ToolError: Error, CustomStringConvertible {
+    let description: String
+    init(_ s: String) { description = s }
+}
+
+/// Options every evaluation shares.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+}
+
+func requireReadableFile(_ path: String, _ option: String, _ what: String) throws {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+        throw ValidationError("\(option) \(path): no such file (expected \(what))")
+    }
+}
+
+func requireWritableParent(_ path: String, _ option: String) throws {
+    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        throw ValidationError("\(option) \(path): the folder \(dir) does not exist")
+    }
+}
+
+struct DCNEvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dcn-eval",
+        abstract: "Score detections with COCO (pycocotools) or PASCAL VOC (voc_eval) semantics.",
+        subcommands: [COCOCommand.self, VOCCommand.self]
+    )
+}
+
+struct COCOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coco",
+        abstract: "COCO bbox/segm evaluation; prints pycocotools' 12-line summary.")
+
+    @Option(help: "Ground-truth annotations (instances_*.json).")
+    var gt: String
+
+    @Option(help: "Results: a JSON array of {image_id, category_id, score, bbox | segmentation}.")
+    var results: String
+
+    @Option(name: .customLong("iou-type"), help: "bbox or segm.")
+    var iouType: String = "bbox"
+
+    @Option(help: "Write {\"AP\", ..., \"ARl\"} to this JSON file.")
+    var json: String?
+
+    @Flag(name: .customLong("per-category"), help: "Also print the per-category AP table (as detectron2).")
+    var perCategory = false
+
+    @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        guard COCOIoUType(rawValue: iouType) != nil else {
+            throw ValidationError("--iou-type must be bbox or segm, got '\(iouType)'")
+        }
+        try requireReadableFile(gt, "--gt", "a COCO ground-truth JSON file")
+        try requireReadableFile(results, "--results", "a COCO results JSON file")
+        if let json { try requireWritableParent(json, "--json") }
+    }
+
+    func run() throws {
+        let type = COCOIoUType(rawValue: iouType)!
+        let (groundTruth, result) = try evaluateCOCOFiles(groundTruthPath: gt, resultsPath: results, iouType: type, threads: threadOptions.threads)
+        print(result.summaryLines.joined(separator: "\n"))
+        if perCategory {
+            let names = Dictionary(groundTruth.categories.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+            print("Per-category \(type.rawValue) AP:")
+            print(result.perCategoryTable(names: names))
+        }
+        if let json {
+            try writeFileAtomically(Data(result.stats.jsonText.utf8), to: json)
+        }
+    }
+}
+
+struct VOCCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "voc",
+        abstract: "PASCAL VOC AP (py-faster-rcnn voc_eval semantics) per class and mAP.")
+
+    @Option(help: "The devkit year folder, e.g. VOCdevkit/VOC2007 (Annotations/, ImageSets/Main/).")
+    var devkit: String
+
+    @Option(help: "Image set: ImageSets/Main/<split>.txt.")
+    var split: String = "test"
+
+    @Option(help: "A folder of comp4_det_test_<class>.txt files, or a COCO-format results JSON file.")
+    var results: String
+
+    @Option(help: "IoU thresholds, comma separated.")
+    var iou: String = "0.5,0.7"
+
+    @Option(help: "area (VOC2010+) or voc07 (11-point); both when omitted.")
+    var metric: String?
+
+    @Option(help: "Class names, comma separated (default: the classes of the split's annotations).")
+    var classes: String?
+
+    @Option(help: "For a COCO results file: a JSON file with \"categories\": [{id, name}] (default: ids 1...20 are the VOC classes in order).")
+    var categories: String?
+
+    @Option(help: "Write per-class AP and mAP to this JSON file (layout of expected_ap.json).")
+    var json: String?
+
+    var thresholds: [Double] { iou.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        let parts = iou.split(separator: ",", omittingEmptySubsequences: false)
+        guard !parts.isEmpty, thresholds.count == parts.count, thresholds.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+            throw ValidationError("--iou must be comma-separated numbers in [0, 1), e.g. 0.5,0.7; got '\(iou)'")
+        }
+        if let metric, metric != "area", metric != "voc07" {
+            throw ValidationError("--metric must be area or voc07, got '\(metric)'")
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: devkit, isDirectory: &isDir), isDir.boolValue else {
+            throw ValidationError("--devkit \(devkit): no such folder (expected DIR/VOC2007 with Annotations/ and ImageSets/Main/)")
+        }
+        guard FileManager.default.fileExists(atPath: results) else {
+            throw ValidationError("--results \(results): no such file or folder (expected a folder of comp4_det_test_<class>.txt files or a COCO results JSON file)")
+        }
+        if let categories { try requireReadableFile(categories, "--categories", "a JSON file with \"categories\"") }
+        if let json { try requireWritableParent(json, "--json") }
+    }
+
+    func run() throws {
+        let dataset = try VOCDataset.load(devkit: devkit, split: split)
+        let classNames = classes.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? dataset.classNames
+        guard !classNames.isEmpty else { throw ToolError("\(devkit): the split '\(split)' has no annotated objects and no --classes were given") }
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: results, isDirectory: &isDir)
+        let detections: [String: [VOCDetection]]
+        if isDir.boolValue {
+            detections = try loadVOCResultFiles(directory: results, classNames: classNames)
+            if detections.isEmpty {
+                throw ToolError("\(results): no comp4_det_test_<class>.txt file for any of the classes \(classNames.joined(separator: ", "))")
+            }
+            for c in classNames where detections[c] == nil {
+                printError("warning: \(results): no comp4_det_test_\(c).txt; class '\(c)' has no detections (AP 0)")
+            }
+        } else {
+            let coco = try COCOResult.loadArray(path: results)
+            var names = [Int: String]()
+            if let categories {
+                names = Dictionary(try COCOGroundTruthCategories.load(path: categories).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+            } else {
+                for (k, n) in vocClassNames.enumerated() { names[k + 1] = n }
+            }
+            detections = try vocDetections(fromCOCO: coco, categoryNames: names, dataset: dataset, file: results)
+        }
+        let metrics: [VOCMetric] = metric.map { $0 == "area" ? [.area] : [.voc07] } ?? [.voc07, .area]
+        let evaluated: [VOCMetricResult]
+        do {
+            evaluated = try evaluateVOC(dataset: dataset, detections: detections, classNames: classNames, iouThresholds: thresholds, metrics: metrics)
+        } catch let e as VOCError {
+            throw ToolError("\(results) (class \(e.file)): \(e.message)")
+        }
+        print(vocTable(evaluated), terminator: "")
+        if let json {
+            try writeFileAtomically(Data(vocResultsJSON(evaluated, classNames: classNames).utf8), to: json)
+        }
+    }
+}
+
+/// Reads only the `categories` of a COCO-style JSON file.
+enum COCOGroundTruthCategories {
+    static func load(path: String) throws -> [COCOCategory] {
+        struct File: Decodable { let categories: [COCOCategory] }
+        do {
+            return try JSONDecoder().decode(File.self, from: Data(contentsOf: URL(fileURLWithPath: path))).categories
+        } catch {
+            throw ToolError("\(path): expected a JSON object with \"categories\": [{\"id\", \"name\"}] (\(error))")
+        }
+    }
+}
+
+do {
+    var command = try DCNEvalCommand.parseAsRoot()
+    try command.run()
+} catch let error as ToolError {
+    printError("dcn-eval: error: \(error.description)")
+    exit(1)
+} catch let error as JSONReadError {
+    printError("dcn-eval: error: \(error.description)")
+    exit(1)
+} catch let error as COCOFormatError {
+    printError("dcn-eval: error: \(error.description)")
+    exit(1)
+} catch let error as VOCError {
+    printError("dcn-eval: error: \(error.description)")
+    exit(1)
+} catch let error as MaskError {
+    printError("dcn-eval: error: \(error.description)")
+    exit(1)
+} catch {
+    DCNEvalCommand.exit(withError: error)
+}

@@ -1,0 +1,148 @@
+// PASCAL VOC annotations: Annotations/<id>.xml read with a real XML parser (FoundationXML),
+// ImageSets/Main/<split>.txt, and errors that name the file and the element.
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// A VOC input problem, naming the file (and element or line) at fault.
+public struct VOCError: Error, CustomStringConvertible, Sendable {
+    public let file: String
+    public let message: String
+    public init(file: String, _ message: String) { self.file = file; self.message = message }
+    public var description: String { "\(file): \(message)" }
+}
+
+/// One annotated object: class name, box in VOC pixels (1-based, inclusive), difficult flag.
+public struct VOCObject: Codable, Equatable, Sendable {
+    public var name: String
+    public var box: VOCBox
+    public var difficult: Bool
+    public init(name: String, box: VOCBox, difficult: Bool) { self.name = name; self.box = box; self.difficult = difficult }
+}
+
+/// `[xmin, ymin, xmax, ymax]` in VOC's 1-based inclusive pixel coordinates.
+public struct VOCBox: Codable, Equatable, Sendable {
+    public var xmin: Double, ymin: Double, xmax: Double, ymax: Double
+    public init(xmin: Double, ymin: Double, xmax: Double, ymax: Double) {
+        self.xmin = xmin; self.ymin = ymin; self.xmax = xmax; self.ymax = ymax
+    }
+    /// From a COCO box `[x, y, w, h]` (0-based, continuous): `xmin = x + 1`, `xmax = x + w`,
+    /// the conversion detectron2's VOC evaluator uses.
+    public init(coco b: COCOBox) { self.init(xmin: b.x + 1, ymin: b.y + 1, xmax: b.x + b.width, ymax: b.y + b.height) }
+}
+
+/// A tiny element tree: enough for VOC's annotation files.
+private final class XMLElementNode {
+    let name: String
+    var text = ""
+    var children: [XMLElementNode] = []
+    init(name: String) { self.name = name }
+    func child(_ n: String) -> XMLElementNode? { children.first { $0.name == n } }
+}
+
+private final class TreeBuilder: NSObject, XMLParserDelegate {
+    var stack: [XMLElementNode] = []
+    var root: XMLElementNode?
+    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+        let node = XMLElementNode(name: elementName)
+        if let parent = stack.last { parent.children.append(node) } else if root == nil { root = node }
+        stack.append(node)
+    }
+    /// Set when the document breaks nesting (the Linux parser recovers from some of these).
+    var nestingError: String?
+    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
+        guard let open = stack.last, open.name == elementName else {
+            if nestingError == nil {
+                let inside = stack.last.map { "<\($0.name)> is still open" } ?? "no element is open"
+                nestingError = "malformed XML at line \(parser.lineNumber): closing tag </\(elementName)> but \(inside)"
+            }
+            parser.abortParsing()
+            return
+        }
+        stack.removeLast()
+    }
+    func parser(_ parser: XMLParser, foundCharacters string: String) {
+        stack.last?.text += string
+    }
+}
+
+/// Parses one VOC annotation file into its objects.
+public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
+    let parser = XMLParser(data: data)
+    let builder = TreeBuilder()
+    parser.delegate = builder
+    let parsed = parser.parse()
+    if let nesting = builder.nestingError { throw VOCError(file: file, nesting) }
+    if parsed, !builder.stack.isEmpty {
+        let path = builder.stack.map { "<\($0.name)>" }.joined()
+        throw VOCError(file: file, "malformed XML: \(path) is not closed properly (mismatched or missing closing tag)")
+    }
+    guard parsed, let root = builder.root else {
+        let open = builder.stack.last.map { " inside <\($0.name)>" } ?? ""
+        let reason = parser.parserError.map { " (\(($0 as NSError).domain) code \(($0 as NSError).code))" } ?? ""
+        throw VOCError(file: file, "malformed XML at line \(parser.lineNumber), column \(parser.columnNumber)\(open)\(reason)")
+    }
+    guard root.name == "annotation" else { throw VOCError(file: file, "the root element is <\(root.name)>, expected <annotation>") }
+    var objects = [VOCObject]()
+    for (n, obj) in root.children.enumerated() where obj.name == "object" {
+        let index = root.children[0..<n].filter { $0.name == "object" }.count
+        let path = "<annotation><object> #\(index + 1)"
+        guard let nameNode = obj.child("name") else { throw VOCError(file: file, "\(path) has no <name> element") }
+        let name = nameNode.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty else { throw VOCError(file: file, "\(path) <name> is empty") }
+        var difficult = false
+        if let d = obj.child("difficult") {
+            guard let v = Int(d.text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw VOCError(file: file, "\(path) <difficult> is '\(d.text)', expected 0 or 1")
+            }
+            difficult = v != 0
+        }
+        guard let bb = obj.child("bndbox") else { throw VOCError(file: file, "\(path) (\(name)) has no <bndbox> element") }
+        func coordinate(_ tag: String) throws -> Double {
+            guard let node = bb.child(tag) else { throw VOCError(file: file, "\(path) (\(name)) <bndbox> has no <\(tag)> element") }
+            let text = node.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let v = Double(text), v.isFinite else { throw VOCError(file: file, "\(path) (\(name)) <bndbox><\(tag)> is '\(text)', expected a number") }
+            return v
+        }
+        let box = VOCBox(xmin: try coordinate("xmin"), ymin: try coordinate("ymin"), xmax: try coordinate("xmax"), ymax: try coordinate("ymax"))
+        objects.append(VOCObject(name: name, box: box, difficult: difficult))
+    }
+    return objects
+}
+
+/// A VOC devkit year folder (`.../VOC2007`): the split's image ids and their objects.
+public struct VOCDataset: Sendable {
+    public var imageIDs: [String]
+    public var objects: [String: [VOCObject]]
+
+    public init(imageIDs: [String], objects: [String: [VOCObject]]) { self.imageIDs = imageIDs; self.objects = objects }
+
+    /// Reads `ImageSets/Main/<split>.txt` and every listed `Annotations/<id>.xml`.
+    public static func load(devkit: String, split: String) throws -> VOCDataset {
+        let root = URL(fileURLWithPath: devkit)
+        let listURL = root.appendingPathComponent("ImageSets/Main/\(split).txt")
+        guard let list = try? String(contentsOf: listURL, encoding: .utf8) else {
+            throw VOCError(file: listURL.path, "cannot read the split list (expected DIR/VOC2007 with ImageSets/Main/\(split).txt)")
+        }
+        let ids = list.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var objects = [String: [VOCObject]]()
+        for id in ids {
+            let url = root.appendingPathComponent("Annotations/\(id).xml")
+            guard let data = try? Data(contentsOf: url) else { throw VOCError(file: url.path, "cannot read the annotation of image \(id)") }
+            objects[id] = try parseVOCAnnotation(data: data, file: url.path)
+        }
+        return VOCDataset(imageIDs: ids, objects: objects)
+    }
+
+    /// Class names present in the split: the 20 VOC classes in their usual order first, then
+    /// any others alphabetically.
+    public var classNames: [String] {
+        let present = Set(objects.values.flatMap { $0.map(\.name) })
+        return vocClassNames.filter(present.contains) + present.subtracting(vocClassNames).sorted()
+    }
+}
+
+/// The 20 PASCAL VOC classes in the devkit's order.
+public let vocClassNames = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+                            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
