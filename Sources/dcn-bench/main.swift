@@ -9,7 +9,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self])
+        subcommands: [Verify.self, Ops.self, Eval.self])
 }
 
 struct Verify: ParsableCommand {
@@ -106,5 +106,32 @@ struct Ops: ParsableCommand {
                 print("    deform/conv fwd+bwd: \(String(format: "%.2fx", t.ms! / conv))")
             }
         }
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time COCO bbox evaluation on a generated val2017-sized case (5,000 images, 500,000 detections).")
+
+    @Option(help: "Folder for the generated files (default: a temporary folder).")
+    var directory: String?
+
+    @Option(help: "Threads for the evaluation (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Also time Foundation's JSONDecoder on the results file, for comparison.")
+    var compareJSONDecoder = false
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        let r = try runEvalBenchmark(directory: directory, threads: threads, compareJSONDecoder: compareJSONDecoder)
+        print("case: \(r.images) images, \(r.groundTruths) ground-truth boxes (\(r.crowd) crowd), \(r.detections) detections, results file \(r.resultsFileBytes / 1_000_000) MB")
+        print("files: \(r.groundTruthPath) \(r.resultsPath)")
+        r.summary.forEach { print($0) }
+        print(String(format: "load %.2f s, evaluate %.2f s, total %.2f s on %d threads", r.loadSeconds, r.evaluateSeconds, r.totalSeconds, r.threads))
+        if let d = r.jsonDecoderSeconds { print(String(format: "Foundation JSONDecoder on the results file alone: %.2f s", d)) }
     }
 }
