@@ -158,6 +158,8 @@ public func writeSyntheticCOCOCase(directory: String, seed: UInt64 = 2017) throw
 public func runEvalBenchmark(directory: String?, threads: Int, compareJSONDecoder: Bool = false) throws -> EvalBenchResult {
     let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("dcn-eval-bench-\(ProcessInfo.processInfo.processIdentifier)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    // A temporary folder is removed afterwards; a folder the caller named keeps the files.
+    defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
     let t0 = Date()
     let c = try writeSyntheticCOCOCase(directory: dir)
     let t1 = Date()

@@ -129,7 +129,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         let r = try runEvalBenchmark(directory: directory, threads: threads, compareJSONDecoder: compareJSONDecoder)
         print("case: \(r.images) images, \(r.groundTruths) ground-truth boxes (\(r.crowd) crowd), \(r.detections) detections, results file \(r.resultsFileBytes / 1_000_000) MB")
-        print("files: \(r.groundTruthPath) \(r.resultsPath)")
+        if directory != nil { print("files: \(r.groundTruthPath) \(r.resultsPath)") }
         r.summary.forEach { print($0) }
         print(String(format: "load %.2f s, evaluate %.2f s, total %.2f s on %d threads", r.loadSeconds, r.evaluateSeconds, r.totalSeconds, r.threads))
         if let d = r.jsonDecoderSeconds { print(String(format: "Foundation JSONDecoder on the results file alone: %.2f s", d)) }
