@@ -204,9 +204,13 @@ public final class ResNet {
     /// What backward needs from one training forward (only the trainable stages are cached).
     public struct Cache {
         var blockCaches: [[ResidualBlock.Cache]]
-        var stemOutput: Tensor?
+        var stem: StemCache?
         var pooled: Tensor?
         var stageOutputs: [Tensor]
+    }
+
+    struct StemCache {
+        let input: Tensor, convOutput: Tensor, normCache: NormLayer.Cache, reluOutput: Tensor, argmax: [Int32]
     }
 
     public init(spec: ResNetSpec, prefix: String = "", seed: UInt64 = 0) throws {
@@ -320,7 +324,7 @@ public final class ResNet {
         let pool = try maxPoolForward(input: h, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1))
         h = pool.output
         var features = FeatureMaps()
-        var cache = Cache(blockCaches: [], stemOutput: nil, pooled: nil, stageOutputs: [])
+        var cache = Cache(blockCaches: [], stem: nil, pooled: nil, stageOutputs: [])
         for (s, stage) in stages.enumerated() {
             let trainable = training && s + 2 > frozen
             var caches: [ResidualBlock.Cache] = []
@@ -339,15 +343,10 @@ public final class ResNet {
             cache.pooled = pooled
         }
         if cacheStem {
-            stemCache = StemCache(input: x, convOutput: stemConvOutput, normCache: stemNormCache, reluOutput: stemReLU, argmax: pool.argmax)
+            cache.stem = StemCache(input: x, convOutput: stemConvOutput, normCache: stemNormCache, reluOutput: stemReLU, argmax: pool.argmax)
         }
         return (features, training ? cache : nil)
     }
-
-    struct StemCache {
-        let input: Tensor, convOutput: Tensor, normCache: NormLayer.Cache, reluOutput: Tensor, argmax: [Int32]
-    }
-    private var stemCache: StemCache?
 
     /// Backward from gradients of named outputs (any of res2..res5, logits). Adds parameter
     /// gradients of the trainable stages and stops at the first frozen one. Returns dInput when
@@ -377,7 +376,7 @@ public final class ResNet {
             d = dy
         }
         // The stem.
-        guard frozen < 1, let stem = stemCache, var dPool = d else { return nil }
+        guard frozen < 1, let stem = cache.stem, var dPool = d else { return nil }
         var dReLUOut = Tensor(zeros: stem.reluOutput.shape)
         try maxPoolBackward(dInput: &dReLUOut, dOutput: dPool, argmax: stem.argmax)
         dPool = Tensor(zeros: dReLUOut.shape)

@@ -1,0 +1,243 @@
+// The Fast R-CNN head of the paper's layout: res5 ran on the whole image; here a 1x1 conv
+// 2048 -> 256 + ReLU, RoI features (7x7x256) from the chosen extractor, two fc 1024 + ReLU ("2fc"),
+// a (C+1)-way classifier and class-specific box regression.
+import DCNOps
+import DCNTensor
+import Foundation
+
+/// The RoI head's fixed choices.
+public struct RoIHeadSpec: Sendable, Equatable {
+    public var classes: Int
+    public var inChannels = 2048
+    public var reduceChannels = 256
+    public var extractor: RoIExtractorKind = .roialign
+    public var pooledSize = 7
+    public var samplingRatio = 2
+    public var gamma: Float = 0.1
+    public var offsetLearningRateScale: Float = 0.01
+    public var fcDim = 1024
+    public var featureStride = 16
+    public var batchSizePerImage = 512
+    public var positiveFraction: Float = 0.25
+    public var foregroundIoU: Float = 0.5
+    public var boxCoder = BoxCoder(weights: (10, 10, 5, 5))
+    public var smoothL1Beta: Float = 1
+    public var scoreThreshold: Float = 0.05
+    public var nmsThreshold: Float = 0.5
+    public var detectionsPerImage = 100
+
+    public init(classes: Int) { self.classes = classes }
+}
+
+/// RoIs sampled for training, with their targets.
+public struct SampledRoIs: Sendable {
+    /// [K, 5] (image, x1, y1, x2, y2)
+    public var rois: Tensor
+    public var boxes: [Box]
+    /// 0 = background, 1...C
+    public var labels: [Int]
+    /// Regression targets of foreground RoIs (zeros for background).
+    public var targets: [(Float, Float, Float, Float)]
+    /// Image index of each RoI.
+    public var image: [Int]
+}
+
+/// One detection in the input image's pixels.
+public struct Detection: Sendable, Equatable {
+    public var box: Box
+    public var score: Float
+    /// 1...C
+    public var label: Int
+}
+
+public final class RoIHead {
+    public let spec: RoIHeadSpec
+    let reduce: ConvLayer
+    public let extractor: RoIFeatureExtractor
+    let fc1: LinearLayer
+    let fc2: LinearLayer
+    let classifier: LinearLayer
+    let boxRegressor: LinearLayer
+
+    /// The 2fc features of RoIs and what backward needs.
+    public struct Features {
+        public var reduced: Tensor
+        public var pooled: Tensor
+        public var extractorCache: RoIFeatureExtractor.Cache
+        var flat: Tensor
+        var hidden1: Tensor
+        /// f_FRCNN in the paper: the second fc's ReLU output, [K, fcDim].
+        public var hidden2: Tensor
+        var backboneFeatures: Tensor
+    }
+
+    public init(spec: RoIHeadSpec, prefix: String = "roi_heads.", rng: inout SeededGenerator) {
+        self.spec = spec
+        reduce = ConvLayer(name: prefix + "reduce", spec.inChannels, spec.reduceChannels, kernel: 1, bias: true,
+                           weightInit: .kaimingNormalFanOut, rng: &rng)
+        extractor = RoIFeatureExtractor(kind: spec.extractor, channels: spec.reduceChannels, pooledSize: spec.pooledSize,
+                                        samplingRatio: spec.samplingRatio, gamma: spec.gamma, hiddenDim: spec.fcDim,
+                                        offsetLearningRateScale: spec.offsetLearningRateScale, prefix: prefix + "pooler.", rng: &rng)
+        let flat = spec.reduceChannels * spec.pooledSize * spec.pooledSize
+        // detectron2's FastRCNNConvFCHead: c2_xavier_fill (uniform with a = sqrt(3 / fan_in)) for the fcs.
+        fc1 = LinearLayer(name: prefix + "box_head.fc1", flat, spec.fcDim, weightInit: .uniformFanIn, rng: &rng)
+        fc2 = LinearLayer(name: prefix + "box_head.fc2", spec.fcDim, spec.fcDim, weightInit: .uniformFanIn, rng: &rng)
+        classifier = LinearLayer(name: prefix + "box_predictor.cls_score", spec.fcDim, spec.classes + 1,
+                                 weightInit: .normal(std: 0.01), rng: &rng)
+        boxRegressor = LinearLayer(name: prefix + "box_predictor.bbox_pred", spec.fcDim, 4 * (spec.classes + 1),
+                                   weightInit: .normal(std: 0.001), rng: &rng)
+    }
+
+    /// Parameters by component: the head proper and the RoI pooling's offset branch.
+    public var headParameters: [Parameter] { reduce.parameters + fc1.parameters + fc2.parameters + classifier.parameters + boxRegressor.parameters }
+    public var poolingParameters: [Parameter] { extractor.parameters }
+
+    var spatialScale: Float { 1 / Float(spec.featureStride) }
+
+    /// The reduced map (1x1 conv + ReLU of res5), computed once per batch.
+    public func reduceFeatures(_ res5: Tensor, _ ws: Workspace) throws -> Tensor {
+        var r = try reduce.forward(res5, ws)
+        reluForwardInPlace(&r)
+        return r
+    }
+
+    /// 2fc features of `rois` on the reduced map.
+    public func features(reduced: Tensor, backbone res5: Tensor, rois: Tensor) throws -> Features {
+        let (pooled, cache) = try extractor.forward(reduced, rois: rois, spatialScale: spatialScale)
+        let flat = try pooled.reshaped([rois.dim(0), pooled.count / max(1, rois.dim(0))])
+        var h1 = try fc1.forward(flat)
+        reluForwardInPlace(&h1)
+        var h2 = try fc2.forward(h1)
+        reluForwardInPlace(&h2)
+        return Features(reduced: reduced, pooled: pooled, extractorCache: cache, flat: flat, hidden1: h1, hidden2: h2,
+                        backboneFeatures: res5)
+    }
+
+    /// Class logits [K, C+1] and box deltas [K, 4(C+1)].
+    public func predict(_ f: Features) throws -> (logits: Tensor, deltas: Tensor) {
+        (try classifier.forward(f.hidden2), try boxRegressor.forward(f.hidden2))
+    }
+
+    /// Backward from the gradient of the 2fc output to res5; adds parameter gradients.
+    /// `dReduced` accumulates the reduced map's gradient (shared by several RoI sets), and the caller
+    /// finishes with `reduceBackward`.
+    public func featuresBackward(_ dHidden2: Tensor, _ f: Features, dReduced: inout Tensor) throws {
+        var d = Tensor(zeros: dHidden2.shape)
+        try reluBackward(dInput: &d, dOutput: dHidden2, output: f.hidden2)
+        let dh1 = try fc2.backward(d, input: f.hidden1, wantInput: true)!
+        d = Tensor(zeros: dh1.shape)
+        try reluBackward(dInput: &d, dOutput: dh1, output: f.hidden1)
+        let dFlat = try fc1.backward(d, input: f.flat, wantInput: true)!
+        try extractor.backward(try dFlat.reshaped(f.pooled.shape), features: f.reduced, cache: f.extractorCache,
+                               spatialScale: spatialScale, dFeatures: &dReduced)
+    }
+
+    /// dRes5 from the reduced map's gradient; adds the 1x1 conv's gradients.
+    public func reduceBackward(_ dReduced: Tensor, reduced: Tensor, res5: Tensor, _ ws: Workspace) throws -> Tensor {
+        var d = Tensor(zeros: dReduced.shape)
+        try reluBackward(dInput: &d, dOutput: dReduced, output: reduced)
+        return try reduce.backward(d, input: res5, wantInput: true, ws)!
+    }
+
+    /// Backward of the classifier and regressor: dHidden2 from dLogits and dDeltas.
+    public func predictBackward(dLogits: Tensor, dDeltas: Tensor, _ f: Features) throws -> Tensor {
+        var d = try classifier.backward(dLogits, input: f.hidden2, wantInput: true)!
+        d.add(try boxRegressor.backward(dDeltas, input: f.hidden2, wantInput: true)!)
+        return d
+    }
+
+    // MARK: - Training targets and losses
+
+    /// Proposals plus ground truth, matched (foreground at IoU >= 0.5) and sampled per image.
+    public func sample(proposals: [[Box]], targets: [ImageTargets], rng: inout SeededGenerator) -> SampledRoIs {
+        var out = SampledRoIs(rois: Tensor(zeros: [0, 5]), boxes: [], labels: [], targets: [], image: [])
+        var flat: [Float] = []
+        for (n, t) in targets.enumerated() {
+            let candidates = proposals[n] + t.boxes
+            let m = matchBoxes(candidates, groundTruth: t.boxes, ignoreRegions: t.ignore, foreground: spec.foregroundIoU,
+                               background: spec.foregroundIoU, lowQualityMatches: false)
+            let (fg, bg) = sampleLabels(m.labels, batchSize: spec.batchSizePerImage, positiveFraction: spec.positiveFraction, rng: &rng)
+            for i in fg + bg {
+                let b = candidates[i]
+                let isFG = m.labels[i] == .foreground
+                out.boxes.append(b)
+                out.labels.append(isFG ? t.labels[m.groundTruth[i]] : 0)
+                out.targets.append(isFG ? spec.boxCoder.encode(t.boxes[m.groundTruth[i]], reference: b) : (0, 0, 0, 0))
+                out.image.append(n)
+                flat += [Float(n), b.x1, b.y1, b.x2, b.y2]
+            }
+        }
+        out.rois = try! Tensor(shape: [out.boxes.count, 5], data: flat)
+        return out
+    }
+
+    /// Cross-entropy over the sampled RoIs (mean) and smooth L1 of the foreground RoIs' own class
+    /// deltas, summed and divided by the number of sampled RoIs (detectron2's normalisation).
+    public func losses(logits: Tensor, deltas: Tensor, sampled: SampledRoIs) throws
+        -> (classification: Float, box: Float, dLogits: Tensor, dDeltas: Tensor) {
+        let k = sampled.labels.count
+        let cls = try softmaxCrossEntropyLoss(logits: logits, labels: sampled.labels)
+        var dLogits = Tensor(zeros: logits.shape)
+        try softmaxCrossEntropyBackward(dLogits: &dLogits, logits: logits, labels: sampled.labels)
+        var predicted: [Float] = [], wanted: [Float] = [], index: [Int] = []
+        let width = deltas.dim(1)
+        for r in 0..<k where sampled.labels[r] > 0 {
+            let t = sampled.targets[r], base = r * width + 4 * sampled.labels[r]
+            for (j, v) in [t.0, t.1, t.2, t.3].enumerated() {
+                index.append(base + j); predicted.append(deltas.data[base + j]); wanted.append(v)
+            }
+        }
+        let p = try Tensor(shape: [predicted.count], data: predicted), w = try Tensor(shape: [wanted.count], data: wanted)
+        let normaliser = Float(max(1, k))
+        let box = try smoothL1Loss(input: p, target: w, beta: spec.smoothL1Beta) / normaliser
+        var dp = Tensor(zeros: p.shape)
+        try smoothL1Backward(dInput: &dp, input: p, target: w, beta: spec.smoothL1Beta, gradOutput: 1 / normaliser)
+        var dDeltas = Tensor(zeros: deltas.shape)
+        for (j, i) in index.enumerated() { dDeltas.data[i] += dp.data[j] }
+        return (cls, box, dLogits, dDeltas)
+    }
+
+    // MARK: - Inference
+
+    /// Per-class decoding, score threshold, per-class NMS and the top detections of each image.
+    /// Boxes are in the (resized) input image's pixels.
+    public func detections(logits: Tensor, deltas: Tensor, proposals: [[Box]], imageSizes: [ImageSize]) throws -> [[Detection]] {
+        let classes = spec.classes
+        var result: [[Detection]] = []
+        var offset = 0
+        for (n, boxes) in proposals.enumerated() {
+            let size = imageSizes[n]
+            var candidates: [Detection] = []
+            for (r, roi) in boxes.enumerated() {
+                let row = offset + r
+                // Softmax in Double for the scores.
+                var m = -Double.infinity
+                for c in 0...classes { m = max(m, Double(logits.data[row * (classes + 1) + c])) }
+                var s = 0.0
+                for c in 0...classes { s += exp(Double(logits.data[row * (classes + 1) + c]) - m) }
+                for c in 1...classes {
+                    let score = Float(exp(Double(logits.data[row * (classes + 1) + c]) - m) / s)
+                    guard score > spec.scoreThreshold else { continue }
+                    let base = row * 4 * (classes + 1) + 4 * c
+                    let b = spec.boxCoder.decode((deltas.data[base], deltas.data[base + 1], deltas.data[base + 2], deltas.data[base + 3]),
+                                                 reference: roi).clipped(width: Float(size.width), height: Float(size.height))
+                    guard b.width > 0, b.height > 0 else { continue }
+                    candidates.append(Detection(box: b, score: score, label: c))
+                }
+            }
+            offset += boxes.count
+            if candidates.isEmpty { result.append([]); continue }
+            let keep = try batchedNMS(boxes: candidates.map(\.box).tensor, scores: try Tensor(shape: [candidates.count], data: candidates.map(\.score)),
+                                      categories: candidates.map(\.label), iouThreshold: Double(spec.nmsThreshold))
+            result.append(keep.prefix(spec.detectionsPerImage).map { candidates[$0] })
+        }
+        return result
+    }
+
+    /// Multiply-adds of the head for `rois` RoIs on a reduced map computed from `res5Shape`.
+    public func cost(res5Shape: [Int], rois: Int, _ counter: inout CostCounter) throws {
+        _ = try reduce.cost(res5Shape, &counter)
+        extractor.cost(rois: rois, &counter)
+        for fc in [fc1, fc2, classifier, boxRegressor] { fc.cost(rows: rois, &counter) }
+    }
+}
