@@ -206,8 +206,8 @@ int dcn_decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
             }
         }
     }
-    // Every row is decoded; what follows the last scan (normally just EOI) is not read, so a file
-    // that lacks only its EOI marker still decodes, as in Pillow.
+    // Every row is decoded (a file that lacks only its EOI already failed above, as in Pillow,
+    // because the Huffman decoder reads ahead); trailing data is not examined.
     jpeg_abort_decompress(&cinfo);
     out->warnings = guard.warnings;
     jpeg_destroy_decompress(&cinfo);
@@ -352,7 +352,8 @@ int dcn_decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if ((color_type & PNG_COLOR_MASK_COLOR) == 0 && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (bit_depth == 16) png_set_strip_16(png);
-    if ((color_type & PNG_COLOR_MASK_ALPHA) != 0) png_set_strip_alpha(png);
+    if ((color_type & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0)
+        png_set_strip_alpha(png);
     if ((color_type & PNG_COLOR_MASK_COLOR) == 0) png_set_gray_to_rgb(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
