@@ -212,3 +212,32 @@ struct TransformTests {
         #expect(back[1].x2 == 640 && back[1].y2 == 480)
     }
 }
+
+/// Timing of decode + resize, run only with DCN_IMAGE_BENCH=<a 640x480 JPEG> (e.g. in a release
+/// build: `DCN_IMAGE_BENCH=img.jpg swift test -c release --filter imageBenchmark`). If
+/// `<img>.up.ref.png` (Pillow's decode resized to 1067x800) exists, it is compared too.
+@Test("Decode + resize timing", .enabled(if: ProcessInfo.processInfo.environment["DCN_IMAGE_BENCH"] != nil))
+func imageBenchmark() throws {
+    let path = ProcessInfo.processInfo.environment["DCN_IMAGE_BENCH"]!
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    let image = try decodeImage(data: data, name: path)
+    let size = ResizeShortestEdge.outputSize(for: ImageSize(height: image.height, width: image.width), shortEdge: 800, maxSize: 1333)
+    if FileManager.default.fileExists(atPath: path + ".up.ref.png") {
+        let reference = try decodeImage(path: path + ".up.ref.png")
+        let d = pixelDifference(resizeBilinear(image, width: size.width, height: size.height), reference)
+        print("vs Pillow: max \(d.max), mean \(d.mean)")
+        #expect(d.max <= 1)
+    }
+    let clock = ContinuousClock()
+    let runs = 30
+    func ms(_ body: () throws -> Void) rethrows -> Double {
+        let t = try clock.measure { for _ in 0..<runs { try body() } }
+        return Double(t.components.attoseconds) / 1e15 / Double(runs) + Double(t.components.seconds) * 1000 / Double(runs)
+    }
+    let decode = try ms { _ = try decodeImage(data: data, name: path) }
+    let resize = ms { _ = resizeBilinear(image, width: size.width, height: size.height) }
+    let resized = resizeBilinear(image, width: size.width, height: size.height)
+    let normalise = ms { _ = PixelNormalization.imageNet.tensor(from: resized) }
+    print(String(format: "%dx%d: decode %.2f ms, resize to %dx%d %.2f ms, normalise %.2f ms",
+                 image.width, image.height, decode, size.width, size.height, resize, normalise))
+}
