@@ -227,12 +227,13 @@ struct ImageCodecTests {
         #expect(p?.description.hasPrefix("bad.png: corrupt PNG") == true, "\(String(describing: p))")
     }
 
+    // DCN_FUZZ_TRIALS=N raises the trial count (e.g. with `swift test --sanitize=address`).
     @Test("Random truncations and byte flips never crash", arguments: ["rgb.jpg", "progressive.jpg", "palette.png", "rgba16.png"])
     func fuzz(name: String) throws {
         let bytes = try fixtureBytes(name)
         var rng = SeededGenerator(seed: 99)
         var failures = 0
-        for trial in 0..<150 {
+        for trial in 0..<(ProcessInfo.processInfo.environment["DCN_FUZZ_TRIALS"].flatMap { Int($0) } ?? 150) {
             var data = bytes
             if trial % 2 == 0 {
                 data = data.prefix(Int(rng.next() % UInt64(data.count)))
