@@ -123,8 +123,8 @@ static inline int muldiv255(int a, int b) {
     return ((t >> 8) + t) >> 8;
 }
 
-int dcn_decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
-                    char *message, size_t message_capacity) {
+static int decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                       char *message, size_t message_capacity, int header_only) {
     if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
     memset(out, 0, sizeof *out);
     if (size < 4) {
@@ -178,6 +178,13 @@ int dcn_decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
         guard.status = status;
         longjmp(guard.jump, 1);
     }
+    if (header_only) {
+        out->width = (int32_t)cinfo.image_width;
+        out->height = (int32_t)cinfo.image_height;
+        out->orientation = orientation;
+        jpeg_destroy_decompress(&cinfo);
+        return DCN_CODEC_OK;
+    }
     jpeg_start_decompress(&cinfo);
     const size_t width = cinfo.output_width, height = cinfo.output_height;
     pixels = (uint8_t *)malloc(width * height * 3);
@@ -217,6 +224,16 @@ int dcn_decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
     out->height = (int32_t)height;
     out->orientation = orientation;
     return DCN_CODEC_OK;
+}
+
+int dcn_decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                    char *message, size_t message_capacity) {
+    return decode_jpeg(data, size, out, message, message_capacity, 0);
+}
+
+int dcn_probe_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                   char *message, size_t message_capacity) {
+    return decode_jpeg(data, size, out, message, message_capacity, 1);
 }
 
 int dcn_encode_jpeg(const uint8_t *rgb, int32_t width, int32_t height, int32_t quality,
@@ -304,8 +321,8 @@ static void png_guard_warning(png_structp png, png_const_charp text) {
     (void)text;
 }
 
-int dcn_decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
-                   char *message, size_t message_capacity) {
+static int decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                      char *message, size_t message_capacity, int header_only) {
     if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
     memset(out, 0, sizeof *out);
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
@@ -346,6 +363,18 @@ int dcn_decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
     if (size_status != DCN_CODEC_OK) {
         status = size_status;
         png_longjmp(png, 1);
+    }
+    if (header_only) {
+#ifdef PNG_eXIf_SUPPORTED
+        png_bytep early = NULL;
+        png_uint_32 early_size = 0;
+        if (png_get_eXIf_1(png, info, &early_size, &early) != 0 && early != NULL)
+            out->orientation = dcn_exif_orientation(early, early_size);
+#endif
+        out->width = (int32_t)w;
+        out->height = (int32_t)h;
+        png_destroy_read_struct(&png, &info, &end_info);
+        return DCN_CODEC_OK;
     }
     // The conversions of Pillow's convert("RGB"): palette -> RGB, gray -> RGB, alpha dropped
     // (no compositing), 16 -> 8 bits by keeping the high byte ("RGB;16B" rawmode).
@@ -402,6 +431,16 @@ int dcn_decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
     out->orientation = orientation;
     out->warnings = 0;
     return DCN_CODEC_OK;
+}
+
+int dcn_decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                   char *message, size_t message_capacity) {
+    return decode_png(data, size, out, message, message_capacity, 0);
+}
+
+int dcn_probe_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                  char *message, size_t message_capacity) {
+    return decode_png(data, size, out, message, message_capacity, 1);
 }
 
 typedef struct {

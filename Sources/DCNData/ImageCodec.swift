@@ -17,13 +17,15 @@ public struct DecodeOptions: Sendable {
 /// Reads and decodes a JPEG or PNG file (format chosen by its magic bytes, not its name) into
 /// upright RGB. Errors name the file: "truncated JPEG", "not a JPEG or PNG file", ...
 public func decodeImage(path: String, options: DecodeOptions = DecodeOptions()) throws -> RGBImage {
-    let data: Data
+    try decodeImage(data: readFile(path), name: path, options: options)
+}
+
+private func readFile(_ path: String) throws -> Data {
     do {
-        data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try Data(contentsOf: URL(fileURLWithPath: path))
     } catch {
         throw ImageError(file: path, kind: .io, message: "cannot read the file (\(describeIOError(error, path: path)))")
     }
-    return try decodeImage(data: data, name: path, options: options)
 }
 
 /// Decodes JPEG or PNG bytes; `name` (a path or any label) is used in error messages.
@@ -38,13 +40,40 @@ public func decodeImage(bytes: [UInt8], name: String, options: DecodeOptions = D
     try bytes.withUnsafeBufferPointer { try decodeBytes($0, name: name, options: options) }
 }
 
-/// The EXIF orientation tag (1...8) stored in JPEG or PNG bytes, or nil when there is none.
-/// Decodes the whole image; meant for tests and `dcn-data check`.
-public func exifOrientation(data: Data, name: String) throws -> Int? {
-    let decoded = try data.withUnsafeBytes { raw in
-        try decodeRaw(raw.bindMemory(to: UInt8.self), name: name)
+/// What a file's headers say, without decoding its pixels.
+public struct ImageInfo: Sendable, Equatable {
+    public var format: ImageFormat
+    /// Size of the pixels as stored in the file.
+    public var storedSize: ImageSize
+    /// EXIF orientation tag 1...8, or nil when the file has none.
+    public var orientation: Int?
+
+    /// Size after `decodeImage` applies the orientation (5...8 swap width and height).
+    public var size: ImageSize {
+        (orientation ?? 1) >= 5 ? ImageSize(height: storedSize.width, width: storedSize.height) : storedSize
     }
-    return decoded.orientation == 0 ? nil : decoded.orientation
+}
+
+/// Reads only the headers of a JPEG or PNG file (for sizes and aspect ratios without decoding).
+/// A PNG's eXIf chunk is seen only when it comes before the image data.
+public func probeImage(path: String) throws -> ImageInfo {
+    try probeImage(data: readFile(path), name: path)
+}
+
+/// Reads only the headers of JPEG or PNG bytes.
+public func probeImage(data: Data, name: String) throws -> ImageInfo {
+    try data.withUnsafeBytes { raw in
+        let bytes = raw.bindMemory(to: UInt8.self)
+        let format = try detectFormat(bytes, name: name)
+        let decoded = try callDecoder(format, bytes, name: name, headerOnly: true)
+        return ImageInfo(format: format, storedSize: ImageSize(height: Int(decoded.height), width: Int(decoded.width)),
+                         orientation: decoded.orientation == 0 ? nil : Int(decoded.orientation))
+    }
+}
+
+/// The EXIF orientation tag (1...8) stored in JPEG or PNG bytes, or nil when there is none.
+public func exifOrientation(data: Data, name: String) throws -> Int? {
+    try probeImage(data: data, name: name).orientation
 }
 
 /// Encodes as JPEG (quality 1...100, 4:2:0 chroma subsampling as Pillow does by default).
@@ -106,25 +135,39 @@ private struct RawDecoded {
 
 private let messageCapacity = 256
 
-private func decodeRaw(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws -> RawDecoded {
+private func detectFormat(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws -> ImageFormat {
     guard let format = ImageFormat.detect(bytes) else {
         let what = bytes.isEmpty ? "empty file, not a JPEG or PNG file" : "not a JPEG or PNG file"
         throw ImageError(file: name, kind: .unsupportedFormat, message: what)
     }
+    return format
+}
+
+/// Calls the shim's decoder or header reader; the caller owns (and must free) `pixels`.
+private func callDecoder(_ format: ImageFormat, _ bytes: UnsafeBufferPointer<UInt8>, name: String,
+                         headerOnly: Bool) throws -> dcn_decoded_image {
     var decoded = dcn_decoded_image()
     var message = [CChar](repeating: 0, count: messageCapacity)
     let status = message.withUnsafeMutableBufferPointer { msg in
-        switch format {
-        case .jpeg: return dcn_decode_jpeg(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
-        case .png: return dcn_decode_png(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
+        switch (format, headerOnly) {
+        case (.jpeg, false): return dcn_decode_jpeg(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
+        case (.jpeg, true): return dcn_probe_jpeg(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
+        case (.png, false): return dcn_decode_png(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
+        case (.png, true): return dcn_probe_png(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
         }
     }
-    defer { dcn_codec_free(decoded.pixels) }
-    let label = format == .jpeg ? "JPEG" : "PNG"
     if status != Int32(DCN_CODEC_OK.rawValue) {
+        dcn_codec_free(decoded.pixels)
         let detail = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        throw codecError(status: status, label: label, detail: detail, file: name)
+        throw codecError(status: status, label: format == .jpeg ? "JPEG" : "PNG", detail: detail, file: name)
     }
+    return decoded
+}
+
+private func decodeRaw(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws -> RawDecoded {
+    let format = try detectFormat(bytes, name: name)
+    let decoded = try callDecoder(format, bytes, name: name, headerOnly: false)
+    defer { dcn_codec_free(decoded.pixels) }
     let width = Int(decoded.width), height = Int(decoded.height)
     let pixels = [UInt8](UnsafeBufferPointer(start: decoded.pixels, count: width * height * 3))
     return RawDecoded(pixels: pixels, width: width, height: height, orientation: Int(decoded.orientation))

@@ -530,28 +530,36 @@ public func resizeBilinear(_ image: RGBImage, width outW: Int, height outH: Int)
     var temp: [UInt8]
     if needHorizontal {
         temp = [UInt8](repeating: 0, count: tempH * outW * 3)
+        // Bounds as one Int32 pair per output pixel, read through raw pointers in the loop.
+        let bounds = (0..<outW).flatMap { [Int32(horizontal.first[$0]), Int32(horizontal.count[$0])] }
         image.pixels.withUnsafeBufferPointer { src in
             temp.withUnsafeMutableBufferPointer { dst in
                 horizontal.weights.withUnsafeBufferPointer { kk in
-                    let input = SharedReads(src.baseAddress!), output = DisjointWrites(dst.baseAddress!)
-                    let weights = SharedReads(kk.baseAddress!)
-                    let first = horizontal.first, count = horizontal.count, taps = horizontal.taps
-                    parallelFor(tempH, grain: max(1, 8192 / max(1, outW * taps))) { rows in
-                        for y in rows {
-                            let row = input + (y + firstRow) * inW * 3
-                            let out = output + y * outW * 3
-                            for xx in 0..<outW {
-                                var r = bias, g = bias, b = bias
-                                let x0 = first[xx], k = weights + xx * taps
-                                for x in 0..<count[xx] {
-                                    let p = row + (x0 + x) * 3, w = k[x]
-                                    r &+= Int32(p[0]) &* w
-                                    g &+= Int32(p[1]) &* w
-                                    b &+= Int32(p[2]) &* w
+                    bounds.withUnsafeBufferPointer { bb in
+                        let input = SharedReads(src.baseAddress!), output = DisjointWrites(dst.baseAddress!)
+                        let weights = SharedReads(kk.baseAddress!), range = SharedReads(bb.baseAddress!)
+                        let taps = horizontal.taps
+                        parallelFor(tempH, grain: max(1, 8192 / max(1, outW * taps))) { rows in
+                            for y in rows {
+                                let row = input + (y + firstRow) * inW * 3
+                                let out = output + y * outW * 3
+                                var k = weights.pointer
+                                for xx in 0..<outW {
+                                    var r = bias, g = bias, b = bias
+                                    let x0 = Int(range[2 * xx]), n = Int(range[2 * xx + 1])
+                                    var p = row + x0 * 3
+                                    for x in 0..<n {
+                                        let w = k[x]
+                                        r &+= Int32(p[0]) &* w
+                                        g &+= Int32(p[1]) &* w
+                                        b &+= Int32(p[2]) &* w
+                                        p += 3
+                                    }
+                                    out[xx * 3] = clip8(r)
+                                    out[xx * 3 + 1] = clip8(g)
+                                    out[xx * 3 + 2] = clip8(b)
+                                    k += taps
                                 }
-                                out[xx * 3] = clip8(r)
-                                out[xx * 3 + 1] = clip8(g)
-                                out[xx * 3 + 2] = clip8(b)
                             }
                         }
                     }

@@ -122,6 +122,9 @@ struct ImageCodecTests {
         #expect(pixelDifference(decoded, upright).mean < 8, "vs the upright original")
         #expect(pixelDifference(decoded, upright.applyingEXIFOrientation(3)).mean > 40)
         #expect(try DCNData.exifOrientation(data: fixtureBytes(name), name: name) == orientation)
+        let info = try probeImage(path: imageFixture(name))
+        #expect(info.format == .jpeg && info.orientation == orientation)
+        #expect(info.size == ImageSize(height: 23, width: 37))
         // Without applying the tag the stored (unrotated) pixels come back.
         let stored = try decodeImage(path: imageFixture(name), options: DecodeOptions(applyEXIFOrientation: false))
         #expect(stored.width == (orientation >= 5 ? 23 : 37))
@@ -164,6 +167,35 @@ struct ImageCodecTests {
         #expect(decoded.width == reference.width && decoded.height == reference.height)
         let d = pixelDifference(decoded, reference)
         #expect(d.max <= tolerance, "\(name): max difference \(d.max), mean \(d.mean)")
+    }
+
+    @Test("Header probe: sizes without decoding", arguments: [
+        ("gray.png", 31, 45, ImageFormat.png), ("rgb16.png", 19, 27, .png), ("cmyk.jpg", 31, 45, .jpeg),
+        ("exif_8.png", 23, 37, .png), ("progressive.jpg", 31, 45, .jpeg),
+    ])
+    func probe(name: String, height: Int, width: Int, format: ImageFormat) throws {
+        let info = try probeImage(path: imageFixture(name))
+        #expect(info.format == format && info.size == ImageSize(height: height, width: width))
+        let decoded = try decodeImage(path: imageFixture(name))
+        #expect(decoded.width == width && decoded.height == height)
+        let cut = expectImageError { _ = try probeImage(data: fixtureBytes(name).prefix(20), name: "head.bin") }
+        #expect(cut?.kind == .truncated)
+    }
+
+    @Test("Decoding on many threads at once gives the same images")
+    func concurrentDecoding() throws {
+        let names = ["rgb.jpg", "cmyk.jpg", "progressive.jpg", "palette.png", "rgba16.png", "interlaced.png", "exif_6.jpg"]
+        let datas = try names.map(fixtureBytes)
+        let expected = try zip(datas, names).map { try decodeImage(data: $0, name: $1) }
+        let results = ResultBox(count: 8 * names.count)
+        DispatchQueue.concurrentPerform(iterations: 8 * names.count) { i in
+            let k = i % names.count
+            let ok = (try? decodeImage(data: datas[k], name: names[k])) == expected[k]
+            // Also fail on corrupt input concurrently.
+            let failed = (try? decodeImage(data: datas[k].prefix(datas[k].count / 2), name: names[k])) == nil
+            results.set(i, ok && failed)
+        }
+        #expect(results.all)
     }
 
     @Test("Magic bytes, not the extension, choose the decoder")
@@ -253,4 +285,13 @@ struct ImageCodecTests {
         }
         #expect(failures > 0)
     }
+}
+
+/// Per-iteration flags written from concurrentPerform (each index by one iteration only).
+final class ResultBox: @unchecked Sendable {
+    private var flags: [Bool]
+    private let lock = NSLock()
+    init(count: Int) { flags = Array(repeating: false, count: count) }
+    func set(_ i: Int, _ value: Bool) { lock.lock(); flags[i] = value; lock.unlock() }
+    var all: Bool { lock.lock(); defer { lock.unlock() }; return flags.allSatisfy { $0 } }
 }

@@ -238,6 +238,9 @@ func imageBenchmark() throws {
     let resize = ms { _ = resizeBilinear(image, width: size.width, height: size.height) }
     let resized = resizeBilinear(image, width: size.width, height: size.height)
     let normalise = ms { _ = PixelNormalization.imageNet.tensor(from: resized) }
+    let horizontalOnly = ms { _ = resizeBilinear(image, width: size.width, height: image.height) }
+    let verticalOnly = ms { _ = resizeBilinear(image, width: image.width, height: size.height) }
+    print(String(format: "horizontal pass only %.2f ms, vertical pass only %.2f ms", horizontalOnly, verticalOnly))
     print(String(format: "%dx%d: decode %.2f ms, resize to %dx%d %.2f ms, normalise %.2f ms",
                  image.width, image.height, decode, size.width, size.height, resize, normalise))
 }

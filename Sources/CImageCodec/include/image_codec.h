@@ -50,6 +50,14 @@ int dcn_decode_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
 int dcn_decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
                    char *message, size_t message_capacity);
 
+/// Reads only the headers of a JPEG / PNG: width, height (as stored, before orientation) and
+/// orientation; out->pixels stays NULL. A PNG's eXIf chunk is seen only if it precedes the
+/// image data.
+int dcn_probe_jpeg(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                   char *message, size_t message_capacity);
+int dcn_probe_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                  char *message, size_t message_capacity);
+
 /// Encodes interleaved RGB (width * height * 3 bytes) as a JPEG with quality 1...100
 /// (4:2:0 chroma subsampling, like Pillow's default). *out is malloc'd.
 int dcn_encode_jpeg(const uint8_t *rgb, int32_t width, int32_t height, int32_t quality,
