@@ -16,6 +16,7 @@ public struct DecodeOptions: Sendable {
 
 /// Reads and decodes a JPEG or PNG file (format chosen by its magic bytes, not its name) into
 /// upright RGB. Errors name the file: "truncated JPEG", "not a JPEG or PNG file", ...
+/// Safe to call from many threads at once (each call has its own decoder state).
 public func decodeImage(path: String, options: DecodeOptions = DecodeOptions()) throws -> RGBImage {
     try decodeImage(data: readFile(path), name: path, options: options)
 }
@@ -115,6 +116,7 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     do {
         try data.write(to: temporary)
     } catch {
+        unlink(temporary.path)
         throw ImageError(file: path, kind: .io, message: "cannot write the file (\(describeIOError(error, path: temporary.path)))")
     }
     if rename(temporary.path, url.path) != 0 {

@@ -108,6 +108,9 @@ struct ImageCodecTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out.\(ext)"])
         let bad = expectImageError { try writeImage(image, to: dir.appendingPathComponent("out.bmp").path) }
         #expect(bad?.kind == .invalidArgument)
+        let nowhere = dir.appendingPathComponent("missing/out.\(ext)").path
+        let io = expectImageError { try writeImage(image, to: nowhere) }
+        #expect(io?.kind == .io && io?.description.hasPrefix(nowhere) == true)
     }
 
     @Test("EXIF orientation 1...8 decodes to the upright image, as detectron2 does", arguments: 1...8)
