@@ -261,6 +261,8 @@ public struct AugmentedSample: Sendable {
 
 /// detectron2's default detection augmentation: ResizeShortestEdge then RandomFlip (horizontal).
 /// The draws from the generator are, in order: the short edge (if several), then the flip.
+/// Boxes are clipped to the output image afterwards (detectron2 `transform_instance_annotations`
+/// clips them too), which removes Float rounding past the border; polygons are left as they are.
 public struct Augmentation: Sendable, Equatable {
     public var resize: ResizeShortestEdge
     /// Probability of a horizontal flip (0.5 in training, 0 for evaluation).
@@ -290,6 +292,7 @@ public struct Augmentation: Sendable, Equatable {
         if flip { steps.append(.hflip(HFlipTransform(width: resizeStep.output.width))) }
         var out = sample
         for step in steps { out = out.applying(step) }
+        out.boxes = out.boxes.map { $0.clipped(width: out.image.width, height: out.image.height) }
         return AugmentedSample(sample: out, originalSize: size, transforms: steps,
                                scaleX: resizeStep.scaleX, scaleY: resizeStep.scaleY, flipped: flip)
     }

@@ -135,6 +135,12 @@ struct TransformTests {
             #expect(x.scaleY == Float(x.sample.image.height) / 48)
         }
         #expect(sizes == [24, 48, 96])
+        // A box touching the borders stays inside the image whatever the scale.
+        let whole = ImageSample(image: RGBImage(width: 61, height: 37), boxes: [Box(0, 0, 61, 37)])
+        for _ in 0..<20 {
+            let x = try Augmentation.training(shortEdges: [23, 29, 41, 53], maxSize: 77).apply(to: whole, using: &a)
+            #expect(x.sample.boxes == [Box(0, 0, Float(x.sample.image.width), Float(x.sample.image.height))])
+        }
         #expect(flips > 15 && flips < 45)
         // Test-time augmentation: no flip, one size.
         var r = SeededGenerator(seed: 1)
