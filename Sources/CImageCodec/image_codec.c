@@ -111,6 +111,11 @@ static void jpeg_guard_emit_message(j_common_ptr cinfo, int level) {
         set_message(guard->message, guard->capacity, "truncated JPEG (data ends before the image does)");
         longjmp(guard->jump, 1);
     }
+    if (guard->warnings == 0 && guard->message != NULL && guard->capacity > 0) {
+        char text[JMSG_LENGTH_MAX];  // the first warning is kept for the caller
+        (*cinfo->err->format_message)(cinfo, text);
+        set_message(guard->message, guard->capacity, text);
+    }
     guard->warnings++;
     cinfo->err->num_warnings++;
 }

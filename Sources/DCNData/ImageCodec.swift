@@ -29,6 +29,35 @@ private func readFile(_ path: String) throws -> Data {
     }
 }
 
+/// A decoded image with what the decoder noticed on the way (for `dcn-data check`).
+public struct DecodedImage: Sendable {
+    /// Upright RGB (orientation applied unless the options said otherwise).
+    public var image: RGBImage
+    public var format: ImageFormat
+    /// The file's EXIF orientation tag 1...8, or nil.
+    public var orientation: Int?
+    /// Recoverable problems (e.g. "Corrupt JPEG data: 3 extraneous bytes before marker 0xd9"):
+    /// the count and the first message. Pillow and detectron2 accept such files silently.
+    public var warningCount: Int
+    public var firstWarning: String?
+}
+
+/// Decodes a file and also reports its orientation tag and recoverable decoder warnings.
+public func decodeImageReportingWarnings(path: String, options: DecodeOptions = DecodeOptions()) throws -> DecodedImage {
+    try decodeImageReportingWarnings(data: readFile(path), name: path, options: options)
+}
+
+/// Decodes bytes and also reports the orientation tag and recoverable decoder warnings.
+public func decodeImageReportingWarnings(data: Data, name: String, options: DecodeOptions = DecodeOptions()) throws -> DecodedImage {
+    try data.withUnsafeBytes { raw in
+        let raw = try decodeRaw(raw.bindMemory(to: UInt8.self), name: name)
+        let image = RGBImage(unchecked: raw.width, raw.height, raw.pixels)
+        return DecodedImage(image: options.applyEXIFOrientation ? image.applyingEXIFOrientation(raw.orientation) : image,
+                            format: raw.format, orientation: raw.orientation == 0 ? nil : raw.orientation,
+                            warningCount: raw.warningCount, firstWarning: raw.firstWarning)
+    }
+}
+
 /// Decodes JPEG or PNG bytes; `name` (a path or any label) is used in error messages.
 public func decodeImage(data: Data, name: String, options: DecodeOptions = DecodeOptions()) throws -> RGBImage {
     try data.withUnsafeBytes { raw in
@@ -66,7 +95,7 @@ public func probeImage(data: Data, name: String) throws -> ImageInfo {
     try data.withUnsafeBytes { raw in
         let bytes = raw.bindMemory(to: UInt8.self)
         let format = try detectFormat(bytes, name: name)
-        let decoded = try callDecoder(format, bytes, name: name, headerOnly: true)
+        let (decoded, _) = try callDecoder(format, bytes, name: name, headerOnly: true)
         return ImageInfo(format: format, storedSize: ImageSize(height: Int(decoded.height), width: Int(decoded.width)),
                          orientation: decoded.orientation == 0 ? nil : Int(decoded.orientation))
     }
@@ -133,6 +162,9 @@ private struct RawDecoded {
     var width: Int
     var height: Int
     var orientation: Int
+    var format: ImageFormat
+    var warningCount: Int
+    var firstWarning: String?
 }
 
 private let messageCapacity = 256
@@ -145,9 +177,10 @@ private func detectFormat(_ bytes: UnsafeBufferPointer<UInt8>, name: String) thr
     return format
 }
 
-/// Calls the shim's decoder or header reader; the caller owns (and must free) `pixels`.
+/// Calls the shim's decoder or header reader; the caller owns (and must free) `pixels`. Returns
+/// the first warning's text as well.
 private func callDecoder(_ format: ImageFormat, _ bytes: UnsafeBufferPointer<UInt8>, name: String,
-                         headerOnly: Bool) throws -> dcn_decoded_image {
+                         headerOnly: Bool) throws -> (dcn_decoded_image, String?) {
     var decoded = dcn_decoded_image()
     var message = [CChar](repeating: 0, count: messageCapacity)
     let status = message.withUnsafeMutableBufferPointer { msg in
@@ -163,16 +196,18 @@ private func callDecoder(_ format: ImageFormat, _ bytes: UnsafeBufferPointer<UIn
         let detail = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         throw codecError(status: status, label: format == .jpeg ? "JPEG" : "PNG", detail: detail, file: name)
     }
-    return decoded
+    let warning = decoded.warnings > 0 ? message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } : nil
+    return (decoded, warning)
 }
 
 private func decodeRaw(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws -> RawDecoded {
     let format = try detectFormat(bytes, name: name)
-    let decoded = try callDecoder(format, bytes, name: name, headerOnly: false)
+    let (decoded, warning) = try callDecoder(format, bytes, name: name, headerOnly: false)
     defer { dcn_codec_free(decoded.pixels) }
     let width = Int(decoded.width), height = Int(decoded.height)
     let pixels = [UInt8](UnsafeBufferPointer(start: decoded.pixels, count: width * height * 3))
-    return RawDecoded(pixels: pixels, width: width, height: height, orientation: Int(decoded.orientation))
+    return RawDecoded(pixels: pixels, width: width, height: height, orientation: Int(decoded.orientation),
+                      format: format, warningCount: Int(decoded.warnings), firstWarning: warning)
 }
 
 private func decodeBytes(_ bytes: UnsafeBufferPointer<UInt8>, name: String, options: DecodeOptions) throws -> RGBImage {

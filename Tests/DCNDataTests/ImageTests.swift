@@ -246,6 +246,22 @@ struct ImageCodecTests {
         #expect(error?.kind == .truncated)
     }
 
+    @Test("Recoverable JPEG corruption decodes (as in Pillow) and is reported")
+    func warnings() throws {
+        let clean = try decodeImageReportingWarnings(path: imageFixture("rgb.jpg"))
+        #expect(clean.warningCount == 0 && clean.firstWarning == nil && clean.format == .jpeg)
+        // Junk bytes before the SOS marker: libjpeg warns about extraneous bytes and goes on.
+        var bytes = try fixtureBytes("rgb.jpg")
+        let sos = try #require((0..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xDA })
+        bytes.insert(contentsOf: [0x12, 0x34, 0x56], at: sos)
+        let noisy = try decodeImageReportingWarnings(data: bytes, name: "junk.jpg")
+        #expect(noisy.image == clean.image)
+        #expect(noisy.warningCount >= 1)
+        #expect(noisy.firstWarning?.contains("extraneous bytes") == true, "\(String(describing: noisy.firstWarning))")
+        let oriented = try decodeImageReportingWarnings(path: imageFixture("exif_6.jpg"))
+        #expect(oriented.orientation == 6 && oriented.image.width == 37)
+    }
+
     @Test("Corrupt headers throw, naming the file")
     func corrupt() throws {
         // JPEG: junk right after the SOI marker.

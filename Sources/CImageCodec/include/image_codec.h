@@ -35,7 +35,8 @@ typedef struct {
     int32_t height;
     /// EXIF orientation tag (1..8) of the file, 0 when it has no EXIF orientation. Not applied.
     int32_t orientation;
-    /// Number of warnings the decoder recovered from (for example extraneous bytes in a JPEG).
+    /// Number of warnings the decoder recovered from (for example extraneous bytes in a JPEG);
+    /// the first one's text is left in the message buffer even when the call succeeds.
     int32_t warnings;
 } dcn_decoded_image;
 
