@@ -1,6 +1,7 @@
 // The one file that calls the C image codec (Sources/CImageCodec). Everything else in the
 // project sees only `RGBImage`, `ImageError` and the functions below.
 import CImageCodec
+import DCNTensor
 import Foundation
 
 #if canImport(Glibc)

@@ -12,54 +12,6 @@ import DCNTensor
 import Glibc
 #endif
 
-/// An axis-aligned box in pixel coordinates (x1, y1) - (x2, y2).
-public struct Box: Sendable, Equatable, Hashable, Codable {
-    public var x1: Float
-    public var y1: Float
-    public var x2: Float
-    public var y2: Float
-
-    public init(_ x1: Float, _ y1: Float, _ x2: Float, _ y2: Float) {
-        self.x1 = x1
-        self.y1 = y1
-        self.x2 = x2
-        self.y2 = y2
-    }
-
-    /// From [x1, y1, x2, y2].
-    public init(_ array: [Float]) throws {
-        guard array.count == 4 else { throw ShapeError("Box: expected 4 numbers [x1, y1, x2, y2], got \(array.count)") }
-        self.init(array[0], array[1], array[2], array[3])
-    }
-
-    /// From a COCO [x, y, width, height] box.
-    public init(xywh: [Float]) throws {
-        guard xywh.count == 4 else { throw ShapeError("Box: expected 4 numbers [x, y, w, h], got \(xywh.count)") }
-        self.init(xywh[0], xywh[1], xywh[0] + xywh[2], xywh[1] + xywh[3])
-    }
-
-    public var array: [Float] { [x1, y1, x2, y2] }
-    public var width: Float { x2 - x1 }
-    public var height: Float { y2 - y1 }
-    public var area: Float { max(0, width) * max(0, height) }
-
-    /// The box clipped to [0, width] x [0, height].
-    public func clipped(width: Int, height: Int) -> Box {
-        let w = Float(width), h = Float(height)
-        return Box(min(max(x1, 0), w), min(max(y1, 0), h), min(max(x2, 0), w), min(max(y2, 0), h))
-    }
-}
-
-/// Height and width of an image, in pixels.
-public struct ImageSize: Sendable, Equatable, Hashable, Codable {
-    public var height: Int
-    public var width: Int
-    public init(height: Int, width: Int) {
-        self.height = height
-        self.width = width
-    }
-}
-
 // MARK: - Resize
 
 /// Resizes an image of `input` size to `output` size. Pixels use PIL's bilinear resampling

@@ -174,6 +174,44 @@ func deformableBottleneckGradientsMatchFiniteDifferences(kind: ConvKind, norm: N
     }
 }
 
+/// The stem (7x7/2 conv, norm, ReLU, 3x3/2 max pool) and the classification head, by finite
+/// differences. Kinks can sit exactly at the evaluation point (max-pool ties), so the analytic
+/// derivative is compared with the central and both one-sided differences.
+@Test func stemAndHeadGradientsMatchFiniteDifferences() throws {
+    var spec = smallSpec(frozen: 0, norm: .frozenBatchNorm, classes: 3)
+    spec.layers = [1, 1, 1, 1]
+    let model = try ResNet(spec: spec, seed: 13)
+    model.parameters["bn1.bias"]!.value = Tensor(repeating: 3, shape: [8])
+    var rng = SeededGenerator(seed: 14)
+    let x = Tensor.normal([2, 3, 32, 32], using: &rng)
+    let weights = Tensor.normal([2, 3], using: &rng)
+    let ws = Workspace()
+    func loss() throws -> Double {
+        let (f, _) = try model.forward(x, training: true, ws)
+        return f["logits"]!.data.enumerated().reduce(0.0) { $0 + Double($1.element) * Double(weights.data[$1.offset]) }
+    }
+    let (_, cache) = try model.forward(x, training: true, ws)
+    model.parameters.zeroGrad()
+    try model.backward(FeatureMaps(["logits": weights]), cache: cache!, ws)
+    for name in ["conv1.weight", "fc.weight", "fc.bias"] {
+        let p = model.parameters[name]!
+        var drng = SeededGenerator(seed: 15)
+        let v = Tensor.normal(p.shape, using: &drng)
+        var analytic = 0.0
+        for i in 0..<p.count { analytic += Double(p.grad.data[i]) * Double(v.data[i]) }
+        let saved = p.value, h: Float = 3e-4
+        for i in 0..<p.count { p.value.data[i] = saved.data[i] + h * v.data[i] }
+        let plus = try loss()
+        for i in 0..<p.count { p.value.data[i] = saved.data[i] - h * v.data[i] }
+        let minus = try loss()
+        p.value = saved
+        let center = try loss()
+        let differences = [(plus - minus) / (2 * Double(h)), (plus - center) / Double(h), (center - minus) / Double(h)]
+        let closest = differences.min { abs($0 - analytic) < abs($1 - analytic) }!
+        #expect(abs(closest - analytic) <= 2e-2 * max(abs(closest), abs(analytic), 1e-2), "\(name): differences \(differences), analytic \(analytic)")
+    }
+}
+
 @Test func costOfResNet50MatchesThePaper() throws {
     var spec = try ResNetSpec.resnet(depth: 50)
     spec.classes = 1000

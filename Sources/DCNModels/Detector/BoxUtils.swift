@@ -4,32 +4,6 @@ import DCNOps
 import DCNTensor
 import Foundation
 
-/// An axis-aligned box (x1, y1, x2, y2) in image pixels.
-public struct Box: Sendable, Equatable, Codable {
-    public var x1: Float, y1: Float, x2: Float, y2: Float
-    public init(_ x1: Float, _ y1: Float, _ x2: Float, _ y2: Float) { self.x1 = x1; self.y1 = y1; self.x2 = x2; self.y2 = y2 }
-    public var width: Float { x2 - x1 }
-    public var height: Float { y2 - y1 }
-    public var area: Float { max(0, width) * max(0, height) }
-
-    /// Clipped into [0, width] x [0, height].
-    public func clipped(width: Float, height: Float) -> Box {
-        Box(min(max(x1, 0), width), min(max(y1, 0), height), min(max(x2, 0), width), min(max(y2, 0), height))
-    }
-
-    /// Intersection over union (0 for empty boxes).
-    public func iou(_ b: Box) -> Float {
-        let inter = intersection(b)
-        let union = area + b.area - inter
-        return union > 0 ? inter / union : 0
-    }
-
-    public func intersection(_ b: Box) -> Float {
-        let w = min(x2, b.x2) - max(x1, b.x1), h = min(y2, b.y2) - max(y1, b.y1)
-        return w > 0 && h > 0 ? w * h : 0
-    }
-}
-
 extension Array where Element == Box {
     /// `[K, 4]` tensor of the boxes.
     public var tensor: Tensor {

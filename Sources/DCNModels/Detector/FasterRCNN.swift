@@ -33,14 +33,6 @@ public struct DetectorSpec: Sendable, Equatable {
     }
 }
 
-/// A batch of padded, normalised images with their sizes inside the padding.
-public struct ImageBatch {
-    /// [N, 3, H, W], H and W multiples of 32.
-    public var images: Tensor
-    public var sizes: [ImageSize]
-    public init(images: Tensor, sizes: [ImageSize]) { self.images = images; self.sizes = sizes }
-}
-
 /// Names of the training losses, in reporting order.
 public let lossNames = ["rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "mimic", "mimic_cls"]
 
@@ -92,16 +84,17 @@ public final class FasterRCNN {
     /// One forward and backward pass: returns the weighted named losses and adds their gradients
     /// into the parameters (call `parameters.zeroGrad()` first). `fixedProposals` replaces the RPN's
     /// proposals (for gradient checks); the sampling draws from `rng`.
-    public func trainStep(_ batch: ImageBatch, targets: [ImageTargets], rng: inout SeededGenerator, _ ws: Workspace,
+    /// `images` `[N, 3, H, W]` are normalised and padded; `sizes` are the images' sizes inside the padding.
+    public func trainStep(images: Tensor, sizes: [ImageSize], targets: [ImageTargets], rng: inout SeededGenerator, _ ws: Workspace,
                           fixedProposals: [[Box]]? = nil) throws -> [String: Float] {
-        let n = batch.images.dim(0)
-        try require(targets.count == n && batch.sizes.count == n, "detector: \(n) images, \(targets.count) targets, \(batch.sizes.count) sizes")
+        let n = images.dim(0)
+        try require(targets.count == n && sizes.count == n, "detector: \(n) images, \(targets.count) targets, \(sizes.count) sizes")
         for (i, t) in targets.enumerated() {
             try require(t.boxes.count == t.labels.count, "detector: image \(i) has \(t.boxes.count) boxes and \(t.labels.count) labels")
             try require(t.labels.allSatisfy { (1...spec.roiHead.classes).contains($0) }, "detector: image \(i) has a label outside 1...\(spec.roiHead.classes)")
         }
         var losses: [String: Float] = [:]
-        let (features, backboneCache) = try backbone.forward(batch.images, training: true, ws)
+        let (features, backboneCache) = try backbone.forward(images, training: true, ws)
         let res4 = features["res4"]!, res5 = features["res5"]!
 
         // RPN.
@@ -109,7 +102,7 @@ public final class FasterRCNN {
         let rpnLoss = try rpn.losses(rpnOut, targets: targets, rng: &rng)
         losses["rpn_cls"] = rpnLoss.objectness
         losses["rpn_box"] = rpnLoss.box
-        let proposals = try fixedProposals ?? rpn.proposals(rpnOut, imageSizes: batch.sizes, training: true)
+        let proposals = try fixedProposals ?? rpn.proposals(rpnOut, imageSizes: sizes, training: true)
 
         // Fast R-CNN head on the sampled RoIs.
         let sampled = roiHead.sample(proposals: proposals, targets: targets, rng: &rng)
@@ -123,7 +116,7 @@ public final class FasterRCNN {
 
         // R-CNN feature mimicking: the same network on cropped RoIs.
         if mimicClassifier != nil {
-            let m = try mimic(batch: batch, sampled: sampled, detectorFeatures: head.hidden2, rng: &rng, ws)
+            let m = try mimic(images: images, sampled: sampled, detectorFeatures: head.hidden2, rng: &rng, ws)
             losses["mimic"] = m.loss
             losses["mimic_cls"] = m.classificationLoss
             dHidden.add(m.dDetectorFeatures)
@@ -139,11 +132,11 @@ public final class FasterRCNN {
 
     /// The mimic branch's losses; adds the gradients of its own path (patch backbone pass, shared
     /// head, classifier) and returns the gradient for the detector's 2fc features.
-    func mimic(batch: ImageBatch, sampled: SampledRoIs, detectorFeatures: Tensor, rng: inout SeededGenerator, _ ws: Workspace)
+    func mimic(images: Tensor, sampled: SampledRoIs, detectorFeatures: Tensor, rng: inout SeededGenerator, _ ws: Workspace)
         throws -> (loss: Float, classificationLoss: Float, dDetectorFeatures: Tensor) {
         let ms = spec.mimic
         var chosen: [Int] = []
-        for image in 0..<batch.images.dim(0) {
+        for image in 0..<images.dim(0) {
             var candidates = sampled.labels.indices.filter { r in
                 guard sampled.image[r] == image else { return false }
                 switch ms.regions {
@@ -163,7 +156,7 @@ public final class FasterRCNN {
         // Crop and resize each RoI from the input image (RoIAlign at scale 1, adaptive sampling).
         var rois: [Float] = []
         for r in chosen { rois += [Float(sampled.image[r]), sampled.boxes[r].x1, sampled.boxes[r].y1, sampled.boxes[r].x2, sampled.boxes[r].y2] }
-        let patches = try roiAlignForward(input: batch.images, rois: try Tensor(shape: [m, 5], data: rois),
+        let patches = try roiAlignForward(input: images, rois: try Tensor(shape: [m, 5], data: rois),
                                           options: RoIAlignOptions(outputHeight: p, outputWidth: p, spatialScale: 1, samplingRatio: 0, aligned: true))
         let (features, cache) = try backbone.forward(patches, training: true, ws)
         let res5 = features["res5"]!
@@ -198,10 +191,10 @@ public final class FasterRCNN {
 
     /// Detections per image in the padded batch's pixel coordinates (divide by the resize scale
     /// to get back to the original image).
-    public func detect(_ batch: ImageBatch, _ ws: Workspace) throws -> [[Detection]] {
-        let (features, _) = try backbone.forward(batch.images, training: false, ws)
+    public func detect(images: Tensor, sizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
+        let (features, _) = try backbone.forward(images, training: false, ws)
         let rpnOut = try rpn.forward(features["res4"]!, ws)
-        let proposals = try rpn.proposals(rpnOut, imageSizes: batch.sizes, training: false)
+        let proposals = try rpn.proposals(rpnOut, imageSizes: sizes, training: false)
         var rois: [Float] = []
         for (n, boxes) in proposals.enumerated() { rois += boxes.rois(batchIndex: n) }
         let count = rois.count / 5
@@ -210,7 +203,7 @@ public final class FasterRCNN {
         let reduced = try roiHead.reduceFeatures(res5, ws)
         let head = try roiHead.features(reduced: reduced, backbone: res5, rois: try Tensor(shape: [count, 5], data: rois))
         let (logits, deltas) = try roiHead.predict(head)
-        return try roiHead.detections(logits: logits, deltas: deltas, proposals: proposals, imageSizes: batch.sizes)
+        return try roiHead.detections(logits: logits, deltas: deltas, proposals: proposals, imageSizes: sizes)
     }
 
     // MARK: - Summary

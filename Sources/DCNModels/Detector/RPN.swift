@@ -30,12 +30,6 @@ public struct ImageTargets: Sendable {
     public init(boxes: [Box], labels: [Int], ignore: [Box] = []) { self.boxes = boxes; self.labels = labels; self.ignore = ignore }
 }
 
-/// Height and width of an image inside the padded batch.
-public struct ImageSize: Sendable, Equatable {
-    public var height: Int, width: Int
-    public init(height: Int, width: Int) { self.height = height; self.width = width }
-}
-
 public final class RPN {
     public let spec: RPNSpec
     let conv: ConvLayer
