@@ -215,6 +215,9 @@ struct ConfigLoader {
     // MARK: Decoding
 
     mutating func finish(_ tree: ConfigNode?, overrides: [String]) throws -> ExperimentConfig {
+        // A file that could not be read or parsed leaves a partial tree: report what is in it,
+        // but no cross-field rule (those would only complain about missing parts).
+        let loadFailed = !errors.isEmpty
         var tree = tree ?? .mapping([], origin: .builtIn)
         for argument in overrides { tree = applyOverride(argument, to: tree) }
         guard case let .mapping(entries, _) = tree else { throw ConfigErrors(errors) }
@@ -229,9 +232,11 @@ struct ConfigLoader {
         }
         errors += decoder.errors
         // Cross-field rules run even after field errors, skipping the rules on rejected keys.
-        var validator = Validator(origins: decoder.origins, rejected: errors)
-        validator.validate(config)
-        errors += validator.errors
+        if !loadFailed {
+            var validator = Validator(origins: decoder.origins, rejected: errors)
+            validator.validate(config)
+            errors += validator.errors
+        }
         guard errors.isEmpty else { throw ConfigErrors(sorted(errors)) }
         return config
     }

@@ -209,7 +209,10 @@ extension ConfigChoice {
         errors.append(ConfigError(path: path, origin: node.origin, message: message))
         return nil
     }
-    var yaml: String { rawValue }
+    /// Quoted if YAML 1.1 would read the word as a boolean (`off`, `yes`, ...).
+    var yaml: String {
+        ["y", "n", "yes", "no", "on", "off", "true", "false"].contains(rawValue.lowercased()) ? "\"\(rawValue)\"" : rawValue
+    }
 }
 
 // MARK: - Checks
