@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import DCNConfig
+import DCNConfig
 
 let paperRows = [
     "roipool", "roialign", "dcnv1", "dconv_c5", "dconv_c4-c5", "dconv_c3-c5", "dconv_c3-c5_dpool",

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import DCNConfig
+import DCNConfig
 
 @Suite struct DefaultsTests {
     @Test func defaultsMatchThePaper() {

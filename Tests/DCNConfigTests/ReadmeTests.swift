@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import DCNConfig
+import DCNConfig
 
 /// The field reference in configs/README.md is generated from the doc comments in
 /// Sources/DCNConfig/Sections.swift and the schema (types, defaults, constraints), so the

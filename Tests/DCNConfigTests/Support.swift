@@ -1,5 +1,5 @@
 import Foundation
-@testable import DCNConfig
+import DCNConfig
 
 /// The repository root, found from this file's path.
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
