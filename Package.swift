@@ -10,11 +10,13 @@ let package = Package(
         .library(name: "DCNEval", targets: ["DCNEval"]),
         .library(name: "DCNData", targets: ["DCNData"]),
         .library(name: "DCNModels", targets: ["DCNModels"]),
+        .library(name: "DCNConfig", targets: ["DCNConfig"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C shim: OpenBLAS's CBLAS + LAPACKE. Only DCNTensor/BLAS.swift imports it.
@@ -40,6 +42,8 @@ let package = Package(
         .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval"),
+        // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides).
+        .target(name: "DCNConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Benchmarks and fixture verification behind `dcn-bench`.
         .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels"]),
         .executableTarget(
@@ -55,5 +59,6 @@ let package = Package(
         .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval"]),
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNTensor"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
+        .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig"]),
     ]
 )

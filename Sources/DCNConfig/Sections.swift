@@ -1,0 +1,419 @@
+// The config sections. Each field's default is written once, here, with one doc comment;
+// `configs/README.md`'s reference is generated from these comments (see ReadmeTests), and
+// each section's `visit` lists its YAML keys (snake_case of the property names) with the
+// per-field checks. Cross-field rules live in Validation.swift.
+
+// MARK: - Choices
+
+/// Backbone depth: torchvision's ResNet-18/34/50/101/152 or ResNeXt-101 32x4d.
+public enum BackboneDepth: String, ConfigChoice, Codable {
+    case r18 = "18", r34 = "34", r50 = "50", r101 = "101", r152 = "152"
+    case resnext101_32x4d
+
+    /// Blocks in res2..res5.
+    public var layers: [Int] {
+        switch self {
+        case .r18: return [2, 2, 2, 2]
+        case .r34: return [3, 4, 6, 3]
+        case .r50: return [3, 4, 6, 3]
+        case .r101, .resnext101_32x4d: return [3, 4, 23, 3]
+        case .r152: return [3, 8, 36, 3]
+        }
+    }
+
+    /// Basic blocks (expansion 1) for 18/34, bottlenecks (expansion 4) otherwise.
+    public var usesBottleneck: Bool { self != .r18 && self != .r34 }
+}
+
+/// Normalisation layers of the backbone.
+public enum NormChoice: String, ConfigChoice, Codable {
+    /// Per-channel affine from batch-norm statistics, never trained.
+    case frozenBN = "frozen_bn"
+    /// Batch norm (batch statistics in training).
+    case bn
+    /// Group norm with `gn_groups` groups.
+    case gn
+}
+
+/// The 3x3 convolution of the deformable stages.
+public enum ConvChoice: String, ConfigChoice, Codable {
+    case regular, dconv, mdconv
+}
+
+/// RoI feature extractor of the box head.
+public enum ExtractorChoice: String, ConfigChoice, Codable {
+    case roipool, roialign, dpool, mdpool
+}
+
+/// RoIs used by R-CNN feature mimicking.
+public enum MimicRegions: String, ConfigChoice, Codable {
+    case off, fg, bg, all
+}
+
+/// Dataset formats.
+public enum DataFormat: String, ConfigChoice, Codable {
+    case coco, voc, synth
+}
+
+// MARK: - Sections
+
+/// `model`: what the experiment is.
+public struct ModelConfig: ConfigSection, Codable {
+    static let key = "model"
+    /// Experiment name, used in logs and for the default output folder.
+    public var name: String = "faster_rcnn"
+    /// Object classes without background; null = derived from the data (80 for COCO, 20 for VOC, data.classes if given).
+    public var classes: Int? = nil
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("name", &name, Check("not empty", message: "must not be empty") { !$0.isEmpty })
+        v.field("classes", &classes, .ifSet(.atLeast(1)))
+    }
+}
+
+/// `backbone`: the ResNet and its deformable stages.
+public struct BackboneConfig: ConfigSection, Codable {
+    static let key = "backbone"
+    /// ResNet depth (18, 34, 50, 101, 152) or resnext101_32x4d.
+    public var depth: BackboneDepth = .r50
+    /// Output channels of the stem's 7x7 conv.
+    public var stemWidth: Int = 64
+    /// "planes" of res2..res5 (stage outputs are planes x 4 with bottlenecks).
+    public var stagePlanes: [Int] = [64, 128, 256, 512]
+    /// Blocks in res2..res5; null = the depth's standard counts.
+    public var layers: [Int]? = nil
+    /// Normalisation: frozen_bn (pretrained statistics, never trained), bn or gn.
+    public var norm: NormChoice = .frozenBN
+    /// Groups of group norm (norm gn); must divide the stem width and every stage's planes.
+    public var gnGroups: Int = 32
+    /// Frozen stages: 0 none, 1 the stem, 2 stem and res2, ... 5 everything.
+    public var frozenStages: Int = 2
+    /// Stages (2..5 = res2..res5) whose 3x3 convs are deformable, e.g. [3, 4, 5] for dconv@c3~c5.
+    public var deformableStages: [Int] = []
+    /// Convolution of the deformable stages: regular, dconv (DCNv1) or mdconv (DCNv2, modulated).
+    public var convType: ConvChoice = .regular
+    /// Offset groups of the deformable convs (must divide the stage's planes).
+    public var offsetGroups: Int = 1
+    /// Learning-rate multiplier of the offset (and modulation) branches.
+    public var offsetLrMult: Double = 0.1
+    /// Dilation of res5's 3x3 convs: 2 = stride 1 and dilation 2 (output stride 16), 1 = torchvision's stride 2.
+    public var res5Dilation: Int = 2
+    /// Pretrained weights (a .safetensors file with torchvision names); null = random initialisation.
+    public var weights: String? = nil
+    /// Prefix of the backbone's tensor names in the weights file (e.g. "backbone.").
+    public var weightsPrefix: String = ""
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("depth", &depth)
+        v.field("stem_width", &stemWidth, .atLeast(1))
+        v.field("stage_planes", &stagePlanes, .each(.atLeast(1), count: 4))
+        v.field("layers", &layers, .ifSet(.each(.atLeast(1), count: 4)))
+        v.field("norm", &norm)
+        v.field("gn_groups", &gnGroups, .atLeast(1))
+        v.field("frozen_stages", &frozenStages, .range(0...5))
+        v.field("deformable_stages", &deformableStages, .each(.range(2...5)))
+        v.field("conv_type", &convType)
+        v.field("offset_groups", &offsetGroups, .atLeast(1))
+        v.field("offset_lr_mult", &offsetLrMult, .atLeast(0))
+        v.field("res5_dilation", &res5Dilation, .oneOf([1, 2]))
+        v.field("weights", &weights, .ifSet(Check("a .safetensors file", message: "expected a .safetensors file") { $0.hasSuffix(".safetensors") }))
+        v.field("weights_prefix", &weightsPrefix)
+    }
+
+    /// Blocks in res2..res5 after the optional override.
+    public var resolvedLayers: [Int] { layers ?? depth.layers }
+}
+
+/// `rpn`: the region proposal network on res4.
+public struct RPNConfig: ConfigSection, Codable {
+    static let key = "rpn"
+    /// Anchor sizes in input pixels (square root of the area).
+    public var anchorSizes: [Double] = [32, 64, 128, 256, 512]
+    /// Anchor aspect ratios (height / width).
+    public var aspectRatios: [Double] = [0.5, 1, 2]
+    /// Anchor stride in input pixels (the stride of res4).
+    public var anchorStride: Int = 16
+    /// Channels of the RPN's 3x3 conv.
+    public var headChannels: Int = 512
+    /// An anchor is positive at IoU >= this with a ground-truth box (or as a box's best anchor).
+    public var positiveIou: Double = 0.7
+    /// An anchor is negative at IoU < this with every ground-truth box.
+    public var negativeIou: Double = 0.3
+    /// Anchors sampled per image for the RPN losses.
+    public var batchSizePerImage: Int = 256
+    /// Largest fraction of positives among the sampled anchors.
+    public var positiveFraction: Double = 0.5
+    /// Proposals kept before NMS in training.
+    public var preNmsTopkTrain: Int = 12000
+    /// Proposals kept before NMS at test time.
+    public var preNmsTopkTest: Int = 6000
+    /// Proposals kept after NMS in training.
+    public var postNmsTopkTrain: Int = 2000
+    /// Proposals kept after NMS at test time.
+    public var postNmsTopkTest: Int = 1000
+    /// IoU threshold of the proposal NMS.
+    public var nmsThreshold: Double = 0.7
+    /// Beta of the smooth-L1 box loss (0 = L1).
+    public var smoothL1Beta: Double = 1.0 / 9.0
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("anchor_sizes", &anchorSizes, .each(.above(0), nonEmpty: true))
+        v.field("aspect_ratios", &aspectRatios, .each(.above(0), nonEmpty: true))
+        v.field("anchor_stride", &anchorStride, .atLeast(1))
+        v.field("head_channels", &headChannels, .atLeast(1))
+        v.field("positive_iou", &positiveIou, .range(0...1))
+        v.field("negative_iou", &negativeIou, .range(0...1))
+        v.field("batch_size_per_image", &batchSizePerImage, .atLeast(1))
+        v.field("positive_fraction", &positiveFraction, .halfOpen(0, 1))
+        v.field("pre_nms_topk_train", &preNmsTopkTrain, .atLeast(1))
+        v.field("pre_nms_topk_test", &preNmsTopkTest, .atLeast(1))
+        v.field("post_nms_topk_train", &postNmsTopkTrain, .atLeast(1))
+        v.field("post_nms_topk_test", &postNmsTopkTest, .atLeast(1))
+        v.field("nms_threshold", &nmsThreshold, .halfOpen(0, 1))
+        v.field("smooth_l1_beta", &smoothL1Beta, .atLeast(0))
+    }
+}
+
+/// `roi_head`: RoI features, the 2fc head, sampling and inference.
+public struct RoIHeadConfig: ConfigSection, Codable {
+    static let key = "roi_head"
+    /// RoI feature extractor: roipool, roialign, dpool (DCNv1 deformable RoI pooling) or mdpool (DCNv2, modulated).
+    public var extractor: ExtractorChoice = .roialign
+    /// Output bins per side of the RoI pooling.
+    public var pooledSize: Int = 7
+    /// Samples per bin side of RoIAlign and (m)dpool (0 = adaptive, ceil(roi size / bins)).
+    public var samplingRatio: Int = 2
+    /// Channels of the 1x1 conv after res5 (2048 -> this) that the RoI pooling reads.
+    public var reduceChannels: Int = 256
+    /// Width of the two fc layers ("2fc") and of mdpool's offset fcs.
+    public var fcDim: Int = 1024
+    /// RoIs sampled per image for the head losses.
+    public var batchSizePerImage: Int = 512
+    /// Largest fraction of foreground among the sampled RoIs.
+    public var positiveFraction: Double = 0.25
+    /// A RoI is foreground at IoU >= this with a ground-truth box.
+    public var fgIou: Double = 0.5
+    /// Weights of the box coder (x, y, w, h).
+    public var bboxRegWeights: [Double] = [10, 10, 5, 5]
+    /// Offset scale of (m)dpool, in units of the RoI's width and height.
+    public var dpoolGamma: Double = 0.1
+    /// Learning-rate multiplier of the (m)dpool offset fcs.
+    public var dpoolLrMult: Double = 0.01
+    /// Detections with a lower score are dropped at test time.
+    public var scoreThreshold: Double = 0.05
+    /// IoU threshold of the per-class NMS at test time.
+    public var nmsThreshold: Double = 0.5
+    /// Most detections kept per image at test time.
+    public var detectionsPerImage: Int = 100
+    /// Beta of the smooth-L1 box loss (0 = L1).
+    public var smoothL1Beta: Double = 1.0
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("extractor", &extractor)
+        v.field("pooled_size", &pooledSize)
+        v.field("sampling_ratio", &samplingRatio, .atLeast(0))
+        v.field("reduce_channels", &reduceChannels, .atLeast(1))
+        v.field("fc_dim", &fcDim, .atLeast(1))
+        v.field("batch_size_per_image", &batchSizePerImage, .atLeast(1))
+        v.field("positive_fraction", &positiveFraction, .halfOpen(0, 1))
+        v.field("fg_iou", &fgIou, .halfOpen(0, 1))
+        v.field("bbox_reg_weights", &bboxRegWeights, .each(.above(0), count: 4))
+        v.field("dpool_gamma", &dpoolGamma, .above(0))
+        v.field("dpool_lr_mult", &dpoolLrMult, .atLeast(0))
+        v.field("score_threshold", &scoreThreshold, .rightOpen(0, 1))
+        v.field("nms_threshold", &nmsThreshold, .halfOpen(0, 1))
+        v.field("detections_per_image", &detectionsPerImage, .atLeast(1))
+        v.field("smooth_l1_beta", &smoothL1Beta, .atLeast(0))
+    }
+}
+
+/// `mimic`: R-CNN feature mimicking (training only; the paper's Table 3).
+public struct MimicConfig: ConfigSection, Codable {
+    static let key = "mimic"
+    /// RoIs to mimic: off, fg (IoU >= roi_head.fg_iou; the paper's default), bg or all.
+    public var regions: MimicRegions = .off
+    /// Most RoIs per image cropped and run through the R-CNN branch.
+    public var roisPerImage: Int = 32
+    /// Side of the square patch each RoI is resized to.
+    public var patchSize: Int = 224
+    /// Weight of the mimic loss, mean of (1 - cos(f_RCNN, f_FRCNN)).
+    public var lossWeight: Double = 0.1
+    /// Weight of the R-CNN branch's classification loss.
+    public var clsLossWeight: Double = 0.1
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("regions", &regions)
+        v.field("rois_per_image", &roisPerImage, .atLeast(1))
+        v.field("patch_size", &patchSize, .atLeast(32))
+        v.field("loss_weight", &lossWeight, .atLeast(0))
+        v.field("cls_loss_weight", &clsLossWeight, .atLeast(0))
+    }
+}
+
+/// `data`: datasets, resizing and the loader.
+public struct DataConfig: ConfigSection, Codable {
+    static let key = "data"
+    /// Dataset format: coco (JSON annotations + image folder), voc (a VOCdevkit) or synth (a folder written by `dcn-data synth`).
+    public var format: DataFormat = .coco
+    /// COCO training annotations (instances_*.json); paths are relative to the working directory.
+    public var trainAnnotations: String? = nil
+    /// COCO training image folder.
+    public var trainImages: String? = nil
+    /// COCO validation annotations.
+    public var valAnnotations: String? = nil
+    /// COCO validation image folder.
+    public var valImages: String? = nil
+    /// VOC: the VOCdevkit folder holding VOC2007/, VOC2012/.
+    public var vocDevkit: String? = nil
+    /// VOC training splits as YEAR/SPLIT, e.g. ["VOC2007/trainval", "VOC2012/trainval"].
+    public var trainSplits: [String] = ["VOC2007/trainval", "VOC2012/trainval"]
+    /// VOC evaluation split as YEAR/SPLIT.
+    public var valSplit: String = "VOC2007/test"
+    /// VOC class names in label order; null = the 20 PASCAL VOC classes.
+    public var classes: [String]? = nil
+    /// VOC: objects marked difficult are ignored in training and evaluation (not counted as misses).
+    public var difficultAsIgnore: Bool = true
+    /// synth: the dataset folder written by `dcn-data synth --out`.
+    public var root: String? = nil
+    /// Shorter side in training; several values = multi-scale (one picked at random per image).
+    public var minSize: [Int] = [800]
+    /// Longest side after resizing (train and test).
+    public var maxSize: Int = 1333
+    /// Shorter side at test time.
+    public var testMinSize: Int = 800
+    /// Random horizontal flip in training.
+    public var flip: Bool = true
+    /// Images per training step (the paper: 16, with lr 0.02).
+    public var imagesPerBatch: Int = 2
+    /// Threads decoding and transforming images ahead of the training step (0 = on the training thread).
+    public var loaderThreads: Int = 2
+    /// Skip training images without any (non-ignored) box.
+    public var skipEmpty: Bool = true
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        let nonEmpty = Check<String>("not empty", message: "must not be empty") { !$0.isEmpty }
+        v.field("format", &format)
+        v.field("train_annotations", &trainAnnotations, .ifSet(nonEmpty))
+        v.field("train_images", &trainImages, .ifSet(nonEmpty))
+        v.field("val_annotations", &valAnnotations, .ifSet(nonEmpty))
+        v.field("val_images", &valImages, .ifSet(nonEmpty))
+        v.field("voc_devkit", &vocDevkit, .ifSet(nonEmpty))
+        v.field("train_splits", &trainSplits, .each(vocSplitCheck))
+        v.field("val_split", &valSplit, vocSplitCheck)
+        v.field("classes", &classes, .ifSet(.each(nonEmpty, nonEmpty: true)))
+        v.field("difficult_as_ignore", &difficultAsIgnore)
+        v.field("root", &root, .ifSet(nonEmpty))
+        v.field("min_size", &minSize, .each(.atLeast(32), nonEmpty: true))
+        v.field("max_size", &maxSize, .atLeast(32))
+        v.field("test_min_size", &testMinSize, .atLeast(32))
+        v.field("flip", &flip)
+        v.field("images_per_batch", &imagesPerBatch, .atLeast(1))
+        v.field("loader_threads", &loaderThreads, .atLeast(0))
+        v.field("skip_empty", &skipEmpty)
+    }
+}
+
+private var vocSplitCheck: Check<String> { Check<String>("YEAR/SPLIT", message: "expected YEAR/SPLIT, e.g. VOC2007/trainval") { split in
+    let parts = split.split(separator: "/", omittingEmptySubsequences: false)
+    return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
+} }
+
+/// `solver`: SGD, the learning-rate schedule and checkpoints.
+public struct SolverConfig: ConfigSection, Codable {
+    static let key = "solver"
+    /// Learning rate after warm-up (the paper: 0.02 for 16 images per step; scale linearly with the batch).
+    public var baseLr: Double = 0.02
+    /// SGD momentum.
+    public var momentum: Double = 0.9
+    /// L2 weight decay of weights and biases.
+    public var weightDecay: Double = 1e-4
+    /// Weight decay of normalisation parameters.
+    public var weightDecayNorm: Double = 0
+    /// Iterations of linear warm-up.
+    public var warmupIters: Int = 500
+    /// Learning-rate factor at iteration 0 of the warm-up.
+    public var warmupFactor: Double = 0.001
+    /// Training iterations.
+    public var maxIter: Int = 90000
+    /// Iterations at which the learning rate is multiplied by gamma (increasing, below max_iter).
+    public var steps: [Int] = [60000, 80000]
+    /// Learning-rate factor at each step.
+    public var gamma: Double = 0.1
+    /// Clip the global gradient norm to this; null = no clipping.
+    public var clipGradNorm: Double? = nil
+    /// Iterations between checkpoints (one is always written at the end).
+    public var checkpointPeriod: Int = 5000
+    /// Iterations between evaluations on the validation split; 0 = only at the end.
+    public var evalPeriod: Int = 0
+    /// Seed of initialisation, sampling and data order (a run is reproducible bit for bit).
+    public var seed: Int = 0
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("base_lr", &baseLr, .above(0))
+        v.field("momentum", &momentum, .rightOpen(0, 1))
+        v.field("weight_decay", &weightDecay, .atLeast(0))
+        v.field("weight_decay_norm", &weightDecayNorm, .atLeast(0))
+        v.field("warmup_iters", &warmupIters, .atLeast(0))
+        v.field("warmup_factor", &warmupFactor, .halfOpen(0, 1))
+        v.field("max_iter", &maxIter, .atLeast(1))
+        v.field("steps", &steps, .each(.atLeast(1)))
+        v.field("gamma", &gamma, .halfOpen(0, 1))
+        v.field("clip_grad_norm", &clipGradNorm, .ifSet(.above(0)))
+        v.field("checkpoint_period", &checkpointPeriod, .atLeast(1))
+        v.field("eval_period", &evalPeriod, .atLeast(0))
+        v.field("seed", &seed, .atLeast(0))
+    }
+}
+
+/// `output`: where a run writes and how often it logs.
+public struct OutputConfig: ConfigSection, Codable {
+    static let key = "output"
+    /// Output folder (checkpoints, metrics.jsonl, the resolved config); null = output/<model.name>.
+    public var dir: String? = nil
+    /// Iterations between log lines (and metrics.jsonl records).
+    public var logPeriod: Int = 20
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("dir", &dir)
+        v.field("log_period", &logPeriod, .atLeast(1))
+    }
+}
+
+// MARK: - The whole config
+
+/// A whole experiment: every section, each with its defaults.
+public struct ExperimentConfig: Equatable, Sendable, Codable {
+    public var model = ModelConfig()
+    public var backbone = BackboneConfig()
+    public var rpn = RPNConfig()
+    public var roiHead = RoIHeadConfig()
+    public var mimic = MimicConfig()
+    public var data = DataConfig()
+    public var solver = SolverConfig()
+    public var output = OutputConfig()
+
+    public init() {}
+
+    /// The sections in file order.
+    mutating func visitSections<S: SectionVisitor>(_ s: inout S) {
+        s.section(&model)
+        s.section(&backbone)
+        s.section(&rpn)
+        s.section(&roiHead)
+        s.section(&mimic)
+        s.section(&data)
+        s.section(&solver)
+        s.section(&output)
+    }
+
+    /// The output folder after defaulting (`output/<model.name>`).
+    public var outputDirectory: String { output.dir ?? "output/\(model.name)" }
+}

@@ -1,0 +1,149 @@
+// Cross-field rules: combinations that each field's own check cannot see. An error points at
+// the first of the named keys that some file (or --set) actually wrote, so the message lands
+// on the line the user has to change.
+
+struct Validator {
+    let origins: [String: ConfigOrigin]
+    /// Keys whose value was rejected already (the rules involving them are skipped).
+    let rejected: Set<String>
+    var errors: [ConfigError] = []
+
+    init(origins: [String: ConfigOrigin], rejected: [ConfigError] = []) {
+        self.origins = origins
+        self.rejected = Set(rejected.map { Validator.fieldKey($0.path) })
+    }
+
+    /// "solver.steps[2]" -> "solver.steps".
+    static func fieldKey(_ path: String) -> String {
+        path.firstIndex(of: "[").map { String(path[..<$0]) } ?? path
+    }
+
+    /// Reports `message` at the first of `paths` that has an origin (else the first, as a default).
+    mutating func fail(_ paths: [String], _ message: String) {
+        if paths.contains(where: { rejected.contains(Validator.fieldKey($0)) }) { return }
+        let path = paths.first(where: { origins[$0] != nil }) ?? paths[0]
+        errors.append(ConfigError(path: path, origin: origins[path] ?? .builtIn, message: message))
+    }
+
+    mutating func validate(_ c: ExperimentConfig) {
+        validateBackbone(c.backbone)
+        validateRPN(c.rpn)
+        validateRoIHead(c.roiHead)
+        validateData(c)
+        validateSolver(c.solver)
+    }
+
+    mutating func validateBackbone(_ b: BackboneConfig) {
+        let key = "backbone.deformable_stages"
+        for (i, stage) in b.deformableStages.enumerated() {
+            if b.deformableStages[..<i].contains(stage) {
+                fail(["\(key)[\(i)]"], "stage \(stage) is listed twice")
+            } else if stage <= b.frozenStages {
+                fail(["\(key)[\(i)]", "backbone.frozen_stages"],
+                     "stage \(stage) is deformable but frozen (frozen_stages \(b.frozenStages)); its offsets would never train")
+            }
+        }
+        if b.convType == .regular && !b.deformableStages.isEmpty {
+            fail([key, "backbone.conv_type"],
+                 "deformable_stages \(b.deformableStages.yaml) with conv_type regular: set conv_type to dconv or mdconv, or deformable_stages to []")
+        }
+        if b.convType != .regular && b.deformableStages.isEmpty {
+            fail(["backbone.conv_type", key], "conv_type \(b.convType.rawValue) needs deformable_stages, e.g. [3, 4, 5]")
+        }
+        if b.norm == .gn {
+            let widths = [b.stemWidth] + b.stagePlanes
+            if widths.contains(where: { $0 % b.gnGroups != 0 }) {
+                fail(["backbone.gn_groups", "backbone.norm"],
+                     "gn_groups \(b.gnGroups) must divide stem_width \(b.stemWidth) and every stage_planes value \(b.stagePlanes.yaml)")
+            }
+        }
+        if b.convType != .regular && b.offsetGroups > 1 {
+            // The deformable 3x3 conv reads `planes` channels (ResNeXt 32x4d: planes * 2).
+            let widthFactor = b.depth == .resnext101_32x4d ? 2 : 1
+            for stage in b.deformableStages where (2...5).contains(stage) {
+                let channels = b.stagePlanes[stage - 2] * widthFactor
+                if channels % b.offsetGroups != 0 {
+                    fail(["backbone.offset_groups"], "offset_groups \(b.offsetGroups) must divide the \(channels) input channels of res\(stage)'s 3x3 convs")
+                    break
+                }
+            }
+        }
+    }
+
+    mutating func validateRPN(_ r: RPNConfig) {
+        if r.negativeIou > r.positiveIou {
+            fail(["rpn.negative_iou", "rpn.positive_iou"], "negative_iou \(r.negativeIou.yaml) is above positive_iou \(r.positiveIou.yaml)")
+        }
+        if r.postNmsTopkTrain > r.preNmsTopkTrain {
+            fail(["rpn.post_nms_topk_train", "rpn.pre_nms_topk_train"],
+                 "post_nms_topk_train \(r.postNmsTopkTrain) exceeds pre_nms_topk_train \(r.preNmsTopkTrain)")
+        }
+        if r.postNmsTopkTest > r.preNmsTopkTest {
+            fail(["rpn.post_nms_topk_test", "rpn.pre_nms_topk_test"],
+                 "post_nms_topk_test \(r.postNmsTopkTest) exceeds pre_nms_topk_test \(r.preNmsTopkTest)")
+        }
+    }
+
+    mutating func validateRoIHead(_ h: RoIHeadConfig) {
+        if h.pooledSize < 1 {
+            switch h.extractor {
+            case .dpool, .mdpool:
+                fail(["roi_head.pooled_size", "roi_head.extractor"],
+                     "\(h.extractor.rawValue) needs pooled_size >= 1 (its offset fc predicts 2 x pooled_size^2 offsets), got \(h.pooledSize)")
+            case .roipool, .roialign:
+                fail(["roi_head.pooled_size"], "must be at least 1")
+            }
+        }
+    }
+
+    mutating func validateData(_ c: ExperimentConfig) {
+        let d = c.data
+        func require(_ value: String?, _ key: String) {
+            if value == nil {
+                fail(["data.\(key)", "data.format", "data"], "data.format \(d.format.rawValue) needs data.\(key)")
+            }
+        }
+        switch d.format {
+        case .coco:
+            require(d.trainAnnotations, "train_annotations")
+            require(d.trainImages, "train_images")
+            require(d.valAnnotations, "val_annotations")
+            require(d.valImages, "val_images")
+        case .voc:
+            require(d.vocDevkit, "voc_devkit")
+            if d.trainSplits.isEmpty { fail(["data.train_splits"], "data.format voc needs at least one training split") }
+        case .synth:
+            require(d.root, "root")
+        }
+        if let classes = d.classes {
+            if d.format != .voc {
+                fail(["data.classes"], "only VOC data reads class names from the config (data.format is \(d.format.rawValue))")
+            }
+            for (i, name) in classes.enumerated() where classes[..<i].contains(name) {
+                fail(["data.classes[\(i)]"], "class '\(name)' is listed twice")
+            }
+            if let count = c.model.classes, count != classes.count {
+                fail(["model.classes", "data.classes"], "model.classes \(count) disagrees with the \(classes.count) names in data.classes")
+            }
+        }
+        if let largest = d.minSize.max(), d.maxSize < largest {
+            fail(["data.max_size", "data.min_size"], "max_size \(d.maxSize) is below the largest min_size \(largest)")
+        }
+        if d.testMinSize > d.maxSize {
+            fail(["data.test_min_size", "data.max_size"], "test_min_size \(d.testMinSize) is above max_size \(d.maxSize)")
+        }
+    }
+
+    mutating func validateSolver(_ s: SolverConfig) {
+        for (i, step) in s.steps.enumerated() {
+            if i > 0 && step <= s.steps[i - 1] {
+                fail(["solver.steps[\(i)]", "solver.steps"], "steps must increase: \(step) follows \(s.steps[i - 1])")
+            } else if step >= s.maxIter {
+                fail(["solver.steps[\(i)]", "solver.steps", "solver.max_iter"], "step \(step) is not below max_iter \(s.maxIter)")
+            }
+        }
+        if s.warmupIters > s.maxIter {
+            fail(["solver.warmup_iters", "solver.max_iter"], "warmup_iters \(s.warmupIters) exceeds max_iter \(s.maxIter)")
+        }
+    }
+}
