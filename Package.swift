@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "DCNConfig", targets: ["DCNConfig"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
+        .executable(name: "dcn-train", targets: ["dcn-train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,8 +45,14 @@ let package = Package(
         .target(name: "DCNEval"),
         // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides).
         .target(name: "DCNConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
+        .target(name: "DCNTraining", dependencies: ["DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
+        .executableTarget(
+            name: "dcn-train",
+            dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Benchmarks and fixture verification behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels"]),
+        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -60,5 +67,6 @@ let package = Package(
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNTensor"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig"]),
+        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval"]),
     ]
 )

@@ -1,6 +1,7 @@
 // dcn-bench: fixture verification and benchmarks.
 import ArgumentParser
 import DCNBench
+import DCNConfig
 import DCNTensor
 import Foundation
 
@@ -9,7 +10,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, Eval.self])
+        subcommands: [Verify.self, Ops.self, Eval.self, TrainStep.self])
 }
 
 struct Verify: ParsableCommand {
@@ -133,5 +134,69 @@ struct Eval: ParsableCommand {
         r.summary.forEach { print($0) }
         print(String(format: "load %.2f s, evaluate %.2f s, total %.2f s on %d threads", r.loadSeconds, r.evaluateSeconds, r.totalSeconds, r.threads))
         if let d = r.jsonDecoderSeconds { print(String(format: "Foundation JSONDecoder on the results file alone: %.2f s", d)) }
+    }
+}
+
+struct TrainStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-step",
+        abstract: "Seconds per training iteration of a config's detector by phase, and peak memory.")
+
+    @Option(help: "The experiment config (YAML).")
+    var config: String
+
+    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
+    var overrides: [String] = []
+
+    @Option(help: "Input height (default: data.min_size[0]).")
+    var height: Int?
+
+    @Option(help: "Input width (default: about 1.52 x the height, a multiple of 32, within data.max_size).")
+    var width: Int?
+
+    @Option(help: "Images per step.")
+    var batch: Int = 1
+
+    @Option(help: "Timed steps after one warm-up step (the median is reported).")
+    var steps: Int = 3
+
+    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
+    var baseline = false
+
+    func validate() throws {
+        if batch < 1 || steps < 1 || threads < 1 { throw ValidationError("--batch, --steps and --threads must be at least 1") }
+        if let height, height < 32 { throw ValidationError("--height must be at least 32") }
+        if let width, width < 32 { throw ValidationError("--width must be at least 32") }
+    }
+
+    func run() throws {
+        let experiment: ExperimentConfig
+        do { experiment = try loadConfig(path: config, overrides: overrides) } catch let e as ConfigErrors {
+            FileHandle.standardError.write(Data((e.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+        let h = height ?? experiment.data.minSize[0]
+        let w = width ?? min(experiment.data.maxSize, (h * 152 / 100 + 31) / 32 * 32)
+        var runs = [(config: experiment, label: "configured")]
+        if baseline {
+            var regular = experiment
+            regular.backbone.deformableStages = []
+            regular.backbone.convType = .regular
+            runs.append((regular, "regular convs"))
+        }
+        var results: [TrainStepResult] = []
+        for r in runs {
+            let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps, threads: threads)
+            results.append(result)
+            print("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(result.threads) threads")
+            for (name, seconds) in result.phases { print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
+            print(String(format: "  step            %8.3f s   peak memory %.2f GB", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
+        }
+        if results.count == 2 {
+            print(String(format: "configured / regular step time: %.2fx", results[0].stepSeconds / results[1].stepSeconds))
+        }
     }
 }

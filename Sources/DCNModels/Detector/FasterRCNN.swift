@@ -86,7 +86,7 @@ public final class FasterRCNN {
     /// proposals (for gradient checks); the sampling draws from `rng`.
     /// `images` `[N, 3, H, W]` are normalised and padded; `sizes` are the images' sizes inside the padding.
     public func trainStep(images: Tensor, sizes: [ImageSize], targets: [ImageTargets], rng: inout SeededGenerator, _ ws: Workspace,
-                          fixedProposals: [[Box]]? = nil) throws -> [String: Float] {
+                          fixedProposals: [[Box]]? = nil, profiler: PhaseProfiler? = nil) throws -> [String: Float] {
         let n = images.dim(0)
         try require(targets.count == n && sizes.count == n, "detector: \(n) images, \(targets.count) targets, \(sizes.count) sizes")
         for (i, t) in targets.enumerated() {
@@ -94,39 +94,53 @@ public final class FasterRCNN {
             try require(t.labels.allSatisfy { (1...spec.roiHead.classes).contains($0) }, "detector: image \(i) has a label outside 1...\(spec.roiHead.classes)")
         }
         var losses: [String: Float] = [:]
-        let (features, backboneCache) = try backbone.forward(images, training: true, ws)
+        let (features, backboneCache) = try profiler.measure("backbone fwd") { try backbone.forward(images, training: true, ws) }
         let res4 = features["res4"]!, res5 = features["res5"]!
 
         // RPN.
-        let rpnOut = try rpn.forward(res4, ws)
-        let rpnLoss = try rpn.losses(rpnOut, targets: targets, rng: &rng)
+        let (rpnOut, rpnLoss, proposals) = try profiler.measure("rpn fwd") {
+            let out = try rpn.forward(res4, ws)
+            let loss = try rpn.losses(out, targets: targets, rng: &rng)
+            return (out, loss, try fixedProposals ?? rpn.proposals(out, imageSizes: sizes, training: true))
+        }
         losses["rpn_cls"] = rpnLoss.objectness
         losses["rpn_box"] = rpnLoss.box
-        let proposals = try fixedProposals ?? rpn.proposals(rpnOut, imageSizes: sizes, training: true)
 
         // Fast R-CNN head on the sampled RoIs.
-        let sampled = roiHead.sample(proposals: proposals, targets: targets, rng: &rng)
-        let reduced = try roiHead.reduceFeatures(res5, ws)
-        let head = try roiHead.features(reduced: reduced, backbone: res5, rois: sampled.rois)
-        let (logits, deltas) = try roiHead.predict(head)
-        let headLoss = try roiHead.losses(logits: logits, deltas: deltas, sampled: sampled)
+        let (reduced, head, headLoss) = try profiler.measure("head fwd") {
+            let sampled = roiHead.sample(proposals: proposals, targets: targets, rng: &rng)
+            let reduced = try roiHead.reduceFeatures(res5, ws)
+            let head = try roiHead.features(reduced: reduced, backbone: res5, rois: sampled.rois)
+            let (logits, deltas) = try roiHead.predict(head)
+            return (reduced, (head, sampled), try roiHead.losses(logits: logits, deltas: deltas, sampled: sampled))
+        }
         losses["rcnn_cls"] = headLoss.classification
         losses["rcnn_box"] = headLoss.box
-        var dHidden = try roiHead.predictBackward(dLogits: headLoss.dLogits, dDeltas: headLoss.dDeltas, head)
+        var dHidden = try profiler.measure("head bwd") {
+            try roiHead.predictBackward(dLogits: headLoss.dLogits, dDeltas: headLoss.dDeltas, head.0)
+        }
 
         // R-CNN feature mimicking: the same network on cropped RoIs.
         if mimicClassifier != nil {
-            let m = try mimic(images: images, sampled: sampled, detectorFeatures: head.hidden2, rng: &rng, ws)
+            let m = try profiler.measure("mimic fwd+bwd") {
+                try mimic(images: images, sampled: head.1, detectorFeatures: head.0.hidden2, rng: &rng, ws)
+            }
             losses["mimic"] = m.loss
             losses["mimic_cls"] = m.classificationLoss
             dHidden.add(m.dDetectorFeatures)
         }
 
-        var dReduced = Tensor(zeros: reduced.shape)
-        try roiHead.featuresBackward(dHidden, head, dReduced: &dReduced)
-        let dRes5 = try roiHead.reduceBackward(dReduced, reduced: reduced, res5: res5, ws)
-        let dRes4 = try rpn.backward(dLogits: rpnLoss.dLogits, dDeltas: rpnLoss.dDeltas, output: rpnOut, wantInput: true, ws)!
-        try backbone.backward(FeatureMaps(["res4": dRes4, "res5": dRes5]), cache: backboneCache!, ws)
+        let dRes5 = try profiler.measure("head bwd") {
+            var dReduced = Tensor(zeros: reduced.shape)
+            try roiHead.featuresBackward(dHidden, head.0, dReduced: &dReduced)
+            return try roiHead.reduceBackward(dReduced, reduced: reduced, res5: res5, ws)
+        }
+        let dRes4 = try profiler.measure("rpn bwd") {
+            try rpn.backward(dLogits: rpnLoss.dLogits, dDeltas: rpnLoss.dDeltas, output: rpnOut, wantInput: true, ws)!
+        }
+        try profiler.measure("backbone bwd") {
+            try backbone.backward(FeatureMaps(["res4": dRes4, "res5": dRes5]), cache: backboneCache!, ws)
+        }
         return losses
     }
 

@@ -1,0 +1,68 @@
+// dcn-bench train-step: seconds per training iteration of a config's detector, split by phase
+// (backbone / RPN / head / mimic, forward and backward), and peak memory.
+import DCNConfig
+import DCNModels
+import DCNOps
+import DCNTensor
+import DCNTraining
+import Foundation
+
+/// Median seconds per phase over the timed steps, the median step, and the process's peak RSS.
+public struct TrainStepResult: Sendable {
+    public var label: String
+    public var height: Int, width: Int, batch: Int, threads: Int
+    public var phases: [(name: String, seconds: Double)]
+    public var stepSeconds: Double
+    public var peakResidentBytes: Int
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+public func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}
+
+/// Times `steps` training iterations (after one warm-up) of the detector `config` describes, on
+/// random images of `height x width` with a few random objects.
+public func runTrainStepBenchmark(config: ExperimentConfig, label: String, height: Int, width: Int, batch: Int,
+                                  steps: Int, threads: Int) throws -> TrainStepResult {
+    Threads.set(threads)
+    let classes = defaultClassCount(config)
+    let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: 1)
+    var rng = SeededGenerator(seed: 2)
+    let images = Tensor.normal([batch, 3, height, width], using: &rng)
+    let sizes = Array(repeating: ImageSize(height: height, width: width), count: batch)
+    let targets: [ImageTargets] = (0..<batch).map { _ in
+        let boxes = (0..<4).map { _ -> Box in
+            let w = rng.uniform(40, Float(width) / 2), h = rng.uniform(40, Float(height) / 2)
+            let x = rng.uniform(0, Float(width) - w), y = rng.uniform(0, Float(height) - h)
+            return Box(x, y, x + w, y + h)
+        }
+        return ImageTargets(boxes: boxes, labels: boxes.map { _ in 1 + Int(rng.next() % UInt64(classes)) })
+    }
+    let ws = Workspace()
+    var perPhase: [String: [Double]] = [:]
+    var order: [String] = []
+    var totals: [Double] = []
+    for step in 0...steps {
+        let profiler = PhaseProfiler()
+        model.parameters.zeroGrad()
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, ws, profiler: profiler)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if step == 0 { continue }  // warm-up: first-touch allocations
+        totals.append(seconds)
+        for name in profiler.order {
+            if perPhase[name] == nil { order.append(name) }
+            perPhase[name, default: []].append(profiler.seconds[name]!)
+        }
+    }
+    func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+    return TrainStepResult(label: label, height: height, width: width, batch: batch, threads: threads,
+                           phases: order.map { ($0, median(perPhase[$0]!)) }, stepSeconds: median(totals),
+                           peakResidentBytes: peakResidentBytes())
+}

@@ -1,0 +1,89 @@
+// Training checkpoints in safetensors: every parameter and buffer under `model.`, the momentum
+// buffers under `momentum.`, and in the metadata the iteration, the random generator's state and the
+// resolved config. Written atomically (temporary file + rename); `latest` is a symlink replaced
+// atomically too, so an interrupted write never damages the previous checkpoint.
+import DCNModels
+import DCNTensor
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a checkpoint holds besides the tensors.
+public struct TrainingState: Sendable, Equatable {
+    /// Iterations completed.
+    public var iteration: Int
+    /// The training random generator's state (sampling, mimic RoI choice).
+    public var rngState: [UInt64]
+    /// The resolved config (YAML).
+    public var config: String
+
+    public init(iteration: Int, rngState: [UInt64], config: String) {
+        self.iteration = iteration; self.rngState = rngState; self.config = config
+    }
+}
+
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+public enum Checkpoint {
+    public static let format = "dcn-checkpoint-1"
+
+    /// Writes `path` atomically.
+    public static func save(parameters: ParameterList, optimizer: SGD?, state: TrainingState, to path: String) throws {
+        var tensors: [(name: String, payload: SafeTensorsWriter.Payload)] = parameters.all.map {
+            ("model." + $0.name, .f32(shape: $0.shape, values: $0.value.data))
+        }
+        if let optimizer {
+            for name in optimizer.velocity.keys.sorted() {
+                let v = optimizer.velocity[name]!
+                tensors.append(("momentum." + name, .f32(shape: v.shape, values: v.data)))
+            }
+        }
+        let metadata = ["format": format, "iteration": String(state.iteration),
+                        "rng": state.rngState.map(String.init).joined(separator: ","), "config": state.config]
+        try SafeTensorsWriter.write(tensors, metadata: metadata, to: path)
+    }
+
+    /// Reads a checkpoint's metadata and loads its weights (and momentum when `optimizer` is given).
+    /// A checkpoint of another architecture is rejected with the missing, unexpected and wrongly
+    /// shaped names, and nothing is changed.
+    public static func load(path: String, into parameters: ParameterList, optimizer: SGD?) throws -> TrainingState {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch {
+            throw CheckpointError(message: "cannot read checkpoint \(path): \(error)")
+        }
+        guard file.metadata["format"] == format, let iteration = file.metadata["iteration"].flatMap(Int.init) else {
+            throw CheckpointError(message: "\(path) is not a dcn-train checkpoint (metadata 'format' should be \(format)); to start from pretrained weights set backbone.weights instead")
+        }
+        let rng = (file.metadata["rng"] ?? "").split(separator: ",").compactMap { UInt64($0) }
+        guard rng.count == 4 else { throw CheckpointError(message: "\(path): the random generator state is missing or damaged") }
+        var options = WeightLoadOptions(filePrefix: "model.")
+        options.mayBeMissing = { _ in false }
+        do {
+            try loadWeights(parameters, from: file, options: options)
+        } catch let error as WeightLoadError {
+            throw CheckpointError(message: "\(path) was written by a different architecture:\n" + error.description.split(separator: "\n").dropFirst().joined(separator: "\n"))
+        }
+        if let optimizer {
+            for entry in file.entries where entry.name.hasPrefix("momentum.") {
+                try optimizer.setVelocity(String(entry.name.dropFirst("momentum.".count)), try file.tensor(entry.name))
+            }
+        }
+        return TrainingState(iteration: iteration, rngState: rng, config: file.metadata["config"] ?? "")
+    }
+
+    /// Points `directory/latest` at `fileName` (a relative symlink, replaced atomically).
+    public static func markLatest(_ fileName: String, in directory: String) throws {
+        let link = directory + "/latest"
+        let temporary = directory + "/.latest.tmp-\(getpid())"
+        unlink(temporary)
+        guard symlink(fileName, temporary) == 0 else { throw CheckpointError(message: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        guard rename(temporary, link) == 0 else {
+            unlink(temporary)
+            throw CheckpointError(message: "cannot update \(link): \(String(cString: strerror(errno)))")
+        }
+    }
+}

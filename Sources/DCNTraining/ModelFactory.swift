@@ -1,0 +1,95 @@
+// The one place where the config tree becomes model parameters (detectron2's from_config):
+// model types never read the config.
+import DCNConfig
+import DCNModels
+import DCNTensor
+
+/// Maps the backbone section onto a ResNet spec.
+public func backboneSpec(_ c: BackboneConfig) -> ResNetSpec {
+    var spec: ResNetSpec
+    switch c.depth {
+    case .resnext101_32x4d: spec = .resnext101_32x4d
+    default: spec = ResNetSpec(block: c.depth.usesBottleneck ? .bottleneck : .basic, layers: c.resolvedLayers)
+    }
+    spec.layers = c.resolvedLayers
+    spec.stemWidth = c.stemWidth
+    spec.stagePlanes = c.stagePlanes
+    spec.stageConv = (2...5).map { stage in
+        c.deformableStages.contains(stage) ? convKind(c.convType) : .regular
+    }
+    spec.offsetGroups = c.offsetGroups
+    spec.offsetLearningRateScale = Float(c.offsetLrMult)
+    spec.res5Dilation = c.res5Dilation
+    switch c.norm {
+    case .frozenBN: spec.norm = .frozenBatchNorm
+    case .bn: spec.norm = .batchNorm
+    case .gn: spec.norm = .groupNorm(groups: c.gnGroups)
+    }
+    spec.frozenStages = c.frozenStages
+    return spec
+}
+
+func convKind(_ c: ConvChoice) -> ConvKind {
+    switch c {
+    case .regular: return .regular
+    case .dconv: return .dconv
+    case .mdconv: return .mdconv
+    }
+}
+
+/// Maps the whole config onto the detector's spec for `classes` object classes.
+public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSpec {
+    var rpn = RPNSpec()
+    let r = config.rpn
+    rpn.anchors = AnchorGenerator(sizes: r.anchorSizes.map { Float($0) }, aspectRatios: r.aspectRatios.map { Float($0) },
+                                  stride: r.anchorStride)
+    rpn.headChannels = r.headChannels
+    rpn.positiveIoU = Float(r.positiveIou)
+    rpn.negativeIoU = Float(r.negativeIou)
+    rpn.batchSizePerImage = r.batchSizePerImage
+    rpn.positiveFraction = Float(r.positiveFraction)
+    rpn.preNMSTopKTrain = r.preNmsTopkTrain
+    rpn.preNMSTopKTest = r.preNmsTopkTest
+    rpn.postNMSTopKTrain = r.postNmsTopkTrain
+    rpn.postNMSTopKTest = r.postNmsTopkTest
+    rpn.nmsThreshold = Float(r.nmsThreshold)
+    rpn.smoothL1Beta = Float(r.smoothL1Beta)
+
+    let h = config.roiHead
+    var head = RoIHeadSpec(classes: classes)
+    switch h.extractor {
+    case .roipool: head.extractor = .roipool
+    case .roialign: head.extractor = .roialign
+    case .dpool: head.extractor = .dpool
+    case .mdpool: head.extractor = .mdpool
+    }
+    head.pooledSize = h.pooledSize
+    head.samplingRatio = h.samplingRatio
+    head.reduceChannels = h.reduceChannels
+    head.fcDim = h.fcDim
+    head.batchSizePerImage = h.batchSizePerImage
+    head.positiveFraction = Float(h.positiveFraction)
+    head.foregroundIoU = Float(h.fgIou)
+    let w = h.bboxRegWeights.map { Float($0) }
+    head.boxCoder = BoxCoder(weights: (w[0], w[1], w[2], w[3]))
+    head.gamma = Float(h.dpoolGamma)
+    head.offsetLearningRateScale = Float(h.dpoolLrMult)
+    head.scoreThreshold = Float(h.scoreThreshold)
+    head.nmsThreshold = Float(h.nmsThreshold)
+    head.detectionsPerImage = h.detectionsPerImage
+    head.smoothL1Beta = Float(h.smoothL1Beta)
+
+    var mimic = MimicSpec()
+    let m = config.mimic
+    switch m.regions {
+    case .off: mimic.regions = .off
+    case .fg: mimic.regions = .fg
+    case .bg: mimic.regions = .bg
+    case .all: mimic.regions = .all
+    }
+    mimic.roisPerImage = m.roisPerImage
+    mimic.patchSize = m.patchSize
+    mimic.lossWeight = Float(m.lossWeight)
+    mimic.classificationLossWeight = Float(m.clsLossWeight)
+    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: rpn, roiHead: head, mimic: mimic)
+}
