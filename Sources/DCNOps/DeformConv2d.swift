@@ -280,6 +280,8 @@ func deformableCol2im(
                 var samples = [BilinearSample](repeating: .zero, count: range.count)
                 var fractions = [(Float, Float)](repeating: (0, 0), count: range.count)
                 var inside = [UInt8](repeating: 0, count: range.count)
+                // Position of each (tap, pixel) in a channel's block of dColumns rows.
+                var columnOffset = [Int](repeating: 0, count: range.count)
                 // Unmasked corner weights and fractional parts for this range of (tap, pixel).
                 for (t, e) in range.enumerated() {
                     let k = e / P, p = e % P
@@ -289,16 +291,17 @@ func deformableCol2im(
                     samples[t] = r.sample
                     fractions[t] = (r.ly, r.lx)
                     inside[t] = r.corners
+                    columnOffset[t] = k * stride + b * P + p
                 }
                 for cg in 0..<Cg {
                     let c = g * Cg + cg
                     let plane = x + (n * C + c) * HW
-                    for (t, e) in range.enumerated() {
-                        let k = e / P, p = e % P
-                        let d = dcol[(c * K + k) * stride + b * P + p]
-                        if d == 0 { continue }
-                        let s = samples[t], corners = inside[t]
-                        if corners == 0 { continue }
+                    let rows = dcol + c * K * stride
+                    for t in 0..<range.count {
+                        let d = rows[columnOffset[t]]
+                        let corners = inside[t]
+                        if d == 0 || corners == 0 { continue }
+                        let s = samples[t]
                         // Corner values; corners outside the image count as 0 (zero padding).
                         let v00 = corners & 1 != 0 ? plane[Int(s.i00)] : 0, v01 = corners & 2 != 0 ? plane[Int(s.i01)] : 0
                         let v10 = corners & 4 != 0 ? plane[Int(s.i10)] : 0, v11 = corners & 8 != 0 ? plane[Int(s.i11)] : 0
