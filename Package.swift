@@ -59,7 +59,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "dcn-eval",
-            dependencies: ["DCNEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),

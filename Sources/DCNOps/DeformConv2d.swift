@@ -274,15 +274,19 @@ func deformableCol2im(
             }
             if dOffset == nil && dMask == nil { continue }
             parallelFor(K * P, grain: 64) { range in
-                var value = [Float](repeating: 0, count: range.count)
-                var gradY = [Float](repeating: 0, count: range.count)
-                var gradX = [Float](repeating: 0, count: range.count)
-                var samples = [BilinearSample](repeating: .zero, count: range.count)
-                var fractions = [(Float, Float)](repeating: (0, 0), count: range.count)
-                var inside = [UInt8](repeating: 0, count: range.count)
-                // Position of each (tap, pixel) in a channel's block of dColumns rows.
-                var columnOffset = [Int](repeating: 0, count: range.count)
-                // Unmasked corner weights and fractional parts for this range of (tap, pixel).
+                // Per-task scratch for this range of (tap, pixel): accumulators, unmasked samples,
+                // fractional parts, corners inside the image, and offsets into dColumns rows.
+                let count = range.count
+                let value = UnsafeMutablePointer<Float>.allocate(capacity: 3 * count)
+                let gradY = value + count, gradX = value + 2 * count
+                value.initialize(repeating: 0, count: 3 * count)
+                let samples = UnsafeMutablePointer<BilinearSample>.allocate(capacity: count)
+                let fractions = UnsafeMutablePointer<(Float, Float)>.allocate(capacity: count)
+                let inside = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
+                let columnOffset = UnsafeMutablePointer<Int>.allocate(capacity: count)
+                defer {
+                    value.deallocate(); samples.deallocate(); fractions.deallocate(); inside.deallocate(); columnOffset.deallocate()
+                }
                 for (t, e) in range.enumerated() {
                     let k = e / P, p = e % P
                     let base = basePosition(conv, tap: k, pixel: p)
@@ -297,7 +301,7 @@ func deformableCol2im(
                     let c = g * Cg + cg
                     let plane = x + (n * C + c) * HW
                     let rows = dcol + c * K * stride
-                    for t in 0..<range.count {
+                    for t in 0..<count {
                         let d = rows[columnOffset[t]]
                         let corners = inside[t]
                         if d == 0 || corners == 0 { continue }

@@ -48,6 +48,8 @@ public struct Detection: Sendable, Equatable {
     public var score: Float
     /// 1...C
     public var label: Int
+
+    public init(box: Box, score: Float, label: Int) { self.box = box; self.score = score; self.label = label }
 }
 
 public final class RoIHead {

@@ -1,0 +1,119 @@
+// Where a config's data lives, and the datasets it names.
+import DCNConfig
+import DCNData
+import DCNEval
+import Foundation
+
+/// Annotation file and image folder of a COCO-format split.
+struct COCOSplitPaths {
+    let annotations: String
+    let images: String
+}
+
+/// The COCO-format paths of the training or validation split (COCO or synthetic data).
+func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
+    let d = c.data
+    switch d.format {
+    case .coco:
+        let ann = train ? d.trainAnnotations : d.valAnnotations
+        let img = train ? d.trainImages : d.valImages
+        guard let ann, let img else {
+            if train { throw TrainingError("data.train_annotations and data.train_images are needed for COCO data", exitCode: 2) }
+            return nil
+        }
+        return COCOSplitPaths(annotations: ann, images: img)
+    case .synth:
+        guard let root = d.root else { throw TrainingError("data.root is needed for synthetic data (make it with dcn-data synth --out DIR)", exitCode: 2) }
+        let split = train ? "train" : "val"
+        return COCOSplitPaths(annotations: "\(root)/annotations/instances_\(split).json", images: "\(root)/images/\(split)")
+    case .voc:
+        return nil
+    }
+}
+
+/// A VOC split "VOC2007/test" as (devkit folder, split name).
+func vocSplit(_ c: ExperimentConfig, _ split: String) throws -> (devkit: String, split: String) {
+    guard let root = c.data.vocDevkit else { throw TrainingError("data.voc_devkit is needed for VOC data", exitCode: 2) }
+    let parts = split.split(separator: "/")
+    guard parts.count == 2 else { throw TrainingError("VOC split '\(split)' should look like VOC2007/trainval", exitCode: 2) }
+    return ("\(root)/\(parts[0])", String(parts[1]))
+}
+
+/// Checks that a path exists, with a message naming the config key.
+func requireExists(_ path: String, _ what: String) throws {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw TrainingError("\(what): \(path) does not exist", exitCode: 2)
+    }
+}
+
+/// The training dataset (images without objects skipped as configured) and the evaluation
+/// dataset (every image), when the config names one.
+public func loadTrainingData(_ c: ExperimentConfig) throws -> (train: Dataset, val: Dataset?) {
+    let train = try loadDataset(c, train: true)!
+    let val = try loadDataset(c, train: false)
+    for w in train.warnings.prefix(20) { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+    if train.images.isEmpty { throw TrainingError("the training split has no images with objects", exitCode: 2) }
+    return (train, val)
+}
+
+/// One split of the config's data (nil when the config names no such split).
+public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
+    switch c.data.format {
+    case .coco, .synth:
+        guard let p = try cocoPaths(c, train: train) else { return nil }
+        try requireExists(p.annotations, train ? "training annotations" : "validation annotations")
+        try requireExists(p.images, train ? "training images" : "validation images")
+        return try Dataset.coco(annotations: p.annotations, imageRoot: p.images, skipEmpty: train && c.data.skipEmpty)
+    case .voc:
+        let splits = try (train ? c.data.trainSplits : [c.data.valSplit]).map { try vocSplit(c, $0) }
+        // Each "VOC20xx/split" pair on its own, concatenated with image ids renumbered.
+        var combined: Dataset? = nil
+        for s in splits {
+            try requireExists(s.devkit, "data.voc_devkit")
+            var part = try Dataset.voc(devkits: [s.devkit], splits: [s.split], classes: c.data.classes,
+                                       difficultAsIgnore: c.data.difficultAsIgnore)
+            let offset = combined?.images.count ?? 0
+            for i in part.images.indices { part.images[i].id = offset + i }
+            if combined == nil { combined = part } else {
+                combined!.images += part.images
+                combined!.warnings += part.warnings
+            }
+        }
+        return combined
+    }
+}
+
+/// The ground truth the evaluator scores against.
+func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
+    switch c.data.format {
+    case .coco, .synth:
+        guard let p = try cocoPaths(c, train: false) else { throw TrainingError("the config names no validation split", exitCode: 2) }
+        return .coco(try COCOGroundTruth.load(path: p.annotations))
+    case .voc:
+        let s = try vocSplit(c, c.data.valSplit)
+        return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split))
+    }
+}
+
+/// The training loader the config describes (multi-scale shorter side, flip, seeded, resumable).
+func makeTrainingLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int) throws -> DataLoader {
+    var augmentation = try Augmentation.training(shortEdges: c.data.minSize, maxSize: c.data.maxSize)
+    if !c.data.flip { augmentation.flipProbability = 0 }
+    return try DataLoader(dataset: dataset, imagesPerBatch: c.data.imagesPerBatch, augmentation: augmentation, mode: .training,
+                          seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration)
+}
+
+extension TrainingBatch {
+    /// The model's view of the batch's ground truth.
+    var targets: [ImageTargets] {
+        (0..<boxes.count).map { ImageTargets(boxes: boxes[$0], labels: labels[$0], ignore: ignore[$0]) }
+    }
+
+    /// Boxes of image `index` mapped from the network input back to the original image
+    /// (detectron2's detector_postprocess: per-axis original / resized, then clipped).
+    func toOriginal(_ boxes: [Box], image index: Int) -> [Box] {
+        let o = originalSizes[index], r = sizes[index]
+        let sx = Float(o.width) / Float(r.width), sy = Float(o.height) / Float(r.height)
+        return boxes.map { Box($0.x1 * sx, $0.y1 * sy, $0.x2 * sx, $0.y2 * sy).clipped(width: o.width, height: o.height) }
+    }
+}
