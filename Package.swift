@@ -45,7 +45,7 @@ let package = Package(
         // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides).
         .target(name: "DCNConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Benchmarks and fixture verification behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels"]),
+        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]

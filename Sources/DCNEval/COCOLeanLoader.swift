@@ -97,7 +97,11 @@ public struct COCOLeanFile: Sendable {
                                 try r.readArray { r in
                                     scratch.removeAll(keepingCapacity: true)
                                     try r.readArray { r in scratch.append(Float(try r.readDouble())) }
-                                    polygons.append(Array(scratch))  // exact size
+                                    // A fresh exact-size array (Array(scratch) would share scratch's large buffer).
+                                    polygons.append([Float](unsafeUninitializedCapacity: scratch.count) { b, n in
+                                        _ = b.initialize(from: scratch)
+                                        n = scratch.count
+                                    })
                                 }
                             } else {
                                 try r.skipValue()
