@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "DCNConfig", targets: ["DCNConfig"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
+        .executable(name: "dcn-data", targets: ["dcn-data"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -53,6 +54,10 @@ let package = Package(
         .executableTarget(
             name: "dcn-eval",
             dependencies: ["DCNEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "dcn-data",
+            dependencies: ["DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),
