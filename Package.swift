@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
         .executable(name: "dcn-train", targets: ["dcn-train"]),
+        .executable(name: "dcn-data", targets: ["dcn-data"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,7 +53,7 @@ let package = Package(
             dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks and fixture verification behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNTraining", "DCNConfig"]),
+        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -61,6 +62,10 @@ let package = Package(
             name: "dcn-eval",
             dependencies: ["DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "dcn-data",
+            dependencies: ["DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),

@@ -2,6 +2,8 @@
 import DCNConfig
 import DCNData
 import DCNEval
+import DCNModels
+import DCNTensor
 import Foundation
 
 /// Annotation file and image folder of a COCO-format split.

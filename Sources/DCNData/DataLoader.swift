@@ -1,0 +1,254 @@
+// The data loader: background threads decode, augment, normalise and pad whole batches ahead of
+// the training step, into a bounded queue. Every batch is a pure function of (seed, iteration):
+// the images of iteration i are the samples i*N ..< (i+1)*N of the concatenated epoch
+// permutations, and each sample's augmentation draws from a generator seeded by
+// (seed, epoch, position in the epoch). Thread timing and thread count never change results,
+// and starting at iteration k gives exactly the batches a run from 0 gives from k on.
+import DCNTensor
+import Foundation
+
+/// One batch for the training step (or for evaluation).
+public struct TrainingBatch: Sendable {
+    /// [N, 3, H, W], ImageNet-normalised, padded with zeros to a multiple of the size divisibility.
+    public var images: Tensor
+    /// Size of each image inside the padding (after resizing).
+    public var sizes: [ImageSize]
+    /// Size of each image as decoded.
+    public var originalSizes: [ImageSize]
+    /// resized / original per axis.
+    public var scales: [(x: Float, y: Float)]
+    public var imageIDs: [Int]
+    /// Target boxes per image in the resized (and possibly flipped) image; empty boxes dropped.
+    public var boxes: [[Box]]
+    /// Labels 1...C of `boxes`.
+    public var labels: [[Int]]
+    /// Ignore regions (crowd, difficult) per image, transformed the same way.
+    public var ignore: [[Box]]
+    /// Whether each image was flipped horizontally.
+    public var flipped: [Bool]
+    /// Epoch of the batch's first image (training); 0 in evaluation.
+    public var epoch: Int
+    /// Iteration number of this batch (0-based).
+    public var iteration: Int
+    /// Seconds `next()` blocked waiting for this batch.
+    public var dataWaitSeconds: Double
+}
+
+/// Errors of the loader itself (decode errors are `ImageError`s, which name the file).
+public enum DataLoaderError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Evaluation mode has returned every image.
+    case endOfData
+    case invalidSettings(String)
+
+    public var description: String {
+        switch self {
+        case .endOfData: return "the evaluation loader has returned every image"
+        case .invalidSettings(let m): return "data loader: \(m)"
+        }
+    }
+}
+
+public final class DataLoader: @unchecked Sendable {
+    public enum Mode: Sendable, Equatable {
+        /// Infinite stream over shuffled epochs with random augmentation.
+        case training
+        /// One pass in dataset order, every image, no randomness (the last batch may be smaller).
+        case evaluation
+    }
+
+    public let mode: Mode
+    public let imagesPerBatch: Int
+    /// Batches in one pass over the data: floor(images / N) steps per epoch in training (the
+    /// stream itself runs across epoch boundaries), ceil(images / N) in evaluation.
+    public let iterationsPerEpoch: Int
+    private let state: LoaderState
+
+    /// - Parameters:
+    ///   - augmentation: resize (multi-scale short side) and flip; evaluation uses `.test(...)`.
+    ///   - seed: determines the epoch permutations and every image's augmentation.
+    ///   - workers: background threads (results do not depend on it).
+    ///   - prefetch: batches prepared ahead of the consumer at most (the queue bound).
+    ///   - startIteration: the first iteration `next()` returns (exact resume from a checkpoint).
+    public init(dataset: Dataset, imagesPerBatch: Int, augmentation: Augmentation, mode: Mode = .training,
+                seed: UInt64 = 0, workers: Int = 2, prefetch: Int = 4, normalization: PixelNormalization = .imageNet,
+                sizeDivisibility: Int = 32, startIteration: Int = 0) throws {
+        guard !dataset.images.isEmpty else { throw DataLoaderError.invalidSettings("the dataset has no images") }
+        guard imagesPerBatch >= 1 else { throw DataLoaderError.invalidSettings("images per batch must be at least 1, got \(imagesPerBatch)") }
+        guard workers >= 1, prefetch >= 1 else { throw DataLoaderError.invalidSettings("workers and prefetch must be at least 1") }
+        guard startIteration >= 0 else { throw DataLoaderError.invalidSettings("startIteration must be 0 or more, got \(startIteration)") }
+        guard sizeDivisibility >= 1 else { throw DataLoaderError.invalidSettings("size divisibility must be at least 1") }
+        self.mode = mode
+        self.imagesPerBatch = imagesPerBatch
+        let n = dataset.images.count
+        iterationsPerEpoch = mode == .training ? max(1, n / imagesPerBatch) : (n + imagesPerBatch - 1) / imagesPerBatch
+        let end = mode == .training ? Int.max : iterationsPerEpoch
+        var aug = augmentation
+        if mode == .evaluation { aug.flipProbability = 0 }
+        let plan = BatchPlan(images: dataset.images, imagesPerBatch: imagesPerBatch, augmentation: aug, mode: mode, seed: seed,
+                             normalization: normalization, sizeDivisibility: sizeDivisibility)
+        state = LoaderState(plan: plan, start: startIteration, end: end, prefetch: prefetch)
+        for _ in 0..<workers {
+            let s = state
+            let thread = Thread { s.workLoop() }
+            thread.name = "dcn-data-loader"
+            thread.start()
+        }
+    }
+
+    /// The paper's training loader: multi-scale short side, longer side at most `maxSize`, flip 0.5.
+    public static func training(dataset: Dataset, imagesPerBatch: Int, shortEdges: [Int], maxSize: Int, seed: UInt64,
+                                workers: Int = 2, startIteration: Int = 0) throws -> DataLoader {
+        try DataLoader(dataset: dataset, imagesPerBatch: imagesPerBatch, augmentation: .training(shortEdges: shortEdges, maxSize: maxSize),
+                       mode: .training, seed: seed, workers: workers, startIteration: startIteration)
+    }
+
+    /// The evaluation loader: every image once, in order, at the test size, no flip.
+    public static func evaluation(dataset: Dataset, imagesPerBatch: Int = 1, shortEdge: Int, maxSize: Int, workers: Int = 2) throws -> DataLoader {
+        try DataLoader(dataset: dataset, imagesPerBatch: imagesPerBatch, augmentation: .test(shortEdge: shortEdge, maxSize: maxSize),
+                       mode: .evaluation, workers: workers)
+    }
+
+    deinit { state.stop() }
+
+    /// The iteration the next call to `next()` returns.
+    public var iteration: Int { state.currentIteration }
+
+    /// The next batch, waiting for the workers if needed. A decode error of one image is thrown
+    /// here (naming the file) and the loader moves on to the next batch. Evaluation mode throws
+    /// `DataLoaderError.endOfData` after the last batch.
+    public func next() throws -> TrainingBatch {
+        try state.take()
+    }
+
+    /// Like `next()`, but nil at the end of an evaluation pass.
+    public func nextIfAvailable() throws -> TrainingBatch? {
+        do { return try next() } catch DataLoaderError.endOfData { return nil }
+    }
+}
+
+/// What a batch is made of, as a pure function of its iteration number.
+struct BatchPlan: Sendable {
+    let images: [DatasetImage]
+    let imagesPerBatch: Int
+    let augmentation: Augmentation
+    let mode: DataLoader.Mode
+    let seed: UInt64
+    let normalization: PixelNormalization
+    let sizeDivisibility: Int
+
+    /// The epoch's order: a Fisher-Yates shuffle seeded by (seed, epoch).
+    func permutation(epoch: Int) -> [Int] {
+        var order = Array(0..<images.count)
+        var rng = SeededGenerator(seed: deriveSeed(seed, 0x5348_5546, UInt64(epoch)))
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return order
+    }
+
+    /// (dataset index, epoch, position in the epoch) of the batch's samples.
+    func samples(iteration: Int, permutations: (Int) -> [Int]) -> [(index: Int, epoch: Int, position: Int)] {
+        let n = images.count
+        var out = [(index: Int, epoch: Int, position: Int)]()
+        for j in 0..<imagesPerBatch {
+            let g = iteration * imagesPerBatch + j
+            if mode == .evaluation {
+                if g < n { out.append((g, 0, g)) }
+            } else {
+                let epoch = g / n, position = g % n
+                out.append((permutations(epoch)[position], epoch, position))
+            }
+        }
+        return out
+    }
+
+    func build(iteration: Int, samples: [(index: Int, epoch: Int, position: Int)]) throws -> TrainingBatch {
+        var prepared = [PreparedImage](), ids = [Int](), boxes = [[Box]](), labels = [[Int]](), ignore = [[Box]](), flipped = [Bool]()
+        for s in samples {
+            let item = images[s.index]
+            let decoded = try decodeImage(path: item.path)
+            let sample = ImageSample(image: decoded, boxes: item.objects.map(\.box))
+            var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(s.epoch), UInt64(s.position)))
+            let augmented = augmentation.apply(to: sample, using: &rng)
+            var b = [Box](), l = [Int](), ig = [Box]()
+            for (k, o) in item.objects.enumerated() {
+                let box = augmented.sample.boxes[k]
+                guard box.width > 0, box.height > 0 else { continue }  // emptied by clipping
+                if o.ignore { ig.append(box) } else { b.append(box); l.append(o.label) }
+            }
+            prepared.append(PreparedImage(augmented: augmented, normalization: normalization))
+            ids.append(item.id); boxes.append(b); labels.append(l); ignore.append(ig); flipped.append(augmented.flipped)
+        }
+        let batch = try ImageBatch(prepared, sizeDivisibility: sizeDivisibility)
+        return TrainingBatch(images: batch.images, sizes: batch.imageSizes, originalSizes: batch.originalSizes, scales: batch.scales,
+                             imageIDs: ids, boxes: boxes, labels: labels, ignore: ignore, flipped: flipped,
+                             epoch: samples.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0)
+    }
+}
+
+/// The queue shared by the workers and the consumer, guarded by one condition variable.
+/// Workers claim iterations in order up to `consumed + prefetch` and park results by iteration.
+final class LoaderState: @unchecked Sendable {
+    let plan: BatchPlan
+    let end: Int
+    let prefetch: Int
+    private let condition = NSCondition()
+    private var nextToBuild: Int
+    private var consumed: Int
+    private var ready = [Int: Result<TrainingBatch, Error>]()
+    private var stopped = false
+    private var permutationCache = [Int: [Int]]()
+
+    init(plan: BatchPlan, start: Int, end: Int, prefetch: Int) {
+        self.plan = plan; self.end = end; self.prefetch = prefetch
+        nextToBuild = start; consumed = start
+    }
+
+    var currentIteration: Int {
+        condition.lock(); defer { condition.unlock() }
+        return consumed
+    }
+
+    func stop() {
+        condition.lock(); stopped = true; condition.broadcast(); condition.unlock()
+    }
+
+    /// Epoch permutations, computed once (under the lock) and kept for the current epochs only.
+    private func permutationLocked(_ epoch: Int) -> [Int] {
+        if let p = permutationCache[epoch] { return p }
+        let p = plan.permutation(epoch: epoch)
+        permutationCache[epoch] = p
+        for k in permutationCache.keys where k < epoch - 1 { permutationCache[k] = nil }
+        return p
+    }
+
+    func workLoop() {
+        while true {
+            condition.lock()
+            while !stopped && (nextToBuild >= consumed + prefetch || nextToBuild >= end) { condition.wait() }
+            if stopped { condition.unlock(); return }
+            let iteration = nextToBuild
+            nextToBuild += 1
+            let samples = plan.samples(iteration: iteration) { permutationLocked($0) }
+            condition.unlock()
+            let result = Result { try plan.build(iteration: iteration, samples: samples) }
+            condition.lock()
+            ready[iteration] = result
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    func take() throws -> TrainingBatch {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        condition.lock()
+        let iteration = consumed
+        if iteration >= end { condition.unlock(); throw DataLoaderError.endOfData }
+        while ready[iteration] == nil { condition.wait() }
+        let result = ready.removeValue(forKey: iteration)!
+        consumed += 1
+        condition.broadcast()
+        condition.unlock()
+        var batch = try result.get()
+        batch.dataWaitSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        return batch
+    }
+}

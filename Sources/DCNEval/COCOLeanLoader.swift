@@ -1,0 +1,160 @@
+// A lean loading path for COCO instance files, for training: one read of the file straight into
+// the parser's buffer (no Foundation `Data` copy), polygons kept as exact-size Float arrays and
+// RLE segmentations skipped (training only needs crowd boxes). On an instances_train2017-sized
+// file this keeps the peak memory to about the file size plus the polygons.
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One annotation as training reads it. `bbox` is COCO's [x, y, width, height] (nil when absent);
+/// `polygons` are the polygon parts (empty for RLE or missing segmentations).
+public struct COCOLeanAnnotation: Sendable {
+    public var id: Int
+    public var imageID: Int
+    public var categoryID: Int
+    public var bbox: (x: Float, y: Float, width: Float, height: Float)?
+    public var isCrowd: Bool
+    public var polygons: [[Float]]
+
+    public init(id: Int, imageID: Int, categoryID: Int, bbox: (x: Float, y: Float, width: Float, height: Float)?,
+                isCrowd: Bool, polygons: [[Float]]) {
+        self.id = id; self.imageID = imageID; self.categoryID = categoryID
+        self.bbox = bbox; self.isCrowd = isCrowd; self.polygons = polygons
+    }
+}
+
+/// The parts of a COCO instances file that training uses.
+public struct COCOLeanFile: Sendable {
+    public var images: [COCOImage]
+    public var categories: [COCOCategory]
+    public var annotations: [COCOLeanAnnotation]
+
+    /// Reads `path` strictly (syntax errors name the file, line and column; a missing "images"
+    /// or "categories" list is an error). Unknown keys are skipped. `keepPolygons: false` skips
+    /// segmentations entirely (box-only training).
+    public static func load(path: String, keepPolygons: Bool = true) throws -> COCOLeanFile {
+        var r = try JSONReader(leanPath: path)
+        var images = [COCOImage](), annotations = [COCOLeanAnnotation](), categories = [COCOCategory]()
+        var sawImages = false, sawCategories = false
+        var scratch = [Float]()
+        scratch.reserveCapacity(4096)
+        try r.readObject { r, key in
+            switch key {
+            case "images":
+                sawImages = true
+                try r.readArray { r in
+                    var id: Int?, w: Int?, h: Int?, name: String?
+                    try r.readObject { r, k in
+                        switch k {
+                        case "id": id = try r.readInt()
+                        case "width": w = try r.readInt()
+                        case "height": h = try r.readInt()
+                        case "file_name": name = try r.readString()
+                        default: try r.skipValue()
+                        }
+                    }
+                    guard let id else { throw r.error("images[\(images.count)] has no \"id\"") }
+                    images.append(COCOImage(id: id, width: w ?? 0, height: h ?? 0, fileName: name))
+                }
+            case "categories":
+                sawCategories = true
+                try r.readArray { r in
+                    var id: Int?, name: String?, sup: String?
+                    try r.readObject { r, k in
+                        switch k {
+                        case "id": id = try r.readInt()
+                        case "name": name = try r.readString()
+                        case "supercategory": sup = r.readNullIfPresent() ? nil : try r.readString()
+                        default: try r.skipValue()
+                        }
+                    }
+                    guard let id else { throw r.error("categories[\(categories.count)] has no \"id\"") }
+                    categories.append(COCOCategory(id: id, name: name ?? String(id), supercategory: sup))
+                }
+            case "annotations":
+                try r.readArray { r in
+                    var id: Int?, imageID: Int?, categoryID: Int?, crowd = false
+                    var bbox: (x: Float, y: Float, width: Float, height: Float)?
+                    var polygons = [[Float]]()
+                    try r.readObject { r, k in
+                        switch k {
+                        case "id": id = try r.readInt()
+                        case "image_id": imageID = try r.readInt()
+                        case "category_id": categoryID = try r.readInt()
+                        case "iscrowd":
+                            let c = r.peek()
+                            if c == UInt8(ascii: "t") || c == UInt8(ascii: "f") { crowd = try r.readBool() } else { crowd = try r.readDouble() != 0 }
+                        case "bbox":
+                            scratch.removeAll(keepingCapacity: true)
+                            try r.readArray { r in scratch.append(Float(try r.readDouble())) }
+                            if scratch.isEmpty { break }  // `"bbox": []` is treated as absent, as pycocotools does
+                            guard scratch.count == 4 else { throw r.error("a bbox needs 4 numbers [x, y, width, height], found \(scratch.count)") }
+                            bbox = (scratch[0], scratch[1], scratch[2], scratch[3])
+                        case "segmentation":
+                            if keepPolygons && r.peek() == UInt8(ascii: "[") {
+                                try r.readArray { r in
+                                    scratch.removeAll(keepingCapacity: true)
+                                    try r.readArray { r in scratch.append(Float(try r.readDouble())) }
+                                    // A fresh exact-size array (Array(scratch) would share scratch's large buffer).
+                                    polygons.append([Float](unsafeUninitializedCapacity: scratch.count) { b, n in
+                                        _ = b.initialize(from: scratch)
+                                        n = scratch.count
+                                    })
+                                }
+                            } else {
+                                try r.skipValue()
+                            }
+                        default: try r.skipValue()
+                        }
+                    }
+                    let n = annotations.count
+                    guard let id else { throw r.error("annotations[\(n)] has no \"id\"") }
+                    guard let imageID else { throw r.error("annotation id \(id) has no \"image_id\"") }
+                    guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
+                    annotations.append(COCOLeanAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox,
+                                                          isCrowd: crowd, polygons: polygons))
+                }
+            default: try r.skipValue()
+            }
+        }
+        try r.expectEnd()
+        guard sawImages else { throw COCOFormatError(file: path, "no \"images\" list: expected a COCO instances file") }
+        guard sawCategories else { throw COCOFormatError(file: path, "no \"categories\" list: expected a COCO instances file") }
+        return COCOLeanFile(images: images, categories: categories, annotations: annotations)
+    }
+}
+
+extension JSONReader {
+    /// Reads the file with `read(2)` straight into the parser's buffer (plus the terminating 0),
+    /// without the intermediate `Data` that doubles the peak memory on large files.
+    init(leanPath path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            throw JSONReadError(file: path, line: 0, column: 0, message: "cannot open the file (\(String(cString: strerror(errno))))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw JSONReadError(file: path, line: 0, column: 0, message: "cannot stat the file (\(String(cString: strerror(errno))))")
+        }
+        let size = Int(st.st_size)
+        var failure: String?
+        let buffer = [UInt8](unsafeUninitializedCapacity: size + 1) { b, count in
+            var done = 0
+            while done < size {
+                let n = read(fd, b.baseAddress! + done, size - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { failure = n == 0 ? "the file shrank while reading" : String(cString: strerror(errno)); break }
+                done += n
+            }
+            b[done] = 0
+            count = done + 1
+        }
+        if let failure { throw JSONReadError(file: path, line: 0, column: 0, message: "cannot read the file (\(failure))") }
+        self.bytes = buffer
+        self.file = path
+        self.position = 0
+    }
+}

@@ -1,0 +1,175 @@
+// dcn-data: the synthetic dataset generator and a dataset checker.
+import ArgumentParser
+import DCNData
+import DCNEval
+import DCNTensor
+import Foundation
+
+@main
+struct DCNDataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dcn-data",
+        abstract: "Generate the synthetic deformed-shapes dataset, or check a COCO/VOC dataset.",
+        subcommands: [Synth.self, Check.self])
+}
+
+struct Synth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the synthetic dataset: DIR/images/{train,val}, DIR/annotations/instances_{train,val}.json (and DIR/VOCdevkit with --voc).")
+
+    @Option(help: "Output folder (created if missing).")
+    var out: String
+
+    @Option(help: "Number of training images.")
+    var train: Int = 400
+
+    @Option(help: "Number of validation images.")
+    var val: Int = 100
+
+    @Option(help: "Random seed: the same seed writes the same bytes.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Nominal image size in pixels (each side is drawn from 0.8x to 1.2x of it).")
+    var size: Int = 320
+
+    @Flag(help: "Also write the data as a PASCAL VOC tree DIR/VOCdevkit/VOC2007.")
+    var voc = false
+
+    @Option(help: "JPEG quality (1-100).")
+    var quality: Int = 92
+
+    func validate() throws {
+        if train < 0 || val < 0 { throw ValidationError("--train and --val must be 0 or more") }
+        if train + val == 0 { throw ValidationError("nothing to write: give --train or --val a positive count") }
+        if size < 64 || size > 4096 { throw ValidationError("--size must be between 64 and 4096 pixels, got \(size)") }
+        if quality < 1 || quality > 100 { throw ValidationError("--quality must be between 1 and 100, got \(quality)") }
+    }
+
+    func run() throws {
+        let config = SyntheticConfig(train: train, val: val, size: size, seed: seed, voc: voc, jpegQuality: quality)
+        let s = try writeSyntheticDataset(out: out, config: config)
+        let total = s.trainImages + s.valImages
+        print("wrote \(s.trainImages) train + \(s.valImages) val images, \(s.objects) objects to \(out) in \(String(format: "%.1f", s.seconds)) s (\(String(format: "%.1f", Double(total) / max(s.seconds, 1e-9))) images/s)")
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load a dataset, decode every image, print a summary and every problem (exit status 1 if any).")
+
+    @Option(help: "COCO instances file (with --images DIR).")
+    var coco: String?
+
+    @Option(help: "Image folder of the COCO file.")
+    var images: String?
+
+    @Option(help: "PASCAL VOC devkit year folder, e.g. VOCdevkit/VOC2007 (with --split).")
+    var voc: String?
+
+    @Option(help: "VOC split name (ImageSets/Main/<split>.txt), e.g. trainval or test.")
+    var split: String?
+
+    @Flag(help: "Check the annotations only; do not decode the images.")
+    var noImages = false
+
+    func validate() throws {
+        if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
+        if coco != nil {
+            if split != nil { throw ValidationError("--split is for --voc; COCO splits are separate files") }
+            if images == nil && !noImages { throw ValidationError("--coco needs --images DIR (or --no-images to check the annotations only)") }
+        } else {
+            if images != nil { throw ValidationError("--images is for --coco; VOC images are read from DIR/JPEGImages") }
+            if split == nil { throw ValidationError("--voc needs --split NAME (e.g. trainval or test)") }
+        }
+    }
+
+    func run() throws {
+        let t0 = Date()
+        let dataset: Dataset
+        let ignoreName: String
+        if let coco {
+            dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false)
+            ignoreName = "crowd"
+        } else {
+            dataset = try Dataset.voc(devkits: [voc!], splits: [split!])
+            ignoreName = "difficult"
+        }
+        let loadSeconds = Date().timeIntervalSince(t0)
+        var problems = dataset.warnings
+        var perLabel = [Int](repeating: 0, count: dataset.classNames.count + 1)
+        var ignoredPerLabel = perLabel
+        var areaBins = [Int](repeating: 0, count: 8)
+        let areaEdges: [Float] = [16, 32, 64, 96, 128, 256, 512].map { $0 * $0 }
+        var empty = 0
+        var sizes = [String: Int]()
+        for im in dataset.images {
+            if !im.objects.contains(where: { !$0.ignore }) { empty += 1 }
+            sizes["\(im.width)x\(im.height)", default: 0] += 1
+            if im.width <= 0 || im.height <= 0 { problems.append("image id \(im.id) (\(im.name)): no valid width/height in the annotations") }
+            for (k, o) in im.objects.enumerated() {
+                perLabel[o.label] += 1
+                if o.ignore { ignoredPerLabel[o.label] += 1; continue }
+                let a = o.box.area
+                areaBins[areaEdges.firstIndex { a < $0 } ?? 7] += 1
+                if im.width > 0 && im.height > 0 && (o.box.x1 < -0.5 || o.box.y1 < -0.5 || o.box.x2 > Float(im.width) + 0.5 || o.box.y2 > Float(im.height) + 0.5) {
+                    problems.append("image id \(im.id) (\(im.name)): object #\(k + 1) box [\(o.box.x1), \(o.box.y1), \(o.box.x2), \(o.box.y2)] extends outside the \(im.width)x\(im.height) image")
+                }
+            }
+        }
+        // Decode every image on all cores; each slot is written by one task.
+        var decodeSeconds = 0.0
+        if !noImages {
+            let t1 = Date()
+            let list = dataset.images
+            var found = [String?](repeating: nil, count: list.count)
+            found.withUnsafeMutableBufferPointer { slots in
+                let out = DisjointWrites(slots.baseAddress!)
+                parallelFor(list.count) { range in
+                    for i in range {
+                        let im = list[i]
+                        do {
+                            let d = try decodeImageReportingWarnings(path: im.path)
+                            var notes = [String]()
+                            if im.width > 0 && im.height > 0 && (d.image.width != im.width || d.image.height != im.height) {
+                                notes.append("decoded size \(d.image.width)x\(d.image.height) differs from the annotated \(im.width)x\(im.height)")
+                            }
+                            if d.warningCount > 0 { notes.append("\(d.warningCount) decoder warning(s): \(d.firstWarning ?? "")") }
+                            if !notes.isEmpty { out[i] = "image id \(im.id) (\(im.path)): " + notes.joined(separator: "; ") }
+                        } catch {
+                            out[i] = "image id \(im.id): \(error)"
+                        }
+                    }
+                }
+            }
+            problems += found.compactMap { $0 }
+            decodeSeconds = Date().timeIntervalSince(t1)
+        }
+
+        print("images: \(dataset.images.count) (\(empty) without objects other than \(ignoreName))")
+        print("objects: \(dataset.objectCount) (\(ignoredPerLabel.reduce(0, +)) \(ignoreName))")
+        print("objects per category (label, id, name, count, \(ignoreName)):")
+        for (i, name) in dataset.classNames.enumerated() {
+            print("  \(i + 1)\t\(dataset.categoryIDs[i])\t\(name)\t\(perLabel[i + 1])\t\(ignoredPerLabel[i + 1])")
+        }
+        print("image sizes (width x height: images), most common first:")
+        for (s, n) in sizes.sorted(by: { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }).prefix(10) { print("  \(s): \(n)") }
+        if sizes.count > 10 { print("  ... \(sizes.count - 10) more sizes") }
+        print("box areas (non-\(ignoreName); COCO small < 32^2 <= medium < 96^2 <= large):")
+        let labels = ["< 16^2", "16^2-32^2", "32^2-64^2", "64^2-96^2", "96^2-128^2", "128^2-256^2", "256^2-512^2", ">= 512^2"]
+        for (l, n) in zip(labels, areaBins) { print("  \(l.padding(toLength: 12, withPad: " ", startingAt: 0)) \(n)") }
+        print(String(format: "annotations loaded in %.2f s (peak memory %.0f MB)", loadSeconds, Double(peakRSS()) / 1e6)
+              + (noImages ? "" : String(format: ", images decoded in %.2f s", decodeSeconds)))
+        print("problems: \(problems.count)")
+        for p in problems { print("problem: \(p)") }
+        if !problems.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+func peakRSS() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+    }
+    return 0
+}
