@@ -55,8 +55,9 @@ public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> Faste
 }
 
 /// Trains the detector a config describes. Writes the resolved config, checkpoints, metrics.jsonl,
-/// training_curves.svg and evaluation results into the output folder.
-public func train(config: ExperimentConfig, configPath: String, resume: String?, force: Bool) throws {
+/// training_curves.svg and evaluation results into the output folder. `stopAfter` ends the run
+/// with a checkpoint after that many iterations, as Ctrl-C does (for tests and scripts).
+public func train(config: ExperimentConfig, configPath: String, resume: String?, force: Bool, stopAfter: Int? = nil) throws {
     let out = config.outputDirectory
     let fm = FileManager.default
     let resolvedPath = out + "/config.yaml"
@@ -103,7 +104,14 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
 
     var iteration = start
     var window: [Double] = []
+    var lastLosses: [String: Float] = [:]
     while iteration < s.maxIter {
+        if let stopAfter, iteration >= stopAfter {
+            progress.finishLine()
+            try checkpoint(iteration)
+            print("stopped after iteration \(iteration): \(out)/latest")
+            return
+        }
         if interruptRequested != 0 {
             progress.finishLine()
             try checkpoint(iteration)
@@ -114,15 +122,31 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         let batch = try loader.next()
         let lr = schedule.rate(at: iteration)
         model.parameters.zeroGrad()
-        let losses = try model.trainStep(images: batch.images, sizes: batch.sizes, targets: batch.targets, rng: &rng, ws)
+        let losses: [String: Float]
+        do {
+            losses = try model.trainStep(images: batch.images, sizes: batch.sizes, targets: batch.targets, rng: &rng, ws)
+        } catch let error as ShapeError where error.message.contains("non-finite") {
+            // Inputs are checked when loaded, so non-finite values inside the network mean the
+            // weights diverged.
+            progress.finishLine()
+            let terms = lossNames.compactMap { n in lastLosses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
+            throw TrainingError("training diverged at iteration \(iteration + 1): \(error.message) (losses of iteration \(iteration): \(terms)); the last good checkpoint is \(out)/latest (lower solver.base_lr or set solver.clip_grad_norm)")
+        }
+        lastLosses = losses
         for name in lossNames {
             if let v = losses[name], !v.isFinite {
                 progress.finishLine()
                 throw TrainingError("loss \(name) became \(v) at iteration \(iteration + 1); the last good checkpoint is \(out)/latest (lower solver.base_lr or enable solver.clip_grad_norm)")
             }
         }
-        optimizer.step(lr: lr, clipNorm: s.clipGradNorm.map { Float($0) })
+        let gradientNorm = optimizer.step(lr: lr, clipNorm: s.clipGradNorm.map { Float($0) })
         iteration += 1
+        // A finite loss can still give an update that leaves the weights non-finite.
+        if !gradientNorm.isFinite || model.parameters.trainable.contains(where: { $0.value.data.contains { !$0.isFinite } }) {
+            progress.finishLine()
+            let terms = lossNames.compactMap { n in losses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
+            throw TrainingError("training diverged at iteration \(iteration): the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms)); the last good checkpoint is \(out)/latest (lower solver.base_lr or set solver.clip_grad_norm)")
+        }
         let seconds = Date().timeIntervalSince(t0)
         window.append(seconds)
         if window.count > 20 { window.removeFirst() }

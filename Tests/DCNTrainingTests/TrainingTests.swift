@@ -1,0 +1,146 @@
+// Training: the optimiser, the schedule, checkpoints and exact resume, failure handling, the summary.
+import DCNConfig
+import DCNData
+import DCNModels
+import DCNTensor
+import DCNTraining
+import Foundation
+import Testing
+
+func repositoryPath(_ relative: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(relative).path
+}
+
+func temporaryDirectory(_ name: String) -> String {
+    let path = NSTemporaryDirectory() + "dcn-training-\(getpid())-\(name)"
+    try? FileManager.default.removeItem(atPath: path)
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Test func learningRateScheduleWarmsUpAndSteps() {
+    let s = LearningRateSchedule(baseLR: 0.02, warmupIterations: 100, warmupFactor: 0.001, steps: [300, 400], gamma: 0.1)
+    #expect(abs(s.rate(at: 0) - 0.02 * 0.001) < 1e-9)
+    #expect(abs(s.rate(at: 50) - 0.02 * (0.001 * 0.5 + 0.5)) < 1e-7)
+    #expect(s.rate(at: 100) == 0.02)
+    #expect(abs(s.rate(at: 300) - 0.002) < 1e-9)
+    #expect(abs(s.rate(at: 450) - 0.0002) < 1e-10)
+}
+
+@Test func sgdMatchesTheHandComputedUpdate() {
+    let w = Parameter(name: "conv.weight", value: try! Tensor(shape: [2], data: [1, -2]), learningRateScale: 0.5)
+    let b = Parameter(name: "bn.weight", value: try! Tensor(shape: [1], data: [3]), decays: false)
+    let frozen = Parameter(name: "frozen", value: try! Tensor(shape: [1], data: [7]), trainable: false)
+    for p in [w, b] { p.zeroGrad() }
+    w.setGrad(try! Tensor(shape: [2], data: [0.1, 0.2]))
+    b.setGrad(try! Tensor(shape: [1], data: [-1]))
+    let sgd = SGD(parameters: [w, b, frozen], momentum: 0.9, weightDecay: 0.01)
+    #expect(sgd.parameters.count == 2)
+    sgd.step(lr: 0.1)
+    // v = g + wd * w; w -= lr * scale * v
+    #expect(abs(w.value.data[0] - (1 - 0.05 * (0.1 + 0.01))) < 1e-6)
+    #expect(abs(w.value.data[1] - (-2 - 0.05 * (0.2 - 0.02))) < 1e-6)
+    #expect(abs(b.value.data[0] - (3 - 0.1 * -1)) < 1e-6)  // no decay on norm weights
+    sgd.step(lr: 0.1)
+    // second step: v = 0.9 v + g + wd w
+    let v0 = Float(0.1 + 0.01), w1 = Float(1 - 0.05 * 0.11)
+    #expect(abs(w.value.data[0] - (w1 - 0.05 * (0.9 * v0 + 0.1 + 0.01 * w1))) < 1e-6)
+    #expect(frozen.value.data[0] == 7)
+    // Clipping scales the gradients to the given norm.
+    w.setGrad(try! Tensor(shape: [2], data: [30, 40]))
+    b.setGrad(try! Tensor(shape: [1], data: [0]))
+    let norm = SGD(parameters: [w, b], momentum: 0, weightDecay: 0).step(lr: 0, clipNorm: 5)
+    #expect(abs(norm - 50) < 1e-9)
+}
+
+/// A tiny synthetic dataset (6 training and 2 validation images of 96 px) and a config for it.
+func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentConfig {
+    if !FileManager.default.fileExists(atPath: dir + "/data/annotations/instances_train.json") {
+        _ = try writeSyntheticDataset(out: dir + "/data", config: SyntheticConfig(train: 6, val: 2, size: 96, seed: 3))
+    }
+    return try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: [
+        "data.root=\(dir)/data", "data.min_size=[96]", "data.max_size=128", "data.test_min_size=96",
+        "mimic.patch_size=32", "mimic.rois_per_image=2", "roi_head.batch_size_per_image=16", "rpn.batch_size_per_image=32",
+        "solver.max_iter=20", "solver.warmup_iters=5", "solver.steps=[15]", "solver.checkpoint_period=10",
+        "solver.eval_period=0", "output.dir=\(dir)/out", "output.log_period=1",
+    ] + extra)
+}
+
+@Suite(.serialized) struct TrainingRuns {
+    @Test func resumingGivesTheSameWeightsAsOneRun() throws {
+        let dir = temporaryDirectory("resume")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let whole = try tinyExperiment(dir, extra: ["output.dir=\(dir)/whole"])
+        try train(config: whole, configPath: "", resume: nil, force: false)
+        let split = try tinyExperiment(dir, extra: ["output.dir=\(dir)/split", "solver.max_iter=20"])
+        // First 10 iterations: a run stopped at its checkpoint (same schedule, max_iter 20).
+        try train(config: split, configPath: "", resume: nil, force: false, stopAfter: 10)
+        try train(config: split, configPath: "", resume: "\(dir)/split/model_0000010.safetensors", force: false)
+        let a = try SafeTensorsFile(path: "\(dir)/whole/model_final.safetensors")
+        let b = try SafeTensorsFile(path: "\(dir)/split/model_final.safetensors")
+        #expect(a.names.sorted() == b.names.sorted())
+        for name in a.names {
+            #expect(try a.tensor(name).data.map(\.bitPattern) == b.tensor(name).data.map(\.bitPattern), "\(name) differs")
+        }
+        // The run left its files: resolved config, metrics, curves, latest link.
+        for file in ["config.yaml", "metrics.jsonl", "training_curves.svg", "latest", "eval_final_results.json", "eval_final_metrics.json"] {
+            #expect(FileManager.default.fileExists(atPath: "\(dir)/whole/\(file)"), "\(file) missing")
+        }
+        // The output folder now holds a run: a new one needs --resume or --force.
+        do {
+            try train(config: whole, configPath: "", resume: nil, force: false)
+            Issue.record("training into a folder with a run must be refused")
+        } catch let error as TrainingError {
+            #expect(error.exitCode == 2 && error.message.contains("holds another run"))
+        }
+    }
+
+    @Test func aDivergingLossStopsWithTheIterationAndTerm() throws {
+        let dir = temporaryDirectory("nan")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.base_lr=1e12", "solver.warmup_iters=0", "solver.steps=[]"])
+        do {
+            try train(config: config, configPath: "", resume: nil, force: false)
+            Issue.record("a run with lr 1e12 must stop on a non-finite loss")
+        } catch let error as TrainingError {
+            #expect((error.message.contains("became") || error.message.contains("diverged")) && error.message.contains("at iteration"), "\(error.message)")
+            #expect(!FileManager.default.fileExists(atPath: "\(dir)/out/latest"), "no checkpoint of a diverged run")
+        }
+    }
+
+    @Test func checkpointOfAnotherArchitectureIsRejectedWithTheKeys() throws {
+        let dir = temporaryDirectory("arch")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=2", "solver.warmup_iters=1", "solver.steps=[]"])
+        try train(config: config, configPath: "", resume: nil, force: false)
+        let other = try tinyExperiment(dir, extra: ["roi_head.extractor=roialign", "mimic.regions=off", "output.dir=\(dir)/other"])
+        let model = try buildModel(other, classes: 6)
+        let before = model.parameters.all.map(\.value)
+        do {
+            _ = try Checkpoint.load(path: "\(dir)/out/model_final.safetensors", into: model.parameters, optimizer: nil)
+            Issue.record("an mdpool checkpoint must not load into a roialign model")
+        } catch let error as CheckpointError {
+            #expect(error.message.contains("different architecture") && error.message.contains("offset_fc"))
+        }
+        #expect(model.parameters.all.map(\.value) == before)
+        #expect(throws: CheckpointError.self) { _ = try Checkpoint.load(path: "\(dir)/missing.safetensors", into: model.parameters, optimizer: nil) }
+    }
+}
+
+/// The paper's Table 1 parameter differences between R-50 rows (rounded to 0.1 M there).
+@Test func paperRowsDifferByTheTableOneParameterCounts() throws {
+    func parameters(_ row: String) throws -> Int {
+        let config = try loadConfig(path: repositoryPath("configs/coco/faster_rcnn_r50_\(row).yaml"), overrides: ["backbone.weights=null"])
+        let model = try FasterRCNN(spec: detectorSpec(config, classes: 80))
+        return try ModelSummary(model: model, height: 800, width: 1216).parametersTotal
+    }
+    let regular = try parameters("roipool")
+    func delta(_ row: String) throws -> Double { Double(try parameters(row) - regular) / 1e6 }
+    #expect(try parameters("roialign") == regular)
+    #expect(abs(try delta("dconv_c5") - 0.2) <= 0.05 + 0.001)
+    #expect(abs(try delta("dconv_c4-c5") - 0.4) <= 0.1 + 0.001)
+    #expect(abs(try delta("dconv_c3-c5") - 0.5) <= 0.1)
+    let dpool = try delta("dconv_c3-c5_dpool"), c3c5 = try delta("dconv_c3-c5")
+    #expect(abs(dpool - c3c5 - 1.2) <= 0.05)
+}
