@@ -69,16 +69,21 @@ struct Check: ParsableCommand {
     @Option(help: "VOC split name (ImageSets/Main/<split>.txt), e.g. trainval or test.")
     var split: String?
 
+    @Option(help: "VOC class names, comma-separated, in label order (default: the 20 VOC classes; the synthetic dataset's are ring,cross,star,arrow,L,T).")
+    var classes: String?
+
     @Flag(help: "Check the annotations only; do not decode the images.")
     var noImages = false
 
     func validate() throws {
         if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
+        if coco != nil && classes != nil { throw ValidationError("--classes is for --voc; COCO files list their categories") }
         if coco != nil {
             if split != nil { throw ValidationError("--split is for --voc; COCO splits are separate files") }
             if images == nil && !noImages { throw ValidationError("--coco needs --images DIR (or --no-images to check the annotations only)") }
         } else {
             if images != nil { throw ValidationError("--images is for --coco; VOC images are read from DIR/JPEGImages") }
+            if let classes, classes.split(separator: ",").isEmpty { throw ValidationError("--classes needs at least one name") }
             if split == nil { throw ValidationError("--voc needs --split NAME (e.g. trainval or test)") }
         }
     }
@@ -91,7 +96,8 @@ struct Check: ParsableCommand {
             dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false)
             ignoreName = "crowd"
         } else {
-            dataset = try Dataset.voc(devkits: [voc!], splits: [split!])
+            dataset = try Dataset.voc(devkits: [voc!], splits: [split!],
+                                      classes: classes.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } })
             ignoreName = "difficult"
         }
         let loadSeconds = Date().timeIntervalSince(t0)
