@@ -16,16 +16,6 @@ public struct TrainStepResult: Sendable {
     public var peakResidentBytes: Int
 }
 
-/// Peak resident set size of this process (VmHWM), in bytes.
-public func peakResidentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-        return kb * 1024
-    }
-    return 0
-}
-
 /// Times `steps` training iterations (after one warm-up) of the detector `config` describes, on
 /// random images of `height x width` with a few random objects.
 public func runTrainStepBenchmark(config: ExperimentConfig, label: String, height: Int, width: Int, batch: Int,
@@ -64,5 +54,5 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
     return TrainStepResult(label: label, height: height, width: width, batch: batch, threads: threads,
                            phases: order.map { ($0, median(perPhase[$0]!)) }, stepSeconds: median(totals),
-                           peakResidentBytes: peakResidentBytes())
+                           peakResidentBytes: readVmHWM())
 }

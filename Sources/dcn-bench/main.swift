@@ -10,7 +10,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, Eval.self, TrainStep.self])
+        subcommands: [Verify.self, Ops.self, Eval.self, TrainStep.self, DataLoad.self])
 }
 
 struct Verify: ParsableCommand {
@@ -198,5 +198,22 @@ struct TrainStep: ParsableCommand {
         if results.count == 2 {
             print(String(format: "configured / regular step time: %.2fx", results[0].stepSeconds / results[1].stepSeconds))
         }
+    }
+}
+
+struct DataLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Time loading an instances_train2017-sized COCO file (118k images, 860k objects) and its peak memory.")
+
+    @Option(help: "Folder for the generated file (kept and reused; default: a temporary folder).")
+    var directory: String?
+
+    func run() throws {
+        let r = try runDataLoadBenchmark(directory: directory)
+        print("file: \(r.annotationPath) (\(r.fileBytes / 1_000_000) MB, \(r.images) images, \(r.objects) objects)")
+        if r.generateSeconds > 0 { print(String(format: "generated in %.1f s", r.generateSeconds)) }
+        print(String(format: "Dataset.coco load: %.2f s, peak memory %.2f GB%@", r.seconds, Double(r.peakRSSBytes) / 1e9,
+                     r.peakResetSupported ? "" : " (process peak; the peak could not be reset)"))
     }
 }
