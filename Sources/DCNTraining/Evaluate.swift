@@ -80,6 +80,6 @@ public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset
         report = try evaluator.evaluate()
     }
     let metrics = Dictionary(uniqueKeysWithValues: report.metrics.map { ($0.name, $0.value) })
-    try AtomicFile.write(try JSONSerialization.data(withJSONObject: metrics, options: [.sortedKeys]), to: outputPrefix + "_metrics.json")
+    try AtomicFile.write(try JSONSerialization.data(withJSONObject: metrics, options: [.sortedKeys, .withoutEscapingSlashes]), to: outputPrefix + "_metrics.json")
     return report
 }

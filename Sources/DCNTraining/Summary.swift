@@ -46,7 +46,7 @@ public struct ModelSummary: Codable, Sendable {
         }
         let object: [String: Any] = ["params_total": parametersTotal, "flops_total": multiplyAddsTotal,
                                      "input": ["height": inputHeight, "width": inputWidth], "components": components]
-        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
 }

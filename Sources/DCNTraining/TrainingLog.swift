@@ -49,7 +49,7 @@ public final class MetricsLog {
     public func appendEvaluation(iteration: Int, metrics: [(String, Double)]) throws {
         var object: [String: Any] = ["iteration": iteration]
         object["eval"] = Dictionary(uniqueKeysWithValues: metrics.map { ($0.0, $0.1) })
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         try appendLine(String(decoding: data, as: UTF8.self))
     }
 

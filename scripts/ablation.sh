@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
+#
+#   scripts/ablation.sh table1|table2|table3 [--data coco|voc|synth] [--schedule demo|1x] [--threads N]
+#
+# table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
+# (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3).
+# Each row trains `configs/<data>/faster_rcnn_r50_<row>.yaml` into results/<data>/<table>/<row>/,
+# evaluates it, and the table goes to results/<table>_<data>.md (AP, AP_S, AP_M, AP_L, params,
+# FLOPs; for VOC data AP50 and AP70). Rows already evaluated are not redone; an interrupted row
+# resumes from its last checkpoint. Synthetic data is generated on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || usage
+table=$1; shift
+data=synth; schedule=demo; threads=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --data) data=${2:?--data needs coco, voc or synth}; shift 2 ;;
+        --schedule) schedule=${2:?--schedule needs demo or 1x}; shift 2 ;;
+        --threads) threads="--threads ${2:?--threads needs a number}"; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "ablation.sh: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+case $data in coco|voc|synth) ;; *) echo "ablation.sh: --data must be coco, voc or synth, got '$data'" >&2; exit 2 ;; esac
+case $schedule in demo|1x) ;; *) echo "ablation.sh: --schedule must be demo or 1x, got '$schedule'" >&2; exit 2 ;; esac
+
+deformable_rows="roipool roialign dcnv1 dconv_c5 dconv_c4-c5 dconv_c3-c5 dconv_c3-c5_dpool mdconv_c3-c5_mdpool"
+case $table in
+    table1) rows=$deformable_rows; size=(--set data.min_size=[1000] --set data.test_min_size=1000 --set data.max_size=1666) ;;
+    table2) rows=$deformable_rows; size=() ;;
+    table3) rows="mdconv_c3-c5_mdpool mdconv_c3-c5_mdpool_mimic_fgbg mdconv_c3-c5_mdpool_mimic_bg mdconv_c3-c5_mdpool_mimic_fg roialign roialign_mimic_fg"; size=() ;;
+    *) echo "ablation.sh: the table must be table1, table2 or table3, got '$table'" >&2; exit 2 ;;
+esac
+# Synthetic images are small: the paper's sizes do not apply to them.
+if [ "$data" = synth ]; then size=(); fi
+config_dir=configs/$data
+[ "$data" = voc ] && config_dir=configs/coco  # same rows; data.* must point at a VOC devkit (see configs/README.md)
+
+schedule_args=()
+if [ "$schedule" = 1x ]; then
+    if [ "$data" = synth ]; then schedule_args=(--set solver.max_iter=2400 --set 'solver.steps=[1600,2200]')
+    else schedule_args=(--set solver.max_iter=90000 --set 'solver.steps=[60000,80000]'); fi
+fi
+
+make -s build >/dev/null
+bin=.build/release
+if [ "$data" = synth ] && [ ! -f data/synth/annotations/instances_train.json ]; then
+    $bin/dcn-data synth --out data/synth
+fi
+
+out_root=results/$data/$table
+mkdir -p "$out_root"
+markdown=results/${table}_${data}.md
+
+metric() {  # metric FILE NAME: a number from a flat JSON object written by dcn-train
+    sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | head -1
+}
+percent() { awk -v v="${1:--1}" 'BEGIN { if (v < 0) print "-"; else printf "%.1f", 100 * v }'; }
+millions() { awk -v v="$1" 'BEGIN { printf "%.1fM", v / 1e6 }'; }
+billions() { awk -v v="$1" 'BEGIN { printf "%.1fG", v / 1e9 }'; }
+
+row_config() {  # the config file and extra overrides of a row
+    case $1 in
+        roialign_mimic_fg) echo "$config_dir/faster_rcnn_r50_roialign.yaml --set mimic.regions=fg" ;;
+        *) echo "$config_dir/faster_rcnn_r50_$1.yaml" ;;
+    esac
+}
+
+{
+    echo "# ${table} on ${data} data (${schedule} schedule)"
+    echo
+    if [ "$data" = voc ]; then
+        echo "| setting | AP50 | AP70 | params | FLOPs |"
+        echo "| --- | --- | --- | --- | --- |"
+    elif [ "$table" = table3 ]; then
+        echo "| setting | regions to mimic | AP | AP_S | AP_M | AP_L | params | FLOPs |"
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    else
+        echo "| setting | AP | AP_S | AP_M | AP_L | params | FLOPs |"
+        echo "| --- | --- | --- | --- | --- | --- | --- |"
+    fi
+} > "$markdown.tmp"
+
+for row in $rows; do
+    read -r -a cfg <<< "$(row_config "$row")"
+    out=$out_root/$row
+    args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" --set "output.dir=$out")
+    if [ ! -f "$out/eval_final_metrics.json" ]; then
+        if [ -e "$out/latest" ]; then
+            echo "== $row: resuming from $out/latest"
+            $bin/dcn-train --config "${cfg[0]}" "${args[@]}" --resume "$out/latest" $threads
+        else
+            echo "== $row: training into $out"
+            $bin/dcn-train --config "${cfg[0]}" "${args[@]}" $threads
+        fi
+    else
+        echo "== $row: done before ($out/eval_final_metrics.json)"
+    fi
+    summary=$($bin/dcn-train --config "${cfg[0]}" "${args[@]}" --summary --json)
+    params=$(millions "$(echo "$summary" | sed -n 's/.*"params_total":\([0-9]*\).*/\1/p')")
+    flops=$(billions "$(echo "$summary" | sed -n 's/.*"flops_total":\([0-9]*\).*/\1/p')")
+    m=$out/eval_final_metrics.json
+    case $row in
+        *mimic_fgbg) regions="FG & BG" ;; *mimic_bg) regions="BG only" ;; *mimic_fg) regions="FG only" ;; *) regions="None" ;;
+    esac
+    if [ "$data" = voc ]; then
+        echo "| $row | $(percent "$(metric "$m" 'AP50\/area\/mAP')") | $(percent "$(metric "$m" 'AP70\/area\/mAP')") | $params | $flops |"
+    elif [ "$table" = table3 ]; then
+        echo "| $row | $regions | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
+    else
+        echo "| $row | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
+    fi >> "$markdown.tmp"
+done
+mv "$markdown.tmp" "$markdown"
+echo "wrote $markdown"
+cat "$markdown"
