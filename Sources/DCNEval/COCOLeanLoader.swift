@@ -44,35 +44,10 @@ public struct COCOLeanFile: Sendable {
             switch key {
             case "images":
                 sawImages = true
-                try r.readArray { r in
-                    var id: Int?, w: Int?, h: Int?, name: String?
-                    try r.readObject { r, k in
-                        switch k {
-                        case "id": id = try r.readInt()
-                        case "width": w = try r.readInt()
-                        case "height": h = try r.readInt()
-                        case "file_name": name = try r.readString()
-                        default: try r.skipValue()
-                        }
-                    }
-                    guard let id else { throw r.error("images[\(images.count)] has no \"id\"") }
-                    images.append(COCOImage(id: id, width: w ?? 0, height: h ?? 0, fileName: name))
-                }
+                images = try readCOCOImages(&r)
             case "categories":
                 sawCategories = true
-                try r.readArray { r in
-                    var id: Int?, name: String?, sup: String?
-                    try r.readObject { r, k in
-                        switch k {
-                        case "id": id = try r.readInt()
-                        case "name": name = try r.readString()
-                        case "supercategory": sup = r.readNullIfPresent() ? nil : try r.readString()
-                        default: try r.skipValue()
-                        }
-                    }
-                    guard let id else { throw r.error("categories[\(categories.count)] has no \"id\"") }
-                    categories.append(COCOCategory(id: id, name: name ?? String(id), supercategory: sup))
-                }
+                categories = try readCOCOCategories(&r)
             case "annotations":
                 try r.readArray { r in
                     var id: Int?, imageID: Int?, categoryID: Int?, crowd = false
