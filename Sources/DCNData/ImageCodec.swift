@@ -140,19 +140,10 @@ public func writeImage(_ image: RGBImage, to path: String, jpegQuality: Int = 95
 /// Writes bytes to `path` through a temporary sibling file and rename(2), so readers never see a
 /// partial file.
 public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let temporary = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp")
     do {
-        try data.write(to: temporary)
-    } catch {
-        unlink(temporary.path)
-        throw ImageError(file: path, kind: .io, message: "cannot write the file (\(describeIOError(error, path: temporary.path)))")
-    }
-    if rename(temporary.path, url.path) != 0 {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary.path)
-        throw ImageError(file: path, kind: .io, message: "cannot move the written file into place (\(reason))")
+        try AtomicFile.write(data, to: path)
+    } catch let error as FileWriteError {
+        throw ImageError(file: path, kind: .io, message: error.reason)
     }
 }
 

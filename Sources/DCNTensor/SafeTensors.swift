@@ -243,19 +243,30 @@ public enum SafeTensorsWriter {
     }
 }
 
-/// Whole-file writes that never leave a half-written file behind: write `path.tmp-PID`, then rename.
+/// An error writing a file (the message names the file and the reason).
+public struct FileWriteError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Whole-file writes that never leave a half-written file behind: write a uniquely named
+/// temporary sibling, then rename(2) it over `path`, so readers see the old or the new file.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp").path
         do {
             try data.write(to: URL(fileURLWithPath: temporary))
         } catch {
-            throw SafeTensorsError("\(path): cannot write (\(error.localizedDescription))")
+            unlink(temporary)
+            throw FileWriteError(path: path, reason: "cannot write (\(error.localizedDescription))")
         }
         guard rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
-            throw SafeTensorsError("\(path): cannot move the finished file into place (\(reason))")
+            throw FileWriteError(path: path, reason: "cannot move the finished file into place (\(reason))")
         }
     }
 }
