@@ -2,22 +2,26 @@
 # Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
 #
 #   scripts/ablation.sh table1|table2|table3 [--data coco|voc|synth] [--schedule demo|1x] [--threads N]
+#                       [--set key=value]... [--out DIR]
 #
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
 # (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3).
 # Each row trains `configs/<data>/faster_rcnn_r50_<row>.yaml` into results/<data>/<table>/<row>/,
 # evaluates it, and the table goes to results/<table>_<data>.md (AP, AP_S, AP_M, AP_L, params,
 # FLOPs; for VOC data AP50 and AP70). Rows already evaluated are not redone; an interrupted row
-# resumes from its last checkpoint. Synthetic data is generated on first use.
+# resumes from its last checkpoint. Synthetic data is generated on first use. `--set` passes a
+# config override to every row (for example data paths); `--out` replaces results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 table=$1; shift
-data=synth; schedule=demo; threads=""
+data=synth; schedule=demo; threads=""; extra=(); results=results
 while [ $# -gt 0 ]; do
     case $1 in
+        --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
+        --out) results=${2:?--out needs a folder}; shift 2 ;;
         --data) data=${2:?--data needs coco, voc or synth}; shift 2 ;;
         --schedule) schedule=${2:?--schedule needs demo or 1x}; shift 2 ;;
         --threads) threads="--threads ${2:?--threads needs a number}"; shift 2 ;;
@@ -48,13 +52,13 @@ fi
 
 make -s build >/dev/null
 bin=.build/release
-if [ "$data" = synth ] && [ ! -f data/synth/annotations/instances_train.json ]; then
+if [ "$data" = synth ] && [ ${#extra[@]} -eq 0 ] && [ ! -f data/synth/annotations/instances_train.json ]; then
     $bin/dcn-data synth --out data/synth
 fi
 
-out_root=results/$data/$table
+out_root=$results/$data/$table
 mkdir -p "$out_root"
-markdown=results/${table}_${data}.md
+markdown=$results/${table}_${data}.md
 
 metric() {  # metric FILE NAME: a number from a flat JSON object written by dcn-train
     sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | head -1
@@ -88,7 +92,7 @@ row_config() {  # the config file and extra overrides of a row
 for row in $rows; do
     read -r -a cfg <<< "$(row_config "$row")"
     out=$out_root/$row
-    args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" --set "output.dir=$out")
+    args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" "${extra[@]}" --set "output.dir=$out")
     if [ ! -f "$out/eval_final_metrics.json" ]; then
         if [ -e "$out/latest" ]; then
             echo "== $row: resuming from $out/latest"

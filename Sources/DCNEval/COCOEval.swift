@@ -114,13 +114,14 @@ extension PreparedCOCO {
         for im in gt.images { imageSize[im.id] = (im.height, im.width) }
         let I = imageIDs.count, K = categoryIDs.count
 
-        guard !results.isEmpty else { throw COCOEvalError("there are no detections to evaluate") }
+        // An empty results file is rejected when it is read (as pycocotools' loadRes does); in
+        // memory, a model that detects nothing simply scores 0.
         for (n, r) in results.enumerated() where imageIndex[r.imageID] == nil {
             throw COCOEvalError("detection \(n) (image_id \(r.imageID)) refers to an image that is not in the ground truth (results do not correspond to this ground-truth set)")
         }
         // loadRes decides the form from the first result: a non-empty bbox means box results.
-        let boxResults = results[0].bbox != nil
-        if !boxResults && results[0].segmentation == nil {
+        let boxResults = results.first.map { $0.bbox != nil } ?? (iouType == .bbox)
+        if let first = results.first, !boxResults && first.segmentation == nil {
             throw COCOEvalError("detection 0 has neither \"bbox\" nor \"segmentation\"")
         }
 

@@ -170,3 +170,13 @@ private func temporaryFile(_ name: String, _ text: String) throws -> String {
     evaluator.reset()
     #expect(evaluator.results.isEmpty)
 }
+
+/// In memory, a model that detects nothing scores 0 where there is ground truth (an empty results
+/// *file* is still an error, as in pycocotools).
+@Test func emptyInMemoryResultsScoreZero() throws {
+    let gt = COCOGroundTruth(images: [COCOImage(id: 1, width: 10, height: 10)],
+                             annotations: [COCOAnnotation(id: 1, imageID: 1, categoryID: 1, bbox: COCOBox(x: 1, y: 1, width: 4, height: 4), area: 16)],
+                             categories: [COCOCategory(id: 1, name: "a")])
+    let result = try evaluateCOCO(groundTruth: gt, results: [], iouType: .bbox, threads: 1)
+    #expect(result.stats.AP == 0 && result.stats.AR100 == 0)
+}
