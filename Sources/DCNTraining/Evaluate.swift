@@ -79,7 +79,14 @@ public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset
         }
         report = try evaluator.evaluate()
     }
-    let metrics = Dictionary(uniqueKeysWithValues: report.metrics.map { ($0.name, $0.value) })
-    try AtomicFile.write(try JSONSerialization.data(withJSONObject: metrics, options: [.sortedKeys, .withoutEscapingSlashes]), to: outputPrefix + "_metrics.json")
+    try AtomicFile.write(metricsJSON(report.metrics), to: outputPrefix + "_metrics.json")
     return report
+}
+
+/// Metrics as a flat JSON object, sorted by name; a metric without a value (NaN: VOC AP of a class
+/// with no ground truth, pycocotools' -1 stays -1) is written as null.
+public func metricsJSON(_ metrics: [(name: String, value: Double)], extra: [String: Any] = [:]) throws -> Data {
+    var object = extra
+    for m in metrics { object[m.name] = m.value.isFinite ? m.value : NSNull() }
+    return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
 }

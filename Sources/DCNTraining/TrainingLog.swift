@@ -46,10 +46,10 @@ public final class MetricsLog {
     }
 
     /// Appends an evaluation result line: {"iteration": N, "eval": {...}}.
-    public func appendEvaluation(iteration: Int, metrics: [(String, Double)]) throws {
-        var object: [String: Any] = ["iteration": iteration]
-        object["eval"] = Dictionary(uniqueKeysWithValues: metrics.map { ($0.0, $0.1) })
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    public func appendEvaluation(iteration: Int, metrics: [(name: String, value: Double)]) throws {
+        let evaluation = try JSONSerialization.jsonObject(with: try metricsJSON(metrics))
+        let data = try JSONSerialization.data(withJSONObject: ["iteration": iteration, "eval": evaluation],
+                                              options: [.sortedKeys, .withoutEscapingSlashes])
         try appendLine(String(decoding: data, as: UTF8.self))
     }
 

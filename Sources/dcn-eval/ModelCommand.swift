@@ -54,8 +54,7 @@ struct ModelCommand: ParsableCommand {
             print(report.text)
             print("detections: \(prefix)_results.json")
             if let json {
-                let metrics = Dictionary(uniqueKeysWithValues: report.metrics.map { ($0.name, $0.value) })
-                try writeFileAtomically(try JSONSerialization.data(withJSONObject: metrics, options: [.sortedKeys, .withoutEscapingSlashes]), to: json)
+                try writeFileAtomically(try metricsJSON(report.metrics), to: json)
             }
         } catch let error as TrainingError {
             printError("dcn-eval: \(error)")
