@@ -405,10 +405,15 @@ public struct ImageBatch: Sendable {
     /// Boxes predicted on image `index` of the batch, in its original image's coordinates: each
     /// axis scaled by original / resized (detectron2 `detector_postprocess`), then clipped.
     public func toOriginal(boxes: [Box], image index: Int) -> [Box] {
-        let o = originalSizes[index], r = imageSizes[index]
-        let sx = Float(o.width) / Float(r.width), sy = Float(o.height) / Float(r.height)
-        return boxes.map { Box($0.x1 * sx, $0.y1 * sy, $0.x2 * sx, $0.y2 * sy).clipped(width: o.width, height: o.height) }
+        mapToOriginal(boxes, resized: imageSizes[index], original: originalSizes[index])
     }
+}
+
+/// Boxes predicted on an image resized to `resized`, in the coordinates of the `original` image:
+/// each axis scaled by original / resized (detectron2 `detector_postprocess`), then clipped.
+public func mapToOriginal(_ boxes: [Box], resized r: ImageSize, original o: ImageSize) -> [Box] {
+    let sx = Float(o.width) / Float(r.width), sy = Float(o.height) / Float(r.height)
+    return boxes.map { Box($0.x1 * sx, $0.y1 * sy, $0.x2 * sx, $0.y2 * sy).clipped(width: o.width, height: o.height) }
 }
 
 // MARK: - PIL bilinear resampling

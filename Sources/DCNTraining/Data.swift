@@ -111,11 +111,8 @@ extension TrainingBatch {
         (0..<boxes.count).map { ImageTargets(boxes: boxes[$0], labels: labels[$0], ignore: ignore[$0]) }
     }
 
-    /// Boxes of image `index` mapped from the network input back to the original image
-    /// (detectron2's detector_postprocess: per-axis original / resized, then clipped).
+    /// Boxes of image `index` mapped from the network input back to the original image.
     func toOriginal(_ boxes: [Box], image index: Int) -> [Box] {
-        let o = originalSizes[index], r = sizes[index]
-        let sx = Float(o.width) / Float(r.width), sy = Float(o.height) / Float(r.height)
-        return boxes.map { Box($0.x1 * sx, $0.y1 * sy, $0.x2 * sx, $0.y2 * sy).clipped(width: o.width, height: o.height) }
+        mapToOriginal(boxes, resized: sizes[index], original: originalSizes[index])
     }
 }
