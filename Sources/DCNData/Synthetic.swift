@@ -31,7 +31,9 @@ public enum SyntheticDifficulty: String, Sendable, Equatable, CaseIterable {
     /// (18-30 px), 45% medium (35-90 px), 45% large; 0-1 distractor; 0-3 background lines;
     /// background noise amplitude 5-20; object shading up to 25 and texture up to 8 grey levels;
     /// sensor noise sigma 1-3; an object's colour differs from both background gradient colours
-    /// by at least 60 grey levels in some channel (the colour itself stays random).
+    /// by at least 60 grey levels in some channel (the colour itself stays random); the same
+    /// deformation chain at 0.6 of the standard strength (elastic warp, rotation, shear, aspect,
+    /// perspective); every object keeps 85% of its pixels visible (standard: 60%).
     case easy
 }
 
@@ -49,6 +51,10 @@ private struct DifficultyParameters {
     /// Smallest largest-channel difference between an object's colour and the background
     /// gradient's two colours (0 = no constraint, no extra random draws).
     var minContrast: Float
+    /// Strength of the deformation chain of category shapes (1 = full; distractors use 0.6).
+    var deformation: Double
+    /// Smallest visible fraction of every object under later shapes.
+    var minVisible: Double
 
     init(_ d: SyntheticDifficulty) {
         switch d {
@@ -56,10 +62,12 @@ private struct DifficultyParameters {
             objects = 2...8; distractors = 1...4; lines = 3...10
             smallUpTo = 0.35; mediumUpTo = 0.75; smallSide = (11, 30)
             backgroundNoise = (10, 45); shadeMax = 60; textureMax = 25; sensorNoise = (2, 8); minContrast = 0
+            deformation = 1; minVisible = 0.6
         case .easy:
             objects = 1...4; distractors = 0...1; lines = 0...3
             smallUpTo = 0.10; mediumUpTo = 0.55; smallSide = (18, 30)
             backgroundNoise = (5, 20); shadeMax = 25; textureMax = 8; sensorNoise = (1, 3); minContrast = 60
+            deformation = 0.6; minVisible = 0.85
         }
     }
 }
@@ -384,7 +392,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
     }
 
     // Shapes, in drawing order (later ones occlude earlier ones). `owner` is the topmost shape
-    // covering each pixel (coverage > 0.5), used to keep 60% of every object visible.
+    // covering each pixel (coverage > 0.5), used to keep 60% (easy: 85%) of every object visible.
     var owner = [Int32](repeating: -1, count: width * height)
     var visible = [Int](), total = [Int](), isObject = [Bool]()
     var objects = [SyntheticObject]()
@@ -402,7 +410,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
         var placed = false
         for _ in 0..<12 where !placed {
             let outline = kind == 0 ? distractorOutline(&rng) : categoryOutline(kind, &rng)
-            let p = deform(outline, &rng, strength: kind == 0 ? 0.6 : 1)
+            let p = deform(outline, &rng, strength: kind == 0 ? 0.6 : params.deformation)
             let scale = side / max(1e-6, shoelaceArea(p)).squareRoot()
             var minX = Double.infinity, maxX = -Double.infinity, minY = Double.infinity, maxY = -Double.infinity
             for q in p { minX = min(minX, q.x); maxX = max(maxX, q.x); minY = min(minY, q.y); maxY = max(maxY, q.y) }
@@ -429,7 +437,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
                 }
             }
             if mine == 0 { continue }
-            if taken.contains(where: { o, n in Double(visible[o] - n) < 0.6 * Double(total[o]) }) { continue }
+            if taken.contains(where: { o, n in Double(visible[o] - n) < params.minVisible * Double(total[o]) }) { continue }
             placed = true
             let me = Int32(visible.count)
             for (o, n) in taken { visible[o] -= n }
