@@ -27,13 +27,14 @@ public enum SyntheticDifficulty: String, Sendable, Equatable, CaseIterable {
     /// 3-10 background lines; background noise amplitude 10-45; object shading up to 60 and
     /// texture up to 25 grey levels; sensor noise sigma 2-8.
     case standard
-    /// The demo's dataset, learnable from scratch in minutes: 1-4 objects per image, 10% small
-    /// (18-30 px), 45% medium (35-90 px), 45% large; 0-1 distractor; 0-3 background lines;
+    /// The demo's dataset, learnable from scratch in minutes: 2-4 objects per image that never
+    /// overlap one another, 10% small (18-30 px), 60% medium (35-90 px), 30% large (up to 0.45
+    /// of the shorter image side; standard: 0.62); 0-1 distractor; 0-3 background lines;
     /// background noise amplitude 5-20; object shading up to 25 and texture up to 8 grey levels;
     /// sensor noise sigma 1-3; an object's colour differs from both background gradient colours
     /// by at least 60 grey levels in some channel (the colour itself stays random); the same
     /// deformation chain at 0.6 of the standard strength (elastic warp, rotation, shear, aspect,
-    /// perspective); every object keeps 85% of its pixels visible (standard: 60%).
+    /// perspective).
     case easy
 }
 
@@ -45,6 +46,8 @@ private struct DifficultyParameters {
     /// Cumulative probabilities of the small and medium size classes (the rest is large).
     var smallUpTo: Float, mediumUpTo: Float
     var smallSide: (Float, Float)
+    /// Largest side of a large object as a fraction of the image's shorter side.
+    var largeMax: Double
     var backgroundNoise: (Float, Float)
     var shadeMax: Float, textureMax: Float
     var sensorNoise: (Float, Float)
@@ -60,14 +63,14 @@ private struct DifficultyParameters {
         switch d {
         case .standard:
             objects = 2...8; distractors = 1...4; lines = 3...10
-            smallUpTo = 0.35; mediumUpTo = 0.75; smallSide = (11, 30)
+            smallUpTo = 0.35; mediumUpTo = 0.75; smallSide = (11, 30); largeMax = 0.62
             backgroundNoise = (10, 45); shadeMax = 60; textureMax = 25; sensorNoise = (2, 8); minContrast = 0
             deformation = 1; minVisible = 0.6
         case .easy:
-            objects = 1...4; distractors = 0...1; lines = 0...3
-            smallUpTo = 0.10; mediumUpTo = 0.55; smallSide = (18, 30)
+            objects = 2...4; distractors = 0...1; lines = 0...3
+            smallUpTo = 0.10; mediumUpTo = 0.70; smallSide = (18, 30); largeMax = 0.45
             backgroundNoise = (5, 20); shadeMax = 25; textureMax = 8; sensorNoise = (1, 3); minContrast = 60
-            deformation = 0.6; minVisible = 0.85
+            deformation = 0.6; minVisible = 1
         }
     }
 }
@@ -392,7 +395,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
     }
 
     // Shapes, in drawing order (later ones occlude earlier ones). `owner` is the topmost shape
-    // covering each pixel (coverage > 0.5), used to keep 60% (easy: 85%) of every object visible.
+    // covering each pixel (coverage > 0.5), used to keep 60% (easy: 100%) of every object visible.
     var owner = [Int32](repeating: -1, count: width * height)
     var visible = [Int](), total = [Int](), isObject = [Bool]()
     var objects = [SyntheticObject]()
@@ -406,7 +409,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
         let side: Double
         if r < params.smallUpTo { side = Double(rng.uniform(params.smallSide.0, params.smallSide.1)) }
         else if r < params.mediumUpTo { side = Double(rng.uniform(35, 90)) }
-        else { side = Double(rng.uniform(100, Float(max(101, 0.62 * shortSide)))) }
+        else { side = Double(rng.uniform(100, Float(max(101, params.largeMax * shortSide)))) }
         var placed = false
         for _ in 0..<12 where !placed {
             let outline = kind == 0 ? distractorOutline(&rng) : categoryOutline(kind, &rng)
