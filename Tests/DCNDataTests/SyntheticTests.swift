@@ -81,7 +81,7 @@ struct SyntheticTests {
         #expect(small > 0 && medium > 0 && large > 0, "small \(small) medium \(medium) large \(large)")
     }
 
-    @Test("Easy: 1-4 objects per image, few small ones, a different image than standard for the same seed")
+    @Test("Easy: at most 4 objects per image, fewer objects and a smaller share of small ones than standard, a different image for the same seed")
     func easy() {
         var counts = [Int](), small = 0, standardSmall = 0, total = 0, standardTotal = 0
         for i in 0..<24 {
