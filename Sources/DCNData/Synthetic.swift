@@ -6,6 +6,8 @@
 // sizes in COCO's area ranges, over textured, cluttered backgrounds with distractor shapes
 // that are not categories, and with partial occlusion (every object keeps at least 60% of its
 // pixels visible). Annotations are amodal: the whole polygon of each object.
+// `SyntheticDifficulty` sets how crowded, small and cluttered the images are: `.standard` (the
+// default, the ablation tables' dataset) or `.easy` (the demo's, learnable from scratch in minutes).
 // Everything is a function of (seed, split, image index), so the output is byte-identical for a
 // seed whatever the thread count.
 import DCNEval
@@ -14,6 +16,69 @@ import Foundation
 
 /// Category names of the synthetic dataset (COCO category ids 1...6 in this order).
 public let syntheticClassNames = ["ring", "cross", "star", "arrow", "L", "T"]
+
+/// How hard the synthetic images are. Both levels draw the same six categories as filled
+/// polygons under the same non-rigid deformation chain (elastic warp, rotation, shear,
+/// anisotropic scale, perspective), with random colours, so a class is only ever told by its
+/// geometry; they differ in how crowded, small and cluttered the images are.
+public enum SyntheticDifficulty: String, Sendable, Equatable, CaseIterable {
+    /// The dataset of the ablation tables: 2-8 objects per image, 35% of them small (11-30 px,
+    /// the square root of the area), 40% medium (35-90 px), 25% large; 1-4 distractor shapes;
+    /// 3-10 background lines; background noise amplitude 10-45; object shading up to 60 and
+    /// texture up to 25 grey levels; sensor noise sigma 2-8.
+    case standard
+    /// The demo's dataset, learnable from scratch in minutes: 2-4 objects per image that never
+    /// overlap one another, 10% small (18-30 px), 60% medium (35-90 px), 30% large (up to 0.45
+    /// of the shorter image side; standard: 0.62); 0-1 distractor; 0-3 background lines;
+    /// background noise amplitude 5-20; object shading up to 25 and texture up to 8 grey levels;
+    /// sensor noise sigma 1-3; an object's colour differs from both background gradient colours
+    /// by at least 60 grey levels in some channel (the colour itself stays random); the same
+    /// deformation chain at 0.6 of the standard strength (elastic warp, rotation, shear, aspect,
+    /// perspective).
+    case easy
+}
+
+/// The numbers behind a `SyntheticDifficulty`.
+private struct DifficultyParameters {
+    var objects: ClosedRange<Int>
+    var distractors: ClosedRange<Int>
+    var lines: ClosedRange<Int>
+    /// Cumulative probabilities of the small and medium size classes (the rest is large).
+    var smallUpTo: Float, mediumUpTo: Float
+    var smallSide: (Float, Float)
+    /// Largest side of a large object as a fraction of the image's shorter side.
+    var largeMax: Double
+    var backgroundNoise: (Float, Float)
+    var shadeMax: Float, textureMax: Float
+    var sensorNoise: (Float, Float)
+    /// Smallest largest-channel difference between an object's colour and the background
+    /// gradient's two colours (0 = no constraint, no extra random draws).
+    var minContrast: Float
+    /// Strength of the deformation chain of category shapes (1 = full; distractors use 0.6).
+    var deformation: Double
+    /// Smallest visible fraction of every object under later shapes.
+    var minVisible: Double
+
+    init(_ d: SyntheticDifficulty) {
+        switch d {
+        case .standard:
+            objects = 2...8; distractors = 1...4; lines = 3...10
+            smallUpTo = 0.35; mediumUpTo = 0.75; smallSide = (11, 30); largeMax = 0.62
+            backgroundNoise = (10, 45); shadeMax = 60; textureMax = 25; sensorNoise = (2, 8); minContrast = 0
+            deformation = 1; minVisible = 0.6
+        case .easy:
+            objects = 2...4; distractors = 0...1; lines = 0...3
+            smallUpTo = 0.10; mediumUpTo = 0.70; smallSide = (18, 30); largeMax = 0.45
+            backgroundNoise = (5, 20); shadeMax = 25; textureMax = 8; sensorNoise = (1, 3); minContrast = 60
+            deformation = 0.6; minVisible = 1
+        }
+    }
+}
+
+/// A uniform integer in `r` (one draw).
+private func draw(_ r: ClosedRange<Int>, _ rng: inout SeededGenerator) -> Int {
+    r.lowerBound + Int(rng.next() % UInt64(r.upperBound - r.lowerBound + 1))
+}
 
 /// Settings of `writeSyntheticDataset`.
 public struct SyntheticConfig: Sendable, Equatable {
@@ -25,9 +90,14 @@ public struct SyntheticConfig: Sendable, Equatable {
     /// Also write `VOCdevkit/VOC2007`.
     public var voc: Bool
     public var jpegQuality: Int
+    /// How crowded, small and cluttered the images are; `.standard` (the default) is the
+    /// ablation tables' dataset, `.easy` the demo's.
+    public var difficulty: SyntheticDifficulty
 
-    public init(train: Int = 400, val: Int = 100, size: Int = 320, seed: UInt64 = 0, voc: Bool = false, jpegQuality: Int = 92) {
+    public init(train: Int = 400, val: Int = 100, size: Int = 320, seed: UInt64 = 0, voc: Bool = false, jpegQuality: Int = 92,
+                difficulty: SyntheticDifficulty = .standard) {
         self.train = train; self.val = val; self.size = size; self.seed = seed; self.voc = voc; self.jpegQuality = jpegQuality
+        self.difficulty = difficulty
     }
 }
 
@@ -286,8 +356,10 @@ private func linePolygon(_ ax: Double, _ ay: Double, _ bx: Double, _ by: Double,
     return [ax + nx, ay + ny, bx + nx, by + ny, bx - nx, by - ny, ax - nx, ay - ny]
 }
 
-/// Renders image `index` of `split` (0 train, 1 val) for `seed`: a pure function of its inputs.
-public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int) -> SyntheticImage {
+/// Renders image `index` of `split` (0 train, 1 val) for `seed` at `difficulty`: a pure function
+/// of its inputs.
+public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int, difficulty: SyntheticDifficulty = .standard) -> SyntheticImage {
+    let params = DifficultyParameters(difficulty)
     var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(split), UInt64(index)))
     let width = Int(Double(size) * Double(rng.uniform(0.8, 1.2))), height = Int(Double(size) * Double(rng.uniform(0.8, 1.2)))
     var canvas = Canvas(width: width, height: height, rgb: [Float](repeating: 0, count: width * height * 3))
@@ -296,7 +368,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
     let c0 = randomColour(&rng), c1 = randomColour(&rng)
     let angle = Double(rng.uniform(0, 2 * .pi))
     let gx = Float(cos(angle)), gy = Float(sin(angle))
-    let cells = 6, noiseAmp = rng.uniform(10, 45)
+    let cells = 6, noiseAmp = rng.uniform(params.backgroundNoise.0, params.backgroundNoise.1)
     let grid = (0..<((cells + 1) * (cells + 1) * 3)).map { _ in rng.uniform(-1, 1) }
     let diag = Float(width * width + height * height).squareRoot()
     for y in 0..<height {
@@ -314,7 +386,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
             }
         }
     }
-    for _ in 0..<(3 + Int(rng.next() % 8)) {
+    for _ in 0..<draw(params.lines, &rng) {
         let poly = linePolygon(Double(rng.uniform(-20, Float(width) + 20)), Double(rng.uniform(-20, Float(height) + 20)),
                                Double(rng.uniform(-20, Float(width) + 20)), Double(rng.uniform(-20, Float(height) + 20)),
                                thickness: Double(rng.uniform(0.8, 3.5)))
@@ -323,11 +395,11 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
     }
 
     // Shapes, in drawing order (later ones occlude earlier ones). `owner` is the topmost shape
-    // covering each pixel (coverage > 0.5), used to keep 60% of every object visible.
+    // covering each pixel (coverage > 0.5), used to keep 60% (easy: 100%) of every object visible.
     var owner = [Int32](repeating: -1, count: width * height)
     var visible = [Int](), total = [Int](), isObject = [Bool]()
     var objects = [SyntheticObject]()
-    let objectCount = 2 + Int(rng.next() % 7), distractorCount = 1 + Int(rng.next() % 4)
+    let objectCount = draw(params.objects, &rng), distractorCount = draw(params.distractors, &rng)
     var kinds = [Int](repeating: 0, count: distractorCount) + (0..<objectCount).map { _ in 1 + Int(rng.next() % 6) }
     for i in stride(from: kinds.count - 1, to: 0, by: -1) { kinds.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
     let shortSide = Double(min(width, height))
@@ -335,13 +407,13 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
         // Size class: small / medium / large in COCO's area ranges.
         let r = rng.uniform()
         let side: Double
-        if r < 0.35 { side = Double(rng.uniform(11, 30)) }
-        else if r < 0.75 { side = Double(rng.uniform(35, 90)) }
-        else { side = Double(rng.uniform(100, Float(max(101, 0.62 * shortSide)))) }
+        if r < params.smallUpTo { side = Double(rng.uniform(params.smallSide.0, params.smallSide.1)) }
+        else if r < params.mediumUpTo { side = Double(rng.uniform(35, 90)) }
+        else { side = Double(rng.uniform(100, Float(max(101, params.largeMax * shortSide)))) }
         var placed = false
         for _ in 0..<12 where !placed {
             let outline = kind == 0 ? distractorOutline(&rng) : categoryOutline(kind, &rng)
-            let p = deform(outline, &rng, strength: kind == 0 ? 0.6 : 1)
+            let p = deform(outline, &rng, strength: kind == 0 ? 0.6 : params.deformation)
             let scale = side / max(1e-6, shoelaceArea(p)).squareRoot()
             var minX = Double.infinity, maxX = -Double.infinity, minY = Double.infinity, maxY = -Double.infinity
             for q in p { minX = min(minX, q.x); maxX = max(maxX, q.x); minY = min(minY, q.y); maxY = max(maxY, q.y) }
@@ -368,7 +440,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
                 }
             }
             if mine == 0 { continue }
-            if taken.contains(where: { o, n in Double(visible[o] - n) < 0.6 * Double(total[o]) }) { continue }
+            if taken.contains(where: { o, n in Double(visible[o] - n) < params.minVisible * Double(total[o]) }) { continue }
             placed = true
             let me = Int32(visible.count)
             for (o, n) in taken { visible[o] -= n }
@@ -383,11 +455,15 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
             }
             visible.append(mine); total.append(mine); isObject.append(kind != 0)
             // Fill: a colour with a linear shading across the shape and fine texture.
-            let colour = randomColour(&rng)
-            let shade = rng.uniform(0, 60), sa = Double(rng.uniform(0, 2 * .pi))
+            var colour = randomColour(&rng)
+            if params.minContrast > 0 && kind != 0 {
+                func contrast(_ a: (Float, Float, Float), _ b: (Float, Float, Float)) -> Float { max(abs(a.0 - b.0), abs(a.1 - b.1), abs(a.2 - b.2)) }
+                for _ in 0..<32 where min(contrast(colour, c0), contrast(colour, c1)) < params.minContrast { colour = randomColour(&rng) }
+            }
+            let shade = rng.uniform(0, params.shadeMax), sa = Double(rng.uniform(0, 2 * .pi))
             let sx = Float(cos(sa)), sy = Float(sin(sa))
             let cx = Float(ox), cy = Float(oy), span = Float(max(bw, bh, 1))
-            let texture = rng.uniform(0, 25), tf = rng.uniform(0.2, 0.9)
+            let texture = rng.uniform(0, params.textureMax), tf = rng.uniform(0.2, 0.9)
             canvas.fill(coverage) { x, y in
                 let t = (sx * (Float(x) - cx) + sy * (Float(y) - cy)) / span * shade
                 let tex = texture * sin(tf * Float(x)) * sin(tf * 1.3 * Float(y))
@@ -407,7 +483,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
 
     // Sensor noise, then 8-bit.
     var pixels = [UInt8](repeating: 0, count: width * height * 3)
-    let sigma = rng.uniform(2, 8)
+    let sigma = rng.uniform(params.sensorNoise.0, params.sensorNoise.1)
     for i in 0..<pixels.count {
         pixels[i] = UInt8(max(0, min(255, (canvas.rgb[i] + sigma * rng.normal()).rounded())))
     }
@@ -441,7 +517,7 @@ public func writeSyntheticDataset(out: String, config: SyntheticConfig) throws -
             parallelFor(count) { range in
                 for i in range {
                     output[i] = Result {
-                        let rendered = renderSyntheticImage(seed: config.seed, split: splitIndex, index: i, size: config.size)
+                        let rendered = renderSyntheticImage(seed: config.seed, split: splitIndex, index: i, size: config.size, difficulty: config.difficulty)
                         let id = firstID + i + 1
                         let file = String(format: "%06d", id)
                         let jpeg = try encodeJPEG(rendered.image, quality: config.jpegQuality)
@@ -455,7 +531,8 @@ public func writeSyntheticDataset(out: String, config: SyntheticConfig) throws -
                 }
             }
         }
-        var json = "{\"info\": {\"description\": \"DCNv2CPU synthetic deformed shapes\", \"version\": \"1\", \"seed\": \(config.seed)}, \"licenses\": [], \"images\": ["
+        let difficultyInfo = config.difficulty == .standard ? "" : ", \"difficulty\": \"\(config.difficulty.rawValue)\""
+        var json = "{\"info\": {\"description\": \"DCNv2CPU synthetic deformed shapes\", \"version\": \"1\", \"seed\": \(config.seed)\(difficultyInfo)}, \"licenses\": [], \"images\": ["
         var annotations = [String]()
         var annotationID = splitIndex == 0 ? 1 : 1_000_000
         var imageEntries = [String]()

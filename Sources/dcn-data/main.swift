@@ -38,6 +38,9 @@ struct Synth: ParsableCommand {
     @Option(help: "JPEG quality (1-100).")
     var quality: Int = 92
 
+    @Option(help: "Difficulty: standard (the ablation tables' dataset: 2-8 objects, 35% small, distractors, clutter) or easy (the demo's: 1-4 mostly medium/large objects, little clutter; same deformed shapes with random colours).")
+    var difficulty: SyntheticDifficulty = .standard
+
     func validate() throws {
         if train < 0 || val < 0 { throw ValidationError("--train and --val must be 0 or more") }
         if train + val == 0 { throw ValidationError("nothing to write: give --train or --val a positive count") }
@@ -46,12 +49,14 @@ struct Synth: ParsableCommand {
     }
 
     func run() throws {
-        let config = SyntheticConfig(train: train, val: val, size: size, seed: seed, voc: voc, jpegQuality: quality)
+        let config = SyntheticConfig(train: train, val: val, size: size, seed: seed, voc: voc, jpegQuality: quality, difficulty: difficulty)
         let s = try writeSyntheticDataset(out: out, config: config)
         let total = s.trainImages + s.valImages
         print("wrote \(s.trainImages) train + \(s.valImages) val images, \(s.objects) objects to \(out) in \(String(format: "%.1f", s.seconds)) s (\(String(format: "%.1f", Double(total) / max(s.seconds, 1e-9))) images/s)")
     }
 }
+
+extension SyntheticDifficulty: ExpressibleByArgument {}
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -9,10 +9,11 @@ import Testing
 
 @Suite("Synthetic dataset", .serialized)
 struct SyntheticTests {
-    @Test("Round trip: COCO JSON loads, boxes inside images, area = rasterised polygon area, bbox = polygon extent")
-    func roundTrip() throws {
-        let dir = try temporaryFolder("synth")
-        let summary = try writeSyntheticDataset(out: dir, config: SyntheticConfig(train: 6, val: 3, size: 160, seed: 7, voc: true))
+    @Test("Round trip: COCO JSON loads, boxes inside images, area = rasterised polygon area, bbox = polygon extent",
+          arguments: SyntheticDifficulty.allCases)
+    func roundTrip(difficulty: SyntheticDifficulty) throws {
+        let dir = try temporaryFolder("synth-\(difficulty.rawValue)")
+        let summary = try writeSyntheticDataset(out: dir, config: SyntheticConfig(train: 6, val: 3, size: 160, seed: 7, voc: true, difficulty: difficulty))
         #expect(summary.trainImages == 6 && summary.valImages == 3 && summary.objects > 0)
         let train = try Dataset.coco(annotations: dir + "/annotations/instances_train.json", imageRoot: dir + "/images/train", skipEmpty: false)
         let val = try Dataset.coco(annotations: dir + "/annotations/instances_val.json", imageRoot: dir + "/images/val", skipEmpty: false)
@@ -49,10 +50,11 @@ struct SyntheticTests {
         }
     }
 
-    @Test("Same seed, same bytes, whatever the thread count; another seed differs")
-    func determinism() throws {
-        let a = try temporaryFolder("det-a"), b = try temporaryFolder("det-b"), c = try temporaryFolder("det-c")
-        let config = SyntheticConfig(train: 4, val: 2, size: 128, seed: 3)
+    @Test("Same seed, same bytes, whatever the thread count; another seed differs", arguments: SyntheticDifficulty.allCases)
+    func determinism(difficulty: SyntheticDifficulty) throws {
+        let tag = difficulty.rawValue
+        let a = try temporaryFolder("det-a-\(tag)"), b = try temporaryFolder("det-b-\(tag)"), c = try temporaryFolder("det-c-\(tag)")
+        let config = SyntheticConfig(train: 4, val: 2, size: 128, seed: 3, difficulty: difficulty)
         Threads.set(1)
         _ = try writeSyntheticDataset(out: a, config: config)
         Threads.set(System.defaultThreads)
@@ -77,5 +79,23 @@ struct SyntheticTests {
             }
         }
         #expect(small > 0 && medium > 0 && large > 0, "small \(small) medium \(medium) large \(large)")
+    }
+
+    @Test("Easy: at most 4 objects per image, fewer objects and a smaller share of small ones than standard, a different image for the same seed")
+    func easy() {
+        var counts = [Int](), small = 0, standardSmall = 0, total = 0, standardTotal = 0
+        for i in 0..<24 {
+            let e = renderSyntheticImage(seed: 1, split: 0, index: i, size: 320, difficulty: .easy)
+            let s = renderSyntheticImage(seed: 1, split: 0, index: i, size: 320)
+            counts.append(e.objects.count)
+            small += e.objects.filter { $0.area < 32 * 32 }.count; total += e.objects.count
+            standardSmall += s.objects.filter { $0.area < 32 * 32 }.count; standardTotal += s.objects.count
+            #expect(e.image.pixels != s.image.pixels || e.objects != s.objects)
+            for o in e.objects { #expect((1...6).contains(o.categoryID) && o.area > 0) }
+        }
+        // Up to 4 objects are drawn; one may rarely find no place, none is ever added.
+        #expect(counts.allSatisfy { $0 <= 4 } && counts.filter { $0 == 0 }.count <= 2, "\(counts)")
+        #expect(total < standardTotal && Double(small) / Double(total) < Double(standardSmall) / Double(standardTotal),
+                "easy \(small)/\(total) small, standard \(standardSmall)/\(standardTotal)")
     }
 }
