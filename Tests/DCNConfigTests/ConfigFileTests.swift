@@ -75,10 +75,13 @@ func loadRepositoryConfig(_ file: String, overrides: [String] = []) throws -> Ex
         #expect(demo.model.name == "demo" && demo.outputDirectory == "output/demo")
         row.model.name = demo.model.name
         row.output.dir = demo.output.dir
+        row.data.root = demo.data.root  // the demo trains on the easy dataset
+        row.solver = demo.solver        // with its own schedule
         #expect(demo == row)
+        #expect(demo.solver.baseLr == 0.01 && demo.solver.maxIter == 2600)
         #expect(demo.backbone.stemWidth == 16 && demo.backbone.stagePlanes == [16, 32, 64, 128] && demo.backbone.resolvedLayers == [1, 1, 1, 1])
         #expect(demo.backbone.frozenStages == 0 && demo.backbone.norm == .gn)
-        #expect(demo.data.format == .synth && demo.data.root == "data/synth" && demo.data.minSize == [256] && demo.data.maxSize == 384)
+        #expect(demo.data.format == .synth && demo.data.root == "data/synth-easy" && demo.data.minSize == [256] && demo.data.maxSize == 384)
     }
 }
 
