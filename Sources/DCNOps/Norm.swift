@@ -231,20 +231,29 @@ private func channelGradients(
         parallelFor(c) { channels in
             for ch in channels {
                 let mu = Double(mean[ch]), inv = Double(invStd[ch])
-                var sumDy = 0.0, sumDyXhat = 0.0
-                for b in 0..<n {
-                    let o = (b * c + ch) * hw
-                    for i in 0..<hw {
-                        let dy = Double(g[o + i])
-                        sumDy += dy
-                        sumDyXhat += dy * (Double(x[o + i]) - mu) * inv
-                    }
-                }
+                let (sumDy, sumDyXhat) = affineGradientSums(dy: g, x: x, channel: ch, n: n, c: c, hw: hw, mean: mu, invStd: inv)
                 dw[ch] += Float(sumDyXhat)
                 dbias[ch] += Float(sumDy)
             }
         }
     }}}}
+}
+
+/// Per channel: `sum dy` and `sum dy * xhat` with `xhat = (x - mean) * invStd`, over the
+/// N*H*W values of the channel, in a fixed order (the dBias and dWeight of batch norm).
+@inline(__always)
+func affineGradientSums(dy g: SharedReads<Float>, x: SharedReads<Float>, channel ch: Int, n: Int, c: Int, hw: Int,
+                        mean mu: Double, invStd inv: Double) -> (Double, Double) {
+    var sumDy = 0.0, sumDyXhat = 0.0
+    for b in 0..<n {
+        let o = (b * c + ch) * hw
+        for i in 0..<hw {
+            let dy = Double(g[o + i])
+            sumDy += dy
+            sumDyXhat += dy * (Double(x[o + i]) - mu) * inv
+        }
+    }
+    return (sumDy, sumDyXhat)
 }
 
 /// Batch norm backward (training mode). Adds into dInput [N, C, H, W], dWeight [C], dBias [C].
@@ -276,15 +285,7 @@ public func batchNormBackward(
         parallelFor(c) { channels in
             for ch in channels {
                 let mu = Double(mean[ch]), inv = Double(invStd[ch])
-                var sumDy = 0.0, sumDyXhat = 0.0
-                for b in 0..<n {
-                    let o = (b * c + ch) * hw
-                    for i in 0..<hw {
-                        let dy = Double(g[o + i])
-                        sumDy += dy
-                        sumDyXhat += dy * (Double(x[o + i]) - mu) * inv
-                    }
-                }
+                let (sumDy, sumDyXhat) = affineGradientSums(dy: g, x: x, channel: ch, n: n, c: c, hw: hw, mean: mu, invStd: inv)
                 dw[ch] += Float(sumDyXhat)
                 dbias[ch] += Float(sumDy)
                 let k = Double(gamma[ch]) * inv / m
