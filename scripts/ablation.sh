@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
 #
-#   scripts/ablation.sh table1|table2|table3 [--data coco|voc|synth] [--schedule demo|1x] [--threads N]
-#                       [--set key=value]... [--out DIR]
+#   scripts/ablation.sh table1|table2|table3|demo [--data coco|voc|synth] [--schedule demo|1x]
+#                       [--threads N] [--set key=value]... [--out DIR]
 #
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
-# (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3).
+# (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3);
+# demo: regular vs dconv vs mdconv + mdpool vs + mimic on the easy synthetic data with the
+# settings of `make demo` (configs/demo.yaml), the README's table (synth data only).
 # Each row trains `configs/<data>/faster_rcnn_r50_<row>.yaml` into results/<data>/<table>/<row>/,
 # evaluates it, and the table goes to results/<table>_<data>.md (AP, AP_S, AP_M, AP_L, params,
 # FLOPs; for VOC data AP50 and AP70). Rows already evaluated are not redone; an interrupted row
@@ -14,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 table=$1; shift
 data=synth; schedule=demo; threads=""; extra=(); results=results
@@ -37,8 +39,17 @@ case $table in
     table1) rows=$deformable_rows; size=(--set data.min_size=[1000] --set data.test_min_size=1000 --set data.max_size=1666) ;;
     table2) rows=$deformable_rows; size=() ;;
     table3) rows="mdconv_c3-c5_mdpool mdconv_c3-c5_mdpool_mimic_fgbg mdconv_c3-c5_mdpool_mimic_bg mdconv_c3-c5_mdpool_mimic_fg roialign roialign_mimic_fg"; size=() ;;
-    *) echo "ablation.sh: the table must be table1, table2 or table3, got '$table'" >&2; exit 2 ;;
+    demo) rows="roialign dconv_c3-c5 mdconv_c3-c5_mdpool mdconv_c3-c5_mdpool_mimic_fg"; size=() ;;
+    *) echo "ablation.sh: the table must be table1, table2, table3 or demo, got '$table'" >&2; exit 2 ;;
 esac
+# The demo table trains every row like configs/demo.yaml: easy synthetic data, lr 0.01, 2600 iterations.
+demo_args=()
+if [ "$table" = demo ]; then
+    [ "$data" = synth ] || { echo "ablation.sh: the demo table runs on synth data only, got --data $data" >&2; exit 2; }
+    [ "$schedule" = demo ] || { echo "ablation.sh: the demo table has its own schedule (configs/demo.yaml); drop --schedule" >&2; exit 2; }
+    demo_args=(--set data.root=data/synth-easy --set solver.base_lr=0.01 --set solver.max_iter=2600
+               --set 'solver.steps=[2000,2400]' --set solver.checkpoint_period=1300)
+fi
 # Synthetic images are small: the paper's sizes do not apply to them.
 if [ "$data" = synth ]; then size=(); fi
 config_dir=configs/$data
@@ -52,7 +63,9 @@ fi
 
 make -s build >/dev/null
 bin=.build/release
-if [ "$data" = synth ] && [ ${#extra[@]} -eq 0 ] && [ ! -f data/synth/annotations/instances_train.json ]; then
+if [ "$table" = demo ] && [ ! -f data/synth-easy/annotations/instances_val.json ]; then
+    $bin/dcn-data synth --difficulty easy --out data/synth-easy
+elif [ "$data" = synth ] && [ ${#extra[@]} -eq 0 ] && [ ! -f data/synth/annotations/instances_train.json ]; then
     $bin/dcn-data synth --out data/synth
 fi
 
@@ -92,7 +105,7 @@ row_config() {  # the config file and extra overrides of a row
 for row in $rows; do
     read -r -a cfg <<< "$(row_config "$row")"
     out=$out_root/$row
-    args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" "${extra[@]}" --set "output.dir=$out")
+    args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" "${demo_args[@]}" "${extra[@]}" --set "output.dir=$out")
     if [ ! -f "$out/eval_final_metrics.json" ]; then
         if [ -e "$out/latest" ]; then
             echo "== $row: resuming from $out/latest"
