@@ -29,6 +29,7 @@ verify: build
 
 bench: build
 	$(BIN)/dcn-bench ops
+	$(BIN)/dcn-bench roi
 	$(BIN)/dcn-bench eval
 	$(BIN)/dcn-bench train-step --config configs/demo.yaml --baseline
 

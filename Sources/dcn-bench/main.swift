@@ -10,7 +10,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, Eval.self, TrainStep.self, DataLoad.self])
+        subcommands: [Verify.self, Ops.self, RoI.self, Eval.self, TrainStep.self, DataLoad.self])
 }
 
 struct Verify: ParsableCommand {
@@ -106,6 +106,45 @@ struct Ops: ParsableCommand {
             if t.op == "deform_conv2d", t.pass == "fwd+bwd", let conv = rows["conv2d fwd+bwd \(t.channels!)"] {
                 print("    deform/conv fwd+bwd: \(String(format: "%.2fx", t.ms! / conv))")
             }
+        }
+    }
+}
+
+struct RoI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roi",
+        abstract: "Time RoIAlign, RoIPool and modulated deformable RoI pooling (fwd, bwd) at the detector's size, and NMS of 12,000 proposals.")
+
+    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    var repeats: Int = 5
+
+    @Flag(help: "One JSON object per line instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+    }
+
+    func run() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if !json {
+            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threads) threads")
+            print("op         pass  size                                     ms")
+        }
+        try runRoIBenchmark(threads: threads, repeats: repeats) { t in
+            if json {
+                print(String(decoding: try! encoder.encode(t), as: UTF8.self))
+                return
+            }
+            let size = t.op == "nms"
+                ? "\(t.boxes!) boxes, IoU \(t.iou!), kept \(t.kept!)"
+                : "\(t.rois!) RoIs, C \(t.channels!), \(t.height!)x\(t.width!)"
+            print("\(t.op.padding(toLength: 10, withPad: " ", startingAt: 0)) \((t.pass ?? "fwd").padding(toLength: 5, withPad: " ", startingAt: 0)) \(size.padding(toLength: 34, withPad: " ", startingAt: 0)) \(String(format: "%8.2f", t.ms))")
         }
     }
 }

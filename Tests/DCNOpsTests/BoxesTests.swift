@@ -1,8 +1,7 @@
-// NMS and the box IoU matrix: torchvision's fixture, hand-made cases, and a timing at RPN size.
+// NMS and the box IoU matrix: torchvision's fixture and hand-made cases (timing: `dcn-bench roi`).
 import DCNBench
 import DCNOps
 import DCNTensor
-import Foundation
 import Testing
 
 @Test func nmsFixture() throws {
@@ -78,25 +77,4 @@ private func randomBoxes(count: Int, seed: UInt64) -> (Tensor, Tensor) {
         data += [x, y, x + rng.uniform(8, 300), y + rng.uniform(8, 300)]
     }
     return (try! Tensor(shape: [count, 4], data: data), Tensor.uniform([count], using: &rng))
-}
-
-/// Times NMS (IoU 0.7) on 12,000 proposals (3,000 in debug builds); prints the median of 5 runs.
-/// Not a pass/fail speed gate: `swift test -c release --filter nmsTiming12000` for the real number.
-@Test func nmsTiming12000() throws {
-    #if DEBUG
-    let count = 3_000
-    #else
-    let count = 12_000
-    #endif
-    let (boxes, scores) = randomBoxes(count: count, seed: 5)
-    var times = [Double]()
-    var kept = 0
-    for _ in 0..<5 {
-        let start = DispatchTime.now().uptimeNanoseconds
-        kept = try nms(boxes: boxes, scores: scores, iouThreshold: 0.7).count
-        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
-    }
-    times.sort()
-    print("nms \(count) boxes IoU 0.7: median \(times[2]) ms (min \(times[0]) ms), kept \(kept)")
-    #expect(kept > 0)
 }

@@ -1,9 +1,9 @@
 // RoIAlign, RoIPool and (modulated) deformable RoI pooling: reference fixtures, finite
-// differences, invariants, thread-count determinism and input validation.
+// differences, invariants, thread-count determinism, input validation, and a tiny run of the
+// `dcn-bench roi` benchmark.
 import DCNBench
 import DCNOps
 import DCNTensor
-import Foundation
 import Testing
 
 @Test(arguments: ["roi_align_aligned", "roi_align_legacy", "roi_align_adaptive", "roi_pool",
@@ -348,57 +348,25 @@ private func allRoIResults() throws -> [[Float]] {
     #expect(emptyAlign.shape == [1, 2, 2, 2] && emptyAlign.data.allSatisfy { $0 == 0 })
 }
 
-// MARK: - Timing at the detector's size (printed, not a gate)
+// MARK: - `dcn-bench roi` (the timings live there) runs at a tiny size
 
-/// 512 RoIs, 256 channels, a 50x84 feature map at stride 16, 7x7 bins, 2x2 samples (smaller in
-/// debug builds). Prints the median of 3 runs per op.
-@Test func roiOpsTiming() throws {
-    #if DEBUG
-    let (k, c) = (64, 32)
-    #else
-    let (k, c) = (512, 256)
-    #endif
-    var rng = SeededGenerator(seed: 41)
-    let input = Tensor.normal([1, c, 50, 84], using: &rng)
-    var roiData = [Float]()
-    for _ in 0..<k {
-        let x = rng.uniform(0, 1200), y = rng.uniform(0, 700)
-        roiData += [0, x, y, x + rng.uniform(16, 400), y + rng.uniform(16, 400)]
+@Test func roiBenchmarkReportsEveryOp() throws {
+    let saved = Threads.count
+    defer { Threads.set(saved) }
+    var timings = [RoITiming]()
+    try runRoIBenchmark(threads: saved, rois: 6, channels: 3, height: 10, width: 12, boxes: 200, repeats: 1) {
+        timings.append($0)
     }
-    let rois = try Tensor(shape: [k, 5], data: roiData)
-    func median(_ body: () throws -> Void) rethrows -> Double {
-        var times = [Double]()
-        for _ in 0..<3 {
-            let start = DispatchTime.now().uptimeNanoseconds
-            try body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    #expect(timings.map { "\($0.op) \($0.pass ?? "-")" } == [
+        "roi_align fwd", "roi_align bwd", "roi_pool fwd", "roi_pool bwd", "mdpool fwd", "mdpool bwd", "nms -",
+    ])
+    for t in timings {
+        #expect(t.ms.isFinite && t.ms > 0, "\(t.op) \(t.pass ?? "")")
+        #expect(t.threads == saved)
+        if t.op == "nms" {
+            #expect(t.boxes == 200 && t.iou == 0.7 && (1...200).contains(t.kept ?? 0))
+        } else {
+            #expect(t.rois == 6 && t.channels == 3 && t.height == 10 && t.width == 12)
         }
-        return times.sorted()[1]
     }
-    let align = RoIAlignOptions(outputHeight: 7, outputWidth: 7, spatialScale: 1.0 / 16, samplingRatio: 2, aligned: true)
-    let out = try roiAlignForward(input: input, rois: rois, options: align)
-    let dOut = Tensor.normal(out.shape, using: &rng)
-    let alignFwd = try median { _ = try roiAlignForward(input: input, rois: rois, options: align) }
-    let alignBwd = try median {
-        var d = Tensor(zeros: input.shape)
-        try roiAlignBackward(dInput: &d, dOutput: dOut, rois: rois, options: align)
-    }
-    let pool = RoIPoolOptions(outputHeight: 7, outputWidth: 7, spatialScale: 1.0 / 16)
-    let (_, argmax) = try roiPoolForward(input: input, rois: rois, options: pool)
-    let poolFwd = try median { _ = try roiPoolForward(input: input, rois: rois, options: pool) }
-    let poolBwd = try median {
-        var d = Tensor(zeros: input.shape)
-        try roiPoolBackward(dInput: &d, dOutput: dOut, argmax: argmax, rois: rois, options: pool)
-    }
-    let deform = DeformRoIPoolOptions(outputHeight: 7, outputWidth: 7, spatialScale: 1.0 / 16, samplingRatio: 2, gamma: 0.1)
-    let offset = Tensor.normal([k, 2, 7, 7], std: 0.3, using: &rng)
-    let mask = Tensor.uniform([k, 1, 7, 7], using: &rng)
-    let deformFwd = try median { _ = try deformRoIPoolForward(input: input, rois: rois, offset: offset, mask: mask, options: deform) }
-    let deformBwd = try median {
-        var d = Tensor(zeros: input.shape), dO = Tensor(zeros: offset.shape), dM = Tensor(zeros: mask.shape)
-        try modulatedDeformRoIPoolBackward(dInput: &d, dOffset: &dO, dMask: &dM, dOutput: dOut, input: input, rois: rois,
-                                           offset: offset, mask: mask, options: deform)
-    }
-    print("RoI timing K=\(k) C=\(c) 50x84 7x7 threads=\(Threads.count): roiAlign fwd \(alignFwd) ms bwd \(alignBwd) ms; "
-          + "roiPool fwd \(poolFwd) ms bwd \(poolBwd) ms; mdpool fwd \(deformFwd) ms bwd \(deformBwd) ms")
 }
