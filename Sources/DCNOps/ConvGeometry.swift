@@ -84,6 +84,7 @@ public final class Workspace: @unchecked Sendable {
     /// The independent buffers one layer may need at the same time.
     public enum Slot: Int, CaseIterable, Sendable {
         case columns, columnGradient, samplingTable
+        case inputTransposed, inputGradientTransposed, weightPermuted, weightGradientPermuted
     }
 
     private var storage: [UnsafeMutableRawPointer?] = Array(repeating: nil, count: Slot.allCases.count)

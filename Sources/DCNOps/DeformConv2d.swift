@@ -1,18 +1,28 @@
 // Modulated deformable convolution (DCNv2) and its unmodulated form (DCNv1), with
-// torchvision.ops.deform_conv2d's exact semantics, as a bilinear im2col + the conv's sgemm.
+// torchvision.ops.deform_conv2d's exact semantics, as a bilinear im2col + sgemm.
 //
 //   out[n, o, p] = bias[o] + sum_{c,k} W[o, c, k] * m[n, g(c), k, p] * x[n, c](y_k(p), x_k(p))
 //   y_k(p) = oy*sh - ph + i*dh + offset[n, g*2K + 2k, p],   x_k(p) = ox*sw - pw + j*dw + offset[n, g*2K + 2k + 1, p]
 //
 // x[n, c](y, x) is bilinear: 0 unless -1 < y < H and -1 < x < W; inside that band each of the four
-// corners contributes only if it lies in the image. The bilinear weights depend on (pixel, tap,
-// offset group) only, so they are computed once into a sampling table and reused for every channel
-// of the group (ncnn's approach; torchvision recomputes them per channel).
+// corners contributes only if it lies in the image. Such corners lie in rows -1...H and columns
+// -1...W, so on a copy of the input with a one-pixel zero border every corner can be read without
+// a test: the outside ones read 0.
+//
+// Layout: the input copy is channel-last, xT[(y+1)*(W+2) + x+1][c], and the columns are
+// pixel-major, columns[p][column(c, k)]. The four corners of one sample are then four contiguous
+// channel vectors, and one (pixel, tap) costs four vector multiply-adds over the channels of its
+// offset group; the bilinear weights are computed once per (pixel, offset group, tap) into a small
+// sampling table. Within a weight group the columns are tap-major (column(c, k) = k*Cw + c), so the
+// weight is permuted to [Cout, K, Cw] for the sgemms and its gradient permuted back.
 //
 // Backward, without atomics (same bits on any thread count):
-// - dWeight, dBias and dColumns = W^T dOut come from the conv's sgemms;
-// - dInput: the adjoint of the bilinear im2col, split by input channel (disjoint planes);
-// - dOffset, dMask: gathers over the group's channels, split by (tap, pixel).
+// - dWeight, dBias and dColumns = dOut^T W come from sgemms;
+// - one pass over the samples, split into a fixed number of pixel blocks: dInput is scattered
+//   into each block's own channel-last grid (added into NCHW in block order afterwards), and
+//   dOffset, dMask come from four dot products of dColumns with the corner vectors per
+//   (pixel, tap).
+
 import DCNTensor
 
 /// The sizes of one deformable convolution: the conv's geometry plus the offset groups.
@@ -61,16 +71,18 @@ public func deformConv2dForward(
     let ws = workspace ?? Workspace()
     var output = Tensor(zeros: conv.outputShape)
     let sources = DeformSources(input: input, offset: offset, mask: mask)
+    let layout = PixelMajorLayout(geo)
     output.withUnsafeMutableBufferPointer { y in
         weight.withUnsafeBufferPointer { w in
             sources.withPointers { x, off, m in
                 if let bias { fillBias(y.baseAddress!, bias: bias, images: conv.batch, pixels: conv.outPixels) }
+                let permuted = ws.floats(.weightPermuted, weight.count)
+                layout.permuteWeight(w.baseAddress!, into: permuted)
                 forEachColumnChunk(conv, ws) { n0, images in
-                    let stride = images * conv.outPixels
-                    let columns = ws.floats(.columns, conv.inChannels * conv.taps * stride)
-                    deformableIm2col(geo, x, off, m, n0, images, columns, ws)
-                    columnsForwardGemm(conv, output: y.baseAddress!, weight: w.baseAddress!, columns: columns,
-                                       columnStride: stride, imageStep: conv.outPixels, firstImage: n0, images: images)
+                    let chunk = layout.prepareChunk(x, off, m, firstImage: n0, images: images, ws)
+                    let columns = ws.floats(.columns, images * conv.outPixels * layout.columnsPerPixel)
+                    layout.im2col(chunk, columns)
+                    layout.forwardGemm(output: y.baseAddress!, weight: permuted, columns: columns, chunk: chunk)
                 }
             }
         }
@@ -101,31 +113,29 @@ public func deformConv2dBackward(
     if !wantWeight && !wantSampling { return }
 
     let ws = workspace ?? Workspace()
+    let layout = PixelMajorLayout(geo)
     var gradients = DeformGradients(geo: geo, dInput: dInput, dOffset: dOffset, dMask: dMask)
-    var dw = dWeight ?? Tensor(zeros: [0])
     let sources = DeformSources(input: input, offset: offset, mask: mask)
+    let dPermuted = ws.floats(.weightGradientPermuted, weight.count)
+    dPermuted.initialize(repeating: 0, count: weight.count)
     weight.withUnsafeBufferPointer { w in
         dOutput.withUnsafeBufferPointer { dy in
-            dw.withUnsafeMutableBufferPointer { dwp in
-                sources.withPointers { x, off, m in
-                    gradients.withPointers { dx, dOff, dM in
-                        forEachColumnChunk(conv, ws) { n0, images in
-                            let stride = images * conv.outPixels
-                            if wantWeight {
-                                let columns = ws.floats(.columns, conv.inChannels * conv.taps * stride)
-                                deformableIm2col(geo, x, off, m, n0, images, columns, ws)
-                                columnsWeightGradientGemm(conv, dWeight: dwp.baseAddress!, dOutput: dy.baseAddress!,
-                                                          columns: columns, columnStride: stride, imageStep: conv.outPixels,
-                                                          firstImage: n0, images: images)
-                            }
-                            if wantSampling {
-                                let dColumns = ws.floats(.columnGradient, conv.inChannels * conv.taps * stride)
-                                columnsGradientGemm(conv, dColumns: dColumns, columnStride: stride, imageStep: conv.outPixels,
-                                                    accumulate: false, weight: w.baseAddress!, dOutput: dy.baseAddress!,
-                                                    firstImage: n0, images: images)
-                                deformableCol2im(geo, dColumns: dColumns, x, off, m, dInput: dx, dOffset: dOff, dMask: dM,
-                                                 firstImage: n0, images: images, ws)
-                            }
+            sources.withPointers { x, off, m in
+                gradients.withPointers { dx, dOff, dM in
+                    let permuted = ws.floats(.weightPermuted, weight.count)
+                    layout.permuteWeight(w.baseAddress!, into: permuted)
+                    forEachColumnChunk(conv, ws) { n0, images in
+                        let chunk = layout.prepareChunk(x, off, m, firstImage: n0, images: images, ws)
+                        let count = images * conv.outPixels * layout.columnsPerPixel
+                        if wantWeight {
+                            let columns = ws.floats(.columns, count)
+                            layout.im2col(chunk, columns)
+                            layout.weightGradientGemm(dWeight: dPermuted, dOutput: dy.baseAddress!, columns: columns, chunk: chunk)
+                        }
+                        if wantSampling {
+                            let dColumns = ws.floats(.columnGradient, count)
+                            layout.columnsGradientGemm(dColumns: dColumns, weight: permuted, dOutput: dy.baseAddress!, chunk: chunk)
+                            layout.samplingAdjoint(chunk, dColumns: SharedReads(dColumns), dInput: dx, dOffset: dOff, dMask: dM, ws)
                         }
                     }
                 }
@@ -133,41 +143,24 @@ public func deformConv2dBackward(
         }
     }
     gradients.store(dInput: &dInput, dOffset: &dOffset, dMask: &dMask)
-    if wantWeight { dWeight = dw }
+    if wantWeight {
+        dWeight!.withUnsafeMutableBufferPointer { layout.addUnpermutedWeightGradient(dPermuted, into: $0.baseAddress!) }
+    }
 }
 
 // MARK: - Sampling table
 
-/// The four corners of one bilinear sample: plane indices (clamped into the plane, so always
-/// safe to read) and weights (0 for corners outside the image or samples outside the band).
-struct BilinearSample {
-    var i00: Int32, i01: Int32, i10: Int32, i11: Int32
-    var w00: Float, w01: Float, w10: Float, w11: Float
+/// One bilinear sample in the zero-bordered grid: the index of its top-left corner in the
+/// (H+2) x (W+2) grid (-1 outside the sampling band), the fractional parts and the mask (1 for DCNv1).
+struct PaddedSample {
+    var corner: Int32
+    var ly: Float, lx: Float, mask: Float
 
-    static let zero = BilinearSample(i00: 0, i01: 0, i10: 0, i11: 0, w00: 0, w01: 0, w10: 0, w11: 0)
-
-    @inline(__always) func value(_ plane: UnsafePointer<Float>) -> Float {
-        w00 * plane[Int(i00)] + w01 * plane[Int(i01)] + w10 * plane[Int(i10)] + w11 * plane[Int(i11)]
+    /// The four masked bilinear weights (top-left, top-right, bottom-left, bottom-right).
+    @inline(__always) var weights: (Float, Float, Float, Float) {
+        let hy = 1 - ly, hx = 1 - lx
+        return (hy * hx * mask, hy * lx * mask, ly * hx * mask, ly * lx * mask)
     }
-}
-
-/// Bilinear sample of an H x W plane at (y, x) with torchvision's band and zero padding, plus the
-/// fractional parts (ly, lx) and the corners inside the image (bits 00, 01, 10, 11) that the offset
-/// gradient needs: a corner can lie in the image with weight 0 and still move the derivative.
-@inline(__always)
-func bilinearSample(y: Float, x: Float, height H: Int, width W: Int) -> (sample: BilinearSample, ly: Float, lx: Float, corners: UInt8) {
-    guard y > -1, y < Float(H), x > -1, x < Float(W) else { return (.zero, 0, 0, 0) }
-    let yf = y.rounded(.down), xf = x.rounded(.down)
-    let y0 = Int(yf), x0 = Int(xf)
-    let ly = y - yf, lx = x - xf, hy = 1 - ly, hx = 1 - lx
-    let rowLow = y0 >= 0, rowHigh = y0 + 1 <= H - 1, colLow = x0 >= 0, colHigh = x0 + 1 <= W - 1
-    let yl = max(y0, 0), yh = min(y0 + 1, H - 1), xl = max(x0, 0), xh = min(x0 + 1, W - 1)
-    let s = BilinearSample(
-        i00: Int32(yl * W + xl), i01: Int32(yl * W + xh), i10: Int32(yh * W + xl), i11: Int32(yh * W + xh),
-        w00: rowLow && colLow ? hy * hx : 0, w01: rowLow && colHigh ? hy * lx : 0,
-        w10: rowHigh && colLow ? ly * hx : 0, w11: rowHigh && colHigh ? ly * lx : 0)
-    let corners = (rowLow && colLow ? 1 : 0) | (rowLow && colHigh ? 2 : 0) | (rowHigh && colLow ? 4 : 0) | (rowHigh && colHigh ? 8 : 0)
-    return (s, ly, lx, UInt8(corners))
 }
 
 /// Sampling position of tap k = (i, j) at output pixel p = (oy, ox) before the offset.
@@ -179,156 +172,344 @@ func basePosition(_ conv: ConvGeometry, tap k: Int, pixel p: Int) -> (y: Float, 
     return (Float(oy * o.strideH - o.padH + i * o.dilationH), Float(ox * o.strideW - o.padW + j * o.dilationW))
 }
 
-/// Fills table[k*P + p] for image n and offset group g; the weights are multiplied by the mask.
-func fillSamplingTable(
-    _ geo: DeformConvGeometry, _ off: SharedReads<Float>, _ m: SharedReads<Float>?, image n: Int, group g: Int,
-    _ table: DisjointWrites<BilinearSample>
-) {
-    let conv = geo.conv, K = conv.taps, P = conv.outPixels, H = conv.height, W = conv.width
-    let G = geo.offsetGroups
-    parallelFor(K * P, grain: 256) { entries in
-        for e in entries {
-            let k = e / P, p = e % P
-            let base = basePosition(conv, tap: k, pixel: p)
-            let offsetRow = ((n * G + g) * 2 * K + 2 * k) * P + p
-            var s = bilinearSample(y: base.y + off[offsetRow], x: base.x + off[offsetRow + P], height: H, width: W).sample
-            if let m {
-                let scale = m[((n * G + g) * K + k) * P + p]
-                s.w00 *= scale; s.w01 *= scale; s.w10 *= scale; s.w11 *= scale
-            }
-            table[e] = s
-        }
+/// A run of consecutive input channels with one offset group and one weight group: the unit of
+/// vector work. `column(k)` is where the run's first channel sits in a pixel's columns.
+struct ChannelRun {
+    let first: Int, count: Int, offsetGroup: Int, weightGroup: Int
+    let firstInWeightGroup: Int, channelsPerWeightGroup: Int, taps: Int
+
+    @inline(__always) func column(_ k: Int) -> Int {
+        weightGroup * taps * channelsPerWeightGroup + k * channelsPerWeightGroup + firstInWeightGroup
     }
 }
 
-// MARK: - Bilinear im2col and its adjoint
+/// The images of one chunk, ready for the bilinear im2col and its adjoints.
+struct DeformChunk {
+    let firstImage: Int, images: Int
+    /// Channel-last input with a zero border, `images x (H+2)(W+2) x C`.
+    let grid: SharedReads<Float>
+    /// `table[((b*P + p)*G + g)*K + k]`.
+    let table: SharedReads<PaddedSample>
+}
 
-/// columns[c*K + k, b*P + p] = m * x[n0+b, c](y_k(p), x_k(p)) for the images of the chunk.
-func deformableIm2col(
-    _ geo: DeformConvGeometry, _ x: SharedReads<Float>, _ off: SharedReads<Float>, _ m: SharedReads<Float>?,
-    _ n0: Int, _ images: Int, _ columns: UnsafeMutablePointer<Float>, _ ws: Workspace
-) {
-    let conv = geo.conv, K = conv.taps, P = conv.outPixels, C = conv.inChannels, HW = conv.inPixels
-    let Cg = geo.channelsPerOffsetGroup, stride = images * P
-    let table = ws.raw(.samplingTable, bytes: K * P * MemoryLayout<BilinearSample>.stride)
-        .bindMemory(to: BilinearSample.self, capacity: K * P)
-    let entries = SharedReads(table), out = DisjointWrites(columns)
-    for b in 0..<images {
-        let n = n0 + b
-        for g in 0..<geo.offsetGroups {
-            fillSamplingTable(geo, off, m, image: n, group: g, DisjointWrites(table))
-            parallelFor(Cg, grain: 1) { channels in
-                for cg in channels {
-                    let c = g * Cg + cg
-                    let plane = x + (n * C + c) * HW
+/// The pixel-major bilinear im2col of one deformable convolution and the maths built on it.
+struct PixelMajorLayout {
+    let geo: DeformConvGeometry
+    let conv: ConvGeometry
+    let runs: [ChannelRun]
+    let C: Int, K: Int, P: Int, G: Int, H: Int, W: Int
+    /// Floats per pixel in the columns: C * K.
+    let columnsPerPixel: Int
+    /// Grid cells per image: (H+2)(W+2).
+    let cells: Int
+
+    init(_ geo: DeformConvGeometry) {
+        self.geo = geo
+        conv = geo.conv
+        C = conv.inChannels; K = conv.taps; P = conv.outPixels; G = geo.offsetGroups
+        H = conv.height; W = conv.width
+        columnsPerPixel = C * K
+        cells = (H + 2) * (W + 2)
+        let Cg = geo.channelsPerOffsetGroup, Cw = conv.inChannels / conv.groups
+        var runs: [ChannelRun] = []
+        var c = 0
+        while c < C {
+            let end = min((c / Cg + 1) * Cg, (c / Cw + 1) * Cw)
+            runs.append(ChannelRun(first: c, count: end - c, offsetGroup: c / Cg, weightGroup: c / Cw,
+                                   firstInWeightGroup: c % Cw, channelsPerWeightGroup: Cw, taps: K))
+            c = end
+        }
+        self.runs = runs
+    }
+
+    /// W'[o, k*Cw + c] = W[o, c*K + k]: the weight in the columns' tap-major order.
+    func permuteWeight(_ w: UnsafePointer<Float>, into permuted: UnsafeMutablePointer<Float>) {
+        let Cw = C / conv.groups
+        for o in 0..<conv.outChannels {
+            for c in 0..<Cw { for k in 0..<K { permuted[o * Cw * K + k * Cw + c] = w[o * Cw * K + c * K + k] } }
+        }
+    }
+
+    /// dW[o, c*K + k] += dW'[o, k*Cw + c].
+    func addUnpermutedWeightGradient(_ permuted: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+        let Cw = C / conv.groups
+        for o in 0..<conv.outChannels {
+            for c in 0..<Cw { for k in 0..<K { dw[o * Cw * K + c * K + k] += permuted[o * Cw * K + k * Cw + c] } }
+        }
+    }
+
+    /// Copies the chunk's images into the channel-last zero-bordered grid and fills the sampling table.
+    func prepareChunk(
+        _ x: SharedReads<Float>, _ off: SharedReads<Float>, _ m: SharedReads<Float>?,
+        firstImage n0: Int, images: Int, _ ws: Workspace
+    ) -> DeformChunk {
+        let grid = ws.floats(.inputTransposed, images * cells * C)
+        let table = ws.raw(.samplingTable, bytes: images * P * G * K * MemoryLayout<PaddedSample>.stride)
+            .bindMemory(to: PaddedSample.self, capacity: images * P * G * K)
+        let gridOut = DisjointWrites(grid), tableOut = DisjointWrites(table)
+        let (C, H, W, P, K, G, cells, conv) = (C, H, W, P, K, G, cells, conv)
+        // Rows 0 and H+1 of the grid are the border; row y+1 holds input row y between two zeros.
+        parallelFor(images * (H + 2), grain: 4) { rows in
+            for r in rows {
+                let b = r / (H + 2), gy = r % (H + 2)
+                let line = gridOut + (b * cells + gy * (W + 2)) * C
+                if gy == 0 || gy == H + 1 { line.initialize(repeating: 0, count: (W + 2) * C); continue }
+                line.initialize(repeating: 0, count: C)
+                (line + (W + 1) * C).initialize(repeating: 0, count: C)
+                let plane = x + (n0 + b) * C * H * W + (gy - 1) * W
+                for c in 0..<C {
+                    let source = plane + c * H * W
+                    for ix in 0..<W { line[(ix + 1) * C + c] = source[ix] }
+                }
+            }
+        }
+        parallelFor(images * P, grain: 64) { pixels in
+            for r in pixels {
+                let n = n0 + r / P, p = r % P
+                for g in 0..<G {
                     for k in 0..<K {
-                        let row = out + (c * K + k) * stride + b * P
-                        let samples = entries + k * P
-                        for p in 0..<P { row[p] = samples[p].value(plane) }
+                        let base = basePosition(conv, tap: k, pixel: p)
+                        let offsetRow = ((n * G + g) * 2 * K + 2 * k) * P + p
+                        let y = base.y + off[offsetRow], xx = base.x + off[offsetRow + P]
+                        let mask = m.map { $0[((n * G + g) * K + k) * P + p] } ?? 1
+                        var s = PaddedSample(corner: -1, ly: 0, lx: 0, mask: 0)
+                        if y > -1, y < Float(H), xx > -1, xx < Float(W) {
+                            let yf = y.rounded(.down), xf = xx.rounded(.down)
+                            s = PaddedSample(corner: Int32((Int(yf) + 1) * (W + 2) + Int(xf) + 1), ly: y - yf, lx: xx - xf, mask: mask)
+                        }
+                        tableOut[(r * G + g) * K + k] = s
                     }
                 }
             }
         }
+        return DeformChunk(firstImage: n0, images: images, grid: SharedReads(grid), table: SharedReads(table))
     }
-}
 
-/// Backward of the bilinear im2col for the chunk's images, given dColumns:
-/// - dInput[n, c] += m * w_corner * dColumns at each corner (split by channel: disjoint planes);
-/// - dMask[n, g, k, p] += sum_c dColumns * bilinear(x_c);
-/// - dOffset[n, g, 2k(+1), p] += m * sum_c dColumns * d bilinear(x_c) / dy (dx), split by (k, p).
-func deformableCol2im(
-    _ geo: DeformConvGeometry, dColumns: UnsafeMutablePointer<Float>,
-    _ x: SharedReads<Float>, _ off: SharedReads<Float>, _ m: SharedReads<Float>?,
-    dInput: DisjointWrites<Float>?, dOffset: DisjointWrites<Float>?, dMask: DisjointWrites<Float>?,
-    firstImage n0: Int, images: Int, _ ws: Workspace
-) {
-    let conv = geo.conv, K = conv.taps, P = conv.outPixels, C = conv.inChannels, HW = conv.inPixels
-    let H = conv.height, W = conv.width, G = geo.offsetGroups, Cg = geo.channelsPerOffsetGroup
-    let stride = images * P
-    let table = ws.raw(.samplingTable, bytes: K * P * MemoryLayout<BilinearSample>.stride)
-        .bindMemory(to: BilinearSample.self, capacity: K * P)
-    let entries = SharedReads(table), dcol = SharedReads(dColumns)
-    for b in 0..<images {
-        let n = n0 + b
-        for g in 0..<G {
-            // Masked weights: the input gradient is the transpose of the forward sampling.
-            fillSamplingTable(geo, off, m, image: n, group: g, DisjointWrites(table))
-            if let dInput {
-                parallelFor(Cg, grain: 1) { channels in
-                    for cg in channels {
-                        let c = g * Cg + cg
-                        let plane = dInput + (n * C + c) * HW
-                        for k in 0..<K {
-                            let row = dcol + (c * K + k) * stride + b * P
-                            let samples = entries + k * P
-                            for p in 0..<P {
-                                let s = samples[p], d = row[p]
-                                plane[Int(s.i00)] += s.w00 * d
-                                plane[Int(s.i01)] += s.w01 * d
-                                plane[Int(s.i10)] += s.w10 * d
-                                plane[Int(s.i11)] += s.w11 * d
-                            }
+    /// columns[b*P + p][column(c, k)] = m * x[n0+b, c](y_k(p), x_k(p)).
+    func im2col(_ chunk: DeformChunk, _ columns: UnsafeMutablePointer<Float>) {
+        let out = DisjointWrites(columns)
+        let (C, K, P, G, W, cells, runs, CK) = (C, K, P, G, W, cells, runs, columnsPerPixel)
+        parallelFor(chunk.images * P, grain: 16) { pixels in
+            for r in pixels {
+                let row = out + r * CK
+                let grid = chunk.grid + (r / P) * cells * C
+                for k in 0..<K {
+                    for run in runs {
+                        let s = chunk.table[(r * G + run.offsetGroup) * K + k]
+                        let dst = row + run.column(k)
+                        if s.corner < 0 { dst.initialize(repeating: 0, count: run.count); continue }
+                        let (w00, w01, w10, w11) = s.weights
+                        let v00 = grid + Int(s.corner) * C + run.first, v01 = v00 + C
+                        let v10 = v00 + (W + 2) * C, v11 = v10 + C
+                        var i = 0
+                        while i + 8 <= run.count {
+                            let v = w00 * load8(v00 + i) + w01 * load8(v01 + i) + w10 * load8(v10 + i) + w11 * load8(v11 + i)
+                            store8(v, dst + i)
+                            i += 8
+                        }
+                        while i < run.count {
+                            dst[i] = w00 * v00[i] + w01 * v01[i] + w10 * v10[i] + w11 * v11[i]
+                            i += 1
                         }
                     }
                 }
             }
-            if dOffset == nil && dMask == nil { continue }
-            parallelFor(K * P, grain: 64) { range in
-                // Per-task scratch for this range of (tap, pixel): accumulators, unmasked samples,
-                // fractional parts, corners inside the image, and offsets into dColumns rows.
-                let count = range.count
-                let value = UnsafeMutablePointer<Float>.allocate(capacity: 3 * count)
-                let gradY = value + count, gradX = value + 2 * count
-                value.initialize(repeating: 0, count: 3 * count)
-                let samples = UnsafeMutablePointer<BilinearSample>.allocate(capacity: count)
-                let fractions = UnsafeMutablePointer<(Float, Float)>.allocate(capacity: count)
-                let inside = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
-                let columnOffset = UnsafeMutablePointer<Int>.allocate(capacity: count)
-                defer {
-                    value.deallocate(); samples.deallocate(); fractions.deallocate(); inside.deallocate(); columnOffset.deallocate()
+        }
+    }
+
+    /// out[n0+b, group rows] += W'[group] (Mg x Kg) * columns[b][:, group]^T (Kg x P).
+    func forwardGemm(output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
+                     columns: UnsafePointer<Float>, chunk: DeformChunk) {
+        let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
+        for b in 0..<chunk.images {
+            for g in 0..<conv.groups {
+                BLAS.sgemm(transA: false, transB: true, m: Mg, n: P, k: Kg, alpha: 1,
+                           a: weight + g * Mg * Kg, lda: Kg, b: columns + b * P * columnsPerPixel + g * Kg, ldb: columnsPerPixel,
+                           beta: 1, c: output + ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, ldc: P)
+            }
+        }
+    }
+
+    /// dW'[group] += dOut[n0+b, group rows] (Mg x P) * columns[b][:, group] (P x Kg), images in order.
+    func weightGradientGemm(dWeight: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+                            columns: UnsafePointer<Float>, chunk: DeformChunk) {
+        let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
+        for b in 0..<chunk.images {
+            for g in 0..<conv.groups {
+                BLAS.sgemm(transA: false, transB: false, m: Mg, n: Kg, k: P, alpha: 1,
+                           a: dOutput + ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, lda: P,
+                           b: columns + b * P * columnsPerPixel + g * Kg, ldb: columnsPerPixel,
+                           beta: 1, c: dWeight + g * Mg * Kg, ldc: Kg)
+            }
+        }
+    }
+
+    /// dColumns[b][:, group] = dOut[n0+b, group rows]^T (P x Mg) * W'[group] (Mg x Kg).
+    func columnsGradientGemm(dColumns: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
+                             dOutput: UnsafePointer<Float>, chunk: DeformChunk) {
+        let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
+        for b in 0..<chunk.images {
+            for g in 0..<conv.groups {
+                BLAS.sgemm(transA: true, transB: false, m: P, n: Kg, k: Mg, alpha: 1,
+                           a: dOutput + ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, lda: P,
+                           b: weight + g * Mg * Kg, ldb: Kg,
+                           beta: 0, c: dColumns + b * P * columnsPerPixel + g * Kg, ldc: columnsPerPixel)
+            }
+        }
+    }
+
+    /// The backward pass over the samples is split into this many blocks of pixels. The number is
+    /// fixed, not the thread count, so dInput's per-block partial sums are added in the same order
+    /// on any machine; up to this many threads work in that pass.
+    static let adjointBlocks = 4
+
+    /// The adjoint of the bilinear im2col applied to dColumns, in one pass over the samples split
+    /// by blocks of pixels:
+    /// - dInput: each block scatters its samples into its own channel-last partial gradient grid
+    ///   (only the span of cells its samples touch is used), visiting (pixel, group, tap, corner) in
+    ///   order; the blocks are then added into dInput (NCHW) in block order;
+    /// - per (pixel, offset group, tap), the four dot products D_ab = sum_c dColumns * x_c(corner ab)
+    ///   give dMask[n, g, k, p] += sum_c dColumns * bilinear(x_c) and
+    ///   dOffset[n, g, 2k(+1), p] += m * sum_c dColumns * d bilinear(x_c) / dy (dx).
+    func samplingAdjoint(_ chunk: DeformChunk, dColumns: SharedReads<Float>, dInput: DisjointWrites<Float>?,
+                         dOffset: DisjointWrites<Float>?, dMask: DisjointWrites<Float>?, _ ws: Workspace) {
+        let (C, K, P, G, H, W, cells, runs, CK) = (C, K, P, G, H, W, cells, runs, columnsPerPixel)
+        let rows = chunk.images * P, n0 = chunk.firstImage
+        let blocks = min(Self.adjointBlocks, rows)
+        let gridFloats = chunk.images * cells * C
+        let wantDots = dOffset != nil || dMask != nil
+        let partialStorage = ws.floats(.inputGradientTransposed, dInput == nil ? 0 : blocks * gridFloats)
+        let partial = DisjointWrites(partialStorage)
+        let spanStorage = UnsafeMutablePointer<Range<Int>>.allocate(capacity: blocks)
+        spanStorage.initialize(repeating: 0..<0, count: blocks)
+        defer { spanStorage.deallocate() }
+        let spans = DisjointWrites(spanStorage)
+        parallelFor(blocks, grain: 1) { blockRange in
+            for block in blockRange {
+                let r0 = rows * block / blocks, r1 = rows * (block + 1) / blocks
+                let grid = partial + block * gridFloats
+                if dInput != nil {
+                    // Cells this block's samples touch: top-left corners, one grid row and one cell beyond.
+                    var first = Int.max, last = -1
+                    for r in r0..<r1 {
+                        for e in 0..<(G * K) {
+                            let corner = Int(chunk.table[r * G * K + e].corner)
+                            if corner < 0 { continue }
+                            let cell = (r / P) * cells + corner
+                            first = min(first, cell); last = max(last, cell)
+                        }
+                    }
+                    let span = last < 0 ? 0..<0 : first..<(last + W + 4)
+                    spans[block] = span
+                    (grid + span.lowerBound * C).initialize(repeating: 0, count: span.count * C)
                 }
-                for (t, e) in range.enumerated() {
-                    let k = e / P, p = e % P
-                    let base = basePosition(conv, tap: k, pixel: p)
-                    let offsetRow = ((n * G + g) * 2 * K + 2 * k) * P + p
-                    let r = bilinearSample(y: base.y + off[offsetRow], x: base.x + off[offsetRow + P], height: H, width: W)
-                    samples[t] = r.sample
-                    fractions[t] = (r.ly, r.lx)
-                    inside[t] = r.corners
-                    columnOffset[t] = k * stride + b * P + p
-                }
-                for cg in 0..<Cg {
-                    let c = g * Cg + cg
-                    let plane = x + (n * C + c) * HW
-                    let rows = dcol + c * K * stride
-                    for t in 0..<count {
-                        let d = rows[columnOffset[t]]
-                        let corners = inside[t]
-                        if d == 0 || corners == 0 { continue }
-                        let s = samples[t]
-                        // Corner values; corners outside the image count as 0 (zero padding).
-                        let v00 = corners & 1 != 0 ? plane[Int(s.i00)] : 0, v01 = corners & 2 != 0 ? plane[Int(s.i01)] : 0
-                        let v10 = corners & 4 != 0 ? plane[Int(s.i10)] : 0, v11 = corners & 8 != 0 ? plane[Int(s.i11)] : 0
-                        let (ly, lx) = fractions[t]
-                        value[t] += d * (s.w00 * v00 + s.w01 * v01 + s.w10 * v10 + s.w11 * v11)
-                        // d/dy of hy*hx*v00 + hy*lx*v01 + ly*hx*v10 + ly*lx*v11, and d/dx likewise.
-                        gradY[t] += d * ((1 - lx) * (v10 - v00) + lx * (v11 - v01))
-                        gradX[t] += d * ((1 - ly) * (v01 - v00) + ly * (v11 - v10))
+                for r in r0..<r1 {
+                    let n = n0 + r / P, p = r % P
+                    let imageCells = (r / P) * cells
+                    let row = dColumns + r * CK
+                    for g in 0..<G {
+                        for k in 0..<K {
+                            let s = chunk.table[(r * G + g) * K + k]
+                            if s.corner < 0 { continue }
+                            let corner = (imageCells + Int(s.corner)) * C, below = (W + 2) * C
+                            var sums = SIMD4<Float>(repeating: 0)  // D00, D01, D10, D11
+                            for run in runs where run.offsetGroup == g {
+                                let d = row + run.column(k)
+                                if dInput != nil {
+                                    scatterCorners(d, grid + corner + run.first, rowStride: below, channelStride: C,
+                                                   weights: s.weights, count: run.count)
+                                }
+                                if wantDots {
+                                    let v00 = chunk.grid + corner + run.first
+                                    sums += cornerDots(d, v00, v00 + C, v00 + below, v00 + below + C, count: run.count)
+                                }
+                            }
+                            if !wantDots { continue }
+                            let ly = s.ly, lx = s.lx, hy = 1 - ly, hx = 1 - lx
+                            let (d00, d01, d10, d11) = (sums[0], sums[1], sums[2], sums[3])
+                            if let dOffset {
+                                let offsetRow = ((n * G + g) * 2 * K + 2 * k) * P + p
+                                // d/dy of hy*hx*v00 + hy*lx*v01 + ly*hx*v10 + ly*lx*v11, and d/dx likewise.
+                                dOffset[offsetRow] += s.mask * (hx * (d10 - d00) + lx * (d11 - d01))
+                                dOffset[offsetRow + P] += s.mask * (hy * (d01 - d00) + ly * (d11 - d10))
+                            }
+                            if let dMask { dMask[((n * G + g) * K + k) * P + p] += hy * hx * d00 + hy * lx * d01 + ly * hx * d10 + ly * lx * d11 }
+                        }
                     }
                 }
-                for (t, e) in range.enumerated() {
-                    let k = e / P, p = e % P
-                    let scale = m.map { $0[((n * G + g) * K + k) * P + p] } ?? 1
-                    if let dOffset {
-                        let offsetRow = ((n * G + g) * 2 * K + 2 * k) * P + p
-                        dOffset[offsetRow] += scale * gradY[t]
-                        dOffset[offsetRow + P] += scale * gradX[t]
+            }
+        }
+        guard let dInput else { return }
+        // dInput[n, c, y, x] += the blocks' grids at cell (y+1)(W+2) + x+1, channel c, in block order.
+        let source = SharedReads(partialStorage), blockSpans = SharedReads(spanStorage)
+        parallelFor(chunk.images * H, grain: 4) { lines in
+            for line in lines {
+                let b = line / H, y = line % H
+                let lineCells = (b * cells + (y + 1) * (W + 2) + 1)..<(b * cells + (y + 1) * (W + 2) + 1 + W)
+                let plane = dInput + (n0 + b) * C * H * W + y * W
+                for block in 0..<blocks {
+                    let span = lineCells.clamped(to: blockSpans[block])
+                    if span.isEmpty { continue }
+                    let grid = source + block * gridFloats
+                    for c in 0..<C {
+                        let target = plane + c * H * W - lineCells.lowerBound
+                        for cell in span { target[cell] += grid[cell * C + c] }
                     }
-                    if let dMask { dMask[((n * G + g) * K + k) * P + p] += value[t] }
                 }
             }
         }
     }
+}
+
+/// q_ab[i] += w_ab * d[i] at the four corners (top-left q, right +channelStride, below +rowStride).
+@inline(__always)
+func scatterCorners(_ d: UnsafePointer<Float>, _ q00: UnsafeMutablePointer<Float>, rowStride: Int, channelStride: Int,
+                    weights: (Float, Float, Float, Float), count: Int) {
+    let (w00, w01, w10, w11) = weights
+    let q01 = q00 + channelStride, q10 = q00 + rowStride, q11 = q10 + channelStride
+    var i = 0
+    while i + 8 <= count {
+        let v = load8(d + i)
+        store8(load8(q00 + i) + w00 * v, q00 + i)
+        store8(load8(q01 + i) + w01 * v, q01 + i)
+        store8(load8(q10 + i) + w10 * v, q10 + i)
+        store8(load8(q11 + i) + w11 * v, q11 + i)
+        i += 8
+    }
+    while i < count {
+        let v = d[i]
+        q00[i] += w00 * v; q01[i] += w01 * v; q10[i] += w10 * v; q11[i] += w11 * v
+        i += 1
+    }
+}
+
+/// (sum d*a, sum d*b, sum d*c, sum d*e) over `count` floats, in 8-wide partial sums.
+@inline(__always)
+func cornerDots(_ d: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                _ c: UnsafePointer<Float>, _ e: UnsafePointer<Float>, count: Int) -> SIMD4<Float> {
+    var sa = SIMD8<Float>(repeating: 0), sb = sa, sc = sa, se = sa
+    var i = 0
+    while i + 8 <= count {
+        let v = load8(d + i)
+        sa += v * load8(a + i); sb += v * load8(b + i); sc += v * load8(c + i); se += v * load8(e + i)
+        i += 8
+    }
+    var result = SIMD4<Float>(sa.sum(), sb.sum(), sc.sum(), se.sum())
+    while i < count {
+        result += d[i] * SIMD4<Float>(a[i], b[i], c[i], e[i])
+        i += 1
+    }
+    return result
+}
+
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+@inline(__always) func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+@inline(__always) func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
 // MARK: - Pointer plumbing

@@ -83,7 +83,10 @@ func smallSpec(_ kinds: [ConvKind] = [.regular, .regular, .regular, .regular], f
     let ws = Workspace()
     let (r, _) = try regular.forward(x, training: false, ws)
     let (d, _) = try dconv.forward(x, training: false, ws)
-    for name in ResNet.stageNames { #expect(r[name]!.data == d[name]!.data, "\(name)") }
+    // The same sums in another order (deformable columns are tap-major, conv2d's channel-major).
+    for name in ResNet.stageNames {
+        #expect(relativeL2(r[name]!.data.map(Double.init), d[name]!.data.map(Double.init)) < 1e-5, "\(name)")
+    }
 }
 
 @Test func zeroInitialisedModulatedLayerGivesHalfTheRegularConv() throws {
@@ -93,7 +96,7 @@ func smallSpec(_ kinds: [ConvKind] = [.regular, .regular, .regular, .regular], f
     let (y, cache) = try layer.forward(x, Workspace())
     let conv = try conv2dForward(input: x, weight: layer.weight.value, bias: nil, options: ConvOptions(stride: 1, padding: 1))
     #expect(cache.mask!.data.allSatisfy { $0 == 0.5 })
-    #expect(y.data == conv.data.map { $0 * 0.5 })
+    #expect(relativeL2(y.data.map(Double.init), conv.data.map { Double($0 * 0.5) }) < 1e-6)
 }
 
 @Test func frozenStagesReceiveNoGradient() throws {
