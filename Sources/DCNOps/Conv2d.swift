@@ -45,9 +45,11 @@ public func conv2dBackward(
     if dBias != nil { addBiasGradient(&dBias!, dOutput: dOutput, images: geo.batch, pixels: geo.outPixels) }
     if dInput == nil && dWeight == nil { return }
     let ws = workspace ?? Workspace()
+    let wantInput = dInput != nil, wantWeight = dWeight != nil
+    // Move the gradients out of the caller's variables so that writing them copies nothing.
     var dx = dInput ?? Tensor(zeros: [0])
     var dw = dWeight ?? Tensor(zeros: [0])
-    let wantInput = dInput != nil, wantWeight = dWeight != nil
+    dInput = nil; dWeight = nil
     input.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { w in
             dOutput.withUnsafeBufferPointer { dy in

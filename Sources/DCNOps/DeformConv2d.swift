@@ -114,7 +114,9 @@ public func deformConv2dBackward(
 
     let ws = workspace ?? Workspace()
     let layout = PixelMajorLayout(geo)
+    // Move the sampling gradients out of the caller's variables so that writing them copies nothing.
     var gradients = DeformGradients(geo: geo, dInput: dInput, dOffset: dOffset, dMask: dMask)
+    dInput = nil; dOffset = nil; dMask = nil
     let sources = DeformSources(input: input, offset: offset, mask: mask)
     let dPermuted = ws.floats(.weightGradientPermuted, weight.count)
     dPermuted.initialize(repeating: 0, count: weight.count)
