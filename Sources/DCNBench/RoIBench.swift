@@ -90,7 +90,7 @@ public func runRoIBenchmark(threads: Int, rois k: Int = 512, channels c: Int = 2
 }
 
 /// RPN-like proposals: `count` boxes of 8-300 px in an 800x1216 image, U(0, 1) scores.
-func randomProposals(count: Int, seed: UInt64) -> (boxes: Tensor, scores: Tensor) {
+public func randomProposals(count: Int, seed: UInt64) -> (boxes: Tensor, scores: Tensor) {
     var rng = SeededGenerator(seed: seed)
     var data = [Float]()
     data.reserveCapacity(count * 4)

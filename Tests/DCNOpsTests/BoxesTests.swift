@@ -33,7 +33,7 @@ import Testing
 }
 
 @Test func nmsMaxKeptIsAPrefix() throws {
-    let (boxes, scores) = randomBoxes(count: 2000, seed: 3)
+    let (boxes, scores) = randomProposals(count: 2000, seed: 3)
     let all = try nms(boxes: boxes, scores: scores, iouThreshold: 0.7)
     let first = try nms(boxes: boxes, scores: scores, iouThreshold: 0.7, maxKept: 50)
     #expect(Array(all.prefix(50)) == first)
@@ -65,16 +65,4 @@ import Testing
     #expect(throws: ShapeError.self) { try boxIoU(Tensor(zeros: [2, 3]), boxes) }
     #expect(throws: ShapeError.self) { try batchedNMS(boxes: boxes, scores: Tensor(zeros: [3]), categories: [0], iouThreshold: 0.5) }
     #expect(try nms(boxes: Tensor(zeros: [0, 4]), scores: Tensor(zeros: [0]), iouThreshold: 0.5) == [])
-}
-
-/// RPN-like proposals: `count` boxes of 8-300 px in an 800x1216 image, U(0, 1) scores.
-private func randomBoxes(count: Int, seed: UInt64) -> (Tensor, Tensor) {
-    var rng = SeededGenerator(seed: seed)
-    var data = [Float]()
-    data.reserveCapacity(count * 4)
-    for _ in 0..<count {
-        let x = rng.uniform(0, 1216), y = rng.uniform(0, 800)
-        data += [x, y, x + rng.uniform(8, 300), y + rng.uniform(8, 300)]
-    }
-    return (try! Tensor(shape: [count, 4], data: data), Tensor.uniform([count], using: &rng))
 }
