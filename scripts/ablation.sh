@@ -96,6 +96,9 @@ row_config() {  # the config file and extra overrides of a row
     elif [ "$table" = table3 ]; then
         echo "| setting | regions to mimic | AP | AP_S | AP_M | AP_L | params | FLOPs |"
         echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    elif [ "$table" = demo ]; then
+        echo "| setting | AP | AP50 | AP_S | AP_M | AP_L | params | FLOPs |"
+        echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     else
         echo "| setting | AP | AP_S | AP_M | AP_L | params | FLOPs |"
         echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -126,6 +129,8 @@ for row in $rows; do
     esac
     if [ "$data" = voc ]; then
         echo "| $row | $(percent "$(metric "$m" 'AP50\/area\/mAP')") | $(percent "$(metric "$m" 'AP70\/area\/mAP')") | $params | $flops |"
+    elif [ "$table" = demo ]; then
+        echo "| $row | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/AP50')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
     elif [ "$table" = table3 ]; then
         echo "| $row | $regions | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
     else
