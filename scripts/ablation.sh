@@ -2,7 +2,7 @@
 # Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
 #
 #   scripts/ablation.sh table1|table2|table3|demo [--data coco|voc|synth] [--schedule demo|1x]
-#                       [--threads N] [--set key=value]... [--out DIR]
+#                       [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
 #
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
 # (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3);
@@ -12,14 +12,16 @@
 # evaluates it, and the table goes to results/<table>_<data>.md (AP, AP_S, AP_M, AP_L, params,
 # FLOPs; for VOC data AP50 and AP70). Rows already evaluated are not redone; an interrupted row
 # resumes from its last checkpoint. Synthetic data is generated on first use. `--set` passes a
-# config override to every row (for example data paths); `--out` replaces results/.
+# config override to every row (for example data paths); `--out` replaces results/. `--seeds`
+# trains every row once per seed (solver.seed; seed s > 0 goes to .../<table>/seed<s>/<row>/) and
+# each cell becomes the mean over the seeds with the lowest and highest value in brackets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 table=$1; shift
-data=synth; schedule=demo; threads=""; extra=(); results=results
+data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
@@ -27,12 +29,16 @@ while [ $# -gt 0 ]; do
         --data) data=${2:?--data needs coco, voc or synth}; shift 2 ;;
         --schedule) schedule=${2:?--schedule needs demo or 1x}; shift 2 ;;
         --threads) threads="--threads ${2:?--threads needs a number}"; shift 2 ;;
+        --seeds) IFS=, read -r -a seeds <<< "${2:?--seeds needs a comma-separated list}"; seed_args=true; shift 2 ;;
         -h|--help) usage ;;
         *) echo "ablation.sh: unknown argument '$1'" >&2; usage ;;
     esac
 done
 case $data in coco|voc|synth) ;; *) echo "ablation.sh: --data must be coco, voc or synth, got '$data'" >&2; exit 2 ;; esac
 case $schedule in demo|1x) ;; *) echo "ablation.sh: --schedule must be demo or 1x, got '$schedule'" >&2; exit 2 ;; esac
+for seed in "${seeds[@]}"; do
+    [[ $seed =~ ^[0-9]+$ ]] || { echo "ablation.sh: --seeds takes non-negative integers separated by commas, got '$seed'" >&2; exit 2; }
+done
 
 deformable_rows="roipool roialign dcnv1 dconv_c5 dconv_c4-c5 dconv_c3-c5 dconv_c3-c5_dpool mdconv_c3-c5_mdpool"
 case $table in
@@ -76,7 +82,12 @@ markdown=$results/${table}_${data}.md
 metric() {  # metric FILE NAME: a number from a flat JSON object written by dcn-train
     sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | head -1
 }
-percent() { awk -v v="${1:--1}" 'BEGIN { if (v < 0) print "-"; else printf "%.1f", 100 * v }'; }
+cell() {  # cell NAME FILE...: the metric in percent, over several files "mean (lowest-highest)"
+    local name=$1 file; shift
+    for file in "$@"; do metric "$file" "$name"; echo; done | awk '
+        NF { v = 100 * $1; sum += v; n++; if (n == 1 || v < lo) lo = v; if (n == 1 || v > hi) hi = v }
+        END { if (n == 0) print "-"; else if (n == 1) printf "%.1f", sum; else printf "%.1f (%.1f-%.1f)", sum / n, lo, hi }'
+}
 millions() { awk -v v="$1" 'BEGIN { printf "%.1fM", v / 1e6 }'; }
 billions() { awk -v v="$1" 'BEGIN { printf "%.1fG", v / 1e9 }'; }
 
@@ -88,7 +99,11 @@ row_config() {  # the config file and extra overrides of a row
 }
 
 {
-    echo "# ${table} on ${data} data (${schedule} schedule)"
+    if [ ${#seeds[@]} -gt 1 ]; then
+        echo "# ${table} on ${data} data (${schedule} schedule, seeds $(IFS=,; echo "${seeds[*]}"))"
+    else
+        echo "# ${table} on ${data} data (${schedule} schedule)"
+    fi
     echo
     if [ "$data" = voc ]; then
         echo "| setting | AP50 | AP70 | params | FLOPs |"
@@ -107,34 +122,41 @@ row_config() {  # the config file and extra overrides of a row
 
 for row in $rows; do
     read -r -a cfg <<< "$(row_config "$row")"
-    out=$out_root/$row
-    args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" "${demo_args[@]}" "${extra[@]}" --set "output.dir=$out")
-    if [ ! -f "$out/eval_final_metrics.json" ]; then
-        if [ -e "$out/latest" ]; then
-            echo "== $row: resuming from $out/latest"
-            $bin/dcn-train --config "${cfg[0]}" "${args[@]}" --resume "$out/latest" $threads
+    files=()
+    for seed in "${seeds[@]}"; do
+        out=$out_root/$row
+        [ "$seed" = 0 ] || out=$out_root/seed$seed/$row
+        args=("${cfg[@]:1}" "${size[@]}" "${schedule_args[@]}" "${demo_args[@]}" "${extra[@]}" --set "output.dir=$out")
+        if $seed_args; then args+=(--set "solver.seed=$seed"); fi
+        if [ ! -f "$out/eval_final_metrics.json" ]; then
+            if [ -e "$out/latest" ]; then
+                echo "== $row (seed $seed): resuming from $out/latest"
+                $bin/dcn-train --config "${cfg[0]}" "${args[@]}" --resume "$out/latest" $threads
+            else
+                echo "== $row (seed $seed): training into $out"
+                $bin/dcn-train --config "${cfg[0]}" "${args[@]}" $threads
+            fi
         else
-            echo "== $row: training into $out"
-            $bin/dcn-train --config "${cfg[0]}" "${args[@]}" $threads
+            echo "== $row (seed $seed): done before ($out/eval_final_metrics.json)"
         fi
-    else
-        echo "== $row: done before ($out/eval_final_metrics.json)"
-    fi
+        files+=("$out/eval_final_metrics.json")
+    done
     summary=$($bin/dcn-train --config "${cfg[0]}" "${args[@]}" --summary --json)
     params=$(millions "$(echo "$summary" | sed -n 's/.*"params_total":\([0-9]*\).*/\1/p')")
     flops=$(billions "$(echo "$summary" | sed -n 's/.*"flops_total":\([0-9]*\).*/\1/p')")
-    m=$out/eval_final_metrics.json
     case $row in
         *mimic_fgbg) regions="FG & BG" ;; *mimic_bg) regions="BG only" ;; *mimic_fg) regions="FG only" ;; *) regions="None" ;;
     esac
     if [ "$data" = voc ]; then
-        echo "| $row | $(percent "$(metric "$m" 'AP50\/area\/mAP')") | $(percent "$(metric "$m" 'AP70\/area\/mAP')") | $params | $flops |"
-    elif [ "$table" = demo ]; then
-        echo "| $row | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/AP50')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
-    elif [ "$table" = table3 ]; then
-        echo "| $row | $regions | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
+        echo "| $row | $(cell 'AP50\/area\/mAP' "${files[@]}") | $(cell 'AP70\/area\/mAP' "${files[@]}") | $params | $flops |"
     else
-        echo "| $row | $(percent "$(metric "$m" 'bbox\/AP')") | $(percent "$(metric "$m" 'bbox\/APs')") | $(percent "$(metric "$m" 'bbox\/APm')") | $(percent "$(metric "$m" 'bbox\/APl')") | $params | $flops |"
+        ap=$(cell 'bbox\/AP' "${files[@]}")
+        by_size="$(cell 'bbox\/APs' "${files[@]}") | $(cell 'bbox\/APm' "${files[@]}") | $(cell 'bbox\/APl' "${files[@]}")"
+        case $table in
+            demo) echo "| $row | $ap | $(cell 'bbox\/AP50' "${files[@]}") | $by_size | $params | $flops |" ;;
+            table3) echo "| $row | $regions | $ap | $by_size | $params | $flops |" ;;
+            *) echo "| $row | $ap | $by_size | $params | $flops |" ;;
+        esac
     fi >> "$markdown.tmp"
 done
 mv "$markdown.tmp" "$markdown"
