@@ -88,7 +88,7 @@ public func conv2dBackward(
     if wantWeight { dWeight = dw }
 }
 
-// MARK: - Pieces shared with the deformable convolution
+// MARK: - Batch chunks and bias, shared with the deformable convolution
 
 /// Calls `body(firstImage, images)` for consecutive chunks of the batch whose columns fit the
 /// workspace budget (at least one image per chunk).
@@ -127,6 +127,8 @@ func addBiasGradient(_ dBias: inout Tensor, dOutput: Tensor, images: Int, pixels
         }
     }
 }
+
+// MARK: - The channel-major columns products of conv2d
 
 /// For each image b of the chunk and weight group g: out[n0+b, g] += W[g] * columns[g, b].
 /// `columnStride` is the row stride of the columns matrix and image b's block starts `b * imageStep`

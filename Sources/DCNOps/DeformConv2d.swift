@@ -196,7 +196,6 @@ struct DeformChunk {
 
 /// The pixel-major bilinear im2col of one deformable convolution and the maths built on it.
 struct PixelMajorLayout {
-    let geo: DeformConvGeometry
     let conv: ConvGeometry
     let runs: [ChannelRun]
     let C: Int, K: Int, P: Int, G: Int, H: Int, W: Int
@@ -206,7 +205,6 @@ struct PixelMajorLayout {
     let cells: Int
 
     init(_ geo: DeformConvGeometry) {
-        self.geo = geo
         conv = geo.conv
         C = conv.inChannels; K = conv.taps; P = conv.outPixels; G = geo.offsetGroups
         H = conv.height; W = conv.width
@@ -319,16 +317,25 @@ struct PixelMajorLayout {
         }
     }
 
+    /// Calls `body(columns, rows, weight)` for every (image b of the chunk, weight group g) in
+    /// order, with the offsets of that block: into the columns (b*P*CK + g*Kg), into the NCHW
+    /// output / dOutput (((n0+b)*Cout + g*Mg)*P) and into the permuted weight (g*Mg*Kg).
+    private func forEachGemmBlock(_ chunk: DeformChunk, _ body: (_ columns: Int, _ rows: Int, _ weight: Int) -> Void) {
+        let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
+        for b in 0..<chunk.images {
+            for g in 0..<conv.groups {
+                body(b * P * columnsPerPixel + g * Kg, ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, g * Mg * Kg)
+            }
+        }
+    }
+
     /// out[n0+b, group rows] += W'[group] (Mg x Kg) * columns[b][:, group]^T (Kg x P).
     func forwardGemm(output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
                      columns: UnsafePointer<Float>, chunk: DeformChunk) {
         let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
-        for b in 0..<chunk.images {
-            for g in 0..<conv.groups {
-                BLAS.sgemm(transA: false, transB: true, m: Mg, n: P, k: Kg, alpha: 1,
-                           a: weight + g * Mg * Kg, lda: Kg, b: columns + b * P * columnsPerPixel + g * Kg, ldb: columnsPerPixel,
-                           beta: 1, c: output + ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, ldc: P)
-            }
+        forEachGemmBlock(chunk) { col, rows, w in
+            BLAS.sgemm(transA: false, transB: true, m: Mg, n: P, k: Kg, alpha: 1, a: weight + w, lda: Kg,
+                       b: columns + col, ldb: columnsPerPixel, beta: 1, c: output + rows, ldc: P)
         }
     }
 
@@ -336,13 +343,9 @@ struct PixelMajorLayout {
     func weightGradientGemm(dWeight: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
                             columns: UnsafePointer<Float>, chunk: DeformChunk) {
         let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
-        for b in 0..<chunk.images {
-            for g in 0..<conv.groups {
-                BLAS.sgemm(transA: false, transB: false, m: Mg, n: Kg, k: P, alpha: 1,
-                           a: dOutput + ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, lda: P,
-                           b: columns + b * P * columnsPerPixel + g * Kg, ldb: columnsPerPixel,
-                           beta: 1, c: dWeight + g * Mg * Kg, ldc: Kg)
-            }
+        forEachGemmBlock(chunk) { col, rows, w in
+            BLAS.sgemm(transA: false, transB: false, m: Mg, n: Kg, k: P, alpha: 1, a: dOutput + rows, lda: P,
+                       b: columns + col, ldb: columnsPerPixel, beta: 1, c: dWeight + w, ldc: Kg)
         }
     }
 
@@ -350,13 +353,9 @@ struct PixelMajorLayout {
     func columnsGradientGemm(dColumns: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
                              dOutput: UnsafePointer<Float>, chunk: DeformChunk) {
         let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
-        for b in 0..<chunk.images {
-            for g in 0..<conv.groups {
-                BLAS.sgemm(transA: true, transB: false, m: P, n: Kg, k: Mg, alpha: 1,
-                           a: dOutput + ((chunk.firstImage + b) * conv.outChannels + g * Mg) * P, lda: P,
-                           b: weight + g * Mg * Kg, ldb: Kg,
-                           beta: 0, c: dColumns + b * P * columnsPerPixel + g * Kg, ldc: columnsPerPixel)
-            }
+        forEachGemmBlock(chunk) { col, rows, w in
+            BLAS.sgemm(transA: true, transB: false, m: P, n: Kg, k: Mg, alpha: 1, a: dOutput + rows, lda: P,
+                       b: weight + w, ldb: Kg, beta: 0, c: dColumns + col, ldc: columnsPerPixel)
         }
     }
 
