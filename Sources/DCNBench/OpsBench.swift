@@ -15,6 +15,9 @@ public struct OpTiming: Sendable, Codable {
     public let threads: Int
     public let ms: Double?
     public let gflops: Double
+    /// On the sgemm line: the library ("OpenBLAS 0.3.21") and the core whose kernels ran.
+    public var blas: String? = nil
+    public var core: String? = nil
 }
 
 /// The layer shapes of the benchmark: C -> C, 3x3, pad 1, batch 1.
@@ -52,12 +55,13 @@ public func measureSgemm(n: Int, repeats: Int = 5) -> Double {
 }
 
 /// Times conv2d and modulated deform_conv2d (fwd, fwd+bwd) at each shape, plus sgemm 2048^3.
-/// `report` is called with each measurement as soon as it is known.
-public func runOpsBenchmark(threads: Int, shapes: [(channels: Int, height: Int, width: Int)] = standardOpShapes,
+/// `report` is called with each measurement as soon as it is known. Runs on `Threads.count`
+/// threads (the caller sets them).
+public func runOpsBenchmark(shapes: [(channels: Int, height: Int, width: Int)] = standardOpShapes,
                             repeats: Int = 5, report: (OpTiming) -> Void) throws {
-    Threads.set(threads)
+    let threads = Threads.count
     report(OpTiming(op: "sgemm", pass: nil, channels: nil, height: nil, width: nil, n: 2048, threads: threads,
-                    ms: nil, gflops: measureSgemm(n: 2048)))
+                    ms: nil, gflops: measureSgemm(n: 2048), blas: BLASKernel.version, core: BLASKernel.coreName))
     for shape in shapes {
         var rng = SeededGenerator(seed: 42)
         let C = shape.channels, H = shape.height, W = shape.width

@@ -27,9 +27,9 @@ public struct RoITiming: Sendable, Codable {
 /// and sides ~ U(16, 400) image pixels (scaled by width / 84 and height / 50 for other map
 /// sizes); mdpool offsets ~N(0, 0.3), masks ~U(0, 1); output gradients ~N(0, 1). NMS boxes are
 /// 8-300 px in an 800x1216 image with U(0, 1) scores.
-public func runRoIBenchmark(threads: Int, rois k: Int = 512, channels c: Int = 256, height: Int = 50, width: Int = 84,
+public func runRoIBenchmark(rois k: Int = 512, channels c: Int = 256, height: Int = 50, width: Int = 84,
                             boxes boxCount: Int = 12_000, repeats: Int = 5, report: (RoITiming) -> Void) throws {
-    Threads.set(threads)
+    let threads = Threads.count
     let bins = 7, stride = 16.0, iou = 0.7
 
     var rng = SeededGenerator(seed: 41)

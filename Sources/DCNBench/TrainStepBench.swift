@@ -19,8 +19,8 @@ public struct TrainStepResult: Sendable {
 /// Times `steps` training iterations (after one warm-up) of the detector `config` describes, on
 /// random images of `height x width` with a few random objects.
 public func runTrainStepBenchmark(config: ExperimentConfig, label: String, height: Int, width: Int, batch: Int,
-                                  steps: Int, threads: Int) throws -> TrainStepResult {
-    Threads.set(threads)
+                                  steps: Int) throws -> TrainStepResult {
+    let threads = Threads.count
     let classes = defaultClassCount(config)
     let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: 1)
     var rng = SeededGenerator(seed: 2)

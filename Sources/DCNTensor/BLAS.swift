@@ -1,7 +1,8 @@
 // The one file that calls OpenBLAS. Nothing else in the project sees C types.
 import CBLAS
 
-/// Thin, typed wrappers over the OpenBLAS calls the project uses.
+/// Thin, typed wrappers over the OpenBLAS calls the project uses. Each one first makes sure the
+/// right kernels are selected (`BLASKernel.selection`, done once per process).
 public enum BLAS {
     /// Row-major single-precision matrix product:
     /// `C[m x n] = alpha * op(A) * op(B) + beta * C`, with `op(A)` of size m x k and `op(B)` k x n.
@@ -16,6 +17,7 @@ public enum BLAS {
         beta: Float,
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        _ = BLASKernel.selection
         if m == 0 || n == 0 { return }
         if k == 0 {
             // BLAS leaves C untouched only for beta == 1; make the k == 0 case explicit.
@@ -34,22 +36,26 @@ public enum BLAS {
     /// `y += alpha * x` over `n` floats.
     @inlinable
     public static func saxpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        _ = BLASKernel.selection
         cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
     }
 
     /// Number of threads OpenBLAS uses for one call.
     public static var threadCount: Int {
-        Int(openblas_get_num_threads())
+        _ = BLASKernel.selection
+        return Int(openblas_get_num_threads())
     }
 
     /// Sets the number of threads OpenBLAS uses for one call.
     public static func setThreadCount(_ n: Int) {
+        _ = BLASKernel.selection
         openblas_set_num_threads(Int32(max(1, n)))
     }
 
     /// Solves the dense linear system `A x = b` in place (A is n x n, row-major, overwritten by
     /// its LU factors; b is replaced by x). Returns false when A is singular.
     public static func solve(_ a: inout [Double], _ b: inout [Double], n: Int) -> Bool {
+        _ = BLASKernel.selection
         var pivots = [Int32](repeating: 0, count: n)
         let info = a.withUnsafeMutableBufferPointer { ap in
             b.withUnsafeMutableBufferPointer { bp in

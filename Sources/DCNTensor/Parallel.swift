@@ -24,19 +24,31 @@ public struct SharedReads<T>: @unchecked Sendable {
     @inlinable public static func + (lhs: SharedReads, rhs: Int) -> UnsafePointer<T> { lhs.pointer + rhs }
 }
 
-/// Process-wide thread settings for our own loops and OpenBLAS's.
+/// Thread settings for our own loops and OpenBLAS's.
+///
+/// `set` is process-wide (the command-line tools call it once, at start); `with` changes the
+/// count of our own loops for the calling task only, so tests can compare thread counts while
+/// other tests run. OpenBLAS has one process-wide count and no per-call setting: inside `with`
+/// it keeps the process's.
 public enum Threads {
     nonisolated(unsafe) private static var configured: Int = 0
+    @TaskLocal private static var scoped: Int?
 
-    /// Threads used by `parallelFor` (default: the number of active cores).
+    /// Threads used by `parallelFor`: the task's `with` value, else the `set` value, else the active cores.
     public static var count: Int {
-        configured > 0 ? configured : System.activeProcessorCount
+        scoped ?? (configured > 0 ? configured : System.activeProcessorCount)
     }
 
-    /// Sets our loop threads and OpenBLAS's threads together. Call before starting work.
+    /// Sets our loop threads and OpenBLAS's threads together for the whole process. Call before
+    /// starting work, never while other work runs (tests use `with`).
     public static func set(_ n: Int) {
         configured = max(1, n)
         BLAS.setThreadCount(configured)
+    }
+
+    /// Runs `body` with `n` threads for our own loops in this task (and the tasks it starts).
+    public static func with<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        try $scoped.withValue(max(1, n)) { try body() }
     }
 }
 

@@ -10,7 +10,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, RoI.self, Eval.self, TrainStep.self, DataLoad.self])
+        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, DataLoad.self])
 }
 
 struct Verify: ParsableCommand {
@@ -90,14 +90,15 @@ struct Ops: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json { print("shape (C, HxW)      op              pass        ms   GFLOP/s  %sgemm") }
-        try runOpsBenchmark(threads: threads, shapes: try parsedShapes(), repeats: repeats) { t in
+        Threads.set(threads)
+        try runOpsBenchmark(shapes: try parsedShapes(), repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
                 return
             }
             if t.op == "sgemm" {
                 sgemmRate = t.gflops
-                print("sgemm \(t.n!)^3: \(String(format: "%.1f", t.gflops)) GFLOP/s on \(t.threads) threads")
+                print("sgemm \(t.n!)^3: \(String(format: "%.1f", t.gflops)) GFLOP/s on \(t.threads) threads, \(t.blas!) \(t.core!) kernels")
                 return
             }
             rows["\(t.op) \(t.pass!) \(t.channels!)"] = t.ms!
@@ -107,6 +108,49 @@ struct Ops: ParsableCommand {
                 print("    deform/conv fwd+bwd: \(String(format: "%.2fx", t.ms! / conv))")
             }
         }
+    }
+}
+
+struct BLASKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "blas",
+        abstract: "Each OpenBLAS kernel this CPU runs, switched in turn in this process: the sgemm rate and whether the models' products give the same bits on 1 and N threads.")
+
+    @Option(help: "Threads for the rate and the N of the comparison (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(parsing: .upToNextOption, help: "Cores to run (default: every one this CPU supports, e.g. Prescott Haswell Zen SkylakeX Cooperlake).")
+    var cores: [String] = []
+
+    @Option(help: "Size n of the timed n x n x n sgemm.")
+    var size: Int = 2048
+
+    @Flag(help: "One JSON object per line instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if size < 1 { throw ValidationError("--size must be at least 1") }
+    }
+
+    func run() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let cpu = CPUFeatures.current
+        Threads.set(threads)
+        if !json {
+            print("\(BLASKernel.version); CPU \(cpu.description); loaded \(BLASKernel.selection.loaded), running \(BLASKernel.selection.running)")
+            print("core         sgemm \(size)^3 GFLOP/s   same bits on 1 and \(threads) threads (\(blasDeterminismShapes.count) products of the models)")
+        }
+        try runBLASKernelBenchmark(cores: cores.isEmpty ? runnableCores(cpu) : cores, threads: threads, n: size) { r in
+            if json {
+                print(String(decoding: try! encoder.encode(r), as: UTF8.self))
+                return
+            }
+            let bits = r.differingProducts.isEmpty ? "yes" : "no: " + r.differingProducts.joined(separator: ", ")
+            print("\((r.core + (r.selected ? " *" : "")).padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%10.1f", r.gflops))           \(bits)")
+        }
+        if !json { print("* the core this process runs") }
     }
 }
 
@@ -133,10 +177,11 @@ struct RoI: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json {
-            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threads) threads")
+            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threads) threads; \(BLASKernel.version) \(BLASKernel.coreName) kernels")
             print("op         pass  size                                     ms")
         }
-        try runRoIBenchmark(threads: threads, repeats: repeats) { t in
+        Threads.set(threads)
+        try runRoIBenchmark(repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
                 return
@@ -227,10 +272,11 @@ struct TrainStep: ParsableCommand {
             runs.append((regular, "regular convs"))
         }
         var results: [TrainStepResult] = []
+        Threads.set(threads)
         for r in runs {
-            let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps, threads: threads)
+            let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps)
             results.append(result)
-            print("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(result.threads) threads")
+            print("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
             for (name, seconds) in result.phases { print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
             print(String(format: "  step            %8.3f s   peak memory %.2f GB", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
         }

@@ -55,10 +55,8 @@ struct SyntheticTests {
         let tag = difficulty.rawValue
         let a = try temporaryFolder("det-a-\(tag)"), b = try temporaryFolder("det-b-\(tag)"), c = try temporaryFolder("det-c-\(tag)")
         let config = SyntheticConfig(train: 4, val: 2, size: 128, seed: 3, difficulty: difficulty)
-        Threads.set(1)
-        _ = try writeSyntheticDataset(out: a, config: config)
-        Threads.set(System.defaultThreads)
-        _ = try writeSyntheticDataset(out: b, config: config)
+        _ = try Threads.with(1) { try writeSyntheticDataset(out: a, config: config) }
+        _ = try Threads.with(2) { try writeSyntheticDataset(out: b, config: config) }
         var other = config
         other.seed = 4
         _ = try writeSyntheticDataset(out: c, config: other)

@@ -225,7 +225,11 @@ struct TransformTests {
 @Test("Decode + resize timing", .enabled(if: ProcessInfo.processInfo.environment["DCN_IMAGE_BENCH"] != nil))
 func imageBenchmark() throws {
     let path = ProcessInfo.processInfo.environment["DCN_IMAGE_BENCH"]!
-    if let threads = ProcessInfo.processInfo.environment["DCN_BENCH_THREADS"].flatMap({ Int($0) }) { Threads.set(threads) }
+    let threads = ProcessInfo.processInfo.environment["DCN_BENCH_THREADS"].flatMap { Int($0) } ?? Threads.count
+    try Threads.with(threads) { try timeDecodeAndResize(path: path) }
+}
+
+private func timeDecodeAndResize(path: String) throws {
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     let image = try decodeImage(data: data, name: path)
     let size = ResizeShortestEdge.outputSize(for: ImageSize(height: image.height, width: image.width), shortEdge: 800, maxSize: 1333)

@@ -149,11 +149,13 @@ func deformConvGradientsWithOtherOffsetGroups(offsetGroups: Int) throws {
     #expect(relativeL2(chunked.data.map(Double.init), whole.data.map(Double.init)) < 1e-6)
 }
 
-@Suite(.serialized) struct ThreadDeterminism {
+struct ThreadDeterminism {
     /// Forward and every gradient of a mid-sized deformable conv, on `threads` threads.
     func run(threads: Int) throws -> [[Float]] {
-        Threads.set(threads)
-        defer { Threads.set(System.defaultThreads) }
+        try Threads.with(threads) { try compute() }
+    }
+
+    func compute() throws -> [[Float]] {
         var rng = SeededGenerator(seed: 9)
         let input = Tensor.normal([2, 32, 20, 24], using: &rng)
         let weight = Tensor.normal([32, 16, 3, 3], std: 0.1, using: &rng)

@@ -244,14 +244,10 @@ private func allRoIResults() throws -> [[Float]] {
     return results
 }
 
-@Suite(.serialized) struct RoIThreadDeterminism {
+struct RoIThreadDeterminism {
     @Test func sameBitsOnOneAndTwoThreads() throws {
-        let original = Threads.count
-        defer { Threads.set(original) }
-        Threads.set(1)
-        let one = try allRoIResults()
-        Threads.set(2)
-        let two = try allRoIResults()
+        let one = try Threads.with(1) { try allRoIResults() }
+        let two = try Threads.with(2) { try allRoIResults() }
         #expect(one.count == two.count)
         for (i, (a, b)) in zip(one, two).enumerated() {
             #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "result \(i) differs between 1 and 2 threads")
@@ -351,10 +347,9 @@ private func allRoIResults() throws -> [[Float]] {
 // MARK: - `dcn-bench roi` (the timings live there) runs at a tiny size
 
 @Test func roiBenchmarkReportsEveryOp() throws {
-    let saved = Threads.count
-    defer { Threads.set(saved) }
+    let threads = Threads.count
     var timings = [RoITiming]()
-    try runRoIBenchmark(threads: saved, rois: 6, channels: 3, height: 10, width: 12, boxes: 200, repeats: 1) {
+    try runRoIBenchmark(rois: 6, channels: 3, height: 10, width: 12, boxes: 200, repeats: 1) {
         timings.append($0)
     }
     #expect(timings.map { "\($0.op) \($0.pass ?? "-")" } == [
@@ -362,7 +357,7 @@ private func allRoIResults() throws -> [[Float]] {
     ])
     for t in timings {
         #expect(t.ms.isFinite && t.ms > 0, "\(t.op) \(t.pass ?? "")")
-        #expect(t.threads == saved)
+        #expect(t.threads == threads)
         if t.op == "nms" {
             #expect(t.boxes == 200 && t.iou == 0.7 && (1...200).contains(t.kept ?? 0))
         } else {
