@@ -1,4 +1,4 @@
-// Fixture check of a whole ResNet against torchvision: stage outputs c2..c5 and the logits.
+// Fixture check of a whole ResNet or ResNeXt against torchvision: stage outputs c2..c5 and the logits.
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -19,6 +19,9 @@ func verifyResNet(_ f: Fixture) throws -> [Comparison] {
     var spec = ResNetSpec(block: block.hasPrefix("basic") ? .basic : .bottleneck, layers: try f.ints("layers"))
     spec.stagePlanes = try f.ints("stage_planes")
     spec.stemWidth = try f.int("stem_width", default: 64)
+    // ResNeXt: torchvision's groups and width_per_group (ResNet: 1 and 64).
+    spec.groups = try f.int("groups", default: 1)
+    spec.widthPerGroup = try f.int("width_per_group", default: 64)
     spec.classes = try f.int("num_classes")
     spec.norm = .frozenBatchNorm
     let model = try ResNet(spec: spec)

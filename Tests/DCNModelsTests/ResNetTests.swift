@@ -24,8 +24,10 @@ func smallSpec(_ kinds: [ConvKind] = [.regular, .regular, .regular, .regular], f
     return spec
 }
 
-@Test func resnetMatchesTorchvision() throws {
-    let result = try verifyFixture(path: fixturePath("ops/resnet_bottleneck_1_2_1_1.safetensors"))
+@Test("ResNet and ResNeXt (groups 8, width per group 4) match torchvision",
+      arguments: ["resnet_bottleneck_1_2_1_1", "resnext_bottleneck_1_2_1_1_g8w4"])
+func resnetMatchesTorchvision(fixture: String) throws {
+    let result = try verifyFixture(path: fixturePath("ops/\(fixture).safetensors"))
     #expect(result.comparisons.count == 5)
     for c in result.comparisons { #expect(c.relativeError <= 1e-4, "\(c.name): \(c.relativeError)") }
 }
