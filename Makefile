@@ -19,8 +19,10 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
-# Every test, in release mode (the op tests run real convolutions), then every op fixture.
+# The BLAS kernels this machine runs (rate, thread determinism), every test in release mode (the op
+# tests run real convolutions), then every op fixture.
 test: build
+	$(BIN)/dcn-bench blas --size 512
 	$(SWIFT) test -c release
 	$(BIN)/dcn-bench verify Tests/Fixtures/ops/*.safetensors
 

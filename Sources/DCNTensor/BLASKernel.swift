@@ -137,6 +137,10 @@ public enum BLASKernel {
         return selection
     }
 
+    /// What decides the bits of a matrix product: "OpenBLAS 0.3.21 Cooperlake, 2 threads". Our own
+    /// loops give the same bits on any thread count; OpenBLAS's sgemm may not (`dcn-bench blas`).
+    public static var arithmetic: String { "\(version) \(coreName), \(BLAS.threadCount) threads" }
+
     /// The core OpenBLAS runs now ("Cooperlake", "Haswell", "Prescott", ...).
     public static var coreName: String { String(cString: openblas_get_corename()) }
 

@@ -17,9 +17,12 @@ public struct TrainingState: Sendable, Equatable {
     public var rngState: [UInt64]
     /// The resolved config (YAML).
     public var config: String
+    /// The BLAS library, core and thread count that computed it (`BLASKernel.arithmetic`; empty
+    /// in checkpoints from before it was recorded).
+    public var arithmetic: String
 
-    public init(iteration: Int, rngState: [UInt64], config: String) {
-        self.iteration = iteration; self.rngState = rngState; self.config = config
+    public init(iteration: Int, rngState: [UInt64], config: String, arithmetic: String = BLASKernel.arithmetic) {
+        self.iteration = iteration; self.rngState = rngState; self.config = config; self.arithmetic = arithmetic
     }
 }
 
@@ -43,7 +46,8 @@ public enum Checkpoint {
             }
         }
         let metadata = ["format": format, "iteration": String(state.iteration),
-                        "rng": state.rngState.map(String.init).joined(separator: ","), "config": state.config]
+                        "rng": state.rngState.map(String.init).joined(separator: ","), "config": state.config,
+                        "arithmetic": state.arithmetic]
         try SafeTensorsWriter.write(tensors, metadata: metadata, to: path)
     }
 
@@ -72,7 +76,8 @@ public enum Checkpoint {
                 try optimizer.setVelocity(String(entry.name.dropFirst("momentum.".count)), try file.tensor(entry.name))
             }
         }
-        return TrainingState(iteration: iteration, rngState: rng, config: file.metadata["config"] ?? "")
+        return TrainingState(iteration: iteration, rngState: rng, config: file.metadata["config"] ?? "",
+                             arithmetic: file.metadata["arithmetic"] ?? "")
     }
 
     /// Points `directory/latest` at `fileName` (a relative symlink, replaced atomically).

@@ -84,6 +84,10 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         start = state.iteration
         rng = SeededGenerator(state: state.rngState)
         print("resumed from \(resume) at iteration \(start)")
+        if !state.arithmetic.isEmpty && state.arithmetic != BLASKernel.arithmetic {
+            print("note: the checkpoint was computed with \(state.arithmetic), this run uses \(BLASKernel.arithmetic): "
+                  + "training continues correctly, but not bit for bit as one uninterrupted run would (matrix products round differently)")
+        }
     }
     try AtomicFile.write(Data(config.resolvedYAML().utf8), to: resolvedPath)
     let log = try MetricsLog(path: out + "/metrics.jsonl", keepExisting: resume != nil)

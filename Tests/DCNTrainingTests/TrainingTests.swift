@@ -80,6 +80,8 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
         let a = try SafeTensorsFile(path: "\(dir)/whole/model_final.safetensors")
         let b = try SafeTensorsFile(path: "\(dir)/split/model_final.safetensors")
         #expect(a.names.sorted() == b.names.sorted())
+        // Bit-exact because both runs used the same BLAS core and thread count, which the checkpoint records.
+        #expect(a.metadata["arithmetic"] == BLASKernel.arithmetic && b.metadata["arithmetic"] == BLASKernel.arithmetic)
         for name in a.names {
             #expect(try a.tensor(name).data.map(\.bitPattern) == b.tensor(name).data.map(\.bitPattern), "\(name) differs")
         }
