@@ -35,6 +35,10 @@ extension ExperimentConfig {
 
 struct ConfigLoader {
     var errors: [ConfigError] = []
+    /// Values one file may expand to. A real config holds a few hundred; YAML aliases nested a
+    /// few levels deep ("billion laughs") expand to billions, which this stops early.
+    static let maximumValues = 100_000
+    var valuesLeft = 0
 
     // MARK: Files and base inheritance
 
@@ -71,6 +75,7 @@ struct ConfigLoader {
             return nil
         }
         guard let root else { return .mapping([], origin: .file(name, line: 1, column: 1)) }
+        valuesLeft = Self.maximumValues
         guard let tree = convert(root, file: name, path: "") else { return nil }
         guard case .mapping(var entries, let origin) = tree else {
             errors.append(ConfigError(path: "", origin: tree.origin,
@@ -120,6 +125,12 @@ struct ConfigLoader {
     /// Yams node -> our node, keeping every mark.
     mutating func convert(_ node: Node, file: String, path: String) -> ConfigNode? {
         let origin: ConfigOrigin = node.mark.map { .file(file, line: $0.line, column: $0.column) } ?? .file(file, line: 1, column: 1)
+        valuesLeft -= 1
+        if valuesLeft == -1 {
+            errors.append(ConfigError(path: path, origin: origin, message:
+                "the document expands to more than \(Self.maximumValues) values (YAML aliases nested in each other?); a config holds a few hundred"))
+        }
+        if valuesLeft < 0 { return nil }
         switch node {
         case let .scalar(scalar):
             return .scalar(scalar.string, plain: scalar.style == .plain, origin: origin)

@@ -245,6 +245,9 @@ extension Check where T: Comparable & ConfigValue {
     static func atLeast(_ low: T) -> Check {
         Check(">= \(low.yaml)", message: "must be at least \(low.yaml)") { $0 >= low }
     }
+    static func atMost(_ high: T) -> Check {
+        Check("<= \(high.yaml)", message: "must be at most \(high.yaml)") { $0 <= high }
+    }
     static func above(_ low: T) -> Check {
         Check("> \(low.yaml)", message: "must be greater than \(low.yaml)") { $0 > low }
     }

@@ -68,7 +68,7 @@ public struct ModelConfig: ConfigSection, Codable {
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
         v.field("name", &name, Check("not empty", message: "must not be empty") { !$0.isEmpty })
-        v.field("classes", &classes, .ifSet(.atLeast(1)))
+        v.field("classes", &classes, .ifSet(.range(1...100_000)))
     }
 }
 
@@ -107,16 +107,16 @@ public struct BackboneConfig: ConfigSection, Codable {
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
         v.field("depth", &depth)
-        v.field("stem_width", &stemWidth, .atLeast(1))
-        v.field("stage_planes", &stagePlanes, .each(.atLeast(1), count: 4))
-        v.field("layers", &layers, .ifSet(.each(.atLeast(1), count: 4)))
+        v.field("stem_width", &stemWidth, .range(1...1024))
+        v.field("stage_planes", &stagePlanes, .each(.range(1...4096), count: 4))
+        v.field("layers", &layers, .ifSet(.each(.range(1...200), count: 4)))
         v.field("norm", &norm)
-        v.field("gn_groups", &gnGroups, .atLeast(1))
+        v.field("gn_groups", &gnGroups, .range(1...1024))
         v.field("frozen_stages", &frozenStages, .range(0...5))
         v.field("deformable_stages", &deformableStages, .each(.range(2...5)))
         v.field("conv_type", &convType)
-        v.field("offset_groups", &offsetGroups, .atLeast(1))
-        v.field("offset_lr_mult", &offsetLrMult, .atLeast(0))
+        v.field("offset_groups", &offsetGroups, .range(1...64))
+        v.field("offset_lr_mult", &offsetLrMult, .range(0...1000))
         v.field("res5_dilation", &res5Dilation, .oneOf([1, 2]))
         v.field("weights", &weights, .ifSet(Check("a .safetensors file", message: "expected a .safetensors file") { $0.hasSuffix(".safetensors") }))
         v.field("weights_prefix", &weightsPrefix)
@@ -160,20 +160,20 @@ public struct RPNConfig: ConfigSection, Codable {
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
-        v.field("anchor_sizes", &anchorSizes, .each(.above(0), nonEmpty: true))
-        v.field("aspect_ratios", &aspectRatios, .each(.above(0), nonEmpty: true))
-        v.field("anchor_stride", &anchorStride, .atLeast(1))
-        v.field("head_channels", &headChannels, .atLeast(1))
+        v.field("anchor_sizes", &anchorSizes, .each(.halfOpen(0, 10_000), nonEmpty: true))
+        v.field("aspect_ratios", &aspectRatios, .each(.halfOpen(0, 100), nonEmpty: true))
+        v.field("anchor_stride", &anchorStride, .range(1...1024))
+        v.field("head_channels", &headChannels, .range(1...8192))
         v.field("positive_iou", &positiveIou, .range(0...1))
         v.field("negative_iou", &negativeIou, .range(0...1))
-        v.field("batch_size_per_image", &batchSizePerImage, .atLeast(1))
+        v.field("batch_size_per_image", &batchSizePerImage, .range(1...100_000))
         v.field("positive_fraction", &positiveFraction, .halfOpen(0, 1))
-        v.field("pre_nms_topk_train", &preNmsTopkTrain, .atLeast(1))
-        v.field("pre_nms_topk_test", &preNmsTopkTest, .atLeast(1))
-        v.field("post_nms_topk_train", &postNmsTopkTrain, .atLeast(1))
-        v.field("post_nms_topk_test", &postNmsTopkTest, .atLeast(1))
+        v.field("pre_nms_topk_train", &preNmsTopkTrain, .range(1...1_000_000))
+        v.field("pre_nms_topk_test", &preNmsTopkTest, .range(1...1_000_000))
+        v.field("post_nms_topk_train", &postNmsTopkTrain, .range(1...1_000_000))
+        v.field("post_nms_topk_test", &postNmsTopkTest, .range(1...1_000_000))
         v.field("nms_threshold", &nmsThreshold, .halfOpen(0, 1))
-        v.field("smooth_l1_beta", &smoothL1Beta, .atLeast(0))
+        v.field("smooth_l1_beta", &smoothL1Beta, .range(0...100))
     }
 }
 
@@ -214,20 +214,20 @@ public struct RoIHeadConfig: ConfigSection, Codable {
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
         v.field("extractor", &extractor)
-        v.field("pooled_size", &pooledSize)
-        v.field("sampling_ratio", &samplingRatio, .atLeast(0))
-        v.field("reduce_channels", &reduceChannels, .atLeast(1))
-        v.field("fc_dim", &fcDim, .atLeast(1))
-        v.field("batch_size_per_image", &batchSizePerImage, .atLeast(1))
+        v.field("pooled_size", &pooledSize, .atMost(32))
+        v.field("sampling_ratio", &samplingRatio, .range(0...64))
+        v.field("reduce_channels", &reduceChannels, .range(1...4096))
+        v.field("fc_dim", &fcDim, .range(1...16384))
+        v.field("batch_size_per_image", &batchSizePerImage, .range(1...100_000))
         v.field("positive_fraction", &positiveFraction, .halfOpen(0, 1))
         v.field("fg_iou", &fgIou, .halfOpen(0, 1))
-        v.field("bbox_reg_weights", &bboxRegWeights, .each(.above(0), count: 4))
-        v.field("dpool_gamma", &dpoolGamma, .above(0))
-        v.field("dpool_lr_mult", &dpoolLrMult, .atLeast(0))
+        v.field("bbox_reg_weights", &bboxRegWeights, .each(.halfOpen(0, 1000), count: 4))
+        v.field("dpool_gamma", &dpoolGamma, .halfOpen(0, 10))
+        v.field("dpool_lr_mult", &dpoolLrMult, .range(0...1000))
         v.field("score_threshold", &scoreThreshold, .rightOpen(0, 1))
         v.field("nms_threshold", &nmsThreshold, .halfOpen(0, 1))
-        v.field("detections_per_image", &detectionsPerImage, .atLeast(1))
-        v.field("smooth_l1_beta", &smoothL1Beta, .atLeast(0))
+        v.field("detections_per_image", &detectionsPerImage, .range(1...10_000))
+        v.field("smooth_l1_beta", &smoothL1Beta, .range(0...100))
     }
 }
 
@@ -248,8 +248,8 @@ public struct MimicConfig: ConfigSection, Codable {
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
         v.field("regions", &regions)
-        v.field("rois_per_image", &roisPerImage, .atLeast(1))
-        v.field("patch_size", &patchSize, .atLeast(32))
+        v.field("rois_per_image", &roisPerImage, .range(1...1024))
+        v.field("patch_size", &patchSize, .range(32...1024))
         v.field("loss_weight", &lossWeight, .atLeast(0))
         v.field("cls_loss_weight", &clsLossWeight, .atLeast(0))
     }
@@ -309,12 +309,12 @@ public struct DataConfig: ConfigSection, Codable {
         v.field("classes", &classes, .ifSet(.each(nonEmpty, nonEmpty: true)))
         v.field("difficult_as_ignore", &difficultAsIgnore)
         v.field("root", &root, .ifSet(nonEmpty))
-        v.field("min_size", &minSize, .each(.atLeast(32), nonEmpty: true))
-        v.field("max_size", &maxSize, .atLeast(32))
-        v.field("test_min_size", &testMinSize, .atLeast(32))
+        v.field("min_size", &minSize, .each(.range(32...4096), nonEmpty: true))
+        v.field("max_size", &maxSize, .range(32...8192))
+        v.field("test_min_size", &testMinSize, .range(32...4096))
         v.field("flip", &flip)
-        v.field("images_per_batch", &imagesPerBatch, .atLeast(1))
-        v.field("loader_threads", &loaderThreads, .atLeast(0))
+        v.field("images_per_batch", &imagesPerBatch, .range(1...1024))
+        v.field("loader_threads", &loaderThreads, .range(0...256))
         v.field("skip_empty", &skipEmpty)
     }
 }
@@ -356,19 +356,19 @@ public struct SolverConfig: ConfigSection, Codable {
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
-        v.field("base_lr", &baseLr, .above(0))
+        v.field("base_lr", &baseLr, .halfOpen(0, 1000))
         v.field("momentum", &momentum, .rightOpen(0, 1))
         v.field("weight_decay", &weightDecay, .atLeast(0))
         v.field("weight_decay_norm", &weightDecayNorm, .atLeast(0))
         v.field("warmup_iters", &warmupIters, .atLeast(0))
         v.field("warmup_factor", &warmupFactor, .halfOpen(0, 1))
-        v.field("max_iter", &maxIter, .atLeast(1))
-        v.field("steps", &steps, .each(.atLeast(1)))
+        v.field("max_iter", &maxIter, .range(1...1_000_000_000))
+        v.field("steps", &steps, .each(.range(1...1_000_000_000)))
         v.field("gamma", &gamma, .halfOpen(0, 1))
         v.field("clip_grad_norm", &clipGradNorm, .ifSet(.above(0)))
         v.field("checkpoint_period", &checkpointPeriod, .atLeast(1))
         v.field("eval_period", &evalPeriod, .atLeast(0))
-        v.field("seed", &seed, .atLeast(0))
+        v.field("seed", &seed, .range(0...Int(Int32.max)))
     }
 }
 

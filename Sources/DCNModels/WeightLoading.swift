@@ -82,8 +82,16 @@ public func loadWeights(_ parameters: ParameterList, from file: SafeTensorsFile,
     if !missing.isEmpty || !unexpected.isEmpty || !wrongShape.isEmpty {
         throw WeightLoadError(path: file.path, missing: missing, unexpected: unexpected.sorted(), wrongShape: wrongShape)
     }
-    for (p, name) in plan {
-        p.value = try file.tensor(name)
+    // Every tensor is read and checked before any parameter changes.
+    let values = try plan.map { (_, name) -> Tensor in
+        let value = try file.tensor(name)
+        if let bad = value.data.firstIndex(where: { !$0.isFinite }) {
+            throw SafeTensorsError("\(file.path): tensor '\(name)' holds \(value.data[bad]) at element \(bad); weights must be finite")
+        }
+        return value
+    }
+    for ((p, _), value) in zip(plan, values) {
+        p.value = value
         report.loaded.append(p.name)
     }
     report.ignored.sort()

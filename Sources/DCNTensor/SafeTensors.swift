@@ -47,6 +47,9 @@ final class MappedFile: @unchecked Sendable {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw SafeTensorsError("\(path): cannot stat") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw SafeTensorsError("\(path): is \(info.st_mode & S_IFMT == S_IFDIR ? "a directory" : "not a regular file"); expected a safetensors file")
+        }
         size = Int(info.st_size)
         guard size >= 8 else { throw SafeTensorsError("\(path): \(size) bytes is too short for a safetensors file") }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
@@ -109,13 +112,24 @@ public struct SafeTensorsFile: Sendable {
             guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
                 throw SafeTensorsError("\(path): tensor '\(name)' has unsupported dtype \(dtypeName)")
             }
-            let expected = shape.reduce(1, *) * dtype.byteSize
+            // The element count, refusing negative sizes and products that overflow.
+            var count = 1, overflow = false
+            for d in shape + [dtype.byteSize] {
+                guard d >= 0 else { throw SafeTensorsError("\(path): tensor '\(name)' has a negative size in its shape \(shape)") }
+                (count, overflow) = count.multipliedReportingOverflow(by: d)
+                if overflow { throw SafeTensorsError("\(path): tensor '\(name)' has shape \(shape), too large for any file") }
+            }
+            let expected = count
             guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= dataSize, offsets[1] - offsets[0] == expected else {
                 throw SafeTensorsError("\(path): tensor '\(name)' has byte range \(offsets) but shape \(shape) of \(dtypeName) needs \(expected) bytes within \(dataSize)")
             }
             entries.append(SafeTensorsEntry(name: name, dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1]))
         }
-        self.entries = entries.sorted { $0.byteRange.lowerBound < $1.byteRange.lowerBound }
+        self.entries = entries.sorted { ($0.byteRange.lowerBound, $0.byteRange.upperBound) < ($1.byteRange.lowerBound, $1.byteRange.upperBound) }
+        // Tensors own disjoint bytes: two entries over the same bytes are a damaged or forged header.
+        for (a, b) in zip(self.entries, self.entries.dropFirst()) where b.byteRange.lowerBound < a.byteRange.upperBound {
+            throw SafeTensorsError("\(path): tensors '\(a.name)' (bytes \(a.byteRange)) and '\(b.name)' (bytes \(b.byteRange)) overlap")
+        }
         self.metadata = metadata
     }
 
@@ -166,10 +180,13 @@ public struct SafeTensorsFile: Sendable {
         return try Tensor(shape: shape, data: values.map { Float($0) })
     }
 
-    /// Integer tensors (I64, I32, U8) as Int.
+    /// Integer tensors (I64, I32, U8) as Int; a value that is not a whole number in Int's range is an error.
     public func ints(_ name: String) throws -> (shape: [Int], values: [Int]) {
         let (shape, values) = try doubles(name)
-        return (shape, values.map { Int($0) })
+        return (shape, try values.map { v in
+            guard let i = Int(exactly: v) else { throw SafeTensorsError("\(path): tensor '\(name)' holds \(v), not an integer") }
+            return i
+        })
     }
 }
 

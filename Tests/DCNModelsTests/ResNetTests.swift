@@ -225,3 +225,21 @@ func deformableBottleneckGradientsMatchFiniteDifferences(kind: ConvKind, norm: N
     #expect(abs(Double(flops) / 1e9 - 4.1) < 0.05, "R-50 multiply-adds \(flops)")
     #expect(abs(Double(model.parameters.weightCount) / 1e6 - 25.557) < 0.01)
 }
+
+@Test func nonFiniteWeightsAreRejectedAndNothingChanges() throws {
+    let model = try ResNet(spec: smallSpec([.regular, .regular, .regular, .regular], classes: 5), prefix: "backbone.", seed: 1)
+    let before = model.parameters.all.map(\.value.data)
+    let donor = try ResNet(spec: smallSpec([.regular, .regular, .regular, .regular], classes: 5), prefix: "backbone.", seed: 2)
+    let poisoned = donor.parameters.all.last!
+    poisoned.value.data[0] = .nan
+    let path = NSTemporaryDirectory() + "dcn-nan-\(getpid()).safetensors"
+    defer { unlink(path) }
+    try saveWeights(donor.parameters, to: path)
+    do {
+        _ = try loadWeights(model.parameters, from: try SafeTensorsFile(path: path))
+        Issue.record("NaN weights must be rejected")
+    } catch {
+        #expect("\(error)".contains(path) && "\(error)".contains(poisoned.name) && "\(error)".contains("finite"), "\(error)")
+    }
+    #expect(model.parameters.all.map(\.value.data) == before)
+}

@@ -121,3 +121,81 @@ private func handMadeFile(_ entries: [(String, String, [Int], [UInt8])]) throws 
     var singular: [Double] = [1, 2, 2, 4], rhs: [Double] = [1, 1]
     #expect(!BLAS.solve(&singular, &rhs, n: 2))
 }
+
+/// A file with one hand-written header (no data checks beyond what the header claims).
+private func headerOnlyFile(_ name: String, header: String, body: Int = 16) throws -> String {
+    var length = UInt64(header.utf8.count).littleEndian
+    var data = Data(bytes: &length, count: 8)
+    data.append(contentsOf: Array(header.utf8))
+    data.append(Data(count: body))
+    let path = temporaryPath(name)
+    try data.write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+@Test("Forged headers are errors naming the file and the tensor, never traps", arguments: [
+    (#"{"t":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#, "too large"),
+    (#"{"t":{"dtype":"F64","shape":[9223372036854775807],"data_offsets":[0,16]}}"#, "too large"),
+    (#"{"t":{"dtype":"F32","shape":[-4,-1],"data_offsets":[0,16]}}"#, "negative size"),
+    (#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, "overlap"),
+    (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, "overlap"),
+])
+func forgedHeadersAreRejected(header: String, expected: String) throws {
+    let path = try headerOnlyFile("forged-\(abs(header.hashValue)).safetensors", header: header)
+    defer { unlink(path) }
+    do {
+        _ = try SafeTensorsFile(path: path)
+        Issue.record("accepted \(header)")
+    } catch let error as SafeTensorsError {
+        #expect(error.message.contains(path) && error.message.contains(expected), "\(error.message)")
+    }
+}
+
+@Test func aDirectoryOrNonIntegerValuesAreClearErrors() throws {
+    let dir = temporaryPath("a-folder.safetensors")
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    #expect { _ = try SafeTensorsFile(path: dir) } throws: { ($0 as? SafeTensorsError)?.message == "\(dir): is a directory; expected a safetensors file" }
+    // ints() of a float tensor holding NaN or 1e300 is an error, not a trap.
+    var f64: [UInt8] = []
+    for v in [Double.nan, 1e300] { withUnsafeBytes(of: v.bitPattern.littleEndian) { f64 += $0 } }
+    let path = try handMadeFile([("nonint", "F64", [2], f64)])
+    defer { unlink(path) }
+    #expect { _ = try SafeTensorsFile(path: path).ints("nonint") } throws: { "\($0)".contains("not an integer") }
+}
+
+@Test func fuzzedHeadersNeverTrap() throws {
+    // Mutations of a valid file's header (bytes flipped, spans cut or repeated, digits changed):
+    // each either reads or throws a SafeTensorsError naming the file.
+    let good = temporaryPath("fuzz-base.safetensors")
+    defer { unlink(good) }
+    try SafeTensorsWriter.write([("w", .f32(shape: [3, 4], values: (0..<12).map(Float.init))), ("i", .i64(shape: [2], values: [1, -2]))],
+                                metadata: ["format": "x"], to: good)
+    let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good)))
+    let headerEnd = 8 + Int(original[0]) + Int(original[1]) << 8
+    var rng = SeededGenerator(seed: 11)
+    let path = temporaryPath("fuzz.safetensors")
+    defer { unlink(path) }
+    let digits = Array("0123456789-e.".utf8)
+    for round in 0..<400 {
+        var bytes = original
+        for _ in 0...Int(rng.next() % 3) {
+            let at = 8 + Int(rng.next() % UInt64(headerEnd - 8))
+            switch rng.next() % 5 {
+            case 0: bytes[at] ^= UInt8(1 << (rng.next() % 8))
+            case 1: bytes[at] = digits[Int(rng.next() % UInt64(digits.count))]
+            case 2: bytes.insert(contentsOf: Array("99999999999999999999".utf8.prefix(Int(rng.next() % 20) + 1)), at: at)
+            case 3: bytes.removeSubrange(at..<min(bytes.count, at + Int(rng.next() % 8) + 1))
+            default: bytes = Array(bytes.prefix(at))
+            }
+        }
+        if round % 50 == 0 { bytes.replaceSubrange(0..<8, with: withUnsafeBytes(of: rng.next().littleEndian) { Array($0) }) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        do {
+            let file = try SafeTensorsFile(path: path)
+            for name in file.names { _ = try file.tensor(name) }
+        } catch let error as SafeTensorsError {
+            #expect(error.message.contains(path), "round \(round): \(error.message)")
+        }
+    }
+}
