@@ -13,6 +13,19 @@ struct DCNBenchCommand: ParsableCommand {
         subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, DataLoad.self])
 }
 
+/// `--threads`: our loops' and OpenBLAS's threads for the whole benchmark process.
+struct ThreadCount: ParsableArguments {
+    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    /// Sets them (process-wide: this is a command, run once).
+    func apply() { Threads.set(threads) }
+}
+
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run each fixture's op and print PASS/FAIL with the worst relative L2 error.")
@@ -55,8 +68,7 @@ struct Ops: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time conv2d and modulated deform_conv2d (fwd, fwd+bwd) at the standard shapes.")
 
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var threadCount: ThreadCount
 
     @Option(help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
@@ -79,7 +91,6 @@ struct Ops: ParsableCommand {
     }
 
     func validate() throws {
-        if threads < 1 { throw ValidationError("--threads must be at least 1") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
         _ = try parsedShapes()
     }
@@ -90,7 +101,7 @@ struct Ops: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json { print("shape (C, HxW)      op              pass        ms   GFLOP/s  %sgemm") }
-        Threads.set(threads)
+        threadCount.apply()
         try runOpsBenchmark(shapes: try parsedShapes(), repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
@@ -116,8 +127,7 @@ struct BLASKernels: ParsableCommand {
         commandName: "blas",
         abstract: "Each OpenBLAS kernel this CPU runs, switched in turn in this process: the sgemm rate and whether the models' products give the same bits on 1 and N threads.")
 
-    @Option(help: "Threads for the rate and the N of the comparison (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var threadCount: ThreadCount
 
     @Option(parsing: .upToNextOption, help: "Cores to run (default: every one this CPU supports, e.g. Prescott Haswell Zen SkylakeX Cooperlake).")
     var cores: [String] = []
@@ -129,7 +139,6 @@ struct BLASKernels: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if threads < 1 { throw ValidationError("--threads must be at least 1") }
         if size < 1 { throw ValidationError("--size must be at least 1") }
     }
 
@@ -137,12 +146,12 @@ struct BLASKernels: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let cpu = CPUFeatures.current
-        Threads.set(threads)
+        threadCount.apply()
         if !json {
             print("\(BLASKernel.version); CPU \(cpu.description); loaded \(BLASKernel.selection.loaded), running \(BLASKernel.selection.running)")
-            print("core         sgemm \(size)^3 GFLOP/s   same bits on 1 and \(threads) threads (\(blasDeterminismShapes.count) products of the models)")
+            print("core         sgemm \(size)^3 GFLOP/s   same bits on 1 and \(threadCount.threads) threads (\(blasDeterminismShapes.count) products of the models)")
         }
-        try runBLASKernelBenchmark(cores: cores.isEmpty ? runnableCores(cpu) : cores, threads: threads, n: size) { r in
+        try runBLASKernelBenchmark(cores: cores.isEmpty ? runnableCores(cpu) : cores, threads: threadCount.threads, n: size) { r in
             if json {
                 print(String(decoding: try! encoder.encode(r), as: UTF8.self))
                 return
@@ -159,8 +168,7 @@ struct RoI: ParsableCommand {
         commandName: "roi",
         abstract: "Time RoIAlign, RoIPool and modulated deformable RoI pooling (fwd, bwd) at the detector's size, and NMS of 12,000 proposals.")
 
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var threadCount: ThreadCount
 
     @Option(help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
@@ -169,7 +177,6 @@ struct RoI: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if threads < 1 { throw ValidationError("--threads must be at least 1") }
         if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     }
 
@@ -177,10 +184,10 @@ struct RoI: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json {
-            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threads) threads; \(BLASKernel.version) \(BLASKernel.coreName) kernels")
+            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threadCount.threads) threads; \(BLASKernel.version) \(BLASKernel.coreName) kernels")
             print("op         pass  size                                     ms")
         }
-        Threads.set(threads)
+        threadCount.apply()
         try runRoIBenchmark(repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
@@ -201,18 +208,13 @@ struct Eval: ParsableCommand {
     @Option(help: "Folder for the generated files (default: a temporary folder).")
     var directory: String?
 
-    @Option(help: "Threads for the evaluation (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var threadCount: ThreadCount
 
     @Flag(help: "Also time Foundation's JSONDecoder on the results file, for comparison.")
     var compareJSONDecoder = false
 
-    func validate() throws {
-        if threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
-
     func run() throws {
-        let r = try runEvalBenchmark(directory: directory, threads: threads, compareJSONDecoder: compareJSONDecoder)
+        let r = try runEvalBenchmark(directory: directory, threads: threadCount.threads, compareJSONDecoder: compareJSONDecoder)
         print("case: \(r.images) images, \(r.groundTruths) ground-truth boxes (\(r.crowd) crowd), \(r.detections) detections, results file \(r.resultsFileBytes / 1_000_000) MB")
         if directory != nil { print("files: \(r.groundTruthPath) \(r.resultsPath)") }
         r.summary.forEach { print($0) }
@@ -244,14 +246,13 @@ struct TrainStep: ParsableCommand {
     @Option(help: "Timed steps after one warm-up step (the median is reported).")
     var steps: Int = 3
 
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var threadCount: ThreadCount
 
     @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
     var baseline = false
 
     func validate() throws {
-        if batch < 1 || steps < 1 || threads < 1 { throw ValidationError("--batch, --steps and --threads must be at least 1") }
+        if batch < 1 || steps < 1 { throw ValidationError("--batch and --steps must be at least 1") }
         if let height, height < 32 { throw ValidationError("--height must be at least 32") }
         if let width, width < 32 { throw ValidationError("--width must be at least 32") }
     }
@@ -272,7 +273,7 @@ struct TrainStep: ParsableCommand {
             runs.append((regular, "regular convs"))
         }
         var results: [TrainStepResult] = []
-        Threads.set(threads)
+        threadCount.apply()
         for r in runs {
             let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps)
             results.append(result)
