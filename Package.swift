@@ -40,12 +40,13 @@ let package = Package(
         ),
         // Data: images, annotations (COCO, VOC), transforms, loader, synthetic dataset.
         .target(name: "DCNData", dependencies: ["DCNTensor", "CImageCodec", "DCNEval"]),
-        // Models: parameters, layers with caches, ResNet backbones, (later) the detector.
+        // Models: parameters, layers with caches, ResNet backbones, the detector.
         .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval"),
-        // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides).
-        .target(name: "DCNConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides); the
+        // choices are the models' own enums.
+        .target(name: "DCNConfig", dependencies: ["DCNModels", .product(name: "Yams", package: "Yams")]),
         // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
         .target(name: "DCNTraining", dependencies: ["DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
         .executableTarget(
@@ -72,7 +73,7 @@ let package = Package(
         .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval"]),
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNTensor"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
-        .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig"]),
+        .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels"]),
         .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval"]),
     ]
 )

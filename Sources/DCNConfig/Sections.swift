@@ -3,27 +3,16 @@
 // each section's `visit` lists its YAML keys (snake_case of the property names) with the
 // per-field checks. Cross-field rules live in Validation.swift.
 
+import DCNModels
+
 // MARK: - Choices
 
-/// Backbone depth: torchvision's ResNet-18/34/50/101/152 or ResNeXt-101 32x4d.
-public enum BackboneDepth: String, ConfigChoice, Codable {
-    case r18 = "18", r34 = "34", r50 = "50", r101 = "101", r152 = "152"
-    case resnext101_32x4d
-
-    /// Blocks in res2..res5.
-    public var layers: [Int] {
-        switch self {
-        case .r18: return [2, 2, 2, 2]
-        case .r34: return [3, 4, 6, 3]
-        case .r50: return [3, 4, 6, 3]
-        case .r101, .resnext101_32x4d: return [3, 4, 23, 3]
-        case .r152: return [3, 8, 36, 3]
-        }
-    }
-
-    /// Basic blocks (expansion 1) for 18/34, bottlenecks (expansion 4) otherwise.
-    public var usesBottleneck: Bool { self != .r18 && self != .r34 }
-}
+// The model's own choice types are the config's (one definition each): ResNetDepth, ConvKind,
+// RoIExtractorKind, MimicRegions (DCNModels).
+extension ResNetDepth: ConfigChoice {}
+extension ConvKind: ConfigChoice {}
+extension RoIExtractorKind: ConfigChoice {}
+extension MimicRegions: ConfigChoice {}
 
 /// Normalisation layers of the backbone.
 public enum NormChoice: String, ConfigChoice, Codable {
@@ -33,21 +22,6 @@ public enum NormChoice: String, ConfigChoice, Codable {
     case bn
     /// Group norm with `gn_groups` groups.
     case gn
-}
-
-/// The 3x3 convolution of the deformable stages.
-public enum ConvChoice: String, ConfigChoice, Codable {
-    case regular, dconv, mdconv
-}
-
-/// RoI feature extractor of the box head.
-public enum ExtractorChoice: String, ConfigChoice, Codable {
-    case roipool, roialign, dpool, mdpool
-}
-
-/// RoIs used by R-CNN feature mimicking.
-public enum MimicRegions: String, ConfigChoice, Codable {
-    case off, fg, bg, all
 }
 
 /// Dataset formats.
@@ -76,7 +50,7 @@ public struct ModelConfig: ConfigSection, Codable {
 public struct BackboneConfig: ConfigSection, Codable {
     static let key = "backbone"
     /// ResNet depth (18, 34, 50, 101, 152) or resnext101_32x4d.
-    public var depth: BackboneDepth = .r50
+    public var depth: ResNetDepth = .r50
     /// Output channels of the stem's 7x7 conv.
     public var stemWidth: Int = 64
     /// "planes" of res2..res5 (stage outputs are planes x 4 with bottlenecks).
@@ -92,7 +66,7 @@ public struct BackboneConfig: ConfigSection, Codable {
     /// Stages (2..5 = res2..res5) whose 3x3 convs are deformable, e.g. [3, 4, 5] for dconv@c3~c5.
     public var deformableStages: [Int] = []
     /// Convolution of the deformable stages: regular, dconv (DCNv1) or mdconv (DCNv2, modulated).
-    public var convType: ConvChoice = .regular
+    public var convType: ConvKind = .regular
     /// Offset groups of the deformable convs (must divide the stage's planes).
     public var offsetGroups: Int = 1
     /// Learning-rate multiplier of the offset (and modulation) branches.
@@ -123,7 +97,7 @@ public struct BackboneConfig: ConfigSection, Codable {
     }
 
     /// Blocks in res2..res5 after the optional override.
-    public var resolvedLayers: [Int] { layers ?? depth.layers }
+    public var resolvedLayers: [Int] { layers ?? ResNetSpec(depth: depth).layers }
 }
 
 /// `rpn`: the region proposal network on res4.
@@ -181,7 +155,7 @@ public struct RPNConfig: ConfigSection, Codable {
 public struct RoIHeadConfig: ConfigSection, Codable {
     static let key = "roi_head"
     /// RoI feature extractor: roipool, roialign, dpool (DCNv1 deformable RoI pooling) or mdpool (DCNv2, modulated).
-    public var extractor: ExtractorChoice = .roialign
+    public var extractor: RoIExtractorKind = .roialign
     /// Output bins per side of the RoI pooling.
     public var pooledSize: Int = 7
     /// Samples per bin side of RoIAlign and (m)dpool (0 = adaptive, ceil(roi size / bins)).
@@ -356,7 +330,7 @@ public struct SolverConfig: ConfigSection, Codable {
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
-        v.field("base_lr", &baseLr, .halfOpen(0, 1000))
+        v.field("base_lr", &baseLr, .above(0))
         v.field("momentum", &momentum, .rightOpen(0, 1))
         v.field("weight_decay", &weightDecay, .atLeast(0))
         v.field("weight_decay_norm", &weightDecayNorm, .atLeast(0))

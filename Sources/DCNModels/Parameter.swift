@@ -13,7 +13,7 @@ public final class Parameter {
     public var trainable: Bool
     /// Multiplies the base learning rate (0.1 for offset branches, 0.01 for dpool's offset fc).
     public var learningRateScale: Float
-    /// Whether weight decay applies (not on norm parameters and biases of norms).
+    /// False for norm weights and biases, which take the optimiser's norm weight decay (solver.weight_decay_norm).
     public var decays: Bool
     /// A running statistic that training updates without a gradient (batch norm).
     public let isBuffer: Bool

@@ -14,6 +14,12 @@ public enum BlockType: String, Sendable, Codable {
     public var expansion: Int { self == .basic ? 1 : 4 }
 }
 
+/// torchvision's ResNet-18/34/50/101/152 and ResNeXt-101 32x4d (the paper's tables).
+public enum ResNetDepth: String, Sendable, Codable, CaseIterable {
+    case r18 = "18", r34 = "34", r50 = "50", r101 = "101", r152 = "152"
+    case resnext101_32x4d
+}
+
 /// Everything that defines a backbone's structure.
 public struct ResNetSpec: Sendable, Equatable {
     public var block: BlockType
@@ -45,24 +51,19 @@ public struct ResNetSpec: Sendable, Equatable {
         self.layers = layers
     }
 
-    /// torchvision's ResNet-18/34/50/101/152.
-    public static func resnet(depth: Int) throws -> ResNetSpec {
+    /// The standard network of `depth`.
+    public init(depth: ResNetDepth) {
         switch depth {
-        case 18: return ResNetSpec(block: .basic, layers: [2, 2, 2, 2])
-        case 34: return ResNetSpec(block: .basic, layers: [3, 4, 6, 3])
-        case 50: return ResNetSpec(block: .bottleneck, layers: [3, 4, 6, 3])
-        case 101: return ResNetSpec(block: .bottleneck, layers: [3, 4, 23, 3])
-        case 152: return ResNetSpec(block: .bottleneck, layers: [3, 8, 36, 3])
-        default: throw ShapeError("ResNet depth must be 18, 34, 50, 101 or 152, got \(depth)")
+        case .r18: self.init(block: .basic, layers: [2, 2, 2, 2])
+        case .r34: self.init(block: .basic, layers: [3, 4, 6, 3])
+        case .r50: self.init(block: .bottleneck, layers: [3, 4, 6, 3])
+        case .r101: self.init(block: .bottleneck, layers: [3, 4, 23, 3])
+        case .r152: self.init(block: .bottleneck, layers: [3, 8, 36, 3])
+        case .resnext101_32x4d:
+            self.init(block: .bottleneck, layers: [3, 4, 23, 3])
+            groups = 32
+            widthPerGroup = 4
         }
-    }
-
-    /// ResNeXt-101 32x4d (the paper's tables).
-    public static var resnext101_32x4d: ResNetSpec {
-        var s = ResNetSpec(block: .bottleneck, layers: [3, 4, 23, 3])
-        s.groups = 32
-        s.widthPerGroup = 4
-        return s
     }
 
     /// Output channels of res2..res5.

@@ -6,17 +6,11 @@ import DCNTensor
 
 /// Maps the backbone section onto a ResNet spec.
 public func backboneSpec(_ c: BackboneConfig) -> ResNetSpec {
-    var spec: ResNetSpec
-    switch c.depth {
-    case .resnext101_32x4d: spec = .resnext101_32x4d
-    default: spec = ResNetSpec(block: c.depth.usesBottleneck ? .bottleneck : .basic, layers: c.resolvedLayers)
-    }
+    var spec = ResNetSpec(depth: c.depth)
     spec.layers = c.resolvedLayers
     spec.stemWidth = c.stemWidth
     spec.stagePlanes = c.stagePlanes
-    spec.stageConv = (2...5).map { stage in
-        c.deformableStages.contains(stage) ? convKind(c.convType) : .regular
-    }
+    spec.stageConv = (2...5).map { c.deformableStages.contains($0) ? c.convType : .regular }
     spec.offsetGroups = c.offsetGroups
     spec.offsetLearningRateScale = Float(c.offsetLrMult)
     spec.res5Dilation = c.res5Dilation
@@ -27,14 +21,6 @@ public func backboneSpec(_ c: BackboneConfig) -> ResNetSpec {
     }
     spec.frozenStages = c.frozenStages
     return spec
-}
-
-func convKind(_ c: ConvChoice) -> ConvKind {
-    switch c {
-    case .regular: return .regular
-    case .dconv: return .dconv
-    case .mdconv: return .mdconv
-    }
 }
 
 /// Maps the whole config onto the detector's spec for `classes` object classes.
@@ -57,12 +43,7 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
 
     let h = config.roiHead
     var head = RoIHeadSpec(classes: classes)
-    switch h.extractor {
-    case .roipool: head.extractor = .roipool
-    case .roialign: head.extractor = .roialign
-    case .dpool: head.extractor = .dpool
-    case .mdpool: head.extractor = .mdpool
-    }
+    head.extractor = h.extractor
     head.pooledSize = h.pooledSize
     head.samplingRatio = h.samplingRatio
     head.reduceChannels = h.reduceChannels
@@ -81,12 +62,7 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
 
     var mimic = MimicSpec()
     let m = config.mimic
-    switch m.regions {
-    case .off: mimic.regions = .off
-    case .fg: mimic.regions = .fg
-    case .bg: mimic.regions = .bg
-    case .all: mimic.regions = .all
-    }
+    mimic.regions = m.regions
     mimic.roisPerImage = m.roisPerImage
     mimic.patchSize = m.patchSize
     mimic.lossWeight = Float(m.lossWeight)

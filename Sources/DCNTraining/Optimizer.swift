@@ -34,18 +34,20 @@ import Glibc
 #endif
 
 /// SGD with momentum: v = momentum * v + (g + weightDecay * p); p -= lr * scale * v.
-/// Weight decay applies to parameters with `decays` (not to norm weights and biases).
+/// Norm weights and biases (`decays` false) take `weightDecayNorm` instead of `weightDecay`.
 public final class SGD {
     public let parameters: [Parameter]
     public var momentum: Float
     public var weightDecay: Float
+    public var weightDecayNorm: Float
     /// Momentum buffers by parameter name (allocated on the first step).
     public private(set) var velocity: [String: Tensor] = [:]
 
-    public init(parameters: [Parameter], momentum: Float, weightDecay: Float) {
+    public init(parameters: [Parameter], momentum: Float, weightDecay: Float, weightDecayNorm: Float) {
         self.parameters = parameters.filter(\.trainable)
         self.momentum = momentum
         self.weightDecay = weightDecay
+        self.weightDecayNorm = weightDecayNorm
     }
 
     /// The global L2 norm of all gradients (Double accumulation in a fixed order).
@@ -67,7 +69,7 @@ public final class SGD {
         for p in parameters where p.grad.count == p.count {
             var v = velocity[p.name] ?? Tensor(zeros: p.shape)
             velocity[p.name] = nil  // unique ownership while updating
-            let decay = p.decays ? weightDecay : 0
+            let decay = p.decays ? weightDecay : weightDecayNorm
             let rate = lr * p.learningRateScale
             p.value.withUnsafeMutableBufferPointer { w in
                 v.withUnsafeMutableBufferPointer { vb in

@@ -73,7 +73,7 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
     }
     let model = try buildModel(config, classes: classes)
     let optimizer = SGD(parameters: model.parameters.all, momentum: Float(config.solver.momentum),
-                        weightDecay: Float(config.solver.weightDecay))
+                        weightDecay: Float(config.solver.weightDecay), weightDecayNorm: Float(config.solver.weightDecayNorm))
     let s = config.solver
     let schedule = LearningRateSchedule(baseLR: Float(s.baseLr), warmupIterations: s.warmupIters,
                                         warmupFactor: Float(s.warmupFactor), steps: s.steps, gamma: Float(s.gamma))

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import DCNConfig
+import DCNModels
 
 let paperRows = [
     "roipool", "roialign", "dcnv1", "dconv_c5", "dconv_c4-c5", "dconv_c3-c5", "dconv_c3-c5_dpool",

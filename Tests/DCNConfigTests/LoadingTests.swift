@@ -185,7 +185,7 @@ import DCNConfig
         ("model:\n  name: x\nbackbone:\n  weights: r50.pth", "backbone.weights (line 4, column 12): expected a .safetensors file"),
         ("model:\n  name: x\nrpn:\n  positive_fraction: 0", "rpn.positive_fraction (line 4, column 22): must be in (0.0, 1.0]"),
         ("model:\n  name: x\nroi_head:\n  positive_fraction: 1.01", "roi_head.positive_fraction (line 4, column 22): must be in (0.0, 1.0]"),
-        ("model:\n  name: x\nmimic:\n  patch_size: 16", "mimic.patch_size (line 4, column 15): must be at least 32"),
+        ("model:\n  name: x\nmimic:\n  patch_size: 16", "mimic.patch_size (line 4, column 15): must be in 32..1024"),
         ("model:\n  name: x\ndata:\n  train_splits: [VOC2007]", "data.train_splits[0] (line 4, column 18): expected YEAR/SPLIT, e.g. VOC2007/trainval"),
         ("model:\n  name: x\nsolver:\n  clip_grad_norm: 0", "solver.clip_grad_norm (line 4, column 19): must be greater than 0.0"),
         // impossible combinations

@@ -218,7 +218,7 @@ func deformableBottleneckGradientsMatchFiniteDifferences(kind: ConvKind, norm: N
 }
 
 @Test func costOfResNet50MatchesThePaper() throws {
-    var spec = try ResNetSpec.resnet(depth: 50)
+    var spec = ResNetSpec(depth: .r50)
     spec.classes = 1000
     let model = try ResNet(spec: spec)
     let (_, flops) = try model.cost(inputShape: [1, 3, 224, 224])

@@ -57,7 +57,7 @@ func overfitSpec(_ extractor: RoIExtractorKind, _ mimic: MimicRegions) -> Detect
 func detectorOverfitsTwoSyntheticImages(extractor: RoIExtractorKind, mimic: MimicRegions) throws {
     let (images, sizes, targets, truth) = try twoSyntheticImages()
     let model = try FasterRCNN(spec: overfitSpec(extractor, mimic), seed: 4)
-    let sgd = SGD(parameters: model.parameters.all, momentum: 0.9, weightDecay: 1e-4)
+    let sgd = SGD(parameters: model.parameters.all, momentum: 0.9, weightDecay: 1e-4, weightDecayNorm: 0)
     let schedule = LearningRateSchedule(baseLR: 0.02, warmupIterations: 30, warmupFactor: 0.01, steps: [130], gamma: 0.1)
     var rng = SeededGenerator(seed: 8)
     let ws = Workspace()

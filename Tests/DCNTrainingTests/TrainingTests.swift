@@ -35,7 +35,7 @@ func temporaryDirectory(_ name: String) -> String {
     for p in [w, b] { p.zeroGrad() }
     w.setGrad(try! Tensor(shape: [2], data: [0.1, 0.2]))
     b.setGrad(try! Tensor(shape: [1], data: [-1]))
-    let sgd = SGD(parameters: [w, b, frozen], momentum: 0.9, weightDecay: 0.01)
+    let sgd = SGD(parameters: [w, b, frozen], momentum: 0.9, weightDecay: 0.01, weightDecayNorm: 0)
     #expect(sgd.parameters.count == 2)
     sgd.step(lr: 0.1)
     // v = g + wd * w; w -= lr * scale * v
@@ -50,8 +50,18 @@ func temporaryDirectory(_ name: String) -> String {
     // Clipping scales the gradients to the given norm.
     w.setGrad(try! Tensor(shape: [2], data: [30, 40]))
     b.setGrad(try! Tensor(shape: [1], data: [0]))
-    let norm = SGD(parameters: [w, b], momentum: 0, weightDecay: 0).step(lr: 0, clipNorm: 5)
+    let norm = SGD(parameters: [w, b], momentum: 0, weightDecay: 0, weightDecayNorm: 0).step(lr: 0, clipNorm: 5)
     #expect(abs(norm - 50) < 1e-9)
+}
+
+@Test func normParametersTakeTheirOwnWeightDecay() {
+    // solver.weight_decay_norm: v = g + wd_norm * w for norm weights and biases, wd for the rest.
+    let w = Parameter(name: "conv.weight", value: try! Tensor(shape: [1], data: [2]))
+    let b = Parameter(name: "bn.weight", value: try! Tensor(shape: [1], data: [3]), decays: false)
+    for p in [w, b] { p.zeroGrad() }
+    SGD(parameters: [w, b], momentum: 0, weightDecay: 0.1, weightDecayNorm: 0.01).step(lr: 1)
+    #expect(abs(w.value.data[0] - (2 - 0.1 * 2)) < 1e-6)
+    #expect(abs(b.value.data[0] - (3 - 0.01 * 3)) < 1e-6)
 }
 
 /// A tiny synthetic dataset (6 training and 2 validation images of 96 px) and a config for it.

@@ -110,7 +110,7 @@ public final class FasterRCNN {
         let (reduced, head, headLoss) = try profiler.measure("head fwd") {
             let sampled = roiHead.sample(proposals: proposals, targets: targets, rng: &rng)
             let reduced = try roiHead.reduceFeatures(res5, ws)
-            let head = try roiHead.features(reduced: reduced, backbone: res5, rois: sampled.rois)
+            let head = try roiHead.features(reduced: reduced, rois: sampled.rois)
             let (logits, deltas) = try roiHead.predict(head)
             return (reduced, (head, sampled), try roiHead.losses(logits: logits, deltas: deltas, sampled: sampled))
         }
@@ -177,7 +177,7 @@ public final class FasterRCNN {
         let reduced = try roiHead.reduceFeatures(res5, ws)
         var wholePatch: [Float] = []
         for i in 0..<m { wholePatch += [Float(i), 0, 0, Float(p), Float(p)] }
-        let head = try roiHead.features(reduced: reduced, backbone: res5, rois: try Tensor(shape: [m, 5], data: wholePatch))
+        let head = try roiHead.features(reduced: reduced, rois: try Tensor(shape: [m, 5], data: wholePatch))
 
         // f_FRCNN of the chosen RoIs.
         var detectorRows = Tensor(zeros: [m, dim])
@@ -215,7 +215,7 @@ public final class FasterRCNN {
         if count == 0 { return proposals.map { _ in [] } }
         let res5 = features["res5"]!
         let reduced = try roiHead.reduceFeatures(res5, ws)
-        let head = try roiHead.features(reduced: reduced, backbone: res5, rois: try Tensor(shape: [count, 5], data: rois))
+        let head = try roiHead.features(reduced: reduced, rois: try Tensor(shape: [count, 5], data: rois))
         let (logits, deltas) = try roiHead.predict(head)
         return try roiHead.detections(logits: logits, deltas: deltas, proposals: proposals, imageSizes: sizes)
     }

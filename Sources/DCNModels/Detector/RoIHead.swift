@@ -70,7 +70,6 @@ public final class RoIHead {
         var hidden1: Tensor
         /// f_FRCNN in the paper: the second fc's ReLU output, [K, fcDim].
         public var hidden2: Tensor
-        var backboneFeatures: Tensor
     }
 
     public init(spec: RoIHeadSpec, prefix: String = "roi_heads.", rng: inout SeededGenerator) {
@@ -81,7 +80,8 @@ public final class RoIHead {
                                         samplingRatio: spec.samplingRatio, gamma: spec.gamma, hiddenDim: spec.fcDim,
                                         offsetLearningRateScale: spec.offsetLearningRateScale, prefix: prefix + "pooler.", rng: &rng)
         let flat = spec.reduceChannels * spec.pooledSize * spec.pooledSize
-        // detectron2's FastRCNNConvFCHead: c2_xavier_fill (uniform with a = sqrt(3 / fan_in)) for the fcs.
+        // The fcs start as PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (detectron2's
+        // c2_xavier_fill would use the bound sqrt(3 / fan_in)).
         fc1 = LinearLayer(name: prefix + "box_head.fc1", flat, spec.fcDim, weightInit: .uniformFanIn, rng: &rng)
         fc2 = LinearLayer(name: prefix + "box_head.fc2", spec.fcDim, spec.fcDim, weightInit: .uniformFanIn, rng: &rng)
         classifier = LinearLayer(name: prefix + "box_predictor.cls_score", spec.fcDim, spec.classes + 1,
@@ -104,15 +104,14 @@ public final class RoIHead {
     }
 
     /// 2fc features of `rois` on the reduced map.
-    public func features(reduced: Tensor, backbone res5: Tensor, rois: Tensor) throws -> Features {
+    public func features(reduced: Tensor, rois: Tensor) throws -> Features {
         let (pooled, cache) = try extractor.forward(reduced, rois: rois, spatialScale: spatialScale)
         let flat = try pooled.reshaped([rois.dim(0), pooled.count / max(1, rois.dim(0))])
         var h1 = try fc1.forward(flat)
         reluForwardInPlace(&h1)
         var h2 = try fc2.forward(h1)
         reluForwardInPlace(&h2)
-        return Features(reduced: reduced, pooled: pooled, extractorCache: cache, flat: flat, hidden1: h1, hidden2: h2,
-                        backboneFeatures: res5)
+        return Features(reduced: reduced, pooled: pooled, extractorCache: cache, flat: flat, hidden1: h1, hidden2: h2)
     }
 
     /// Class logits [K, C+1] and box deltas [K, 4(C+1)].
