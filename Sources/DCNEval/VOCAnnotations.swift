@@ -67,8 +67,26 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
     }
 }
 
-/// Parses one VOC annotation file into its objects.
+/// The offset of the first byte of `data` that is not valid UTF-8, or nil when it all is.
+func firstInvalidUTF8Offset(_ data: Data) -> Int? {
+    var decoder = UTF8()
+    var bytes = data.makeIterator()
+    var offset = 0
+    while true {
+        switch decoder.decode(&bytes) {
+        case .scalarValue(let scalar): offset += UTF8.width(scalar)
+        case .emptyInput: return nil
+        case .error: return offset
+        }
+    }
+}
+
+/// Parses one VOC annotation file into its objects. The file must be UTF-8 (or ASCII) text:
+/// FoundationXML on Linux traps on element names that are not valid UTF-8.
 public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
+    if let offset = firstInvalidUTF8Offset(data) {
+        throw VOCError(file: file, "byte \(offset) (0x\(String(data[data.startIndex + offset], radix: 16))) is not UTF-8 text; expected a VOC annotation XML file")
+    }
     let parser = XMLParser(data: data)
     let builder = TreeBuilder()
     parser.delegate = builder
