@@ -288,6 +288,23 @@ extension COCOResult {
     }
 }
 
+extension COCOCategory {
+    /// The `categories` list of a JSON object such as a COCO ground-truth file (other keys are
+    /// skipped): `dcn-eval voc --categories`.
+    public static func loadList(path: String) throws -> [COCOCategory] {
+        var r = try JSONReader(path: path)
+        var categories: [COCOCategory]?
+        try r.readObject { r, key in
+            if key == "categories" { categories = try readCOCOCategories(&r) } else { try r.skipValue() }
+        }
+        try r.expectEnd()
+        guard let categories else {
+            throw COCOFormatError(file: path, "no \"categories\" list: expected a JSON object with \"categories\": [{\"id\", \"name\"}]")
+        }
+        return categories
+    }
+}
+
 /// The `images` array of a COCO file (id required; width, height, file_name optional).
 func readCOCOImages(_ r: inout JSONReader) throws -> [COCOImage] {
     var images = [COCOImage]()

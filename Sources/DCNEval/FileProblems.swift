@@ -74,7 +74,11 @@ public func describeFileError(_ error: Error) -> String {
 public func readFileContents(_ path: String, expected: String) throws -> Data {
     if let problem = fileReadProblem(path) { throw FileError(path: path, "\(problem); expected \(expected)") }
     do {
-        return try Data(contentsOf: URL(fileURLWithPath: path))
+        var st = stat()
+        let regular = stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+        let url = URL(fileURLWithPath: path)
+        // Pipes and devices (e.g. `--results <(zcat dets.json.gz)`) have no size to read up to.
+        return regular ? try Data(contentsOf: url) : try FileHandle(forReadingFrom: url).readToEnd() ?? Data()
     } catch {
         throw FileError(path: path, "cannot read the file (\(describeFileError(error))); expected \(expected)")
     }

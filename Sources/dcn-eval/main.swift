@@ -161,7 +161,7 @@ struct VOCCommand: ParsableCommand {
             let coco = try COCOResult.loadArray(path: results)
             var names = [Int: String]()
             if let categories {
-                names = Dictionary(try COCOGroundTruthCategories.load(path: categories).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+                names = Dictionary(try COCOCategory.loadList(path: categories).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
             } else {
                 for (k, n) in vocClassNames.enumerated() { names[k + 1] = n }
             }
@@ -187,18 +187,6 @@ struct VOCCommand: ParsableCommand {
         print(vocTable(evaluated), terminator: "")
         if let json {
             try writeFileAtomically(Data(vocResultsJSON(evaluated, classNames: classNames).utf8), to: json)
-        }
-    }
-}
-
-/// Reads only the `categories` of a COCO-style JSON file.
-enum COCOGroundTruthCategories {
-    static func load(path: String) throws -> [COCOCategory] {
-        struct File: Decodable { let categories: [COCOCategory] }
-        do {
-            return try JSONDecoder().decode(File.self, from: Data(contentsOf: URL(fileURLWithPath: path))).categories
-        } catch {
-            throw ToolError("\(path): expected a JSON object with \"categories\": [{\"id\", \"name\"}] (\(error))")
         }
     }
 }

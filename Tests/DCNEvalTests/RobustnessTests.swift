@@ -163,6 +163,8 @@ struct RobustnessTests {
                 #expect(e.path == dir && e.message.hasPrefix("is a directory; expected a"), "\(e)")
             }
         }
+        // A device or pipe is read to its end (here: empty, so a JSON error, not "permission").
+        #expect(throws: JSONReadError.self) { try COCOGroundTruth.load(path: "/dev/null") }
         do {
             try writeFileAtomically(Data("{}".utf8), to: dir)
             Issue.record("expected an error")
@@ -190,6 +192,21 @@ struct RobustnessTests {
                 #expect(e.file == path && e.message.contains(expected), "\(e)")
             }
         }
+    }
+
+    @Test("A --categories file is read strictly, with line and column")
+    func categoriesFile() throws {
+        let dir = try temporaryFolder("categories")
+        let good = try writeFile(dir, "good.json", "{\"info\": {}, \"categories\": [{\"id\": 1, \"name\": \"ring\"}, {\"id\": 2}]}")
+        #expect(try COCOCategory.loadList(path: good) == [COCOCategory(id: 1, name: "ring"), COCOCategory(id: 2, name: "2")])
+        let bad = try writeFile(dir, "bad.json", "{\"categories\": [\n{\"id\": \"x\"}]}")
+        do {
+            _ = try COCOCategory.loadList(path: bad)
+            Issue.record("expected an error")
+        } catch let e as JSONReadError {
+            #expect(e.file == bad && e.line == 2 && e.message.contains("expected a number"), "\(e)")
+        }
+        #expect(throws: COCOFormatError.self) { try COCOCategory.loadList(path: try writeFile(dir, "none.json", "{}")) }
     }
 
     @Test("Class lists: blanks trimmed, empty names dropped")
