@@ -83,7 +83,8 @@ extension Dataset {
     /// list, a duplicate image or category id, an image without `file_name`.
     /// Skipped with a warning naming the annotation id: an annotation whose `image_id` has no
     /// image entry, an unknown `category_id`, a missing or non-positive box (w <= 0 or h <= 0,
-    /// or not finite).
+    /// or not finite). Kept with a warning: an annotation whose RLE segmentation is unusable (runs
+    /// that do not add up to its size; training reads only the box).
     /// `skipEmpty` drops images with no non-crowd object (detectron2's training filter); keep
     /// them for evaluation.
     public static func coco(annotations: String, imageRoot: String, skipEmpty: Bool) throws -> Dataset {
@@ -104,7 +105,7 @@ extension Dataset {
             indexOf[im.id] = images.count
             images.append(DatasetImage(id: im.id, name: name, path: root + name, width: im.width, height: im.height, objects: []))
         }
-        var warnings = [String]()
+        var warnings = file.warnings
         var annotationsOf = file.annotations
         for k in annotationsOf.indices {
             let a = annotationsOf[k]
@@ -158,14 +159,7 @@ extension Dataset {
         var entries = [(devkit: String, id: String)]()
         for devkit in devkits {
             for split in splits {
-                let list = URL(fileURLWithPath: devkit).appendingPathComponent("ImageSets/Main/\(split).txt")
-                guard let text = try? String(contentsOf: list, encoding: .utf8) else {
-                    throw DatasetError(file: list.path, "cannot read the split list (expected DIR/VOC20xx with ImageSets/Main/\(split).txt)")
-                }
-                for line in text.split(whereSeparator: \.isNewline) {
-                    let id = line.trimmingCharacters(in: .whitespaces)
-                    if !id.isEmpty { entries.append((devkit, id)) }
-                }
+                entries += try vocSplitImageIDs(devkit: devkit, split: split).map { (devkit, $0) }
             }
         }
         // Parse the XML files on all cores; each slot is written by one task.
@@ -176,13 +170,10 @@ extension Dataset {
             parallelFor(entriesCopy.count, grain: 16) { range in
                 for i in range {
                     let (devkit, id) = entriesCopy[i]
-                    let url = URL(fileURLWithPath: devkit).appendingPathComponent("Annotations/\(id).xml")
+                    let path = vocAnnotationPath(devkit: devkit, imageID: id)
                     out[i] = Result {
-                        guard let data = try? Data(contentsOf: url) else {
-                            throw DatasetError(file: url.path, "cannot read the annotation of image \(id)")
-                        }
-                        let objects = try parseVOCAnnotation(data: data, file: url.path)
-                        return (objects, vocImageSize(data))
+                        let data = try readFileContents(path, expected: "the annotation XML of image \(id)")
+                        return (try parseVOCAnnotation(data: data, file: path), vocImageSize(data))
                     }
                 }
             }

@@ -1,6 +1,7 @@
 // The one file that calls the C image codec (Sources/CImageCodec). Everything else in the
 // project sees only `RGBImage`, `ImageError` and the functions below.
 import CImageCodec
+import DCNEval
 import DCNTensor
 import Foundation
 
@@ -24,9 +25,9 @@ public func decodeImage(path: String, options: DecodeOptions = DecodeOptions()) 
 
 private func readFile(_ path: String) throws -> Data {
     do {
-        return try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-        throw ImageError(file: path, kind: .io, message: "cannot read the file (\(describeIOError(error, path: path)))")
+        return try readFileContents(path, expected: "a JPEG or PNG file")
+    } catch let error as FileError {
+        throw ImageError(file: path, kind: .io, message: error.message)
     }
 }
 
@@ -246,9 +247,4 @@ private func encode(
         throw ImageError(file: name, kind: .corrupt, message: "encoding failed (\(detail))")
     }
     return Data(bytes: out!, count: size)
-}
-
-private func describeIOError(_ error: Error, path: String) -> String {
-    if !FileManager.default.fileExists(atPath: path) { return "no such file" }
-    return (error as NSError).localizedDescription
 }

@@ -500,13 +500,12 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
 /// bytes for a seed whatever the thread count.
 public func writeSyntheticDataset(out: String, config: SyntheticConfig) throws -> SyntheticSummary {
     let start = Date()
-    let fm = FileManager.default
     let splits = [("train", config.train, 0), ("val", config.val, config.train)]
     let vocRoot = out + "/VOCdevkit/VOC2007"
-    try fm.createDirectory(atPath: out + "/annotations", withIntermediateDirectories: true)
-    for (name, _, _) in splits { try fm.createDirectory(atPath: out + "/images/" + name, withIntermediateDirectories: true) }
+    try createFolder(out + "/annotations")
+    for (name, _, _) in splits { try createFolder(out + "/images/" + name) }
     if config.voc {
-        for sub in ["Annotations", "ImageSets/Main", "JPEGImages"] { try fm.createDirectory(atPath: vocRoot + "/" + sub, withIntermediateDirectories: true) }
+        for sub in ["Annotations", "ImageSets/Main", "JPEGImages"] { try createFolder(vocRoot + "/" + sub) }
     }
     var objectTotal = 0
     var vocLists = [String: [String]]()

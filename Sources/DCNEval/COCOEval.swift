@@ -46,10 +46,12 @@ public struct COCOStats: Codable, Equatable, Sendable {
     public var values: [Double] { [AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl] }
 }
 
-/// Errors in the inputs of an evaluation.
+/// Errors in the inputs of an evaluation; `input` says which one is at fault.
 public struct COCOEvalError: Error, CustomStringConvertible, Sendable {
+    public enum Input: Sendable { case groundTruth, results }
+    public let input: Input
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public init(_ message: String, in input: Input = .results) { self.message = message; self.input = input }
     public var description: String { message }
 }
 
@@ -155,16 +157,17 @@ extension PreparedCOCO {
         case .bbox:
             gtBox.reserveCapacity(gtOrder.count * 4)
             for n in gtOrder {
-                guard let b = gt.annotations[n].bbox else { throw COCOEvalError("ground-truth annotation id \(gt.annotations[n].id) has no \"bbox\"") }
+                guard let b = gt.annotations[n].bbox else { throw COCOEvalError("annotations[\(n)] (id \(gt.annotations[n].id)) has no \"bbox\"", in: .groundTruth) }
                 gtBox += [b.x, b.y, b.width, b.height]
             }
         case .segm:
             let anns = gtOrder.map { gt.annotations[$0] }
             let sizes = anns.map { imageSize[$0.imageID]! }
-            (gtMask, gtMaskBox) = try rasterise(count: anns.count, threads: threads) { j in
-                guard let s = anns[j].segmentation else { throw COCOEvalError("ground-truth annotation id \(anns[j].id) has no \"segmentation\"") }
+            (gtMask, gtMaskBox) = try rasterise(count: anns.count, threads: threads, input: .groundTruth) { j in
+                let name = "annotations[\(gtOrder[j])] (id \(anns[j].id))"
+                guard let s = anns[j].segmentation else { throw MaskError("\(name) has no \"segmentation\"") }
                 do { return try s.rle(height: sizes[j].h, width: sizes[j].w) } catch {
-                    throw COCOEvalError("ground-truth annotation id \(anns[j].id): \(error)")
+                    throw MaskError("\(name): segmentation: \(error)")
                 }
             }
         }
@@ -182,12 +185,16 @@ extension PreparedCOCO {
             if iouType == .segm {
                 let rs = dtOrder.map { results[$0] }
                 let sizes = rs.map { imageSize[$0.imageID]! }
-                (dtMask, dtMaskBox) = try rasterise(count: rs.count, threads: threads) { j in
-                    if let s = rs[j].segmentation { return try s.rle(height: sizes[j].h, width: sizes[j].w) }
-                    // loadRes stores the box as the polygon [x1,y1, x1,y2, x2,y2, x2,y1].
-                    let b = rs[j].bbox!
-                    let x1 = b.x, x2 = b.x + b.width, y1 = b.y, y2 = b.y + b.height
-                    return try RLE(polygons: [[x1, y1, x1, y2, x2, y2, x2, y1]], height: sizes[j].h, width: sizes[j].w)
+                (dtMask, dtMaskBox) = try rasterise(count: rs.count, threads: threads, input: .results) { j in
+                    do {
+                        if let s = rs[j].segmentation { return try s.rle(height: sizes[j].h, width: sizes[j].w) }
+                        // loadRes stores the box as the polygon [x1,y1, x1,y2, x2,y2, x2,y1].
+                        let b = rs[j].bbox!
+                        let x1 = b.x, x2 = b.x + b.width, y1 = b.y, y2 = b.y + b.height
+                        return try RLE(polygons: [[x1, y1, x1, y2, x2, y2, x2, y1]], height: sizes[j].h, width: sizes[j].w)
+                    } catch {
+                        throw MaskError("detection \(dtOrder[j]): \(error)")
+                    }
                 }
             }
         } else {
@@ -212,8 +219,9 @@ extension PreparedCOCO {
     }
 }
 
-/// Builds masks in parallel and their boxes; the first error (in index order) is thrown.
-private func rasterise(count: Int, threads: Int, _ make: @Sendable (Int) throws -> RLE) throws -> ([RLE], [Double]) {
+/// Builds masks in parallel and their boxes; the first error (in index order) is thrown as a
+/// problem of `input`.
+private func rasterise(count: Int, threads: Int, input: COCOEvalError.Input, _ make: @Sendable (Int) throws -> RLE) throws -> ([RLE], [Double]) {
     var masks = [RLE](repeating: RLE(height: 0, width: 0, counts: []), count: count)
     var errors = [String?](repeating: nil, count: count)
     masks.withUnsafeMutableBufferPointer { mb in
@@ -227,7 +235,7 @@ private func rasterise(count: Int, threads: Int, _ make: @Sendable (Int) throws 
             }
         }
     }
-    if let e = errors.first(where: { $0 != nil }) { throw COCOEvalError(e!) }
+    if let e = errors.first(where: { $0 != nil }) { throw COCOEvalError(e!, in: input) }
     return (masks, masks.flatMap(\.boundingBox))
 }
 

@@ -30,13 +30,18 @@ public struct COCOLeanFile: Sendable {
     public var images: [COCOImage]
     public var categories: [COCOCategory]
     public var annotations: [COCOLeanAnnotation]
+    /// Annotations whose RLE segmentation is unusable (runs that do not add up to the mask's
+    /// size, a bad compressed string), one line each naming the annotation id. Training does not
+    /// read RLE masks, so they do not stop loading; `dcn-data check` reports them.
+    public var warnings: [String] = []
 
     /// Reads `path` strictly (syntax errors name the file, line and column; a missing "images"
     /// or "categories" list is an error). Unknown keys are skipped. `keepPolygons: false` skips
-    /// segmentations entirely (box-only training).
+    /// polygons (box-only training). RLE segmentations are checked and dropped (see `warnings`).
     public static func load(path: String, keepPolygons: Bool = true) throws -> COCOLeanFile {
         var r = try JSONReader(leanPath: path)
         var images = [COCOImage](), annotations = [COCOLeanAnnotation](), categories = [COCOCategory]()
+        var warnings = [String]()
         var sawImages = false, sawCategories = false
         var scratch = [Float]()
         scratch.reserveCapacity(4096)
@@ -53,6 +58,7 @@ public struct COCOLeanFile: Sendable {
                     var id: Int?, imageID: Int?, categoryID: Int?, crowd = false
                     var bbox: (x: Float, y: Float, width: Float, height: Float)?
                     var polygons = [[Float]]()
+                    var maskProblem: String?
                     try r.readObject { r, k in
                         switch k {
                         case "id": id = try r.readInt()
@@ -68,7 +74,9 @@ public struct COCOLeanFile: Sendable {
                             guard scratch.count == 4 else { throw r.error("a bbox needs 4 numbers [x, y, width, height], found \(scratch.count)") }
                             bbox = (scratch[0], scratch[1], scratch[2], scratch[3])
                         case "segmentation":
-                            if keepPolygons && r.peek() == UInt8(ascii: "[") {
+                            if r.peek() == UInt8(ascii: "{") {
+                                do { _ = try r.readSegmentation().rle(height: 0, width: 0) } catch let e as MaskError { maskProblem = e.message }
+                            } else if keepPolygons && r.peek() == UInt8(ascii: "[") {
                                 try r.readArray { r in
                                     scratch.removeAll(keepingCapacity: true)
                                     try r.readArray { r in scratch.append(Float(try r.readDouble())) }
@@ -88,6 +96,7 @@ public struct COCOLeanFile: Sendable {
                     guard let id else { throw r.error("annotations[\(n)] has no \"id\"") }
                     guard let imageID else { throw r.error("annotation id \(id) has no \"image_id\"") }
                     guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
+                    if let maskProblem { warnings.append("annotation id \(id) (image id \(imageID)): segmentation: \(maskProblem)") }
                     annotations.append(COCOLeanAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox,
                                                           isCrowd: crowd, polygons: polygons))
                 }
@@ -97,7 +106,7 @@ public struct COCOLeanFile: Sendable {
         try r.expectEnd()
         guard sawImages else { throw COCOFormatError(file: path, "no \"images\" list: expected a COCO instances file") }
         guard sawCategories else { throw COCOFormatError(file: path, "no \"categories\" list: expected a COCO instances file") }
-        return COCOLeanFile(images: images, categories: categories, annotations: annotations)
+        return COCOLeanFile(images: images, categories: categories, annotations: annotations, warnings: warnings)
     }
 }
 
@@ -105,15 +114,12 @@ extension JSONReader {
     /// Reads the file with `read(2)` straight into the parser's buffer (plus the terminating 0),
     /// without the intermediate `Data` that doubles the peak memory on large files.
     init(leanPath path: String) throws {
+        if let problem = fileReadProblem(path) { throw FileError(path: path, "\(problem); expected a COCO instances JSON file") }
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else {
-            throw JSONReadError(file: path, line: 0, column: 0, message: "cannot open the file (\(String(cString: strerror(errno))))")
-        }
+        guard fd >= 0 else { throw FileError(path: path, "cannot open the file (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw JSONReadError(file: path, line: 0, column: 0, message: "cannot stat the file (\(String(cString: strerror(errno))))")
-        }
+        guard fstat(fd, &st) == 0 else { throw FileError(path: path, "cannot read the file (\(String(cString: strerror(errno))))") }
         let size = Int(st.st_size)
         var failure: String?
         let buffer = [UInt8](unsafeUninitializedCapacity: size + 1) { b, count in
@@ -127,7 +133,7 @@ extension JSONReader {
             b[done] = 0
             count = done + 1
         }
-        if let failure { throw JSONReadError(file: path, line: 0, column: 0, message: "cannot read the file (\(failure))") }
+        if let failure { throw FileError(path: path, "cannot read the file (\(failure))") }
         self.bytes = buffer
         self.file = path
         self.position = 0

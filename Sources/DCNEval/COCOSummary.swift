@@ -51,15 +51,19 @@ extension COCOEvalResult {
 private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
 private func padLeft(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
 
-/// Writes `data` to `path` atomically (a temporary file in the same folder, then rename).
+/// Writes `data` to `path` atomically (a temporary file in the same folder, then rename). The
+/// error names the path and the reason (e.g. "is a directory").
 public func writeFileAtomically(_ data: Data, to path: String) throws {
+    if let problem = fileWriteProblem(path) { throw FileError(path: path, "cannot write the file (\(problem))") }
     let url = URL(fileURLWithPath: path)
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-    try data.write(to: tmp)
+    do { try data.write(to: tmp) } catch {
+        throw FileError(path: path, "cannot write the file (\(describeFileError(error)))")
+    }
     if rename(tmp.path, url.path) != 0 {
         let code = errno
         try? FileManager.default.removeItem(at: tmp)
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: "cannot write \(path): \(String(cString: strerror(code)))"])
+        throw FileError(path: path, "cannot write the file (\(String(cString: strerror(code))))")
     }
 }
 
@@ -108,6 +112,6 @@ public func evaluateCOCOFiles(groundTruthPath: String, resultsPath: String, iouT
     do {
         return (gt, try evaluateCOCO(groundTruth: gt, results: results, iouType: iouType, threads: threads))
     } catch let e as COCOEvalError {
-        throw COCOFormatError(file: resultsPath, e.message)
+        throw COCOFormatError(file: e.input == .groundTruth ? groundTruthPath : resultsPath, e.message)
     }
 }

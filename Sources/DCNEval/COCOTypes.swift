@@ -53,13 +53,17 @@ public enum COCOSegmentation: Codable, Equatable, Sendable {
         }
     }
 
-    /// The mask as an RLE, rasterising polygons at `height x width` (`annToRLE`).
+    /// The mask as an RLE, rasterising polygons at `height x width` (`annToRLE`). RLE forms keep
+    /// their own size; their runs must add up to exactly that many pixels.
     public func rle(height: Int, width: Int) throws -> RLE {
+        let mask: RLE
         switch self {
         case .polygons(let p): return try RLE(polygons: p, height: height, width: width)
-        case .uncompressedRLE(let h, let w, let counts): return RLE(height: h, width: w, counts: counts)
-        case .compressedRLE(let h, let w, let s): return try RLE(height: h, width: w, compressed: s)
+        case .uncompressedRLE(let h, let w, let counts): mask = RLE(height: h, width: w, counts: counts)
+        case .compressedRLE(let h, let w, let s): mask = try RLE(height: h, width: w, compressed: s)
         }
+        try mask.validate()
+        return mask
     }
 }
 
@@ -155,6 +159,7 @@ extension JSONReader {
         let v = try readDoubleArray()
         if v.isEmpty { return nil }  // pycocotools treats `"bbox": []` as absent
         guard v.count == 4 else { throw error("a bbox needs 4 numbers [x, y, width, height], found \(v.count)") }
+        guard v.allSatisfy(\.isFinite) else { throw error("a bbox needs 4 finite numbers [x, y, width, height], found \(v)") }
         return COCOBox(v)
     }
 
@@ -272,6 +277,7 @@ extension COCOResult {
             guard let imageID else { throw r.error("detection \(n) has no \"image_id\"") }
             guard let categoryID else { throw r.error("detection \(n) has no \"category_id\"") }
             guard let score else { throw r.error("detection \(n) has no \"score\"") }
+            guard score.isFinite else { throw r.error("detection \(n): score \(score) is not a finite number") }
             results.append(COCOResult(imageID: imageID, categoryID: categoryID, score: score, bbox: bbox, segmentation: segmentation))
         }
         try r.expectEnd()
@@ -279,6 +285,23 @@ extension COCOResult {
             throw COCOFormatError(file: path, "the results array is empty: there are no detections to evaluate")
         }
         return results
+    }
+}
+
+extension COCOCategory {
+    /// The `categories` list of a JSON object such as a COCO ground-truth file (other keys are
+    /// skipped): `dcn-eval voc --categories`.
+    public static func loadList(path: String) throws -> [COCOCategory] {
+        var r = try JSONReader(path: path)
+        var categories: [COCOCategory]?
+        try r.readObject { r, key in
+            if key == "categories" { categories = try readCOCOCategories(&r) } else { try r.skipValue() }
+        }
+        try r.expectEnd()
+        guard let categories else {
+            throw COCOFormatError(file: path, "no \"categories\" list: expected a JSON object with \"categories\": [{\"id\", \"name\"}]")
+        }
+        return categories
     }
 }
 

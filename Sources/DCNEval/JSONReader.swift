@@ -18,6 +18,10 @@ struct JSONReader {
     let bytes: [UInt8]  // the file plus a terminating 0
     let file: String
     var position = 0
+    /// Arrays and objects open around the current position (bounded: see `maxDepth`).
+    var depth = 0
+    /// Deeper nesting is an error rather than a stack overflow (COCO files nest 4 levels).
+    static let maxDepth = 256
 
     init(data: Data, file: String) {
         var b = [UInt8](data)
@@ -26,13 +30,9 @@ struct JSONReader {
         self.file = file
     }
 
+    /// Reads the file; an unreadable path is a `FileError` saying why ("is a directory", ...).
     init(path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw JSONReadError(file: path, line: 0, column: 0, message: "cannot read the file (\(error.localizedDescription))")
-        }
-        self.init(data: data, file: path)
+        self.init(data: try readFileContents(path, expected: "a JSON file"), file: path)
     }
 
     /// An error at the current position.
@@ -83,9 +83,16 @@ struct JSONReader {
         if !atEnd { throw error("unexpected \(describeNext()) after the top-level value") }
     }
 
+    private mutating func enter() throws {
+        depth += 1
+        if depth > JSONReader.maxDepth { throw error("arrays and objects nested more than \(JSONReader.maxDepth) levels deep") }
+    }
+
     /// Calls `body` once per element of an array.
     mutating func readArray(_ body: (inout JSONReader) throws -> Void) throws {
         try expect(UInt8(ascii: "["), "'[' (an array)")
+        try enter()
+        defer { depth -= 1 }
         if peek() == UInt8(ascii: "]") { position += 1; return }
         while true {
             try body(&self)
@@ -100,6 +107,8 @@ struct JSONReader {
     /// Calls `body` with each key of an object; `body` must consume the value.
     mutating func readObject(_ body: (inout JSONReader, String) throws -> Void) throws {
         try expect(UInt8(ascii: "{"), "'{' (an object)")
+        try enter()
+        defer { depth -= 1 }
         if peek() == UInt8(ascii: "}") { position += 1; return }
         while true {
             skipWhitespace()
@@ -152,7 +161,12 @@ struct JSONReader {
             if c == UInt8(ascii: "\"") { break }
             if c == 0 && atEnd { throw error("unterminated string") }
             if c < 0x20 { throw error("control character in a string") }
-            if c == UInt8(ascii: "\\") { hasEscape = true; position += 2; continue }
+            if c == UInt8(ascii: "\\") {
+                if position + 1 >= bytes.count - 1 { throw error("unterminated string") }
+                hasEscape = true
+                position += 2
+                continue
+            }
             position += 1
         }
         let end = position

@@ -37,14 +37,34 @@ public struct RLE: Equatable, Sendable {
         self.init(height: height, width: width, counts: counts)
     }
 
+    /// Pixels of a `height x width` mask; throws for negative sizes and for more than 2^32 - 1
+    /// pixels (pycocotools keeps sizes and runs in 32 bits).
+    public static func pixelCount(height: Int, width: Int) throws -> Int {
+        guard height >= 0, width >= 0 else { throw MaskError("mask size \(height)x\(width) is negative") }
+        let (pixels, overflow) = height.multipliedReportingOverflow(by: width)
+        guard !overflow, pixels <= Int(UInt32.max) else { throw MaskError("mask size \(height)x\(width) has more than 2^32 - 1 pixels") }
+        return pixels
+    }
+
+    /// Throws unless the runs add up to exactly `height x width` pixels (fewer or more pixels
+    /// than the mask has would be scored as a different mask, or not at all).
+    public func validate() throws {
+        let pixels = try RLE.pixelCount(height: height, width: width)
+        var total: UInt64 = 0
+        for c in counts { total += UInt64(c) }
+        guard total == UInt64(pixels) else {
+            throw MaskError("RLE runs add up to \(total) pixels, expected \(height)x\(width) = \(pixels)")
+        }
+    }
+
     /// The column-major mask (`mask[x * height + y]` is 0 or 1).
     public func decode() throws -> [UInt8] {
+        try validate()
         var mask = [UInt8](repeating: 0, count: height * width)
         var p = 0
         var value: UInt8 = 0
         for c in counts {
             let n = Int(c)
-            guard p + n <= mask.count else { throw MaskError("RLE runs add up to more than \(height)x\(width) pixels") }
             if value == 1 { for k in p..<(p + n) { mask[k] = 1 } }
             p += n
             value ^= 1
@@ -136,10 +156,14 @@ public struct RLE: Equatable, Sendable {
 
     // MARK: Polygons and boxes
 
+    /// The most points a polygon's edges may be walked through (about 0.2 s): edges of ten
+    /// million pixels, far beyond any image, are refused instead of taking minutes.
+    public static let maxPolygonPoints = 50_000_000
+
     /// Rasterises a polygon `[x0, y0, x1, y1, ...]` as pycocotools' `rleFrPoly`: points scaled
     /// by 5 and rounded with C truncation, edges walked densely, x-crossings kept and mapped
-    /// back with `(x + .5) / 5 - .5`, y rounded up and clamped to [0, h]. Coordinates far
-    /// outside the image are allowed (they are clipped by the construction).
+    /// back with `(x + .5) / 5 - .5`, y rounded up and clamped to [0, h]. Coordinates outside the
+    /// image are allowed (they are clipped by the construction) up to `maxPolygonPoints`.
     public init(polygon xy: [Double], height h: Int, width w: Int) throws {
         let k = xy.count / 2
         let scale = 5.0
@@ -148,18 +172,38 @@ public struct RLE: Equatable, Sendable {
             guard v.isFinite, abs(v) < 4.0e8 else { throw MaskError("polygon coordinate \(v / scale) is not a usable number") }
             return Int(v)
         }
-        guard k > 0 else { self.init(height: h, width: w, counts: [UInt32(truncatingIfNeeded: h * w)]); return }
+        let pixels = try RLE.pixelCount(height: h, width: w)
+        guard k > 0 else { self.init(height: h, width: w, counts: [UInt32(pixels)]); return }
         var x = [Int](repeating: 0, count: k + 1), y = [Int](repeating: 0, count: k + 1)
         for j in 0..<k {
             x[j] = try cInt(scale * xy[2 * j] + 0.5)
             y[j] = try cInt(scale * xy[2 * j + 1] + 0.5)
         }
         x[k] = x[0]; y[k] = y[0]
-        var u = [Int](), v = [Int]()
         var total = 0
         for j in 0..<k { total += max(abs(x[j] - x[j + 1]), abs(y[j] - y[j + 1])) + 1 }
-        u.reserveCapacity(total); v.reserveCapacity(total)
-        // Dense points along every edge, stepping one unit along the longer axis.
+        guard total <= RLE.maxPolygonPoints else {
+            throw MaskError("a polygon's edges span \(total) points at 1/5 pixel, more than \(RLE.maxPolygonPoints): its coordinates reach too far outside the \(h)x\(w) image")
+        }
+        // Dense points along every edge, stepping one unit along the longer axis. Where x changes
+        // from the previous point, the crossing is mapped back to a pixel column (kept when it is
+        // one) and y rounds up. Points are visited, not stored: an edge far outside the image costs
+        // time, not memory.
+        var positions = [UInt32]()
+        let wMinus1 = Double(UInt(bitPattern: w &- 1))  // C: size_t arithmetic
+        var pu = 0, pv = 0, first = true
+        func visit(_ u: Int, _ v: Int) {
+            defer { pu = u; pv = v; first = false }
+            if first || u == pu { return }
+            var xd = Double(u < pu ? u : u - 1)
+            xd = (xd + 0.5) / scale - 0.5
+            if xd.rounded(.down) != xd || xd < 0 || xd > wMinus1 { return }
+            var yd = Double(v < pv ? v : pv)
+            yd = (yd + 0.5) / scale - 0.5
+            if yd < 0 { yd = 0 } else if yd > Double(h) { yd = Double(h) }
+            yd = yd.rounded(.up)
+            positions.append(UInt32(truncatingIfNeeded: Int(xd) * h + Int(yd)))
+        }
         for j in 0..<k {
             var xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1]
             let dx = abs(xe - xs), dy = abs(ys - ye)
@@ -169,31 +213,16 @@ public struct RLE: Equatable, Sendable {
             if dx >= dy {
                 for d in 0...dx {
                     let t = flip ? dx - d : d
-                    u.append(t + xs)
-                    v.append(cTruncate(Double(ys) + s * Double(t) + 0.5))
+                    visit(t + xs, cTruncate(Double(ys) + s * Double(t) + 0.5))
                 }
             } else {
                 for d in 0...dy {
                     let t = flip ? dy - d : d
-                    v.append(t + ys)
-                    u.append(cTruncate(Double(xs) + s * Double(t) + 0.5))
+                    visit(cTruncate(Double(xs) + s * Double(t) + 0.5), t + ys)
                 }
             }
         }
-        // Keep the points where x changes, mapped back to pixel columns; y rounds up.
-        var positions = [UInt32]()
-        let wMinus1 = Double(UInt(bitPattern: w &- 1))  // C: size_t arithmetic
-        for j in 1..<max(u.count, 1) where u[j] != u[j - 1] {
-            var xd = Double(u[j] < u[j - 1] ? u[j] : u[j] - 1)
-            xd = (xd + 0.5) / scale - 0.5
-            if xd.rounded(.down) != xd || xd < 0 || xd > wMinus1 { continue }
-            var yd = Double(v[j] < v[j - 1] ? v[j] : v[j - 1])
-            yd = (yd + 0.5) / scale - 0.5
-            if yd < 0 { yd = 0 } else if yd > Double(h) { yd = Double(h) }
-            yd = yd.rounded(.up)
-            positions.append(UInt32(truncatingIfNeeded: Int(xd) * h + Int(yd)))
-        }
-        positions.append(UInt32(truncatingIfNeeded: h * w))
+        positions.append(UInt32(pixels))
         positions.sort()
         // Differences between sorted boundary positions are the runs; zero runs merge.
         var previous: UInt32 = 0
@@ -227,7 +256,10 @@ public struct RLE: Equatable, Sendable {
     /// Rasterises a COCO polygon list the way pycocotools' `frPyObjects` + `merge` do: if the
     /// first entry has exactly 4 numbers every entry is read as a box `[x, y, w, h]`.
     public init(polygons: [[Double]], height: Int, width: Int) throws {
-        guard let first = polygons.first else { self.init(height: height, width: width, counts: [UInt32(truncatingIfNeeded: height * width)]); return }
+        guard let first = polygons.first else {
+            self.init(height: height, width: width, counts: [UInt32(try RLE.pixelCount(height: height, width: width))])
+            return
+        }
         let asBoxes = first.count == 4
         if !asBoxes && first.count < 4 { throw MaskError("a polygon needs at least 3 points, found \(first.count) numbers") }
         let parts = try polygons.map { p in
@@ -261,16 +293,14 @@ public struct RLE: Equatable, Sendable {
         while more {
             let c = min(ca, cb)
             cc &+= c
-            var remaining: UInt32 = 0
             ca &-= c
             if ca == 0 && ia < a.count { ca = a[ia]; ia += 1; va.toggle() }
-            remaining &+= ca
             cb &-= c
             if cb == 0 && ib < b.count { cb = b[ib]; ib += 1; vb.toggle() }
-            remaining &+= cb
             let previous = v
             v = intersect ? (va && vb) : (va || vb)
-            more = remaining > 0
+            // Done when either mask has no pixels left (for masks of one size, both at once).
+            more = !(ca == 0 && ia >= a.count) && !(cb == 0 && ib >= b.count)
             if v != previous || !more { out.append(cc); cc = 0 }
         }
         return out
@@ -286,14 +316,13 @@ public struct RLE: Equatable, Sendable {
         while more {
             let c = min(ca, cb)
             if va || vb { uni += UInt64(c); if va && vb { inter += UInt64(c) } }
-            var remaining: UInt32 = 0
             ca &-= c
             if ca == 0 && ia < a.counts.count { ca = a.counts[ia]; ia += 1; va.toggle() }
-            remaining &+= ca
             cb &-= c
             if cb == 0 && ib < b.counts.count { cb = b.counts[ib]; ib += 1; vb.toggle() }
-            remaining &+= cb
-            more = remaining > 0
+            // Done when either mask has no pixels left: for valid masks both at once; masks whose
+            // runs add up to different totals (rejected by `validate()`) end here too.
+            more = !(ca == 0 && ia >= a.counts.count) && !(cb == 0 && ib >= b.counts.count)
         }
         return (inter, uni)
     }

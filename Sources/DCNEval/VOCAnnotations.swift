@@ -67,8 +67,26 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
     }
 }
 
-/// Parses one VOC annotation file into its objects.
+/// The offset of the first byte of `data` that is not valid UTF-8, or nil when it all is.
+func firstInvalidUTF8Offset(_ data: Data) -> Int? {
+    var decoder = UTF8()
+    var bytes = data.makeIterator()
+    var offset = 0
+    while true {
+        switch decoder.decode(&bytes) {
+        case .scalarValue(let scalar): offset += UTF8.width(scalar)
+        case .emptyInput: return nil
+        case .error: return offset
+        }
+    }
+}
+
+/// Parses one VOC annotation file into its objects. The file must be UTF-8 (or ASCII) text:
+/// FoundationXML on Linux traps on element names that are not valid UTF-8.
 public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
+    if let offset = firstInvalidUTF8Offset(data) {
+        throw VOCError(file: file, "byte \(offset) (0x\(String(data[data.startIndex + offset], radix: 16))) is not UTF-8 text; expected a VOC annotation XML file")
+    }
     let parser = XMLParser(data: data)
     let builder = TreeBuilder()
     parser.delegate = builder
@@ -120,17 +138,11 @@ public struct VOCDataset: Sendable {
 
     /// Reads `ImageSets/Main/<split>.txt` and every listed `Annotations/<id>.xml`.
     public static func load(devkit: String, split: String) throws -> VOCDataset {
-        let root = URL(fileURLWithPath: devkit)
-        let listURL = root.appendingPathComponent("ImageSets/Main/\(split).txt")
-        guard let list = try? String(contentsOf: listURL, encoding: .utf8) else {
-            throw VOCError(file: listURL.path, "cannot read the split list (expected DIR/VOC2007 with ImageSets/Main/\(split).txt)")
-        }
-        let ids = list.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let ids = try vocSplitImageIDs(devkit: devkit, split: split)
         var objects = [String: [VOCObject]]()
         for id in ids {
-            let url = root.appendingPathComponent("Annotations/\(id).xml")
-            guard let data = try? Data(contentsOf: url) else { throw VOCError(file: url.path, "cannot read the annotation of image \(id)") }
-            objects[id] = try parseVOCAnnotation(data: data, file: url.path)
+            let path = vocAnnotationPath(devkit: devkit, imageID: id)
+            objects[id] = try parseVOCAnnotation(data: readFileContents(path, expected: "the annotation XML of image \(id)"), file: path)
         }
         return VOCDataset(imageIDs: ids, objects: objects)
     }
@@ -141,6 +153,26 @@ public struct VOCDataset: Sendable {
         let present = Set(objects.values.flatMap { $0.map(\.name) })
         return vocClassNames.filter(present.contains) + present.subtracting(vocClassNames).sorted()
     }
+}
+
+/// The image ids listed in `<devkit>/ImageSets/Main/<split>.txt`, in file order (blank lines
+/// skipped; LF or CRLF line ends).
+public func vocSplitImageIDs(devkit: String, split: String) throws -> [String] {
+    let path = URL(fileURLWithPath: devkit).appendingPathComponent("ImageSets/Main/\(split).txt").path
+    let data = try readFileContents(path, expected: "the split list of a devkit folder such as VOCdevkit/VOC2007 (ImageSets/Main/\(split).txt)")
+    return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
+        .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
+/// `<devkit>/Annotations/<imageID>.xml`.
+public func vocAnnotationPath(devkit: String, imageID: String) -> String {
+    URL(fileURLWithPath: devkit).appendingPathComponent("Annotations/\(imageID).xml").path
+}
+
+/// Class names from a comma-separated list (`--classes a,b`): blanks around names trimmed,
+/// empty names dropped.
+public func parseClassList(_ list: String) -> [String] {
+    list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 }
 
 /// The 20 PASCAL VOC classes in the devkit's order.

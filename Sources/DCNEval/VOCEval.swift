@@ -129,22 +129,34 @@ public func vocResultsJSON(_ results: [VOCMetricResult], classNames: [String]) -
     ]) + "\n"
 }
 
-/// Reads `comp4_det_test_<class>.txt` files (lines `image_id score x1 y1 x2 y2`); a class
-/// without a file has no detections.
-public func loadVOCResultFiles(directory: String, classNames: [String], prefix: String = "comp4_det_test_") throws -> [String: [VOCDetection]] {
+/// Reads `comp4_det_test_<class>.txt` files (lines `image_id score x1 y1 x2 y2`, LF or CRLF
+/// line ends); a class without a file has no detections. A line that is not six fields, whose
+/// numbers are not finite, or (when `imageIDs` is given) whose image is not one of them, is an
+/// error naming the file and the line.
+public func loadVOCResultFiles(directory: String, classNames: [String], imageIDs: Set<String>? = nil,
+                               prefix: String = "comp4_det_test_") throws -> [String: [VOCDetection]] {
     var out = [String: [VOCDetection]]()
     for c in classNames {
         let path = URL(fileURLWithPath: directory).appendingPathComponent("\(prefix)\(c).txt").path
         guard FileManager.default.fileExists(atPath: path) else { continue }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw VOCError(file: path, "cannot read the file") }
+        let text = String(decoding: try readFileContents(path, expected: "a text file of 'image_id score x1 y1 x2 y2' lines"), as: UTF8.self)
         var dets = [VOCDetection]()
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+        // "\r\n" is one Character, a newline like "\n".
+        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if f.isEmpty { continue }
-            guard f.count == 6, let s = Double(f[1]), let x1 = Double(f[2]), let y1 = Double(f[3]), let x2 = Double(f[4]), let y2 = Double(f[5]) else {
+            let numbers = f.dropFirst().compactMap { Double($0) }
+            guard f.count == 6, numbers.count == 5 else {
                 throw VOCError(file: path, "line \(n + 1): expected 'image_id score x1 y1 x2 y2', found '\(line)'")
             }
-            dets.append(VOCDetection(imageID: String(f[0]), score: s, box: VOCBox(xmin: x1, ymin: y1, xmax: x2, ymax: y2)))
+            guard numbers.allSatisfy(\.isFinite) else {
+                throw VOCError(file: path, "line \(n + 1): the score and box must be finite numbers, found '\(line)'")
+            }
+            if let imageIDs, !imageIDs.contains(String(f[0])) {
+                throw VOCError(file: path, "line \(n + 1): image '\(f[0])' is not in the split")
+            }
+            dets.append(VOCDetection(imageID: String(f[0]), score: numbers[0],
+                                     box: VOCBox(xmin: numbers[1], ymin: numbers[2], xmax: numbers[3], ymax: numbers[4])))
         }
         out[c] = dets
     }

@@ -46,6 +46,7 @@ struct Synth: ParsableCommand {
         if train + val == 0 { throw ValidationError("nothing to write: give --train or --val a positive count") }
         if size < 64 || size > 4096 { throw ValidationError("--size must be between 64 and 4096 pixels, got \(size)") }
         if quality < 1 || quality > 100 { throw ValidationError("--quality must be between 1 and 100, got \(quality)") }
+        if let problem = folderCreateProblem(out) { throw ValidationError("--out \(out): \(problem); expected a folder (created if missing)") }
     }
 
     func run() throws {
@@ -82,13 +83,18 @@ struct Check: ParsableCommand {
 
     func validate() throws {
         if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
+        if let coco, let problem = fileReadProblem(coco) { throw ValidationError("--coco \(coco): \(problem); expected a COCO instances JSON file") }
+        if let images { try requireFolder(images, "--images", "the image folder of the COCO file") }
+        if let voc { try requireFolder(voc, "--voc", "a devkit year folder such as VOCdevkit/VOC2007") }
         if coco != nil && classes != nil { throw ValidationError("--classes is for --voc; COCO files list their categories") }
         if coco != nil {
             if split != nil { throw ValidationError("--split is for --voc; COCO splits are separate files") }
             if images == nil && !noImages { throw ValidationError("--coco needs --images DIR (or --no-images to check the annotations only)") }
         } else {
             if images != nil { throw ValidationError("--images is for --coco; VOC images are read from DIR/JPEGImages") }
-            if let classes, classes.split(separator: ",").isEmpty { throw ValidationError("--classes needs at least one name") }
+            if let classes, parseClassList(classes).isEmpty {
+                throw ValidationError("--classes '\(classes)' names no class; expected comma-separated class names, e.g. --classes ring,cross")
+            }
             if split == nil { throw ValidationError("--voc needs --split NAME (e.g. trainval or test)") }
         }
     }
@@ -101,12 +107,14 @@ struct Check: ParsableCommand {
             dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false)
             ignoreName = "crowd"
         } else {
-            dataset = try Dataset.voc(devkits: [voc!], splits: [split!],
-                                      classes: classes.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } })
+            dataset = try Dataset.voc(devkits: [voc!], splits: [split!], classes: classes.map(parseClassList))
             ignoreName = "difficult"
         }
         let loadSeconds = Date().timeIntervalSince(t0)
         var problems = dataset.warnings
+        if dataset.images.isEmpty {
+            problems.append(coco.map { "\($0): the \"images\" list is empty" } ?? "\(voc!)/ImageSets/Main/\(split!).txt lists no images")
+        }
         var perLabel = [Int](repeating: 0, count: dataset.classNames.count + 1)
         var ignoredPerLabel = perLabel
         var areaBins = [Int](repeating: 0, count: 8)
@@ -174,6 +182,11 @@ struct Check: ParsableCommand {
         for p in problems { print("problem: \(p)") }
         if !problems.isEmpty { throw ExitCode(1) }
     }
+}
+
+/// `option path` must be an existing folder: otherwise says what it is and what is expected.
+func requireFolder(_ path: String, _ option: String, _ what: String) throws {
+    if let problem = folderProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected \(what)") }
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.

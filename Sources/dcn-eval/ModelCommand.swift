@@ -22,17 +22,35 @@ struct ModelCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config value (repeatable), e.g. data.test_min_size=600.")
     var overrides: [String] = []
 
-    @Option(help: "Write the metrics as JSON here.")
+    @Option(help: "Write the metrics as JSON to this file (default: beside the detections, their file name with .json or _results.json replaced by _metrics.json).")
     var json: String?
 
-    @Option(help: "Write the COCO-format detections here (default: next to the checkpoint).")
+    @Option(help: "Write the COCO-format detections to this file (default: eval_model_results.json beside the checkpoint).")
     var results: String?
 
     @OptionGroup var threads: ThreadOptions
 
+    /// Where the detections go: `--results`, or eval_model_results.json beside the checkpoint.
+    var resultsPath: String {
+        results ?? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().appendingPathComponent("eval_model_results.json").path
+    }
+
+    /// Where the metrics go: `--json`, or the detections' path with `.json` (and a trailing
+    /// `_results`) replaced by `_metrics.json` (dets.json -> dets_metrics.json,
+    /// eval_model_results.json -> eval_model_metrics.json, as dcn-train names its evaluations).
+    var metricsPath: String {
+        if let json { return json }
+        var stem = resultsPath.hasSuffix(".json") ? String(resultsPath.dropLast(5)) : resultsPath
+        if stem.hasSuffix("_results") { stem = String(stem.dropLast(8)) }
+        return stem + "_metrics.json"
+    }
+
     func validate() throws {
+        try requireReadableFile(config, "--config", "an experiment config (YAML)")
         try requireReadableFile(checkpoint, "--checkpoint", "a dcn-train checkpoint")
-        if let json { try requireWritableParent(json, "--json") }
+        if let results { try requireWritableFile(results, "--results", "a JSON file") }
+        if let json { try requireWritableFile(json, "--json", "a JSON file") }
+        if resultsPath == metricsPath { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 
     func run() throws {
@@ -48,14 +66,19 @@ struct ModelCommand: ParsableCommand {
             }
             let model = try buildModel(experiment, classes: dataset.classNames.count)
             _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil)
-            let prefix = results.map { String($0.dropLast($0.hasSuffix(".json") ? 5 : 0)) }
-                ?? (URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path + "/eval_model")
+            // evaluateModel writes <prefix>_results.json and <prefix>_metrics.json: a hidden prefix
+            // beside the detections file, then the detections are renamed to the path asked for.
+            let folder = URL(fileURLWithPath: resultsPath).deletingLastPathComponent().path
+            let prefix = folder + "/.dcn-eval-model-\(getpid())"
+            defer { for suffix in ["_results.json", "_metrics.json"] { unlink(prefix + suffix) } }
             let report = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix)
-            print(report.text)
-            print("detections: \(prefix)_results.json")
-            if let json {
-                try writeFileAtomically(try metricsJSON(report.metrics), to: json)
+            guard rename(prefix + "_results.json", resultsPath) == 0 else {
+                throw FileError(path: resultsPath, "cannot write the file (\(String(cString: strerror(errno))))")
             }
+            try writeFileAtomically(try metricsJSON(report.metrics), to: metricsPath)
+            print(report.text)
+            print("detections: \(resultsPath)")
+            print("metrics: \(metricsPath)")
         } catch let error as TrainingError {
             printError("dcn-eval: \(error)")
             throw ExitCode(error.exitCode)

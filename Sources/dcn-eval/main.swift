@@ -25,19 +25,14 @@ struct ThreadOptions: ParsableArguments {
     }
 }
 
+/// `option path` must be a readable file: otherwise says why ("is a directory") and what is expected.
 func requireReadableFile(_ path: String, _ option: String, _ what: String) throws {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
-        throw ValidationError("\(option) \(path): no such file (expected \(what))")
-    }
+    if let problem = fileReadProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected \(what)") }
 }
 
-func requireWritableParent(_ path: String, _ option: String) throws {
-    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-        throw ValidationError("\(option) \(path): the folder \(dir) does not exist")
-    }
+/// `option path` must be a file this process can write (not a directory, in an existing folder).
+func requireWritableFile(_ path: String, _ option: String, _ what: String) throws {
+    if let problem = fileWriteProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected the path of \(what) to write") }
 }
 
 struct DCNEvalCommand: ParsableCommand {
@@ -76,7 +71,7 @@ struct COCOCommand: ParsableCommand {
         }
         try requireReadableFile(gt, "--gt", "a COCO ground-truth JSON file")
         try requireReadableFile(results, "--results", "a COCO results JSON file")
-        if let json { try requireWritableParent(json, "--json") }
+        if let json { try requireWritableFile(json, "--json", "a JSON file") }
     }
 
     func run() throws {
@@ -133,26 +128,29 @@ struct VOCCommand: ParsableCommand {
         if let metric, metric != "area", metric != "voc07" {
             throw ValidationError("--metric must be area or voc07, got '\(metric)'")
         }
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: devkit, isDirectory: &isDir), isDir.boolValue else {
-            throw ValidationError("--devkit \(devkit): no such folder (expected DIR/VOC2007 with Annotations/ and ImageSets/Main/)")
+        if let problem = folderProblem(devkit) {
+            throw ValidationError("--devkit \(devkit): \(problem); expected a devkit year folder such as VOCdevkit/VOC2007 (Annotations/, ImageSets/Main/)")
         }
         guard FileManager.default.fileExists(atPath: results) else {
-            throw ValidationError("--results \(results): no such file or folder (expected a folder of comp4_det_test_<class>.txt files or a COCO results JSON file)")
+            throw ValidationError("--results \(results): no such file or folder; expected a folder of comp4_det_test_<class>.txt files or a COCO results JSON file")
         }
-        if let categories { try requireReadableFile(categories, "--categories", "a JSON file with \"categories\"") }
-        if let json { try requireWritableParent(json, "--json") }
+        if let classes, parseClassList(classes).isEmpty {
+            throw ValidationError("--classes '\(classes)' names no class; expected comma-separated class names, e.g. --classes cat,dog")
+        }
+        if let categories { try requireReadableFile(categories, "--categories", "a JSON file with \"categories\": [{\"id\", \"name\"}]") }
+        if let json { try requireWritableFile(json, "--json", "a JSON file") }
     }
 
     func run() throws {
         let dataset = try VOCDataset.load(devkit: devkit, split: split)
-        let classNames = classes.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? dataset.classNames
-        guard !classNames.isEmpty else { throw ToolError("\(devkit): the split '\(split)' has no annotated objects and no --classes were given") }
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: results, isDirectory: &isDir)
+        guard !dataset.imageIDs.isEmpty else { throw ToolError("\(devkit): ImageSets/Main/\(split).txt lists no images; nothing to evaluate") }
+        let classNames = classes.map(parseClassList) ?? dataset.classNames
+        guard !classNames.isEmpty else {
+            throw ToolError("\(devkit): the split '\(split)' has no annotated objects, so it names no classes; pass --classes a,b,...")
+        }
         let detections: [String: [VOCDetection]]
-        if isDir.boolValue {
-            detections = try loadVOCResultFiles(directory: results, classNames: classNames)
+        if folderProblem(results) == nil {
+            detections = try loadVOCResultFiles(directory: results, classNames: classNames, imageIDs: Set(dataset.imageIDs))
             if detections.isEmpty {
                 throw ToolError("\(results): no comp4_det_test_<class>.txt file for any of the classes \(classNames.joined(separator: ", "))")
             }
@@ -163,11 +161,21 @@ struct VOCCommand: ParsableCommand {
             let coco = try COCOResult.loadArray(path: results)
             var names = [Int: String]()
             if let categories {
-                names = Dictionary(try COCOGroundTruthCategories.load(path: categories).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+                names = Dictionary(try COCOCategory.loadList(path: categories).map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
             } else {
                 for (k, n) in vocClassNames.enumerated() { names[k + 1] = n }
             }
             detections = try vocDetections(fromCOCO: coco, categoryNames: names, dataset: dataset, file: results)
+            let evaluated = classNames.reduce(0) { $0 + (detections[$1]?.count ?? 0) }
+            let naming = categories.map { "named by --categories \($0)" } ?? "read as the 20 VOC classes (1 = aeroplane ... 20 = tvmonitor)"
+            if evaluated == 0 {
+                throw ToolError("\(results): none of the \(coco.count) detections has one of the evaluated classes (\(classNames.joined(separator: ", "))): "
+                    + "their category ids were \(naming), giving \(detections.keys.sorted().joined(separator: ", ")); "
+                    + "pass --categories FILE, a JSON file with the \"categories\" [{\"id\", \"name\"}] the model was trained with (e.g. its COCO annotation file)")
+            }
+            if evaluated < coco.count {
+                printError("warning: \(results): \(coco.count - evaluated) of \(coco.count) detections have classes that are not evaluated (category ids \(naming))")
+            }
         }
         let metrics: [VOCMetric] = metric.map { $0 == "area" ? [.area] : [.voc07] } ?? [.voc07, .area]
         let evaluated: [VOCMetricResult]
@@ -183,35 +191,12 @@ struct VOCCommand: ParsableCommand {
     }
 }
 
-/// Reads only the `categories` of a COCO-style JSON file.
-enum COCOGroundTruthCategories {
-    static func load(path: String) throws -> [COCOCategory] {
-        struct File: Decodable { let categories: [COCOCategory] }
-        do {
-            return try JSONDecoder().decode(File.self, from: Data(contentsOf: URL(fileURLWithPath: path))).categories
-        } catch {
-            throw ToolError("\(path): expected a JSON object with \"categories\": [{\"id\", \"name\"}] (\(error))")
-        }
-    }
-}
-
 do {
     var command = try DCNEvalCommand.parseAsRoot()
     try command.run()
-} catch let error as ToolError {
-    printError("dcn-eval: error: \(error.description)")
-    exit(1)
-} catch let error as JSONReadError {
-    printError("dcn-eval: error: \(error.description)")
-    exit(1)
-} catch let error as COCOFormatError {
-    printError("dcn-eval: error: \(error.description)")
-    exit(1)
-} catch let error as VOCError {
-    printError("dcn-eval: error: \(error.description)")
-    exit(1)
-} catch let error as MaskError {
-    printError("dcn-eval: error: \(error.description)")
+} catch let error where error is ToolError || error is FileError || error is JSONReadError || error is COCOFormatError
+    || error is VOCError || error is MaskError {
+    printError("dcn-eval: error: \(error)")
     exit(1)
 } catch {
     DCNEvalCommand.exit(withError: error)

@@ -87,6 +87,26 @@ struct DatasetTests {
         #expect(d.warnings.contains { $0.contains("annotation id 15") && $0.contains("non-positive box") })
     }
 
+    @Test("COCO RLE masks that are garbage or do not add up to their size are warnings naming the annotation")
+    func cocoBadRLE() throws {
+        let dir = try temporaryFolder("rle")
+        let path = dir + "/a.json"
+        func annotation(_ id: Int, _ counts: String) -> String {
+            "{\"id\": \(id), \"image_id\": 1, \"category_id\": 7, \"bbox\": [1, 1, 2, 2], \"area\": 4, \"iscrowd\": 1, \"segmentation\": {\"size\": [132, 190], \"counts\": \(counts)}}"
+        }
+        try writeText("""
+        {"images": [{"id": 1, "file_name": "a.jpg", "width": 190, "height": 132}],
+         "annotations": [\(annotation(1, "\"5X_Y2\"")), \(annotation(2, "\"garbage~\"")), \(annotation(3, "[10, 20]")), \(annotation(4, "[25080]"))],
+         "categories": [{"id": 7, "name": "x"}]}
+        """, path)
+        let d = try Dataset.coco(annotations: path, imageRoot: dir, skipEmpty: false)
+        #expect(d.objectCount == 4)
+        #expect(d.warnings.count == 3)
+        #expect(d.warnings.contains { $0.hasPrefix("annotation id 1 (image id 1)") && $0.contains("75245 pixels, expected 132x190 = 25080") })
+        #expect(d.warnings.contains { $0.hasPrefix("annotation id 2 (image id 1)") && $0.contains("outside '0'...'o'") })
+        #expect(d.warnings.contains { $0.hasPrefix("annotation id 3 (image id 1)") && $0.contains("30 pixels") })
+    }
+
     @Test("Malformed COCO JSON names the file, line and column")
     func cocoMalformed() throws {
         let dir = try temporaryFolder("malformed")
@@ -152,6 +172,6 @@ struct DatasetTests {
         } catch {
             #expect("\(error)".contains("b.xml"), "\(error)")
         }
-        #expect(throws: DatasetError.self) { try Dataset.voc(devkits: [root], splits: ["missing"]) }
+        #expect(throws: FileError.self) { try Dataset.voc(devkits: [root], splits: ["missing"]) }
     }
 }
