@@ -55,12 +55,17 @@ public enum Checkpoint {
     /// A checkpoint of another architecture is rejected with the missing, unexpected and wrongly
     /// shaped names, and nothing is changed.
     public static func load(path: String, into parameters: ParameterList, optimizer: SGD?) throws -> TrainingState {
+        try requireFile(path)
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch {
             throw CheckpointError(message: "cannot read checkpoint \(path): \(error)")
         }
-        guard file.metadata["format"] == format, let iteration = file.metadata["iteration"].flatMap(Int.init) else {
+        guard file.metadata["format"] == format else {
             throw CheckpointError(message: "\(path) is not a dcn-train checkpoint (metadata 'format' should be \(format)); to start from pretrained weights set backbone.weights instead")
+        }
+        guard let iteration = file.metadata["iteration"].flatMap(Int.init), iteration >= 0 else {
+            let found = file.metadata["iteration"].map { "'\($0)'" } ?? "missing"
+            throw CheckpointError(message: "\(path): metadata 'iteration' is \(found); expected the number of iterations completed (a whole number >= 0)")
         }
         let rng = (file.metadata["rng"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard rng.count == 4 else { throw CheckpointError(message: "\(path): the random generator state is missing or damaged") }
@@ -80,10 +85,19 @@ public enum Checkpoint {
                              arithmetic: file.metadata["arithmetic"] ?? "")
     }
 
-    /// Points `directory/latest` at `fileName` (a relative symlink, replaced atomically).
+    /// Checks that `path` names a file, with a message that says what is expected.
+    public static func requireFile(_ path: String) throws {
+        guard let problem = fileProblem(path) else { return }
+        let latest = path + "/" + RunFiles.latest
+        let hint = problem == .folder && FileManager.default.fileExists(atPath: latest) ? " (the newest checkpoint of the run there is \(latest))" : ""
+        throw CheckpointError(message: "\(path) \(problem); expected a checkpoint file (model_*.safetensors, or an output folder's latest)\(hint)")
+    }
+
+    /// Points `directory/latest` at `fileName` (a relative symlink, replaced atomically through a
+    /// temporary named as `RunFiles.temporaryWriter` expects).
     public static func markLatest(_ fileName: String, in directory: String) throws {
-        let link = directory + "/latest"
-        let temporary = directory + "/.latest.tmp-\(getpid())"
+        let link = directory + "/" + RunFiles.latest
+        let temporary = directory + "/.\(RunFiles.latest).\(getpid()).tmp"
         unlink(temporary)
         guard symlink(fileName, temporary) == 0 else { throw CheckpointError(message: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         guard rename(temporary, link) == 0 else {

@@ -15,14 +15,16 @@ enum EvaluationTruth {
 }
 
 /// Detections of every image of `dataset` (in dataset order) in original image coordinates,
-/// decoded and resized ahead by the evaluation loader.
+/// decoded and resized ahead by the evaluation loader. A `stop` request is honoured between
+/// batches (it throws `Stopped`).
 public func runInference(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, maxSize: Int, imagesPerBatch: Int,
-                         workers: Int = 2) throws -> [[DCNModels.Detection]] {
+                         workers: Int = 2, stop: StopRequest? = nil) throws -> [[DCNModels.Detection]] {
     let ws = Workspace()
     let loader = try DataLoader.evaluation(dataset: dataset, imagesPerBatch: imagesPerBatch, shortEdge: shortEdge,
                                            maxSize: maxSize, workers: workers)
     var all: [[DCNModels.Detection]] = []
     while let batch = try loader.nextIfAvailable() {
+        try stop?.check()
         let detections = try model.detect(images: batch.images, sizes: batch.sizes, ws)
         for (i, dets) in detections.enumerated() {
             let boxes = batch.toOriginal(dets.map { $0.box }, image: i)
@@ -56,10 +58,12 @@ public func cocoResults(_ detections: [[DCNModels.Detection]], dataset: Dataset)
 }
 
 /// Runs the model on `dataset`, writes `<outputPrefix>_results.json` (COCO format) and
-/// `<outputPrefix>_metrics.json`, and returns the report.
-public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String) throws -> EvaluationReport {
+/// `<outputPrefix>_metrics.json`, and returns the report. A `stop` request ends the inference
+/// between batches (it throws `Stopped`) and nothing is written.
+public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String,
+                          stop: StopRequest? = nil) throws -> EvaluationReport {
     let detections = try runInference(model, dataset: dataset, shortEdge: config.data.testMinSize, maxSize: config.data.maxSize,
-                                      imagesPerBatch: max(1, config.data.imagesPerBatch))
+                                      imagesPerBatch: max(1, config.data.imagesPerBatch), stop: stop)
     let results = cocoResults(detections, dataset: dataset)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]

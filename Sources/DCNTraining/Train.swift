@@ -18,6 +18,20 @@ public struct TrainingError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// What keeps a path from being read as a file.
+public enum FileProblem: String, CustomStringConvertible {
+    case missing = "does not exist"
+    case folder = "is a folder"
+    public var description: String { rawValue }
+}
+
+/// Why `path` cannot be read as a file, nil when it can be (a symlink to a file counts).
+public func fileProblem(_ path: String) -> FileProblem? {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return .missing }
+    return isFolder.boolValue ? .folder : nil
+}
+
 /// Object classes when the data is not loaded: the config's, else the format's usual count.
 public func defaultClassCount(_ c: ExperimentConfig) -> Int {
     if let n = c.model.classes { return n }
@@ -55,16 +69,19 @@ public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> Faste
 }
 
 /// Trains the detector a config describes. Writes the resolved config, checkpoints, metrics.jsonl,
-/// training_curves.svg and evaluation results into the output folder. `stopAfter` ends the run
-/// with a checkpoint after that many iterations, as Ctrl-C does (for tests and scripts).
-public func train(config: ExperimentConfig, configPath: String, resume: String?, force: Bool, stopAfter: Int? = nil) throws {
+/// training_curves.svg and evaluation results into the output folder, which it locks for the whole
+/// run (`OutputFolderLock`). A run that does not continue the folder's own run replaces it: refused
+/// while the folder holds checkpoints unless `force`; then the old run's files (`RunFiles.isRunFile`)
+/// are removed, nothing else. `stopAfter` ends the run with a checkpoint after that many iterations
+/// (for tests and scripts); `stop` ends it as SIGINT and SIGTERM do: a checkpoint between
+/// iterations (the evaluation stops between batches), then a `TrainingError` with status 128 + the signal.
+public func train(config: ExperimentConfig, configPath: String, resume: String?, force: Bool, stopAfter: Int? = nil,
+                  stop: StopRequest = StopRequest()) throws {
     let out = config.outputDirectory
-    let fm = FileManager.default
-    let resolvedPath = out + "/config.yaml"
-    if resume == nil && !force && fm.fileExists(atPath: out + "/latest") {
-        throw TrainingError("\(out) holds another run (it has a checkpoint): pass --resume \(out)/latest to continue it, --force to start over, or set output.dir", exitCode: 2)
-    }
-    try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+    try makeFolder(out, key: "output.dir")
+    let lock = try OutputFolderLock(folder: out)
+    defer { lock.release() }
+    let continuesThisRun = try checkRunFolder(out, resume: resume, force: force)
 
     let data = try loadTrainingData(config)
     let classes = data.train.classNames.count
@@ -79,31 +96,54 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
                                         warmupFactor: Float(s.warmupFactor), steps: s.steps, gamma: Float(s.gamma))
     var rng = SeededGenerator(seed: UInt64(s.seed) &+ 1000)
     var start = 0
+    /// The newest checkpoint this run can go back to.
+    var lastCheckpoint: String? = nil
     if let resume {
-        let state = try Checkpoint.load(path: resume, into: model.parameters, optimizer: optimizer)
+        let state: TrainingState
+        do { state = try Checkpoint.load(path: resume, into: model.parameters, optimizer: optimizer) } catch let error as CheckpointError {
+            throw TrainingError("--resume: \(error.message)", exitCode: 2)
+        }
         start = state.iteration
         rng = SeededGenerator(state: state.rngState)
+        lastCheckpoint = resume
         print("resumed from \(resume) at iteration \(start)")
         if !state.arithmetic.isEmpty && state.arithmetic != BLASKernel.arithmetic {
             print("note: the checkpoint was computed with \(state.arithmetic), this run uses \(BLASKernel.arithmetic): "
                   + "training continues correctly, but not bit for bit as one uninterrupted run would (matrix products round differently)")
         }
     }
-    try AtomicFile.write(Data(config.resolvedYAML().utf8), to: resolvedPath)
-    let log = try MetricsLog(path: out + "/metrics.jsonl", keepExisting: resume != nil)
+    // The folder changes only now that the run can start (and holds the lock: no other run writes there).
+    let stale = try removeFiles(in: out, where: isStaleTemporary)
+    if !stale.isEmpty { print("removed \(stale.count) temporary file(s) a killed run left in \(out): \(stale.joined(separator: ", "))") }
+    if !continuesThisRun {
+        let replaced = try removeFiles(in: out, where: RunFiles.isRunFile)
+        if !replaced.isEmpty { print("removed the files of the run that was in \(out): \(replaced.joined(separator: ", "))") }
+    }
+    try AtomicFile.write(Data(config.resolvedYAML().utf8), to: out + "/" + RunFiles.config)
+    let log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
     if resume != nil { try log.truncate(after: start) }
 
     let loader = try makeTrainingLoader(config, dataset: data.train, startIteration: start)
     let ws = Workspace()
     let progress = ProgressPrinter()
-    installInterruptHandler()
+    /// What to go back to after a failure.
+    func lastGood() -> String { lastCheckpoint.map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet" }
     func checkpoint(_ iteration: Int, final: Bool = false) throws {
-        let name = final ? "model_final.safetensors" : String(format: "model_%07d.safetensors", iteration)
-        try Checkpoint.save(parameters: model.parameters, optimizer: optimizer,
-                            state: TrainingState(iteration: iteration, rngState: rng.stateArray, config: config.resolvedYAML()),
-                            to: out + "/" + name)
-        try Checkpoint.markLatest(name, in: out)
-        try writeTrainingCurves(log.records, to: out + "/training_curves.svg")
+        let name = final ? RunFiles.finalCheckpoint : RunFiles.checkpoint(iteration: iteration)
+        do {
+            try Checkpoint.save(parameters: model.parameters, optimizer: optimizer,
+                                state: TrainingState(iteration: iteration, rngState: rng.stateArray, config: config.resolvedYAML()),
+                                to: out + "/" + name)
+            try Checkpoint.markLatest(name, in: out)
+        } catch {
+            throw TrainingError("cannot write the checkpoint of iteration \(iteration): \(error); \(lastGood())")
+        }
+        lastCheckpoint = out + "/" + name
+        try writeTrainingCurves(log.records, to: out + "/" + RunFiles.curves)
+    }
+    func diverged(_ what: String) -> TrainingError {
+        progress.finishLine()
+        return TrainingError("training diverged at iteration \(what); \(lastGood()) (lower solver.base_lr or set solver.clip_grad_norm)")
     }
 
     var iteration = start
@@ -113,14 +153,14 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         if let stopAfter, iteration >= stopAfter {
             progress.finishLine()
             try checkpoint(iteration)
-            print("stopped after iteration \(iteration): \(out)/latest")
+            print("stopped after iteration \(iteration): \(out)/\(RunFiles.latest)")
             return
         }
-        if interruptRequested != 0 {
+        if stop.signal != 0 {
             progress.finishLine()
             try checkpoint(iteration)
-            print("interrupted: checkpoint written at iteration \(iteration) (\(out)/latest); continue with --resume \(out)/latest")
-            throw TrainingError("interrupted", exitCode: 130)
+            throw TrainingError("stopped by \(stop.signalName): checkpoint written at iteration \(iteration) (\(out)/\(RunFiles.latest)); "
+                                + "continue with --resume \(out)/\(RunFiles.latest)", exitCode: stop.exitCode)
         }
         let t0 = Date()
         let batch = try loader.next()
@@ -132,24 +172,19 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         } catch let error as ShapeError where error.message.contains("non-finite") {
             // Inputs are checked when loaded, so non-finite values inside the network mean the
             // weights diverged.
-            progress.finishLine()
             let terms = lossNames.compactMap { n in lastLosses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
-            throw TrainingError("training diverged at iteration \(iteration + 1): \(error.message) (losses of iteration \(iteration): \(terms)); the last good checkpoint is \(out)/latest (lower solver.base_lr or set solver.clip_grad_norm)")
+            throw diverged("\(iteration + 1): \(error.message) (losses of iteration \(iteration): \(terms))")
         }
         lastLosses = losses
         for name in lossNames {
-            if let v = losses[name], !v.isFinite {
-                progress.finishLine()
-                throw TrainingError("loss \(name) became \(v) at iteration \(iteration + 1); the last good checkpoint is \(out)/latest (lower solver.base_lr or enable solver.clip_grad_norm)")
-            }
+            if let v = losses[name], !v.isFinite { throw diverged("\(iteration + 1): loss \(name) became \(v)") }
         }
         let gradientNorm = optimizer.step(lr: lr, clipNorm: s.clipGradNorm.map { Float($0) })
         iteration += 1
         // A finite loss can still give an update that leaves the weights non-finite.
         if !gradientNorm.isFinite || model.parameters.trainable.contains(where: { $0.value.data.contains { !$0.isFinite } }) {
-            progress.finishLine()
             let terms = lossNames.compactMap { n in losses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
-            throw TrainingError("training diverged at iteration \(iteration): the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms)); the last good checkpoint is \(out)/latest (lower solver.base_lr or set solver.clip_grad_norm)")
+            throw diverged("\(iteration): the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms))")
         }
         let seconds = Date().timeIntervalSince(t0)
         window.append(seconds)
@@ -165,17 +200,58 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         if s.checkpointPeriod > 0 && iteration % s.checkpointPeriod == 0 && iteration < s.maxIter { try checkpoint(iteration) }
         if s.evalPeriod > 0 && iteration % s.evalPeriod == 0 && iteration < s.maxIter, let val = data.val {
             progress.finishLine()
-            let report = try evaluateModel(model, config: config, dataset: val, outputPrefix: out + "/eval_\(iteration)")
-            try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
-            print(report.text)
+            do {
+                let report = try evaluateModel(model, config: config, dataset: val,
+                                               outputPrefix: out + "/" + RunFiles.evaluationPrefix(iteration: iteration), stop: stop)
+                try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
+                print(report.text)
+            } catch is Stopped {
+                // The stop check at the top of the loop writes the checkpoint and ends the run.
+            }
         }
     }
     progress.finishLine()
     try checkpoint(iteration, final: true)
-    print("training finished: \(out)/model_final.safetensors")
+    print("training finished: \(out)/\(RunFiles.finalCheckpoint)")
     if let val = data.val {
-        let report = try evaluateModel(model, config: config, dataset: val, outputPrefix: out + "/eval_final")
+        let report: EvaluationReport
+        do {
+            report = try evaluateModel(model, config: config, dataset: val, outputPrefix: out + "/" + RunFiles.evaluationPrefix(iteration: nil), stop: stop)
+        } catch is Stopped {
+            throw TrainingError("stopped by \(stop.signalName) during the final evaluation; the trained model is \(out)/\(RunFiles.finalCheckpoint) "
+                                + "(evaluate it with dcn-eval model --checkpoint)", exitCode: stop.exitCode)
+        }
         try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
         print(report.text)
     }
+}
+
+/// Checks that a run may train into the locked folder `out` and returns whether it continues the
+/// folder's own run (`--resume` of a checkpoint inside it). Any other run replaces the folder's
+/// run, which needs `force` once the folder holds a checkpoint.
+func checkRunFolder(_ out: String, resume: String?, force: Bool) throws -> Bool {
+    var resumeFolder: String? = nil
+    if let resume {
+        do { try Checkpoint.requireFile(resume) } catch let error as CheckpointError {
+            throw TrainingError("--resume: \(error.message)", exitCode: 2)
+        }
+        resumeFolder = canonicalPath(resume).map { ($0 as NSString).deletingLastPathComponent }
+    }
+    if let resume, resumeFolder == canonicalPath(out) {
+        if force {
+            throw TrainingError("--force would remove the run that --resume \(resume) continues: drop --force to continue it in \(out)", exitCode: 2)
+        }
+        return true
+    }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+    if !force && names.contains(where: RunFiles.isCheckpoint) {
+        let latest = out + "/" + RunFiles.latest
+        if let resume {
+            throw TrainingError("\(out) holds another run, and --resume \(resume) is a checkpoint of another folder: continuing it here would mix "
+                                + "the two runs. Pass --force to replace the run in \(out), resume \(latest) to continue it, or set output.dir", exitCode: 2)
+        }
+        throw TrainingError("\(out) holds another run (it has a checkpoint): pass --resume \(latest) to continue it, --force to start over "
+                            + "(its checkpoints, metrics and evaluations are removed), or set output.dir", exitCode: 2)
+    }
+    return false
 }

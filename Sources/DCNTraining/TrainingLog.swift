@@ -1,5 +1,6 @@
 // What a run leaves in its output folder besides checkpoints: metrics.jsonl (one JSON object per
 // logged iteration or evaluation), training_curves.svg, and the live progress line.
+import DCNTensor
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,7 @@ public final class MetricsLog {
             let decoder = JSONDecoder()
             records = text.split(separator: "\n").compactMap { try? decoder.decode(IterationRecord.self, from: Data($0.utf8)) }
         } else {
-            FileManager.default.createFile(atPath: path, contents: nil)
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TrainingError("cannot create \(path)") }
         }
     }
 
@@ -37,7 +38,7 @@ public final class MetricsLog {
     public func truncate(after iteration: Int) throws {
         records.removeAll { $0.iteration > iteration }
         let lines = try records.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
-        try Data((lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicFile.write(Data((lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).utf8), to: path)
     }
 
     public func append(_ record: IterationRecord) throws {
@@ -53,11 +54,16 @@ public final class MetricsLog {
         try appendLine(String(decoding: data, as: UTF8.self))
     }
 
+    /// A failed write (a full disk) throws with the file's name; it never traps.
     private func appendLine(_ line: String) throws {
         guard let handle = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot append to \(path)") }
         defer { try? handle.close() }
-        handle.seekToEndOfFile()
-        handle.write(Data((line + "\n").utf8))
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data((line + "\n").utf8))
+        } catch {
+            throw TrainingError("cannot append to \(path): \(error.localizedDescription)")
+        }
     }
 }
 
@@ -70,7 +76,7 @@ public func writeTrainingCurves(_ records: [IterationRecord], to path: String) t
     svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     guard let first = records.first, let last = records.last, last.iteration > first.iteration else {
         svg += "<text x=\"20\" y=\"40\">not enough iterations logged yet</text>\n</svg>\n"
-        try Data(svg.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicFile.write(Data(svg.utf8), to: path)
         return
     }
     let x0 = Double(first.iteration), x1 = Double(last.iteration)
@@ -101,7 +107,7 @@ public func writeTrainingCurves(_ records: [IterationRecord], to path: String) t
     svg += "<text x=\"\(left)\" y=\"\(height - 12)\">iteration \(first.iteration)</text>\n"
     svg += "<text x=\"\(left + plotW - 80)\" y=\"\(height - 12)\">\(last.iteration)</text>\n"
     svg += "</svg>\n"
-    try Data(svg.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    try AtomicFile.write(Data(svg.utf8), to: path)
 }
 
 /// The live progress line on a terminal, or plain log lines otherwise.
@@ -127,12 +133,4 @@ public struct ProgressPrinter {
 
     /// Ends the live line before other output.
     public func finishLine() { if isTerminal { print("") } }
-}
-
-/// Set by SIGINT; the loop checks it between iterations, writes a checkpoint and exits.
-nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
-
-/// Installs a SIGINT handler that asks the training loop to stop after the current iteration.
-func installInterruptHandler() {
-    signal(SIGINT) { _ in interruptRequested = 1 }
 }

@@ -37,24 +37,33 @@ struct DCNTrain: ParsableCommand {
     @Flag(help: "With --summary: print JSON on stdout.")
     var json = false
 
-    @Flag(help: "Train into an output folder that already holds another run (its files are overwritten).")
+    @Flag(help: "Replace the run an output folder holds: its checkpoints, latest, config.yaml, metrics.jsonl, training_curves.svg and eval_* files are removed first (nothing else).")
     var force = false
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if json && !summary { throw ValidationError("--json goes with --summary") }
-        if resume != nil && force { throw ValidationError("--resume continues a run; --force starts one over: give one of them") }
     }
 
     func run() throws {
+        lineBufferStandardOutput()
         if let threads { Threads.set(threads) }
-        let experiment: ExperimentConfig
         do {
-            experiment = try loadConfig(path: config, overrides: overrides)
+            try trainOrSummarize()
         } catch let errors as ConfigErrors {
             FileHandle.standardError.write(Data((errors.description + "\n").utf8))
             throw ExitCode(2)
+        } catch {
+            FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8))
+            throw ExitCode((error as? TrainingError)?.exitCode ?? 1)
         }
+    }
+
+    func trainOrSummarize() throws {
+        if let problem = fileProblem(config) {
+            throw TrainingError("--config \(config) \(problem); expected a YAML config file", exitCode: 2)
+        }
+        let experiment = try loadConfig(path: config, overrides: overrides)
         if summary {
             let classes = defaultClassCount(experiment)
             let model = try FasterRCNN(spec: detectorSpec(experiment, classes: classes))
@@ -63,11 +72,7 @@ struct DCNTrain: ParsableCommand {
             print(json ? s.json : s.table)
             return
         }
-        do {
-            try train(config: experiment, configPath: config, resume: resume, force: force)
-        } catch let error as TrainingError {
-            FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8))
-            throw ExitCode(error.exitCode)
-        }
+        StopRequest.installSignalHandlers()
+        try train(config: experiment, configPath: config, resume: resume, force: force, stop: .signals)
     }
 }

@@ -64,17 +64,23 @@ func temporaryDirectory(_ name: String) -> String {
     #expect(abs(b.value.data[0] - (3 - 0.01 * 3)) < 1e-6)
 }
 
-/// A tiny synthetic dataset (6 training and 2 validation images of 96 px) and a config for it.
-func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentConfig {
+/// A tiny synthetic dataset (6 training and 2 validation images of 96 px) in `dir`, and the
+/// overrides of configs/demo.yaml that train on it (`extra` last).
+func tinyOverrides(_ dir: String, extra: [String] = []) throws -> [String] {
     if !FileManager.default.fileExists(atPath: dir + "/data/annotations/instances_train.json") {
         _ = try writeSyntheticDataset(out: dir + "/data", config: SyntheticConfig(train: 6, val: 2, size: 96, seed: 3))
     }
-    return try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: [
+    return [
         "data.root=\(dir)/data", "data.min_size=[96]", "data.max_size=128", "data.test_min_size=96",
         "mimic.patch_size=32", "mimic.rois_per_image=2", "roi_head.batch_size_per_image=16", "rpn.batch_size_per_image=32",
         "solver.max_iter=20", "solver.warmup_iters=5", "solver.steps=[15]", "solver.checkpoint_period=10",
         "solver.eval_period=0", "output.dir=\(dir)/out", "output.log_period=1",
-    ] + extra)
+    ] + extra
+}
+
+/// configs/demo.yaml made tiny by `tinyOverrides`.
+func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentConfig {
+    try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: tinyOverrides(dir, extra: extra))
 }
 
 @Suite(.serialized) struct TrainingRuns {
@@ -117,7 +123,18 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
             Issue.record("a run with lr 1e12 must stop on a non-finite loss")
         } catch let error as TrainingError {
             #expect((error.message.contains("became") || error.message.contains("diverged")) && error.message.contains("at iteration"), "\(error.message)")
+            #expect(error.message.contains("no checkpoint was written yet") && !error.message.contains("latest"), "\(error.message)")
             #expect(!FileManager.default.fileExists(atPath: "\(dir)/out/latest"), "no checkpoint of a diverged run")
+        }
+        // After a checkpoint, the message names it.
+        let healthy = try tinyExperiment(dir, extra: ["output.dir=\(dir)/resumed"])
+        try train(config: healthy, configPath: "", resume: nil, force: false, stopAfter: 1)
+        let diverging = try tinyExperiment(dir, extra: ["solver.base_lr=1e12", "solver.warmup_iters=0", "solver.steps=[]", "output.dir=\(dir)/resumed"])
+        do {
+            try train(config: diverging, configPath: "", resume: "\(dir)/resumed/latest", force: false)
+            Issue.record("a resumed run with lr 1e12 must stop on a non-finite loss")
+        } catch let error as TrainingError {
+            #expect(error.message.contains("the last good checkpoint is \(dir)/resumed/"), "\(error.message)")
         }
     }
 

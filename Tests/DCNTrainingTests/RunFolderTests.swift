@@ -1,0 +1,278 @@
+// Nothing hangs, nothing crashes, no run is lost or mixed: the output folder's lock, --force, resuming
+// another folder's checkpoint, stop requests (SIGINT, SIGTERM), temporaries of killed runs, paths
+// that cannot be used, and dcn-train itself as a process (signals go to the child, never to us).
+import DCNConfig
+import DCNTensor
+import DCNTraining
+import Foundation
+import Testing
+
+/// Names in `folder`, sorted.
+func folderNames(_ folder: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+}
+
+/// Loads every checkpoint of `folder` (and `latest`) into a model of `config`; returns their iterations by name.
+func loadEveryCheckpoint(_ folder: String, config: ExperimentConfig) throws -> [String: Int] {
+    let model = try buildModel(config, classes: 6)
+    var iterations: [String: Int] = [:]
+    for name in folderNames(folder) where RunFiles.isCheckpoint(name) {
+        iterations[name] = try Checkpoint.load(path: folder + "/" + name, into: model.parameters, optimizer: nil).iteration
+    }
+    return iterations
+}
+
+func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
+                         _ body: () throws -> Void) {
+    do {
+        try body()
+        Issue.record("expected a TrainingError", sourceLocation: sourceLocation)
+    } catch let error as TrainingError {
+        #expect(error.exitCode == exitCode, "\(error.message)", sourceLocation: sourceLocation)
+        for fragment in fragments {
+            #expect(error.message.contains(fragment), "'\(fragment)' missing in: \(error.message)", sourceLocation: sourceLocation)
+        }
+    } catch {
+        Issue.record("expected a TrainingError, got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+@Test func runFilesAndTheirTemporariesAreRecognisedByName() {
+    for name in ["model_0000010.safetensors", "model_final.safetensors", "latest", "config.yaml", "metrics.jsonl",
+                 "training_curves.svg", "eval_20_results.json", "eval_final_metrics.json"] {
+        #expect(RunFiles.isRunFile(name), "\(name)")
+    }
+    for name in ["notes.txt", "eval_notes.json", "eval__results.json", "config.yaml.bak", ".lock", "model_final.pth"] {
+        #expect(!RunFiles.isRunFile(name), "\(name)")
+    }
+    #expect(RunFiles.isRunFile("eval_model_results.json"))  // dcn-eval model's, about a checkpoint of the run
+    for (name, pid) in [(".model_0000010.safetensors.4242.1234567.tmp", 4242), (".latest.17.tmp", 17), (".metrics.jsonl.1.2.tmp", 1),
+                        (".eval_final_results.json.7.8.tmp", 7)] {
+        #expect(RunFiles.temporaryWriter(name) == pid_t(pid), "\(name)")
+    }
+    for name in [".notes.4242.tmp", ".model_0000010.safetensors.tmp", "model_0000010.safetensors.1.2.tmp", ".latest.a.tmp", ".config.yaml.1.2.3.tmp"] {
+        #expect(RunFiles.temporaryWriter(name) == nil, "\(name)")
+    }
+}
+
+@Suite(.serialized) struct RunFolderGuards {
+    @Test func aLockedOutputFolderRefusesASecondRunAtOnce() throws {
+        let dir = temporaryDirectory("lock")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=1", "solver.warmup_iters=1", "solver.steps=[]"])
+        let out = config.outputDirectory
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let temporary = out + "/.model_0000010.safetensors.\(getpid()).1.tmp"
+        try Data(count: 16).write(to: URL(fileURLWithPath: temporary))
+        // Held as the training code holds it: a second run fails at once, naming the folder, and
+        // leaves the running run's temporary alone.
+        let lock = try OutputFolderLock(folder: out)
+        expectTrainingError(2, [out, "in use by another dcn-train run", "process \(getpid())"]) {
+            try train(config: config, configPath: "", resume: nil, force: false)
+        }
+        #expect(FileManager.default.fileExists(atPath: temporary))
+        lock.release()
+        try train(config: config, configPath: "", resume: nil, force: false)
+        #expect(try loadEveryCheckpoint(out, config: config) == ["latest": 1, "model_final.safetensors": 1])
+    }
+
+    @Test func staleTemporariesAreRemovedAtStartAndNothingElse() throws {
+        let dir = temporaryDirectory("stale")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=1", "solver.warmup_iters=1", "solver.steps=[]"])
+        let out = config.outputDirectory
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        // What a SIGKILL during a checkpoint write leaves (no process has a number that high), the
+        // temporary of a writer that lives (this process), and files of the user's that look alike.
+        let gone = 999_999_999
+        let stale = [".model_0000010.safetensors.\(gone).1234567.tmp", ".config.yaml.\(gone).99.tmp", ".latest.\(gone).tmp"]
+        let kept = [".eval_model_results.json.\(getpid()).5.tmp", ".notes.\(gone).tmp", "notes.txt", "model_notes.txt"]
+        for name in stale + kept { try Data(count: 4096).write(to: URL(fileURLWithPath: out + "/" + name)) }
+        try train(config: config, configPath: "", resume: nil, force: false)
+        let names = folderNames(out)
+        for name in stale { #expect(!names.contains(name), "\(name) left") }
+        for name in kept { #expect(names.contains(name), "\(name) removed") }
+        #expect(!names.contains { $0.hasSuffix(".tmp") && !kept.contains($0) })
+    }
+
+    @Test func forceRemovesTheOldRunsFilesAndNothingElse() throws {
+        let dir = temporaryDirectory("force")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=3", "solver.warmup_iters=1", "solver.steps=[]", "solver.checkpoint_period=2"])
+        let out = config.outputDirectory
+        try train(config: config, configPath: "", resume: nil, force: false)
+        #expect(Set(folderNames(out)).isSuperset(of: ["model_0000002.safetensors", "model_final.safetensors", "eval_final_results.json"]))
+        let users = ["notes.txt", "model_notes.txt", "eval_notes.json"]
+        for name in users { try Data("mine".utf8).write(to: URL(fileURLWithPath: out + "/" + name)) }
+        try FileManager.default.createDirectory(atPath: out + "/plots", withIntermediateDirectories: true)
+        // Without --force the folder is refused; with it the new run starts in a folder without the old one.
+        expectTrainingError(2, [out, "holds another run", "--force"]) {
+            try train(config: config, configPath: "", resume: nil, force: false, stopAfter: 1)
+        }
+        try train(config: config, configPath: "", resume: nil, force: true, stopAfter: 1)
+        let names = folderNames(out)
+        #expect(names == (users + [".lock", "config.yaml", "latest", "metrics.jsonl", "model_0000001.safetensors", "plots", "training_curves.svg"]).sorted())
+        #expect(try loadEveryCheckpoint(out, config: config) == ["latest": 1, "model_0000001.safetensors": 1])
+        let logged = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(logged.count == 1 && logged[0].contains("\"iteration\":1"))
+    }
+
+    @Test func resumingAnotherFoldersCheckpointIntoARunNeedsForce() throws {
+        let dir = temporaryDirectory("elsewhere")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let extra = ["solver.max_iter=2", "solver.warmup_iters=1", "solver.steps=[]"]
+        let a = try tinyExperiment(dir, extra: extra + ["output.dir=\(dir)/a"])
+        let b = try tinyExperiment(dir, extra: extra + ["output.dir=\(dir)/b"])
+        try train(config: a, configPath: "", resume: nil, force: false, stopAfter: 1)
+        try train(config: b, configPath: "", resume: nil, force: false)
+        let before = try loadEveryCheckpoint("\(dir)/b", config: b)
+        expectTrainingError(2, ["\(dir)/b holds another run", "\(dir)/a/latest", "another folder", "--force"]) {
+            try train(config: b, configPath: "", resume: "\(dir)/a/latest", force: false)
+        }
+        #expect(try loadEveryCheckpoint("\(dir)/b", config: b) == before)
+        // Continuing b's own run stays allowed, but not with --force (it would remove what it continues).
+        expectTrainingError(2, ["--force would remove"]) {
+            try train(config: b, configPath: "", resume: "\(dir)/b/latest", force: true)
+        }
+        try train(config: b, configPath: "", resume: "\(dir)/b/latest", force: false)
+        // With --force, a's checkpoint replaces b's run: iteration 2 only, from a's iteration 1.
+        try train(config: b, configPath: "", resume: "\(dir)/a/model_0000001.safetensors", force: true)
+        #expect(try loadEveryCheckpoint("\(dir)/b", config: b) == ["latest": 2, "model_final.safetensors": 2])
+        let logged = try String(contentsOfFile: "\(dir)/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(logged.count == 2 && logged[0].contains("\"iteration\":2") && logged[1].contains("\"eval\""), "\(logged)")
+        #expect(try loadEveryCheckpoint("\(dir)/a", config: a) == ["latest": 1, "model_0000001.safetensors": 1])
+    }
+
+    @Test func aStopRequestWritesACheckpointAndEndsWithTheSignalsStatus() throws {
+        let dir = temporaryDirectory("stop")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // SIGTERM between iterations: a checkpoint, then status 143.
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=1", "solver.warmup_iters=1", "solver.steps=[]"])
+        let sigterm = StopRequest()
+        sigterm.request(SIGTERM)
+        expectTrainingError(143, ["SIGTERM", "--resume \(dir)/out/latest"]) {
+            try train(config: config, configPath: "", resume: nil, force: false, stop: sigterm)
+        }
+        #expect(try loadEveryCheckpoint("\(dir)/out", config: config) == ["latest": 0, "model_0000000.safetensors": 0])
+        // Ctrl-C during the final evaluation (resuming the finished run goes straight to it): it
+        // stops, with status 130, and the final checkpoint is there.
+        try train(config: config, configPath: "", resume: "\(dir)/out/latest", force: false)
+        let sigint = StopRequest()
+        sigint.request(SIGINT)
+        expectTrainingError(130, ["SIGINT", "final evaluation", "\(dir)/out/model_final.safetensors"]) {
+            try train(config: config, configPath: "", resume: "\(dir)/out/model_final.safetensors", force: false, stop: sigint)
+        }
+        #expect(try loadEveryCheckpoint("\(dir)/out", config: config)["model_final.safetensors"] == 1)
+    }
+
+    @Test func unusablePathsAreNamedWithWhatIsExpected() throws {
+        let dir = temporaryDirectory("paths")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // An output.dir whose parent is a regular file (a read-only folder would do, but tests run as root).
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/afile"))
+        let blocked = try tinyExperiment(dir, extra: ["output.dir=\(dir)/afile/out"])
+        expectTrainingError(2, ["output.dir: cannot create the folder \(dir)/afile/out", "\(dir)/afile is a file", "expected a folder where dcn-train may write"]) {
+            try train(config: blocked, configPath: "", resume: nil, force: false)
+        }
+        let config = try tinyExperiment(dir)
+        expectTrainingError(2, ["--resume", "\(dir) is a folder", "expected a checkpoint file"]) {
+            try train(config: config, configPath: "", resume: dir, force: false)
+        }
+        expectTrainingError(2, ["--resume", "\(dir)/missing.safetensors does not exist", "expected a checkpoint file"]) {
+            try train(config: config, configPath: "", resume: "\(dir)/missing.safetensors", force: false)
+        }
+        #expect(fileProblem(dir) == .folder && fileProblem(dir + "/afile") == nil && fileProblem(dir + "/none") == .missing)
+        // A checkpoint whose iteration is damaged: the message names that key.
+        let damaged = dir + "/damaged.safetensors"
+        try SafeTensorsWriter.write([("model.w", .f32(shape: [1], values: [0]))],
+                                    metadata: ["format": Checkpoint.format, "iteration": "ten", "rng": "1,2,3,4"], to: damaged)
+        let model = try buildModel(config, classes: 6)
+        do {
+            _ = try Checkpoint.load(path: damaged, into: model.parameters, optimizer: nil)
+            Issue.record("a damaged iteration must be refused")
+        } catch let error as CheckpointError {
+            #expect(error.message.contains("'iteration' is 'ten'") && !error.message.contains("'format'"), "\(error.message)")
+        }
+    }
+}
+
+/// dcn-train as a child process writing `<name>.out` / `<name>.err` in `folder`.
+struct TrainProcess {
+    let process = Process()
+    let outputPath: String, errorPath: String
+
+    init(_ arguments: [String], folder: String, name: String) throws {
+        let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        guard let tool = [here, here.deletingLastPathComponent()].map({ $0.appendingPathComponent("dcn-train") })
+            .first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw TrainingError("dcn-train is not built next to the tests in \(here.path)")
+        }
+        outputPath = "\(folder)/\(name).out"
+        errorPath = "\(folder)/\(name).err"
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil), FileManager.default.createFile(atPath: errorPath, contents: nil) else {
+            throw TrainingError("cannot create \(outputPath) and \(errorPath)")
+        }
+        process.executableURL = tool
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+        process.standardError = FileHandle(forWritingAtPath: errorPath)
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    var errors: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+
+    /// The exit status, or nil if it had not ended after `seconds` (it is then killed).
+    func exitStatus(within seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+}
+
+/// Waits up to `seconds` for `condition`.
+func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() >= deadline { return false }
+        usleep(50_000)
+    }
+    return true
+}
+
+@Test func dcnTrainLocksItsFolderFlushesEachLineAndStopsOnSIGTERM() throws {
+    let dir = temporaryDirectory("process")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let overrides = try tinyOverrides(dir, extra: ["solver.max_iter=100000", "solver.steps=[]", "solver.checkpoint_period=100000"])
+    let arguments = ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + overrides.flatMap { ["--set", $0] }
+    let first = try TrainProcess(arguments, folder: dir, name: "first")
+    defer { if first.process.isRunning { kill(first.process.processIdentifier, SIGKILL) } }
+    // Log lines reach a redirected stdout as they are printed (line-buffered).
+    let logging = eventually(within: 120) { first.output.contains("[2/100000]") || !first.process.isRunning }
+    #expect(logging && first.process.isRunning, "stdout: \(first.output)\nstderr: \(first.errors)")
+    // A second run on the same output.dir fails at once, naming the folder.
+    let second = try TrainProcess(arguments, folder: dir, name: "second")
+    #expect(second.exitStatus(within: 60) == 2)
+    #expect(second.errors.contains("\(dir)/out is in use by another dcn-train run"), "\(second.errors)")
+    // SIGTERM: a checkpoint, then status 143.
+    kill(first.process.processIdentifier, SIGTERM)
+    #expect(first.exitStatus(within: 120) == 143, "stderr: \(first.errors)")
+    #expect(first.errors.contains("stopped by SIGTERM"), "\(first.errors)")
+    let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: overrides)
+    let checkpoints = try loadEveryCheckpoint("\(dir)/out", config: config)
+    #expect(checkpoints.count == 2 && checkpoints["latest"].map { $0 >= 2 } == true, "\(checkpoints)")
+    #expect(!folderNames("\(dir)/out").contains { $0.hasSuffix(".tmp") })
+}
+
+@Test func dcnTrainNamesAConfigThatIsAFolder() throws {
+    let dir = temporaryDirectory("config-folder")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let run = try TrainProcess(["--config", dir], folder: dir, name: "run")
+    #expect(run.exitStatus(within: 60) == 2)
+    #expect(run.errors.contains("--config \(dir) is a folder; expected a YAML config file"), "\(run.errors)")
+}
