@@ -52,8 +52,11 @@ struct ConfigLoader {
             return nil
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            let message = FileManager.default.fileExists(atPath: path) ? "cannot read '\(path)' as UTF-8 text"
-                                                                       : "no such file '\(path)'"
+            var isFolder: ObjCBool = false
+            let message = !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) ? "no such file '\(path)'"
+                : isFolder.boolValue ? "'\(path)' is a folder; expected a YAML config file"
+                : !FileManager.default.isReadableFile(atPath: path) ? "cannot read '\(path)' (permission denied)"
+                : "cannot read '\(path)' as UTF-8 text"
             if let (origin, keyPath) = includedFrom {
                 errors.append(ConfigError(path: keyPath, origin: origin, message: message))
             } else {

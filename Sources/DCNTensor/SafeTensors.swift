@@ -268,22 +268,39 @@ public struct FileWriteError: Error, CustomStringConvertible {
 }
 
 /// Whole-file writes that never leave a half-written file behind: write a uniquely named
-/// temporary sibling, then rename(2) it over `path`, so readers see the old or the new file.
+/// temporary sibling and flush it to the disk (fsync), then rename(2) it over `path` and flush
+/// the folder, so readers see the old or the new file, also after a power loss.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp").path
-        do {
-            try data.write(to: URL(fileURLWithPath: temporary))
-        } catch {
-            unlink(temporary)
-            throw FileWriteError(path: path, reason: "cannot write (\(error.localizedDescription))")
-        }
-        guard rename(temporary, path) == 0 else {
+        let folder = url.deletingLastPathComponent().path
+        let temporary = folder + "/.\(url.lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        func failure(_ what: String) -> FileWriteError {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
-            throw FileWriteError(path: path, reason: "cannot move the finished file into place (\(reason))")
+            return FileWriteError(path: path, reason: "\(what) (\(reason))")
         }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("cannot write") }
+        let written = data.withUnsafeBytes { bytes -> Bool in
+            var offset = 0
+            while offset < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        guard written, fsync(fd) == 0 else {
+            let error = failure("cannot write")
+            close(fd)
+            throw error
+        }
+        guard close(fd) == 0 else { throw failure("cannot write") }
+        guard rename(temporary, path) == 0 else { throw failure("cannot move the finished file into place") }
+        // The rename itself reaches the disk with the folder's entry.
+        let dir = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 }

@@ -108,3 +108,8 @@ private struct LCG {
         return state >> 11
     }
 }
+
+@Test func aBaseThatIsAFolderIsNamed() {
+    let found = errors("base: synth\nmodel:\n  name: x") ?? []
+    #expect(found.contains { $0.contains("synth' is a folder; expected a YAML config file") }, "\(found)")
+}
