@@ -353,6 +353,13 @@ public final class ResNet {
     /// gradients of the trainable stages and stops at the first frozen one. Returns dInput when
     /// `wantInput` (only possible with nothing frozen).
     @discardableResult
+    /// The training pass: batch statistics in training mode; its backward takes the gradients of
+    /// the stage outputs that later parts used.
+    public func trainingPass(_ x: Tensor, _ ws: Workspace) throws -> TrainingPass<FeatureMaps, FeatureMaps, Void> {
+        let (features, cache) = try forward(x, training: true, ws)
+        return TrainingPass(output: features) { gradients in _ = try self.backward(gradients, cache: cache!, ws) }
+    }
+
     public func backward(_ gradients: FeatureMaps, cache: Cache, wantInput: Bool = false, _ ws: Workspace) throws -> Tensor? {
         let frozen = spec.frozenStages
         var d: Tensor? = nil

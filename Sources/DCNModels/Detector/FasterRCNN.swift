@@ -1,26 +1,9 @@
-// The paper's detector: a ResNet with res5 (stride 1, dilation 2) run on the whole image, an RPN on
-// res4, the RoI head on res5, and R-CNN feature mimicking during training. Training returns named
+// The paper's detector, composed of parts with one contract (TrainingPass.swift): a ResNet with
+// res5 (stride 1, dilation 2) run on the whole image -> an RPN on res4 -> the box head (RoI
+// extractor and 2fc) on res5, plus R-CNN feature mimicking during training. Training returns named
 // losses and leaves their gradients in the parameters; inference returns detections.
 import DCNOps
 import DCNTensor
-
-/// Which sampled RoIs the R-CNN feature mimicking uses (the paper's Table 3).
-public enum MimicRegions: String, Sendable, Codable, CaseIterable {
-    case off
-    /// Foreground RoIs (IoU >= 0.5): the paper's default.
-    case fg
-    case bg
-    case all
-}
-
-public struct MimicSpec: Sendable, Equatable {
-    public var regions: MimicRegions = .off
-    public var roisPerImage = 32
-    public var patchSize = 224
-    public var lossWeight: Float = 0.1
-    public var classificationLossWeight: Float = 0.1
-    public init() {}
-}
 
 public struct DetectorSpec: Sendable, Equatable {
     public var backbone: ResNetSpec
@@ -41,7 +24,7 @@ public final class FasterRCNN {
     public let backbone: ResNet
     public let rpn: RPN
     public let roiHead: RoIHead
-    let mimicClassifier: LinearLayer?
+    public let mimic: MimicBranch?
     public private(set) var parameters = ParameterList()
 
     public init(spec: DetectorSpec, seed: UInt64 = 0) throws {
@@ -57,11 +40,10 @@ public final class FasterRCNN {
         var rng = SeededGenerator(seed: seed &+ 1)
         rpn = RPN(spec: s.rpn, rng: &rng)
         roiHead = RoIHead(spec: s.roiHead, rng: &rng)
-        mimicClassifier = s.mimic.regions == .off ? nil :
-            LinearLayer(name: "roi_heads.mimic_cls_score", s.roiHead.fcDim, s.roiHead.classes + 1, weightInit: .normal(std: 0.01), rng: &rng)
+        mimic = s.mimic.regions == .off ? nil : MimicBranch(spec: s.mimic, features: s.roiHead.fcDim, classes: s.roiHead.classes, rng: &rng)
         var list = backbone.parameters
         list.append(contentsOf: rpn.parameters + roiHead.headParameters + roiHead.poolingParameters)
-        if let mimicClassifier { list.append(contentsOf: mimicClassifier.parameters) }
+        if let mimic { list.append(contentsOf: mimic.parameters) }
         parameters = list
     }
 
@@ -75,7 +57,7 @@ public final class FasterRCNN {
             ("rpn", rpn.parameters),
             ("head", roiHead.headParameters),
             ("roi pooling branch", roiHead.poolingParameters),
-            ("mimic classifier", mimicClassifier?.parameters ?? []),
+            ("mimic classifier", mimic?.parameters ?? []),
         ]
     }
 
@@ -93,112 +75,33 @@ public final class FasterRCNN {
             try require(t.boxes.count == t.labels.count, "detector: image \(i) has \(t.boxes.count) boxes and \(t.labels.count) labels")
             try require(t.labels.allSatisfy { (1...spec.roiHead.classes).contains($0) }, "detector: image \(i) has a label outside 1...\(spec.roiHead.classes)")
         }
-        var losses: [String: Float] = [:]
-        let (features, backboneCache) = try profiler.measure("backbone fwd") { try backbone.forward(images, training: true, ws) }
-        let res4 = features["res4"]!, res5 = features["res5"]!
-
-        // RPN.
-        let (rpnOut, rpnLoss, proposals) = try profiler.measure("rpn fwd") {
-            let out = try rpn.forward(res4, ws)
-            let loss = try rpn.losses(out, targets: targets, rng: &rng)
-            return (out, loss, try fixedProposals ?? rpn.proposals(out, imageSizes: sizes, training: true))
+        // Forward: each part's training pass in turn.
+        let backbonePass = try profiler.measure("backbone fwd") { try backbone.trainingPass(images, ws) }
+        let res4 = backbonePass.output["res4"]!, res5 = backbonePass.output["res5"]!
+        let rpnPass = try profiler.measure("rpn fwd") {
+            try rpn.trainingPass(res4, targets: targets, imageSizes: sizes, fixedProposals: fixedProposals, rng: &rng, ws)
         }
-        losses["rpn_cls"] = rpnLoss.objectness
-        losses["rpn_box"] = rpnLoss.box
-
-        // Fast R-CNN head on the sampled RoIs.
-        let (reduced, head, headLoss) = try profiler.measure("head fwd") {
-            let sampled = roiHead.sample(proposals: proposals, targets: targets, rng: &rng)
-            let reduced = try roiHead.reduceFeatures(res5, ws)
-            let head = try roiHead.features(reduced: reduced, rois: sampled.rois)
-            let (logits, deltas) = try roiHead.predict(head)
-            return (reduced, (head, sampled), try roiHead.losses(logits: logits, deltas: deltas, sampled: sampled))
+        let headPass = try profiler.measure("head fwd") {
+            try roiHead.trainingPass(res5, proposals: rpnPass.output, targets: targets, rng: &rng, ws)
         }
-        losses["rcnn_cls"] = headLoss.classification
-        losses["rcnn_box"] = headLoss.box
-        var dHidden = try profiler.measure("head bwd") {
-            try roiHead.predictBackward(dLogits: headLoss.dLogits, dDeltas: headLoss.dDeltas, head.0)
-        }
+        var losses = rpnPass.losses.merging(headPass.losses) { $1 }
 
-        // R-CNN feature mimicking: the same network on cropped RoIs.
-        if mimicClassifier != nil {
-            let m = try profiler.measure("mimic fwd+bwd") {
-                try mimic(images: images, sampled: head.1, detectorFeatures: head.0.hidden2, rng: &rng, ws)
+        // R-CNN feature mimicking: the same network on cropped RoIs, pulling the head's features.
+        var dHeadFeatures: Tensor? = nil
+        if let mimic {
+            dHeadFeatures = try profiler.measure("mimic fwd+bwd") {
+                let pass = try mimic.trainingPass(images: images, sampled: headPass.output.rois, detectorFeatures: headPass.output.features,
+                                                  backbone: backbone, head: roiHead, rng: &rng, ws)
+                losses.merge(pass.losses) { $1 }
+                return try pass.backward(())
             }
-            losses["mimic"] = m.loss
-            losses["mimic_cls"] = m.classificationLoss
-            dHidden.add(m.dDetectorFeatures)
         }
 
-        let dRes5 = try profiler.measure("head bwd") {
-            var dReduced = Tensor(zeros: reduced.shape)
-            try roiHead.featuresBackward(dHidden, head.0, dReduced: &dReduced)
-            return try roiHead.reduceBackward(dReduced, reduced: reduced, res5: res5, ws)
-        }
-        let dRes4 = try profiler.measure("rpn bwd") {
-            try rpn.backward(dLogits: rpnLoss.dLogits, dDeltas: rpnLoss.dDeltas, output: rpnOut, wantInput: true, ws)!
-        }
-        try profiler.measure("backbone bwd") {
-            try backbone.backward(FeatureMaps(["res4": dRes4, "res5": dRes5]), cache: backboneCache!, ws)
-        }
+        // Backward in reverse, feature gradients summed by name for the backbone.
+        let dRes5 = try profiler.measure("head bwd") { try headPass.backward(dHeadFeatures) }
+        let dRes4 = try profiler.measure("rpn bwd") { try rpnPass.backward(()) }
+        try profiler.measure("backbone bwd") { try backbonePass.backward(FeatureMaps(["res4": dRes4, "res5": dRes5])) }
         return losses
-    }
-
-    /// The mimic branch's losses; adds the gradients of its own path (patch backbone pass, shared
-    /// head, classifier) and returns the gradient for the detector's 2fc features.
-    func mimic(images: Tensor, sampled: SampledRoIs, detectorFeatures: Tensor, rng: inout SeededGenerator, _ ws: Workspace)
-        throws -> (loss: Float, classificationLoss: Float, dDetectorFeatures: Tensor) {
-        let ms = spec.mimic
-        var chosen: [Int] = []
-        for image in 0..<images.dim(0) {
-            var candidates = sampled.labels.indices.filter { r in
-                guard sampled.image[r] == image else { return false }
-                switch ms.regions {
-                case .fg: return sampled.labels[r] > 0
-                case .bg: return sampled.labels[r] == 0
-                case .all: return true
-                case .off: return false
-                }
-            }
-            partialShuffle(&candidates, count: ms.roisPerImage, rng: &rng)
-            chosen += candidates.prefix(ms.roisPerImage)
-        }
-        var dDetector = Tensor(zeros: detectorFeatures.shape)
-        guard !chosen.isEmpty, let classifier = mimicClassifier else { return (0, 0, dDetector) }
-        let m = chosen.count, p = ms.patchSize, dim = detectorFeatures.dim(1)
-
-        // Crop and resize each RoI from the input image (RoIAlign at scale 1, adaptive sampling).
-        var rois: [Float] = []
-        for r in chosen { rois += [Float(sampled.image[r]), sampled.boxes[r].x1, sampled.boxes[r].y1, sampled.boxes[r].x2, sampled.boxes[r].y2] }
-        let patches = try roiAlignForward(input: images, rois: try Tensor(shape: [m, 5], data: rois),
-                                          options: RoIAlignOptions(outputHeight: p, outputWidth: p, spatialScale: 1, samplingRatio: 0, aligned: true))
-        let (features, cache) = try backbone.forward(patches, training: true, ws)
-        let res5 = features["res5"]!
-        let reduced = try roiHead.reduceFeatures(res5, ws)
-        var wholePatch: [Float] = []
-        for i in 0..<m { wholePatch += [Float(i), 0, 0, Float(p), Float(p)] }
-        let head = try roiHead.features(reduced: reduced, rois: try Tensor(shape: [m, 5], data: wholePatch))
-
-        // f_FRCNN of the chosen RoIs.
-        var detectorRows = Tensor(zeros: [m, dim])
-        for (i, r) in chosen.enumerated() { for j in 0..<dim { detectorRows.data[i * dim + j] = detectorFeatures.data[r * dim + j] } }
-        let labels = chosen.map { sampled.labels[$0] }
-        let logits = try classifier.forward(head.hidden2)
-        let classification = try softmaxCrossEntropyLoss(logits: logits, labels: labels)
-        let cosine = try cosineMimicLoss(a: head.hidden2, b: detectorRows)
-
-        var dLogits = Tensor(zeros: logits.shape)
-        try softmaxCrossEntropyBackward(dLogits: &dLogits, logits: logits, labels: labels, gradOutput: ms.classificationLossWeight)
-        var dPatch = try classifier.backward(dLogits, input: head.hidden2, wantInput: true)!
-        var dRows = Tensor(zeros: detectorRows.shape)
-        try cosineMimicBackward(dA: &dPatch, dB: &dRows, a: head.hidden2, b: detectorRows, gradOutput: ms.lossWeight)
-        for (i, r) in chosen.enumerated() { for j in 0..<dim { dDetector.data[r * dim + j] += dRows.data[i * dim + j] } }
-
-        var dReduced = Tensor(zeros: reduced.shape)
-        try roiHead.featuresBackward(dPatch, head, dReduced: &dReduced)
-        let dRes5 = try roiHead.reduceBackward(dReduced, reduced: reduced, res5: res5, ws)
-        try backbone.backward(FeatureMaps(["res5": dRes5]), cache: cache!, ws)
-        return (ms.lossWeight * cosine, ms.classificationLossWeight * classification, dDetector)
     }
 
     // MARK: - Inference
@@ -209,15 +112,7 @@ public final class FasterRCNN {
         let (features, _) = try backbone.forward(images, training: false, ws)
         let rpnOut = try rpn.forward(features["res4"]!, ws)
         let proposals = try rpn.proposals(rpnOut, imageSizes: sizes, training: false)
-        var rois: [Float] = []
-        for (n, boxes) in proposals.enumerated() { rois += boxes.rois(batchIndex: n) }
-        let count = rois.count / 5
-        if count == 0 { return proposals.map { _ in [] } }
-        let res5 = features["res5"]!
-        let reduced = try roiHead.reduceFeatures(res5, ws)
-        let head = try roiHead.features(reduced: reduced, rois: try Tensor(shape: [count, 5], data: rois))
-        let (logits, deltas) = try roiHead.predict(head)
-        return try roiHead.detections(logits: logits, deltas: deltas, proposals: proposals, imageSizes: sizes)
+        return try roiHead.detect(features["res5"]!, proposals: proposals, imageSizes: sizes, ws)
     }
 
     // MARK: - Summary

@@ -68,6 +68,18 @@ public final class RPN {
         return Output(logits: logits, deltas: d, anchors: anchors, input: features, hidden: hidden)
     }
 
+    /// The training pass on res4: proposals (or `fixedProposals`, for gradient checks) and the
+    /// losses `rpn_cls`, `rpn_box` (anchor sampling draws from `rng`); backward returns dRes4.
+    public func trainingPass(_ res4: Tensor, targets: [ImageTargets], imageSizes: [ImageSize], fixedProposals: [[Box]]? = nil,
+                             rng: inout SeededGenerator, _ ws: Workspace) throws -> TrainingPass<[[Box]], Void, Tensor> {
+        let out = try forward(res4, ws)
+        let loss = try losses(out, targets: targets, rng: &rng)
+        let proposals = try fixedProposals ?? self.proposals(out, imageSizes: imageSizes, training: true)
+        return TrainingPass(output: proposals, losses: ["rpn_cls": loss.objectness, "rpn_box": loss.box]) {
+            try self.backward(dLogits: loss.dLogits, dDeltas: loss.dDeltas, output: out, wantInput: true, ws)!
+        }
+    }
+
     /// dFeatures from the gradients of the logits and deltas; adds the head's parameter gradients.
     public func backward(dLogits: Tensor, dDeltas: Tensor, output: Output, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
         var dHidden = try objectness.backward(dLogits, input: output.hidden, wantInput: true, ws)!

@@ -61,17 +61,6 @@ public final class RoIHead {
     let classifier: LinearLayer
     let boxRegressor: LinearLayer
 
-    /// The 2fc features of RoIs and what backward needs.
-    public struct Features {
-        public var reduced: Tensor
-        public var pooled: Tensor
-        public var extractorCache: RoIFeatureExtractor.Cache
-        var flat: Tensor
-        var hidden1: Tensor
-        /// f_FRCNN in the paper: the second fc's ReLU output, [K, fcDim].
-        public var hidden2: Tensor
-    }
-
     public init(spec: RoIHeadSpec, prefix: String = "roi_heads.", rng: inout SeededGenerator) {
         self.spec = spec
         reduce = ConvLayer(name: prefix + "reduce", spec.inChannels, spec.reduceChannels, kernel: 1, bias: true,
@@ -96,55 +85,69 @@ public final class RoIHead {
 
     var spatialScale: Float { 1 / Float(spec.featureStride) }
 
-    /// The reduced map (1x1 conv + ReLU of res5), computed once per batch.
-    public func reduceFeatures(_ res5: Tensor, _ ws: Workspace) throws -> Tensor {
-        var r = try reduce.forward(res5, ws)
-        reluForwardInPlace(&r)
-        return r
+    /// What the head's training pass returns: the sampled RoIs with their targets, and their 2fc
+    /// features (f_FRCNN in the paper, [K, fcDim]) for the mimic branch.
+    public struct Sampled {
+        public var rois: SampledRoIs
+        public var features: Tensor
     }
 
-    /// 2fc features of `rois` on the reduced map.
-    public func features(reduced: Tensor, rois: Tensor) throws -> Features {
+    /// The head's training pass on res5: samples RoIs from the proposals and ground truth (drawing
+    /// from `rng`), losses `rcnn_cls` and `rcnn_box`. Backward takes an extra gradient of the 2fc
+    /// features (from the mimic branch) and returns dRes5.
+    public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [ImageTargets], rng: inout SeededGenerator,
+                             _ ws: Workspace) throws -> TrainingPass<Sampled, Tensor?, Tensor> {
+        let sampled = sample(proposals: proposals, targets: targets, rng: &rng)
+        let embedding = try embed(res5, rois: sampled.rois, ws)
+        let hidden2 = embedding.output
+        let (logits, deltas) = (try classifier.forward(hidden2), try boxRegressor.forward(hidden2))
+        let loss = try losses(logits: logits, deltas: deltas, sampled: sampled)
+        return TrainingPass(output: Sampled(rois: sampled, features: hidden2),
+                            losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box]) { dFeatures in
+            var dHidden2 = try self.classifier.backward(loss.dLogits, input: hidden2, wantInput: true)!
+            dHidden2.add(try self.boxRegressor.backward(loss.dDeltas, input: hidden2, wantInput: true)!)
+            if let dFeatures { dHidden2.add(dFeatures) }
+            return try embedding.backward(dHidden2)
+        }
+    }
+
+    /// The 2fc features of `rois` [K, 5] on res5: 1x1 conv + ReLU, RoI features from the extractor,
+    /// fc + ReLU twice. Backward takes dFeatures and returns dRes5. Used by the head itself and by
+    /// the mimic branch (on the cropped patches).
+    public func embed(_ res5: Tensor, rois: Tensor, _ ws: Workspace) throws -> TrainingPass<Tensor, Tensor, Tensor> {
+        var reduced = try reduce.forward(res5, ws)
+        reluForwardInPlace(&reduced)
         let (pooled, cache) = try extractor.forward(reduced, rois: rois, spatialScale: spatialScale)
         let flat = try pooled.reshaped([rois.dim(0), pooled.count / max(1, rois.dim(0))])
-        var h1 = try fc1.forward(flat)
-        reluForwardInPlace(&h1)
-        var h2 = try fc2.forward(h1)
-        reluForwardInPlace(&h2)
-        return Features(reduced: reduced, pooled: pooled, extractorCache: cache, flat: flat, hidden1: h1, hidden2: h2)
+        var hidden1 = try fc1.forward(flat)
+        reluForwardInPlace(&hidden1)
+        var hidden2 = try fc2.forward(hidden1)
+        reluForwardInPlace(&hidden2)
+        return TrainingPass(output: hidden2) { dHidden2 in
+            var d = Tensor(zeros: dHidden2.shape)
+            try reluBackward(dInput: &d, dOutput: dHidden2, output: hidden2)
+            let dHidden1 = try self.fc2.backward(d, input: hidden1, wantInput: true)!
+            d = Tensor(zeros: dHidden1.shape)
+            try reluBackward(dInput: &d, dOutput: dHidden1, output: hidden1)
+            let dFlat = try self.fc1.backward(d, input: flat, wantInput: true)!
+            var dReduced = Tensor(zeros: reduced.shape)
+            try self.extractor.backward(try dFlat.reshaped(pooled.shape), features: reduced, cache: cache,
+                                        spatialScale: self.spatialScale, dFeatures: &dReduced)
+            var dPre = Tensor(zeros: dReduced.shape)
+            try reluBackward(dInput: &dPre, dOutput: dReduced, output: reduced)
+            return try self.reduce.backward(dPre, input: res5, wantInput: true, ws)!
+        }
     }
 
-    /// Class logits [K, C+1] and box deltas [K, 4(C+1)].
-    public func predict(_ f: Features) throws -> (logits: Tensor, deltas: Tensor) {
-        (try classifier.forward(f.hidden2), try boxRegressor.forward(f.hidden2))
-    }
-
-    /// Backward from the gradient of the 2fc output to res5; adds parameter gradients.
-    /// `dReduced` accumulates the reduced map's gradient (shared by several RoI sets), and the caller
-    /// finishes with `reduceBackward`.
-    public func featuresBackward(_ dHidden2: Tensor, _ f: Features, dReduced: inout Tensor) throws {
-        var d = Tensor(zeros: dHidden2.shape)
-        try reluBackward(dInput: &d, dOutput: dHidden2, output: f.hidden2)
-        let dh1 = try fc2.backward(d, input: f.hidden1, wantInput: true)!
-        d = Tensor(zeros: dh1.shape)
-        try reluBackward(dInput: &d, dOutput: dh1, output: f.hidden1)
-        let dFlat = try fc1.backward(d, input: f.flat, wantInput: true)!
-        try extractor.backward(try dFlat.reshaped(f.pooled.shape), features: f.reduced, cache: f.extractorCache,
-                               spatialScale: spatialScale, dFeatures: &dReduced)
-    }
-
-    /// dRes5 from the reduced map's gradient; adds the 1x1 conv's gradients.
-    public func reduceBackward(_ dReduced: Tensor, reduced: Tensor, res5: Tensor, _ ws: Workspace) throws -> Tensor {
-        var d = Tensor(zeros: dReduced.shape)
-        try reluBackward(dInput: &d, dOutput: dReduced, output: reduced)
-        return try reduce.backward(d, input: res5, wantInput: true, ws)!
-    }
-
-    /// Backward of the classifier and regressor: dHidden2 from dLogits and dDeltas.
-    public func predictBackward(dLogits: Tensor, dDeltas: Tensor, _ f: Features) throws -> Tensor {
-        var d = try classifier.backward(dLogits, input: f.hidden2, wantInput: true)!
-        d.add(try boxRegressor.backward(dDeltas, input: f.hidden2, wantInput: true)!)
-        return d
+    /// Detections of each image from its proposals on res5 (test time).
+    public func detect(_ res5: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
+        var rois: [Float] = []
+        for (n, boxes) in proposals.enumerated() { rois += boxes.rois(batchIndex: n) }
+        let count = rois.count / 5
+        if count == 0 { return proposals.map { _ in [] } }
+        let hidden2 = try embed(res5, rois: try Tensor(shape: [count, 5], data: rois), ws).output
+        return try detections(logits: try classifier.forward(hidden2), deltas: try boxRegressor.forward(hidden2),
+                              proposals: proposals, imageSizes: imageSizes)
     }
 
     // MARK: - Training targets and losses

@@ -1,0 +1,101 @@
+// R-CNN feature mimicking (the paper's section 3.3, Table 3): chosen sampled RoIs are cropped
+// from the input image, resized to a patch and run through the same backbone and 2fc head; a
+// cosine loss pulls the detector's 2fc features of those RoIs towards the patch features, and a
+// classifier on the patch features is trained with cross-entropy. Training only.
+import DCNOps
+import DCNTensor
+
+/// Which sampled RoIs the R-CNN feature mimicking uses (the paper's Table 3).
+public enum MimicRegions: String, Sendable, Codable, CaseIterable {
+    case off
+    /// Foreground RoIs (IoU >= 0.5): the paper's default.
+    case fg
+    case bg
+    case all
+}
+
+public struct MimicSpec: Sendable, Equatable {
+    public var regions: MimicRegions = .off
+    public var roisPerImage = 32
+    public var patchSize = 224
+    public var lossWeight: Float = 0.1
+    public var classificationLossWeight: Float = 0.1
+    public init() {}
+}
+
+public final class MimicBranch {
+    public let spec: MimicSpec
+    let classifier: LinearLayer
+
+    init(spec: MimicSpec, features: Int, classes: Int, rng: inout SeededGenerator) {
+        self.spec = spec
+        classifier = LinearLayer(name: "roi_heads.mimic_cls_score", features, classes + 1, weightInit: .normal(std: 0.01), rng: &rng)
+    }
+
+    public var parameters: [Parameter] { classifier.parameters }
+
+    /// The training pass: losses `mimic` (weighted mean of 1 - cos(f_RCNN, f_FRCNN)) and `mimic_cls`.
+    /// `detectorFeatures` are the box head's 2fc features of `sampled` ([K, fcDim]); backward runs
+    /// the patch path back through the shared head and backbone and returns their gradient.
+    func trainingPass(images: Tensor, sampled: SampledRoIs, detectorFeatures: Tensor, backbone: ResNet, head: RoIHead,
+                      rng: inout SeededGenerator, _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
+        let chosen = choose(sampled, images: images.dim(0), rng: &rng)
+        guard !chosen.isEmpty else {
+            return TrainingPass(output: (), losses: ["mimic": 0, "mimic_cls": 0]) { Tensor(zeros: detectorFeatures.shape) }
+        }
+        let m = chosen.count, p = spec.patchSize, dim = detectorFeatures.dim(1)
+
+        // Crop and resize each RoI from the input image (RoIAlign at scale 1, adaptive sampling),
+        // then f_RCNN: the backbone and the 2fc head on the whole patch.
+        var rois: [Float] = []
+        for r in chosen { rois += [Float(sampled.image[r]), sampled.boxes[r].x1, sampled.boxes[r].y1, sampled.boxes[r].x2, sampled.boxes[r].y2] }
+        let patches = try roiAlignForward(input: images, rois: try Tensor(shape: [m, 5], data: rois),
+                                          options: RoIAlignOptions(outputHeight: p, outputWidth: p, spatialScale: 1, samplingRatio: 0, aligned: true))
+        let backbonePass = try backbone.trainingPass(patches, ws)
+        var wholePatch: [Float] = []
+        for i in 0..<m { wholePatch += [Float(i), 0, 0, Float(p), Float(p)] }
+        let embedding = try head.embed(backbonePass.output["res5"]!, rois: try Tensor(shape: [m, 5], data: wholePatch), ws)
+        let patchFeatures = embedding.output
+
+        // f_FRCNN of the chosen RoIs.
+        var detectorRows = Tensor(zeros: [m, dim])
+        for (i, r) in chosen.enumerated() { for j in 0..<dim { detectorRows.data[i * dim + j] = detectorFeatures.data[r * dim + j] } }
+        let labels = chosen.map { sampled.labels[$0] }
+        let logits = try classifier.forward(patchFeatures)
+        let classification = try softmaxCrossEntropyLoss(logits: logits, labels: labels)
+        let cosine = try cosineMimicLoss(a: patchFeatures, b: detectorRows)
+        let losses = ["mimic": spec.lossWeight * cosine, "mimic_cls": spec.classificationLossWeight * classification]
+
+        return TrainingPass(output: (), losses: losses) {
+            var dLogits = Tensor(zeros: logits.shape)
+            try softmaxCrossEntropyBackward(dLogits: &dLogits, logits: logits, labels: labels, gradOutput: self.spec.classificationLossWeight)
+            var dPatch = try self.classifier.backward(dLogits, input: patchFeatures, wantInput: true)!
+            var dRows = Tensor(zeros: detectorRows.shape)
+            try cosineMimicBackward(dA: &dPatch, dB: &dRows, a: patchFeatures, b: detectorRows, gradOutput: self.spec.lossWeight)
+            var dDetector = Tensor(zeros: detectorFeatures.shape)
+            for (i, r) in chosen.enumerated() { for j in 0..<dim { dDetector.data[r * dim + j] += dRows.data[i * dim + j] } }
+            let dRes5 = try embedding.backward(dPatch)
+            try backbonePass.backward(FeatureMaps(["res5": dRes5]))
+            return dDetector
+        }
+    }
+
+    /// Up to `roisPerImage` sampled RoIs of each image in the chosen regions, drawn from `rng`.
+    func choose(_ sampled: SampledRoIs, images: Int, rng: inout SeededGenerator) -> [Int] {
+        var chosen: [Int] = []
+        for image in 0..<images {
+            var candidates = sampled.labels.indices.filter { r in
+                guard sampled.image[r] == image else { return false }
+                switch spec.regions {
+                case .fg: return sampled.labels[r] > 0
+                case .bg: return sampled.labels[r] == 0
+                case .all: return true
+                case .off: return false
+                }
+            }
+            partialShuffle(&candidates, count: spec.roisPerImage, rng: &rng)
+            chosen += candidates.prefix(spec.roisPerImage)
+        }
+        return chosen
+    }
+}
