@@ -71,7 +71,7 @@ private func deformGeometry(_ inputShape: [Int], _ rois: Tensor, _ offset: Tenso
     let offsetShape = [g.roiCount, 2, g.pooledHeight, g.pooledWidth]
     try require(offset.shape == offsetShape,
                 "\(op): offset must be [K, 2, ph, pw] = \(offsetShape) (channel 0 = x, 1 = y), got \(offset.shape)")
-    try require(offset.data.allSatisfy { $0.isFinite }, "\(op): offset has non-finite values")
+    try requireFinite(offset.data.allSatisfy { $0.isFinite }, "\(op): offset has non-finite values")
     if let mask {
         let maskShape = [g.roiCount, 1, g.pooledHeight, g.pooledWidth]
         try require(mask.shape == maskShape, "\(op): mask must be [K, 1, ph, pw] = \(maskShape), got \(mask.shape)")

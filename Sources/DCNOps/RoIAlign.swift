@@ -85,7 +85,7 @@ struct RoIGeometry: Sendable {
         indices.reserveCapacity(roiCount)
         for r in 0..<roiCount {
             let row = Array(rois.data[(r * 5)..<(r * 5 + 5)])
-            try require(row.allSatisfy { $0.isFinite }, "\(op): RoI \(r) has a non-finite value \(row)")
+            try requireFinite(row.allSatisfy { $0.isFinite }, "\(op): RoI \(r) has a non-finite value \(row)")
             try require(row[1...].allSatisfy { abs(Double($0) * spatialScale) <= 1e7 },
                         "\(op): RoI \(r) coordinates \(Array(row[1...])) lie beyond 1e7 feature-map pixels")
             let b = row[0]

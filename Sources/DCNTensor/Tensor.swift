@@ -2,8 +2,15 @@
 
 /// A shape or parameter mistake found before any arithmetic: what was expected and what came.
 public struct ShapeError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Shapes or parameters that do not fit.
+        case shape
+        /// NaN or infinite values where an op needs finite ones (in training: the weights diverged).
+        case nonFinite
+    }
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public let kind: Kind
+    public init(_ message: String, kind: Kind = .shape) { self.message = message; self.kind = kind }
     public var description: String { message }
 }
 
@@ -11,6 +18,12 @@ public struct ShapeError: Error, CustomStringConvertible, Equatable {
 @inlinable
 public func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
     if !condition { throw ShapeError(message()) }
+}
+
+/// Throws `ShapeError(message(), kind: .nonFinite)` unless `condition` holds.
+@inlinable
+public func requireFinite(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+    if !condition { throw ShapeError(message(), kind: .nonFinite) }
 }
 
 /// A dense, row-major float32 tensor. Value semantics (copy on write through `Array`).

@@ -14,8 +14,18 @@ import Glibc
 public struct TrainingError: Error, CustomStringConvertible {
     public let message: String
     public let exitCode: Int32
-    public init(_ message: String, exitCode: Int32 = 1) { self.message = message; self.exitCode = exitCode }
+    /// Set when the run stopped because the loss or the weights became non-finite.
+    public let divergence: Divergence?
+    public init(_ message: String, exitCode: Int32 = 1, divergence: Divergence? = nil) {
+        self.message = message; self.exitCode = exitCode; self.divergence = divergence
+    }
     public var description: String { message }
+}
+
+/// Where a run diverged: the iteration and the last finite losses.
+public struct Divergence: Sendable, Equatable {
+    public let iteration: Int
+    public let losses: [String: Float]
 }
 
 /// What keeps a path from being read as a file.
@@ -75,7 +85,7 @@ public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> Faste
 /// are removed, nothing else. `stopAfter` ends the run with a checkpoint after that many iterations
 /// (for tests and scripts); `stop` ends it as SIGINT and SIGTERM do: a checkpoint between
 /// iterations (the evaluation stops between batches), then a `TrainingError` with status 128 + the signal.
-public func train(config: ExperimentConfig, configPath: String, resume: String?, force: Bool, stopAfter: Int? = nil,
+public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAfter: Int? = nil,
                   stop: StopRequest = StopRequest()) throws {
     let out = config.outputDirectory
     try makeFolder(out, key: "output.dir")
@@ -141,9 +151,10 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         lastCheckpoint = out + "/" + name
         try writeTrainingCurves(log.records, to: out + "/" + RunFiles.curves)
     }
-    func diverged(_ what: String) -> TrainingError {
+    func diverged(at iteration: Int, _ what: String, losses: [String: Float]) -> TrainingError {
         progress.finishLine()
-        return TrainingError("training diverged at iteration \(what); \(lastGood()) (lower solver.base_lr or set solver.clip_grad_norm)")
+        return TrainingError("training diverged at iteration \(iteration): \(what); \(lastGood()) (lower solver.base_lr or set solver.clip_grad_norm)",
+                             divergence: Divergence(iteration: iteration, losses: losses))
     }
 
     var iteration = start
@@ -169,22 +180,22 @@ public func train(config: ExperimentConfig, configPath: String, resume: String?,
         let losses: [String: Float]
         do {
             losses = try model.trainStep(images: batch.images, sizes: batch.sizes, targets: batch.targets, rng: &rng, ws)
-        } catch let error as ShapeError where error.message.contains("non-finite") {
+        } catch let error as ShapeError where error.kind == .nonFinite {
             // Inputs are checked when loaded, so non-finite values inside the network mean the
             // weights diverged.
             let terms = lossNames.compactMap { n in lastLosses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
-            throw diverged("\(iteration + 1): \(error.message) (losses of iteration \(iteration): \(terms))")
+            throw diverged(at: iteration + 1, "\(error.message) (losses of iteration \(iteration): \(terms))", losses: lastLosses)
         }
         lastLosses = losses
         for name in lossNames {
-            if let v = losses[name], !v.isFinite { throw diverged("\(iteration + 1): loss \(name) became \(v)") }
+            if let v = losses[name], !v.isFinite { throw diverged(at: iteration + 1, "loss \(name) became \(v)", losses: losses) }
         }
         let gradientNorm = optimizer.step(lr: lr, clipNorm: s.clipGradNorm.map { Float($0) })
         iteration += 1
         // A finite loss can still give an update that leaves the weights non-finite.
         if !gradientNorm.isFinite || model.parameters.trainable.contains(where: { $0.value.data.contains { !$0.isFinite } }) {
             let terms = lossNames.compactMap { n in losses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
-            throw diverged("\(iteration): the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms))")
+            throw diverged(at: iteration, "the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms))", losses: losses)
         }
         let seconds = Date().timeIntervalSince(t0)
         window.append(seconds)

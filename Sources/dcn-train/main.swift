@@ -73,6 +73,6 @@ struct DCNTrain: ParsableCommand {
             return
         }
         StopRequest.installSignalHandlers()
-        try train(config: experiment, configPath: config, resume: resume, force: force, stop: .signals)
+        try train(config: experiment, resume: resume, force: force, stop: .signals)
     }
 }

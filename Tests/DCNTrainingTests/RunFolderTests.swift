@@ -68,11 +68,11 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         // leaves the running run's temporary alone.
         let lock = try OutputFolderLock(folder: out)
         expectTrainingError(2, [out, "in use by another dcn-train run", "process \(getpid())"]) {
-            try train(config: config, configPath: "", resume: nil, force: false)
+            try train(config: config, resume: nil, force: false)
         }
         #expect(FileManager.default.fileExists(atPath: temporary))
         lock.release()
-        try train(config: config, configPath: "", resume: nil, force: false)
+        try train(config: config, resume: nil, force: false)
         #expect(try loadEveryCheckpoint(out, config: config) == ["latest": 1, "model_final.safetensors": 1])
     }
 
@@ -88,7 +88,7 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         let stale = [".model_0000010.safetensors.\(gone).1234567.tmp", ".config.yaml.\(gone).99.tmp", ".latest.\(gone).tmp"]
         let kept = [".eval_model_results.json.\(getpid()).5.tmp", ".notes.\(gone).tmp", "notes.txt", "model_notes.txt"]
         for name in stale + kept { try Data(count: 4096).write(to: URL(fileURLWithPath: out + "/" + name)) }
-        try train(config: config, configPath: "", resume: nil, force: false)
+        try train(config: config, resume: nil, force: false)
         let names = folderNames(out)
         for name in stale { #expect(!names.contains(name), "\(name) left") }
         for name in kept { #expect(names.contains(name), "\(name) removed") }
@@ -100,16 +100,16 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = try tinyExperiment(dir, extra: ["solver.max_iter=3", "solver.warmup_iters=1", "solver.steps=[]", "solver.checkpoint_period=2"])
         let out = config.outputDirectory
-        try train(config: config, configPath: "", resume: nil, force: false)
+        try train(config: config, resume: nil, force: false)
         #expect(Set(folderNames(out)).isSuperset(of: ["model_0000002.safetensors", "model_final.safetensors", "eval_final_results.json"]))
         let users = ["notes.txt", "model_notes.txt", "eval_notes.json"]
         for name in users { try Data("mine".utf8).write(to: URL(fileURLWithPath: out + "/" + name)) }
         try FileManager.default.createDirectory(atPath: out + "/plots", withIntermediateDirectories: true)
         // Without --force the folder is refused; with it the new run starts in a folder without the old one.
         expectTrainingError(2, [out, "holds another run", "--force"]) {
-            try train(config: config, configPath: "", resume: nil, force: false, stopAfter: 1)
+            try train(config: config, resume: nil, force: false, stopAfter: 1)
         }
-        try train(config: config, configPath: "", resume: nil, force: true, stopAfter: 1)
+        try train(config: config, resume: nil, force: true, stopAfter: 1)
         let names = folderNames(out)
         #expect(names == (users + [".lock", "config.yaml", "latest", "metrics.jsonl", "model_0000001.safetensors", "plots", "training_curves.svg"]).sorted())
         #expect(try loadEveryCheckpoint(out, config: config) == ["latest": 1, "model_0000001.safetensors": 1])
@@ -123,20 +123,20 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         let extra = ["solver.max_iter=2", "solver.warmup_iters=1", "solver.steps=[]"]
         let a = try tinyExperiment(dir, extra: extra + ["output.dir=\(dir)/a"])
         let b = try tinyExperiment(dir, extra: extra + ["output.dir=\(dir)/b"])
-        try train(config: a, configPath: "", resume: nil, force: false, stopAfter: 1)
-        try train(config: b, configPath: "", resume: nil, force: false)
+        try train(config: a, resume: nil, force: false, stopAfter: 1)
+        try train(config: b, resume: nil, force: false)
         let before = try loadEveryCheckpoint("\(dir)/b", config: b)
         expectTrainingError(2, ["\(dir)/b holds another run", "\(dir)/a/latest", "another folder", "--force"]) {
-            try train(config: b, configPath: "", resume: "\(dir)/a/latest", force: false)
+            try train(config: b, resume: "\(dir)/a/latest", force: false)
         }
         #expect(try loadEveryCheckpoint("\(dir)/b", config: b) == before)
         // Continuing b's own run stays allowed, but not with --force (it would remove what it continues).
         expectTrainingError(2, ["--force would remove"]) {
-            try train(config: b, configPath: "", resume: "\(dir)/b/latest", force: true)
+            try train(config: b, resume: "\(dir)/b/latest", force: true)
         }
-        try train(config: b, configPath: "", resume: "\(dir)/b/latest", force: false)
+        try train(config: b, resume: "\(dir)/b/latest", force: false)
         // With --force, a's checkpoint replaces b's run: iteration 2 only, from a's iteration 1.
-        try train(config: b, configPath: "", resume: "\(dir)/a/model_0000001.safetensors", force: true)
+        try train(config: b, resume: "\(dir)/a/model_0000001.safetensors", force: true)
         #expect(try loadEveryCheckpoint("\(dir)/b", config: b) == ["latest": 2, "model_final.safetensors": 2])
         let logged = try String(contentsOfFile: "\(dir)/b/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         #expect(logged.count == 2 && logged[0].contains("\"iteration\":2") && logged[1].contains("\"eval\""), "\(logged)")
@@ -151,16 +151,16 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         let sigterm = StopRequest()
         sigterm.request(SIGTERM)
         expectTrainingError(143, ["SIGTERM", "--resume \(dir)/out/latest"]) {
-            try train(config: config, configPath: "", resume: nil, force: false, stop: sigterm)
+            try train(config: config, resume: nil, force: false, stop: sigterm)
         }
         #expect(try loadEveryCheckpoint("\(dir)/out", config: config) == ["latest": 0, "model_0000000.safetensors": 0])
         // Ctrl-C during the final evaluation (resuming the finished run goes straight to it): it
         // stops, with status 130, and the final checkpoint is there.
-        try train(config: config, configPath: "", resume: "\(dir)/out/latest", force: false)
+        try train(config: config, resume: "\(dir)/out/latest", force: false)
         let sigint = StopRequest()
         sigint.request(SIGINT)
         expectTrainingError(130, ["SIGINT", "final evaluation", "\(dir)/out/model_final.safetensors"]) {
-            try train(config: config, configPath: "", resume: "\(dir)/out/model_final.safetensors", force: false, stop: sigint)
+            try train(config: config, resume: "\(dir)/out/model_final.safetensors", force: false, stop: sigint)
         }
         #expect(try loadEveryCheckpoint("\(dir)/out", config: config)["model_final.safetensors"] == 1)
     }
@@ -172,14 +172,14 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/afile"))
         let blocked = try tinyExperiment(dir, extra: ["output.dir=\(dir)/afile/out"])
         expectTrainingError(2, ["output.dir: cannot create the folder \(dir)/afile/out", "\(dir)/afile is a file", "expected a folder where dcn-train may write"]) {
-            try train(config: blocked, configPath: "", resume: nil, force: false)
+            try train(config: blocked, resume: nil, force: false)
         }
         let config = try tinyExperiment(dir)
         expectTrainingError(2, ["--resume", "\(dir) is a folder", "expected a checkpoint file"]) {
-            try train(config: config, configPath: "", resume: dir, force: false)
+            try train(config: config, resume: dir, force: false)
         }
         expectTrainingError(2, ["--resume", "\(dir)/missing.safetensors does not exist", "expected a checkpoint file"]) {
-            try train(config: config, configPath: "", resume: "\(dir)/missing.safetensors", force: false)
+            try train(config: config, resume: "\(dir)/missing.safetensors", force: false)
         }
         #expect(fileProblem(dir) == .folder && fileProblem(dir + "/afile") == nil && fileProblem(dir + "/none") == .missing)
         // A checkpoint whose iteration is damaged: the message names that key.

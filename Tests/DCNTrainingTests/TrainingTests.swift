@@ -88,11 +88,11 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
         let dir = temporaryDirectory("resume")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let whole = try tinyExperiment(dir, extra: ["output.dir=\(dir)/whole"])
-        try train(config: whole, configPath: "", resume: nil, force: false)
+        try train(config: whole, resume: nil, force: false)
         let split = try tinyExperiment(dir, extra: ["output.dir=\(dir)/split", "solver.max_iter=20"])
         // First 10 iterations: a run stopped at its checkpoint (same schedule, max_iter 20).
-        try train(config: split, configPath: "", resume: nil, force: false, stopAfter: 10)
-        try train(config: split, configPath: "", resume: "\(dir)/split/model_0000010.safetensors", force: false)
+        try train(config: split, resume: nil, force: false, stopAfter: 10)
+        try train(config: split, resume: "\(dir)/split/model_0000010.safetensors", force: false)
         let a = try SafeTensorsFile(path: "\(dir)/whole/model_final.safetensors")
         let b = try SafeTensorsFile(path: "\(dir)/split/model_final.safetensors")
         #expect(a.names.sorted() == b.names.sorted())
@@ -107,7 +107,7 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
         }
         // The output folder now holds a run: a new one needs --resume or --force.
         do {
-            try train(config: whole, configPath: "", resume: nil, force: false)
+            try train(config: whole, resume: nil, force: false)
             Issue.record("training into a folder with a run must be refused")
         } catch let error as TrainingError {
             #expect(error.exitCode == 2 && error.message.contains("holds another run"))
@@ -119,19 +119,20 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = try tinyExperiment(dir, extra: ["solver.base_lr=1e12", "solver.warmup_iters=0", "solver.steps=[]"])
         do {
-            try train(config: config, configPath: "", resume: nil, force: false)
+            try train(config: config, resume: nil, force: false)
             Issue.record("a run with lr 1e12 must stop on a non-finite loss")
         } catch let error as TrainingError {
             #expect((error.message.contains("became") || error.message.contains("diverged")) && error.message.contains("at iteration"), "\(error.message)")
             #expect(error.message.contains("no checkpoint was written yet") && !error.message.contains("latest"), "\(error.message)")
+            #expect(error.divergence != nil && error.divergence!.iteration >= 1, "a typed divergence")
             #expect(!FileManager.default.fileExists(atPath: "\(dir)/out/latest"), "no checkpoint of a diverged run")
         }
         // After a checkpoint, the message names it.
         let healthy = try tinyExperiment(dir, extra: ["output.dir=\(dir)/resumed"])
-        try train(config: healthy, configPath: "", resume: nil, force: false, stopAfter: 1)
+        try train(config: healthy, resume: nil, force: false, stopAfter: 1)
         let diverging = try tinyExperiment(dir, extra: ["solver.base_lr=1e12", "solver.warmup_iters=0", "solver.steps=[]", "output.dir=\(dir)/resumed"])
         do {
-            try train(config: diverging, configPath: "", resume: "\(dir)/resumed/latest", force: false)
+            try train(config: diverging, resume: "\(dir)/resumed/latest", force: false)
             Issue.record("a resumed run with lr 1e12 must stop on a non-finite loss")
         } catch let error as TrainingError {
             #expect(error.message.contains("the last good checkpoint is \(dir)/resumed/"), "\(error.message)")
@@ -142,7 +143,7 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
         let dir = temporaryDirectory("arch")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = try tinyExperiment(dir, extra: ["solver.max_iter=2", "solver.warmup_iters=1", "solver.steps=[]"])
-        try train(config: config, configPath: "", resume: nil, force: false)
+        try train(config: config, resume: nil, force: false)
         let other = try tinyExperiment(dir, extra: ["roi_head.extractor=roialign", "mimic.regions=off", "output.dir=\(dir)/other"])
         let model = try buildModel(other, classes: 6)
         let before = model.parameters.all.map(\.value)
