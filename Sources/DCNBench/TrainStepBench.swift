@@ -26,13 +26,13 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     var rng = SeededGenerator(seed: 2)
     let images = Tensor.normal([batch, 3, height, width], using: &rng)
     let sizes = Array(repeating: ImageSize(height: height, width: width), count: batch)
-    let targets: [ImageTargets] = (0..<batch).map { _ in
+    let targets: [Instances] = (0..<batch).map { _ in
         let boxes = (0..<4).map { _ -> Box in
             let w = rng.uniform(40, Float(width) / 2), h = rng.uniform(40, Float(height) / 2)
             let x = rng.uniform(0, Float(width) - w), y = rng.uniform(0, Float(height) - h)
             return Box(x, y, x + w, y + h)
         }
-        return ImageTargets(boxes: boxes, labels: boxes.map { _ in 1 + Int(rng.next() % UInt64(classes)) })
+        return Instances(boxes: boxes, labels: boxes.map { _ in 1 + Int(rng.next() % UInt64(classes)) })
     }
     let ws = Workspace()
     var perPhase: [String: [Double]] = [:]

@@ -18,12 +18,9 @@ public struct TrainingBatch: Sendable {
     /// resized / original per axis.
     public var scales: [(x: Float, y: Float)]
     public var imageIDs: [Int]
-    /// Target boxes per image in the resized (and possibly flipped) image; empty boxes dropped.
-    public var boxes: [[Box]]
-    /// Labels 1...C of `boxes`.
-    public var labels: [[Int]]
-    /// Ignore regions (crowd, difficult) per image, transformed the same way.
-    public var ignore: [[Box]]
+    /// The objects of each image in the resized (and possibly flipped) image, boxes emptied by
+    /// clipping dropped; ignore regions (crowd, difficult) transformed the same way.
+    public var instances: [Instances]
     /// Whether each image was flipped horizontally.
     public var flipped: [Bool]
     /// Epoch of the batch's first image (training); 0 in evaluation.
@@ -161,25 +158,25 @@ struct BatchPlan: Sendable {
     }
 
     func build(iteration: Int, samples: [(index: Int, epoch: Int, position: Int)]) throws -> TrainingBatch {
-        var prepared = [PreparedImage](), ids = [Int](), boxes = [[Box]](), labels = [[Int]](), ignore = [[Box]](), flipped = [Bool]()
+        var prepared = [PreparedImage](), ids = [Int](), instances = [Instances](), flipped = [Bool]()
         for s in samples {
             let item = images[s.index]
             let decoded = try decodeImage(path: item.path)
             let sample = ImageSample(image: decoded, boxes: item.objects.map(\.box))
             var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(s.epoch), UInt64(s.position)))
             let augmented = augmentation.apply(to: sample, using: &rng)
-            var b = [Box](), l = [Int](), ig = [Box]()
+            var objects = Instances(boxes: [], labels: [])
             for (k, o) in item.objects.enumerated() {
                 let box = augmented.sample.boxes[k]
                 guard box.width > 0, box.height > 0 else { continue }  // emptied by clipping
-                if o.ignore { ig.append(box) } else { b.append(box); l.append(o.label) }
+                if o.ignore { objects.ignore.append(box) } else { objects.boxes.append(box); objects.labels.append(o.label) }
             }
             prepared.append(PreparedImage(augmented: augmented, normalization: normalization))
-            ids.append(item.id); boxes.append(b); labels.append(l); ignore.append(ig); flipped.append(augmented.flipped)
+            ids.append(item.id); instances.append(objects); flipped.append(augmented.flipped)
         }
         let batch = try ImageBatch(prepared, sizeDivisibility: sizeDivisibility)
         return TrainingBatch(images: batch.images, sizes: batch.imageSizes, originalSizes: batch.originalSizes, scales: batch.scales,
-                             imageIDs: ids, boxes: boxes, labels: labels, ignore: ignore, flipped: flipped,
+                             imageIDs: ids, instances: instances, flipped: flipped,
                              epoch: samples.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0)
     }
 }

@@ -3,7 +3,7 @@
 import Foundation
 
 /// A detection produced in memory by a model.
-public struct Detection: Sendable {
+public struct COCODetection: Sendable {
     public var categoryID: Int
     public var score: Double
     /// `[x, y, w, h]` in pixels, 0-based continuous (COCO convention).
@@ -29,7 +29,7 @@ public protocol DetectionEvaluator {
     mutating func reset()
     /// Adds the detections of one image (call once per image; an image without detections
     /// may be skipped).
-    mutating func process(imageID: ImageID, detections: [Detection])
+    mutating func process(imageID: ImageID, detections: [COCODetection])
     /// Scores everything processed so far.
     func evaluate() throws -> EvaluationReport
 }
@@ -47,7 +47,7 @@ public struct COCOEvaluator: DetectionEvaluator {
 
     public mutating func reset() { results.removeAll() }
 
-    public mutating func process(imageID: Int, detections: [Detection]) {
+    public mutating func process(imageID: Int, detections: [COCODetection]) {
         for d in detections {
             let seg = d.mask.map { COCOSegmentation.uncompressedRLE(height: $0.height, width: $0.width, counts: $0.counts) }
             results.append(COCOResult(imageID: imageID, categoryID: d.categoryID, score: d.score, bbox: d.box, segmentation: seg))
@@ -83,7 +83,7 @@ public struct VOCEvaluator: DetectionEvaluator {
 
     public mutating func reset() { detections.removeAll() }
 
-    public mutating func process(imageID: String, detections: [Detection]) {
+    public mutating func process(imageID: String, detections: [COCODetection]) {
         for d in detections where d.categoryID >= 1 && d.categoryID <= classNames.count {
             self.detections[classNames[d.categoryID - 1], default: []].append(VOCDetection(imageID: imageID, score: d.score, box: VOCBox(coco: d.box)))
         }

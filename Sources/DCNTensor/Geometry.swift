@@ -52,3 +52,13 @@ public struct ImageSize: Sendable, Equatable, Hashable, Codable {
     public var width: Int
     public init(height: Int, width: Int) { self.height = height; self.width = width }
 }
+
+/// The annotated objects of one image, from the loader to the losses: boxes with their labels
+/// 1...C, and ignore regions (crowd, difficult) that count neither as objects nor as background.
+/// (Instance masks will be one more field.)
+public struct Instances: Sendable, Equatable {
+    public var boxes: [Box]
+    public var labels: [Int]
+    public var ignore: [Box]
+    public init(boxes: [Box], labels: [Int], ignore: [Box] = []) { self.boxes = boxes; self.labels = labels; self.ignore = ignore }
+}

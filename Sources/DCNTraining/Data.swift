@@ -106,11 +106,6 @@ func makeTrainingLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration:
 }
 
 extension TrainingBatch {
-    /// The model's view of the batch's ground truth.
-    var targets: [ImageTargets] {
-        (0..<boxes.count).map { ImageTargets(boxes: boxes[$0], labels: labels[$0], ignore: ignore[$0]) }
-    }
-
     /// Boxes of image `index` mapped from the network input back to the original image.
     func toOriginal(_ boxes: [Box], image index: Int) -> [Box] {
         mapToOriginal(boxes, resized: sizes[index], original: originalSizes[index])

@@ -18,18 +18,18 @@ enum EvaluationTruth {
 /// decoded and resized ahead by the evaluation loader. A `stop` request is honoured between
 /// batches (it throws `Stopped`).
 public func runInference(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, maxSize: Int, imagesPerBatch: Int,
-                         workers: Int = 2, stop: StopRequest? = nil) throws -> [[DCNModels.Detection]] {
+                         workers: Int = 2, stop: StopRequest? = nil) throws -> [[Detection]] {
     let ws = Workspace()
     let loader = try DataLoader.evaluation(dataset: dataset, imagesPerBatch: imagesPerBatch, shortEdge: shortEdge,
                                            maxSize: maxSize, workers: workers)
-    var all: [[DCNModels.Detection]] = []
+    var all: [[Detection]] = []
     while let batch = try loader.nextIfAvailable() {
         try stop?.check()
         let detections = try model.detect(images: batch.images, sizes: batch.sizes, ws)
         for (i, dets) in detections.enumerated() {
             let boxes = batch.toOriginal(dets.map { $0.box }, image: i)
-            var mapped: [DCNModels.Detection] = []
-            for (d, b) in zip(dets, boxes) { mapped.append(DCNModels.Detection(box: b, score: d.score, label: d.label)) }
+            var mapped: [Detection] = []
+            for (d, b) in zip(dets, boxes) { mapped.append(Detection(box: b, score: d.score, label: d.label)) }
             all.append(mapped)
         }
     }
@@ -37,8 +37,8 @@ public func runInference(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, 
 }
 
 /// A model detection as the evaluators take it ([x, y, w, h] box).
-func evaluationDetection(_ d: DCNModels.Detection, categoryID: Int) -> DCNEval.Detection {
-    DCNEval.Detection(categoryID: categoryID, score: Double(d.score), box: cocoBox(d.box))
+func evaluationDetection(_ d: Detection, categoryID: Int) -> COCODetection {
+    COCODetection(categoryID: categoryID, score: Double(d.score), box: cocoBox(d.box))
 }
 
 func cocoBox(_ b: Box) -> COCOBox {
@@ -46,7 +46,7 @@ func cocoBox(_ b: Box) -> COCOBox {
 }
 
 /// COCO-format results (original category ids, [x, y, w, h] boxes) of per-image detections.
-public func cocoResults(_ detections: [[DCNModels.Detection]], dataset: Dataset) -> [COCOResult] {
+public func cocoResults(_ detections: [[Detection]], dataset: Dataset) -> [COCOResult] {
     var results: [COCOResult] = []
     for (image, dets) in zip(dataset.images, detections) {
         for d in dets {

@@ -179,7 +179,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         model.parameters.zeroGrad()
         let losses: [String: Float]
         do {
-            losses = try model.trainStep(images: batch.images, sizes: batch.sizes, targets: batch.targets, rng: &rng, ws)
+            losses = try model.trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, rng: &rng, ws)
         } catch let error as ShapeError where error.kind == .nonFinite {
             // Inputs are checked when loaded, so non-finite values inside the network mean the
             // weights diverged.

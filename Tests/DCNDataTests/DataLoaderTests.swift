@@ -15,7 +15,7 @@ let loaderDataset: Result<Dataset, Error> = Result {
 
 func expectSameBatch(_ a: TrainingBatch, _ b: TrainingBatch) {
     #expect(a.images == b.images)
-    #expect(a.imageIDs == b.imageIDs && a.boxes == b.boxes && a.labels == b.labels && a.ignore == b.ignore)
+    #expect(a.imageIDs == b.imageIDs && a.instances == b.instances)
     #expect(a.sizes == b.sizes && a.originalSizes == b.originalSizes && a.epoch == b.epoch && a.flipped == b.flipped)
     #expect(zip(a.scales, b.scales).allSatisfy { $0.x == $1.x && $0.y == $1.y })
 }
@@ -60,15 +60,15 @@ struct DataLoaderTests {
             let a = try plain.next(), b = try flipped.next()
             #expect(a.imageIDs == b.imageIDs && a.sizes == b.sizes && b.flipped == [true] && a.flipped == [false])
             let w = Float(a.sizes[0].width)
-            #expect(b.boxes[0] == a.boxes[0].map { Box(w - $0.x2, $0.y1, w - $0.x1, $0.y2) })
-            #expect(b.labels == a.labels)
+            #expect(b.instances[0].boxes == a.instances[0].boxes.map { Box(w - $0.x2, $0.y1, w - $0.x1, $0.y2) })
+            #expect(b.instances.map(\.labels) == a.instances.map(\.labels))
             let H = a.images.dim(2), W = a.images.dim(3), h = a.sizes[0].height, iw = a.sizes[0].width
             for (y, x) in [(0, 0), (h / 2, iw / 3), (h - 1, iw - 1)] {
                 #expect(a.images.data[y * W + x] == b.images.data[y * W + (iw - 1 - x)])
             }
             #expect(H >= h)
             // Boxes stay inside the resized image and scale with it.
-            for box in a.boxes[0] { #expect(box.x1 >= 0 && box.x2 <= w && box.y2 <= Float(a.sizes[0].height)) }
+            for box in a.instances[0].boxes { #expect(box.x1 >= 0 && box.x2 <= w && box.y2 <= Float(a.sizes[0].height)) }
             #expect(abs(a.scales[0].x - Float(a.sizes[0].width) / Float(a.originalSizes[0].width)) < 1e-6)
         }
     }

@@ -162,7 +162,7 @@ private func temporaryFile(_ name: String, _ text: String) throws -> String {
     var seen = Set<Int>()
     for r in results where !seen.contains(r.imageID) {
         seen.insert(r.imageID)
-        evaluator.process(imageID: r.imageID, detections: byImage[r.imageID]!.map { Detection(categoryID: $0.categoryID, score: $0.score, box: $0.bbox!) })
+        evaluator.process(imageID: r.imageID, detections: byImage[r.imageID]!.map { COCODetection(categoryID: $0.categoryID, score: $0.score, box: $0.bbox!) })
     }
     let report = try evaluator.evaluate()
     let expected = expectedCOCOCases().first { $0.iou_type == "bbox" && $0.ground_truth == "instances_val2014_100.json" }!

@@ -88,7 +88,7 @@ struct RobustnessTests {
                                                               area: 100, segmentation: .uncompressedRLE(height: 10, width: 10, counts: [0, 100]))],
                                  categories: [COCOCategory(id: 1, name: "a")])
         var evaluator = COCOEvaluator(groundTruth: gt, iouTypes: [.segm], threads: 1)
-        evaluator.process(imageID: 1, detections: [Detection(categoryID: 1, score: 1, box: COCOBox(x: 0, y: 0, width: 10, height: 10), mask: tooLong)])
+        evaluator.process(imageID: 1, detections: [COCODetection(categoryID: 1, score: 1, box: COCOBox(x: 0, y: 0, width: 10, height: 10), mask: tooLong)])
         #expect(throws: COCOEvalError.self) { try evaluator.evaluate() }
     }
 

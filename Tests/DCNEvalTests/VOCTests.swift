@@ -45,7 +45,7 @@ private func expectedVOC() throws -> ExpectedVOC {
     for (k, c) in expected.classes.enumerated() {
         for d in files[c]! {
             let box = COCOBox(x: d.box.xmin - 1, y: d.box.ymin - 1, width: d.box.xmax - d.box.xmin + 1, height: d.box.ymax - d.box.ymin + 1)
-            evaluator.process(imageID: d.imageID, detections: [Detection(categoryID: k + 1, score: d.score, box: box)])
+            evaluator.process(imageID: d.imageID, detections: [COCODetection(categoryID: k + 1, score: d.score, box: box)])
         }
     }
     let report = try evaluator.evaluate()

@@ -31,12 +31,12 @@ func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, n
 }
 
 /// Two 64x64 images with a few objects and their targets.
-func tinyBatch(seed: UInt64 = 1) -> (images: Tensor, sizes: [ImageSize], targets: [ImageTargets]) {
+func tinyBatch(seed: UInt64 = 1) -> (images: Tensor, sizes: [ImageSize], targets: [Instances]) {
     var rng = SeededGenerator(seed: seed)
     let images = Tensor.normal([2, 3, 64, 64], using: &rng)
     let targets = [
-        ImageTargets(boxes: [Box(4, 6, 30, 28), Box(34, 30, 60, 62)], labels: [1, 2]),
-        ImageTargets(boxes: [Box(10, 12, 50, 40)], labels: [2], ignore: [Box(0, 44, 20, 64)]),
+        Instances(boxes: [Box(4, 6, 30, 28), Box(34, 30, 60, 62)], labels: [1, 2]),
+        Instances(boxes: [Box(10, 12, 50, 40)], labels: [2], ignore: [Box(0, 44, 20, 64)]),
     ]
     return (images, [ImageSize(height: 64, width: 64), ImageSize(height: 60, width: 64)], targets)
 }

@@ -9,13 +9,13 @@ import DCNTraining
 import Testing
 
 /// Two 128-px synthetic images as a padded batch, with their targets and COCO ground truth.
-func twoSyntheticImages() throws -> (images: Tensor, sizes: [ImageSize], targets: [ImageTargets], truth: COCOGroundTruth) {
+func twoSyntheticImages() throws -> (images: Tensor, sizes: [ImageSize], targets: [Instances], truth: COCOGroundTruth) {
     let samples = (0..<2).map { renderSyntheticImage(seed: 11, split: 0, index: $0, size: 128) }
     let (images, sizes) = try padAndStack(samples.map { PixelNormalization.imageNet.tensor(from: $0.image) }, sizeDivisibility: 32)
-    var targets: [ImageTargets] = [], cocoImages: [COCOImage] = [], annotations: [COCOAnnotation] = []
+    var targets: [Instances] = [], cocoImages: [COCOImage] = [], annotations: [COCOAnnotation] = []
     for (i, s) in samples.enumerated() {
         let boxes = s.objects.map { Box(Float($0.bbox[0]), Float($0.bbox[1]), Float($0.bbox[0] + $0.bbox[2]), Float($0.bbox[1] + $0.bbox[3])) }
-        targets.append(ImageTargets(boxes: boxes, labels: s.objects.map(\.categoryID)))
+        targets.append(Instances(boxes: boxes, labels: s.objects.map(\.categoryID)))
         cocoImages.append(COCOImage(id: i + 1, width: s.image.width, height: s.image.height, fileName: "\(i).jpg"))
         for o in s.objects {
             annotations.append(COCOAnnotation(id: annotations.count + 1, imageID: i + 1, categoryID: o.categoryID,

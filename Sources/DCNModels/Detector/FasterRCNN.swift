@@ -67,7 +67,7 @@ public final class FasterRCNN {
     /// into the parameters (call `parameters.zeroGrad()` first). `fixedProposals` replaces the RPN's
     /// proposals (for gradient checks); the sampling draws from `rng`.
     /// `images` `[N, 3, H, W]` are normalised and padded; `sizes` are the images' sizes inside the padding.
-    public func trainStep(images: Tensor, sizes: [ImageSize], targets: [ImageTargets], rng: inout SeededGenerator, _ ws: Workspace,
+    public func trainStep(images: Tensor, sizes: [ImageSize], targets: [Instances], rng: inout SeededGenerator, _ ws: Workspace,
                           fixedProposals: [[Box]]? = nil, profiler: PhaseProfiler? = nil) throws -> [String: Float] {
         let n = images.dim(0)
         try require(targets.count == n && sizes.count == n, "detector: \(n) images, \(targets.count) targets, \(sizes.count) sizes")

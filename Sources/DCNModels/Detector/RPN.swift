@@ -23,12 +23,7 @@ public struct RPNSpec: Sendable, Equatable {
 
 /// Ground truth of one image for training: boxes with labels 1...C, and regions to ignore
 /// (crowd or difficult objects).
-public struct ImageTargets: Sendable {
-    public var boxes: [Box]
-    public var labels: [Int]
-    public var ignore: [Box]
-    public init(boxes: [Box], labels: [Int], ignore: [Box] = []) { self.boxes = boxes; self.labels = labels; self.ignore = ignore }
-}
+
 
 public final class RPN {
     public let spec: RPNSpec
@@ -70,7 +65,7 @@ public final class RPN {
 
     /// The training pass on res4: proposals (or `fixedProposals`, for gradient checks) and the
     /// losses `rpn_cls`, `rpn_box` (anchor sampling draws from `rng`); backward returns dRes4.
-    public func trainingPass(_ res4: Tensor, targets: [ImageTargets], imageSizes: [ImageSize], fixedProposals: [[Box]]? = nil,
+    public func trainingPass(_ res4: Tensor, targets: [Instances], imageSizes: [ImageSize], fixedProposals: [[Box]]? = nil,
                              rng: inout SeededGenerator, _ ws: Workspace) throws -> TrainingPass<[[Box]], Void, Tensor> {
         let out = try forward(res4, ws)
         let loss = try losses(out, targets: targets, rng: &rng)
@@ -103,7 +98,7 @@ public final class RPN {
 
     /// Objectness and box losses (detectron2's normalisation: sums over the sampled anchors divided
     /// by batchSizePerImage * images) and their gradients with respect to the logits and deltas.
-    public func losses(_ out: Output, targets: [ImageTargets], rng: inout SeededGenerator)
+    public func losses(_ out: Output, targets: [Instances], rng: inout SeededGenerator)
         throws -> (objectness: Float, box: Float, dLogits: Tensor, dDeltas: Tensor) {
         let N = out.logits.dim(0), A = out.logits.dim(1), H = out.logits.dim(2), W = out.logits.dim(3)
         try require(targets.count == N, "rpn: \(targets.count) targets for \(N) images")

@@ -95,7 +95,7 @@ public final class RoIHead {
     /// The head's training pass on res5: samples RoIs from the proposals and ground truth (drawing
     /// from `rng`), losses `rcnn_cls` and `rcnn_box`. Backward takes an extra gradient of the 2fc
     /// features (from the mimic branch) and returns dRes5.
-    public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [ImageTargets], rng: inout SeededGenerator,
+    public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [Instances], rng: inout SeededGenerator,
                              _ ws: Workspace) throws -> TrainingPass<Sampled, Tensor?, Tensor> {
         let sampled = sample(proposals: proposals, targets: targets, rng: &rng)
         let embedding = try embed(res5, rois: sampled.rois, ws)
@@ -153,7 +153,7 @@ public final class RoIHead {
     // MARK: - Training targets and losses
 
     /// Proposals plus ground truth, matched (foreground at IoU >= 0.5) and sampled per image.
-    public func sample(proposals: [[Box]], targets: [ImageTargets], rng: inout SeededGenerator) -> SampledRoIs {
+    public func sample(proposals: [[Box]], targets: [Instances], rng: inout SeededGenerator) -> SampledRoIs {
         var out = SampledRoIs(rois: Tensor(zeros: [0, 5]), boxes: [], labels: [], targets: [], image: [])
         var flat: [Float] = []
         for (n, t) in targets.enumerated() {
