@@ -134,107 +134,17 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     if resume != nil { try log.truncate(after: start) }
 
     let loader = try makeTrainingLoader(config, dataset: data.train, startIteration: start)
-    let ws = Workspace()
-    let progress = ProgressPrinter()
-    /// What to go back to after a failure.
-    func lastGood() -> String { lastCheckpoint.map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet" }
-    func checkpoint(_ iteration: Int, final: Bool = false) throws {
-        let name = final ? RunFiles.finalCheckpoint : RunFiles.checkpoint(iteration: iteration)
-        do {
-            try Checkpoint.save(parameters: model.parameters, optimizer: optimizer,
-                                state: TrainingState(iteration: iteration, rngState: rng.stateArray, config: config.resolvedYAML()),
-                                to: out + "/" + name)
-            try Checkpoint.markLatest(name, in: out)
-        } catch {
-            throw TrainingError("cannot write the checkpoint of iteration \(iteration): \(error); \(lastGood())")
-        }
-        lastCheckpoint = out + "/" + name
-        try writeTrainingCurves(log.records, to: out + "/" + RunFiles.curves)
-    }
-    func diverged(at iteration: Int, _ what: String, losses: [String: Float]) -> TrainingError {
-        progress.finishLine()
-        return TrainingError("training diverged at iteration \(iteration): \(what); \(lastGood()) (lower solver.base_lr or set solver.clip_grad_norm)",
-                             divergence: Divergence(iteration: iteration, losses: losses))
-    }
-
-    var iteration = start
-    var window: [Double] = []
-    var lastLosses: [String: Float] = [:]
-    while iteration < s.maxIter {
-        if let stopAfter, iteration >= stopAfter {
-            progress.finishLine()
-            try checkpoint(iteration)
-            print("stopped after iteration \(iteration): \(out)/\(RunFiles.latest)")
-            return
-        }
-        if stop.signal != 0 {
-            progress.finishLine()
-            try checkpoint(iteration)
-            throw TrainingError("stopped by \(stop.signalName): checkpoint written at iteration \(iteration) (\(out)/\(RunFiles.latest)); "
-                                + "continue with --resume \(out)/\(RunFiles.latest)", exitCode: stop.exitCode)
-        }
-        let t0 = Date()
-        let batch = try loader.next()
-        let lr = schedule.rate(at: iteration)
-        model.parameters.zeroGrad()
-        let losses: [String: Float]
-        do {
-            losses = try model.trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, rng: &rng, ws)
-        } catch let error as ShapeError where error.kind == .nonFinite {
-            // Inputs are checked when loaded, so non-finite values inside the network mean the
-            // weights diverged.
-            let terms = lossNames.compactMap { n in lastLosses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
-            throw diverged(at: iteration + 1, "\(error.message) (losses of iteration \(iteration): \(terms))", losses: lastLosses)
-        }
-        lastLosses = losses
-        for name in lossNames {
-            if let v = losses[name], !v.isFinite { throw diverged(at: iteration + 1, "loss \(name) became \(v)", losses: losses) }
-        }
-        let gradientNorm = optimizer.step(lr: lr, clipNorm: s.clipGradNorm.map { Float($0) })
-        iteration += 1
-        // A finite loss can still give an update that leaves the weights non-finite.
-        if !gradientNorm.isFinite || model.parameters.trainable.contains(where: { $0.value.data.contains { !$0.isFinite } }) {
-            let terms = lossNames.compactMap { n in losses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
-            throw diverged(at: iteration, "the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms))", losses: losses)
-        }
-        let seconds = Date().timeIntervalSince(t0)
-        window.append(seconds)
-        if window.count > 20 { window.removeFirst() }
-        let perIteration = window.reduce(0, +) / Double(window.count)
-        if iteration % config.output.logPeriod == 0 || iteration == s.maxIter || iteration == start + 1 {
-            let total = losses.values.reduce(0) { $0 + Double($1) }
-            try log.append(IterationRecord(iteration: iteration, losses: losses.mapValues(Double.init), totalLoss: total,
-                                           lr: Double(lr), secondsPerIteration: perIteration, dataWaitSeconds: batch.dataWaitSeconds))
-        }
-        progress.report(iteration: iteration, total: s.maxIter, losses: losses, order: lossNames, lr: lr,
-                        secondsPerIteration: perIteration, dataWait: batch.dataWaitSeconds)
-        if s.checkpointPeriod > 0 && iteration % s.checkpointPeriod == 0 && iteration < s.maxIter { try checkpoint(iteration) }
-        if s.evalPeriod > 0 && iteration % s.evalPeriod == 0 && iteration < s.maxIter, let val = data.val {
-            progress.finishLine()
-            do {
-                let report = try evaluateModel(model, config: config, dataset: val,
-                                               outputPrefix: out + "/" + RunFiles.evaluationPrefix(iteration: iteration), stop: stop)
-                try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
-                print(report.text)
-            } catch is Stopped {
-                // The stop check at the top of the loop writes the checkpoint and ends the run.
-            }
-        }
-    }
-    progress.finishLine()
-    try checkpoint(iteration, final: true)
-    print("training finished: \(out)/\(RunFiles.finalCheckpoint)")
+    let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule, maxIterations: s.maxIter,
+                          clipNorm: s.clipGradNorm.map { Float($0) }, loader: loader, rng: rng, folder: out)
+    trainer.lastCheckpoint = lastCheckpoint
+    trainer.hooks = [
+        LogHook(log: log, period: config.output.logPeriod, first: start),
+        CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters),
+    ]
     if let val = data.val {
-        let report: EvaluationReport
-        do {
-            report = try evaluateModel(model, config: config, dataset: val, outputPrefix: out + "/" + RunFiles.evaluationPrefix(iteration: nil), stop: stop)
-        } catch is Stopped {
-            throw TrainingError("stopped by \(stop.signalName) during the final evaluation; the trained model is \(out)/\(RunFiles.finalCheckpoint) "
-                                + "(evaluate it with dcn-eval model --checkpoint)", exitCode: stop.exitCode)
-        }
-        try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
-        print(report.text)
+        trainer.hooks.append(EvaluationHook(model: model, config: config, dataset: val, folder: out, period: s.evalPeriod, log: log, stop: stop))
     }
+    try trainer.run(from: start, stopAfter: stopAfter, stop: stop)
 }
 
 /// Checks that a run may train into the locked folder `out` and returns whether it continues the

@@ -48,7 +48,7 @@ func trainingStepGivesNamedFiniteLossesAndGradients(extractor: RoIExtractorKind)
     var rng = SeededGenerator(seed: 5)
     model.parameters.zeroGrad()
     let losses = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, Workspace())
-    #expect(Set(losses.keys) == Set(lossNames))
+    #expect(Set(losses.keys) == Set(model.lossNames))
     for (name, value) in losses { #expect(value.isFinite && value >= 0, "\(name) = \(value)") }
     // Every trainable parameter that can receive a gradient does.
     for p in model.parameters.trainable {

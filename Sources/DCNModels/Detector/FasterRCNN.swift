@@ -16,8 +16,6 @@ public struct DetectorSpec: Sendable, Equatable {
     }
 }
 
-/// Names of the training losses, in reporting order.
-public let lossNames = ["rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "mimic", "mimic_cls"]
 
 public final class FasterRCNN {
     public let spec: DetectorSpec
@@ -26,6 +24,8 @@ public final class FasterRCNN {
     public let roiHead: RoIHead
     public let mimic: MimicBranch?
     public private(set) var parameters = ParameterList()
+    /// Names of the training losses, in reporting order.
+    public let lossNames = ["rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "mimic", "mimic_cls"]
 
     public init(spec: DetectorSpec, seed: UInt64 = 0) throws {
         var s = spec

@@ -1,0 +1,235 @@
+// The training loop, written against a model protocol and extended by hooks (detectron2's
+// TrainerBase / HookBase): the trainer runs the steps, the learning-rate schedule, the update and
+// the divergence checks; logging, checkpoints and evaluation are hooks. A classification task or
+// multi-process training plugs in as another model or another hook.
+import DCNConfig
+import DCNData
+import DCNModels
+import DCNOps
+import DCNTensor
+import Foundation
+
+/// What the trainer trains.
+public protocol TrainableModel: AnyObject {
+    var parameters: ParameterList { get }
+    /// Names of the losses `trainStep` returns, in reporting order.
+    var lossNames: [String] { get }
+    /// One forward and backward pass over `batch`: the weighted named losses, whose gradients are
+    /// added into the parameters (zeroed by the trainer first).
+    func trainStep(_ batch: TrainingBatch, rng: inout SeededGenerator, _ ws: Workspace) throws -> [String: Float]
+}
+
+extension FasterRCNN: TrainableModel {
+    public func trainStep(_ batch: TrainingBatch, rng: inout SeededGenerator, _ ws: Workspace) throws -> [String: Float] {
+        try trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, rng: &rng, ws)
+    }
+}
+
+/// One finished iteration, as the hooks see it.
+public struct StepRecord {
+    /// Iterations completed (1 after the first).
+    public var iteration: Int
+    public var losses: [String: Float]
+    public var learningRate: Float
+    /// Mean wall time of the last 20 iterations.
+    public var secondsPerIteration: Double
+    public var dataWaitSeconds: Double
+}
+
+/// Something that runs at fixed points of the loop. Every method has a default that does nothing.
+public protocol TrainerHook: AnyObject {
+    /// After each update.
+    func afterStep(_ step: StepRecord, _ trainer: Trainer) throws
+    /// The run stops early after `iteration` iterations (a signal, or `stopAfter`).
+    func atStop(iteration: Int, _ trainer: Trainer) throws
+    /// All iterations are done.
+    func afterTraining(iteration: Int, _ trainer: Trainer) throws
+}
+
+extension TrainerHook {
+    public func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {}
+    public func atStop(iteration: Int, _ trainer: Trainer) throws {}
+    public func afterTraining(iteration: Int, _ trainer: Trainer) throws {}
+}
+
+public final class Trainer {
+    public let model: TrainableModel
+    public let optimizer: SGD
+    public let schedule: LearningRateSchedule
+    public let maxIterations: Int
+    public let clipNorm: Float?
+    public var hooks: [TrainerHook] = []
+    /// The training random generator (sampling, mimic RoI choice); checkpoints save its state.
+    public var rng: SeededGenerator
+    /// The newest checkpoint the run can go back to (set by the checkpoint hook, or by a resume).
+    public var lastCheckpoint: String?
+    /// The run's output folder.
+    public let folder: String
+    let loader: DataLoader
+    let progress = ProgressPrinter()
+    let ws = Workspace()
+
+    public init(model: TrainableModel, optimizer: SGD, schedule: LearningRateSchedule, maxIterations: Int, clipNorm: Float?,
+                loader: DataLoader, rng: SeededGenerator, folder: String) {
+        self.model = model; self.optimizer = optimizer; self.schedule = schedule; self.maxIterations = maxIterations
+        self.clipNorm = clipNorm; self.loader = loader; self.rng = rng; self.folder = folder
+    }
+
+    /// Ends the live progress line before other output.
+    public func finishLine() { progress.finishLine() }
+
+    /// What to go back to after a failure.
+    public var lastGood: String { lastCheckpoint.map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet" }
+
+    /// Trains from `start` to `maxIterations`. Stops early with a checkpoint after `stopAfter`
+    /// iterations, or when `stop` has a signal (then throws a `TrainingError` with its status).
+    /// A non-finite loss or weight throws a `TrainingError` carrying the `Divergence`.
+    public func run(from start: Int, stopAfter: Int?, stop: StopRequest) throws {
+        var iteration = start
+        var window: [Double] = []
+        var lastLosses: [String: Float] = [:]
+        while iteration < maxIterations {
+            if let stopAfter, iteration >= stopAfter {
+                finishLine()
+                for hook in hooks { try hook.atStop(iteration: iteration, self) }
+                print("stopped after iteration \(iteration): \(folder)/\(RunFiles.latest)")
+                return
+            }
+            if stop.signal != 0 {
+                finishLine()
+                for hook in hooks { try hook.atStop(iteration: iteration, self) }
+                throw TrainingError("stopped by \(stop.signalName): checkpoint written at iteration \(iteration) (\(folder)/\(RunFiles.latest)); "
+                                    + "continue with --resume \(folder)/\(RunFiles.latest)", exitCode: stop.exitCode)
+            }
+            let t0 = Date()
+            let batch = try loader.next()
+            let lr = schedule.rate(at: iteration)
+            model.parameters.zeroGrad()
+            let losses: [String: Float]
+            do {
+                losses = try model.trainStep(batch, rng: &rng, ws)
+            } catch let error as ShapeError where error.kind == .nonFinite {
+                // Inputs are checked when loaded, so non-finite values inside the network mean the
+                // weights diverged.
+                throw diverged(at: iteration + 1, "\(error.message) (losses of iteration \(iteration): \(terms(lastLosses)))", losses: lastLosses)
+            }
+            lastLosses = losses
+            for name in model.lossNames {
+                if let v = losses[name], !v.isFinite { throw diverged(at: iteration + 1, "loss \(name) became \(v)", losses: losses) }
+            }
+            let gradientNorm = optimizer.step(lr: lr, clipNorm: clipNorm)
+            iteration += 1
+            // A finite loss can still give an update that leaves the weights non-finite.
+            if !gradientNorm.isFinite || model.parameters.trainable.contains(where: { $0.value.data.contains { !$0.isFinite } }) {
+                throw diverged(at: iteration, "the update left non-finite weights (gradient norm \(gradientNorm); losses \(terms(losses)))",
+                               losses: losses)
+            }
+            window.append(Date().timeIntervalSince(t0))
+            if window.count > 20 { window.removeFirst() }
+            let step = StepRecord(iteration: iteration, losses: losses, learningRate: lr,
+                                  secondsPerIteration: window.reduce(0, +) / Double(window.count), dataWaitSeconds: batch.dataWaitSeconds)
+            for hook in hooks { try hook.afterStep(step, self) }
+        }
+        finishLine()
+        for hook in hooks { try hook.afterTraining(iteration: iteration, self) }
+    }
+
+    /// "rpn_cls 0.69, rpn_box 0.04, ..." in reporting order.
+    func terms(_ losses: [String: Float]) -> String {
+        model.lossNames.compactMap { n in losses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
+    }
+
+    func diverged(at iteration: Int, _ what: String, losses: [String: Float]) -> TrainingError {
+        finishLine()
+        return TrainingError("training diverged at iteration \(iteration): \(what); \(lastGood) (lower solver.base_lr or set solver.clip_grad_norm)",
+                             divergence: Divergence(iteration: iteration, losses: losses))
+    }
+}
+
+// MARK: - The hooks of a detector run
+
+/// Writes `metrics.jsonl` every `period` iterations (and the first and last) and the progress line.
+final class LogHook: TrainerHook {
+    let log: MetricsLog, period: Int, first: Int
+
+    init(log: MetricsLog, period: Int, first: Int) { self.log = log; self.period = period; self.first = first }
+
+    func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
+        if step.iteration % period == 0 || step.iteration == trainer.maxIterations || step.iteration == first + 1 {
+            let total = step.losses.values.reduce(0) { $0 + Double($1) }
+            try log.append(IterationRecord(iteration: step.iteration, losses: step.losses.mapValues(Double.init), totalLoss: total,
+                                           lr: Double(step.learningRate), secondsPerIteration: step.secondsPerIteration,
+                                           dataWaitSeconds: step.dataWaitSeconds))
+        }
+        trainer.progress.report(iteration: step.iteration, total: trainer.maxIterations, losses: step.losses, order: trainer.model.lossNames,
+                                lr: step.learningRate, secondsPerIteration: step.secondsPerIteration, dataWait: step.dataWaitSeconds)
+    }
+}
+
+/// Checkpoints (with `latest` and the training curves) every `period` iterations, at an early
+/// stop and at the end.
+final class CheckpointHook: TrainerHook {
+    let folder: String, period: Int, config: String, log: MetricsLog
+    let parameters: ParameterList
+
+    init(folder: String, period: Int, config: String, log: MetricsLog, parameters: ParameterList) {
+        self.folder = folder; self.period = period; self.config = config; self.log = log; self.parameters = parameters
+    }
+
+    func write(_ iteration: Int, final: Bool = false, _ trainer: Trainer) throws {
+        let name = final ? RunFiles.finalCheckpoint : RunFiles.checkpoint(iteration: iteration)
+        do {
+            try Checkpoint.save(parameters: parameters, optimizer: trainer.optimizer,
+                                state: TrainingState(iteration: iteration, rngState: trainer.rng.stateArray, config: config),
+                                to: folder + "/" + name)
+            try Checkpoint.markLatest(name, in: folder)
+        } catch {
+            throw TrainingError("cannot write the checkpoint of iteration \(iteration): \(error); \(trainer.lastGood)")
+        }
+        trainer.lastCheckpoint = folder + "/" + name
+        try writeTrainingCurves(log.records, to: folder + "/" + RunFiles.curves)
+    }
+
+    func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
+        if period > 0 && step.iteration % period == 0 && step.iteration < trainer.maxIterations { try write(step.iteration, trainer) }
+    }
+
+    func atStop(iteration: Int, _ trainer: Trainer) throws { try write(iteration, trainer) }
+
+    func afterTraining(iteration: Int, _ trainer: Trainer) throws {
+        try write(iteration, final: true, trainer)
+        print("training finished: \(folder)/\(RunFiles.finalCheckpoint)")
+    }
+}
+
+/// Evaluates on the validation split every `period` iterations (0 = only at the end) and at the end.
+final class EvaluationHook: TrainerHook {
+    let model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog, stop: StopRequest
+
+    init(model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog, stop: StopRequest) {
+        self.model = model; self.config = config; self.dataset = dataset; self.folder = folder; self.period = period
+        self.log = log; self.stop = stop
+    }
+
+    func evaluate(_ iteration: Int, final: Bool) throws {
+        let report = try evaluateModel(model, config: config, dataset: dataset,
+                                       outputPrefix: folder + "/" + RunFiles.evaluationPrefix(iteration: final ? nil : iteration), stop: stop)
+        try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
+        print(report.text)
+    }
+
+    func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
+        guard period > 0 && step.iteration % period == 0 && step.iteration < trainer.maxIterations else { return }
+        trainer.finishLine()
+        do { try evaluate(step.iteration, final: false) } catch is Stopped {
+            // The stop check at the top of the loop writes the checkpoint and ends the run.
+        }
+    }
+
+    func afterTraining(iteration: Int, _ trainer: Trainer) throws {
+        do { try evaluate(iteration, final: true) } catch is Stopped {
+            throw TrainingError("stopped by \(stop.signalName) during the final evaluation; the trained model is \(folder)/\(RunFiles.finalCheckpoint) "
+                                + "(evaluate it with dcn-eval model --checkpoint)", exitCode: stop.exitCode)
+        }
+    }
+}
