@@ -40,8 +40,7 @@ public enum Checkpoint {
             ("model." + $0.name, .f32(shape: $0.shape, values: $0.value.data))
         }
         if let optimizer {
-            for name in optimizer.velocity.keys.sorted() {
-                let v = optimizer.velocity[name]!
+            for (name, v) in optimizer.velocityTensors {
                 tensors.append(("momentum." + name, .f32(shape: v.shape, values: v.data)))
             }
         }

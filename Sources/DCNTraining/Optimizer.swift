@@ -40,14 +40,27 @@ public final class SGD {
     public var momentum: Float
     public var weightDecay: Float
     public var weightDecayNorm: Float
-    /// Momentum buffers by parameter name (allocated on the first step).
-    public private(set) var velocity: [String: Tensor] = [:]
+    /// The momentum of every trainable parameter in one block, in `parameters` order: parameter i
+    /// owns `velocity[offsets[i] ..< offsets[i] + parameters[i].count]`.
+    public private(set) var velocity: [Float]
+    let offsets: [Int]
 
     public init(parameters: [Parameter], momentum: Float, weightDecay: Float, weightDecayNorm: Float) {
         self.parameters = parameters.filter(\.trainable)
         self.momentum = momentum
         self.weightDecay = weightDecay
         self.weightDecayNorm = weightDecayNorm
+        var offsets = [Int](), total = 0
+        for p in self.parameters { offsets.append(total); total += p.count }
+        self.offsets = offsets
+        velocity = [Float](repeating: 0, count: total)
+    }
+
+    /// Each parameter's momentum as a tensor of its shape (for checkpoints).
+    public var velocityTensors: [(name: String, value: Tensor)] {
+        zip(parameters, offsets).map { p, offset in
+            (p.name, try! Tensor(shape: p.shape, data: Array(velocity[offset ..< offset + p.count])))
+        }
     }
 
     /// The global L2 norm of all gradients (Double accumulation in a fixed order).
@@ -66,13 +79,12 @@ public final class SGD {
         let norm = gradientNorm()
         var scale: Float = 1
         if let clipNorm, norm > Double(clipNorm) { scale = Float(Double(clipNorm) / (norm + 1e-6)) }
-        for p in parameters where p.grad.count == p.count {
-            var v = velocity[p.name] ?? Tensor(zeros: p.shape)
-            velocity[p.name] = nil  // unique ownership while updating
-            let decay = p.decays ? weightDecay : weightDecayNorm
-            let rate = lr * p.learningRateScale
-            p.value.withUnsafeMutableBufferPointer { w in
-                v.withUnsafeMutableBufferPointer { vb in
+        velocity.withUnsafeMutableBufferPointer { block in
+            for (p, offset) in zip(parameters, offsets) where p.grad.count == p.count {
+                let decay = p.decays ? weightDecay : weightDecayNorm
+                let rate = lr * p.learningRateScale
+                let vb = block.baseAddress! + offset
+                p.value.withUnsafeMutableBufferPointer { w in
                     p.grad.withUnsafeBufferPointer { g in
                         for i in 0..<w.count {
                             vb[i] = momentum * vb[i] + (scale * g[i] + decay * w[i])
@@ -81,17 +93,17 @@ public final class SGD {
                     }
                 }
             }
-            velocity[p.name] = v
         }
         return norm
     }
 
     /// Restores momentum buffers (from a checkpoint); shapes are checked.
     public func setVelocity(_ name: String, _ value: Tensor) throws {
-        guard let p = parameters.first(where: { $0.name == name }) else {
+        guard let i = parameters.firstIndex(where: { $0.name == name }) else {
             throw ShapeError("optimizer state names '\(name)', which is not a trainable parameter of this model")
         }
+        let p = parameters[i]
         try require(p.shape == value.shape, "optimizer state '\(name)' has shape \(value.shape), the parameter \(p.shape)")
-        velocity[name] = value
+        velocity.replaceSubrange(offsets[i] ..< offsets[i] + p.count, with: value.data)
     }
 }
