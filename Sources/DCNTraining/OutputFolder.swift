@@ -1,6 +1,7 @@
 // The output folder of a run: the names of the files a run writes there, the lock that keeps a
 // second run out for as long as the first lives, and the clean-up of a replaced run's files and of
 // temporaries a killed run left behind. Nothing else in the folder is ever touched.
+import DCNEval
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -57,19 +58,12 @@ func isStaleTemporary(_ name: String) -> Bool {
 /// Creates `path` and its missing parents. The error names `key` (the config key or option that
 /// gave the path), the path, what stopped it, and what is expected.
 func makeFolder(_ path: String, key: String) throws {
-    if let problem = createFolders(path) {
-        throw TrainingError("\(key): cannot create the folder \(path): \(problem); expected a folder where dcn-train may write", exitCode: 2)
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    } catch {
+        let reason = folderCreateProblem(path) ?? describeFileError(error)
+        throw TrainingError("\(key): cannot create the folder \(path): \(reason); expected a folder where dcn-train may write", exitCode: 2)
     }
-}
-
-/// Creates `path` and its missing parents; nil when done, else what stopped it (naming the path).
-private func createFolders(_ path: String) -> String? {
-    var isFolder: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) { return isFolder.boolValue ? nil : "\(path) is a file" }
-    let parent = (path as NSString).deletingLastPathComponent
-    if !parent.isEmpty && parent != path, let problem = createFolders(parent) { return problem }
-    guard mkdir(path, 0o777) == 0 || errno == EEXIST else { return "\(path): \(String(cString: strerror(errno)))" }
-    return nil
 }
 
 /// An exclusive lock on an output folder (`flock` on `<folder>/.lock`), held by the run that trains
