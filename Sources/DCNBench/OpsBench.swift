@@ -86,9 +86,9 @@ public func runOpsBenchmark(shapes: [(channels: Int, height: Int, width: Int)] =
         })
         record("conv2d", "fwd+bwd", try medianMilliseconds(repeats: repeats) {
             _ = try conv2dForward(input: input, weight: weight, bias: bias, options: options, workspace: workspace)
-            var dInput: Tensor? = Tensor(zeros: input.shape), dWeight: Tensor? = Tensor(zeros: weight.shape)
-            var dBias: Tensor? = Tensor(zeros: bias.shape)
-            try conv2dBackward(dInput: &dInput, dWeight: &dWeight, dBias: &dBias, dOutput: dOutput,
+            var dInput: Tensor? = Tensor(zeros: input.shape)
+            let dWeight = GradientBlock(zeros: weight.shape), dBias = GradientBlock(zeros: bias.shape)
+            try conv2dBackward(dInput: &dInput, dWeight: dWeight.slot, dBias: dBias.slot, dOutput: dOutput,
                                input: input, weight: weight, options: options, workspace: workspace)
         })
         record("deform_conv2d", "fwd", try medianMilliseconds(repeats: repeats) {
@@ -98,10 +98,10 @@ public func runOpsBenchmark(shapes: [(channels: Int, height: Int, width: Int)] =
         record("deform_conv2d", "fwd+bwd", try medianMilliseconds(repeats: repeats) {
             _ = try deformConv2dForward(input: input, offset: offset, mask: mask, weight: weight, bias: bias,
                                         options: options, workspace: workspace)
-            var dInput: Tensor? = Tensor(zeros: input.shape), dWeight: Tensor? = Tensor(zeros: weight.shape)
-            var dBias: Tensor? = Tensor(zeros: bias.shape), dOffset: Tensor? = Tensor(zeros: offset.shape)
+            var dInput: Tensor? = Tensor(zeros: input.shape), dOffset: Tensor? = Tensor(zeros: offset.shape)
             var dMask: Tensor? = Tensor(zeros: mask.shape)
-            try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: &dWeight, dBias: &dBias,
+            let dWeight = GradientBlock(zeros: weight.shape), dBias = GradientBlock(zeros: bias.shape)
+            try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: dWeight.slot, dBias: dBias.slot,
                                      dOutput: dOutput, input: input, offset: offset, mask: mask, weight: weight,
                                      options: options, workspace: workspace)
         })

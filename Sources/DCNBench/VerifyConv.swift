@@ -19,13 +19,13 @@ func verifyConv2d(_ f: Fixture) throws -> [Comparison] {
     var results = [try f.compare("expected_output", output)]
     guard f.has("grad_output") else { return results }
     var dInput: Tensor? = Tensor(zeros: input.shape)
-    var dWeight: Tensor? = Tensor(zeros: weight.shape)
-    var dBias: Tensor? = bias.map { Tensor(zeros: $0.shape) }
-    try conv2dBackward(dInput: &dInput, dWeight: &dWeight, dBias: &dBias, dOutput: try f.tensor("grad_output"),
+    let dWeight = GradientBlock(zeros: weight.shape)
+    let dBias = bias.map { GradientBlock(zeros: $0.shape) }
+    try conv2dBackward(dInput: &dInput, dWeight: dWeight.slot, dBias: dBias?.slot, dOutput: try f.tensor("grad_output"),
                        input: input, weight: weight, options: options)
     results.append(try f.compare("grad_input", dInput!))
-    results.append(try f.compare("grad_weight", dWeight!))
-    if let dBias, f.has("grad_bias") { results.append(try f.compare("grad_bias", dBias)) }
+    results.append(try f.compare("grad_weight", dWeight.tensor))
+    if let dBias, f.has("grad_bias") { results.append(try f.compare("grad_bias", dBias.tensor)) }
     return results
 }
 
@@ -39,15 +39,15 @@ func verifyDeformConv2d(_ f: Fixture) throws -> [Comparison] {
     var dInput: Tensor? = Tensor(zeros: input.shape)
     var dOffset: Tensor? = Tensor(zeros: offset.shape)
     var dMask: Tensor? = mask.map { Tensor(zeros: $0.shape) }
-    var dWeight: Tensor? = Tensor(zeros: weight.shape)
-    var dBias: Tensor? = bias.map { Tensor(zeros: $0.shape) }
-    try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: &dWeight, dBias: &dBias,
+    let dWeight = GradientBlock(zeros: weight.shape)
+    let dBias = bias.map { GradientBlock(zeros: $0.shape) }
+    try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: dWeight.slot, dBias: dBias?.slot,
                              dOutput: try f.tensor("grad_output"), input: input, offset: offset, mask: mask,
                              weight: weight, options: options)
     results.append(try f.compare("grad_input", dInput!))
     results.append(try f.compare("grad_offset", dOffset!))
     if let dMask, f.has("grad_mask") { results.append(try f.compare("grad_mask", dMask)) }
-    results.append(try f.compare("grad_weight", dWeight!))
-    if let dBias, f.has("grad_bias") { results.append(try f.compare("grad_bias", dBias)) }
+    results.append(try f.compare("grad_weight", dWeight.tensor))
+    if let dBias, f.has("grad_bias") { results.append(try f.compare("grad_bias", dBias.tensor)) }
     return results
 }

@@ -32,21 +32,22 @@ func verifyBatchNorm(_ f: Fixture) throws -> [Comparison] {
     let gy = try f.tensor("grad_output")
     let options = BatchNormOptions(eps: Float(try f.double("eps", default: 1e-5)),
                                    momentum: Float(try f.double("momentum", default: 0.1)))
-    var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: w.shape), db = Tensor(zeros: b.shape)
+    var dx: Tensor? = Tensor(zeros: x.shape)
+    let dw = GradientBlock(zeros: w.shape), db = GradientBlock(zeros: b.shape)
     var out: [Comparison] = []
     if try f.int("training") != 0 {
         let (y, saved) = try batchNormTrainForward(input: x, weight: w, bias: b, runningMean: &rm, runningVar: &rv, options: options)
-        try batchNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w, saved: saved)
+        try batchNormBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: gy, input: x, weight: w, saved: saved)
         out.append(try f.compare("expected_output", y))
         out.append(try f.compare("expected_running_mean", rm))
         out.append(try f.compare("expected_running_var", rv))
     } else {
         let y = try batchNormEvalForward(input: x, weight: w, bias: b, runningMean: rm, runningVar: rv, options: options)
-        try batchNormEvalBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w,
+        try batchNormEvalBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: gy, input: x, weight: w,
                                   runningMean: rm, runningVar: rv, options: options)
         out.append(try f.compare("expected_output", y))
     }
-    out += [try f.compare("grad_input", dx), try f.compare("grad_weight", dw), try f.compare("grad_bias", db)]
+    out += [try f.compare("grad_input", dx!), try f.compare("grad_weight", dw.tensor), try f.compare("grad_bias", db.tensor)]
     return out
 }
 
@@ -55,11 +56,12 @@ func verifyGroupNorm(_ f: Fixture) throws -> [Comparison] {
     let x = try f.tensor("input"), w = try f.tensor("weight"), b = try f.tensor("bias")
     let options = GroupNormOptions(groups: try f.int("groups"), eps: Float(try f.double("eps", default: 1e-5)))
     let (y, saved) = try groupNormForward(input: x, weight: w, bias: b, options: options)
-    var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: w.shape), db = Tensor(zeros: b.shape)
-    try groupNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: try f.tensor("grad_output"),
+    var dx: Tensor? = Tensor(zeros: x.shape)
+    let dw = GradientBlock(zeros: w.shape), db = GradientBlock(zeros: b.shape)
+    try groupNormBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: try f.tensor("grad_output"),
                           input: x, weight: w, saved: saved, options: options)
-    return [try f.compare("expected_output", y), try f.compare("grad_input", dx),
-            try f.compare("grad_weight", dw), try f.compare("grad_bias", db)]
+    return [try f.compare("expected_output", y), try f.compare("grad_input", dx!),
+            try f.compare("grad_weight", dw.tensor), try f.compare("grad_bias", db.tensor)]
 }
 
 /// `relu` and `sigmoid`: backward from the output.
@@ -104,16 +106,12 @@ func verifyLinear(_ f: Fixture) throws -> [Comparison] {
     let x = try f.tensor("input"), w = try f.tensor("weight"), b = try f.optionalTensor("bias")
     let gy = try f.tensor("grad_output")
     let y = try linearForward(input: x, weight: w, bias: b)
-    var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: w.shape)
+    var dx: Tensor? = Tensor(zeros: x.shape)
+    let dw = GradientBlock(zeros: w.shape), db = b.map { GradientBlock(zeros: $0.shape) }
+    try linearBackward(dInput: &dx, dWeight: dw.slot, dBias: db?.slot, dOutput: gy, input: x, weight: w)
     var out = [try f.compare("expected_output", y)]
-    if let b {
-        var db = Tensor(zeros: b.shape)
-        try linearBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w)
-        out.append(try f.compare("grad_bias", db))
-    } else {
-        try linearBackward(dInput: &dx, dWeight: &dw, dOutput: gy, input: x, weight: w)
-    }
-    out += [try f.compare("grad_input", dx), try f.compare("grad_weight", dw)]
+    if let db { out.append(try f.compare("grad_bias", db.tensor)) }
+    out += [try f.compare("grad_input", dx!), try f.compare("grad_weight", dw.tensor)]
     return out
 }
 

@@ -49,18 +49,8 @@ public final class ConvLayer {
     /// Adds the parameter gradients and returns dInput when `wantInput`.
     public func backward(_ dy: Tensor, input x: Tensor, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
         var dx: Tensor? = wantInput ? Tensor(zeros: x.shape) : nil
-        try weight.withGradient { dw in
-            var none: Tensor? = nil
-            if let bias {
-                try bias.withGradient { db in
-                    try conv2dBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x,
-                                       weight: weight.value, options: options, workspace: ws)
-                }
-            } else {
-                try conv2dBackward(dInput: &dx, dWeight: &dw, dBias: &none, dOutput: dy, input: x,
-                                   weight: weight.value, options: options, workspace: ws)
-            }
-        }
+        try conv2dBackward(dInput: &dx, dWeight: weight.gradient, dBias: bias?.gradient, dOutput: dy, input: x,
+                           weight: weight.value, options: options, workspace: ws)
         return dx
     }
 
@@ -137,12 +127,9 @@ public final class DeformableConvLayer {
         var dx: Tensor? = wantInput ? Tensor(zeros: x.shape) : nil
         var dOffset: Tensor? = wantOffsets ? Tensor(zeros: cache.offset.shape) : nil
         var dMask: Tensor? = wantOffsets ? cache.mask.map { Tensor(zeros: $0.shape) } : nil
-        var noBias: Tensor? = nil
-        try weight.withGradient { dw in
-            try deformConv2dBackward(dInput: &dx, dOffset: &dOffset, dMask: &dMask, dWeight: &dw, dBias: &noBias,
-                                     dOutput: dy, input: x, offset: cache.offset, mask: cache.mask,
-                                     weight: weight.value, options: options, workspace: ws)
-        }
+        try deformConv2dBackward(dInput: &dx, dOffset: &dOffset, dMask: &dMask, dWeight: weight.gradient, dBias: nil,
+                                 dOutput: dy, input: x, offset: cache.offset, mask: cache.mask,
+                                 weight: weight.value, options: options, workspace: ws)
         guard let dOffset else { return dx }
         let dRaw = try joinOffsetAndMaskGradients(dOffset: dOffset, dMask: dMask, mask: cache.mask)
         if let dxOffset = try offsetConv.backward(dRaw, input: x, wantInput: wantInput, ws) { dx!.add(dxOffset) }
@@ -316,51 +303,24 @@ public final class NormLayer {
 
     /// Adds weight/bias gradients when trainable; returns dInput when `wantInput`.
     public func backward(_ dy: Tensor, input x: Tensor, cache: Cache, wantInput: Bool) throws -> Tensor? {
-        var dx = Tensor(zeros: wantInput || weight.trainable ? x.shape : [0])
+        var dx: Tensor? = wantInput ? Tensor(zeros: x.shape) : nil
+        let dw = weight.gradient, db = bias.gradient
         switch (kind, cache) {
         case (.frozenBatchNorm, _):
-            if wantInput { try frozenBatchNormBackward(dInput: &dx, dOutput: dy, weight: weight.value, runningVar: runningVar!.value, eps: eps) }
+            if wantInput { try frozenBatchNormBackward(dInput: &dx!, dOutput: dy, weight: weight.value, runningVar: runningVar!.value, eps: eps) }
         case (.batchNorm, .batch(let saved)):
-            try addAffineGradients { dw, db in
-                try batchNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x, weight: weight.value, saved: saved)
-            }
+            try batchNormBackward(dInput: &dx, dWeight: dw, dBias: db, dOutput: dy, input: x, weight: weight.value, saved: saved)
         case (.batchNorm, _):
-            if weight.trainable {
-                try addAffineGradients { dw, db in
-                    try batchNormEvalBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x, weight: weight.value,
-                                              runningMean: runningMean!.value, runningVar: runningVar!.value,
-                                              options: BatchNormOptions(eps: eps))
-                }
-            } else if wantInput {
-                try frozenBatchNormBackward(dInput: &dx, dOutput: dy, weight: weight.value, runningVar: runningVar!.value, eps: eps)
-            }
+            try batchNormEvalBackward(dInput: &dx, dWeight: dw, dBias: db, dOutput: dy, input: x, weight: weight.value,
+                                      runningMean: runningMean!.value, runningVar: runningVar!.value,
+                                      options: BatchNormOptions(eps: eps))
         case (.groupNorm(let groups), .group(let saved)):
-            if weight.trainable {
-                try addAffineGradients { dw, db in
-                    try groupNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x, weight: weight.value,
-                                          saved: saved, options: GroupNormOptions(groups: groups, eps: eps))
-                }
-            } else if wantInput {
-                var dw = Tensor(zeros: weight.shape), db = Tensor(zeros: bias.shape)
-                try groupNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x, weight: weight.value,
-                                      saved: saved, options: GroupNormOptions(groups: groups, eps: eps))
-            }
+            try groupNormBackward(dInput: &dx, dWeight: dw, dBias: db, dOutput: dy, input: x, weight: weight.value,
+                                  saved: saved, options: GroupNormOptions(groups: groups, eps: eps))
         case (.groupNorm, _):
             throw ShapeError("group norm backward needs the forward's saved statistics")
         }
-        return wantInput ? dx : nil
-    }
-
-    /// Runs `body(dWeight, dBias)` with the trainable gradients (scratch tensors when frozen).
-    private func addAffineGradients(_ body: (inout Tensor, inout Tensor) throws -> Void) throws {
-        try weight.withGradient { dw in
-            try bias.withGradient { db in
-                var w = dw ?? Tensor(zeros: weight.shape), b = db ?? Tensor(zeros: bias.shape)
-                try body(&w, &b)
-                if dw != nil { dw = w }
-                if db != nil { db = b }
-            }
-        }
+        return dx
     }
 }
 
@@ -390,16 +350,9 @@ public final class LinearLayer {
     }
 
     public func backward(_ dy: Tensor, input x: Tensor, wantInput: Bool) throws -> Tensor? {
-        var dx = Tensor(zeros: x.shape)
-        try weight.withGradient { dw in
-            try bias.withGradient { db in
-                var w = dw ?? Tensor(zeros: weight.shape), b = db ?? Tensor(zeros: bias.shape)
-                try linearBackward(dInput: &dx, dWeight: &w, dBias: &b, dOutput: dy, input: x, weight: weight.value)
-                if dw != nil { dw = w }
-                if db != nil { db = b }
-            }
-        }
-        return wantInput ? dx : nil
+        var dx: Tensor? = wantInput ? Tensor(zeros: x.shape) : nil
+        try linearBackward(dInput: &dx, dWeight: weight.gradient, dBias: bias.gradient, dOutput: dy, input: x, weight: weight.value)
+        return dx
     }
 
     public func cost(rows: Int, _ counter: inout CostCounter) {

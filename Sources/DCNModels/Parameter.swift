@@ -7,8 +7,6 @@ public final class Parameter {
     /// Full name in torchvision's state_dict convention, e.g. `backbone.layer3.0.conv2.weight`.
     public let name: String
     public var value: Tensor
-    /// dLoss/dvalue, accumulated by backward passes; same shape as `value` once allocated.
-    public private(set) var grad: Tensor
     /// False for buffers and frozen weights: no gradient is computed or applied.
     public var trainable: Bool
     /// Multiplies the base learning rate (0.1 for offset branches, 0.01 for dpool's offset fc).
@@ -26,43 +24,38 @@ public final class Parameter {
         self.learningRateScale = learningRateScale
         self.decays = decays
         self.isBuffer = isBuffer
-        self.grad = Tensor(zeros: [0])
     }
 
     public var shape: [Int] { value.shape }
     public var count: Int { value.count }
 
+    /// Where backward passes add dLoss/dvalue: nil when not trainable. A slot of the model's
+    /// gradient block once `ParameterList.zeroGrad()` has laid it out; a parameter used on its own
+    /// gets a block of its own on first use.
+    public var gradient: GradientSlot? {
+        guard trainable else { return nil }
+        if let slot = gradientStorage?.slot, slot.shape == value.shape { return slot }
+        let own = GradientBlock(zeros: value.shape)
+        gradientStorage = (own, own.slot)
+        return own.slot
+    }
+
+    /// The block that holds this parameter's gradient and the slot in it.
+    private var gradientStorage: (block: GradientBlock, slot: GradientSlot)?
+
+    /// Places the gradient in `slot` of `block` (its elements are not changed).
+    func placeGradient(in block: GradientBlock, slot: GradientSlot) { gradientStorage = (block, slot) }
+
+    /// dLoss/dvalue as a tensor (a copy); empty when no gradient was ever computed.
+    public var grad: Tensor { gradientStorage?.slot.tensor ?? Tensor(zeros: [0]) }
+
     /// Sets the gradient to zero (allocating it on first use).
-    public func zeroGrad() {
-        if grad.shape != value.shape { grad = Tensor(zeros: value.shape) } else { grad.zero() }
-    }
-
-    /// Runs `body` with the gradient moved out (nil when not trainable), so a backward function
-    /// can add into it without copying; the gradient is moved back afterwards.
-    public func withGradient<R>(_ body: (inout Tensor?) throws -> R) rethrows -> R {
-        guard trainable else {
-            var none: Tensor? = nil
-            return try body(&none)
-        }
-        if grad.shape != value.shape { grad = Tensor(zeros: value.shape) }
-        var moved: Tensor? = grad
-        grad = Tensor(zeros: [0])  // drop our reference so `moved` is uniquely owned
-        defer { grad = moved ?? Tensor(zeros: value.shape) }
-        return try body(&moved)
-    }
-
-    /// Like `withGradient` for backward functions that take a non-optional gradient.
-    /// `body` is not called when the parameter is not trainable.
-    public func addGradient(_ body: (inout Tensor) throws -> Void) rethrows {
-        try withGradient { g in
-            if g != nil { try body(&g!) }
-        }
-    }
+    public func zeroGrad() { gradient.map { $0.buffer.update(repeating: 0) } }
 
     /// Replaces the gradient (used by the optimiser tests and gradient clipping).
     public func setGrad(_ g: Tensor) {
         precondition(g.shape == value.shape)
-        grad = g
+        gradient?.assign(g)
     }
 }
 
@@ -77,6 +70,7 @@ public struct ParameterList {
         precondition(index[p.name] == nil, "duplicate parameter name \(p.name)")
         index[p.name] = all.count
         all.append(p)
+        gradients = GradientLayout()  // a changed list gets its own layout, not its source's
     }
 
     public mutating func append(contentsOf ps: [Parameter]) { ps.forEach { append($0) } }
@@ -88,7 +82,30 @@ public struct ParameterList {
     /// Number of scalars in trainable and frozen weights (buffers excluded), as papers count them.
     public var weightCount: Int { all.filter { !$0.isBuffer }.reduce(0) { $0 + $1.count } }
 
-    public func zeroGrad() { all.filter(\.trainable).forEach { $0.zeroGrad() } }
+    /// Sets every trainable gradient to zero. The first call (and the first after the set of
+    /// trainable parameters changed) lays all their gradients out in one block, in list order.
+    public func zeroGrad() {
+        let trainable = self.trainable
+        if let block = gradients.block, gradients.members.elementsEqual(trainable, by: ===) {
+            block.zero()
+            return
+        }
+        let block = GradientBlock(shapes: trainable.map(\.shape))
+        for (p, slot) in zip(trainable, block.slots) { p.placeGradient(in: block, slot: slot) }
+        gradients.block = block
+        gradients.members = trainable
+    }
+
+    /// The gradients of all trainable parameters in one buffer (nil before the first `zeroGrad()`):
+    /// what the optimiser and a reduction across processes work on.
+    public var gradientBlock: GradientBlock? { gradients.block }
+
+    /// The gradient block and the parameters it was laid out for (shared by copies of the list).
+    private final class GradientLayout {
+        var block: GradientBlock?
+        var members: [Parameter] = []
+    }
+    private var gradients = GradientLayout()
 }
 
 /// Weight initialisations used by the models.

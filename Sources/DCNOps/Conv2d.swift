@@ -34,7 +34,7 @@ public func conv2dForward(
 /// Backward convolution: adds dL/dinput, dL/dweight and dL/dbias for the given dL/doutput into
 /// the gradients that are present (pass nil for those not needed).
 public func conv2dBackward(
-    dInput: inout Tensor?, dWeight: inout Tensor?, dBias: inout Tensor?,
+    dInput: inout Tensor?, dWeight: GradientSlot?, dBias: GradientSlot?,
     dOutput: Tensor, input: Tensor, weight: Tensor, options: ConvOptions, workspace: Workspace? = nil
 ) throws {
     let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
@@ -42,41 +42,38 @@ public func conv2dBackward(
     try require(dInput == nil || dInput!.shape == geo.inputShape, "conv2d backward: dInput must be \(geo.inputShape)")
     try require(dWeight == nil || dWeight!.shape == weight.shape, "conv2d backward: dWeight must be \(weight.shape)")
     try require(dBias == nil || dBias!.shape == [geo.outChannels], "conv2d backward: dBias must be [\(geo.outChannels)]")
-    if dBias != nil { addBiasGradient(&dBias!, dOutput: dOutput, images: geo.batch, pixels: geo.outPixels) }
+    if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: geo.batch, pixels: geo.outPixels) }
     if dInput == nil && dWeight == nil { return }
     let ws = workspace ?? Workspace()
-    let wantInput = dInput != nil, wantWeight = dWeight != nil
-    // Move the gradients out of the caller's variables so that writing them copies nothing.
+    let wantInput = dInput != nil
+    // Move the input gradient out of the caller's variable so that writing it copies nothing.
     var dx = dInput ?? Tensor(zeros: [0])
-    var dw = dWeight ?? Tensor(zeros: [0])
-    dInput = nil; dWeight = nil
+    dInput = nil
     input.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { w in
             dOutput.withUnsafeBufferPointer { dy in
                 dx.withUnsafeMutableBufferPointer { dxp in
-                    dw.withUnsafeMutableBufferPointer { dwp in
-                        forEachColumnChunk(geo, ws) { n0, images in
-                            if wantWeight {
-                                let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
-                                columnsWeightGradientGemm(geo, dWeight: dwp.baseAddress!, dOutput: dy.baseAddress!,
-                                                          columns: columns, columnStride: stride, imageStep: step,
-                                                          firstImage: n0, images: images)
-                            }
-                            if wantInput {
-                                if geo.isPointwise {
-                                    // The columns are the input itself: dInput += W^T dOutput directly.
-                                    columnsGradientGemm(geo, dColumns: dxp.baseAddress! + n0 * geo.inChannels * geo.inPixels,
-                                                        columnStride: geo.outPixels, imageStep: geo.inChannels * geo.inPixels,
-                                                        accumulate: true, weight: w.baseAddress!, dOutput: dy.baseAddress!,
-                                                        firstImage: n0, images: images)
-                                } else {
-                                    let stride = images * geo.outPixels
-                                    let dColumns = ws.floats(.columnGradient, geo.inChannels * geo.taps * stride)
-                                    columnsGradientGemm(geo, dColumns: dColumns, columnStride: stride, imageStep: geo.outPixels,
-                                                        accumulate: false, weight: w.baseAddress!, dOutput: dy.baseAddress!,
-                                                        firstImage: n0, images: images)
-                                    col2imAdd(geo, dInput: dxp.baseAddress!, dColumns: dColumns, firstImage: n0, images: images)
-                                }
+                    forEachColumnChunk(geo, ws) { n0, images in
+                        if let dWeight {
+                            let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
+                            columnsWeightGradientGemm(geo, dWeight: dWeight.base, dOutput: dy.baseAddress!,
+                                                      columns: columns, columnStride: stride, imageStep: step,
+                                                      firstImage: n0, images: images)
+                        }
+                        if wantInput {
+                            if geo.isPointwise {
+                                // The columns are the input itself: dInput += W^T dOutput directly.
+                                columnsGradientGemm(geo, dColumns: dxp.baseAddress! + n0 * geo.inChannels * geo.inPixels,
+                                                    columnStride: geo.outPixels, imageStep: geo.inChannels * geo.inPixels,
+                                                    accumulate: true, weight: w.baseAddress!, dOutput: dy.baseAddress!,
+                                                    firstImage: n0, images: images)
+                            } else {
+                                let stride = images * geo.outPixels
+                                let dColumns = ws.floats(.columnGradient, geo.inChannels * geo.taps * stride)
+                                columnsGradientGemm(geo, dColumns: dColumns, columnStride: stride, imageStep: geo.outPixels,
+                                                    accumulate: false, weight: w.baseAddress!, dOutput: dy.baseAddress!,
+                                                    firstImage: n0, images: images)
+                                col2imAdd(geo, dInput: dxp.baseAddress!, dColumns: dColumns, firstImage: n0, images: images)
                             }
                         }
                     }
@@ -85,7 +82,6 @@ public func conv2dBackward(
         }
     }
     if wantInput { dInput = dx }
-    if wantWeight { dWeight = dw }
 }
 
 // MARK: - Batch chunks and bias, shared with the deformable convolution
@@ -114,7 +110,7 @@ func fillBias(_ y: UnsafeMutablePointer<Float>, bias: Tensor, images: Int, pixel
 }
 
 /// dBias[o] += sum over images and pixels of dOutput[n, o, :], summed in a fixed order.
-func addBiasGradient(_ dBias: inout Tensor, dOutput: Tensor, images: Int, pixels: Int) {
+func addBiasGradient(_ dBias: GradientSlot, dOutput: Tensor, images: Int, pixels: Int) {
     let channels = dBias.count
     dOutput.withUnsafeBufferPointer { dy in
         for o in 0..<channels {
@@ -123,7 +119,7 @@ func addBiasGradient(_ dBias: inout Tensor, dOutput: Tensor, images: Int, pixels
                 let row = dy.baseAddress! + (n * channels + o) * pixels
                 for p in 0..<pixels { s += row[p] }
             }
-            dBias.data[o] += s
+            dBias.base[o] += s
         }
     }
 }

@@ -93,7 +93,7 @@ public func deformConv2dForward(
 /// Backward deformable convolution: adds the gradients of the loss into every gradient tensor
 /// that is present (nil = not needed). `dMask` is only meaningful when `mask` is given.
 public func deformConv2dBackward(
-    dInput: inout Tensor?, dOffset: inout Tensor?, dMask: inout Tensor?, dWeight: inout Tensor?, dBias: inout Tensor?,
+    dInput: inout Tensor?, dOffset: inout Tensor?, dMask: inout Tensor?, dWeight: GradientSlot?, dBias: GradientSlot?,
     dOutput: Tensor, input: Tensor, offset: Tensor, mask: Tensor?, weight: Tensor,
     options: ConvOptions, workspace: Workspace? = nil
 ) throws {
@@ -107,7 +107,7 @@ public func deformConv2dBackward(
     try require(dMask == nil || (mask != nil && dMask!.shape == mask!.shape), "\(op): dMask must match the mask \(mask?.shape ?? [])")
     try require(dWeight == nil || dWeight!.shape == weight.shape, "\(op): dWeight must be \(weight.shape)")
     try require(dBias == nil || dBias!.shape == [conv.outChannels], "\(op): dBias must be [\(conv.outChannels)]")
-    if dBias != nil { addBiasGradient(&dBias!, dOutput: dOutput, images: conv.batch, pixels: conv.outPixels) }
+    if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: conv.batch, pixels: conv.outPixels) }
     let wantWeight = dWeight != nil
     let wantSampling = dInput != nil || dOffset != nil || dMask != nil
     if !wantWeight && !wantSampling { return }
@@ -145,9 +145,7 @@ public func deformConv2dBackward(
         }
     }
     gradients.store(dInput: &dInput, dOffset: &dOffset, dMask: &dMask)
-    if wantWeight {
-        dWeight!.withUnsafeMutableBufferPointer { layout.addUnpermutedWeightGradient(dPermuted, into: $0.baseAddress!) }
-    }
+    if let dWeight { layout.addUnpermutedWeightGradient(dPermuted, into: dWeight.base) }
 }
 
 // MARK: - Sampling table

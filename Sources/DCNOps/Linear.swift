@@ -30,45 +30,42 @@ public func linearForward(input: Tensor, weight: Tensor, bias: Tensor?) throws -
     return out
 }
 
-/// Linear backward without bias. From `y = x W^T`: `dInput += dY W` [N, in],
-/// `dWeight += dY^T x` [out, in].
+/// Linear backward. From `y = x W^T + b`: `dInput += dY W` [N, in], `dWeight += dY^T x` [out, in],
+/// `dBias[o] += sum_n dY[n, o]` (summed in Double, rows in order). Nil gradients are not computed.
 public func linearBackward(
-    dInput: inout Tensor, dWeight: inout Tensor, dOutput: Tensor, input: Tensor, weight: Tensor
+    dInput: inout Tensor?, dWeight: GradientSlot?, dBias: GradientSlot? = nil, dOutput: Tensor, input: Tensor, weight: Tensor
 ) throws {
     let (n, inF, outF) = try linearDims(input, weight, "linear backward")
     try require(dOutput.shape == [n, outF], "linear backward: dOutput must be [\(n), \(outF)], got \(dOutput.shape)")
-    try require(dInput.shape == input.shape, "linear backward: dInput \(dInput.shape) does not match input \(input.shape)")
-    try require(dWeight.shape == weight.shape, "linear backward: dWeight \(dWeight.shape) does not match weight \(weight.shape)")
+    try require(dInput == nil || dInput!.shape == input.shape,
+                "linear backward: dInput \(dInput!.shape) does not match input \(input.shape)")
+    try require(dWeight == nil || dWeight!.shape == weight.shape,
+                "linear backward: dWeight \(dWeight!.shape) does not match weight \(weight.shape)")
+    try require(dBias == nil || dBias!.shape == [outF], "linear backward: dBias must be [\(outF)], got \(dBias!.shape)")
     if n == 0 || inF == 0 || outF == 0 { return }
     dOutput.withUnsafeBufferPointer { g in
     weight.withUnsafeBufferPointer { w in
     input.withUnsafeBufferPointer { x in
-    dInput.withUnsafeMutableBufferPointer { dx in
-    dWeight.withUnsafeMutableBufferPointer { dw in
-        // dX[N, in] += dY[N, out] * W[out, in]
-        BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: outF, alpha: 1,
-                   a: g.baseAddress!, lda: outF, b: w.baseAddress!, ldb: inF,
-                   beta: 1, c: dx.baseAddress!, ldc: inF)
-        // dW[out, in] += dY^T[out, N] * X[N, in]
-        BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: n, alpha: 1,
-                   a: g.baseAddress!, lda: outF, b: x.baseAddress!, ldb: inF,
-                   beta: 1, c: dw.baseAddress!, ldc: inF)
-    }}}}}
-}
-
-/// Linear backward with bias: as above, plus `dBias[o] += sum_n dY[n, o]` (summed in Double,
-/// rows in order).
-public func linearBackward(
-    dInput: inout Tensor, dWeight: inout Tensor, dBias: inout Tensor,
-    dOutput: Tensor, input: Tensor, weight: Tensor
-) throws {
-    let outF = weight.rank == 2 ? weight.shape[0] : 0
-    try require(dBias.shape == [outF], "linear backward: dBias must be [\(outF)], got \(dBias.shape)")
-    try linearBackward(dInput: &dInput, dWeight: &dWeight, dOutput: dOutput, input: input, weight: weight)
-    let n = input.shape[0]
-    for j in 0..<outF {
-        var s = 0.0
-        for r in 0..<n { s += Double(dOutput.data[r * outF + j]) }
-        dBias.data[j] += Float(s)
-    }
+        if dInput != nil {
+            // dX[N, in] += dY[N, out] * W[out, in]
+            dInput!.withUnsafeMutableBufferPointer { dx in
+                BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: outF, alpha: 1,
+                           a: g.baseAddress!, lda: outF, b: w.baseAddress!, ldb: inF,
+                           beta: 1, c: dx.baseAddress!, ldc: inF)
+            }
+        }
+        if let dWeight {
+            // dW[out, in] += dY^T[out, N] * X[N, in]
+            BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: n, alpha: 1,
+                       a: g.baseAddress!, lda: outF, b: x.baseAddress!, ldb: inF,
+                       beta: 1, c: dWeight.base, ldc: inF)
+        }
+        if let dBias {
+            for j in 0..<outF {
+                var s = 0.0
+                for r in 0..<n { s += Double(g[r * outF + j]) }
+                dBias.base[j] += Float(s)
+            }
+        }
+    }}}
 }

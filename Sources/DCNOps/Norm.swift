@@ -19,6 +19,17 @@ func requireChannelVector(_ t: Tensor, _ name: String, _ c: Int, _ op: String) t
     try require(t.shape == [c], "\(op): \(name) must have shape [\(c)], got \(t.shape)")
 }
 
+/// Throws unless `slot` is absent or a `[c]` vector.
+func requireChannelSlot(_ slot: GradientSlot?, _ name: String, _ c: Int, _ op: String) throws {
+    try require(slot == nil || slot!.shape == [c], "\(op): \(name) must be [\(c)], got \(slot!.shape)")
+}
+
+/// Throws unless `dInput` is absent or shaped like `input`.
+func requireInputGradient(_ dInput: Tensor?, _ input: Tensor, _ op: String) throws {
+    try require(dInput == nil || dInput!.shape == input.shape,
+                "\(op): dInput \(dInput!.shape) does not match input \(input.shape)")
+}
+
 @usableFromInline
 func requireSameShape(_ a: Tensor, _ aName: String, _ b: Tensor, _ bName: String, _ op: String) throws {
     try require(a.shape == b.shape, "\(op): \(aName) shape \(a.shape) does not match \(bName) shape \(b.shape)")
@@ -201,42 +212,51 @@ public func batchNormEvalForward(
 /// Forward: `y = (x - rm) / sqrt(rv + eps) * weight + bias`. Hence `dInput += dy * scale[c]`,
 /// `dWeight += sum dy * (x - rm) / sqrt(rv + eps)`, `dBias += sum dy`.
 public func batchNormEvalBackward(
-    dInput: inout Tensor, dWeight: inout Tensor, dBias: inout Tensor,
+    dInput: inout Tensor?, dWeight: GradientSlot?, dBias: GradientSlot?,
     dOutput: Tensor, input: Tensor, weight: Tensor, runningMean: Tensor, runningVar: Tensor,
     options: BatchNormOptions = BatchNormOptions()
 ) throws {
-    let (n, c, _) = try nchwDims(input, "batch norm eval backward")
-    try requireSameShape(dOutput, "dOutput", input, "input", "batch norm eval backward")
-    try requireChannelVector(runningMean, "running_mean", c, "batch norm eval backward")
-    try requireChannelVector(dWeight, "dWeight", c, "batch norm eval backward")
-    try requireChannelVector(dBias, "dBias", c, "batch norm eval backward")
-    try frozenBatchNormBackward(dInput: &dInput, dOutput: dOutput, weight: weight, runningVar: runningVar, eps: options.eps)
+    let op = "batch norm eval backward"
+    let (n, c, _) = try nchwDims(input, op)
+    try requireSameShape(dOutput, "dOutput", input, "input", op)
+    try requireInputGradient(dInput, input, op)
+    try requireChannelVector(runningMean, "running_mean", c, op)
+    try requireChannelSlot(dWeight, "dWeight", c, op)
+    try requireChannelSlot(dBias, "dBias", c, op)
+    if dInput != nil {
+        try frozenBatchNormBackward(dInput: &dInput!, dOutput: dOutput, weight: weight, runningVar: runningVar, eps: options.eps)
+    }
+    if dWeight == nil && dBias == nil { return }
     let invStd = runningVar.data.map { Float(1 / (Double($0) + Double(options.eps)).squareRoot()) }
     let stats = BatchNormSaved(mean: runningMean.data, invStd: invStd)
-    try channelGradients(dWeight: &dWeight, dBias: &dBias, dOutput: dOutput, input: input, saved: stats, n: n, c: c)
+    channelGradients(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, saved: stats, n: n, c: c)
 }
 
 /// `dWeight[c] += sum dy * (x - mean[c]) * invStd[c]`, `dBias[c] += sum dy`, one task per channel.
 private func channelGradients(
-    dWeight: inout Tensor, dBias: inout Tensor, dOutput: Tensor, input: Tensor, saved: BatchNormSaved, n: Int, c: Int
-) throws {
+    dWeight: GradientSlot?, dBias: GradientSlot?, dOutput: Tensor, input: Tensor, saved: BatchNormSaved, n: Int, c: Int
+) {
     let hw = c > 0 && n > 0 ? input.count / (n * c) : 0
     let mean = saved.mean, invStd = saved.invStd
     input.withUnsafeBufferPointer { xb in
     dOutput.withUnsafeBufferPointer { gb in
-    dWeight.withUnsafeMutableBufferPointer { dwb in
-    dBias.withUnsafeMutableBufferPointer { dbb in
         let x = SharedReads(xb.baseAddress!), g = SharedReads(gb.baseAddress!)
-        let dw = DisjointWrites(dwb.baseAddress!), dbias = DisjointWrites(dbb.baseAddress!)
         parallelFor(c) { channels in
             for ch in channels {
                 let mu = Double(mean[ch]), inv = Double(invStd[ch])
                 let (sumDy, sumDyXhat) = affineGradientSums(dy: g, x: x, channel: ch, n: n, c: c, hw: hw, mean: mu, invStd: inv)
-                dw[ch] += Float(sumDyXhat)
-                dbias[ch] += Float(sumDy)
+                addChannelGradients(dWeight, dBias, ch, sumDyXhat: sumDyXhat, sumDy: sumDy)
             }
         }
-    }}}}
+    }}
+}
+
+/// `dWeight[ch] += sum dy * xhat`, `dBias[ch] += sum dy` into the slots that are present. Tasks own
+/// disjoint channels, so concurrent calls never write the same element.
+@inline(__always)
+func addChannelGradients(_ dWeight: GradientSlot?, _ dBias: GradientSlot?, _ ch: Int, sumDyXhat: Double, sumDy: Double) {
+    if let dWeight { dWeight.base[ch] += Float(sumDyXhat) }
+    if let dBias { dBias.base[ch] += Float(sumDy) }
 }
 
 /// Per channel: `sum dy` and `sum dy * xhat` with `xhat = (x - mean) * invStd`, over the
@@ -262,32 +282,30 @@ func affineGradientSums(dy g: SharedReads<Float>, x: SharedReads<Float>, channel
 /// M = N*H*W values of a channel. Hence `dBias = sum dy`, `dWeight = sum dy * xhat`,
 /// `dx = weight * invStd / M * (M * dy - dBias - xhat * dWeight)`.
 public func batchNormBackward(
-    dInput: inout Tensor, dWeight: inout Tensor, dBias: inout Tensor,
+    dInput: inout Tensor?, dWeight: GradientSlot?, dBias: GradientSlot?,
     dOutput: Tensor, input: Tensor, weight: Tensor, saved: BatchNormSaved
 ) throws {
     let (n, c, hw) = try nchwDims(input, "batch norm backward")
     try requireSameShape(dOutput, "dOutput", input, "input", "batch norm backward")
-    try requireSameShape(dInput, "dInput", input, "input", "batch norm backward")
+    try requireInputGradient(dInput, input, "batch norm backward")
     try requireChannelVector(weight, "weight", c, "batch norm backward")
-    try requireChannelVector(dWeight, "dWeight", c, "batch norm backward")
-    try requireChannelVector(dBias, "dBias", c, "batch norm backward")
+    try requireChannelSlot(dWeight, "dWeight", c, "batch norm backward")
+    try requireChannelSlot(dBias, "dBias", c, "batch norm backward")
     try require(saved.mean.count == c && saved.invStd.count == c,
                 "batch norm backward: saved statistics have \(saved.mean.count) channels, input has \(c)")
     let m = Double(n * hw)
     let gamma = weight.data, mean = saved.mean, invStd = saved.invStd
     input.withUnsafeBufferPointer { xb in
     dOutput.withUnsafeBufferPointer { gb in
-    dInput.withUnsafeMutableBufferPointer { db in
-    dWeight.withUnsafeMutableBufferPointer { dwb in
-    dBias.withUnsafeMutableBufferPointer { dbb in
+    withOptionalMutablePointer(&dInput) { dxp in
         let x = SharedReads(xb.baseAddress!), g = SharedReads(gb.baseAddress!)
-        let dx = DisjointWrites(db.baseAddress!), dw = DisjointWrites(dwb.baseAddress!), dbias = DisjointWrites(dbb.baseAddress!)
+        let dx = dxp.map(DisjointWrites.init)
         parallelFor(c) { channels in
             for ch in channels {
                 let mu = Double(mean[ch]), inv = Double(invStd[ch])
                 let (sumDy, sumDyXhat) = affineGradientSums(dy: g, x: x, channel: ch, n: n, c: c, hw: hw, mean: mu, invStd: inv)
-                dw[ch] += Float(sumDyXhat)
-                dbias[ch] += Float(sumDy)
+                addChannelGradients(dWeight, dBias, ch, sumDyXhat: sumDyXhat, sumDy: sumDy)
+                guard let dx else { continue }
                 let k = Double(gamma[ch]) * inv / m
                 for b in 0..<n {
                     let o = (b * c + ch) * hw
@@ -298,7 +316,7 @@ public func batchNormBackward(
                 }
             }
         }
-    }}}}}
+    }}}
 }
 
 // MARK: - Group norm
@@ -377,28 +395,25 @@ public func groupNormForward(
 /// With `dxhat = dy * w[c]`: `dx = invStd / M * (M * dxhat - sum dxhat - xhat * sum(dxhat * xhat))`;
 /// `dWeight[c] = sum_{n,hw} dy * xhat`, `dBias[c] = sum_{n,hw} dy`.
 public func groupNormBackward(
-    dInput: inout Tensor, dWeight: inout Tensor, dBias: inout Tensor,
+    dInput: inout Tensor?, dWeight: GradientSlot?, dBias: GradientSlot?,
     dOutput: Tensor, input: Tensor, weight: Tensor, saved: GroupNormSaved, options: GroupNormOptions
 ) throws {
     let (n, c, hw) = try groupNormDims(input, options, "group norm backward")
     try requireSameShape(dOutput, "dOutput", input, "input", "group norm backward")
-    try requireSameShape(dInput, "dInput", input, "input", "group norm backward")
+    try requireInputGradient(dInput, input, "group norm backward")
     try requireChannelVector(weight, "weight", c, "group norm backward")
-    try requireChannelVector(dWeight, "dWeight", c, "group norm backward")
-    try requireChannelVector(dBias, "dBias", c, "group norm backward")
+    try requireChannelSlot(dWeight, "dWeight", c, "group norm backward")
+    try requireChannelSlot(dBias, "dBias", c, "group norm backward")
     let groups = options.groups, cg = c / groups, size = cg * hw
     try require(saved.mean.count == n * groups && saved.invStd.count == n * groups,
                 "group norm backward: saved statistics have \(saved.mean.count) entries, expected \(n * groups)")
     let gamma = weight.data, mean = saved.mean, invStd = saved.invStd
     input.withUnsafeBufferPointer { xb in
     dOutput.withUnsafeBufferPointer { gb in
-    dInput.withUnsafeMutableBufferPointer { db in
-    dWeight.withUnsafeMutableBufferPointer { dwb in
-    dBias.withUnsafeMutableBufferPointer { dbb in
+    withOptionalMutablePointer(&dInput) { dxp in
         let x = SharedReads(xb.baseAddress!), g = SharedReads(gb.baseAddress!)
-        let dx = DisjointWrites(db.baseAddress!), dw = DisjointWrites(dwb.baseAddress!), dbias = DisjointWrites(dbb.baseAddress!)
         // dInput: one task per (sample, group) block.
-        parallelFor(n * groups) { blocks in
+        if let dx = dxp.map(DisjointWrites.init) { parallelFor(n * groups) { blocks in
             for blk in blocks {
                 let base = blk * size, g0 = (blk % groups) * cg
                 let mu = Double(mean[blk]), inv = Double(invStd[blk]), m = Double(size)
@@ -420,8 +435,9 @@ public func groupNormBackward(
                 }
             }
         }
+        }
         // dWeight, dBias: one task per channel, summed over samples in order.
-        parallelFor(c) { channels in
+        if dWeight != nil || dBias != nil { parallelFor(c) { channels in
             for ch in channels {
                 var sumDy = 0.0, sumDyXhat = 0.0
                 for b in 0..<n {
@@ -434,9 +450,8 @@ public func groupNormBackward(
                         sumDyXhat += dy * (Double(x[o + i]) - mu) * inv
                     }
                 }
-                dw[ch] += Float(sumDyXhat)
-                dbias[ch] += Float(sumDy)
+                addChannelGradients(dWeight, dBias, ch, sumDyXhat: sumDyXhat, sumDy: sumDy)
             }
-        }
-    }}}}}
+        }}
+    }}}
 }

@@ -94,6 +94,15 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Runs `body` with a pointer to the elements of `tensor`, or with nil when there is no tensor
+/// (an optional gradient that was not asked for).
+public func withOptionalMutablePointer<R>(
+    _ tensor: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) throws -> R
+) rethrows -> R {
+    if tensor == nil { return try body(nil) }
+    return try tensor!.withUnsafeMutableBufferPointer { try body($0.baseAddress) }
+}
+
 extension Array where Element == Int {
     /// Product of the sizes (1 for an empty shape).
     public var product: Int { reduce(1, *) }

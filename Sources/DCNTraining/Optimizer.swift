@@ -66,8 +66,9 @@ public final class SGD {
     /// The global L2 norm of all gradients (Double accumulation in a fixed order).
     public func gradientNorm() -> Double {
         var s = 0.0
-        for p in parameters where p.grad.count == p.count {
-            for v in p.grad.data { s += Double(v) * Double(v) }
+        for p in parameters {
+            guard let g = p.gradient else { continue }
+            for v in g.buffer { s += Double(v) * Double(v) }
         }
         return s.squareRoot()
     }
@@ -80,16 +81,15 @@ public final class SGD {
         var scale: Float = 1
         if let clipNorm, norm > Double(clipNorm) { scale = Float(Double(clipNorm) / (norm + 1e-6)) }
         velocity.withUnsafeMutableBufferPointer { block in
-            for (p, offset) in zip(parameters, offsets) where p.grad.count == p.count {
+            for (p, offset) in zip(parameters, offsets) {
+                guard let g = p.gradient else { continue }
                 let decay = p.decays ? weightDecay : weightDecayNorm
                 let rate = lr * p.learningRateScale
                 let vb = block.baseAddress! + offset
                 p.value.withUnsafeMutableBufferPointer { w in
-                    p.grad.withUnsafeBufferPointer { g in
-                        for i in 0..<w.count {
-                            vb[i] = momentum * vb[i] + (scale * g[i] + decay * w[i])
-                            w[i] -= rate * vb[i]
-                        }
+                    for i in 0..<w.count {
+                        vb[i] = momentum * vb[i] + (scale * g.base[i] + decay * w[i])
+                        w[i] -= rate * vb[i]
                     }
                 }
             }

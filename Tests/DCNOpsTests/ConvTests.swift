@@ -50,10 +50,10 @@ struct DeformProblem {
     func gradients() throws -> (dInput: Tensor, dOffset: Tensor, dMask: Tensor?, dWeight: Tensor, dBias: Tensor) {
         var dInput: Tensor? = Tensor(zeros: input.shape), dOffset: Tensor? = Tensor(zeros: offset.shape)
         var dMask: Tensor? = mask.map { Tensor(zeros: $0.shape) }
-        var dWeight: Tensor? = Tensor(zeros: weight.shape), dBias: Tensor? = Tensor(zeros: bias.shape)
-        try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: &dWeight, dBias: &dBias,
+        let dWeight = GradientBlock(zeros: weight.shape), dBias = GradientBlock(zeros: bias.shape)
+        try deformConv2dBackward(dInput: &dInput, dOffset: &dOffset, dMask: &dMask, dWeight: dWeight.slot, dBias: dBias.slot,
                                  dOutput: dOutput, input: input, offset: offset, mask: mask, weight: weight, options: options)
-        return (dInput!, dOffset!, dMask, dWeight!, dBias!)
+        return (dInput!, dOffset!, dMask, dWeight.tensor, dBias.tensor)
     }
 }
 
@@ -95,12 +95,12 @@ func deformConvGradientsWithOtherOffsetGroups(offsetGroups: Int) throws {
     func loss(_ x: Tensor, _ w: Tensor, _ b: Tensor) throws -> Double {
         weightedSum(try conv2dForward(input: x, weight: w, bias: b, options: options), dOutput)
     }
-    var dInput: Tensor? = Tensor(zeros: input.shape), dWeight: Tensor? = Tensor(zeros: weight.shape)
-    var dBias: Tensor? = Tensor(zeros: bias.shape)
-    try conv2dBackward(dInput: &dInput, dWeight: &dWeight, dBias: &dBias, dOutput: dOutput, input: input, weight: weight, options: options)
+    var dInput: Tensor? = Tensor(zeros: input.shape)
+    let dWeight = GradientBlock(zeros: weight.shape), dBias = GradientBlock(zeros: bias.shape)
+    try conv2dBackward(dInput: &dInput, dWeight: dWeight.slot, dBias: dBias.slot, dOutput: dOutput, input: input, weight: weight, options: options)
     #expect(try finiteDifferenceError(at: input, analytic: dInput!) { try loss($0, weight, bias) } < 1e-2)
-    #expect(try finiteDifferenceError(at: weight, analytic: dWeight!) { try loss(input, $0, bias) } < 1e-2)
-    #expect(try finiteDifferenceError(at: bias, analytic: dBias!) { try loss(input, weight, $0) } < 1e-2)
+    #expect(try finiteDifferenceError(at: weight, analytic: dWeight.tensor) { try loss(input, $0, bias) } < 1e-2)
+    #expect(try finiteDifferenceError(at: bias, analytic: dBias.tensor) { try loss(input, weight, $0) } < 1e-2)
 }
 
 @Test func zeroOffsetsAndUnitMaskEqualConv2d() throws {
@@ -121,13 +121,15 @@ func deformConvGradientsWithOtherOffsetGroups(offsetGroups: Int) throws {
 
     // The same holds for the gradients of input and weight.
     let dOutput = Tensor.normal(geo.outputShape, using: &rng)
-    var cx: Tensor? = Tensor(zeros: input.shape), cw: Tensor? = Tensor(zeros: weight.shape), noBias: Tensor? = nil
-    try conv2dBackward(dInput: &cx, dWeight: &cw, dBias: &noBias, dOutput: dOutput, input: input, weight: weight, options: options)
-    var dx: Tensor? = Tensor(zeros: input.shape), dw: Tensor? = Tensor(zeros: weight.shape), none: Tensor? = nil, noMask: Tensor? = nil
-    try deformConv2dBackward(dInput: &dx, dOffset: &none, dMask: &noMask, dWeight: &dw, dBias: &noBias, dOutput: dOutput,
+    var cx: Tensor? = Tensor(zeros: input.shape)
+    let cw = GradientBlock(zeros: weight.shape)
+    try conv2dBackward(dInput: &cx, dWeight: cw.slot, dBias: nil, dOutput: dOutput, input: input, weight: weight, options: options)
+    var dx: Tensor? = Tensor(zeros: input.shape), none: Tensor? = nil, noMask: Tensor? = nil
+    let dw = GradientBlock(zeros: weight.shape)
+    try deformConv2dBackward(dInput: &dx, dOffset: &none, dMask: &noMask, dWeight: dw.slot, dBias: nil, dOutput: dOutput,
                              input: input, offset: offset, mask: ones, weight: weight, options: options)
     #expect(relativeL2(dx!.data.map(Double.init), cx!.data.map(Double.init)) < 1e-6)
-    #expect(relativeL2(dw!.data.map(Double.init), cw!.data.map(Double.init)) < 1e-6)
+    #expect(relativeL2(dw.tensor.data.map(Double.init), cw.tensor.data.map(Double.init)) < 1e-6)
 }
 
 @Test func halfMaskHalvesTheOutput() throws {
@@ -165,12 +167,14 @@ struct ThreadDeterminism {
         let dOutput = Tensor.normal([2, 32, 20, 24], using: &rng)
         let out = try deformConv2dForward(input: input, offset: offset, mask: mask, weight: weight, bias: nil, options: options)
         var dx: Tensor? = Tensor(zeros: input.shape), dOff: Tensor? = Tensor(zeros: offset.shape)
-        var dM: Tensor? = Tensor(zeros: mask.shape), dW: Tensor? = Tensor(zeros: weight.shape), dB: Tensor? = nil
-        try deformConv2dBackward(dInput: &dx, dOffset: &dOff, dMask: &dM, dWeight: &dW, dBias: &dB, dOutput: dOutput,
+        var dM: Tensor? = Tensor(zeros: mask.shape)
+        let dW = GradientBlock(zeros: weight.shape)
+        try deformConv2dBackward(dInput: &dx, dOffset: &dOff, dMask: &dM, dWeight: dW.slot, dBias: nil, dOutput: dOutput,
                                  input: input, offset: offset, mask: mask, weight: weight, options: options)
-        var cx: Tensor? = Tensor(zeros: input.shape), cw: Tensor? = Tensor(zeros: weight.shape)
-        try conv2dBackward(dInput: &cx, dWeight: &cw, dBias: &dB, dOutput: dOutput, input: input, weight: weight, options: options)
-        return [out.data, dx!.data, dOff!.data, dM!.data, dW!.data, cx!.data, cw!.data]
+        var cx: Tensor? = Tensor(zeros: input.shape)
+        let cw = GradientBlock(zeros: weight.shape)
+        try conv2dBackward(dInput: &cx, dWeight: cw.slot, dBias: nil, dOutput: dOutput, input: input, weight: weight, options: options)
+        return [out.data, dx!.data, dOff!.data, dM!.data, dW.tensor.data, cx!.data, cw.tensor.data]
     }
 
     @Test func sameBitsOnOneAndTwoThreads() throws {

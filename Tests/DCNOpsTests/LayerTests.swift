@@ -50,15 +50,16 @@ struct LayerTests {
         let gy = randomTensor(x.shape, seed: 14)
         var rm = Tensor(zeros: [2]), rv = Tensor(repeating: 1, shape: [2])
         let (_, saved) = try batchNormTrainForward(input: x, weight: w, bias: b, runningMean: &rm, runningVar: &rv)
-        var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: [2]), db = Tensor(zeros: [2])
-        try batchNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w, saved: saved)
+        var dx: Tensor? = Tensor(zeros: x.shape)
+        let dw = GradientBlock(zeros: [2]), db = GradientBlock(zeros: [2])
+        try batchNormBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: gy, input: x, weight: w, saved: saved)
         func loss(_ x: Tensor, _ w: Tensor, _ b: Tensor) throws -> Double {
             var m = Tensor(zeros: [2]), v = Tensor(repeating: 1, shape: [2])
             return weightedSum(try batchNormTrainForward(input: x, weight: w, bias: b, runningMean: &m, runningVar: &v).output, gy)
         }
-        #expect(try finiteDifferenceError(at: x, analytic: dx, step: 1e-2) { try loss($0, w, b) } < 2e-2)
-        #expect(try finiteDifferenceError(at: w, analytic: dw) { try loss(x, $0, b) } < 1e-2)
-        #expect(try finiteDifferenceError(at: b, analytic: db) { try loss(x, w, $0) } < 1e-2)
+        #expect(try finiteDifferenceError(at: x, analytic: dx!, step: 1e-2) { try loss($0, w, b) } < 2e-2)
+        #expect(try finiteDifferenceError(at: w, analytic: dw.tensor) { try loss(x, $0, b) } < 1e-2)
+        #expect(try finiteDifferenceError(at: b, analytic: db.tensor) { try loss(x, w, $0) } < 1e-2)
     }
 
     @Test func groupNormGradients() throws {
@@ -67,15 +68,16 @@ struct LayerTests {
         let w = randomTensor([4], seed: 22), b = randomTensor([4], seed: 23)
         let gy = randomTensor(x.shape, seed: 24)
         let (_, saved) = try groupNormForward(input: x, weight: w, bias: b, options: options)
-        var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: [4]), db = Tensor(zeros: [4])
-        try groupNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w,
+        var dx: Tensor? = Tensor(zeros: x.shape)
+        let dw = GradientBlock(zeros: [4]), db = GradientBlock(zeros: [4])
+        try groupNormBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: gy, input: x, weight: w,
                               saved: saved, options: options)
         func loss(_ x: Tensor, _ w: Tensor, _ b: Tensor) throws -> Double {
             weightedSum(try groupNormForward(input: x, weight: w, bias: b, options: options).output, gy)
         }
-        #expect(try finiteDifferenceError(at: x, analytic: dx) { try loss($0, w, b) } < 2e-2)
-        #expect(try finiteDifferenceError(at: w, analytic: dw) { try loss(x, $0, b) } < 1e-2)
-        #expect(try finiteDifferenceError(at: b, analytic: db) { try loss(x, w, $0) } < 1e-2)
+        #expect(try finiteDifferenceError(at: x, analytic: dx!) { try loss($0, w, b) } < 2e-2)
+        #expect(try finiteDifferenceError(at: w, analytic: dw.tensor) { try loss(x, $0, b) } < 1e-2)
+        #expect(try finiteDifferenceError(at: b, analytic: db.tensor) { try loss(x, w, $0) } < 1e-2)
     }
 
     @Test func activationGradients() throws {
@@ -134,11 +136,12 @@ struct LayerTests {
 
         let a = randomTensor([3, 4], seed: 53), w = randomTensor([5, 4], seed: 54), b = randomTensor([5], seed: 55)
         let gl = randomTensor([3, 5], seed: 56)
-        var da = Tensor(zeros: a.shape), dw = Tensor(zeros: w.shape), db = Tensor(zeros: b.shape)
-        try linearBackward(dInput: &da, dWeight: &dw, dBias: &db, dOutput: gl, input: a, weight: w)
-        #expect(try finiteDifferenceError(at: a, analytic: da) { weightedSum(try linearForward(input: $0, weight: w, bias: b), gl) } < 1e-3)
-        #expect(try finiteDifferenceError(at: w, analytic: dw) { weightedSum(try linearForward(input: a, weight: $0, bias: b), gl) } < 1e-3)
-        #expect(try finiteDifferenceError(at: b, analytic: db) { weightedSum(try linearForward(input: a, weight: w, bias: $0), gl) } < 1e-3)
+        var da: Tensor? = Tensor(zeros: a.shape)
+        let dw = GradientBlock(zeros: w.shape), db = GradientBlock(zeros: b.shape)
+        try linearBackward(dInput: &da, dWeight: dw.slot, dBias: db.slot, dOutput: gl, input: a, weight: w)
+        #expect(try finiteDifferenceError(at: a, analytic: da!) { weightedSum(try linearForward(input: $0, weight: w, bias: b), gl) } < 1e-3)
+        #expect(try finiteDifferenceError(at: w, analytic: dw.tensor) { weightedSum(try linearForward(input: a, weight: $0, bias: b), gl) } < 1e-3)
+        #expect(try finiteDifferenceError(at: b, analytic: db.tensor) { weightedSum(try linearForward(input: a, weight: w, bias: $0), gl) } < 1e-3)
     }
 
     // MARK: Invariants
@@ -157,12 +160,15 @@ struct LayerTests {
         let gy = randomTensor(x.shape, seed: 69)
         var rm = Tensor(zeros: [2]), rv = Tensor(repeating: 1, shape: [2])
         let (_, saved) = try batchNormTrainForward(input: x, weight: w, bias: b, runningMean: &rm, runningVar: &rv)
-        var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: [2]), db = Tensor(zeros: [2])
-        try batchNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w, saved: saved)
-        var dx2 = dx, dw2 = dw, db2 = db
-        try batchNormBackward(dInput: &dx2, dWeight: &dw2, dBias: &db2, dOutput: gy, input: x, weight: w, saved: saved)
-        for i in 0..<dx.count { #expect(abs(dx2.data[i] - 2 * dx.data[i]) <= 1e-6 * max(1, abs(dx.data[i]))) }
-        #expect(db2.data == db.data.map { $0 * 2 })
+        var dx: Tensor? = Tensor(zeros: x.shape)
+        let dw = GradientBlock(zeros: [2]), db = GradientBlock(zeros: [2])
+        try batchNormBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: gy, input: x, weight: w, saved: saved)
+        var dx2 = dx
+        let dw2 = GradientBlock(zeros: [2]), db2 = GradientBlock(zeros: [2])
+        dw2.slot.assign(dw.tensor); db2.slot.assign(db.tensor)
+        try batchNormBackward(dInput: &dx2, dWeight: dw2.slot, dBias: db2.slot, dOutput: gy, input: x, weight: w, saved: saved)
+        for i in 0..<dx!.count { #expect(abs(dx2!.data[i] - 2 * dx!.data[i]) <= 1e-6 * max(1, abs(dx!.data[i]))) }
+        #expect(db2.tensor.data == db.tensor.data.map { $0 * 2 })
     }
 
     @Test func sameBitsOnOneAndTwoThreads() throws {
@@ -172,21 +178,24 @@ struct LayerTests {
         func run() throws -> [Tensor] {
             var rm = Tensor(zeros: [8]), rv = Tensor(repeating: 1, shape: [8])
             let (y, saved) = try batchNormTrainForward(input: x, weight: w, bias: b, runningMean: &rm, runningVar: &rv)
-            var dx = Tensor(zeros: x.shape), dw = Tensor(zeros: [8]), db = Tensor(zeros: [8])
-            try batchNormBackward(dInput: &dx, dWeight: &dw, dBias: &db, dOutput: gy, input: x, weight: w, saved: saved)
+            var dx: Tensor? = Tensor(zeros: x.shape)
+            let dw = GradientBlock(zeros: [8]), db = GradientBlock(zeros: [8])
+            try batchNormBackward(dInput: &dx, dWeight: dw.slot, dBias: db.slot, dOutput: gy, input: x, weight: w, saved: saved)
             let gn = GroupNormOptions(groups: 4)
             let (g, gs) = try groupNormForward(input: x, weight: w, bias: b, options: gn)
-            var gx = Tensor(zeros: x.shape), gw = Tensor(zeros: [8]), gb = Tensor(zeros: [8])
-            try groupNormBackward(dInput: &gx, dWeight: &gw, dBias: &gb, dOutput: gy, input: x, weight: w, saved: gs, options: gn)
+            var gx: Tensor? = Tensor(zeros: x.shape)
+            let gw = GradientBlock(zeros: [8]), gb = GradientBlock(zeros: [8])
+            try groupNormBackward(dInput: &gx, dWeight: gw.slot, dBias: gb.slot, dOutput: gy, input: x, weight: w, saved: gs, options: gn)
             let p = try maxPoolForward(input: x)
             var px = Tensor(zeros: x.shape)
             try maxPoolBackward(dInput: &px, dOutput: p.output, argmax: p.argmax)
             let a = randomTensor([37, 300], seed: 75), lw = randomTensor([130, 300], seed: 76), lb = randomTensor([130], seed: 77)
             let l = try linearForward(input: a, weight: lw, bias: lb)
-            var la = Tensor(zeros: a.shape), lwg = Tensor(zeros: lw.shape), lbg = Tensor(zeros: lb.shape)
-            try linearBackward(dInput: &la, dWeight: &lwg, dBias: &lbg, dOutput: l, input: a, weight: lw)
-            return [y, dx, dw, db, rm, rv, g, gx, gw, gb, p.output, px, sigmoidForward(x), try globalAvgPoolForward(input: x),
-                    l, la, lwg, lbg]
+            var la: Tensor? = Tensor(zeros: a.shape)
+            let lwg = GradientBlock(zeros: lw.shape), lbg = GradientBlock(zeros: lb.shape)
+            try linearBackward(dInput: &la, dWeight: lwg.slot, dBias: lbg.slot, dOutput: l, input: a, weight: lw)
+            return [y, dx!, dw.tensor, db.tensor, rm, rv, g, gx!, gw.tensor, gb.tensor, p.output, px, sigmoidForward(x),
+                    try globalAvgPoolForward(input: x), l, la!, lwg.tensor, lbg.tensor]
         }
         // Our loops on 1 and 2 threads; OpenBLAS keeps the process's thread count (its bits
         // depend on it for some products and kernels: `dcn-bench blas`).
