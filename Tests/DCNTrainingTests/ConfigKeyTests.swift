@@ -86,3 +86,20 @@ let notInTheSpec: [String: String] = [
         }
     }
 }
+
+/// The model specs keep defaults of their own (tests and library users build them directly); the
+/// config's defaults are the ones a run uses. This pins the two together: a config with nothing set
+/// maps to the specs' defaults, except the settings listed here on purpose.
+@Test func theConfigDefaultsAreTheSpecDefaults() throws {
+    let config = try loadConfig(yaml: "data:\n  format: synth\n  root: unused\n", overrides: [])
+    let mapped = detectorSpec(config, classes: 80)
+    var expected = DetectorSpec(backbone: ResNetSpec(depth: .r50), rpn: RPNSpec(), roiHead: RoIHeadSpec(classes: 80),
+                                mimic: MimicSpec())
+    // The paper's detectors use res5 at stride 16 with dilation 2; ResNetSpec's default is
+    // torchvision's classification network (stride 32).
+    expected.backbone.res5Dilation = 2
+    #expect(mapped.rpn == expected.rpn, "rpn: the config's defaults differ from RPNSpec's")
+    #expect(mapped.roiHead == expected.roiHead, "roi_head: the config's defaults differ from RoIHeadSpec's")
+    #expect(mapped.mimic == expected.mimic, "mimic: the config's defaults differ from MimicSpec's")
+    #expect(mapped.backbone == expected.backbone, "backbone: the config's defaults differ from ResNetSpec's")
+}
