@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "DCNTensor", targets: ["DCNTensor"]),
         .library(name: "DCNOps", targets: ["DCNOps"]),
+        .library(name: "DCNAnnotations", targets: ["DCNAnnotations"]),
         .library(name: "DCNEval", targets: ["DCNEval"]),
         .library(name: "DCNData", targets: ["DCNData"]),
         .library(name: "DCNModels", targets: ["DCNModels"]),
@@ -38,42 +39,45 @@ let package = Package(
             path: "Sources/CImageCodec",
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
-        // Data: images, annotations (COCO, VOC), transforms, loader, synthetic dataset.
-        .target(name: "DCNData", dependencies: ["DCNTensor", "CImageCodec", "DCNEval"]),
+        // Annotation and result files: COCO JSON (with RLE/polygon masks), VOC XML, and the checks
+        // that turn unreadable files into clear messages. Read by the data loaders and the evaluators.
+        .target(name: "DCNAnnotations"),
+        // Data: images, datasets from annotations, transforms, loader, synthetic dataset.
+        .target(name: "DCNData", dependencies: ["DCNTensor", "CImageCodec", "DCNAnnotations"]),
         // Models: parameters, layers with caches, ResNet backbones, the detector.
         .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
-        .target(name: "DCNEval"),
+        .target(name: "DCNEval", dependencies: ["DCNAnnotations"]),
         // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides); the
         // choices are the models' own enums.
         .target(name: "DCNConfig", dependencies: ["DCNModels", .product(name: "Yams", package: "Yams")]),
         // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
-        .target(name: "DCNTraining", dependencies: ["DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
+        .target(name: "DCNTraining", dependencies: ["DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
         .executableTarget(
             name: "dcn-train",
             dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks and fixture verification behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
+        .target(name: "DCNBench", dependencies: ["DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "dcn-eval",
-            dependencies: ["DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+            dependencies: ["DCNAnnotations", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "dcn-data",
-            dependencies: ["DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),
-        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval"]),
-        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNTensor"]),
+        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations"]),
+        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels"]),
-        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval"]),
+        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
     ]
 )

@@ -3,6 +3,7 @@
 // the time of our full evaluation from those files (load + evaluate + accumulate + summarize).
 import DCNEval
 import Foundation
+import DCNAnnotations
 
 /// Outcome of one evaluation benchmark run.
 public struct EvalBenchResult: Sendable {

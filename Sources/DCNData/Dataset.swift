@@ -2,9 +2,9 @@
 // boxes, contiguous labels, ignore flags, polygons), read from COCO instance files or PASCAL VOC
 // devkits. Input problems either stop loading (syntax, structure) or skip one entry with a
 // warning naming its id (see each loader's doc comment for which is which).
-import DCNEval
 import DCNTensor
 import Foundation
+import DCNAnnotations
 
 /// One object of an image.
 public struct DatasetObject: Sendable, Equatable {

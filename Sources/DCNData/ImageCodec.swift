@@ -1,12 +1,12 @@
 // The one file that calls the C image codec (Sources/CImageCodec). Everything else in the
 // project sees only `RGBImage`, `ImageError` and the functions below.
 import CImageCodec
-import DCNEval
 import DCNTensor
 import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import DCNAnnotations
 #endif
 
 /// Options of `decodeImage`.

@@ -10,9 +10,9 @@
 // default, the ablation tables' dataset) or `.easy` (the demo's, learnable from scratch in minutes).
 // Everything is a function of (seed, split, image index), so the output is byte-identical for a
 // seed whatever the thread count.
-import DCNEval
 import DCNTensor
 import Foundation
+import DCNAnnotations
 
 /// Category names of the synthetic dataset (COCO category ids 1...6 in this order).
 public let syntheticClassNames = ["ring", "cross", "star", "arrow", "L", "T"]

@@ -3,6 +3,7 @@
 // over (category, image) pairs and accumulation over (category, maxDets); every task writes
 // only its own slots, so results do not depend on scheduling.
 import Foundation
+import DCNAnnotations
 
 /// What is compared: boxes or masks.
 public enum COCOIoUType: String, CaseIterable, Sendable {
@@ -328,7 +329,10 @@ func evaluatePrepared(_ p: PreparedCOCO, parameters: COCOParameters, threads: In
                 // Detections by score descending, ties in file order (a stable sort).
                 order.removeAll(keepingCapacity: true)
                 order.append(contentsOf: d0..<(d0 + n))
-                order.sort { x, y in p.dtScore[x] > p.dtScore[y] || (p.dtScore[x] == p.dtScore[y] && x < y) }
+                order.sort { (x: Int, y: Int) -> Bool in
+                    let sx: Double = p.dtScore[x], sy: Double = p.dtScore[y]
+                    return sx > sy || (sx == sy && x < y)
+                }
                 let D = min(n, maxDet)
                 dts.removeAll(keepingCapacity: true)
                 dts.append(contentsOf: order[0..<D])

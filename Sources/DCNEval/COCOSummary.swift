@@ -1,6 +1,7 @@
 // Text output of COCO evaluation: pycocotools' 12-line summary and detectron2's per-category
 // AP table.
 import Foundation
+import DCNAnnotations
 
 extension COCOEvalResult {
     /// The 12 lines `COCOeval.summarize()` prints, e.g.

@@ -1,6 +1,7 @@
 // The evaluator protocol used by training and `dcn-eval model`: feed detections image by
 // image (in memory), then evaluate (detectron2's DatasetEvaluator: reset / process / evaluate).
 import Foundation
+import DCNAnnotations
 
 /// A detection produced in memory by a model.
 public struct COCODetection: Sendable {

@@ -2,6 +2,7 @@
 // widths, difficult objects neither true nor false positives, a match needs IoU strictly
 // above the threshold, 11-point (VOC07) and area (VOC2010+) metrics.
 import Foundation
+import DCNAnnotations
 
 /// One detection of one class in VOC pixels.
 public struct VOCDetection: Equatable, Sendable {

@@ -5,6 +5,7 @@ import DCNEval
 import DCNModels
 import DCNTensor
 import Foundation
+import DCNAnnotations
 
 /// Annotation file and image folder of a COCO-format split.
 struct COCOSplitPaths {

@@ -7,6 +7,7 @@ import DCNModels
 import DCNOps
 import DCNTensor
 import Foundation
+import DCNAnnotations
 
 /// The configured evaluation split's ground truth for the COCO evaluator, or the VOC split.
 enum EvaluationTruth {

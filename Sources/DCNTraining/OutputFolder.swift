@@ -5,6 +5,7 @@ import DCNEval
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import DCNAnnotations
 #endif
 
 /// The names of the files a run writes in its output folder.

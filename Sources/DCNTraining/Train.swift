@@ -8,6 +8,7 @@ import DCNTensor
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import DCNAnnotations
 #endif
 
 /// A failure that ends training with a message and an exit status.

@@ -4,6 +4,7 @@ import DCNData
 import DCNEval
 import DCNTensor
 import Foundation
+import DCNAnnotations
 
 @main
 struct DCNDataCommand: ParsableCommand {

@@ -7,6 +7,7 @@ import DCNModels
 import DCNTensor
 import DCNTraining
 import Foundation
+import DCNAnnotations
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

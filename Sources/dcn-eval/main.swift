@@ -3,6 +3,7 @@
 import ArgumentParser
 import DCNEval
 import Foundation
+import DCNAnnotations
 
 /// Prints to stderr.
 func printError(_ s: String) {

@@ -5,6 +5,7 @@ import DCNEval
 import DCNTensor
 import Foundation
 import Testing
+import DCNAnnotations
 
 /// Absolute path of a file under Tests/Fixtures.
 func dataFixture(_ relative: String) -> String {

@@ -7,6 +7,7 @@ import DCNEval
 import DCNTensor
 import Foundation
 import Testing
+import DCNAnnotations
 
 /// One seeded change of a binary file: bit flips, a truncation, a duplicated or removed span of
 /// up to 64 bytes, or 1-4 bytes of 0x00 or 0xFF written into the first 256 (header sizes become

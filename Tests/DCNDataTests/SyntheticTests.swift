@@ -6,6 +6,7 @@ import DCNEval
 import DCNTensor
 import Foundation
 import Testing
+import DCNAnnotations
 
 @Suite("Synthetic dataset", .serialized)
 struct SyntheticTests {

@@ -1,6 +1,7 @@
 import DCNEval
 import Foundation
 import Testing
+import DCNAnnotations
 
 /// Absolute path of a file under Tests/Fixtures.
 func fixturePath(_ relative: String) -> String {

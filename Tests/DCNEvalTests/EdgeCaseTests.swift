@@ -1,6 +1,7 @@
 import DCNEval
 import Foundation
 import Testing
+import DCNAnnotations
 
 private struct EdgeFile: Decodable {
     struct Polygon: Decodable { let height: Int; let width: Int; let polygons: [[Double]]; let area: Int; let bbox: [Double]; let counts: String }

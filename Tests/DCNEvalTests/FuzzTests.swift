@@ -5,6 +5,7 @@
 import DCNEval
 import Foundation
 import Testing
+import DCNAnnotations
 
 /// xorshift64*: a tiny seeded generator (any non-zero seed), so every run applies the same mutations.
 struct XorShift64 {

@@ -4,6 +4,7 @@
 import DCNEval
 import Foundation
 import Testing
+import DCNAnnotations
 
 /// A fresh temporary folder for one test.
 func temporaryFolder(_ name: String) throws -> String {

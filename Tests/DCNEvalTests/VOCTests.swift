@@ -1,6 +1,7 @@
 import DCNEval
 import Foundation
 import Testing
+import DCNAnnotations
 
 private struct ExpectedVOC: Decodable {
     struct Metric: Decodable { let iou_threshold: Double; let metric: String; let ap: [String: Double]; let mAP: Double }

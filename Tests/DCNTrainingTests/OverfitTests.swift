@@ -7,6 +7,7 @@ import DCNOps
 import DCNTensor
 import DCNTraining
 import Testing
+import DCNAnnotations
 
 /// Two 128-px synthetic images as a padded batch, with their targets and COCO ground truth.
 func twoSyntheticImages() throws -> (images: Tensor, sizes: [ImageSize], targets: [Instances], truth: COCOGroundTruth) {

@@ -335,7 +335,7 @@ public struct RLE: Equatable, Sendable {
     }
 
     /// `iou(detection:groundTruth:crowd:)` with the boxes precomputed.
-    static func iou(detection d: RLE, detectionBox db: [Double], groundTruth g: RLE, groundTruthBox gb: [Double], crowd: Bool) -> Double {
+    public static func iou(detection d: RLE, detectionBox db: [Double], groundTruth g: RLE, groundTruthBox gb: [Double], crowd: Bool) -> Double {
         guard boxIoU(db, gb, crowd: crowd) > 0 else { return 0 }
         if d.height != g.height || d.width != g.width { return -1 }
         let (i, u) = intersectionAndUnion(d, g)
@@ -356,13 +356,14 @@ func cTruncate(_ x: Double) -> Int {
 
 /// IoU of boxes `[x, y, w, h]` as `bbIou` (no +1); for a crowd ground truth the union is the
 /// detection's area.
-@inline(__always)
+@inlinable
 public func boxIoU(_ d: [Double], _ g: [Double], crowd: Bool) -> Double {
     boxIoU(d[0], d[1], d[2], d[3], g[0], g[1], g[2], g[3], crowd: crowd)
 }
 
-@inline(__always)
-func boxIoU(_ dx: Double, _ dy: Double, _ dw: Double, _ dh: Double,
+/// The same on unpacked coordinates (the evaluation's inner loop; inlinable across modules).
+@inlinable
+public func boxIoU(_ dx: Double, _ dy: Double, _ dw: Double, _ dh: Double,
             _ gx: Double, _ gy: Double, _ gw: Double, _ gh: Double, crowd: Bool) -> Double {
     let w = min(dw + dx, gw + gx) - max(dx, gx)
     if w <= 0 { return 0 }
