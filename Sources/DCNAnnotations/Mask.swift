@@ -374,3 +374,69 @@ public func boxIoU(_ dx: Double, _ dy: Double, _ dw: Double, _ dh: Double,
     let union = crowd ? da : da + gw * gh - inter
     return inter / union
 }
+
+// MARK: - Encoding image masks (pycocotools `mask.encode`)
+
+extension RLE {
+    /// pycocotools' `mask.encode` of a column-major mask (`mask[x * height + y]`, the Fortran
+    /// order pycocotools requires): runs walking the image column by column, starting with the
+    /// zeros (a first run of 0 when the first pixel is set). Any non-zero byte counts as inside
+    /// (pycocotools starts a new run at every change of byte value; for 0/1 masks they agree).
+    /// Throws for negative sizes, more than 2^32 - 1 pixels, or a length other than
+    /// `height * width`. An empty mask (0 pixels) is the single run `[0]`, as in pycocotools.
+    public static func encode(columnMajor mask: [UInt8], height: Int, width: Int) throws -> RLE {
+        let pixels = try pixelCount(height: height, width: width)
+        guard mask.count == pixels else {
+            throw MaskError("mask has \(mask.count) pixels, expected \(height)x\(width) = \(pixels)")
+        }
+        return RLE(height: height, width: width, columnMajorMask: mask)
+    }
+
+    /// `encode(columnMajor:)` of a row-major mask (`mask[y * width + x]`, as image arrays and
+    /// `pasteMask` hold it): the same runs, read column by column without transposing.
+    /// Throws as `encode(columnMajor:)`.
+    public static func encode(rowMajor mask: [UInt8], height: Int, width: Int) throws -> RLE {
+        let pixels = try pixelCount(height: height, width: width)
+        guard mask.count == pixels else {
+            throw MaskError("mask has \(mask.count) pixels, expected \(height)x\(width) = \(pixels)")
+        }
+        var counts = [UInt32]()
+        var previous = false
+        var run: UInt32 = 0
+        for x in 0..<width {
+            var p = x
+            for _ in 0..<height {
+                let inside = mask[p] != 0
+                if inside != previous { counts.append(run); run = 0; previous = inside }
+                run += 1
+                p += width
+            }
+        }
+        counts.append(run)
+        return RLE(height: height, width: width, counts: counts)
+    }
+
+    /// The mask row-major (`mask[y * width + x]` is 0 or 1); throws as `decode()`.
+    public func decodeRowMajor() throws -> [UInt8] {
+        try RLE.transposeToRowMajor(try decode(), height: height, width: width)
+    }
+
+    /// A column-major `height x width` array (`a[x * height + y]`) in row-major order
+    /// (`[y * width + x]`). Throws for negative sizes or a length other than `height * width`.
+    public static func transposeToRowMajor<T>(_ a: [T], height: Int, width: Int) throws -> [T] {
+        let pixels = try pixelCount(height: height, width: width)
+        guard a.count == pixels else { throw MaskError("array has \(a.count) elements, expected \(height)x\(width) = \(pixels)") }
+        guard pixels > 0 else { return [] }
+        return (0..<pixels).map { i in a[(i % width) * height + i / width] }
+    }
+
+    /// A row-major `height x width` array (`a[y * width + x]`) in column-major order
+    /// (`[x * height + y]`, what `RLE(height:width:columnMajorMask:)` and pycocotools read).
+    /// Throws for negative sizes or a length other than `height * width`.
+    public static func transposeToColumnMajor<T>(_ a: [T], height: Int, width: Int) throws -> [T] {
+        let pixels = try pixelCount(height: height, width: width)
+        guard a.count == pixels else { throw MaskError("array has \(a.count) elements, expected \(height)x\(width) = \(pixels)") }
+        guard pixels > 0 else { return [] }
+        return (0..<pixels).map { i in a[(i % height) * width + i / height] }
+    }
+}
