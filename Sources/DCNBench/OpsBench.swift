@@ -1,17 +1,17 @@
-// dcn-bench ops: conv2d and modulated deformable conv2d timings at the paper's layer shapes,
-// next to the sgemm rate of the same run.
+// dcn-bench ops: conv2d and modulated deformable conv2d timings at the paper's layer shapes, the
+// Mask R-CNN mask head's transposed convolution, next to the sgemm rate of the same run.
 import DCNOps
 import DCNTensor
 import Foundation
 
 /// One timed measurement.
 public struct OpTiming: Sendable, Codable {
-    public let op: String          // "conv2d", "deform_conv2d" or "sgemm"
+    public let op: String          // "conv2d", "deform_conv2d", "conv_transpose" or "sgemm"
     public let pass: String?       // "fwd" or "fwd+bwd"
     public let channels: Int?
     public let height: Int?
     public let width: Int?
-    public let n: Int?
+    public let n: Int?             // sgemm: the matrix size; conv_transpose: the batch (RoIs)
     public let threads: Int
     public let ms: Double?
     public let gflops: Double
@@ -54,7 +54,12 @@ public func measureSgemm(n: Int, repeats: Int = 5) -> Double {
     return 2 * Double(n * n * n) / (ms * 1e6)
 }
 
-/// Times conv2d and modulated deform_conv2d (fwd, fwd+bwd) at each shape, plus sgemm 2048^3.
+/// The mask head's upsampling: 128 RoIs of 256 channels, 14x14 -> 28x28 by a 2x2 stride-2
+/// transposed convolution.
+public let maskHeadTransposeShape = (rois: 128, channels: 256, height: 14, width: 14)
+
+/// Times conv2d and modulated deform_conv2d (fwd, fwd+bwd) at each shape, then the mask head's
+/// transposed convolution (`maskHeadTransposeShape`), plus sgemm 2048^3.
 /// `report` is called with each measurement as soon as it is known. Runs on `Threads.count`
 /// threads (the caller sets them).
 public func runOpsBenchmark(shapes: [(channels: Int, height: Int, width: Int)] = standardOpShapes,
@@ -106,4 +111,37 @@ public func runOpsBenchmark(shapes: [(channels: Int, height: Int, width: Int)] =
                                      options: options, workspace: workspace)
         })
     }
+    try timeMaskHeadTranspose(repeats: repeats, threads: threads, report: report)
+}
+
+/// conv_transpose2d fwd and fwd+bwd (input and weight gradients) at `maskHeadTransposeShape`;
+/// the work is counted as 2 flops per multiply-add, three products for fwd+bwd.
+func timeMaskHeadTranspose(repeats: Int, threads: Int, report: (OpTiming) -> Void) throws {
+    var rng = SeededGenerator(seed: 43)
+    let s = maskHeadTransposeShape
+    let options = ConvTransposeOptions(stride: 2)
+    let input = Tensor.normal([s.rois, s.channels, s.height, s.width], using: &rng)
+    let weight = Tensor.normal([s.channels, s.channels, 2, 2], std: 0.02, using: &rng)
+    let bias = Tensor.normal([s.channels], using: &rng)
+    let geo = try ConvTransposeGeometry(input: input.shape, weight: weight.shape, options: options)
+    let dOutput = Tensor.normal(geo.outputShape, using: &rng)
+    let workspace = Workspace()
+    let flops = 2 * Double(geo.multiplyAdds)
+
+    func record(_ pass: String, _ ms: Double) {
+        let work = pass == "fwd" ? flops : 3 * flops
+        report(OpTiming(op: "conv_transpose", pass: pass, channels: s.channels, height: s.height, width: s.width, n: s.rois,
+                        threads: threads, ms: ms, gflops: work / (ms * 1e6)))
+    }
+
+    record("fwd", try medianMilliseconds(repeats: repeats) {
+        _ = try convTranspose2dForward(input: input, weight: weight, bias: bias, options: options, workspace: workspace)
+    })
+    record("fwd+bwd", try medianMilliseconds(repeats: repeats) {
+        _ = try convTranspose2dForward(input: input, weight: weight, bias: bias, options: options, workspace: workspace)
+        var dInput: Tensor? = Tensor(zeros: input.shape)
+        let dWeight = GradientBlock(zeros: weight.shape), dBias = GradientBlock(zeros: bias.shape)
+        try convTranspose2dBackward(dInput: &dInput, dWeight: dWeight.slot, dBias: dBias.slot, dOutput: dOutput,
+                                    input: input, weight: weight, options: options, workspace: workspace)
+    })
 }

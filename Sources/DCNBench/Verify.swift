@@ -86,6 +86,7 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     let comparisons: [Comparison]
     switch fixture.op {
     case "conv2d": comparisons = try verifyConv2d(fixture)
+    case "conv_transpose2d": comparisons = try verifyConvTranspose2d(fixture)
     case "deform_conv2d": comparisons = try verifyDeformConv2d(fixture)
     case "frozen_batch_norm": comparisons = try verifyFrozenBatchNorm(fixture)
     case "batch_norm": comparisons = try verifyBatchNorm(fixture)

@@ -43,10 +43,11 @@ public struct ConvGeometry: Sendable, Equatable {
     public var outputShape: [Int] { [batch, outChannels, outHeight, outWidth] }
     public var weightShape: [Int] { [outChannels, inPerGroup, kernelH, kernelW] }
 
-    /// True when the columns matrix is the input itself (1x1 kernel, stride 1, no padding).
+    /// True when the columns matrix is the input itself (1x1 kernel, stride 1, no padding, and so
+    /// output size = input size; a transposed convolution's output padding can break the last).
     public var isPointwise: Bool {
         kernelH == 1 && kernelW == 1 && options.strideH == 1 && options.strideW == 1
-            && options.padH == 0 && options.padW == 0
+            && options.padH == 0 && options.padW == 0 && outHeight == height && outWidth == width
     }
 
     /// Multiply-adds of the forward pass (the paper's FLOP count).
@@ -75,6 +76,16 @@ public struct ConvGeometry: Sendable, Equatable {
                     "\(op): the \(kernelH)x\(kernelW) kernel (dilation \(o.dilationH),\(o.dilationW)) does not fit the padded \(height)x\(width) input")
         outHeight = (height + 2 * o.padH - spanH) / o.strideH + 1
         outWidth = (width + 2 * o.padW - spanW) / o.strideW + 1
+    }
+
+    /// Sizes given directly, already checked by the caller: the regular convolution behind a
+    /// transposed one, whose output size is the transposed input's (which may be smaller than the
+    /// formula above gives when output padding is at least the stride).
+    init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernelH: Int, kernelW: Int,
+         outHeight: Int, outWidth: Int, options: ConvOptions) {
+        self.batch = batch; self.inChannels = inChannels; self.height = height; self.width = width
+        self.outChannels = outChannels; self.kernelH = kernelH; self.kernelW = kernelW
+        self.outHeight = outHeight; self.outWidth = outWidth; self.options = options
     }
 }
 
