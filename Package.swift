@@ -45,7 +45,7 @@ let package = Package(
         // Data: images, datasets from annotations, transforms, loader, synthetic dataset.
         .target(name: "DCNData", dependencies: ["DCNTensor", "CImageCodec", "DCNAnnotations"]),
         // Models: parameters, layers with caches, ResNet backbones, the detector.
-        .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor"]),
+        .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor", "DCNAnnotations"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval", dependencies: ["DCNAnnotations"]),
         // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides); the

@@ -32,7 +32,12 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
             let x = rng.uniform(0, Float(width) - w), y = rng.uniform(0, Float(height) - h)
             return Box(x, y, x + w, y + h)
         }
-        return Instances(boxes: boxes, labels: boxes.map { _ in 1 + Int(rng.next() % UInt64(classes)) })
+        // Each object's mask is the diamond inscribed in its box (for Mask R-CNN configs).
+        return Instances(boxes: boxes, labels: boxes.map { _ in 1 + Int(rng.next() % UInt64(classes)) },
+                         polygons: boxes.map { b in
+                             let cx = (b.x1 + b.x2) / 2, cy = (b.y1 + b.y2) / 2
+                             return [[cx, b.y1, b.x2, cy, cx, b.y2, b.x1, cy]]
+                         })
     }
     let ws = Workspace()
     var perPhase: [String: [Double]] = [:]

@@ -229,6 +229,36 @@ public struct MimicConfig: ConfigSection, Codable {
     }
 }
 
+/// `mask`: the mask branch of Mask R-CNN (off: Faster R-CNN).
+public struct MaskConfig: ConfigSection, Codable {
+    static let key = "mask"
+    /// Train and evaluate instance masks (Mask R-CNN); the data needs polygon segmentations (COCO or synth).
+    public var enabled: Bool = false
+    /// The mask branch pools pooled_size x pooled_size RoI features (aligned RoI pooling) from roi_head's reduced map; masks are twice that.
+    public var pooledSize: Int = 14
+    /// Sample points per bin and axis of the mask branch's RoI pooling.
+    public var samplingRatio: Int = 2
+    /// Number of 3x3 convs before the upsampling.
+    public var convs: Int = 4
+    /// Channels of the 3x3 convs and of the 2x2 stride-2 transposed conv.
+    public var convDim: Int = 256
+    /// One mask for all classes instead of one per class.
+    public var classAgnostic: Bool = false
+    /// Weight of the mask loss (per-pixel sigmoid cross-entropy, mean over RoIs and pixels).
+    public var lossWeight: Double = 1.0
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("enabled", &enabled)
+        v.field("pooled_size", &pooledSize, .range(1...64))
+        v.field("sampling_ratio", &samplingRatio, .range(0...16))
+        v.field("convs", &convs, .range(0...16))
+        v.field("conv_dim", &convDim, .range(1...4096))
+        v.field("class_agnostic", &classAgnostic)
+        v.field("loss_weight", &lossWeight, .atLeast(0))
+    }
+}
+
 /// `data`: datasets, resizing and the loader.
 public struct DataConfig: ConfigSection, Codable {
     static let key = "data"
@@ -370,6 +400,7 @@ public struct ExperimentConfig: Equatable, Sendable, Codable {
     public var rpn = RPNConfig()
     public var roiHead = RoIHeadConfig()
     public var mimic = MimicConfig()
+    public var mask = MaskConfig()
     public var data = DataConfig()
     public var solver = SolverConfig()
     public var output = OutputConfig()
@@ -383,6 +414,7 @@ public struct ExperimentConfig: Equatable, Sendable, Codable {
         s.section(&rpn)
         s.section(&roiHead)
         s.section(&mimic)
+        s.section(&mask)
         s.section(&data)
         s.section(&solver)
         s.section(&output)

@@ -31,6 +31,9 @@ struct Validator {
         validateRoIHead(c.roiHead)
         validateData(c)
         validateSolver(c.solver)
+        if c.mask.enabled && c.data.format == .voc {
+            fail(["mask.enabled", "data.format"], "the mask branch needs instance segmentations, which VOC detection data does not have: use coco or synth data, or set mask.enabled to false")
+        }
     }
 
     mutating func validateBackbone(_ b: BackboneConfig) {

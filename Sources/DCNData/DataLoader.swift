@@ -162,14 +162,18 @@ struct BatchPlan: Sendable {
         for s in samples {
             let item = images[s.index]
             let decoded = try decodeImage(path: item.path)
-            let sample = ImageSample(image: decoded, boxes: item.objects.map(\.box))
+            let sample = ImageSample(image: decoded, boxes: item.objects.map(\.box), polygons: item.objects.map(\.polygons))
             var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(s.epoch), UInt64(s.position)))
             let augmented = augmentation.apply(to: sample, using: &rng)
             var objects = Instances(boxes: [], labels: [])
             for (k, o) in item.objects.enumerated() {
                 let box = augmented.sample.boxes[k]
                 guard box.width > 0, box.height > 0 else { continue }  // emptied by clipping
-                if o.ignore { objects.ignore.append(box) } else { objects.boxes.append(box); objects.labels.append(o.label) }
+                if o.ignore {
+                    objects.ignore.append(box)
+                } else {
+                    objects.boxes.append(box); objects.labels.append(o.label); objects.polygons.append(augmented.sample.polygons[k])
+                }
             }
             prepared.append(PreparedImage(augmented: augmented, normalization: normalization))
             ids.append(item.id); instances.append(objects); flipped.append(augmented.flipped)

@@ -62,6 +62,48 @@ public final class ConvLayer {
     }
 }
 
+// MARK: - Transposed convolution
+
+/// A 2-D transposed convolution with weight `[Cin, Cout, kh, kw]` (PyTorch's layout) and a bias
+/// (the mask head's 2x2 stride-2 upsampling).
+public final class ConvTransposeLayer {
+    public let weight: Parameter
+    public let bias: Parameter
+    public let options: ConvTransposeOptions
+
+    /// He normal initialisation as detectron2's c2_msra_fill computes it for this weight: PyTorch
+    /// takes dimension 0 (Cin here) as the "output" dimension, so the fan-out is Cin * kh * kw.
+    public init(name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int, rng: inout SeededGenerator) {
+        let shape = [inChannels, outChannels, kernel, kernel]
+        weight = Parameter(name: name + ".weight",
+                           value: WeightInit.kaimingNormalFanOut.make(shape, fanIn: outChannels * kernel * kernel,
+                                                                      fanOut: inChannels * kernel * kernel, rng: &rng))
+        bias = Parameter(name: name + ".bias", value: Tensor(zeros: [outChannels]))
+        options = ConvTransposeOptions(stride: stride)
+    }
+
+    public var parameters: [Parameter] { [weight, bias] }
+
+    public func forward(_ x: Tensor, _ ws: Workspace) throws -> Tensor {
+        try convTranspose2dForward(input: x, weight: weight.value, bias: bias.value, options: options, workspace: ws)
+    }
+
+    /// Adds the parameter gradients and returns dInput when `wantInput`.
+    public func backward(_ dy: Tensor, input x: Tensor, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
+        var dx: Tensor? = wantInput ? Tensor(zeros: x.shape) : nil
+        try convTranspose2dBackward(dInput: &dx, dWeight: weight.gradient, dBias: bias.gradient, dOutput: dy, input: x,
+                                    weight: weight.value, options: options, workspace: ws)
+        return dx
+    }
+
+    /// Output shape for an input shape; adds the multiply-adds.
+    public func cost(_ input: [Int], _ counter: inout CostCounter) throws -> [Int] {
+        let geo = try ConvTransposeGeometry(input: input, weight: weight.shape, options: options)
+        counter.multiplyAdds += geo.multiplyAdds
+        return geo.outputShape
+    }
+}
+
 // MARK: - Deformable convolution
 
 /// Which convolution a 3x3 layer uses (the paper's "regular", "dconv", "mdconv").

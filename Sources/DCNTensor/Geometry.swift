@@ -54,11 +54,19 @@ public struct ImageSize: Sendable, Equatable, Hashable, Codable {
 }
 
 /// The annotated objects of one image, from the loader to the losses: boxes with their labels
-/// 1...C, and ignore regions (crowd, difficult) that count neither as objects nor as background.
-/// (Instance masks will be one more field.)
+/// 1...C, their masks as polygons, and ignore regions (crowd, difficult) that count neither as
+/// objects nor as background.
 public struct Instances: Sendable, Equatable {
     public var boxes: [Box]
     public var labels: [Int]
     public var ignore: [Box]
-    public init(boxes: [Box], labels: [Int], ignore: [Box] = []) { self.boxes = boxes; self.labels = labels; self.ignore = ignore }
+    /// `polygons[i]`: the parts of object i's mask, each a flat [x0, y0, x1, y1, ...] list in the
+    /// image's pixels (the same coordinates as `boxes`); empty when the data has no masks.
+    public var polygons: [[[Float]]]
+    public init(boxes: [Box], labels: [Int], ignore: [Box] = [], polygons: [[[Float]]] = []) {
+        self.boxes = boxes; self.labels = labels; self.ignore = ignore; self.polygons = polygons
+    }
+
+    /// True when every object has a mask (at least one polygon part).
+    public var hasMasks: Bool { polygons.count == boxes.count && polygons.allSatisfy { !$0.isEmpty } }
 }

@@ -67,5 +67,18 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
     mimic.patchSize = m.patchSize
     mimic.lossWeight = Float(m.lossWeight)
     mimic.classificationLossWeight = Float(m.clsLossWeight)
-    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: rpn, roiHead: head, mimic: mimic)
+
+    var mask: MaskHeadSpec? = nil
+    let k = config.mask
+    if k.enabled {
+        var spec = MaskHeadSpec(classes: classes)
+        spec.pooledSize = k.pooledSize
+        spec.samplingRatio = k.samplingRatio
+        spec.convs = k.convs
+        spec.convDim = k.convDim
+        spec.classAgnostic = k.classAgnostic
+        spec.lossWeight = Float(k.lossWeight)
+        mask = spec
+    }
+    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: rpn, roiHead: head, mimic: mimic, mask: mask)
 }

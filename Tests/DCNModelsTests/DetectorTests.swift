@@ -5,7 +5,8 @@ import DCNTensor
 import Testing
 
 /// A tiny detector: small ResNet with mdconv@c3~c5, res5 dilated, 2 classes.
-func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, norm: NormKind = .groupNorm(groups: 2)) -> DetectorSpec {
+func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, norm: NormKind = .groupNorm(groups: 2),
+                      mask: Bool = false) -> DetectorSpec {
     var backbone = ResNetSpec(block: .bottleneck, layers: [1, 1, 1, 1])
     backbone.stemWidth = 8
     backbone.stagePlanes = [2, 4, 4, 8]
@@ -27,7 +28,11 @@ func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, n
     mimicSpec.regions = mimic
     mimicSpec.roisPerImage = 3
     mimicSpec.patchSize = 32
-    return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head, mimic: mimicSpec)
+    var maskSpec = MaskHeadSpec(classes: 2)
+    maskSpec.pooledSize = 4
+    maskSpec.convs = 2
+    maskSpec.convDim = 4
+    return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head, mimic: mimicSpec, mask: mask ? maskSpec : nil)
 }
 
 /// Two 64x64 images with a few objects and their targets.
@@ -35,8 +40,10 @@ func tinyBatch(seed: UInt64 = 1) -> (images: Tensor, sizes: [ImageSize], targets
     var rng = SeededGenerator(seed: seed)
     let images = Tensor.normal([2, 3, 64, 64], using: &rng)
     let targets = [
-        Instances(boxes: [Box(4, 6, 30, 28), Box(34, 30, 60, 62)], labels: [1, 2]),
-        Instances(boxes: [Box(10, 12, 50, 40)], labels: [2], ignore: [Box(0, 44, 20, 64)]),
+        Instances(boxes: [Box(4, 6, 30, 28), Box(34, 30, 60, 62)], labels: [1, 2],
+                  polygons: [[[4, 6, 30, 6, 17, 28]], [[34, 30, 60, 35, 55, 62, 36, 60]]]),
+        Instances(boxes: [Box(10, 12, 50, 40)], labels: [2], ignore: [Box(0, 44, 20, 64)],
+                  polygons: [[[10, 12, 50, 20, 30, 40], [12, 30, 20, 30, 16, 38]]]),
     ]
     return (images, [ImageSize(height: 64, width: 64), ImageSize(height: 60, width: 64)], targets)
 }
@@ -69,13 +76,15 @@ func trainingStepGivesNamedFiniteLossesAndGradients(extractor: RoIExtractorKind)
 /// the analytic value is compared with the central and both one-sided differences at a small step
 /// (and a smaller one if a kink falls inside the first); float32 rounding of the loss (about 1e-7)
 /// bounds the resolution at about 1e-7 / step.
-@Test(arguments: [(RoIExtractorKind.roipool, MimicRegions.off), (.roialign, .off), (.dpool, .off), (.mdpool, .off), (.mdpool, .fg), (.roialign, .all)])
-func detectorLossGradientMatchesFiniteDifferences(extractor: RoIExtractorKind, mimic: MimicRegions) throws {
+@Test(arguments: [(RoIExtractorKind.roipool, MimicRegions.off, false), (.roialign, .off, false), (.dpool, .off, false),
+                  (.mdpool, .off, false), (.mdpool, .fg, false), (.roialign, .all, false),
+                  (.roialign, .off, true), (.mdpool, .fg, true)])
+func detectorLossGradientMatchesFiniteDifferences(extractor: RoIExtractorKind, mimic: MimicRegions, mask: Bool) throws {
     // Frozen BN keeps the tiny network close to linear between kinks (group norm over 2 channels
     // is strongly curved; batch statistics over 1x1 maps are degenerate); the norms' own gradients
     // are checked in the layer and bottleneck tests. The stem is frozen: its max pool ties make
     // kinks at every step; ResNetTests checks it.
-    var spec = tinyDetectorSpec(extractor: extractor, mimic: mimic, norm: .frozenBatchNorm)
+    var spec = tinyDetectorSpec(extractor: extractor, mimic: mimic, norm: .frozenBatchNorm, mask: mask)
     spec.backbone.frozenStages = 1
     let model = try FasterRCNN(spec: spec, seed: 7)
     var init_ = SeededGenerator(seed: 21)
@@ -116,6 +125,29 @@ func detectorLossGradientMatchesFiniteDifferences(extractor: RoIExtractorKind, m
             matched = abs(closest - analytic) <= 5e-2 * max(abs(closest), abs(analytic)) + 1e-7 / Double(h) * 15
             report.append(differences)
         }
-        #expect(matched, "\(extractor) mimic \(mimic) \(p.name): differences \(report), analytic \(analytic)")
+        #expect(matched, "\(extractor) mimic \(mimic) mask \(mask) \(p.name): differences \(report), analytic \(analytic)")
+    }
+}
+
+@Test func maskRCNNHasAMaskLossAndMasksOnItsDetections() throws {
+    let model = try FasterRCNN(spec: tinyDetectorSpec(extractor: .mdpool, mimic: .fg, mask: true), seed: 3)
+    let (images, sizes, targets) = tinyBatch()
+    var rng = SeededGenerator(seed: 5)
+    model.parameters.zeroGrad()
+    let losses = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, Workspace())
+    #expect(Set(losses.keys) == Set(model.lossNames) && model.lossNames.contains("mask"))
+    #expect(losses["mask"]! > 0 && losses["mask"]!.isFinite)
+    for p in model.maskHead!.parameters {
+        #expect(p.grad.shape == p.shape && p.grad.data.contains { $0 != 0 }, "\(p.name) has no gradient")
+    }
+    let m = model.spec.mask!.maskSize
+    for d in try model.detect(images: images, sizes: sizes, Workspace()).joined() {
+        #expect(d.mask?.count == m * m && d.mask!.allSatisfy { $0 > 0 && $0 < 1 })
+    }
+    // Objects without a mask are refused with a message that says so.
+    var unmasked = targets
+    unmasked[1].polygons = [[]]
+    #expect(throws: ShapeError.self) {
+        try model.trainStep(images: images, sizes: sizes, targets: unmasked, rng: &rng, Workspace())
     }
 }

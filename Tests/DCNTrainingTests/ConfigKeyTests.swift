@@ -9,6 +9,13 @@ import Testing
 /// A different valid value for each key of the model sections (with any companion override a
 /// cross-field rule needs). Keys without an entry make the test fail, so a new key needs one.
 let alternativeValues: [String: [String]] = [
+    "mask.enabled": ["mask.enabled=true"],
+    "mask.pooled_size": ["mask.enabled=true", "mask.pooled_size=7"],
+    "mask.sampling_ratio": ["mask.enabled=true", "mask.sampling_ratio=0"],
+    "mask.convs": ["mask.enabled=true", "mask.convs=2"],
+    "mask.conv_dim": ["mask.enabled=true", "mask.conv_dim=128"],
+    "mask.class_agnostic": ["mask.enabled=true", "mask.class_agnostic=true"],
+    "mask.loss_weight": ["mask.enabled=true", "mask.loss_weight=2"],
     "backbone.depth": ["backbone.depth=101"],
     "backbone.stem_width": ["backbone.stem_width=32"],
     "backbone.stage_planes": ["backbone.stage_planes=[32, 64, 128, 256]"],
@@ -75,7 +82,7 @@ let notInTheSpec: [String: String] = [
         detectorSpec(try loadConfig(yaml: base, overrides: overrides), classes: 3)
     }
     // The companions (e.g. mimic.regions=fg) are in the reference too, so each key is tested by itself.
-    for (section, keys) in ExperimentConfig.schemaKeys where ["backbone", "rpn", "roi_head", "mimic"].contains(section) {
+    for (section, keys) in ExperimentConfig.schemaKeys where ["backbone", "rpn", "roi_head", "mimic", "mask"].contains(section) {
         for key in keys.map({ "\(section).\($0)" }) where notInTheSpec[key] == nil {
             guard let overrides = alternativeValues[key] else {
                 Issue.record("\(key) has no alternative value in this test: add one, so the test shows it changes the spec")
@@ -102,4 +109,8 @@ let notInTheSpec: [String: String] = [
     #expect(mapped.roiHead == expected.roiHead, "roi_head: the config's defaults differ from RoIHeadSpec's")
     #expect(mapped.mimic == expected.mimic, "mimic: the config's defaults differ from MimicSpec's")
     #expect(mapped.backbone == expected.backbone, "backbone: the config's defaults differ from ResNetSpec's")
+    #expect(mapped.mask == nil)
+    let masked = detectorSpec(try loadConfig(yaml: "data:\n  format: synth\n  root: unused\nmask:\n  enabled: true\n", overrides: []),
+                              classes: 80)
+    #expect(masked.mask == MaskHeadSpec(classes: 80), "mask: the config's defaults differ from MaskHeadSpec's")
 }

@@ -1,7 +1,8 @@
 // The paper's detector, composed of parts with one contract (TrainingPass.swift): a ResNet with
 // res5 (stride 1, dilation 2) run on the whole image -> an RPN on res4 -> the box head (RoI
-// extractor and 2fc) on res5, plus R-CNN feature mimicking during training. Training returns named
-// losses and leaves their gradients in the parameters; inference returns detections.
+// extractor and 2fc) on res5, plus R-CNN feature mimicking during training, and with a mask
+// branch (MaskHead.swift) Mask R-CNN. Training returns named losses and leaves their gradients in
+// the parameters; inference returns detections (with masks for Mask R-CNN).
 import DCNOps
 import DCNTensor
 
@@ -10,9 +11,12 @@ public struct DetectorSpec: Sendable, Equatable {
     public var rpn: RPNSpec
     public var roiHead: RoIHeadSpec
     public var mimic: MimicSpec
+    /// The mask branch; nil for Faster R-CNN.
+    public var mask: MaskHeadSpec?
 
-    public init(backbone: ResNetSpec, rpn: RPNSpec = RPNSpec(), roiHead: RoIHeadSpec, mimic: MimicSpec = MimicSpec()) {
-        self.backbone = backbone; self.rpn = rpn; self.roiHead = roiHead; self.mimic = mimic
+    public init(backbone: ResNetSpec, rpn: RPNSpec = RPNSpec(), roiHead: RoIHeadSpec, mimic: MimicSpec = MimicSpec(),
+                mask: MaskHeadSpec? = nil) {
+        self.backbone = backbone; self.rpn = rpn; self.roiHead = roiHead; self.mimic = mimic; self.mask = mask
     }
 }
 
@@ -23,9 +27,10 @@ public final class FasterRCNN {
     public let rpn: RPN
     public let roiHead: RoIHead
     public let mimic: MimicBranch?
+    public let maskHead: MaskHead?
     public private(set) var parameters = ParameterList()
     /// Names of the training losses, in reporting order.
-    public let lossNames = ["rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "mimic", "mimic_cls"]
+    public let lossNames: [String]
 
     public init(spec: DetectorSpec, seed: UInt64 = 0) throws {
         var s = spec
@@ -35,16 +40,24 @@ public final class FasterRCNN {
         s.roiHead.featureStride = s.backbone.stageStrides[3]
         try require(s.rpn.anchors.stride == s.backbone.stageStrides[2], "detector: anchor stride \(s.rpn.anchors.stride) must equal the res4 stride \(s.backbone.stageStrides[2])")
         try require(s.roiHead.classes >= 1, "detector: needs at least one class")
+        if s.mask != nil {
+            s.mask!.classes = s.roiHead.classes
+            s.mask!.inChannels = s.roiHead.reduceChannels
+            s.mask!.featureStride = s.roiHead.featureStride
+        }
         self.spec = s
         backbone = try ResNet(spec: s.backbone, prefix: "backbone.", seed: seed)
         var rng = SeededGenerator(seed: seed &+ 1)
         rpn = RPN(spec: s.rpn, rng: &rng)
         roiHead = RoIHead(spec: s.roiHead, rng: &rng)
         mimic = s.mimic.regions == .off ? nil : MimicBranch(spec: s.mimic, features: s.roiHead.fcDim, classes: s.roiHead.classes, rng: &rng)
+        maskHead = s.mask.map { MaskHead(spec: $0, rng: &rng) }
         var list = backbone.parameters
         list.append(contentsOf: rpn.parameters + roiHead.headParameters + roiHead.poolingParameters)
         if let mimic { list.append(contentsOf: mimic.parameters) }
+        if let maskHead { list.append(contentsOf: maskHead.parameters) }
         parameters = list
+        lossNames = ["rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"] + (s.mask == nil ? [] : ["mask"]) + ["mimic", "mimic_cls"]
     }
 
     /// Parameters grouped as the summary reports them.
@@ -58,7 +71,7 @@ public final class FasterRCNN {
             ("head", roiHead.headParameters),
             ("roi pooling branch", roiHead.poolingParameters),
             ("mimic classifier", mimic?.parameters ?? []),
-        ]
+        ] + (maskHead.map { [("mask head", $0.parameters)] } ?? [])
     }
 
     // MARK: - Training
@@ -74,6 +87,8 @@ public final class FasterRCNN {
         for (i, t) in targets.enumerated() {
             try require(t.boxes.count == t.labels.count, "detector: image \(i) has \(t.boxes.count) boxes and \(t.labels.count) labels")
             try require(t.labels.allSatisfy { (1...spec.roiHead.classes).contains($0) }, "detector: image \(i) has a label outside 1...\(spec.roiHead.classes)")
+            try require(maskHead == nil || t.hasMasks,
+                        "Mask R-CNN: image \(i) has objects without a mask (polygon segmentation); the mask branch needs one per object")
         }
         // Forward: each part's training pass in turn.
         let backbonePass = try profiler.measure("backbone fwd") { try backbone.trainingPass(images, ws) }
@@ -85,6 +100,10 @@ public final class FasterRCNN {
             try roiHead.trainingPass(res5, proposals: rpnPass.output, targets: targets, rng: &rng, ws)
         }
         var losses = rpnPass.losses.merging(headPass.losses) { $1 }
+        let maskPass = try maskHead.map { head in
+            try profiler.measure("mask fwd") { try head.trainingPass(headPass.output.reduced, sampled: headPass.output.rois, targets: targets, ws) }
+        }
+        if let maskPass { losses.merge(maskPass.losses) { $1 } }
 
         // R-CNN feature mimicking: the same network on cropped RoIs, pulling the head's features.
         var dHeadFeatures: Tensor? = nil
@@ -98,7 +117,10 @@ public final class FasterRCNN {
         }
 
         // Backward in reverse, feature gradients summed by name for the backbone.
-        let dRes5 = try profiler.measure("head bwd") { try headPass.backward(dHeadFeatures) }
+        let dReduced = try maskPass.map { pass in try profiler.measure("mask bwd") { try pass.backward(()) } }
+        let dRes5 = try profiler.measure("head bwd") {
+            try headPass.backward(RoIHead.SampledGradient(features: dHeadFeatures, reduced: dReduced))
+        }
         let dRes4 = try profiler.measure("rpn bwd") { try rpnPass.backward(()) }
         try profiler.measure("backbone bwd") { try backbonePass.backward(FeatureMaps(["res4": dRes4, "res5": dRes5])) }
         return losses
@@ -107,12 +129,18 @@ public final class FasterRCNN {
     // MARK: - Inference
 
     /// Detections per image in the padded batch's pixel coordinates (divide by the resize scale
-    /// to get back to the original image).
+    /// to get back to the original image); with a mask branch each carries its mask over the box.
     public func detect(images: Tensor, sizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
         let (features, _) = try backbone.forward(images, training: false, ws)
         let rpnOut = try rpn.forward(features["res4"]!, ws)
         let proposals = try rpn.proposals(rpnOut, imageSizes: sizes, training: false)
-        return try roiHead.detect(features["res5"]!, proposals: proposals, imageSizes: sizes, ws)
+        let reduced = try roiHead.reduceMap(features["res5"]!, ws).output
+        var detections = try roiHead.detect(reduced: reduced, proposals: proposals, imageSizes: sizes, ws)
+        if let maskHead {
+            let masks = try maskHead.predict(reduced, detections: detections, ws)
+            for n in detections.indices { for k in detections[n].indices { detections[n][k].mask = masks[n][k] } }
+        }
+        return detections
     }
 
     // MARK: - Summary
@@ -126,6 +154,13 @@ public final class FasterRCNN {
         try rpn.cost(shapes["res4"]!, &rpnCounter)
         var headCounter = CostCounter()
         try roiHead.cost(res5Shape: shapes["res5"]!, rois: spec.rpn.postNMSTopKTest, &headCounter)
-        return (params, [("backbone", backboneMACs), ("rpn", rpnCounter.multiplyAdds), ("head", headCounter.multiplyAdds)])
+        var macs = [("backbone", backboneMACs), ("rpn", rpnCounter.multiplyAdds), ("head", headCounter.multiplyAdds)]
+        if let maskHead {
+            // At test time the mask branch runs on the final detections.
+            var maskCounter = CostCounter()
+            try maskHead.cost(rois: spec.roiHead.detectionsPerImage, &maskCounter)
+            macs.append(("mask head", maskCounter.multiplyAdds))
+        }
+        return (params, macs)
     }
 }

@@ -40,6 +40,8 @@ public struct SampledRoIs: Sendable {
     public var targets: [(Float, Float, Float, Float)]
     /// Image index of each RoI.
     public var image: [Int]
+    /// Index of the matched ground-truth instance in its image's `Instances` (-1 for background).
+    public var matched: [Int]
 }
 
 /// One detection in the input image's pixels.
@@ -48,8 +50,12 @@ public struct Detection: Sendable, Equatable {
     public var score: Float
     /// 1...C
     public var label: Int
+    /// Mask R-CNN: the mask's probabilities over the box, M x M row-major (nil without a mask branch).
+    public var mask: [Float]?
 
-    public init(box: Box, score: Float, label: Int) { self.box = box; self.score = score; self.label = label }
+    public init(box: Box, score: Float, label: Int, mask: [Float]? = nil) {
+        self.box = box; self.score = score; self.label = label; self.mask = mask
+    }
 }
 
 public final class RoIHead {
@@ -85,38 +91,69 @@ public final class RoIHead {
 
     var spatialScale: Float { 1 / Float(spec.featureStride) }
 
-    /// What the head's training pass returns: the sampled RoIs with their targets, and their 2fc
-    /// features (f_FRCNN in the paper, [K, fcDim]) for the mimic branch.
+    /// What the head's training pass returns: the sampled RoIs with their targets, their 2fc
+    /// features (f_FRCNN in the paper, [K, fcDim]) for the mimic branch, and the reduced res5 map
+    /// the RoIs were pooled from (for the mask branch).
     public struct Sampled {
         public var rois: SampledRoIs
         public var features: Tensor
+        public var reduced: Tensor
+    }
+
+    /// Gradients that other parts send back to the head: of the 2fc features (mimic branch) and
+    /// of the reduced map (mask branch).
+    public struct SampledGradient {
+        public var features: Tensor?
+        public var reduced: Tensor?
+        public init(features: Tensor? = nil, reduced: Tensor? = nil) { self.features = features; self.reduced = reduced }
     }
 
     /// The head's training pass on res5: samples RoIs from the proposals and ground truth (drawing
-    /// from `rng`), losses `rcnn_cls` and `rcnn_box`. Backward takes an extra gradient of the 2fc
-    /// features (from the mimic branch) and returns dRes5.
+    /// from `rng`), losses `rcnn_cls` and `rcnn_box`. Backward takes the other parts' gradients
+    /// of its outputs and returns dRes5.
     public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [Instances], rng: inout SeededGenerator,
-                             _ ws: Workspace) throws -> TrainingPass<Sampled, Tensor?, Tensor> {
+                             _ ws: Workspace) throws -> TrainingPass<Sampled, SampledGradient, Tensor> {
         let sampled = sample(proposals: proposals, targets: targets, rng: &rng)
-        let embedding = try embed(res5, rois: sampled.rois, ws)
+        let reducing = try reduceMap(res5, ws)
+        let embedding = try embedReduced(reducing.output, rois: sampled.rois, ws)
         let hidden2 = embedding.output
         let (logits, deltas) = (try classifier.forward(hidden2), try boxRegressor.forward(hidden2))
         let loss = try losses(logits: logits, deltas: deltas, sampled: sampled)
-        return TrainingPass(output: Sampled(rois: sampled, features: hidden2),
-                            losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box]) { dFeatures in
+        return TrainingPass(output: Sampled(rois: sampled, features: hidden2, reduced: reducing.output),
+                            losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box]) { gradient in
             var dHidden2 = try self.classifier.backward(loss.dLogits, input: hidden2, wantInput: true)!
             dHidden2.add(try self.boxRegressor.backward(loss.dDeltas, input: hidden2, wantInput: true)!)
-            if let dFeatures { dHidden2.add(dFeatures) }
-            return try embedding.backward(dHidden2)
+            if let dFeatures = gradient.features { dHidden2.add(dFeatures) }
+            var dReduced = try embedding.backward(dHidden2)
+            if let extra = gradient.reduced { dReduced.add(extra) }
+            return try reducing.backward(dReduced)
         }
     }
 
     /// The 2fc features of `rois` [K, 5] on res5: 1x1 conv + ReLU, RoI features from the extractor,
-    /// fc + ReLU twice. Backward takes dFeatures and returns dRes5. Used by the head itself and by
-    /// the mimic branch (on the cropped patches).
+    /// fc + ReLU twice. Backward takes dFeatures and returns dRes5. Used by the mimic branch (on
+    /// the cropped patches).
     public func embed(_ res5: Tensor, rois: Tensor, _ ws: Workspace) throws -> TrainingPass<Tensor, Tensor, Tensor> {
+        let reducing = try reduceMap(res5, ws)
+        let embedding = try embedReduced(reducing.output, rois: rois, ws)
+        return TrainingPass(output: embedding.output) { try reducing.backward(try embedding.backward($0)) }
+    }
+
+    /// The reduced map: 1x1 conv to `reduceChannels` + ReLU on res5. Backward takes its gradient
+    /// and returns dRes5.
+    public func reduceMap(_ res5: Tensor, _ ws: Workspace) throws -> TrainingPass<Tensor, Tensor, Tensor> {
         var reduced = try reduce.forward(res5, ws)
         reluForwardInPlace(&reduced)
+        return TrainingPass(output: reduced) { dReduced in
+            var dPre = Tensor(zeros: dReduced.shape)
+            try reluBackward(dInput: &dPre, dOutput: dReduced, output: reduced)
+            return try self.reduce.backward(dPre, input: res5, wantInput: true, ws)!
+        }
+    }
+
+    /// The 2fc features of `rois` on the reduced map: RoI features from the extractor, fc + ReLU
+    /// twice. Backward takes dFeatures and returns the gradient of the reduced map.
+    public func embedReduced(_ reduced: Tensor, rois: Tensor, _ ws: Workspace) throws -> TrainingPass<Tensor, Tensor, Tensor> {
         let (pooled, cache) = try extractor.forward(reduced, rois: rois, spatialScale: spatialScale)
         let flat = try pooled.reshaped([rois.dim(0), pooled.count / max(1, rois.dim(0))])
         var hidden1 = try fc1.forward(flat)
@@ -133,19 +170,18 @@ public final class RoIHead {
             var dReduced = Tensor(zeros: reduced.shape)
             try self.extractor.backward(try dFlat.reshaped(pooled.shape), features: reduced, cache: cache,
                                         spatialScale: self.spatialScale, dFeatures: &dReduced)
-            var dPre = Tensor(zeros: dReduced.shape)
-            try reluBackward(dInput: &dPre, dOutput: dReduced, output: reduced)
-            return try self.reduce.backward(dPre, input: res5, wantInput: true, ws)!
+            return dReduced
         }
     }
 
     /// Detections of each image from its proposals on res5 (test time).
-    public func detect(_ res5: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
+    /// `reduced` is `reduceMap(res5).output`.
+    public func detect(reduced: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
         var rois: [Float] = []
         for (n, boxes) in proposals.enumerated() { rois += boxes.rois(batchIndex: n) }
         let count = rois.count / 5
         if count == 0 { return proposals.map { _ in [] } }
-        let hidden2 = try embed(res5, rois: try Tensor(shape: [count, 5], data: rois), ws).output
+        let hidden2 = try embedReduced(reduced, rois: try Tensor(shape: [count, 5], data: rois), ws).output
         return try detections(logits: try classifier.forward(hidden2), deltas: try boxRegressor.forward(hidden2),
                               proposals: proposals, imageSizes: imageSizes)
     }
@@ -154,7 +190,7 @@ public final class RoIHead {
 
     /// Proposals plus ground truth, matched (foreground at IoU >= 0.5) and sampled per image.
     public func sample(proposals: [[Box]], targets: [Instances], rng: inout SeededGenerator) -> SampledRoIs {
-        var out = SampledRoIs(rois: Tensor(zeros: [0, 5]), boxes: [], labels: [], targets: [], image: [])
+        var out = SampledRoIs(rois: Tensor(zeros: [0, 5]), boxes: [], labels: [], targets: [], image: [], matched: [])
         var flat: [Float] = []
         for (n, t) in targets.enumerated() {
             let candidates = proposals[n] + t.boxes
@@ -168,6 +204,7 @@ public final class RoIHead {
                 out.labels.append(isFG ? t.labels[m.groundTruth[i]] : 0)
                 out.targets.append(isFG ? spec.boxCoder.encode(t.boxes[m.groundTruth[i]], reference: b) : (0, 0, 0, 0))
                 out.image.append(n)
+                out.matched.append(isFG ? m.groundTruth[i] : -1)
                 flat += [Float(n), b.x1, b.y1, b.x2, b.y2]
             }
         }
