@@ -9,7 +9,8 @@
 // (read as conv2d's [Cout', C'/groups, kh, kw] = [Cin, Cout/groups, kh, kw]) and the same stride,
 // padding, dilation and groups:
 //
-//   forward:  y = conv^T x      columns = W^T x (sgemm), then col2im scatter-adds them into y
+//   forward:  y = conv^T x      columns = W^T x (one sgemm for a chunk of images side by side),
+//                               then col2im scatter-adds them into y
 //                               (kernel = stride, no dilation: each output pixel copies its one product)
 //   dInput:   dx += conv(dy)    im2col(dy), then W * columns (sgemm)
 //   dWeight:  dW += x * im2col(dy)^T, the same columns as dInput (sgemm)
@@ -118,35 +119,45 @@ public func convTranspose2dForward(
     let geo = tg.conv
     if let bias { try require(bias.shape == [tg.outChannels], "conv_transpose2d: bias must be [\(tg.outChannels)], got \(bias.shape)") }
     let ws = workspace ?? Workspace()
-    var output = Tensor(zeros: tg.outputShape)
-    input.withUnsafeBufferPointer { x in
+    let count = tg.outputShape.product
+    if count == 0 { return Tensor(zeros: tg.outputShape) }
+    let disjoint = tg.tapsAreDisjoint
+    // No zero fill of the new output: the disjoint-taps copy writes every element, the general
+    // path starts by writing the bias. (On the mask head, zeroing its 100 MB output took a third
+    // of the op, mostly page faults; now they happen in the parallel writes, on every thread.)
+    let data = input.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { w in
-            output.withUnsafeMutableBufferPointer { y in
-                if tg.tapsAreDisjoint && !geo.isPointwise {
-                    disjointTapsForward(tg, output: y.baseAddress!, input: x.baseAddress!, weight: w.baseAddress!, bias: bias, ws)
-                    return
-                }
-                if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.inPixels) }
-                forEachColumnChunk(geo, ws) { n0, images in
-                    if geo.isPointwise {
-                        // 1x1, stride 1: the columns are the output itself, y += W^T x directly.
-                        columnsGradientGemm(geo, dColumns: y.baseAddress! + n0 * geo.inChannels * geo.inPixels,
-                                            columnStride: geo.outPixels, imageStep: geo.inChannels * geo.inPixels,
-                                            accumulate: true, weight: w.baseAddress!, dOutput: x.baseAddress!,
-                                            firstImage: n0, images: images)
+            [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                let y = buffer.baseAddress!
+                if !disjoint { fillPlanes(y, bias: bias, images: geo.batch, channels: tg.outChannels, pixels: geo.inPixels) }
+                forEachTransposeChunk(geo, ws) { n0, images in
+                    let xs = chunkImages(x.baseAddress!, channels: geo.outChannels, pixels: geo.outPixels,
+                                         firstImage: n0, images: images, ws)
+                    let columns = transposedColumns(geo, weight: w.baseAddress!, images: xs, count: images, ws)
+                    if disjoint {
+                        disjointTapsCopy(tg, output: y, columns: columns, bias: bias, firstImage: n0, images: images)
                     } else {
-                        let stride = images * geo.outPixels
-                        let columns = ws.floats(.columnGradient, geo.inChannels * geo.taps * stride)
-                        columnsGradientGemm(geo, dColumns: columns, columnStride: stride, imageStep: geo.outPixels,
-                                            accumulate: false, weight: w.baseAddress!, dOutput: x.baseAddress!,
-                                            firstImage: n0, images: images)
-                        col2imAdd(geo, dInput: y.baseAddress!, dColumns: columns, firstImage: n0, images: images)
+                        col2imAdd(geo, dInput: y, dColumns: columns, firstImage: n0, images: images)
                     }
                 }
+                initialized = count
             }
         }
     }
-    return output
+    return try Tensor(shape: tg.outputShape, data: data)
+}
+
+/// y[n, c, :] = bias[c] (0 without a bias) for every image and channel, planes in parallel (the
+/// first write of a new output: its page faults are spread over the threads too).
+private func fillPlanes(_ y: UnsafeMutablePointer<Float>, bias: Tensor?, images: Int, channels: Int, pixels: Int) {
+    let values = bias?.data ?? [Float](repeating: 0, count: channels)
+    let dst = DisjointWrites(y)
+    values.withUnsafeBufferPointer { vp in
+        let v = SharedReads(vp.baseAddress!)
+        parallelFor(images * channels, grain: 16) { planes in
+            for plane in planes { (dst + plane * pixels).update(repeating: v[plane % channels], count: pixels) }
+        }
+    }
 }
 
 /// Backward transposed convolution: adds dL/dinput, dL/dweight and dL/dbias for the given
@@ -172,20 +183,22 @@ public func convTranspose2dBackward(
         weight.withUnsafeBufferPointer { w in
             dOutput.withUnsafeBufferPointer { dy in
                 dx.withUnsafeMutableBufferPointer { dxp in
-                    forEachColumnChunk(geo, ws) { n0, images in
-                        // The columns of dOutput as the input of `conv` (dOutput itself when pointwise).
-                        let (columns, stride, step) = regularColumns(geo, dy.baseAddress!, n0, images, ws)
+                    forEachTransposeChunk(geo, ws) { n0, images in
+                        // im2col(dOutput) as the input of `conv`: rows c*K + k, image b's pixels at b*P.
+                        let stride = images * geo.outPixels
+                        let columns = ws.floats(.columns, geo.inChannels * geo.taps * stride)
+                        im2col(geo, dy.baseAddress!, n0, images, columns)
                         if let dWeight {
-                            // dW[g] += x[g] (Cg x HW) * columns[g]^T (HW x Og*kh*kw): conv's weight
-                            // gradient with x in the place of its output gradient.
+                            // dW[g] += x[g] (Cg x P) * columns[g]^T (P x Og*kh*kw) per image: conv's
+                            // weight gradient with x in the place of its output gradient.
                             columnsWeightGradientGemm(geo, dWeight: dWeight.base, dOutput: x.baseAddress!,
-                                                      columns: columns, columnStride: stride, imageStep: step,
+                                                      columns: columns, columnStride: stride, imageStep: geo.outPixels,
                                                       firstImage: n0, images: images)
                         }
                         if wantInput {
                             // dx += W[g] * columns[g]: conv's forward.
                             columnsForwardGemm(geo, output: dxp.baseAddress!, weight: w.baseAddress!,
-                                               columns: columns, columnStride: stride, imageStep: step,
+                                               columns: columns, columnStride: stride, imageStep: geo.outPixels,
                                                firstImage: n0, images: images)
                         }
                     }
@@ -196,75 +209,112 @@ public func convTranspose2dBackward(
     if wantInput { dInput = dx }
 }
 
+// MARK: - Chunks of images side by side
+
+/// Floats of columns per chunk of images (16 MB, or less when `Workspace.columnBudget` is smaller).
+/// The forward's product W^T x of a 14x14 RoI runs at about half the sgemm rate one image at a
+/// time and at nearly the full rate for 8-16 images side by side (measured on the mask head: 256
+/// channels, 2x2 taps, 20 images per chunk); larger chunks gain nothing and take more memory. The
+/// backward's products per image (k or n = Cout*kh*kw = 1024 there) already run at full rate.
+private let transposeChunkColumnFloats = 1 << 22
+
+/// Calls `body(firstImage, images)` for consecutive chunks of the batch (at least one image each).
+private func forEachTransposeChunk(_ geo: ConvGeometry, _ ws: Workspace, _ body: (Int, Int) -> Void) {
+    let perImage = max(1, geo.inChannels * geo.taps * geo.outPixels)
+    let chunk = max(1, min(geo.batch, ws.columnBudget / perImage, transposeChunkColumnFloats / perImage))
+    var n0 = 0
+    while n0 < geo.batch {
+        let images = min(chunk, geo.batch - n0)
+        body(n0, images)
+        n0 += images
+    }
+}
+
+/// Images n0 ..< n0 + images of `x` [N, C, P] side by side as a [C, images * P] matrix: x itself
+/// for one image, else a copy in the `.inputTransposed` workspace buffer.
+private func chunkImages(
+    _ x: UnsafePointer<Float>, channels C: Int, pixels P: Int, firstImage n0: Int, images: Int, _ ws: Workspace
+) -> UnsafePointer<Float> {
+    if images == 1 { return x + n0 * C * P }
+    let out = ws.floats(.inputTransposed, C * images * P)
+    let src = SharedReads(x), dst = DisjointWrites(out)
+    parallelFor(C, grain: 16) { channels in
+        for c in channels {
+            for b in 0..<images { (dst + (c * images + b) * P).update(from: src + ((n0 + b) * C + c) * P, count: P) }
+        }
+    }
+    return UnsafePointer(out)
+}
+
+/// columns[g] (Og*kh*kw x B) = W[g]^T * xs[g] (Cg x B), B = images * P: conv's column gradient,
+/// rows c*K + k, image b's pixels at b*P (the layout of im2col and col2imAdd), in `.columnGradient`.
+private func transposedColumns(
+    _ geo: ConvGeometry, weight w: UnsafePointer<Float>, images xs: UnsafePointer<Float>, count images: Int, _ ws: Workspace
+) -> UnsafePointer<Float> {
+    let B = images * geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
+    let columns = ws.floats(.columnGradient, geo.inChannels * geo.taps * B)
+    for g in 0..<geo.groups {
+        BLAS.sgemm(transA: true, transB: false, m: Kg, n: B, k: Mg, alpha: 1,
+                   a: w + g * Mg * Kg, lda: Kg, b: xs + g * Mg * B, ldb: B,
+                   beta: 0, c: columns + g * Kg * B, ldc: B)
+    }
+    return UnsafePointer(columns)
+}
+
 // MARK: - Disjoint taps (kernel = stride, no dilation: the 2x2 stride-2 upsampling of mask heads)
 
-/// Floats of columns per sgemm + copy round of the disjoint-taps forward (2 MB), so that the copy
-/// reads them from cache. Measured on the mask head (2x2, 256 channels, 14x14, 128 RoIs): one to
-/// four images per round are equally fast, the whole batch at once (100 MB) is 5-10% slower.
-private let disjointTapsColumnFloats = 1 << 19
-
-/// y = bias + conv^T x when every output pixel receives at most one tap: one sgemm per image and
-/// group gives columns = W^T x (Og*kh*kw x H*W), then each output pixel copies its one product
-/// (no zero fill, no accumulation; pixels no tap reaches, in the output padding, get the bias).
-/// On the mask head this takes about half the time of col2im's scatter-add after the same sgemm.
-private func disjointTapsForward(
-    _ tg: ConvTransposeGeometry, output y: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>,
-    weight w: UnsafePointer<Float>, bias: Tensor?, _ ws: Workspace
+/// y = bias + columns for images n0 ..< n0 + images when every output pixel receives at most one
+/// tap: each output pixel copies its one product (no zero fill, no accumulation; pixels no tap
+/// reaches, in the output padding, get the bias). On the mask head this takes about half the time
+/// of col2im's scatter-add.
+private func disjointTapsCopy(
+    _ tg: ConvTransposeGeometry, output y: UnsafeMutablePointer<Float>, columns: UnsafePointer<Float>,
+    bias: Tensor?, firstImage n0: Int, images: Int
 ) {
     let geo = tg.conv, o = tg.options
     let Cout = geo.inChannels, K = geo.taps, P = geo.outPixels, Ho = geo.height, Wo = geo.width
     let H = geo.outHeight, W = geo.outWidth, kh = geo.kernelH, kw = geo.kernelW
-    let perImage = max(1, Cout * K * P)
-    let chunk = max(1, min(geo.batch, disjointTapsColumnFloats / perImage, ws.columnBudget / perImage))
+    let stride = images * P
     // Output columns [0, covered) lie under some input column's taps, the rest is output padding.
     let covered = min(Wo, W * kw - o.padW)
     let biasValues = bias?.data ?? [Float](repeating: 0, count: Cout)
-    var n0 = 0
-    while n0 < geo.batch {
-        let first = n0, images = min(chunk, geo.batch - n0)
-        let columns = ws.floats(.columnGradient, Cout * K * images * P)
-        // Image b's columns are a block of their own: rows c*K + k of P floats.
-        columnsGradientGemm(geo, dColumns: columns, columnStride: P, imageStep: Cout * K * P,
-                            accumulate: false, weight: w, dOutput: x, firstImage: first, images: images)
-        let reads = SharedReads(columns), writes = DisjointWrites(y)
-        biasValues.withUnsafeBufferPointer { bp in
-            let biasReads = SharedReads(bp.baseAddress!)
-            parallelFor(images * Cout, grain: 4) { planes in
-                for bc in planes {
-                    let b = bc / Cout, c = bc % Cout
-                    let plane = writes + ((first + b) * Cout + c) * Ho * Wo
-                    let rows = reads + (b * Cout + c) * K * P
-                    let beta = biasReads[c]
-                    for oy in 0..<Ho {
-                        // Output row oy = iy*kh + i - padH: tap row i of input row iy.
-                        let ty = oy + o.padH, iy = ty / kh, i = ty % kh
-                        let line = plane + oy * Wo
-                        if iy >= H { line.update(repeating: beta, count: Wo); continue }
-                        let tapRow = rows + i * kw * P + iy * W
-                        if kw == 2 && o.padW == 0 {
-                            // The mask head's case, as two interleaved streams the compiler vectorises.
-                            let t0 = tapRow, t1 = tapRow + P
-                            for ix in 0..<W {
-                                line[2 * ix] = t0[ix] + beta
-                                line[2 * ix + 1] = t1[ix] + beta
-                            }
-                        } else {
-                            // Tap column j fills output columns ox = ix*kw + j - padW, kw apart.
-                            for j in 0..<kw {
-                                let t = tapRow + j * P
-                                var ix = max(0, (o.padW - j + kw - 1) / kw)
-                                var ox = ix * kw + j - o.padW
-                                while ox < covered {
-                                    line[ox] = t[ix] + beta
-                                    ox += kw; ix += 1
-                                }
+    let reads = SharedReads(columns), writes = DisjointWrites(y)
+    biasValues.withUnsafeBufferPointer { bp in
+        let biasReads = SharedReads(bp.baseAddress!)
+        parallelFor(images * Cout, grain: 4) { planes in
+            for bc in planes {
+                let b = bc / Cout, c = bc % Cout
+                let plane = writes + ((n0 + b) * Cout + c) * Ho * Wo
+                let rows = reads + c * K * stride + b * P
+                let beta = biasReads[c]
+                for oy in 0..<Ho {
+                    // Output row oy = iy*kh + i - padH: tap row i of input row iy.
+                    let ty = oy + o.padH, iy = ty / kh, i = ty % kh
+                    let line = plane + oy * Wo
+                    if iy >= H { line.update(repeating: beta, count: Wo); continue }
+                    let tapRow = rows + i * kw * stride + iy * W
+                    if kw == 2 && o.padW == 0 {
+                        // The mask head's case, as two interleaved streams the compiler vectorises.
+                        let t0 = tapRow, t1 = tapRow + stride
+                        for ix in 0..<W {
+                            line[2 * ix] = t0[ix] + beta
+                            line[2 * ix + 1] = t1[ix] + beta
+                        }
+                    } else {
+                        // Tap column j fills output columns ox = ix*kw + j - padW, kw apart.
+                        for j in 0..<kw {
+                            let t = tapRow + j * stride
+                            var ix = max(0, (o.padW - j + kw - 1) / kw)
+                            var ox = ix * kw + j - o.padW
+                            while ox < covered {
+                                line[ox] = t[ix] + beta
+                                ox += kw; ix += 1
                             }
                         }
-                        if covered < Wo { (line + covered).update(repeating: beta, count: Wo - covered) }
                     }
+                    if covered < Wo { (line + covered).update(repeating: beta, count: Wo - covered) }
                 }
             }
         }
-        n0 += images
     }
 }
