@@ -37,7 +37,7 @@ bench: build
 
 # Generates the easy synthetic dataset once (data/synth-easy; the ablation tables use the
 # standard one in data/synth), trains configs/demo.yaml from scratch (output/demo/, replacing an
-# earlier demo run) and prints the COCO evaluation of its val split.
+# earlier demo run) and prints the COCO evaluation (bbox and segm) of its val split.
 demo: build
 	@[ -f data/synth-easy/annotations/instances_val.json ] || $(BIN)/dcn-data synth --difficulty easy --out data/synth-easy
 	$(BIN)/dcn-train --config configs/demo.yaml --force

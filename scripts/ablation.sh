@@ -2,7 +2,7 @@
 # Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
 #
 #   scripts/ablation.sh table1|table2|table3|demo [--data coco|voc|synth] [--schedule demo|1x]
-#                       [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
+#                       [--detector faster|mask] [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
 #
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
 # (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3);
@@ -15,19 +15,22 @@
 # config override to every row (for example data paths); `--out` replaces results/. `--seeds`
 # trains every row once per seed (solver.seed; seed s > 0 goes to .../<table>/seed<s>/<row>/) and
 # each cell becomes the mean over the seeds with the lowest and highest value in brackets.
+# `--detector mask` trains the Mask R-CNN rows (configs/<data>/mask_rcnn_r50_<row>.yaml) into
+# results/<data>/<table>_mask/ and adds an AP_mask column, as the paper's tables do (not for VOC).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 table=$1; shift
-data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false
+data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false; detector=faster
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
         --out) results=${2:?--out needs a folder}; shift 2 ;;
         --data) data=${2:?--data needs coco, voc or synth}; shift 2 ;;
         --schedule) schedule=${2:?--schedule needs demo or 1x}; shift 2 ;;
+        --detector) detector=${2:?--detector needs faster or mask}; shift 2 ;;
         --threads) threads="--threads ${2:?--threads needs a number}"; shift 2 ;;
         --seeds) IFS=, read -r -a seeds <<< "${2:?--seeds needs a comma-separated list}"; seed_args=true; shift 2 ;;
         -h|--help) usage ;;
@@ -36,6 +39,10 @@ while [ $# -gt 0 ]; do
 done
 case $data in coco|voc|synth) ;; *) echo "ablation.sh: --data must be coco, voc or synth, got '$data'" >&2; exit 2 ;; esac
 case $schedule in demo|1x) ;; *) echo "ablation.sh: --schedule must be demo or 1x, got '$schedule'" >&2; exit 2 ;; esac
+case $detector in faster|mask) ;; *) echo "ablation.sh: --detector must be faster or mask, got '$detector'" >&2; exit 2 ;; esac
+if [ "$detector" = mask ] && [ "$data" = voc ]; then
+    echo "ablation.sh: Mask R-CNN needs instance masks, which VOC detection data does not have: use --data coco or synth" >&2; exit 2
+fi
 for seed in "${seeds[@]}"; do
     [[ $seed =~ ^[0-9]+$ ]] || { echo "ablation.sh: --seeds takes non-negative integers separated by commas, got '$seed'" >&2; exit 2; }
 done
@@ -75,9 +82,10 @@ elif [ "$data" = synth ] && [ ${#extra[@]} -eq 0 ] && [ ! -f data/synth/annotati
     $bin/dcn-data synth --out data/synth
 fi
 
-out_root=$results/$data/$table
+suffix=""; [ "$detector" = mask ] && suffix=_mask
+out_root=$results/$data/$table$suffix
 mkdir -p "$out_root"
-markdown=$results/${table}_${data}.md
+markdown=$results/${table}${suffix}_${data}.md
 
 metric() {  # metric FILE NAME: a number from a flat JSON object written by dcn-train
     sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | head -1
@@ -93,8 +101,8 @@ billions() { awk -v v="$1" 'BEGIN { printf "%.1fG", v / 1e9 }'; }
 
 row_config() {  # the config file and extra overrides of a row
     case $1 in
-        roialign_mimic_fg) echo "$config_dir/faster_rcnn_r50_roialign.yaml --set mimic.regions=fg" ;;
-        *) echo "$config_dir/faster_rcnn_r50_$1.yaml" ;;
+        roialign_mimic_fg) echo "$config_dir/${detector}_rcnn_r50_roialign.yaml --set mimic.regions=fg" ;;
+        *) echo "$config_dir/${detector}_rcnn_r50_$1.yaml" ;;
     esac
 }
 
@@ -108,15 +116,18 @@ row_config() {  # the config file and extra overrides of a row
     if [ "$data" = voc ]; then
         echo "| setting | AP50 | AP70 | params | FLOPs |"
         echo "| --- | --- | --- | --- | --- |"
-    elif [ "$table" = table3 ]; then
-        echo "| setting | regions to mimic | AP | AP_S | AP_M | AP_L | params | FLOPs |"
-        echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-    elif [ "$table" = demo ]; then
-        echo "| setting | AP | AP50 | AP_S | AP_M | AP_L | params | FLOPs |"
-        echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     else
-        echo "| setting | AP | AP_S | AP_M | AP_L | params | FLOPs |"
-        echo "| --- | --- | --- | --- | --- | --- | --- |"
+        # Mask R-CNN rows add AP_mask after the box columns.
+        mask_head=""; mask_rule=""
+        [ "$detector" = mask ] && { mask_head=" AP_mask |"; mask_rule=" --- |"; }
+        case $table in
+            table3) echo "| setting | regions to mimic | AP | AP_S | AP_M | AP_L |$mask_head params | FLOPs |"
+                    echo "| --- | --- | --- | --- | --- | --- |$mask_rule --- | --- |" ;;
+            demo) echo "| setting | AP | AP50 | AP_S | AP_M | AP_L |$mask_head params | FLOPs |"
+                  echo "| --- | --- | --- | --- | --- | --- |$mask_rule --- | --- |" ;;
+            *) echo "| setting | AP | AP_S | AP_M | AP_L |$mask_head params | FLOPs |"
+               echo "| --- | --- | --- | --- | --- |$mask_rule --- | --- |" ;;
+        esac
     fi
 } > "$markdown.tmp"
 
@@ -152,6 +163,7 @@ for row in $rows; do
     else
         ap=$(cell 'bbox\/AP' "${files[@]}")
         by_size="$(cell 'bbox\/APs' "${files[@]}") | $(cell 'bbox\/APm' "${files[@]}") | $(cell 'bbox\/APl' "${files[@]}")"
+        [ "$detector" = mask ] && by_size="$by_size | $(cell 'segm\/AP' "${files[@]}")"
         case $table in
             demo) echo "| $row | $ap | $(cell 'bbox\/AP50' "${files[@]}") | $by_size | $params | $flops |" ;;
             table3) echo "| $row | $regions | $ap | $by_size | $params | $flops |" ;;
