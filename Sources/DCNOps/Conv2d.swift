@@ -39,9 +39,8 @@ public func conv2dBackward(
 ) throws {
     let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
     try require(dOutput.shape == geo.outputShape, "conv2d backward: dOutput must be \(geo.outputShape), got \(dOutput.shape)")
-    try require(dInput == nil || dInput!.shape == geo.inputShape, "conv2d backward: dInput must be \(geo.inputShape)")
-    try require(dWeight == nil || dWeight!.shape == weight.shape, "conv2d backward: dWeight must be \(weight.shape)")
-    try require(dBias == nil || dBias!.shape == [geo.outChannels], "conv2d backward: dBias must be [\(geo.outChannels)]")
+    try requireGradientShapes("conv2d backward", dInput: dInput, input: geo.inputShape, dWeight: dWeight, weight: weight.shape,
+                              dBias: dBias, outChannels: geo.outChannels)
     if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: geo.batch, pixels: geo.outPixels) }
     if dInput == nil && dWeight == nil { return }
     let ws = workspace ?? Workspace()
@@ -107,6 +106,14 @@ func fillBias(_ y: UnsafeMutablePointer<Float>, bias: Tensor, images: Int, pixel
             (y + (n * channels + o) * pixels).update(repeating: bias.data[o], count: pixels)
         }
     }
+}
+
+/// Throws unless each gradient that is present has the shape of what it is the gradient of.
+func requireGradientShapes(_ op: String, dInput: Tensor?, input: [Int], dWeight: GradientSlot?, weight: [Int],
+                           dBias: GradientSlot?, outChannels: Int) throws {
+    try require(dInput == nil || dInput!.shape == input, "\(op): dInput must be \(input), got \(dInput!.shape)")
+    try require(dWeight == nil || dWeight!.shape == weight, "\(op): dWeight must be \(weight), got \(dWeight!.shape)")
+    try require(dBias == nil || dBias!.shape == [outChannels], "\(op): dBias must be [\(outChannels)], got \(dBias!.shape)")
 }
 
 /// dBias[o] += sum over images and pixels of dOutput[n, o, :], summed in a fixed order.

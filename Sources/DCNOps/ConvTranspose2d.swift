@@ -169,9 +169,8 @@ public func convTranspose2dBackward(
     let tg = try ConvTransposeGeometry(input: input.shape, weight: weight.shape, options: options)
     let geo = tg.conv
     try require(dOutput.shape == tg.outputShape, "conv_transpose2d backward: dOutput must be \(tg.outputShape), got \(dOutput.shape)")
-    try require(dInput == nil || dInput!.shape == tg.inputShape, "conv_transpose2d backward: dInput must be \(tg.inputShape), got \(dInput!.shape)")
-    try require(dWeight == nil || dWeight!.shape == weight.shape, "conv_transpose2d backward: dWeight must be \(weight.shape), got \(dWeight!.shape)")
-    try require(dBias == nil || dBias!.shape == [tg.outChannels], "conv_transpose2d backward: dBias must be [\(tg.outChannels)], got \(dBias!.shape)")
+    try requireGradientShapes("conv_transpose2d backward", dInput: dInput, input: tg.inputShape, dWeight: dWeight,
+                              weight: weight.shape, dBias: dBias, outChannels: tg.outChannels)
     if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: geo.batch, pixels: geo.inPixels) }
     if dInput == nil && dWeight == nil { return }
     let ws = workspace ?? Workspace()

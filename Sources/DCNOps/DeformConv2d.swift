@@ -102,11 +102,10 @@ public func deformConv2dBackward(
     let conv = geo.conv
     let op = "deform_conv2d backward"
     try require(dOutput.shape == conv.outputShape, "\(op): dOutput must be \(conv.outputShape), got \(dOutput.shape)")
-    try require(dInput == nil || dInput!.shape == conv.inputShape, "\(op): dInput must be \(conv.inputShape)")
+    try requireGradientShapes(op, dInput: dInput, input: conv.inputShape, dWeight: dWeight, weight: weight.shape,
+                              dBias: dBias, outChannels: conv.outChannels)
     try require(dOffset == nil || dOffset!.shape == offset.shape, "\(op): dOffset must be \(offset.shape)")
     try require(dMask == nil || (mask != nil && dMask!.shape == mask!.shape), "\(op): dMask must match the mask \(mask?.shape ?? [])")
-    try require(dWeight == nil || dWeight!.shape == weight.shape, "\(op): dWeight must be \(weight.shape)")
-    try require(dBias == nil || dBias!.shape == [conv.outChannels], "\(op): dBias must be [\(conv.outChannels)]")
     if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: conv.batch, pixels: conv.outPixels) }
     let wantWeight = dWeight != nil
     let wantSampling = dInput != nil || dOffset != nil || dMask != nil
