@@ -22,6 +22,36 @@ func loadRepositoryConfig(_ file: String, overrides: [String] = []) throws -> Ex
         #expect(files.contains("configs/demo.yaml"))
     }
 
+    /// Each Mask R-CNN row is its Faster R-CNN row with the mask branch (Tables 1-3); Table 4 has
+    /// rows of both detectors, each its R-50 row with another backbone.
+    @Test(arguments: ["coco", "synth"])
+    func maskRowsAreTheirFasterRowsWithTheMaskBranch(data: String) throws {
+        for row in paperRows {
+            let faster = try loadRepositoryConfig("configs/\(data)/faster_rcnn_r50_\(row).yaml")
+            var mask = try loadRepositoryConfig("configs/\(data)/mask_rcnn_r50_\(row).yaml")
+            #expect(mask.mask.enabled && !faster.mask.enabled, "\(data) \(row)")
+            #expect(mask.model.name != faster.model.name)
+            mask.mask.enabled = false
+            mask.model.name = faster.model.name
+            #expect(mask == faster, "\(data) mask_rcnn_r50_\(row) differs from its Faster R-CNN row in more than the mask branch")
+        }
+        let r50 = ["regular": "roialign", "dcnv1": "dcnv1", "dcnv2": "mdconv_c3-c5_mdpool_mimic_fg"]
+        for arch in ["r101", "x101"] {
+            for (method, r50Row) in r50 {
+                for detector in ["faster", "mask"] {
+                    var c = try loadRepositoryConfig("configs/\(data)/\(detector)_rcnn_\(arch)_\(method).yaml")
+                    let reference = try loadRepositoryConfig("configs/\(data)/\(detector)_rcnn_r50_\(r50Row).yaml")
+                    #expect(c.backbone.depth == (arch == "r101" ? .r101 : .resnext101_32x4d))
+                    c.backbone.depth = reference.backbone.depth
+                    c.backbone.layers = reference.backbone.layers
+                    c.backbone.weights = reference.backbone.weights
+                    c.model.name = reference.model.name
+                    #expect(c == reference, "\(data) \(detector) \(arch) \(method) differs from its R-50 row in more than the backbone")
+                }
+            }
+        }
+    }
+
     @Test(arguments: configFiles())
     func everyConfigLoads(file: String) throws {
         _ = try loadRepositoryConfig(file)
@@ -70,14 +100,17 @@ func loadRepositoryConfig(_ file: String, overrides: [String] = []) throws -> Ex
         #expect(c.backbone.weights != nil)
     }
 
-    @Test func theDemoIsTheSynthDCNv2MimicRow() throws {
+    @Test func theDemoIsTheSynthDCNv2MimicMaskRCNNRow() throws {
         let demo = try loadRepositoryConfig("configs/demo.yaml")
-        var row = try loadRepositoryConfig("configs/synth/faster_rcnn_r50_mdconv_c3-c5_mdpool_mimic_fg.yaml")
+        var row = try loadRepositoryConfig("configs/synth/mask_rcnn_r50_mdconv_c3-c5_mdpool_mimic_fg.yaml")
         #expect(demo.model.name == "demo" && demo.outputDirectory == "output/demo")
+        #expect(row.mask.enabled && demo.mask.pooledSize == 7 && demo.mask.convDim == 32)
         row.model.name = demo.model.name
         row.output.dir = demo.output.dir
         row.data.root = demo.data.root  // the demo trains on the easy dataset
         row.solver = demo.solver        // with its own schedule
+        row.mask.pooledSize = demo.mask.pooledSize  // and a smaller mask branch
+        row.mask.convDim = demo.mask.convDim
         #expect(demo == row)
         #expect(demo.solver.baseLr == 0.01 && demo.solver.maxIter == 2600)
         #expect(demo.backbone.stemWidth == 16 && demo.backbone.stagePlanes == [16, 32, 64, 128] && demo.backbone.resolvedLayers == [1, 1, 1, 1])
