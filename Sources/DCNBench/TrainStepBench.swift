@@ -17,9 +17,12 @@ public struct TrainStepResult: Sendable {
 }
 
 /// Times `steps` training iterations (after one warm-up) of the detector `config` describes, on
-/// random images of `height x width` with a few random objects.
+/// random images of `height x width` with a few random objects. With `proposalsNearObjects` the
+/// RPN's proposals are replaced by what a trained RPN gives: half of them jittered copies of the
+/// objects (IoU mostly above 0.5), half random boxes, so the box and mask heads see their full
+/// quota of positive RoIs (an untrained RPN's random proposals leave only the objects themselves).
 public func runTrainStepBenchmark(config: ExperimentConfig, label: String, height: Int, width: Int, batch: Int,
-                                  steps: Int) throws -> TrainStepResult {
+                                  steps: Int, proposalsNearObjects: Bool = false) throws -> TrainStepResult {
     let threads = Threads.count
     let classes = defaultClassCount(config)
     let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: 1)
@@ -39,6 +42,19 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
                              return [[cx, b.y1, b.x2, cy, cx, b.y2, b.x1, cy]]
                          })
     }
+    let proposals: [[Box]]? = proposalsNearObjects ? targets.map { t in
+        (0..<config.rpn.postNmsTopkTrain).map { i -> Box in
+            let w = rng.uniform(16, Float(width) / 2), h = rng.uniform(16, Float(height) / 2)
+            guard i % 2 == 0 else {
+                let x = rng.uniform(0, Float(width) - w), y = rng.uniform(0, Float(height) - h)
+                return Box(x, y, x + w, y + h)
+            }
+            let b = t.boxes[(i / 2) % t.boxes.count]
+            func jitter(_ v: Float, _ size: Float) -> Float { v + rng.uniform(-0.08, 0.08) * size }
+            return Box(max(0, jitter(b.x1, b.width)), max(0, jitter(b.y1, b.height)),
+                       min(Float(width), jitter(b.x2, b.width)), min(Float(height), jitter(b.y2, b.height)))
+        }
+    } : nil
     let ws = Workspace()
     var perPhase: [String: [Double]] = [:]
     var order: [String] = []
@@ -47,7 +63,8 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
         let profiler = PhaseProfiler()
         model.parameters.zeroGrad()
         let start = DispatchTime.now().uptimeNanoseconds
-        _ = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, ws, profiler: profiler)
+        _ = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, ws, fixedProposals: proposals,
+                                profiler: profiler)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if step == 0 { continue }  // warm-up: first-touch allocations
         totals.append(seconds)

@@ -251,6 +251,9 @@ struct TrainStep: ParsableCommand {
     @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
     var baseline = false
 
+    @Flag(help: "Replace the RPN's proposals by boxes around the objects, as a trained RPN gives, so the heads see their full quota of positive RoIs.")
+    var proposalsNearObjects = false
+
     func validate() throws {
         if batch < 1 || steps < 1 { throw ValidationError("--batch and --steps must be at least 1") }
         if let height, height < 32 { throw ValidationError("--height must be at least 32") }
@@ -275,7 +278,8 @@ struct TrainStep: ParsableCommand {
         var results: [TrainStepResult] = []
         threadCount.apply()
         for r in runs {
-            let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps)
+            let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps,
+                                                   proposalsNearObjects: proposalsNearObjects)
             results.append(result)
             print("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
             for (name, seconds) in result.phases { print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
