@@ -72,7 +72,10 @@ struct ModelCommand: ParsableCommand {
             let folder = URL(fileURLWithPath: resultsPath).deletingLastPathComponent().path
             let prefix = folder + "/.dcn-eval-model-\(getpid())"
             defer { for suffix in ["_results.json", "_metrics.json"] { unlink(prefix + suffix) } }
-            let report = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix)
+            // Ctrl-C or SIGTERM ends the inference between batches: nothing is written, the hidden
+            // files are removed, and the exit status says which signal (128 + signal).
+            StopRequest.installSignalHandlers()
+            let report = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix, stop: .signals)
             guard rename(prefix + "_results.json", resultsPath) == 0 else {
                 throw FileError(path: resultsPath, "cannot write the file (\(String(cString: strerror(errno))))")
             }
@@ -86,6 +89,9 @@ struct ModelCommand: ParsableCommand {
         } catch let error as CheckpointError {
             printError("dcn-eval: \(error)")
             throw ExitCode(1)
+        } catch is Stopped {
+            printError("dcn-eval: stopped by \(StopRequest.signals.signalName) before the evaluation finished; nothing was written")
+            throw ExitCode(StopRequest.signals.exitCode)
         }
     }
 }
