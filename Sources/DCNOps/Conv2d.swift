@@ -44,43 +44,47 @@ public func conv2dBackward(
     if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: geo.batch, pixels: geo.outPixels) }
     if dInput == nil && dWeight == nil { return }
     let ws = workspace ?? Workspace()
-    let wantInput = dInput != nil
-    // Move the input gradient out of the caller's variable so that writing it copies nothing.
-    var dx = dInput ?? Tensor(zeros: [0])
-    dInput = nil
-    input.withUnsafeBufferPointer { x in
-        weight.withUnsafeBufferPointer { w in
-            dOutput.withUnsafeBufferPointer { dy in
-                dx.withUnsafeMutableBufferPointer { dxp in
-                    forEachColumnChunk(geo, ws) { n0, images in
-                        if let dWeight {
-                            let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
-                            columnsWeightGradientGemm(geo, dWeight: dWeight.base, dOutput: dy.baseAddress!,
-                                                      columns: columns, columnStride: stride, imageStep: step,
-                                                      firstImage: n0, images: images)
-                        }
-                        if wantInput {
-                            if geo.isPointwise {
-                                // The columns are the input itself: dInput += W^T dOutput directly.
-                                columnsGradientGemm(geo, dColumns: dxp.baseAddress! + n0 * geo.inChannels * geo.inPixels,
-                                                    columnStride: geo.outPixels, imageStep: geo.inChannels * geo.inPixels,
-                                                    accumulate: true, weight: w.baseAddress!, dOutput: dy.baseAddress!,
-                                                    firstImage: n0, images: images)
-                            } else {
-                                let stride = images * geo.outPixels
-                                let dColumns = ws.floats(.columnGradient, geo.inChannels * geo.taps * stride)
-                                columnsGradientGemm(geo, dColumns: dColumns, columnStride: stride, imageStep: geo.outPixels,
-                                                    accumulate: false, weight: w.baseAddress!, dOutput: dy.baseAddress!,
-                                                    firstImage: n0, images: images)
-                                col2imAdd(geo, dInput: dxp.baseAddress!, dColumns: dColumns, firstImage: n0, images: images)
-                            }
-                        }
-                    }
-                }
+    withBackwardPointers(dInput: &dInput, input: input, weight: weight, dOutput: dOutput) { x, w, dy, dx in
+        forEachColumnChunk(geo, ws) { n0, images in
+            if let dWeight {
+                let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
+                columnsWeightGradientGemm(geo, dWeight: dWeight.base, dOutput: dy.baseAddress!,
+                                          columns: columns, columnStride: stride, imageStep: step,
+                                          firstImage: n0, images: images)
+            }
+            guard let dx else { return }
+            if geo.isPointwise {
+                // The columns are the input itself: dInput += W^T dOutput directly.
+                columnsGradientGemm(geo, dColumns: dx + n0 * geo.inChannels * geo.inPixels,
+                                    columnStride: geo.outPixels, imageStep: geo.inChannels * geo.inPixels,
+                                    accumulate: true, weight: w.baseAddress!, dOutput: dy.baseAddress!,
+                                    firstImage: n0, images: images)
+            } else {
+                let stride = images * geo.outPixels
+                let dColumns = ws.floats(.columnGradient, geo.inChannels * geo.taps * stride)
+                columnsGradientGemm(geo, dColumns: dColumns, columnStride: stride, imageStep: geo.outPixels,
+                                    accumulate: false, weight: w.baseAddress!, dOutput: dy.baseAddress!,
+                                    firstImage: n0, images: images)
+                col2imAdd(geo, dInput: dx, dColumns: dColumns, firstImage: n0, images: images)
             }
         }
     }
-    if wantInput { dInput = dx }
+}
+
+/// Runs `body` with the elements of input, weight and dOutput and a pointer to dInput's (nil when
+/// dInput is not wanted), which is written in place: the caller's tensor is borrowed for the
+/// call, never copied.
+func withBackwardPointers(
+    dInput: inout Tensor?, input: Tensor, weight: Tensor, dOutput: Tensor,
+    _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeMutablePointer<Float>?) -> Void
+) {
+    input.withUnsafeBufferPointer { x in
+        weight.withUnsafeBufferPointer { w in
+            dOutput.withUnsafeBufferPointer { dy in
+                withOptionalMutablePointer(&dInput) { dx in body(x, w, dy, dx) }
+            }
+        }
+    }
 }
 
 // MARK: - Batch chunks and bias, shared with the deformable convolution
@@ -106,14 +110,6 @@ func fillBias(_ y: UnsafeMutablePointer<Float>, bias: Tensor, images: Int, pixel
             (y + (n * channels + o) * pixels).update(repeating: bias.data[o], count: pixels)
         }
     }
-}
-
-/// Throws unless each gradient that is present has the shape of what it is the gradient of.
-func requireGradientShapes(_ op: String, dInput: Tensor?, input: [Int], dWeight: GradientSlot?, weight: [Int],
-                           dBias: GradientSlot?, outChannels: Int) throws {
-    try require(dInput == nil || dInput!.shape == input, "\(op): dInput must be \(input), got \(dInput!.shape)")
-    try require(dWeight == nil || dWeight!.shape == weight, "\(op): dWeight must be \(weight), got \(dWeight!.shape)")
-    try require(dBias == nil || dBias!.shape == [outChannels], "\(op): dBias must be [\(outChannels)], got \(dBias!.shape)")
 }
 
 /// dBias[o] += sum over images and pixels of dOutput[n, o, :], summed in a fixed order.

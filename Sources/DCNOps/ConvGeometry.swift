@@ -58,10 +58,7 @@ public struct ConvGeometry: Sendable, Equatable {
         try require(input.count == 4, "\(op): input must be [N, C, H, W], got \(input)")
         try require(weight.count == 4, "\(op): weight must be [Cout, C/groups, kh, kw], got \(weight)")
         let o = options
-        try require(o.groups >= 1, "\(op): groups must be >= 1, got \(o.groups)")
-        try require(o.strideH >= 1 && o.strideW >= 1, "\(op): stride must be >= 1, got (\(o.strideH), \(o.strideW))")
-        try require(o.dilationH >= 1 && o.dilationW >= 1, "\(op): dilation must be >= 1, got (\(o.dilationH), \(o.dilationW))")
-        try require(o.padH >= 0 && o.padW >= 0, "\(op): padding must be >= 0, got (\(o.padH), \(o.padW))")
+        try o.requireValid(op)
         try require(input.allSatisfy { $0 >= 0 } && weight.allSatisfy { $0 >= 1 }, "\(op): sizes must be positive: input \(input), weight \(weight)")
         try require(input[1] % o.groups == 0, "\(op): groups \(o.groups) does not divide the \(input[1]) input channels")
         try require(weight[0] % o.groups == 0, "\(op): groups \(o.groups) does not divide the \(weight[0]) output channels")
@@ -132,4 +129,15 @@ public final class Workspace: @unchecked Sendable {
 func imagesPerChunk(batch: Int, columnRows: Int, pixels: Int, budget: Int) -> Int {
     let perImage = max(1, columnRows * pixels)
     return max(1, min(batch, budget / perImage))
+}
+
+extension ConvOptions {
+    /// Throws unless groups, stride and dilation are at least 1 and the padding is not negative
+    /// (the checks every convolution's geometry starts with).
+    func requireValid(_ op: String) throws {
+        try require(groups >= 1, "\(op): groups must be >= 1, got \(groups)")
+        try require(strideH >= 1 && strideW >= 1, "\(op): stride must be >= 1, got (\(strideH), \(strideW))")
+        try require(dilationH >= 1 && dilationW >= 1, "\(op): dilation must be >= 1, got (\(dilationH), \(dilationW))")
+        try require(padH >= 0 && padW >= 0, "\(op): padding must be >= 0, got (\(padH), \(padW))")
+    }
 }

@@ -78,10 +78,7 @@ public struct ConvTransposeGeometry: Sendable, Equatable {
         try require(input.count == 4, "\(op): input must be [N, Cin, H, W], got \(input)")
         try require(weight.count == 4, "\(op): weight must be [Cin, Cout/groups, kh, kw] (PyTorch's layout), got \(weight)")
         let o = options
-        try require(o.groups >= 1, "\(op): groups must be >= 1, got \(o.groups)")
-        try require(o.strideH >= 1 && o.strideW >= 1, "\(op): stride must be >= 1, got (\(o.strideH), \(o.strideW))")
-        try require(o.dilationH >= 1 && o.dilationW >= 1, "\(op): dilation must be >= 1, got (\(o.dilationH), \(o.dilationW))")
-        try require(o.padH >= 0 && o.padW >= 0, "\(op): padding must be >= 0, got (\(o.padH), \(o.padW))")
+        try o.convOptions.requireValid(op)
         try require(o.outputPadH >= 0 && o.outputPadW >= 0, "\(op): output padding must be >= 0, got (\(o.outputPadH), \(o.outputPadW))")
         try require((o.outputPadH < o.strideH || o.outputPadH < o.dilationH) && (o.outputPadW < o.strideW || o.outputPadW < o.dilationW),
                     "\(op): output padding (\(o.outputPadH), \(o.outputPadW)) must be smaller than the stride (\(o.strideH), \(o.strideW)) or the dilation (\(o.dilationH), \(o.dilationW)) in each dimension")
@@ -174,38 +171,27 @@ public func convTranspose2dBackward(
     if let dBias { addBiasGradient(dBias, dOutput: dOutput, images: geo.batch, pixels: geo.inPixels) }
     if dInput == nil && dWeight == nil { return }
     let ws = workspace ?? Workspace()
-    let wantInput = dInput != nil
-    // Move the input gradient out of the caller's variable so that writing it copies nothing.
-    var dx = dInput ?? Tensor(zeros: [0])
-    dInput = nil
-    input.withUnsafeBufferPointer { x in
-        weight.withUnsafeBufferPointer { w in
-            dOutput.withUnsafeBufferPointer { dy in
-                dx.withUnsafeMutableBufferPointer { dxp in
-                    forEachTransposeChunk(geo, ws) { n0, images in
-                        // im2col(dOutput) as the input of `conv`: rows c*K + k, image b's pixels at b*P.
-                        let stride = images * geo.outPixels
-                        let columns = ws.floats(.columns, geo.inChannels * geo.taps * stride)
-                        im2col(geo, dy.baseAddress!, n0, images, columns)
-                        if let dWeight {
-                            // dW[g] += x[g] (Cg x P) * columns[g]^T (P x Og*kh*kw) per image: conv's
-                            // weight gradient with x in the place of its output gradient.
-                            columnsWeightGradientGemm(geo, dWeight: dWeight.base, dOutput: x.baseAddress!,
-                                                      columns: columns, columnStride: stride, imageStep: geo.outPixels,
-                                                      firstImage: n0, images: images)
-                        }
-                        if wantInput {
-                            // dx += W[g] * columns[g]: conv's forward.
-                            columnsForwardGemm(geo, output: dxp.baseAddress!, weight: w.baseAddress!,
-                                               columns: columns, columnStride: stride, imageStep: geo.outPixels,
-                                               firstImage: n0, images: images)
-                        }
-                    }
-                }
+    withBackwardPointers(dInput: &dInput, input: input, weight: weight, dOutput: dOutput) { x, w, dy, dx in
+        forEachTransposeChunk(geo, ws) { n0, images in
+            // im2col(dOutput) as the input of `conv`: rows c*K + k, image b's pixels at b*P.
+            let stride = images * geo.outPixels
+            let columns = ws.floats(.columns, geo.inChannels * geo.taps * stride)
+            im2col(geo, dy.baseAddress!, n0, images, columns)
+            if let dWeight {
+                // dW[g] += x[g] (Cg x P) * columns[g]^T (P x Og*kh*kw) per image: conv's
+                // weight gradient with x in the place of its output gradient.
+                columnsWeightGradientGemm(geo, dWeight: dWeight.base, dOutput: x.baseAddress!,
+                                          columns: columns, columnStride: stride, imageStep: geo.outPixels,
+                                          firstImage: n0, images: images)
+            }
+            if let dx {
+                // dx += W[g] * columns[g]: conv's forward.
+                columnsForwardGemm(geo, output: dx, weight: w.baseAddress!,
+                                   columns: columns, columnStride: stride, imageStep: geo.outPixels,
+                                   firstImage: n0, images: images)
             }
         }
     }
-    if wantInput { dInput = dx }
 }
 
 // MARK: - Chunks of images side by side

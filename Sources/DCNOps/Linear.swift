@@ -37,11 +37,8 @@ public func linearBackward(
 ) throws {
     let (n, inF, outF) = try linearDims(input, weight, "linear backward")
     try require(dOutput.shape == [n, outF], "linear backward: dOutput must be [\(n), \(outF)], got \(dOutput.shape)")
-    try require(dInput == nil || dInput!.shape == input.shape,
-                "linear backward: dInput \(dInput!.shape) does not match input \(input.shape)")
-    try require(dWeight == nil || dWeight!.shape == weight.shape,
-                "linear backward: dWeight \(dWeight!.shape) does not match weight \(weight.shape)")
-    try require(dBias == nil || dBias!.shape == [outF], "linear backward: dBias must be [\(outF)], got \(dBias!.shape)")
+    try requireGradientShapes("linear backward", dInput: dInput, input: input.shape, dWeight: dWeight, weight: weight.shape,
+                              dBias: dBias, outChannels: outF)
     if n == 0 || inF == 0 || outF == 0 { return }
     dOutput.withUnsafeBufferPointer { g in
     weight.withUnsafeBufferPointer { w in

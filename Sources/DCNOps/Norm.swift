@@ -19,15 +19,13 @@ func requireChannelVector(_ t: Tensor, _ name: String, _ c: Int, _ op: String) t
     try require(t.shape == [c], "\(op): \(name) must have shape [\(c)], got \(t.shape)")
 }
 
-/// Throws unless `slot` is absent or a `[c]` vector.
-func requireChannelSlot(_ slot: GradientSlot?, _ name: String, _ c: Int, _ op: String) throws {
-    try require(slot == nil || slot!.shape == [c], "\(op): \(name) must be [\(c)], got \(slot!.shape)")
-}
-
-/// Throws unless `dInput` is absent or shaped like `input`.
-func requireInputGradient(_ dInput: Tensor?, _ input: Tensor, _ op: String) throws {
-    try require(dInput == nil || dInput!.shape == input.shape,
-                "\(op): dInput \(dInput!.shape) does not match input \(input.shape)")
+/// Throws unless each gradient that is present has the shape of what it is the gradient of
+/// (dBias: `[outChannels]`). Shared by every op's backward.
+func requireGradientShapes(_ op: String, dInput: Tensor?, input: [Int], dWeight: GradientSlot?, weight: [Int],
+                           dBias: GradientSlot?, outChannels: Int) throws {
+    try require(dInput == nil || dInput!.shape == input, "\(op): dInput must be \(input), got \(dInput!.shape)")
+    try require(dWeight == nil || dWeight!.shape == weight, "\(op): dWeight must be \(weight), got \(dWeight!.shape)")
+    try require(dBias == nil || dBias!.shape == [outChannels], "\(op): dBias must be [\(outChannels)], got \(dBias!.shape)")
 }
 
 @usableFromInline
@@ -219,10 +217,8 @@ public func batchNormEvalBackward(
     let op = "batch norm eval backward"
     let (n, c, _) = try nchwDims(input, op)
     try requireSameShape(dOutput, "dOutput", input, "input", op)
-    try requireInputGradient(dInput, input, op)
     try requireChannelVector(runningMean, "running_mean", c, op)
-    try requireChannelSlot(dWeight, "dWeight", c, op)
-    try requireChannelSlot(dBias, "dBias", c, op)
+    try requireGradientShapes(op, dInput: dInput, input: input.shape, dWeight: dWeight, weight: [c], dBias: dBias, outChannels: c)
     if dInput != nil {
         try frozenBatchNormBackward(dInput: &dInput!, dOutput: dOutput, weight: weight, runningVar: runningVar, eps: options.eps)
     }
@@ -287,10 +283,8 @@ public func batchNormBackward(
 ) throws {
     let (n, c, hw) = try nchwDims(input, "batch norm backward")
     try requireSameShape(dOutput, "dOutput", input, "input", "batch norm backward")
-    try requireInputGradient(dInput, input, "batch norm backward")
     try requireChannelVector(weight, "weight", c, "batch norm backward")
-    try requireChannelSlot(dWeight, "dWeight", c, "batch norm backward")
-    try requireChannelSlot(dBias, "dBias", c, "batch norm backward")
+    try requireGradientShapes("batch norm backward", dInput: dInput, input: input.shape, dWeight: dWeight, weight: [c], dBias: dBias, outChannels: c)
     try require(saved.mean.count == c && saved.invStd.count == c,
                 "batch norm backward: saved statistics have \(saved.mean.count) channels, input has \(c)")
     let m = Double(n * hw)
@@ -400,10 +394,8 @@ public func groupNormBackward(
 ) throws {
     let (n, c, hw) = try groupNormDims(input, options, "group norm backward")
     try requireSameShape(dOutput, "dOutput", input, "input", "group norm backward")
-    try requireInputGradient(dInput, input, "group norm backward")
     try requireChannelVector(weight, "weight", c, "group norm backward")
-    try requireChannelSlot(dWeight, "dWeight", c, "group norm backward")
-    try requireChannelSlot(dBias, "dBias", c, "group norm backward")
+    try requireGradientShapes("group norm backward", dInput: dInput, input: input.shape, dWeight: dWeight, weight: [c], dBias: dBias, outChannels: c)
     let groups = options.groups, cg = c / groups, size = cg * hw
     try require(saved.mean.count == n * groups && saved.invStd.count == n * groups,
                 "group norm backward: saved statistics have \(saved.mean.count) entries, expected \(n * groups)")

@@ -138,7 +138,8 @@ public final class MaskHead {
     public func predict(_ reduced: Tensor, detections: [[Detection]], _ ws: Workspace) throws -> [[[Float]]] {
         var rois: [Float] = [], labels: [Int] = []
         for (n, ds) in detections.enumerated() {
-            for d in ds { rois += [Float(n), d.box.x1, d.box.y1, d.box.x2, d.box.y2]; labels.append(d.label) }
+            rois += ds.map(\.box).rois(batchIndex: n)
+            labels += ds.map(\.label)
         }
         if labels.isEmpty { return detections.map { _ in [] } }
         let out = try logits(reduced, rois: try Tensor(shape: [labels.count, 5], data: rois), ws).output
