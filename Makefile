@@ -1,15 +1,15 @@
 # DCNv2 on the CPU. `make test` and `make demo` are the two set-up commands.
 SWIFT ?= swift
-DEB_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev pkg-config
+DEB_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev pkg-config libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release
 
 .PHONY: deps build test bench verify demo clean
 
-# Installs the Debian packages only when pkg-config cannot find the libraries (idempotent).
+# Installs the Debian packages only when pkg-config cannot find the libraries or mpirun is missing (idempotent).
 deps:
-	@if pkg-config --exists openblas lapacke libpng libjpeg 2>/dev/null; then \
-		echo "deps: OpenBLAS, LAPACKE, libjpeg and libpng found"; \
+	@if pkg-config --exists openblas lapacke libpng libjpeg ompi-c 2>/dev/null && command -v mpirun >/dev/null; then \
+		echo "deps: OpenBLAS, LAPACKE, libjpeg, libpng and Open MPI found"; \
 	else \
 		echo "deps: installing $(DEB_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && \

@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "DCNData", targets: ["DCNData"]),
         .library(name: "DCNModels", targets: ["DCNModels"]),
         .library(name: "DCNConfig", targets: ["DCNConfig"]),
+        .library(name: "DCNDistributed", targets: ["DCNDistributed"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
         .executable(name: "dcn-train", targets: ["dcn-train"]),
@@ -48,11 +49,20 @@ let package = Package(
         .target(name: "DCNModels", dependencies: ["DCNOps", "DCNTensor", "DCNAnnotations"]),
         // Evaluation: COCO (bbox/segm) and PASCAL VOC, number for number with the reference tools.
         .target(name: "DCNEval", dependencies: ["DCNAnnotations"]),
+        // C shim over MPI (Open MPI from Debian). Only DCNDistributed/MPI.swift imports it.
+        .systemLibrary(
+            name: "CMPI",
+            path: "Sources/CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
+        // Processes: the MPI world (one rank without a launcher) and data-parallel gradient sums.
+        .target(name: "DCNDistributed", dependencies: ["CMPI", "DCNModels", "DCNTensor"]),
         // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides); the
         // choices are the models' own enums.
         .target(name: "DCNConfig", dependencies: ["DCNModels", .product(name: "Yams", package: "Yams")]),
         // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
-        .target(name: "DCNTraining", dependencies: ["DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
+        .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
         .executableTarget(
             name: "dcn-train",
             dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -29,6 +29,18 @@ public struct TrainingBatch: Sendable {
     public var iteration: Int
     /// Seconds `next()` blocked waiting for this batch.
     public var dataWaitSeconds: Double
+    /// Position of the first image in the global batch (data-parallel training: this process's
+    /// share starts there; 0 otherwise).
+    public var firstImage: Int = 0
+}
+
+/// One process's part of every global batch in data-parallel training: images
+/// `rank * N / ranks ..< (rank + 1) * N / ranks` of each batch of N, padded to the size the whole
+/// batch is padded to, so each image's tensor is the one a single process would see.
+public struct BatchShare: Sendable, Equatable {
+    public let rank: Int
+    public let ranks: Int
+    public init(rank: Int, ranks: Int) { self.rank = rank; self.ranks = ranks }
 }
 
 /// Errors of the loader itself (decode errors are `ImageError`s, which name the file).
@@ -68,12 +80,17 @@ public final class DataLoader: @unchecked Sendable {
     ///   - startIteration: the first iteration `next()` returns (exact resume from a checkpoint).
     public init(dataset: Dataset, imagesPerBatch: Int, augmentation: Augmentation, mode: Mode = .training,
                 seed: UInt64 = 0, workers: Int = 2, prefetch: Int = 4, normalization: PixelNormalization = .imageNet,
-                sizeDivisibility: Int = 32, startIteration: Int = 0) throws {
+                sizeDivisibility: Int = 32, startIteration: Int = 0, share: BatchShare? = nil) throws {
         guard !dataset.images.isEmpty else { throw DataLoaderError.invalidSettings("the dataset has no images") }
         guard imagesPerBatch >= 1 else { throw DataLoaderError.invalidSettings("images per batch must be at least 1, got \(imagesPerBatch)") }
         guard workers >= 1, prefetch >= 1 else { throw DataLoaderError.invalidSettings("workers and prefetch must be at least 1") }
         guard startIteration >= 0 else { throw DataLoaderError.invalidSettings("startIteration must be 0 or more, got \(startIteration)") }
         guard sizeDivisibility >= 1 else { throw DataLoaderError.invalidSettings("size divisibility must be at least 1") }
+        if let share {
+            guard mode == .training, share.ranks >= 1, (0..<share.ranks).contains(share.rank), imagesPerBatch % share.ranks == 0 else {
+                throw DataLoaderError.invalidSettings("a training batch of \(imagesPerBatch) images cannot be split evenly over \(share.ranks) processes")
+            }
+        }
         self.mode = mode
         self.imagesPerBatch = imagesPerBatch
         let n = dataset.images.count
@@ -82,7 +99,7 @@ public final class DataLoader: @unchecked Sendable {
         var aug = augmentation
         if mode == .evaluation { aug.flipProbability = 0 }
         let plan = BatchPlan(images: dataset.images, imagesPerBatch: imagesPerBatch, augmentation: aug, mode: mode, seed: seed,
-                             normalization: normalization, sizeDivisibility: sizeDivisibility)
+                             normalization: normalization, sizeDivisibility: sizeDivisibility, share: share)
         state = LoaderState(plan: plan, start: startIteration, end: end, prefetch: prefetch)
         for _ in 0..<workers {
             let s = state
@@ -132,6 +149,7 @@ struct BatchPlan: Sendable {
     let seed: UInt64
     let normalization: PixelNormalization
     let sizeDivisibility: Int
+    let share: BatchShare?
 
     /// The epoch's order: a Fisher-Yates shuffle seeded by (seed, epoch).
     func permutation(epoch: Int) -> [Int] {
@@ -157,9 +175,28 @@ struct BatchPlan: Sendable {
         return out
     }
 
-    func build(iteration: Int, samples: [(index: Int, epoch: Int, position: Int)]) throws -> TrainingBatch {
+    /// The batch of `samples` (with a share, only the share's images, padded as the whole batch).
+    func build(iteration: Int, samples all: [(index: Int, epoch: Int, position: Int)]) throws -> TrainingBatch {
         var prepared = [PreparedImage](), ids = [Int](), instances = [Instances](), flipped = [Bool]()
-        for s in samples {
+        var mine = all.indices, padTo = ImageSize(height: 1, width: 1)
+        if let share {
+            let per = all.count / share.ranks
+            mine = share.rank * per ..< (share.rank + 1) * per
+            // The other processes' images: their resized sizes, from the annotated size and the same
+            // random resize draw (decoded when the annotations give no size).
+            for (k, s) in all.enumerated() where !mine.contains(k) {
+                let item = images[s.index]
+                var size = ImageSize(height: item.height, width: item.width)
+                if size.height <= 0 || size.width <= 0 {
+                    let decoded = try decodeImage(path: item.path)
+                    size = ImageSize(height: decoded.height, width: decoded.width)
+                }
+                var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(s.epoch), UInt64(s.position)))
+                let resized = augmentation.resize.transform(for: size, using: &rng).output
+                padTo = ImageSize(height: max(padTo.height, resized.height), width: max(padTo.width, resized.width))
+            }
+        }
+        for s in all[mine] {
             let item = images[s.index]
             let decoded = try decodeImage(path: item.path)
             let sample = ImageSample(image: decoded, boxes: item.objects.map(\.box), polygons: item.objects.map(\.polygons))
@@ -178,10 +215,10 @@ struct BatchPlan: Sendable {
             prepared.append(PreparedImage(augmented: augmented, normalization: normalization))
             ids.append(item.id); instances.append(objects); flipped.append(augmented.flipped)
         }
-        let batch = try ImageBatch(prepared, sizeDivisibility: sizeDivisibility)
+        let batch = try ImageBatch(prepared, sizeDivisibility: sizeDivisibility, minimumSize: padTo)
         return TrainingBatch(images: batch.images, sizes: batch.imageSizes, originalSizes: batch.originalSizes, scales: batch.scales,
                              imageIDs: ids, instances: instances, flipped: flipped,
-                             epoch: samples.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0)
+                             epoch: all.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0, firstImage: mine.lowerBound)
     }
 }
 

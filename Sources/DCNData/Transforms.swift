@@ -321,14 +321,15 @@ public struct PixelNormalization: Sendable, Equatable {
 /// Stacks [3, h_i, w_i] tensors into one [N, 3, H, W] tensor, H and W the largest sizes rounded up
 /// to a multiple of `sizeDivisibility`, each image at the top-left and `padValue` (0: the mean
 /// colour after normalisation) below and to the right. Returns the per-image sizes before padding.
-public func padAndStack(_ images: [Tensor], sizeDivisibility: Int = 32, padValue: Float = 0) throws -> (Tensor, [ImageSize]) {
+public func padAndStack(_ images: [Tensor], sizeDivisibility: Int = 32, padValue: Float = 0,
+                        minimumSize: ImageSize = ImageSize(height: 1, width: 1)) throws -> (Tensor, [ImageSize]) {
     guard !images.isEmpty else { throw ShapeError("padAndStack: no images") }
     for (i, t) in images.enumerated() where t.rank != 3 || t.dim(0) != 3 || t.dim(1) == 0 || t.dim(2) == 0 {
         throw ShapeError("padAndStack: image \(i) has shape \(t.shape), expected [3, H, W]")
     }
     let sizes = images.map { ImageSize(height: $0.dim(1), width: $0.dim(2)) }
-    let H = roundUp(sizes.map(\.height).max()!, toMultipleOf: sizeDivisibility)
-    let W = roundUp(sizes.map(\.width).max()!, toMultipleOf: sizeDivisibility)
+    let H = roundUp(max(minimumSize.height, sizes.map(\.height).max()!), toMultipleOf: sizeDivisibility)
+    let W = roundUp(max(minimumSize.width, sizes.map(\.width).max()!), toMultipleOf: sizeDivisibility)
     var out = Tensor(repeating: padValue, shape: [images.count, 3, H, W])
     out.withUnsafeMutableBufferPointer { dst in
         let output = DisjointWrites(dst.baseAddress!)
@@ -392,8 +393,9 @@ public struct ImageBatch: Sendable {
     /// resized / original per axis, per image.
     public var scales: [(x: Float, y: Float)]
 
-    public init(_ prepared: [PreparedImage], sizeDivisibility: Int = 32) throws {
-        let (tensor, sizes) = try padAndStack(prepared.map(\.tensor), sizeDivisibility: sizeDivisibility)
+    /// `minimumSize`: pad to at least this size (a data-parallel share pads as its whole batch).
+    public init(_ prepared: [PreparedImage], sizeDivisibility: Int = 32, minimumSize: ImageSize = ImageSize(height: 1, width: 1)) throws {
+        let (tensor, sizes) = try padAndStack(prepared.map(\.tensor), sizeDivisibility: sizeDivisibility, minimumSize: minimumSize)
         images = tensor
         imageSizes = sizes
         originalSizes = prepared.map(\.originalSize)

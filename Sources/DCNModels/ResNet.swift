@@ -355,16 +355,20 @@ public final class ResNet {
     @discardableResult
     /// The training pass: batch statistics in training mode; its backward takes the gradients of
     /// the stage outputs that later parts used.
-    public func trainingPass(_ x: Tensor, _ ws: Workspace) throws -> TrainingPass<FeatureMaps, FeatureMaps, Void> {
+    /// The training pass; its backward reports each block's parameters to `finished` as soon as
+    /// their gradients are complete (data-parallel training starts summing them then).
+    public func trainingPass(_ x: Tensor, _ ws: Workspace, finished: GradientsFinished? = nil) throws -> TrainingPass<FeatureMaps, FeatureMaps, Void> {
         let (features, cache) = try forward(x, training: true, ws)
-        return TrainingPass(output: features) { gradients in _ = try self.backward(gradients, cache: cache!, ws) }
+        return TrainingPass(output: features) { gradients in _ = try self.backward(gradients, cache: cache!, ws, finished: finished) }
     }
 
-    public func backward(_ gradients: FeatureMaps, cache: Cache, wantInput: Bool = false, _ ws: Workspace) throws -> Tensor? {
+    public func backward(_ gradients: FeatureMaps, cache: Cache, wantInput: Bool = false, _ ws: Workspace,
+                         finished: GradientsFinished? = nil) throws -> Tensor? {
         let frozen = spec.frozenStages
         var d: Tensor? = nil
         if let fc, let dLogits = gradients["logits"], let pooled = cache.pooled {
             let dPooled = try fc.backward(dLogits, input: pooled, wantInput: true)!
+            finished?(fc.parameters)
             var dMap = Tensor(zeros: cache.stageOutputs[3].shape)
             try globalAvgPoolBackward(dInput: &dMap, dOutput: dPooled)
             d = dMap
@@ -378,7 +382,9 @@ public final class ResNet {
             let caches = cache.blockCaches[s]
             for b in stride(from: caches.count - 1, through: 0, by: -1) {
                 let needInput = b > 0 || s > 0 && s + 1 > frozen || s == 0 && (frozen < 1 || wantInput)
-                guard let dx = try stages[s][b].backward(dy, cache: caches[b], wantInput: needInput, ws) else { return nil }
+                let dx = try stages[s][b].backward(dy, cache: caches[b], wantInput: needInput, ws)
+                finished?(stages[s][b].parameters)
+                guard let dx else { return nil }
                 dy = dx
             }
             d = dy
@@ -390,6 +396,7 @@ public final class ResNet {
         dPool = Tensor(zeros: dReLUOut.shape)
         try reluBackward(dInput: &dPool, dOutput: dReLUOut, output: stem.reluOutput)
         let dConv = try stemNorm.backward(dPool, input: stem.convOutput, cache: stem.normCache, wantInput: true)!
+        defer { finished?(stemConv.parameters + stemNorm.parameters) }
         return try stemConv.backward(dConv, input: stem.input, wantInput: wantInput, ws)
     }
 

@@ -76,3 +76,16 @@ extension Tensor {
         return t
     }
 }
+
+/// A 64-bit seed derived from several parts (SplitMix64 finaliser over each), so that
+/// different (seed, epoch, index) tuples give unrelated generators.
+public func deriveSeed(_ parts: UInt64...) -> UInt64 {
+    var h: UInt64 = 0x243F_6A88_85A3_08D3
+    for p in parts {
+        h ^= p &+ 0x9E37_79B9_7F4A_7C15 &+ (h << 6) &+ (h >> 2)
+        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+        h ^= h >> 31
+    }
+    return h
+}

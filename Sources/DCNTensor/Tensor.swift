@@ -81,6 +81,12 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `self *= factor` elementwise; nothing to do for 1.
+    public mutating func scale(_ factor: Float) {
+        guard factor != 1 else { return }
+        data.withUnsafeMutableBufferPointer { d in for i in 0..<d.count { d[i] *= factor } }
+    }
+
     @inlinable
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         try data.withUnsafeBufferPointer(body)

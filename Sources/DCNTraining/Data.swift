@@ -99,11 +99,11 @@ func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
 }
 
 /// The training loader the config describes (multi-scale shorter side, flip, seeded, resumable).
-func makeTrainingLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int) throws -> DataLoader {
+func makeTrainingLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int, share: BatchShare? = nil) throws -> DataLoader {
     var augmentation = try Augmentation.training(shortEdges: c.data.minSize, maxSize: c.data.maxSize)
     if !c.data.flip { augmentation.flipProbability = 0 }
     return try DataLoader(dataset: dataset, imagesPerBatch: c.data.imagesPerBatch, augmentation: augmentation, mode: .training,
-                          seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration)
+                          seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration, share: share)
 }
 
 extension TrainingBatch {

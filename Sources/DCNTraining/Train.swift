@@ -1,6 +1,7 @@
 // The training loop behind `dcn-train`: data, model, optimiser, checkpoints, logs, evaluation.
 import DCNConfig
 import DCNData
+import DCNDistributed
 import DCNEval
 import DCNModels
 import DCNOps
@@ -17,8 +18,12 @@ public struct TrainingError: Error, CustomStringConvertible {
     public let exitCode: Int32
     /// Set when the run stopped because the loss or the weights became non-finite.
     public let divergence: Divergence?
-    public init(_ message: String, exitCode: Int32 = 1, divergence: Divergence? = nil) {
-        self.message = message; self.exitCode = exitCode; self.divergence = divergence
+    /// Every process of a data-parallel run ends with this error at the same point (a stop request
+    /// they agreed on): they exit normally, rank 0 reports it. Any other error of one process
+    /// aborts the job.
+    public let everyProcess: Bool
+    public init(_ message: String, exitCode: Int32 = 1, divergence: Divergence? = nil, everyProcess: Bool = false) {
+        self.message = message; self.exitCode = exitCode; self.divergence = divergence; self.everyProcess = everyProcess
     }
     public var description: String { message }
 }
@@ -86,13 +91,27 @@ public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> Faste
 /// are removed, nothing else. `stopAfter` ends the run with a checkpoint after that many iterations
 /// (for tests and scripts); `stop` ends it as SIGINT and SIGTERM do: a checkpoint between
 /// iterations (the evaluation stops between batches), then a `TrainingError` with status 128 + the signal.
+///
+/// In a data-parallel run (`group` of several processes, started by mpirun or srun) each process
+/// trains on its share of every global batch of `data.images_per_batch` images and the gradients
+/// are summed before each update; rank 0 owns the output folder (lock, checkpoints, metrics,
+/// curves, evaluation files, the progress line) and the others write nothing.
 public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAfter: Int? = nil,
-                  stop: StopRequest = StopRequest()) throws {
+                  stop: StopRequest = StopRequest(), group: ProcessGroup = .world) throws {
     let out = config.outputDirectory
-    try makeFolder(out, key: "output.dir")
-    let lock = try OutputFolderLock(folder: out)
-    defer { lock.release() }
-    let continuesThisRun = try checkRunFolder(out, resume: resume, force: force)
+    let root = group.isRoot
+    if group.isDistributed && config.data.imagesPerBatch % group.size != 0 {
+        throw TrainingError("data.images_per_batch is \(config.data.imagesPerBatch), the global batch: it must be a multiple of the "
+                            + "\(group.size) processes (mpirun -np \(group.size)); choose -np among its divisors", exitCode: 2)
+    }
+    var lock: OutputFolderLock? = nil
+    var continuesThisRun = false
+    if root {
+        try makeFolder(out, key: "output.dir")
+        lock = try OutputFolderLock(folder: out)
+        continuesThisRun = try checkRunFolder(out, resume: resume, force: force)
+    }
+    defer { lock?.release() }
 
     let data = try loadTrainingData(config)
     let classes = data.train.classNames.count
@@ -117,33 +136,46 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         start = state.iteration
         rng = SeededGenerator(state: state.rngState)
         lastCheckpoint = resume
-        print("resumed from \(resume) at iteration \(start)")
-        if !state.arithmetic.isEmpty && state.arithmetic != BLASKernel.arithmetic {
+        if root { print("resumed from \(resume) at iteration \(start)") }
+        if root && !state.arithmetic.isEmpty && state.arithmetic != BLASKernel.arithmetic {
             print("note: the checkpoint was computed with \(state.arithmetic), this run uses \(BLASKernel.arithmetic): "
                   + "training continues correctly, but not bit for bit as one uninterrupted run would (matrix products round differently)")
         }
     }
     // The folder changes only now that the run can start (and holds the lock: no other run writes there).
-    let stale = try removeFiles(in: out, where: isStaleTemporary)
-    if !stale.isEmpty { print("removed \(stale.count) temporary file(s) a killed run left in \(out): \(stale.joined(separator: ", "))") }
-    if !continuesThisRun {
-        let replaced = try removeFiles(in: out, where: RunFiles.isRunFile)
-        if !replaced.isEmpty { print("removed the files of the run that was in \(out): \(replaced.joined(separator: ", "))") }
+    var log: MetricsLog? = nil
+    if root {
+        let stale = try removeFiles(in: out, where: isStaleTemporary)
+        if !stale.isEmpty { print("removed \(stale.count) temporary file(s) a killed run left in \(out): \(stale.joined(separator: ", "))") }
+        if !continuesThisRun {
+            let replaced = try removeFiles(in: out, where: RunFiles.isRunFile)
+            if !replaced.isEmpty { print("removed the files of the run that was in \(out): \(replaced.joined(separator: ", "))") }
+        }
+        try AtomicFile.write(Data(config.resolvedYAML().utf8), to: out + "/" + RunFiles.config)
+        log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
+        if resume != nil { try log!.truncate(after: start) }
     }
-    try AtomicFile.write(Data(config.resolvedYAML().utf8), to: out + "/" + RunFiles.config)
-    let log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
-    if resume != nil { try log.truncate(after: start) }
 
-    let loader = try makeTrainingLoader(config, dataset: data.train, startIteration: start)
+    let share = group.isDistributed ? BatchShare(rank: group.rank, ranks: group.size) : nil
+    let loader = try makeTrainingLoader(config, dataset: data.train, startIteration: start, share: share)
+    let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
+    if root && group.isDistributed {
+        print("data-parallel: \(group.size) processes x \(Threads.count) threads, \(config.data.imagesPerBatch / group.size) of the "
+              + "\(config.data.imagesPerBatch) images of each batch per process")
+    }
     let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule, maxIterations: s.maxIter,
-                          clipNorm: s.clipGradNorm.map { Float($0) }, loader: loader, rng: rng, folder: out)
+                          clipNorm: s.clipGradNorm.map { Float($0) }, loader: loader, imagesPerBatch: config.data.imagesPerBatch,
+                          rng: rng, folder: out, buckets: buckets)
     trainer.lastCheckpoint = lastCheckpoint
-    trainer.hooks = [
-        LogHook(log: log, period: config.output.logPeriod, first: start),
-        CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters),
-    ]
+    if let log {
+        trainer.hooks = [
+            LogHook(log: log, period: config.output.logPeriod, first: start),
+            CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters),
+        ]
+    }
     if let val = data.val {
-        trainer.hooks.append(EvaluationHook(model: model, config: config, dataset: val, folder: out, period: s.evalPeriod, log: log, stop: stop))
+        trainer.hooks.append(EvaluationHook(model: model, config: config, dataset: val, folder: out, period: s.evalPeriod, log: log, stop: stop,
+                                            group: group))
     }
     try trainer.run(from: start, stopAfter: stopAfter, stop: stop)
 }

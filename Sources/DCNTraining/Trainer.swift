@@ -4,6 +4,7 @@
 // multi-process training plugs in as another model or another hook.
 import DCNConfig
 import DCNData
+import DCNDistributed
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -14,14 +15,15 @@ public protocol TrainableModel: AnyObject {
     var parameters: ParameterList { get }
     /// Names of the losses `trainStep` returns, in reporting order.
     var lossNames: [String] { get }
-    /// One forward and backward pass over `batch`: the weighted named losses, whose gradients are
-    /// added into the parameters (zeroed by the trainer first).
-    func trainStep(_ batch: TrainingBatch, rng: inout SeededGenerator, _ ws: Workspace) throws -> [String: Float]
+    /// One forward and backward pass over `batch` (this process's share of the global batch): the
+    /// global batch's weighted named losses, whose gradients are added into the parameters (zeroed
+    /// by the trainer first).
+    func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float]
 }
 
 extension FasterRCNN: TrainableModel {
-    public func trainStep(_ batch: TrainingBatch, rng: inout SeededGenerator, _ ws: Workspace) throws -> [String: Float] {
-        try trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, rng: &rng, ws)
+    public func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
+        try trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, share: share, ws)
     }
 }
 
@@ -34,6 +36,8 @@ public struct StepRecord {
     /// Mean wall time of the last 20 iterations.
     public var secondsPerIteration: Double
     public var dataWaitSeconds: Double
+    /// Seconds this step waited on the other processes (nil in a single process).
+    public var communicationWaitSeconds: Double?
 }
 
 /// Something that runs at fixed points of the loop. Every method has a default that does nothing.
@@ -65,14 +69,22 @@ public final class Trainer {
     public var lastCheckpoint: String?
     /// The run's output folder.
     public let folder: String
+    /// Images per iteration over all processes.
+    public let imagesPerBatch: Int
+    /// The gradient sums over the processes (nil in a single process).
+    public let buckets: GradientBuckets?
+    public var group: ProcessGroup { buckets?.group ?? ProcessGroup.world }
     let loader: DataLoader
     let progress = ProgressPrinter()
     let ws = Workspace()
 
+    /// `buckets`: sums the gradients over the processes of a data-parallel run, whose `loader`
+    /// gives this process's share of each global batch of `imagesPerBatch` images.
     public init(model: TrainableModel, optimizer: SGD, schedule: LearningRateSchedule, maxIterations: Int, clipNorm: Float?,
-                loader: DataLoader, rng: SeededGenerator, folder: String) {
+                loader: DataLoader, imagesPerBatch: Int, rng: SeededGenerator, folder: String, buckets: GradientBuckets? = nil) {
         self.model = model; self.optimizer = optimizer; self.schedule = schedule; self.maxIterations = maxIterations
-        self.clipNorm = clipNorm; self.loader = loader; self.rng = rng; self.folder = folder
+        self.clipNorm = clipNorm; self.loader = loader; self.imagesPerBatch = imagesPerBatch; self.rng = rng; self.folder = folder
+        self.buckets = buckets
     }
 
     /// Ends the live progress line before other output.
@@ -92,26 +104,34 @@ public final class Trainer {
             if let stopAfter, iteration >= stopAfter {
                 finishLine()
                 for hook in hooks { try hook.atStop(iteration: iteration, self) }
-                print("stopped after iteration \(iteration): \(folder)/\(RunFiles.latest)")
+                if group.isRoot { print("stopped after iteration \(iteration): \(folder)/\(RunFiles.latest)") }
                 return
             }
-            if stop.signal != 0 {
+            if try stopRequested(stop) {
                 finishLine()
                 for hook in hooks { try hook.atStop(iteration: iteration, self) }
+                // The other processes wait here until rank 0 has written the checkpoint.
+                try group.barrier()
                 throw TrainingError("stopped by \(stop.signalName): checkpoint written at iteration \(iteration) (\(folder)/\(RunFiles.latest)); "
-                                    + "continue with --resume \(folder)/\(RunFiles.latest)", exitCode: stop.exitCode)
+                                    + "continue with --resume \(folder)/\(RunFiles.latest)", exitCode: stop.exitCode, everyProcess: true)
             }
             let t0 = Date()
             let batch = try loader.next()
             let lr = schedule.rate(at: iteration)
             model.parameters.zeroGrad()
+            try buckets?.beginStep()
+            // Every process draws the same step seed, so the random choices of each image of the
+            // global batch do not depend on how the batch is split.
+            let share = StepShare(seed: rng.next(), firstImage: batch.firstImage, collective: buckets)
             let losses: [String: Float]
             do {
-                losses = try model.trainStep(batch, rng: &rng, ws)
+                losses = try model.trainStep(batch, share: share, ws)
+                try buckets?.finish()
             } catch let error as ShapeError where error.kind == .nonFinite {
                 // Inputs are checked when loaded, so non-finite values inside the network mean the
                 // weights diverged.
-                throw diverged(at: iteration + 1, "\(error.message) (losses of iteration \(iteration): \(terms(lastLosses)))", losses: lastLosses)
+                throw diverged(at: iteration + 1, "\(error.message) (losses of iteration \(iteration): \(terms(lastLosses)))", losses: lastLosses,
+                               everyProcess: false)
             }
             lastLosses = losses
             for name in model.lossNames {
@@ -127,11 +147,21 @@ public final class Trainer {
             window.append(Date().timeIntervalSince(t0))
             if window.count > 20 { window.removeFirst() }
             let step = StepRecord(iteration: iteration, losses: losses, learningRate: lr,
-                                  secondsPerIteration: window.reduce(0, +) / Double(window.count), dataWaitSeconds: batch.dataWaitSeconds)
+                                  secondsPerIteration: window.reduce(0, +) / Double(window.count), dataWaitSeconds: batch.dataWaitSeconds,
+                                  communicationWaitSeconds: buckets?.lastWaitSeconds)
             for hook in hooks { try hook.afterStep(step, self) }
         }
         finishLine()
         for hook in hooks { try hook.afterTraining(iteration: iteration, self) }
+    }
+
+    /// Whether any process has a stop request (SIGINT / SIGTERM): every process stops at the same
+    /// iteration, or the others would wait for it forever.
+    func stopRequested(_ stop: StopRequest) throws -> Bool {
+        guard let buckets else { return stop.signal != 0 }
+        let signal = try buckets.group.max(Double(stop.signal))
+        if signal != 0 && stop.signal == 0 { stop.request(Int32(signal)) }
+        return signal != 0
     }
 
     /// "rpn_cls 0.69, rpn_box 0.04, ..." in reporting order.
@@ -139,10 +169,12 @@ public final class Trainer {
         model.lossNames.compactMap { n in losses[n].map { "\(n) \($0)" } }.joined(separator: ", ")
     }
 
-    func diverged(at iteration: Int, _ what: String, losses: [String: Float]) -> TrainingError {
+    /// `everyProcess`: decided from the global losses or the (identical) weights, so every process
+    /// of a data-parallel run stops here too.
+    func diverged(at iteration: Int, _ what: String, losses: [String: Float], everyProcess: Bool = true) -> TrainingError {
         finishLine()
         return TrainingError("training diverged at iteration \(iteration): \(what); \(lastGood) (lower solver.base_lr or set solver.clip_grad_norm)",
-                             divergence: Divergence(iteration: iteration, losses: losses))
+                             divergence: Divergence(iteration: iteration, losses: losses), everyProcess: everyProcess)
     }
 }
 
@@ -162,7 +194,8 @@ final class LogHook: TrainerHook {
                                            dataWaitSeconds: step.dataWaitSeconds))
         }
         trainer.progress.report(iteration: step.iteration, total: trainer.maxIterations, losses: step.losses, order: trainer.model.lossNames,
-                                lr: step.learningRate, secondsPerIteration: step.secondsPerIteration, dataWait: step.dataWaitSeconds)
+                                lr: step.learningRate, secondsPerIteration: step.secondsPerIteration, dataWait: step.dataWaitSeconds,
+                                imagesPerBatch: trainer.imagesPerBatch, communicationWait: step.communicationWaitSeconds)
     }
 }
 
@@ -203,18 +236,23 @@ final class CheckpointHook: TrainerHook {
 }
 
 /// Evaluates on the validation split every `period` iterations (0 = only at the end) and at the end.
+/// In a data-parallel run every process evaluates its share of the images; rank 0 (the one with
+/// the `log`) scores them, writes the files and prints the report.
 final class EvaluationHook: TrainerHook {
-    let model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog, stop: StopRequest
+    let model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog?, stop: StopRequest
+    let group: ProcessGroup
 
-    init(model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog, stop: StopRequest) {
+    init(model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog?, stop: StopRequest,
+         group: ProcessGroup) {
         self.model = model; self.config = config; self.dataset = dataset; self.folder = folder; self.period = period
-        self.log = log; self.stop = stop
+        self.log = log; self.stop = stop; self.group = group
     }
 
     func evaluate(_ iteration: Int, final: Bool) throws {
-        let report = try evaluateModel(model, config: config, dataset: dataset,
-                                       outputPrefix: folder + "/" + RunFiles.evaluationPrefix(iteration: final ? nil : iteration), stop: stop)
-        try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
+        guard let report = try evaluateModel(model, config: config, dataset: dataset,
+                                             outputPrefix: folder + "/" + RunFiles.evaluationPrefix(iteration: final ? nil : iteration),
+                                             stop: stop, group: group) else { return }
+        try log?.appendEvaluation(iteration: iteration, metrics: report.metrics)
         print(report.text)
     }
 
@@ -229,7 +267,7 @@ final class EvaluationHook: TrainerHook {
     func afterTraining(iteration: Int, _ trainer: Trainer) throws {
         do { try evaluate(iteration, final: true) } catch is Stopped {
             throw TrainingError("stopped by \(stop.signalName) during the final evaluation; the trained model is \(folder)/\(RunFiles.finalCheckpoint) "
-                                + "(evaluate it with dcn-eval model --checkpoint)", exitCode: stop.exitCode)
+                                + "(evaluate it with dcn-eval model --checkpoint)", exitCode: stop.exitCode, everyProcess: true)
         }
     }
 }

@@ -116,13 +116,17 @@ public struct ProgressPrinter {
 
     public init() {}
 
+    /// `communicationWait`: seconds per step spent waiting on other processes (data-parallel runs).
     public func report(iteration: Int, total: Int, losses: [String: Float], order: [String], lr: Float,
-                       secondsPerIteration: Double, dataWait: Double) {
+                       secondsPerIteration: Double, dataWait: Double, imagesPerBatch: Int, communicationWait: Double? = nil) {
         let terms = order.compactMap { name in losses[name].map { "\(name) \(String(format: "%.3f", $0))" } }.joined(separator: "  ")
         let remaining = Double(total - iteration) * secondsPerIteration
         let eta = remaining >= 3600 ? String(format: "%dh%02dm", Int(remaining) / 3600, Int(remaining) % 3600 / 60)
                                     : String(format: "%dm%02ds", Int(remaining) / 60, Int(remaining) % 60)
-        let line = "[\(iteration)/\(total)] \(terms)  lr \(String(format: "%.4g", lr))  \(String(format: "%.2f", secondsPerIteration)) s/it  data \(String(format: "%.3f", dataWait)) s  eta \(eta)"
+        let rate = String(format: "%.2f", Double(imagesPerBatch) / max(secondsPerIteration, 1e-9))
+        let comm = communicationWait.map { "  comm \(String(format: "%.3f", $0)) s" } ?? ""
+        let line = "[\(iteration)/\(total)] \(terms)  lr \(String(format: "%.4g", lr))  \(String(format: "%.2f", secondsPerIteration)) s/it  \(rate) img/s  "
+            + "data \(String(format: "%.3f", dataWait)) s\(comm)  eta \(eta)"
         if isTerminal {
             print("\r\u{1B}[2K" + line, terminator: "")
             fflush(nil)

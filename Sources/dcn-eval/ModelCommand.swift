@@ -2,6 +2,7 @@
 // results, and the metrics (COCO for COCO/synthetic data, VOC AP50/AP70 for VOC data).
 import ArgumentParser
 import DCNConfig
+import DCNDistributed
 import DCNEval
 import DCNModels
 import DCNTensor
@@ -12,7 +13,11 @@ import DCNAnnotations
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Evaluate a trained checkpoint on the config's evaluation split.")
+        abstract: "Evaluate a trained checkpoint on the config's evaluation split.",
+        discussion: """
+            Under mpirun (mpirun -np N dcn-eval model ...) each process runs its share of the images and
+            rank 0 scores them all and writes the files: the same numbers as one process.
+            """)
 
     @Option(help: "The experiment config the checkpoint was trained with (YAML).")
     var config: String
@@ -75,7 +80,8 @@ struct ModelCommand: ParsableCommand {
             // Ctrl-C or SIGTERM ends the inference between batches: nothing is written, the hidden
             // files are removed, and the exit status says which signal (128 + signal).
             StopRequest.installSignalHandlers()
-            let report = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix, stop: .signals)
+            // Under mpirun rank 0 gets the report and writes the files; the others are done.
+            guard let report = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix, stop: .signals) else { return }
             guard rename(prefix + "_results.json", resultsPath) == 0 else {
                 throw FileError(path: resultsPath, "cannot write the file (\(String(cString: strerror(errno))))")
             }
@@ -89,9 +95,15 @@ struct ModelCommand: ParsableCommand {
         } catch let error as CheckpointError {
             printError("dcn-eval: \(error)")
             throw ExitCode(1)
-        } catch is Stopped {
-            printError("dcn-eval: stopped by \(StopRequest.signals.signalName) before the evaluation finished; nothing was written")
-            throw ExitCode(StopRequest.signals.exitCode)
+        } catch let stopped as Stopped {
+            // Every process stops at the same batch; rank 0 says so.
+            let request = StopRequest()
+            request.request(stopped.signal)
+            if ProcessGroup.world.isRoot {
+                printError("dcn-eval: stopped by \(request.signalName) before the evaluation finished; nothing was written")
+            }
+            FileHandle.standardOutput.synchronizeFile()
+            Foundation.exit(request.exitCode)
         }
     }
 }

@@ -1,6 +1,7 @@
 // dcn-eval: COCO (bbox/segm) and PASCAL VOC evaluation, number for number with pycocotools
 // and py-faster-rcnn's voc_eval (issue 3). A `model` subcommand is added by the training work.
 import ArgumentParser
+import DCNDistributed
 import DCNEval
 import Foundation
 import DCNAnnotations
@@ -18,8 +19,8 @@ struct ToolError: Error, CustomStringConvertible {
 
 /// Options every evaluation shares.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Worker threads (default: all cores, shared by the processes mpirun starts on the machine).")
+    var threads: Int = ProcessGroup.defaultThreads
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
@@ -198,7 +199,10 @@ do {
 } catch let error where error is ToolError || error is FileError || error is JSONReadError || error is COCOFormatError
     || error is VOCError || error is MaskError {
     printError("dcn-eval: error: \(error)")
-    exit(1)
+    ProcessGroup.world.exit(1)
+} catch let code as ExitCode where code.rawValue != 0 && ProcessGroup.world.isDistributed {
+    // Under mpirun a failing process takes the others with it.
+    ProcessGroup.world.exit(code.rawValue)
 } catch {
     DCNEvalCommand.exit(withError: error)
 }

@@ -1,6 +1,7 @@
 // dcn-train: trains a DCNv2 detector from a YAML config, or prints its parameters and FLOPs.
 import ArgumentParser
 import DCNConfig
+import DCNDistributed
 import DCNModels
 import DCNTensor
 import DCNTraining
@@ -16,6 +17,8 @@ struct DCNTrain: ParsableCommand {
               dcn-train --config configs/demo.yaml
               dcn-train --config configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool.yaml --set solver.base_lr=0.01
               dcn-train --config configs/demo.yaml --summary --json
+              mpirun -np 2 dcn-train --config configs/demo.yaml   (data-parallel: each process trains on
+                half of every batch; data.images_per_batch is the global batch)
             Config errors are reported as `file: key.path (line L, column C): message` with exit status 2.
             """)
 
@@ -28,7 +31,7 @@ struct DCNTrain: ParsableCommand {
     @Option(help: "Continue from this checkpoint (or an output folder's `latest`).")
     var resume: String?
 
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
+    @Option(help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
     var threads: Int?
 
     @Flag(help: "Print parameters and FLOPs per component at the configured input size, then exit.")
@@ -47,19 +50,33 @@ struct DCNTrain: ParsableCommand {
 
     func run() throws {
         lineBufferStandardOutput()
-        if let threads { Threads.set(threads) }
+        let group = summary ? nil : ProcessGroup.world
+        if let threads { Threads.set(threads) } else if ProcessGroup.launcherLocalProcesses > 1 { Threads.set(ProcessGroup.defaultThreads) }
         do {
-            try trainOrSummarize()
+            try trainOrSummarize(group ?? .single)
         } catch let errors as ConfigErrors {
             FileHandle.standardError.write(Data((errors.description + "\n").utf8))
+            group?.exit(2)
             throw ExitCode(2)
         } catch {
-            FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8))
-            throw ExitCode((error as? TrainingError)?.exitCode ?? 1)
+            let training = error as? TrainingError
+            let code = training?.exitCode ?? 1
+            guard let group, group.isDistributed else {
+                FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8))
+                throw ExitCode(code)
+            }
+            // An outcome every process reached together (a stop they agreed on) is reported by rank 0
+            // and every process exits normally; any other error aborts the whole job, naming the rank.
+            if training?.everyProcess == true {
+                if group.isRoot { FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8)) }
+                throw ExitCode(code)
+            }
+            FileHandle.standardError.write(Data("dcn-train (\(group.name)): \(error)\n".utf8))
+            group.exit(code)
         }
     }
 
-    func trainOrSummarize() throws {
+    func trainOrSummarize(_ group: ProcessGroup) throws {
         if let problem = fileProblem(config) {
             throw TrainingError("--config \(config) \(problem); expected a YAML config file", exitCode: 2)
         }
@@ -73,6 +90,6 @@ struct DCNTrain: ParsableCommand {
             return
         }
         StopRequest.installSignalHandlers()
-        try train(config: experiment, resume: resume, force: force, stop: .signals)
+        try train(config: experiment, resume: resume, force: force, stop: .signals, group: group)
     }
 }

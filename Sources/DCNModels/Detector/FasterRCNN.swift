@@ -78,9 +78,20 @@ public final class FasterRCNN {
 
     /// One forward and backward pass: returns the weighted named losses and adds their gradients
     /// into the parameters (call `parameters.zeroGrad()` first). `fixedProposals` replaces the RPN's
-    /// proposals (for gradient checks); the sampling draws from `rng`.
+    /// proposals (for gradient checks); the step's random choices draw from one value of `rng`.
     /// `images` `[N, 3, H, W]` are normalised and padded; `sizes` are the images' sizes inside the padding.
     public func trainStep(images: Tensor, sizes: [ImageSize], targets: [Instances], rng: inout SeededGenerator, _ ws: Workspace,
+                          fixedProposals: [[Box]]? = nil, profiler: PhaseProfiler? = nil) throws -> [String: Float] {
+        try trainStep(images: images, sizes: sizes, targets: targets, share: StepShare(seed: rng.next()), ws,
+                      fixedProposals: fixedProposals, profiler: profiler)
+    }
+
+    /// The training step on this process's `share` of a global batch. With other processes
+    /// (`share.collective`), the losses' normalisers are summed over them after the forward
+    /// passes, so the gradients added here, summed over the processes, are those of the
+    /// one-process loss of the global batch; the returned losses are the global batch's, and
+    /// each part's parameters are reported finished as soon as the backward passes are done with them.
+    public func trainStep(images: Tensor, sizes: [ImageSize], targets: [Instances], share: StepShare, _ ws: Workspace,
                           fixedProposals: [[Box]]? = nil, profiler: PhaseProfiler? = nil) throws -> [String: Float] {
         let n = images.dim(0)
         try require(targets.count == n && sizes.count == n, "detector: \(n) images, \(targets.count) targets, \(sizes.count) sizes")
@@ -90,39 +101,74 @@ public final class FasterRCNN {
             try require(maskHead == nil || t.hasMasks,
                         "Mask R-CNN: image \(i) has objects without a mask (polygon segmentation); the mask branch needs one per object")
         }
+        var rngs = share.imageGenerators(n)
+        let finished: GradientsFinished = { share.collective?.gradientsFinished($0) }
         // Forward: each part's training pass in turn.
-        let backbonePass = try profiler.measure("backbone fwd") { try backbone.trainingPass(images, ws) }
+        let backbonePass = try profiler.measure("backbone fwd") { try backbone.trainingPass(images, ws, finished: finished) }
         let res4 = backbonePass.output["res4"]!, res5 = backbonePass.output["res5"]!
         let rpnPass = try profiler.measure("rpn fwd") {
-            try rpn.trainingPass(res4, targets: targets, imageSizes: sizes, fixedProposals: fixedProposals, rng: &rng, ws)
+            try rpn.trainingPass(res4, targets: targets, imageSizes: sizes, fixedProposals: fixedProposals, rngs: &rngs, ws)
         }
         let headPass = try profiler.measure("head fwd") {
-            try roiHead.trainingPass(res5, proposals: rpnPass.output, targets: targets, rng: &rng, ws)
+            try roiHead.trainingPass(res5, proposals: rpnPass.output, targets: targets, rngs: &rngs, ws)
         }
-        var losses = rpnPass.losses.merging(headPass.losses) { $1 }
         let maskPass = try maskHead.map { head in
             try profiler.measure("mask fwd") { try head.trainingPass(headPass.output.reduced, sampled: headPass.output.rois, targets: targets, ws) }
         }
-        if let maskPass { losses.merge(maskPass.losses) { $1 } }
-
         // R-CNN feature mimicking: the same network on cropped RoIs, pulling the head's features.
-        var dHeadFeatures: Tensor? = nil
-        if let mimic {
-            dHeadFeatures = try profiler.measure("mimic fwd+bwd") {
-                let pass = try mimic.trainingPass(images: images, sampled: headPass.output.rois, detectorFeatures: headPass.output.features,
-                                                  backbone: backbone, head: roiHead, rng: &rng, ws)
-                losses.merge(pass.losses) { $1 }
-                return try pass.backward(())
+        let mimicPass = try mimic.map { mimic in
+            try profiler.measure("mimic fwd") {
+                try mimic.trainingPass(images: images, sampled: headPass.output.rois, detectorFeatures: headPass.output.features,
+                                       backbone: backbone, head: roiHead, rngs: &rngs, ws)
             }
         }
+        var parts: [(losses: [String: Float], normaliser: LossNormaliser?)] = [(rpnPass.losses, rpnPass.normaliser), (headPass.losses, headPass.normaliser)]
+        if let maskPass { parts.append((maskPass.losses, maskPass.normaliser)) }
+        if let mimicPass { parts.append((mimicPass.losses, mimicPass.normaliser)) }
+        var losses: [String: Float] = [:]
+        for part in parts { losses.merge(part.losses) { $1 } }
+        if let collective = share.collective { losses = try Self.globalLosses(parts, collective) }
 
-        // Backward in reverse, feature gradients summed by name for the backbone.
+        // Backward in reverse, feature gradients summed by name for the backbone. Each part's
+        // parameters are finished once its own backward has run (the mimic branch's patches go
+        // through the head and the backbone first).
+        let dHeadFeatures = try mimicPass.map { pass in try profiler.measure("mimic bwd") { try pass.backward(()) } }
+        if let mimic { finished(mimic.parameters) }
         let dReduced = try maskPass.map { pass in try profiler.measure("mask bwd") { try pass.backward(()) } }
+        if let maskHead { finished(maskHead.parameters) }
         let dRes5 = try profiler.measure("head bwd") {
             try headPass.backward(RoIHead.SampledGradient(features: dHeadFeatures, reduced: dReduced))
         }
+        finished(roiHead.headParameters + roiHead.poolingParameters)
         let dRes4 = try profiler.measure("rpn bwd") { try rpnPass.backward(()) }
-        try profiler.measure("backbone bwd") { try backbonePass.backward(FeatureMaps(["res4": dRes4, "res5": dRes5])) }
+        finished(rpn.parameters)
+        try profiler.measure("backbone bwd") {
+            try backbonePass.backward(FeatureMaps(["res4": dRes4, "res5": dRes5]))
+        }
+        return losses
+    }
+
+    /// Sums every part's normaliser and loss sums over the processes, sets the normalisers'
+    /// shares, and returns the global batch's losses (each a global sum / the global count).
+    static func globalLosses(_ parts: [(losses: [String: Float], normaliser: LossNormaliser?)],
+                             _ collective: TrainingCollective) throws -> [String: Float] {
+        var local: [Double] = []
+        for part in parts {
+            let count = part.normaliser?.count ?? 1
+            local.append(count)
+            for name in part.losses.keys.sorted() { local.append(Double(part.losses[name]!) * count) }
+        }
+        let total = try collective.sum(local)
+        var losses: [String: Float] = [:], i = 0
+        for part in parts {
+            let count = total[i]
+            part.normaliser?.setTotal(count)
+            i += 1
+            for name in part.losses.keys.sorted() {
+                losses[name] = count > 0 ? Float(total[i] / count) : 0
+                i += 1
+            }
+        }
         return losses
     }
 

@@ -100,7 +100,7 @@ public final class MaskHead {
                              _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
         let positive = sampled.labels.indices.filter { sampled.labels[$0] > 0 }
         if positive.isEmpty {
-            return TrainingPass(output: (), losses: ["mask": 0]) { Tensor(zeros: reduced.shape) }
+            return TrainingPass(output: (), losses: ["mask": 0], normaliser: LossNormaliser(count: 0)) { Tensor(zeros: reduced.shape) }
         }
         var rois: [Float] = []
         for r in positive { rois += (0..<5).map { sampled.rois.data[r * 5 + $0] } }
@@ -121,9 +121,12 @@ public final class MaskHead {
             for i in 0..<plane { wanted.data[k * plane + i] = target[i] }
         }
         let loss = try sigmoidBinaryCrossEntropyLoss(logits: selected, targets: wanted) * spec.lossWeight
-        return TrainingPass(output: (), losses: ["mask": loss]) {
+        // The loss is a mean over the positive RoIs (and their pixels).
+        let normaliser = LossNormaliser(count: positive.count)
+        return TrainingPass(output: (), losses: ["mask": loss], normaliser: normaliser) {
             var dSelected = Tensor(zeros: selected.shape)
-            try sigmoidBinaryCrossEntropyBackward(dLogits: &dSelected, logits: selected, targets: wanted, gradOutput: self.spec.lossWeight)
+            try sigmoidBinaryCrossEntropyBackward(dLogits: &dSelected, logits: selected, targets: wanted,
+                                                  gradOutput: self.spec.lossWeight * normaliser.share)
             var dLogits = Tensor(zeros: pass.output.shape)
             for (k, channel) in channelOf.enumerated() {
                 let base = (k * channels + channel) * plane

@@ -38,10 +38,12 @@ public final class MimicBranch {
     /// `detectorFeatures` are the box head's 2fc features of `sampled` ([K, fcDim]); backward runs
     /// the patch path back through the shared head and backbone and returns their gradient.
     func trainingPass(images: Tensor, sampled: SampledRoIs, detectorFeatures: Tensor, backbone: ResNet, head: RoIHead,
-                      rng: inout SeededGenerator, _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
-        let chosen = choose(sampled, images: images.dim(0), rng: &rng)
+                      rngs: inout [SeededGenerator], _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
+        let chosen = choose(sampled, images: images.dim(0), rngs: &rngs)
         guard !chosen.isEmpty else {
-            return TrainingPass(output: (), losses: ["mimic": 0, "mimic_cls": 0]) { Tensor(zeros: detectorFeatures.shape) }
+            return TrainingPass(output: (), losses: ["mimic": 0, "mimic_cls": 0], normaliser: LossNormaliser(count: 0)) {
+                Tensor(zeros: detectorFeatures.shape)
+            }
         }
         let m = chosen.count, p = spec.patchSize, dim = detectorFeatures.dim(1)
 
@@ -65,13 +67,16 @@ public final class MimicBranch {
         let classification = try softmaxCrossEntropyLoss(logits: logits, labels: labels)
         let cosine = try cosineMimicLoss(a: patchFeatures, b: detectorRows)
         let losses = ["mimic": spec.lossWeight * cosine, "mimic_cls": spec.classificationLossWeight * classification]
+        // Both losses are means over the chosen RoIs.
+        let normaliser = LossNormaliser(count: m)
 
-        return TrainingPass(output: (), losses: losses) {
+        return TrainingPass(output: (), losses: losses, normaliser: normaliser) {
             var dLogits = Tensor(zeros: logits.shape)
-            try softmaxCrossEntropyBackward(dLogits: &dLogits, logits: logits, labels: labels, gradOutput: self.spec.classificationLossWeight)
+            try softmaxCrossEntropyBackward(dLogits: &dLogits, logits: logits, labels: labels,
+                                            gradOutput: self.spec.classificationLossWeight * normaliser.share)
             var dPatch = try self.classifier.backward(dLogits, input: patchFeatures, wantInput: true)!
             var dRows = Tensor(zeros: detectorRows.shape)
-            try cosineMimicBackward(dA: &dPatch, dB: &dRows, a: patchFeatures, b: detectorRows, gradOutput: self.spec.lossWeight)
+            try cosineMimicBackward(dA: &dPatch, dB: &dRows, a: patchFeatures, b: detectorRows, gradOutput: self.spec.lossWeight * normaliser.share)
             var dDetector = Tensor(zeros: detectorFeatures.shape)
             for (i, r) in chosen.enumerated() { for j in 0..<dim { dDetector.data[r * dim + j] += dRows.data[i * dim + j] } }
             let dRes5 = try embedding.backward(dPatch)
@@ -80,8 +85,8 @@ public final class MimicBranch {
         }
     }
 
-    /// Up to `roisPerImage` sampled RoIs of each image in the chosen regions, drawn from `rng`.
-    func choose(_ sampled: SampledRoIs, images: Int, rng: inout SeededGenerator) -> [Int] {
+    /// Up to `roisPerImage` sampled RoIs of each image in the chosen regions, image n's drawn from `rngs[n]`.
+    func choose(_ sampled: SampledRoIs, images: Int, rngs: inout [SeededGenerator]) -> [Int] {
         var chosen: [Int] = []
         for image in 0..<images {
             var candidates = sampled.labels.indices.filter { r in
@@ -93,7 +98,7 @@ public final class MimicBranch {
                 case .off: return false
                 }
             }
-            partialShuffle(&candidates, count: spec.roisPerImage, rng: &rng)
+            partialShuffle(&candidates, count: spec.roisPerImage, rng: &rngs[image])
             chosen += candidates.prefix(spec.roisPerImage)
         }
         return chosen

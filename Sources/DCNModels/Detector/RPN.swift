@@ -64,14 +64,18 @@ public final class RPN {
     }
 
     /// The training pass on res4: proposals (or `fixedProposals`, for gradient checks) and the
-    /// losses `rpn_cls`, `rpn_box` (anchor sampling draws from `rng`); backward returns dRes4.
+    /// losses `rpn_cls`, `rpn_box` (image n's anchor sampling draws from `rngs[n]`); backward
+    /// returns dRes4.
     public func trainingPass(_ res4: Tensor, targets: [Instances], imageSizes: [ImageSize], fixedProposals: [[Box]]? = nil,
-                             rng: inout SeededGenerator, _ ws: Workspace) throws -> TrainingPass<[[Box]], Void, Tensor> {
+                             rngs: inout [SeededGenerator], _ ws: Workspace) throws -> TrainingPass<[[Box]], Void, Tensor> {
         let out = try forward(res4, ws)
-        let loss = try losses(out, targets: targets, rng: &rng)
+        var loss = try losses(out, targets: targets, rngs: &rngs)
         let proposals = try fixedProposals ?? self.proposals(out, imageSizes: imageSizes, training: true)
-        return TrainingPass(output: proposals, losses: ["rpn_cls": loss.objectness, "rpn_box": loss.box]) {
-            try self.backward(dLogits: loss.dLogits, dDeltas: loss.dDeltas, output: out, wantInput: true, ws)!
+        let normaliser = LossNormaliser(count: spec.batchSizePerImage * targets.count)
+        return TrainingPass(output: proposals, losses: ["rpn_cls": loss.objectness, "rpn_box": loss.box], normaliser: normaliser) {
+            loss.dLogits.scale(normaliser.share)
+            loss.dDeltas.scale(normaliser.share)
+            return try self.backward(dLogits: loss.dLogits, dDeltas: loss.dDeltas, output: out, wantInput: true, ws)!
         }
     }
 
@@ -98,10 +102,10 @@ public final class RPN {
 
     /// Objectness and box losses (detectron2's normalisation: sums over the sampled anchors divided
     /// by batchSizePerImage * images) and their gradients with respect to the logits and deltas.
-    public func losses(_ out: Output, targets: [Instances], rng: inout SeededGenerator)
+    public func losses(_ out: Output, targets: [Instances], rngs: inout [SeededGenerator])
         throws -> (objectness: Float, box: Float, dLogits: Tensor, dDeltas: Tensor) {
         let N = out.logits.dim(0), A = out.logits.dim(1), H = out.logits.dim(2), W = out.logits.dim(3)
-        try require(targets.count == N, "rpn: \(targets.count) targets for \(N) images")
+        try require(targets.count == N && rngs.count == N, "rpn: \(targets.count) targets and \(rngs.count) generators for \(N) images")
         var labelTensor = Tensor(repeating: -1, shape: out.logits.shape)
         var predicted: [Float] = [], wanted: [Float] = []
         var deltaIndices: [Int] = []
@@ -109,7 +113,7 @@ public final class RPN {
             let t = targets[n]
             let m = matchBoxes(out.anchors, groundTruth: t.boxes, ignoreRegions: t.ignore, foreground: spec.positiveIoU,
                                background: spec.negativeIoU, lowQualityMatches: true)
-            let (fg, bg) = sampleLabels(m.labels, batchSize: spec.batchSizePerImage, positiveFraction: spec.positiveFraction, rng: &rng)
+            let (fg, bg) = sampleLabels(m.labels, batchSize: spec.batchSizePerImage, positiveFraction: spec.positiveFraction, rng: &rngs[n])
             for i in bg { labelTensor.data[logitIndex(n, i, A, H, W)] = 0 }
             for i in fg {
                 let li = logitIndex(n, i, A, H, W)

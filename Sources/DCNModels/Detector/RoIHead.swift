@@ -109,18 +109,21 @@ public final class RoIHead {
     }
 
     /// The head's training pass on res5: samples RoIs from the proposals and ground truth (drawing
-    /// from `rng`), losses `rcnn_cls` and `rcnn_box`. Backward takes the other parts' gradients
-    /// of its outputs and returns dRes5.
-    public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [Instances], rng: inout SeededGenerator,
+    /// image n's from `rngs[n]`), losses `rcnn_cls` and `rcnn_box`. Backward takes the other parts'
+    /// gradients of its outputs and returns dRes5.
+    public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [Instances], rngs: inout [SeededGenerator],
                              _ ws: Workspace) throws -> TrainingPass<Sampled, SampledGradient, Tensor> {
-        let sampled = sample(proposals: proposals, targets: targets, rng: &rng)
+        let sampled = sample(proposals: proposals, targets: targets, rngs: &rngs)
         let reducing = try reduceMap(res5, ws)
         let embedding = try embedReduced(reducing.output, rois: sampled.rois, ws)
         let hidden2 = embedding.output
         let (logits, deltas) = (try classifier.forward(hidden2), try boxRegressor.forward(hidden2))
-        let loss = try losses(logits: logits, deltas: deltas, sampled: sampled)
+        var loss = try losses(logits: logits, deltas: deltas, sampled: sampled)
+        let normaliser = LossNormaliser(count: sampled.labels.count)
         return TrainingPass(output: Sampled(rois: sampled, features: hidden2, reduced: reducing.output),
-                            losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box]) { gradient in
+                            losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box], normaliser: normaliser) { gradient in
+            loss.dLogits.scale(normaliser.share)
+            loss.dDeltas.scale(normaliser.share)
             var dHidden2 = try self.classifier.backward(loss.dLogits, input: hidden2, wantInput: true)!
             dHidden2.add(try self.boxRegressor.backward(loss.dDeltas, input: hidden2, wantInput: true)!)
             if let dFeatures = gradient.features { dHidden2.add(dFeatures) }
@@ -189,14 +192,14 @@ public final class RoIHead {
     // MARK: - Training targets and losses
 
     /// Proposals plus ground truth, matched (foreground at IoU >= 0.5) and sampled per image.
-    public func sample(proposals: [[Box]], targets: [Instances], rng: inout SeededGenerator) -> SampledRoIs {
+    public func sample(proposals: [[Box]], targets: [Instances], rngs: inout [SeededGenerator]) -> SampledRoIs {
         var out = SampledRoIs(rois: Tensor(zeros: [0, 5]), boxes: [], labels: [], targets: [], image: [], matched: [])
         var flat: [Float] = []
         for (n, t) in targets.enumerated() {
             let candidates = proposals[n] + t.boxes
             let m = matchBoxes(candidates, groundTruth: t.boxes, ignoreRegions: t.ignore, foreground: spec.foregroundIoU,
                                background: spec.foregroundIoU, lowQualityMatches: false)
-            let (fg, bg) = sampleLabels(m.labels, batchSize: spec.batchSizePerImage, positiveFraction: spec.positiveFraction, rng: &rng)
+            let (fg, bg) = sampleLabels(m.labels, batchSize: spec.batchSizePerImage, positiveFraction: spec.positiveFraction, rng: &rngs[n])
             for i in fg + bg {
                 let b = candidates[i]
                 let isFG = m.labels[i] == .foreground
