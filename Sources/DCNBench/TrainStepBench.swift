@@ -1,6 +1,7 @@
 // dcn-bench train-step: seconds per training iteration of a config's detector, split by phase
 // (backbone / RPN / head / mimic, forward and backward), and peak memory.
 import DCNConfig
+import DCNDistributed
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -14,6 +15,11 @@ public struct TrainStepResult: Sendable {
     public var phases: [(name: String, seconds: Double)]
     public var stepSeconds: Double
     public var peakResidentBytes: Int
+    /// Data-parallel runs: processes, the median seconds per step spent waiting on communication
+    /// that the backward pass did not hide, and the gradient block's size in floats.
+    public var processes = 1
+    public var communicationWaitSeconds = 0.0
+    public var gradientFloats = 0
 }
 
 /// Times `steps` training iterations (after one warm-up) of the detector `config` describes, on
@@ -21,8 +27,15 @@ public struct TrainStepResult: Sendable {
 /// RPN's proposals are replaced by what a trained RPN gives: half of them jittered copies of the
 /// objects (IoU mostly above 0.5), half random boxes, so the box and mask heads see their full
 /// quota of positive RoIs (an untrained RPN's random proposals leave only the objects themselves).
+///
+/// Under mpirun (`group` of N processes) `batch` is the global batch: every process makes the same
+/// images and trains on its share, the gradients are summed as in `dcn-train`, and the step time
+/// is that of one global batch. `gradientOut`: rank 0 writes the warm-up step's summed gradient
+/// there (safetensors, one tensor per trainable parameter) for comparisons across process counts.
 public func runTrainStepBenchmark(config: ExperimentConfig, label: String, height: Int, width: Int, batch: Int,
-                                  steps: Int, proposalsNearObjects: Bool = false) throws -> TrainStepResult {
+                                  steps: Int, proposalsNearObjects: Bool = false, group: ProcessGroup = .single,
+                                  gradientOut: String? = nil) throws -> TrainStepResult {
+    try require(batch % group.size == 0, "train-step: a global batch of \(batch) images cannot be split over \(group.size) processes")
     let threads = Threads.count
     let classes = defaultClassCount(config)
     let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: 1)
@@ -55,19 +68,31 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
                        min(Float(width), jitter(b.x2, b.width)), min(Float(height), jitter(b.y2, b.height)))
         }
     } : nil
+    // This process's share of the global batch.
+    let per = batch / group.size, first = group.rank * per
+    let plane = 3 * height * width
+    let shareImages = try Tensor(shape: [per, 3, height, width], data: Array(images.data[first * plane ..< (first + per) * plane]))
+    let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
     let ws = Workspace()
     var perPhase: [String: [Double]] = [:]
     var order: [String] = []
-    var totals: [Double] = []
+    var totals: [Double] = [], waits: [Double] = []
     for step in 0...steps {
         let profiler = PhaseProfiler()
         model.parameters.zeroGrad()
+        try buckets?.beginStep()
         let start = DispatchTime.now().uptimeNanoseconds
-        _ = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, ws, fixedProposals: proposals,
-                                profiler: profiler)
+        let share = StepShare(seed: rng.next(), firstImage: first, collective: buckets)
+        _ = try model.trainStep(images: shareImages, sizes: Array(sizes[first ..< first + per]), targets: Array(targets[first ..< first + per]),
+                                share: share, ws, fixedProposals: proposals.map { Array($0[first ..< first + per]) }, profiler: profiler)
+        try buckets?.finish()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        if step == 0 { continue }  // warm-up: first-touch allocations
+        if step == 0 {
+            if let gradientOut, group.isRoot { try writeGradients(model.parameters, to: gradientOut) }
+            continue  // warm-up: first-touch allocations
+        }
         totals.append(seconds)
+        waits.append(buckets?.lastWaitSeconds ?? 0)
         for name in profiler.order {
             if perPhase[name] == nil { order.append(name) }
             perPhase[name, default: []].append(profiler.seconds[name]!)
@@ -76,5 +101,31 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
     return TrainStepResult(label: label, height: height, width: width, batch: batch, threads: threads,
                            phases: order.map { ($0, median(perPhase[$0]!)) }, stepSeconds: median(totals),
-                           peakResidentBytes: readVmHWM())
+                           peakResidentBytes: readVmHWM(), processes: group.size, communicationWaitSeconds: median(waits),
+                           gradientFloats: model.parameters.gradientBlock?.count ?? 0)
+}
+
+/// Every trainable parameter's gradient, by name, as a safetensors file.
+func writeGradients(_ parameters: ParameterList, to path: String) throws {
+    var tensors: [String: Tensor] = [:]
+    for p in parameters.trainable { if let g = p.gradient { tensors[p.name] = g.tensor } }
+    try SafeTensorsWriter.write(tensors, metadata: ["what": "summed gradient of one training step"], to: path)
+}
+
+/// Seconds to sum `floats` floats over the processes of `group` (median of `repeats` after a
+/// warm-up), the collective alone.
+public func runAllreduceBenchmark(group: ProcessGroup, floats: Int, repeats: Int) throws -> Double {
+    let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, floats))
+    defer { buffer.deallocate() }
+    buffer.initialize(repeating: Float(group.rank + 1))
+    var times: [Double] = []
+    for r in 0...repeats {
+        try group.barrier()
+        let start = DispatchTime.now().uptimeNanoseconds
+        try group.sum(buffer.baseAddress!, count: floats)
+        if r > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+    }
+    // The slowest process decides.
+    let sorted = times.sorted()
+    return try group.max(sorted[sorted.count / 2])
 }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import DCNBench
 import DCNConfig
+import DCNDistributed
 import DCNTensor
 import Foundation
 
@@ -10,13 +11,13 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, DataLoad.self])
+        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, Allreduce.self, DataLoad.self])
 }
 
 /// `--threads`: our loops' and OpenBLAS's threads for the whole benchmark process.
 struct ThreadCount: ParsableArguments {
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
+    var threads: Int = ProcessGroup.defaultThreads
 
     func validate() throws {
         if threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -226,7 +227,12 @@ struct Eval: ParsableCommand {
 struct TrainStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-step",
-        abstract: "Seconds per training iteration of a config's detector by phase, and peak memory.")
+        abstract: "Seconds per training iteration of a config's detector by phase, and peak memory.",
+        discussion: """
+            Under mpirun (mpirun -np N dcn-bench train-step --batch B ...) B is the global batch: each process
+            trains on B/N of the images with the gradients summed as dcn-train sums them, and the report adds
+            the communication the backward pass did not hide and the gradient sum's bandwidth.
+            """)
 
     @Option(help: "The experiment config (YAML).")
     var config: String
@@ -254,6 +260,9 @@ struct TrainStep: ParsableCommand {
     @Flag(help: "Replace the RPN's proposals by boxes around the objects, as a trained RPN gives, so the heads see their full quota of positive RoIs.")
     var proposalsNearObjects = false
 
+    @Option(help: "Write the warm-up step's (summed) gradient to this safetensors file (rank 0).")
+    var gradientOut: String?
+
     func validate() throws {
         if batch < 1 || steps < 1 { throw ValidationError("--batch and --steps must be at least 1") }
         if let height, height < 32 { throw ValidationError("--height must be at least 32") }
@@ -277,15 +286,29 @@ struct TrainStep: ParsableCommand {
         }
         var results: [TrainStepResult] = []
         threadCount.apply()
+        let group = ProcessGroup.world
+        guard batch % group.size == 0 else {
+            throw ValidationError("--batch \(batch) is the global batch: it must be a multiple of the \(group.size) processes")
+        }
+        // Only rank 0 prints (every process runs the same steps).
+        func say(_ line: String) { if group.isRoot { print(line) } }
         for r in runs {
             let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps,
-                                                   proposalsNearObjects: proposalsNearObjects)
+                                                   proposalsNearObjects: proposalsNearObjects, group: group, gradientOut: gradientOut)
             results.append(result)
-            print("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
-            for (name, seconds) in result.phases { print("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
-            print(String(format: "  step            %8.3f s   peak memory %.2f GB", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
+            let processes = group.isDistributed ? "\(group.size) processes x " : ""
+            say("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(processes)\(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
+            for (name, seconds) in result.phases { say("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
+            say(String(format: "  step            %8.3f s   peak memory %.2f GB (rank 0)", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
+            if group.isDistributed {
+                let sum = try runAllreduceBenchmark(group: group, floats: result.gradientFloats, repeats: 3)
+                say(String(format: "  communication not hidden by the backward pass %.3f s (%.1f%% of the step)",
+                           result.communicationWaitSeconds, 100 * result.communicationWaitSeconds / result.stepSeconds))
+                say(String(format: "  gradient sum alone: %d floats (%.0f MB) in %.3f s, %.2f GB/s", result.gradientFloats,
+                           Double(result.gradientFloats) * 4 / 1e6, sum, Double(result.gradientFloats) * 4 / sum / 1e9))
+            }
         }
-        if results.count == 2 {
+        if results.count == 2 && group.isRoot {
             print(String(format: "configured / regular step time: %.2fx", results[0].stepSeconds / results[1].stepSeconds))
         }
     }
@@ -305,5 +328,38 @@ struct DataLoad: ParsableCommand {
         if r.generateSeconds > 0 { print(String(format: "generated in %.1f s", r.generateSeconds)) }
         print(String(format: "Dataset.coco load: %.2f s, peak memory %.2f GB%@", r.seconds, Double(r.peakRSSBytes) / 1e9,
                      r.peakResetSupported ? "" : " (process peak; the peak could not be reset)"))
+    }
+}
+
+struct Allreduce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce",
+        abstract: "Time the gradient sum alone: MPI_Allreduce of a float buffer over the processes (run it under mpirun).",
+        discussion: """
+            Example: mpirun -np 2 dcn-bench allreduce --floats 43000000
+            Prints the median seconds (slowest process), the algorithm bandwidth (buffer bytes / time) and
+            the bus bandwidth (2 (N - 1) / N of it, what a ring moves per process).
+            """)
+
+    @Option(help: "Floats in the buffer (default: about R-50 Faster R-CNN's trainable parameters).")
+    var floats: Int = 43_000_000
+
+    @Option(help: "Timed repetitions after one warm-up.")
+    var repeats: Int = 5
+
+    func validate() throws {
+        if floats < 1 || floats > Int(Int32.max) { throw ValidationError("--floats must be between 1 and 2^31 - 1") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+    }
+
+    func run() throws {
+        let group = ProcessGroup.world
+        let seconds = try runAllreduceBenchmark(group: group, floats: floats, repeats: repeats)
+        guard group.isRoot else { return }
+        let bytes = Double(floats) * 4
+        if !group.isDistributed { print("one process: nothing to sum (start it with mpirun -np N)") }
+        let bus = group.size > 1 ? bytes * 2 * Double(group.size - 1) / Double(group.size) / seconds / 1e9 : 0
+        print(String(format: "allreduce of %d floats (%.0f MB) over %d processes: %.4f s, algorithm bandwidth %.2f GB/s, bus bandwidth %.2f GB/s",
+                     floats, bytes / 1e6, group.size, seconds, bytes / seconds / 1e9, bus))
     }
 }

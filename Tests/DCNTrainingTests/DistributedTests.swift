@@ -1,0 +1,227 @@
+// Data-parallel training and evaluation under mpirun (2 processes on this machine, loopback only):
+// the tools run as child processes, so nothing here changes the test process.
+import DCNConfig
+import DCNData
+import DCNModels
+import DCNTensor
+import DCNTraining
+import Foundation
+import Testing
+
+/// A tool built next to the tests.
+func builtToolPath(_ name: String) throws -> String {
+    let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    guard let tool = [here, here.deletingLastPathComponent()].map({ $0.appendingPathComponent(name) })
+        .first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw TrainingError("\(name) is not built next to the tests in \(here.path)")
+    }
+    return tool.path
+}
+
+/// mpirun's options for tests: root allowed (CI), more processes than cores allowed, shared memory
+/// between the processes and the loopback interface for the launcher, nothing else.
+let mpirunOptions = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "--mca", "oob_tcp_if_include", "lo"]
+
+/// A tool run directly (`ranks` nil) or under `mpirun -np ranks`, its output in `folder/name.{out,err}`.
+struct ToolRun {
+    let process = Process()
+    let outputPath: String, errorPath: String
+
+    init(_ tool: String, _ arguments: [String], ranks: Int?, folder: String, name: String) throws {
+        let path = try builtToolPath(tool)
+        outputPath = "\(folder)/\(name).out"
+        errorPath = "\(folder)/\(name).err"
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        if let ranks {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["mpirun"] + mpirunOptions + ["-np", String(ranks), path] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+        }
+        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+        process.standardError = FileHandle(forWritingAtPath: errorPath)
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    var errors: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+
+    /// The exit status, or nil if it had not ended after `seconds` (it is then killed).
+    func exitStatus(within seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    /// Runs to the end (at most `seconds`) and returns the exit status (-1 when killed at the deadline).
+    static func run(_ tool: String, _ arguments: [String], ranks: Int?, folder: String, name: String, seconds: Double = 300) throws -> ToolRun {
+        let run = try ToolRun(tool, arguments, ranks: ranks, folder: folder, name: name)
+        _ = run.exitStatus(within: seconds)
+        return run
+    }
+}
+
+/// sqrt(sum (a - b)^2 / sum a^2) over the tensors named in both files whose names start with `prefix`.
+func relativeDifference(_ a: String, _ b: String, prefix: String = "") throws -> Double {
+    let fa = try SafeTensorsFile(path: a), fb = try SafeTensorsFile(path: b)
+    var num = 0.0, den = 0.0, compared = 0
+    for name in fa.names where name.hasPrefix(prefix) && fb.entry(name) != nil {
+        let x = try fa.doubles(name).values, y = try fb.doubles(name).values
+        for (u, v) in zip(x, y) { num += (u - v) * (u - v); den += u * u }
+        compared += 1
+    }
+    #expect(compared > 0, "no tensors named \(prefix)* in both \(a) and \(b)")
+    return (num / max(den, 1e-300)).squareRoot()
+}
+
+/// The data of the tiny runs: 6 training images, 5 validation images (two batches of 2 and one of 1).
+func distributedData(_ dir: String) throws -> [String] {
+    _ = try writeSyntheticDataset(out: dir + "/data", config: SyntheticConfig(train: 6, val: 5, size: 96, seed: 3))
+    return ["data.root=\(dir)/data", "data.min_size=[96]", "data.max_size=128", "data.test_min_size=96",
+            "mimic.patch_size=32", "mimic.rois_per_image=2", "roi_head.batch_size_per_image=16", "rpn.batch_size_per_image=32",
+            "solver.max_iter=10", "solver.warmup_iters=5", "solver.steps=[8]", "solver.checkpoint_period=5",
+            "solver.eval_period=0", "output.log_period=1"]
+}
+
+func trainArguments(_ settings: [String], _ extra: [String] = []) -> [String] {
+    ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + (settings + extra).flatMap { ["--set", $0] }
+}
+
+@Suite(.serialized) struct DataParallelRuns {
+    /// The demo detector (mdconv, mdpool, mimicking, mask branch): one step's gradient summed over
+    /// two processes, each with half of the global batch, is the one-process gradient.
+    @Test func twoProcessesSumTheOneProcessGradient() throws {
+        let dir = temporaryDirectory("mpi-gradient")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let arguments = ["train-step", "--config", repositoryPath("configs/demo.yaml"), "--height", "96", "--width", "128",
+                         "--batch", "2", "--steps", "1", "--threads", "1", "--proposals-near-objects"]
+        let one = try ToolRun.run("dcn-bench", arguments + ["--gradient-out", dir + "/one.safetensors"], ranks: nil, folder: dir, name: "one")
+        let two = try ToolRun.run("dcn-bench", arguments + ["--gradient-out", dir + "/two.safetensors"], ranks: 2, folder: dir, name: "two")
+        #expect(one.process.terminationStatus == 0 && two.process.terminationStatus == 0, "\(one.errors)\n\(two.errors)")
+        #expect(two.output.contains("2 processes x 1 threads") && two.output.contains("communication not hidden"), "\(two.output)")
+        let difference = try relativeDifference(dir + "/one.safetensors", dir + "/two.safetensors")
+        #expect(difference < 1e-6, "relative L2 difference of the gradients: \(difference)")
+    }
+
+    /// 10 iterations on 2 processes against 1 process; two 2-process runs; checkpoints resumed
+    /// across process counts.
+    @Test func twoProcessesTrainAsOneAndResumeAcrossProcessCounts() throws {
+        let dir = temporaryDirectory("mpi-train")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let settings = try distributedData(dir)
+        func train(_ name: String, ranks: Int?, _ extra: [String] = []) throws -> ToolRun {
+            let run = try ToolRun.run("dcn-train", trainArguments(settings, ["output.dir=\(dir)/\(name)"]) + extra, ranks: ranks,
+                                      folder: dir, name: name)
+            #expect(run.process.terminationStatus == 0, "\(name): \(run.output)\n\(run.errors)")
+            return run
+        }
+        _ = try train("one", ranks: nil)
+        let two = try train("two", ranks: 2)
+        _ = try train("again", ranks: 2)
+        let final = RunFiles.finalCheckpoint
+        let drift = try relativeDifference("\(dir)/one/\(final)", "\(dir)/two/\(final)", prefix: "model.")
+        #expect(drift < 1e-5, "relative L2 difference of the weights after 10 iterations: \(drift)")
+        // Two 2-process runs: the same bits.
+        let first = try SafeTensorsFile(path: "\(dir)/two/\(final)"), second = try SafeTensorsFile(path: "\(dir)/again/\(final)")
+        for name in first.names where name.hasPrefix("model.") {
+            #expect(try first.doubles(name).values == second.doubles(name).values, "\(name) differs between two 2-process runs")
+        }
+        // Rank 0 alone logged: one line per iteration, and one progress line each.
+        let lines = try String(contentsOfFile: "\(dir)/two/\(RunFiles.metrics)", encoding: .utf8).split(separator: "\n")
+        let oneLines = try String(contentsOfFile: "\(dir)/one/\(RunFiles.metrics)", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == oneLines.count)
+        #expect(two.output.components(separatedBy: "[10/10]").count == 2, "\(two.output)")
+        #expect(two.output.contains("training finished") && two.output.contains("img/s"))
+        // The 2-process checkpoint of iteration 5 resumed in one process, and the other way round.
+        let five = RunFiles.checkpoint(iteration: 5)
+        _ = try train("two-then-one", ranks: nil, ["--resume", "\(dir)/two/\(five)"])
+        _ = try train("one-then-two", ranks: 2, ["--resume", "\(dir)/one/\(five)"])
+        for name in ["two-then-one", "one-then-two"] {
+            let d = try relativeDifference("\(dir)/one/\(final)", "\(dir)/\(name)/\(final)", prefix: "model.")
+            #expect(d < 1e-5, "\(name): relative L2 difference from the 1-process run: \(d)")
+        }
+    }
+
+    /// A global batch that the processes cannot share evenly is refused with a message naming the key.
+    @Test func aBatchThatDoesNotSplitIsRefused() throws {
+        let dir = temporaryDirectory("mpi-split")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let settings = try distributedData(dir)
+        let run = try ToolRun.run("dcn-train", trainArguments(settings, ["output.dir=\(dir)/out", "data.images_per_batch=3"]), ranks: 2,
+                                  folder: dir, name: "odd")
+        #expect(run.process.terminationStatus != 0)
+        #expect(run.errors.contains("data.images_per_batch is 3") && run.errors.contains("multiple of the 2 processes"), "\(run.errors)")
+    }
+
+    /// One process killed in the middle of a run: every process ends within 30 s with a message
+    /// naming the rank, and the last checkpoint still loads.
+    @Test func killingOneProcessStopsEveryProcess() throws {
+        let dir = temporaryDirectory("mpi-kill")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let settings = try distributedData(dir)
+        let run = try ToolRun("dcn-train", trainArguments(settings, ["output.dir=\(dir)/out", "solver.max_iter=100000", "solver.steps=[]",
+                                                                      "solver.checkpoint_period=3"]),
+                              ranks: 2, folder: dir, name: "run")
+        defer { if run.process.isRunning { kill(run.process.processIdentifier, SIGKILL) } }
+        let checkpointed = eventually(within: 120) {
+            FileManager.default.fileExists(atPath: "\(dir)/out/\(RunFiles.checkpoint(iteration: 6))") || !run.process.isRunning
+        }
+        #expect(checkpointed && run.process.isRunning, "\(run.output)\n\(run.errors)")
+        // Rank 1: the child of mpirun whose environment says so.
+        let rank1 = childProcesses(of: run.process.processIdentifier).first { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .isoLatin1)) ?? "").split(separator: "\0").contains("OMPI_COMM_WORLD_RANK=1")
+        }
+        #expect(rank1 != nil, "no rank 1 among mpirun's children")
+        if let rank1 { kill(rank1, SIGKILL) }
+        let status = run.exitStatus(within: 30)
+        #expect(status != nil && status != 0, "mpirun's status: \(String(describing: status))")
+        #expect(run.errors.contains("rank 1") || run.output.contains("rank 1"), "\(run.output)\n\(run.errors)")
+        // Every process is gone, and the newest checkpoint loads.
+        #expect(childProcesses(of: run.process.processIdentifier).isEmpty)
+        let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: settings)
+        let model = try buildModel(config, classes: 6)
+        let state = try Checkpoint.load(path: "\(dir)/out/\(RunFiles.latest)", into: model.parameters, optimizer: nil)
+        #expect(state.iteration >= 6 && state.iteration % 3 == 0)
+        print("killed rank 1 after iteration \(state.iteration)'s checkpoint; mpirun: \(run.errors.split(separator: "\n").filter { $0.contains("rank") })")
+    }
+
+    /// `mpirun -np 2 dcn-eval model`: the same detections, byte for byte, and the same numbers.
+    @Test func twoProcessEvaluationGivesTheOneProcessNumbers() throws {
+        let dir = temporaryDirectory("mpi-eval")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let settings = try distributedData(dir) + ["output.dir=\(dir)/out", "solver.max_iter=20", "solver.steps=[15]"]
+        let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: settings)
+        try Threads.with(1) { try train(config: config, resume: nil, force: false) }
+        func evaluate(_ name: String, ranks: Int?) throws -> (results: Data, metrics: [String: Double]) {
+            let arguments = ["model", "--config", repositoryPath("configs/demo.yaml"), "--checkpoint", "\(dir)/out/\(RunFiles.finalCheckpoint)",
+                             "--results", "\(dir)/\(name)_results.json", "--threads", "1"] + settings.flatMap { ["--set", $0] }
+            let run = try ToolRun.run("dcn-eval", arguments, ranks: ranks, folder: dir, name: name)
+            #expect(run.process.terminationStatus == 0, "\(name): \(run.output)\n\(run.errors)")
+            let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)_metrics.json")))
+            return (try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)_results.json")), (metrics as? [String: Double]) ?? [:])
+        }
+        let one = try evaluate("one", ranks: nil), two = try evaluate("two", ranks: 2)
+        #expect(one.results == two.results)
+        #expect(one.metrics == two.metrics && one.metrics.count == 24, "\(one.metrics)\n\(two.metrics)")
+        let detections = try JSONSerialization.jsonObject(with: one.results) as? [Any]
+        #expect((detections?.count ?? 0) > 0, "the model should detect something")
+    }
+}
+
+/// The processes whose parent is `pid`.
+func childProcesses(of pid: pid_t) -> [pid_t] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { child in
+        guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == pid
+    }
+}
