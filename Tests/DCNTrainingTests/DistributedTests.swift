@@ -19,8 +19,10 @@ func builtToolPath(_ name: String) throws -> String {
 }
 
 /// mpirun's options for tests: root allowed (CI), more processes than cores allowed, shared memory
-/// between the processes and the loopback interface for the launcher, nothing else.
-let mpirunOptions = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "--mca", "oob_tcp_if_include", "lo"]
+/// between the processes (plain copies: no ptrace-based single copy, which containers often forbid)
+/// and the loopback interface for the launcher, nothing else.
+let mpirunOptions = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none",
+                     "--mca", "oob_tcp_if_include", "lo"]
 
 /// A tool run directly (`ranks` nil) or under `mpirun -np ranks`, its output in `folder/name.{out,err}`.
 struct ToolRun {
