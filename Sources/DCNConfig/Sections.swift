@@ -27,6 +27,24 @@ public enum NormChoice: String, ConfigChoice, Codable {
 /// Dataset formats.
 public enum DataFormat: String, ConfigChoice, Codable {
     case coco, voc, synth
+    /// Classification: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg` (torchvision's ImageFolder).
+    case imagefolder
+}
+
+/// What the experiment trains.
+public enum TaskChoice: String, ConfigChoice, Codable {
+    /// Faster R-CNN / Mask R-CNN on COCO, VOC or synthetic detection data.
+    case detection
+    /// The backbone with global average pooling and a linear classifier, on ImageFolder data.
+    case classification
+}
+
+/// How the learning rate falls after the warm-up.
+public enum ScheduleChoice: String, ConfigChoice, Codable {
+    /// Multiplied by `gamma` at each of `steps`.
+    case steps
+    /// Half a cosine from the base rate at iteration 0 to 0 at max_iter.
+    case cosine
 }
 
 // MARK: - Sections
@@ -36,12 +54,15 @@ public struct ModelConfig: ConfigSection, Codable {
     static let key = "model"
     /// Experiment name, used in logs and for the default output folder.
     public var name: String = "faster_rcnn"
-    /// Object classes without background; null = derived from the data (80 for COCO, 20 for VOC, data.classes if given).
+    /// detection (Faster / Mask R-CNN) or classification (backbone + global pooling + linear classifier).
+    public var task: TaskChoice = .detection
+    /// Object classes without background (image classes for classification); null = derived from the data (80 for COCO, 20 for VOC, data.classes if given, the class folders of ImageFolder data).
     public var classes: Int? = nil
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
         v.field("name", &name, Check("not empty", message: "must not be empty") { !$0.isEmpty })
+        v.field("task", &task)
         v.field("classes", &classes, .ifSet(.range(1...100_000)))
     }
 }
@@ -298,6 +319,14 @@ public struct DataConfig: ConfigSection, Codable {
     public var loaderThreads: Int = 2
     /// Skip training images without any (non-ignored) box.
     public var skipEmpty: Bool = true
+    /// Classification: side of the training crop (RandomResizedCrop) and of the evaluation centre crop.
+    public var cropSize: Int = 224
+    /// Classification evaluation: the shorter side is resized to this before the centre crop.
+    public var resizeSize: Int = 256
+    /// Classification training: range of the crop's area as a fraction of the image's.
+    public var cropScale: [Double] = [0.08, 1.0]
+    /// Classification training: range of the crop's aspect ratio (width / height).
+    public var cropRatio: [Double] = [3.0 / 4.0, 4.0 / 3.0]
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
@@ -320,6 +349,10 @@ public struct DataConfig: ConfigSection, Codable {
         v.field("images_per_batch", &imagesPerBatch, .range(1...1024))
         v.field("loader_threads", &loaderThreads, .range(0...256))
         v.field("skip_empty", &skipEmpty)
+        v.field("crop_size", &cropSize, .range(8...4096))
+        v.field("resize_size", &resizeSize, .range(8...8192))
+        v.field("crop_scale", &cropScale, .each(.halfOpen(0, 1), count: 2))
+        v.field("crop_ratio", &cropRatio, .each(.halfOpen(0, 100), count: 2))
     }
 }
 
@@ -339,6 +372,8 @@ public struct SolverConfig: ConfigSection, Codable {
     public var weightDecay: Double = 1e-4
     /// Weight decay of normalisation parameters.
     public var weightDecayNorm: Double = 0
+    /// Weight decay of the biases of convolutions and linear layers; null = weight_decay.
+    public var weightDecayBias: Double? = nil
     /// Iterations of linear warm-up.
     public var warmupIters: Int = 500
     /// Learning-rate factor at iteration 0 of the warm-up.
@@ -357,13 +392,20 @@ public struct SolverConfig: ConfigSection, Codable {
     public var evalPeriod: Int = 0
     /// Seed of initialisation, sampling and data order (a run is reproducible bit for bit).
     public var seed: Int = 0
+    /// After the warm-up: steps (multiplied by gamma at each of steps) or cosine (to 0 at max_iter).
+    public var lrSchedule: ScheduleChoice = .steps
+    /// Classification: label smoothing of the cross-entropy (0 = none, 0.1 in torchvision's recipes).
+    public var labelSmoothing: Double = 0
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("lr_schedule", &lrSchedule)
+        v.field("label_smoothing", &labelSmoothing, .rightOpen(0, 1))
         v.field("base_lr", &baseLr, .above(0))
         v.field("momentum", &momentum, .rightOpen(0, 1))
         v.field("weight_decay", &weightDecay, .atLeast(0))
         v.field("weight_decay_norm", &weightDecayNorm, .atLeast(0))
+        v.field("weight_decay_bias", &weightDecayBias, .ifSet(.atLeast(0)))
         v.field("warmup_iters", &warmupIters, .atLeast(0))
         v.field("warmup_factor", &warmupFactor, .halfOpen(0, 1))
         v.field("max_iter", &maxIter, .range(1...1_000_000_000))

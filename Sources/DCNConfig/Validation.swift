@@ -31,8 +31,31 @@ struct Validator {
         validateRoIHead(c.roiHead)
         validateData(c)
         validateSolver(c.solver)
+        validateTask(c)
         if c.mask.enabled && c.data.format == .voc {
             fail(["mask.enabled", "data.format"], "the mask branch needs instance segmentations, which VOC detection data does not have: use coco or synth data, or set mask.enabled to false")
+        }
+    }
+
+    /// Classification trains on ImageFolder data with the backbone alone; detection never does.
+    mutating func validateTask(_ c: ExperimentConfig) {
+        switch c.model.task {
+        case .classification:
+            if c.data.format != .imagefolder {
+                fail(["data.format", "model.task"], "model.task classification reads ImageFolder data: set data.format to imagefolder (got \(c.data.format.rawValue))")
+            }
+            if c.mask.enabled { fail(["mask.enabled", "model.task"], "a classifier has no mask branch: set mask.enabled to false") }
+            if c.mimic.regions != .off { fail(["mimic.regions", "model.task"], "a classifier has no RoIs to mimic: set mimic.regions to off") }
+        case .detection:
+            if c.data.format == .imagefolder {
+                fail(["data.format", "model.task"], "ImageFolder data has class labels, not boxes: use it with model.task classification")
+            }
+        }
+        let d = c.data
+        if d.cropScale[0] > d.cropScale[1] { fail(["data.crop_scale"], "the range \(d.cropScale.yaml) must be [low, high] with low <= high") }
+        if d.cropRatio[0] > d.cropRatio[1] { fail(["data.crop_ratio"], "the range \(d.cropRatio.yaml) must be [low, high] with low <= high") }
+        if c.model.task == .classification && d.resizeSize < d.cropSize {
+            fail(["data.resize_size", "data.crop_size"], "resize_size \(d.resizeSize) is below crop_size \(d.cropSize): the centre crop would not fit")
         }
     }
 
@@ -115,7 +138,7 @@ struct Validator {
         case .voc:
             require(d.vocDevkit, "voc_devkit")
             if d.trainSplits.isEmpty { fail(["data.train_splits"], "data.format voc needs at least one training split") }
-        case .synth:
+        case .synth, .imagefolder:
             require(d.root, "root")
         }
         if let classes = d.classes {

@@ -32,6 +32,8 @@ public struct TrainingBatch: Sendable {
     /// Position of the first image in the global batch (data-parallel training: this process's
     /// share starts there; 0 otherwise).
     public var firstImage: Int = 0
+    /// Classification: each image's class index, 0-based (empty for detection).
+    public var classLabels: [Int] = []
 }
 
 /// One process's part of every global batch in data-parallel training: images
@@ -80,7 +82,8 @@ public final class DataLoader: @unchecked Sendable {
     ///   - startIteration: the first iteration `next()` returns (exact resume from a checkpoint).
     public init(dataset: Dataset, imagesPerBatch: Int, augmentation: Augmentation, mode: Mode = .training,
                 seed: UInt64 = 0, workers: Int = 2, prefetch: Int = 4, normalization: PixelNormalization = .imageNet,
-                sizeDivisibility: Int = 32, startIteration: Int = 0, share: BatchShare? = nil) throws {
+                sizeDivisibility: Int = 32, startIteration: Int = 0, share: BatchShare? = nil,
+                classification: ClassificationTransform? = nil) throws {
         guard !dataset.images.isEmpty else { throw DataLoaderError.invalidSettings("the dataset has no images") }
         guard imagesPerBatch >= 1 else { throw DataLoaderError.invalidSettings("images per batch must be at least 1, got \(imagesPerBatch)") }
         guard workers >= 1, prefetch >= 1 else { throw DataLoaderError.invalidSettings("workers and prefetch must be at least 1") }
@@ -99,7 +102,7 @@ public final class DataLoader: @unchecked Sendable {
         var aug = augmentation
         if mode == .evaluation { aug.flipProbability = 0 }
         let plan = BatchPlan(images: dataset.images, imagesPerBatch: imagesPerBatch, augmentation: aug, mode: mode, seed: seed,
-                             normalization: normalization, sizeDivisibility: sizeDivisibility, share: share)
+                             normalization: normalization, sizeDivisibility: sizeDivisibility, share: share, classification: classification)
         state = LoaderState(plan: plan, start: startIteration, end: end, prefetch: prefetch)
         for _ in 0..<workers {
             let s = state
@@ -114,6 +117,14 @@ public final class DataLoader: @unchecked Sendable {
                                 workers: Int = 2, startIteration: Int = 0) throws -> DataLoader {
         try DataLoader(dataset: dataset, imagesPerBatch: imagesPerBatch, augmentation: .training(shortEdges: shortEdges, maxSize: maxSize),
                        mode: .training, seed: seed, workers: workers, startIteration: startIteration)
+    }
+
+    /// A classification loader: training batches of random resized crops (flipped half of the
+    /// time), or in evaluation every image once, in order, resized and centre-cropped.
+    public static func classification(dataset: Dataset, imagesPerBatch: Int, transform: ClassificationTransform, mode: Mode,
+                                      seed: UInt64 = 0, workers: Int = 2, startIteration: Int = 0, share: BatchShare? = nil) throws -> DataLoader {
+        try DataLoader(dataset: dataset, imagesPerBatch: imagesPerBatch, augmentation: try .test(), mode: mode, seed: seed, workers: workers,
+                       sizeDivisibility: 1, startIteration: startIteration, share: share, classification: transform)
     }
 
     /// The evaluation loader: every image once, in order, at the test size, no flip.
@@ -150,6 +161,8 @@ struct BatchPlan: Sendable {
     let normalization: PixelNormalization
     let sizeDivisibility: Int
     let share: BatchShare?
+    /// Set for classification batches (fixed-size crops and class labels).
+    let classification: ClassificationTransform?
 
     /// The epoch's order: a Fisher-Yates shuffle seeded by (seed, epoch).
     func permutation(epoch: Int) -> [Int] {
@@ -177,6 +190,7 @@ struct BatchPlan: Sendable {
 
     /// The batch of `samples` (with a share, only the share's images, padded as the whole batch).
     func build(iteration: Int, samples all: [(index: Int, epoch: Int, position: Int)]) throws -> TrainingBatch {
+        if let classification { return try buildClassification(iteration: iteration, samples: all, classification) }
         var prepared = [PreparedImage](), ids = [Int](), instances = [Instances](), flipped = [Bool]()
         var mine = all.indices, padTo = ImageSize(height: 1, width: 1)
         if let share {
@@ -219,6 +233,34 @@ struct BatchPlan: Sendable {
         return TrainingBatch(images: batch.images, sizes: batch.imageSizes, originalSizes: batch.originalSizes, scales: batch.scales,
                              imageIDs: ids, instances: instances, flipped: flipped,
                              epoch: all.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0, firstImage: mine.lowerBound)
+    }
+}
+
+extension BatchPlan {
+    /// A classification batch: every image transformed to the same square size, so no padding;
+    /// with a share, only the share's images.
+    func buildClassification(iteration: Int, samples all: [(index: Int, epoch: Int, position: Int)],
+                             _ transform: ClassificationTransform) throws -> TrainingBatch {
+        var mine = all.indices
+        if let share {
+            let per = all.count / share.ranks
+            mine = share.rank * per ..< (share.rank + 1) * per
+        }
+        var tensors: [Tensor] = [], labels: [Int] = [], ids: [Int] = [], originals: [ImageSize] = []
+        for s in all[mine] {
+            let item = images[s.index]
+            let decoded = try decodeImage(path: item.path)
+            var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(s.epoch), UInt64(s.position)))
+            let image = mode == .training ? try transform.training(decoded, using: &rng) : try transform.test.apply(decoded)
+            tensors.append(normalization.tensor(from: image))
+            labels.append(item.classLabel); ids.append(item.id)
+            originals.append(ImageSize(height: decoded.height, width: decoded.width))
+        }
+        let (stacked, sizes) = try padAndStack(tensors, sizeDivisibility: 1)
+        return TrainingBatch(images: stacked, sizes: sizes, originalSizes: originals, scales: sizes.map { _ in (1, 1) }, imageIDs: ids,
+                             instances: sizes.map { _ in Instances(boxes: [], labels: []) }, flipped: sizes.map { _ in false },
+                             epoch: all.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0, firstImage: mine.lowerBound,
+                             classLabels: labels)
     }
 }
 

@@ -34,9 +34,12 @@ public struct DatasetImage: Sendable, Equatable {
     public var width: Int
     public var height: Int
     public var objects: [DatasetObject]
+    /// Classification: the image's class index, 0-based (-1 in detection datasets).
+    public var classLabel: Int
 
-    public init(id: Int, name: String, path: String, width: Int, height: Int, objects: [DatasetObject]) {
+    public init(id: Int, name: String, path: String, width: Int, height: Int, objects: [DatasetObject], classLabel: Int = -1) {
         self.id = id; self.name = name; self.path = path; self.width = width; self.height = height; self.objects = objects
+        self.classLabel = classLabel
     }
 }
 

@@ -29,7 +29,7 @@ func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
         guard let root = d.root else { throw TrainingError("data.root is needed for synthetic data (make it with dcn-data synth --out DIR)", exitCode: 2) }
         let split = train ? "train" : "val"
         return COCOSplitPaths(annotations: "\(root)/annotations/instances_\(split).json", images: "\(root)/images/\(split)")
-    case .voc:
+    case .voc, .imagefolder:
         return nil
     }
 }
@@ -83,6 +83,14 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
             }
         }
         return combined
+    case .imagefolder:
+        guard let root = c.data.root else { throw TrainingError("data.root is needed for ImageFolder data", exitCode: 2) }
+        let folder = root + (train ? "/train" : "/val")
+        if !train && !FileManager.default.fileExists(atPath: folder) { return nil }
+        try requireExists(folder, train ? "training images (data.root/train)" : "validation images (data.root/val)")
+        do { return try Dataset.imageFolder(root: folder) } catch let error as DatasetError {
+            throw TrainingError("data.root: \(error)", exitCode: 2)
+        }
     }
 }
 
@@ -95,6 +103,8 @@ func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
     case .voc:
         let s = try vocSplit(c, c.data.valSplit)
         return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split))
+    case .imagefolder:
+        throw TrainingError("ImageFolder data is scored with top-1 / top-5 accuracy, not by a detection evaluator", exitCode: 2)
     }
 }
 

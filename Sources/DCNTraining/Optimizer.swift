@@ -3,18 +3,21 @@
 import DCNModels
 import DCNTensor
 
-/// The learning rate at each iteration: linear warm-up from `warmupFactor * baseLR`, then
-/// multiplied by `gamma` at each step (detectron2's WarmupMultiStepLR).
+/// The learning rate at each iteration: linear warm-up from `warmupFactor * baseLR`, then either
+/// multiplied by `gamma` at each step (detectron2's WarmupMultiStepLR) or, with `cosineOver` set,
+/// times 0.5 (1 + cos(pi * iteration / cosineOver)) (detectron2's WarmupCosineLR).
 public struct LearningRateSchedule: Sendable, Equatable {
     public var baseLR: Float
     public var warmupIterations: Int
     public var warmupFactor: Float
     public var steps: [Int]
     public var gamma: Float
+    /// The cosine schedule's length (max_iter); nil for steps.
+    public var cosineOver: Int?
 
-    public init(baseLR: Float, warmupIterations: Int, warmupFactor: Float, steps: [Int], gamma: Float) {
+    public init(baseLR: Float, warmupIterations: Int, warmupFactor: Float, steps: [Int], gamma: Float, cosineOver: Int? = nil) {
         self.baseLR = baseLR; self.warmupIterations = warmupIterations; self.warmupFactor = warmupFactor
-        self.steps = steps; self.gamma = gamma
+        self.steps = steps; self.gamma = gamma; self.cosineOver = cosineOver
     }
 
     /// The rate used for iteration `iteration` (0-based).
@@ -23,6 +26,10 @@ public struct LearningRateSchedule: Sendable, Equatable {
         if iteration < warmupIterations {
             let alpha = Float(iteration) / Float(warmupIterations)
             factor = warmupFactor * (1 - alpha) + alpha
+        }
+        if let length = cosineOver {
+            let t = Double(min(iteration, length)) / Double(max(1, length))
+            return baseLR * factor * Float(0.5 * (1 + cos(Double.pi * t)))
         }
         let decays = steps.filter { $0 <= iteration }.count
         return baseLR * factor * pow(gamma, Float(decays))
@@ -34,22 +41,25 @@ import Glibc
 #endif
 
 /// SGD with momentum: v = momentum * v + (g + weightDecay * p); p -= lr * scale * v.
-/// Norm weights and biases (`decays` false) take `weightDecayNorm` instead of `weightDecay`.
+/// Norm weights and biases (`decays` false) take `weightDecayNorm` instead of `weightDecay`; the
+/// biases of convolutions and linear layers take `weightDecayBias` (nil: `weightDecay`).
 public final class SGD {
     public let parameters: [Parameter]
     public var momentum: Float
     public var weightDecay: Float
     public var weightDecayNorm: Float
+    public var weightDecayBias: Float?
     /// The momentum of every trainable parameter in one block, in `parameters` order: parameter i
     /// owns `velocity[offsets[i] ..< offsets[i] + parameters[i].count]`.
     public private(set) var velocity: [Float]
     let offsets: [Int]
 
-    public init(parameters: [Parameter], momentum: Float, weightDecay: Float, weightDecayNorm: Float) {
+    public init(parameters: [Parameter], momentum: Float, weightDecay: Float, weightDecayNorm: Float, weightDecayBias: Float? = nil) {
         self.parameters = parameters.filter(\.trainable)
         self.momentum = momentum
         self.weightDecay = weightDecay
         self.weightDecayNorm = weightDecayNorm
+        self.weightDecayBias = weightDecayBias
         var offsets = [Int](), total = 0
         for p in self.parameters { offsets.append(total); total += p.count }
         self.offsets = offsets
@@ -83,7 +93,7 @@ public final class SGD {
         velocity.withUnsafeMutableBufferPointer { block in
             for (p, offset) in zip(parameters, offsets) {
                 guard let g = p.gradient else { continue }
-                let decay = p.decays ? weightDecay : weightDecayNorm
+                let decay = !p.decays ? weightDecayNorm : p.name.hasSuffix(".bias") ? weightDecayBias ?? weightDecay : weightDecay
                 let rate = lr * p.learningRateScale
                 let vb = block.baseAddress! + offset
                 p.value.withUnsafeMutableBufferPointer { w in

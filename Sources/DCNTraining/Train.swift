@@ -55,6 +55,7 @@ public func defaultClassCount(_ c: ExperimentConfig) -> Int {
     case .coco: return 80
     case .voc: return c.data.classes?.count ?? 20
     case .synth: return syntheticClassNames.count
+    case .imagefolder: return 1000
     }
 }
 
@@ -119,11 +120,11 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         throw TrainingError("model.classes is \(n) but the training data has \(classes) classes", exitCode: 2)
     }
     let model = try buildModel(config, classes: classes)
-    let optimizer = SGD(parameters: model.parameters.all, momentum: Float(config.solver.momentum),
-                        weightDecay: Float(config.solver.weightDecay), weightDecayNorm: Float(config.solver.weightDecayNorm))
     let s = config.solver
-    let schedule = LearningRateSchedule(baseLR: Float(s.baseLr), warmupIterations: s.warmupIters,
-                                        warmupFactor: Float(s.warmupFactor), steps: s.steps, gamma: Float(s.gamma))
+    let optimizer = SGD(parameters: model.parameters.all, momentum: Float(s.momentum), weightDecay: Float(s.weightDecay),
+                        weightDecayNorm: Float(s.weightDecayNorm), weightDecayBias: s.weightDecayBias.map { Float($0) })
+    let schedule = LearningRateSchedule(baseLR: Float(s.baseLr), warmupIterations: s.warmupIters, warmupFactor: Float(s.warmupFactor),
+                                        steps: s.steps, gamma: Float(s.gamma), cosineOver: s.lrSchedule == .cosine ? s.maxIter : nil)
     var rng = SeededGenerator(seed: UInt64(s.seed) &+ 1000)
     var start = 0
     /// The newest checkpoint this run can go back to.
