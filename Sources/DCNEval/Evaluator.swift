@@ -21,6 +21,8 @@ public struct EvaluationReport: Sendable {
     /// Metric name -> value, in print order.
     public var metrics: [(name: String, value: Double)]
     public var text: String
+
+    public init(metrics: [(name: String, value: Double)], text: String) { self.metrics = metrics; self.text = text }
 }
 
 /// Accumulates detections image by image and scores them at the end.

@@ -19,7 +19,9 @@ public enum LossReduction: Sendable, Equatable {
 public struct CrossEntropyOptions: Sendable, Equatable {
     /// Rows with this label contribute nothing (PyTorch's `ignore_index`).
     public var ignoreLabel: Int
-    public init(ignoreLabel: Int = -1) { self.ignoreLabel = ignoreLabel }
+    /// PyTorch's `label_smoothing` ε: the target is (1 - ε) one-hot + ε / C.
+    public var labelSmoothing: Float
+    public init(ignoreLabel: Int = -1, labelSmoothing: Float = 0) { self.ignoreLabel = ignoreLabel; self.labelSmoothing = labelSmoothing }
 }
 
 private func checkCrossEntropy(_ logits: Tensor, _ labels: [Int], _ options: CrossEntropyOptions) throws -> (n: Int, c: Int) {
@@ -42,7 +44,8 @@ private func logSumExp(_ row: UnsafePointer<Float>, _ c: Int) -> (max: Double, l
 }
 
 /// Softmax cross-entropy: logits [N, C], labels [N] (class index or the ignore label) ->
-/// `mean over non-ignored rows of (logsumexp(logits[i]) - logits[i, label_i])`.
+/// `mean over non-ignored rows of (logsumexp(logits[i]) - logits[i, label_i])`; with label
+/// smoothing ε each row's term is (1 - ε) of that plus ε (logsumexp(logits[i]) - mean_j logits[i, j]).
 /// When every row is ignored the loss is 0 (PyTorch returns NaN).
 public func softmaxCrossEntropyLoss(
     logits: Tensor, labels: [Int], options: CrossEntropyOptions = CrossEntropyOptions()
@@ -52,7 +55,16 @@ public func softmaxCrossEntropyLoss(
     logits.withUnsafeBufferPointer { x in
         for i in 0..<n where labels[i] != options.ignoreLabel {
             let row = x.baseAddress! + i * c
-            total += logSumExp(row, c).lse - Double(row[labels[i]])
+            let lse = logSumExp(row, c).lse
+            if options.labelSmoothing == 0 {
+                total += lse - Double(row[labels[i]])
+            } else {
+                var mean = 0.0
+                for j in 0..<c { mean += Double(row[j]) }
+                mean /= Double(c)
+                let e = Double(options.labelSmoothing)
+                total += (1 - e) * (lse - Double(row[labels[i]])) + e * (lse - mean)
+            }
             counted += 1
         }
     }
@@ -60,7 +72,8 @@ public func softmaxCrossEntropyLoss(
 }
 
 /// Softmax cross-entropy backward: from the loss above, for non-ignored rows
-/// `dLogits[i, j] += gradOutput * (softmax(logits[i])[j] - [j == label_i]) / count`.
+/// `dLogits[i, j] += gradOutput * (softmax(logits[i])[j] - target_ij) / count`, the target
+/// `[j == label_i]` smoothed to (1 - ε) [j == label_i] + ε / C.
 public func softmaxCrossEntropyBackward(
     dLogits: inout Tensor, logits: Tensor, labels: [Int],
     options: CrossEntropyOptions = CrossEntropyOptions(), gradOutput: Float = 1
@@ -70,6 +83,7 @@ public func softmaxCrossEntropyBackward(
     let counted = labels.reduce(0) { $0 + ($1 == options.ignoreLabel ? 0 : 1) }
     if counted == 0 { return }
     let scale = Double(gradOutput) / Double(counted), ignore = options.ignoreLabel
+    let e = Double(options.labelSmoothing), uniform = e / Double(c)
     logits.withUnsafeBufferPointer { xb in
     dLogits.withUnsafeMutableBufferPointer { db in
         let x = SharedReads(xb.baseAddress!), d = DisjointWrites(db.baseAddress!)
@@ -79,7 +93,8 @@ public func softmaxCrossEntropyBackward(
                 let (_, lse) = logSumExp(row, c)
                 for j in 0..<c {
                     let p = Foundation.exp(Double(row[j]) - lse)
-                    d[i * c + j] += Float(scale * (p - (j == labels[i] ? 1 : 0)))
+                    let target = e == 0 ? (j == labels[i] ? 1 : 0) : (j == labels[i] ? 1 - e : 0) + uniform
+                    d[i * c + j] += Float(scale * (p - target))
                 }
             }
         }

@@ -122,3 +122,19 @@ extension TrainingBatch {
         mapToOriginal(boxes, resized: sizes[index], original: originalSizes[index])
     }
 }
+
+/// The classification transforms the config describes.
+func classificationTransform(_ c: ExperimentConfig) -> ClassificationTransform {
+    let d = c.data
+    var t = ClassificationTransform(train: RandomResizedCrop(size: d.cropSize, scale: (d.cropScale[0], d.cropScale[1]),
+                                                             ratio: (d.cropRatio[0], d.cropRatio[1])),
+                                    test: ResizeCenterCrop(resizeSize: d.resizeSize, cropSize: d.cropSize))
+    if !d.flip { t.flipProbability = 0 }
+    return t
+}
+
+/// The classification training loader (seeded, resumable, a process's share).
+func makeClassificationLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int, share: BatchShare?) throws -> DataLoader {
+    try DataLoader.classification(dataset: dataset, imagesPerBatch: c.data.imagesPerBatch, transform: classificationTransform(c), mode: .training,
+                                  seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration, share: share)
+}

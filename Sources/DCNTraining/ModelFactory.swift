@@ -23,6 +23,13 @@ public func backboneSpec(_ c: BackboneConfig) -> ResNetSpec {
     return spec
 }
 
+/// The classifier's network: the backbone section with global pooling and a `classes`-way fc.
+public func classifierSpec(_ config: ExperimentConfig, classes: Int) -> ResNetSpec {
+    var spec = backboneSpec(config.backbone)
+    spec.classes = classes
+    return spec
+}
+
 /// Maps the whole config onto the detector's spec for `classes` object classes.
 public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSpec {
     var rpn = RPNSpec()

@@ -18,6 +18,8 @@ public enum RunFiles {
     /// Held (flock) by the run that trains into the folder; never removed.
     public static let lock = ".lock"
     public static let finalCheckpoint = "model_final.safetensors"
+    /// Classification: the class of each output index, `["name0", "name1", ...]` (ImageFolder's sorted folders).
+    public static let classIndex = "classes.json"
 
     public static func checkpoint(iteration: Int) -> String { String(format: "model_%07d.safetensors", iteration) }
 
@@ -29,11 +31,11 @@ public enum RunFiles {
         name == latest || (name.hasPrefix("model_") && name.hasSuffix(".safetensors"))
     }
 
-    /// A file a run writes: checkpoints, `latest`, config.yaml, metrics.jsonl, training_curves.svg,
+    /// A file a run writes: checkpoints, `latest`, config.yaml, metrics.jsonl, training_curves.svg, classes.json,
     /// `eval_<tag>_results.json` and `eval_<tag>_metrics.json` (the tag is an iteration or `final`;
     /// `dcn-eval model` writes `eval_model_*` beside the checkpoint it evaluates).
     public static func isRunFile(_ name: String) -> Bool {
-        if isCheckpoint(name) || [config, metrics, curves].contains(name) { return true }
+        if isCheckpoint(name) || [config, metrics, curves, classIndex].contains(name) { return true }
         return name.hasPrefix("eval_") && ["_results.json", "_metrics.json"].contains { name.hasSuffix($0) && name.count > "eval_".count + $0.count }
     }
 

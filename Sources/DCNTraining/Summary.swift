@@ -17,11 +17,21 @@ public struct ModelSummary: Codable, Sendable {
 
     public init(model: FasterRCNN, height: Int, width: Int) throws {
         let s = try model.summary(height: height, width: width)
+        self.init(height: height, width: width, parameters: s.parameters, multiplyAdds: s.multiplyAdds)
+    }
+
+    /// A classifier at `size` x `size` (Table 6 counts FLOPs at 224).
+    public init(classifier: ImageClassifier, size: Int) throws {
+        let s = try classifier.summary(size: size)
+        self.init(height: size, width: size, parameters: s.parameters, multiplyAdds: s.multiplyAdds)
+    }
+
+    init(height: Int, width: Int, parameters: [(String, Int)], multiplyAdds: [(String, Int)]) {
         inputHeight = height
         inputWidth = width
-        parameters = Dictionary(uniqueKeysWithValues: s.parameters)
-        multiplyAdds = Dictionary(uniqueKeysWithValues: s.multiplyAdds)
-        componentOrder = s.parameters.map(\.0)
+        self.parameters = Dictionary(uniqueKeysWithValues: parameters)
+        self.multiplyAdds = Dictionary(uniqueKeysWithValues: multiplyAdds)
+        componentOrder = parameters.map(\.0) + multiplyAdds.map(\.0).filter { name in !parameters.contains { $0.0 == name } }
     }
 
     /// A fixed-width table: component, parameters (M), multiply-adds (G).

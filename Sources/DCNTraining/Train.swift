@@ -65,6 +65,25 @@ public func summaryInputSize(_ c: ExperimentConfig) -> (height: Int, width: Int)
     return (short, min(c.data.maxSize, (short * 4 + 2) / 3))
 }
 
+/// The classifier a config (`model.task: classification`) describes, with `backbone.weights`
+/// (torchvision names, classifier included) loaded when configured.
+public func buildClassifier(_ config: ExperimentConfig, classes: Int) throws -> ImageClassifier {
+    let classifier = try ImageClassifier(spec: classifierSpec(config, classes: classes), labelSmoothing: Float(config.solver.labelSmoothing),
+                                         seed: UInt64(config.solver.seed))
+    if let path = config.backbone.weights {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch {
+            throw TrainingError("backbone.weights: cannot read \(path): \(error)")
+        }
+        var options = WeightLoadOptions(filePrefix: config.backbone.weightsPrefix, modelPrefix: "")
+        options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") }
+        do { try loadWeights(classifier.parameters, from: file, options: options) } catch let error as WeightLoadError {
+            throw TrainingError("backbone.weights: \(error)")
+        }
+    }
+    return classifier
+}
+
 /// The model a config describes, with pretrained backbone weights loaded when configured.
 public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> FasterRCNN {
     let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: UInt64(config.solver.seed))
@@ -119,7 +138,19 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     if let n = config.model.classes, n != classes {
         throw TrainingError("model.classes is \(n) but the training data has \(classes) classes", exitCode: 2)
     }
-    let model = try buildModel(config, classes: classes)
+    // The task's model, and how it is evaluated (rank 0 gets the report).
+    let model: TrainableModel
+    let evaluate: (Dataset, String) throws -> EvaluationReport?
+    switch config.model.task {
+    case .detection:
+        let detector = try buildModel(config, classes: classes)
+        model = detector
+        evaluate = { try evaluateModel(detector, config: config, dataset: $0, outputPrefix: $1, stop: stop, group: group) }
+    case .classification:
+        let classifier = try buildClassifier(config, classes: classes)
+        model = classifier
+        evaluate = { try evaluateClassifier(classifier, config: config, dataset: $0, outputPrefix: $1, stop: stop, group: group) }
+    }
     let s = config.solver
     let optimizer = SGD(parameters: model.parameters.all, momentum: Float(s.momentum), weightDecay: Float(s.weightDecay),
                         weightDecayNorm: Float(s.weightDecayNorm), weightDecayBias: s.weightDecayBias.map { Float($0) })
@@ -153,12 +184,17 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
             if !replaced.isEmpty { print("removed the files of the run that was in \(out): \(replaced.joined(separator: ", "))") }
         }
         try AtomicFile.write(Data(config.resolvedYAML().utf8), to: out + "/" + RunFiles.config)
+        if config.model.task == .classification {
+            try AtomicFile.write(try JSONSerialization.data(withJSONObject: data.train.classNames), to: out + "/" + RunFiles.classIndex)
+        }
         log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
         if resume != nil { try log!.truncate(after: start) }
     }
 
     let share = group.isDistributed ? BatchShare(rank: group.rank, ranks: group.size) : nil
-    let loader = try makeTrainingLoader(config, dataset: data.train, startIteration: start, share: share)
+    let loader = config.model.task == .classification
+        ? try makeClassificationLoader(config, dataset: data.train, startIteration: start, share: share)
+        : try makeTrainingLoader(config, dataset: data.train, startIteration: start, share: share)
     let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
     if root && group.isDistributed {
         print("data-parallel: \(group.size) processes x \(Threads.count) threads, \(config.data.imagesPerBatch / group.size) of the "
@@ -175,8 +211,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         ]
     }
     if let val = data.val {
-        trainer.hooks.append(EvaluationHook(model: model, config: config, dataset: val, folder: out, period: s.evalPeriod, log: log, stop: stop,
-                                            group: group))
+        trainer.hooks.append(EvaluationHook(folder: out, period: s.evalPeriod, log: log, stop: stop) { try evaluate(val, $0) })
     }
     try trainer.run(from: start, stopAfter: stopAfter, stop: stop)
 }

@@ -5,6 +5,7 @@
 import DCNConfig
 import DCNData
 import DCNDistributed
+import DCNEval
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -19,6 +20,12 @@ public protocol TrainableModel: AnyObject {
     /// global batch's weighted named losses, whose gradients are added into the parameters (zeroed
     /// by the trainer first).
     func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float]
+}
+
+extension ImageClassifier: TrainableModel {
+    public func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
+        try trainStep(images: batch.images, labels: batch.classLabels, share: share, ws)
+    }
 }
 
 extension FasterRCNN: TrainableModel {
@@ -239,19 +246,16 @@ final class CheckpointHook: TrainerHook {
 /// In a data-parallel run every process evaluates its share of the images; rank 0 (the one with
 /// the `log`) scores them, writes the files and prints the report.
 final class EvaluationHook: TrainerHook {
-    let model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog?, stop: StopRequest
-    let group: ProcessGroup
+    let folder: String, period: Int, log: MetricsLog?, stop: StopRequest
+    /// Evaluates the model, writing `<prefix>_metrics.json` (and results); nil on processes other than rank 0.
+    let run: (_ outputPrefix: String) throws -> EvaluationReport?
 
-    init(model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, folder: String, period: Int, log: MetricsLog?, stop: StopRequest,
-         group: ProcessGroup) {
-        self.model = model; self.config = config; self.dataset = dataset; self.folder = folder; self.period = period
-        self.log = log; self.stop = stop; self.group = group
+    init(folder: String, period: Int, log: MetricsLog?, stop: StopRequest, run: @escaping (String) throws -> EvaluationReport?) {
+        self.folder = folder; self.period = period; self.log = log; self.stop = stop; self.run = run
     }
 
     func evaluate(_ iteration: Int, final: Bool) throws {
-        guard let report = try evaluateModel(model, config: config, dataset: dataset,
-                                             outputPrefix: folder + "/" + RunFiles.evaluationPrefix(iteration: final ? nil : iteration),
-                                             stop: stop, group: group) else { return }
+        guard let report = try run(folder + "/" + RunFiles.evaluationPrefix(iteration: final ? nil : iteration)) else { return }
         try log?.appendEvaluation(iteration: iteration, metrics: report.metrics)
         print(report.text)
     }

@@ -81,6 +81,12 @@ struct DCNTrain: ParsableCommand {
             throw TrainingError("--config \(config) \(problem); expected a YAML config file", exitCode: 2)
         }
         let experiment = try loadConfig(path: config, overrides: overrides)
+        if summary && experiment.model.task == .classification {
+            let classifier = try ImageClassifier(spec: classifierSpec(experiment, classes: experiment.model.classes ?? 1000))
+            let s = try ModelSummary(classifier: classifier, size: experiment.data.cropSize)
+            print(json ? s.json : s.table)
+            return
+        }
         if summary {
             let classes = defaultClassCount(experiment)
             let model = try FasterRCNN(spec: detectorSpec(experiment, classes: classes))

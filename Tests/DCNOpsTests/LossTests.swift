@@ -36,6 +36,22 @@ struct LossTests {
         #expect(dx.data[3..<6].allSatisfy { $0 == 0 })
     }
 
+    /// Label smoothing against torch.nn.functional.cross_entropy(label_smoothing=0.1, ignore_index=-1)
+    /// (values printed by PyTorch 2.9 for these logits), and its gradient by finite differences.
+    @Test func labelSmoothedCrossEntropyMatchesPyTorch() throws {
+        let x = try Tensor(shape: [3, 4], data: [0.5, -1.0, 2.0, 0.1, 1.5, 0.3, -0.7, 0.0, -2.0, 0.4, 0.9, 1.1])
+        let labels = [2, -1, 3]
+        let options = CrossEntropyOptions(labelSmoothing: 0.1)
+        #expect(abs(try softmaxCrossEntropyLoss(logits: x, labels: labels, options: options) - 0.7356111407279968) < 1e-6)
+        var dx = Tensor(zeros: x.shape)
+        try softmaxCrossEntropyBackward(dLogits: &dx, logits: x, labels: labels, options: options)
+        let torchGradient: [Float] = [0.06592965871095657, 0.005000019446015358, -0.11100264638662338, 0.0400729738175869, 0, 0, 0, 0,
+                                      -0.002957154531031847, 0.09269246459007263, 0.16093303263187408, -0.25066834688186646]
+        for (a, b) in zip(dx.data, torchGradient) { #expect(abs(a - b) < 1e-6) }
+        let err = try finiteDifferenceError(at: x, analytic: dx) { Double(try softmaxCrossEntropyLoss(logits: $0, labels: labels, options: options)) }
+        #expect(err < 1e-2)
+    }
+
     @Test(arguments: [LossReduction.sum, .mean])
     func binaryCrossEntropyGradient(reduction: LossReduction) throws {
         let x = randomTensor([3, 4], seed: 2, lo: -3, hi: 3)

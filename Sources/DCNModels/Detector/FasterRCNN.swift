@@ -127,7 +127,7 @@ public final class FasterRCNN {
         if let mimicPass { parts.append((mimicPass.losses, mimicPass.normaliser)) }
         var losses: [String: Float] = [:]
         for part in parts { losses.merge(part.losses) { $1 } }
-        if let collective = share.collective { losses = try Self.globalLosses(parts, collective) }
+        if let collective = share.collective { losses = try globalLosses(parts, collective) }
 
         // Backward in reverse, feature gradients summed by name for the backbone. Each part's
         // parameters are finished once its own backward has run (the mimic branch's patches go
@@ -144,30 +144,6 @@ public final class FasterRCNN {
         finished(rpn.parameters)
         try profiler.measure("backbone bwd") {
             try backbonePass.backward(FeatureMaps(["res4": dRes4, "res5": dRes5]))
-        }
-        return losses
-    }
-
-    /// Sums every part's normaliser and loss sums over the processes, sets the normalisers'
-    /// shares, and returns the global batch's losses (each a global sum / the global count).
-    static func globalLosses(_ parts: [(losses: [String: Float], normaliser: LossNormaliser?)],
-                             _ collective: TrainingCollective) throws -> [String: Float] {
-        var local: [Double] = []
-        for part in parts {
-            let count = part.normaliser?.count ?? 1
-            local.append(count)
-            for name in part.losses.keys.sorted() { local.append(Double(part.losses[name]!) * count) }
-        }
-        let total = try collective.sum(local)
-        var losses: [String: Float] = [:], i = 0
-        for part in parts {
-            let count = total[i]
-            part.normaliser?.setTotal(count)
-            i += 1
-            for name in part.losses.keys.sorted() {
-                losses[name] = count > 0 ? Float(total[i] / count) : 0
-                i += 1
-            }
         }
         return losses
     }

@@ -77,3 +77,27 @@ public struct StepShare {
         (0..<count).map { SeededGenerator(seed: deriveSeed(seed, UInt64(firstImage + $0))) }
     }
 }
+
+/// Sums every part's normaliser count and loss sums over the processes, sets the normalisers'
+/// shares, and returns the global batch's losses (each a global sum / the global count).
+public func globalLosses(_ parts: [(losses: [String: Float], normaliser: LossNormaliser?)],
+                         _ collective: TrainingCollective) throws -> [String: Float] {
+    var local: [Double] = []
+    for part in parts {
+        let count = part.normaliser?.count ?? 1
+        local.append(count)
+        for name in part.losses.keys.sorted() { local.append(Double(part.losses[name]!) * count) }
+    }
+    let total = try collective.sum(local)
+    var losses: [String: Float] = [:], i = 0
+    for part in parts {
+        let count = total[i]
+        part.normaliser?.setTotal(count)
+        i += 1
+        for name in part.losses.keys.sorted() {
+            losses[name] = count > 0 ? Float(total[i] / count) : 0
+            i += 1
+        }
+    }
+    return losses
+}
