@@ -75,7 +75,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "dcn-eval",
-            dependencies: ["DCNAnnotations", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+            dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

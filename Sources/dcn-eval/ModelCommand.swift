@@ -2,6 +2,7 @@
 // results, and the metrics (COCO for COCO/synthetic data, VOC AP50/AP70 for VOC data).
 import ArgumentParser
 import DCNConfig
+import DCNData
 import DCNDistributed
 import DCNEval
 import DCNModels
@@ -70,6 +71,10 @@ struct ModelCommand: ParsableCommand {
             guard let dataset = try loadDataset(experiment, train: false) else {
                 throw ToolError("\(config): the config names no evaluation split")
             }
+            if experiment.model.task == .classification {
+                try evaluateClassification(experiment, dataset: dataset)
+                return
+            }
             let model = try buildModel(experiment, classes: dataset.classNames.count)
             _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil)
             // evaluateModel writes <prefix>_results.json and <prefix>_metrics.json: a hidden prefix
@@ -95,6 +100,9 @@ struct ModelCommand: ParsableCommand {
         } catch let error as CheckpointError {
             printError("dcn-eval: \(error)")
             throw ExitCode(1)
+        } catch let error as DatasetError {
+            printError("dcn-eval: \(error)")
+            throw ExitCode(2)
         } catch let stopped as Stopped {
             // Every process stops at the same batch; rank 0 says so.
             let request = StopRequest()
@@ -105,5 +113,19 @@ struct ModelCommand: ParsableCommand {
             FileHandle.standardOutput.synchronizeFile()
             Foundation.exit(request.exitCode)
         }
+    }
+
+    /// A classifier's top-1 / top-5 accuracy on the config's val split, written to the metrics file.
+    func evaluateClassification(_ experiment: ExperimentConfig, dataset: Dataset) throws {
+        let classifier = try buildClassifier(experiment, classes: dataset.classNames.count)
+        _ = try Checkpoint.load(path: checkpoint, into: classifier.parameters, optimizer: nil)
+        let folder = URL(fileURLWithPath: metricsPath).deletingLastPathComponent().path
+        let prefix = folder + "/.dcn-eval-model-\(getpid())"
+        defer { unlink(prefix + "_metrics.json") }
+        StopRequest.installSignalHandlers()
+        guard let report = try evaluateClassifier(classifier, config: experiment, dataset: dataset, outputPrefix: prefix, stop: .signals) else { return }
+        try writeFileAtomically(try metricsJSON(report.metrics), to: metricsPath)
+        print(report.text)
+        print("metrics: \(metricsPath)")
     }
 }

@@ -23,3 +23,35 @@ func classificationRowsHaveTable6ParameterDifferences(arch: String, dcnv1: Doubl
     // torchvision's counts (R-50 25.56 M, 4.09 GMAC at 224), about 1 M below the paper's absolute ones.
     if arch == "resnet50" { #expect(abs(regular.total - 25.557) < 0.001 && abs(regular.flops - 4.09) < 0.01) }
 }
+
+/// The ImageFolder tree of JPEGs in the fixtures: a tiny DCNv2 classifier trains with evaluations
+/// during the run, writes the class index, and its checkpoint evaluates to the same numbers.
+@Test func imageFolderJPEGsTrainAndEvaluateEndToEnd() throws {
+    let dir = temporaryDirectory("classification")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/classification/imagefolder").path
+    let config = try loadConfig(path: repositoryPath("configs/imagenet/resnet50_dcnv2.yaml"), overrides: [
+        "data.root=\(root)", "data.crop_size=32", "data.resize_size=36", "data.images_per_batch=4", "data.loader_threads=1",
+        "backbone.layers=[1,1,1,1]", "backbone.stem_width=8", "backbone.stage_planes=[8,8,16,16]", "solver.max_iter=30",
+        "solver.warmup_iters=3", "solver.eval_period=15", "solver.checkpoint_period=15", "solver.base_lr=0.05",
+        "output.log_period=5", "output.dir=\(dir)/out",
+    ])
+    try Threads.with(1) { try train(config: config, resume: nil, force: false) }
+    let classes = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/out/\(RunFiles.classIndex)"))) as? [String]
+    #expect(classes == ["bar", "cross", "disc"])
+    let log = try String(contentsOfFile: "\(dir)/out/\(RunFiles.metrics)", encoding: .utf8).split(separator: "\n")
+        .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    let evaluations = log.compactMap { $0["eval"] as? [String: Double] }
+    #expect(evaluations.count == 2 && evaluations.allSatisfy { $0["top1"] != nil && $0["top5"] == 100 }, "\(evaluations)")
+    let losses = log.compactMap { ($0["losses"] as? [String: Double])?["cls"] }
+    #expect(losses.count == 7 && losses.allSatisfy { $0.isFinite })  // iterations 1, 5, 10, ..., 30
+    // The final checkpoint, evaluated again, gives the numbers of the run's last evaluation.
+    let val = try loadDataset(config, train: false)!
+    #expect(val.images.count == 6)
+    let classifier = try buildClassifier(config, classes: 3)
+    _ = try Checkpoint.load(path: "\(dir)/out/\(RunFiles.finalCheckpoint)", into: classifier.parameters, optimizer: nil)
+    let report = try Threads.with(1) { try evaluateClassifier(classifier, config: config, dataset: val, outputPrefix: "\(dir)/again") }
+    let again = report.map { $0.metrics.map(\.value) }
+    #expect(again == [evaluations[1]["top1"]!, evaluations[1]["top5"]!])
+}
