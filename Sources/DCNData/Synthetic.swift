@@ -131,10 +131,10 @@ public struct SyntheticSummary: Sendable {
 
 // MARK: - Shapes
 
-private typealias Point = (x: Double, y: Double)
+typealias Point = (x: Double, y: Double)
 
 /// The outline of a category in canonical coordinates (about [-1, 1]^2), one closed polygon.
-private func categoryOutline(_ category: Int, _ rng: inout SeededGenerator) -> [Point] {
+func categoryOutline(_ category: Int, _ rng: inout SeededGenerator) -> [Point] {
     func u(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.uniform()) }
     switch category {
     case 1:  // ring: outer circle, keyhole cut, inner circle backwards
@@ -166,8 +166,9 @@ private func categoryOutline(_ category: Int, _ rng: inout SeededGenerator) -> [
 }
 
 /// Distractor outlines: ellipses, triangles, rectangles, lumpy blobs (none is a category).
-private func distractorOutline(_ rng: inout SeededGenerator) -> [Point] {
-    switch Int(rng.next() % 4) {
+/// `kind` 0-3 picks ellipse, triangle, rectangle, blob (nil: a random one).
+func distractorOutline(_ rng: inout SeededGenerator, kind: Int? = nil) -> [Point] {
+    switch kind ?? Int(rng.next() % 4) {
     case 0:
         let a = 0.5 + 0.5 * Double(rng.uniform())
         return (0..<32).map { k in let t = 2 * Double.pi * Double(k) / 32; return (cos(t), a * sin(t)) }
@@ -187,7 +188,7 @@ private func distractorOutline(_ rng: inout SeededGenerator) -> [Point] {
 }
 
 /// Splits every edge so no piece is longer than `step` (so warps bend the edges).
-private func densify(_ p: [Point], step: Double) -> [Point] {
+func densify(_ p: [Point], step: Double) -> [Point] {
     var out = [Point]()
     for i in 0..<p.count {
         let a = p[i], b = p[(i + 1) % p.count]
@@ -248,7 +249,7 @@ private func deform(_ outline: [Point], _ rng: inout SeededGenerator, strength: 
     return p
 }
 
-private func shoelaceArea(_ p: [Point]) -> Double {
+func shoelaceArea(_ p: [Point]) -> Double {
     var s = 0.0
     for i in 0..<p.count { let a = p[i], b = p[(i + 1) % p.count]; s += a.x * b.y - b.x * a.y }
     return abs(s) / 2
@@ -312,7 +313,7 @@ func rasterize(polygon flat: [Double], imageWidth: Int, imageHeight: Int) -> Cov
 }
 
 /// A float RGB canvas.
-private struct Canvas {
+struct Canvas {
     let width: Int, height: Int
     var rgb: [Float]
 
@@ -333,7 +334,7 @@ private struct Canvas {
 
 // MARK: - One image
 
-private func randomColour(_ rng: inout SeededGenerator) -> (Float, Float, Float) {
+func randomColour(_ rng: inout SeededGenerator) -> (Float, Float, Float) {
     (rng.uniform(20, 235), rng.uniform(20, 235), rng.uniform(20, 235))
 }
 

@@ -1,0 +1,116 @@
+// A synthetic ImageFolder for classification with a geometric shift: one deformed shape per
+// image, ten classes (the six detection categories and four distractor shapes), where the
+// validation split draws scale, rotation, shear, aspect and elastic warp from wider ranges than
+// the training split. A network sees test geometry it was not trained on; deformable layers
+// should adapt their sampling to it better than regular ones.
+import DCNAnnotations
+import DCNTensor
+import Foundation
+
+/// The ten classes, in label order (ImageFolder sorts folder names; these are written as
+/// `00_ring` ... `09_blob` so the sorted order is this one).
+public let syntheticClassificationNames = ["ring", "cross", "star", "arrow", "L", "T", "ellipse", "triangle", "rectangle", "blob"]
+
+/// The ranges one split draws each shape's geometry from (uniformly).
+public struct ShapeGeometry: Sendable, Equatable, Codable {
+    /// The shape's size, sqrt(area) / image side.
+    public var size: ClosedRange<Double>
+    /// Rotation, degrees either way.
+    public var rotation: Double
+    /// Horizontal shear factor, either way.
+    public var shear: Double
+    /// log(aspect ratio), either way.
+    public var logAspect: Double
+    /// Amplitude of the elastic warp (three low-frequency sine displacement fields), in units of the shape's half size.
+    public var elastic: Double
+
+    /// The training split: mid-sized, nearly upright, mildly sheared and warped shapes.
+    public static let training = ShapeGeometry(size: 0.32...0.45, rotation: 15, shear: 0.1, logAspect: 0.1, elastic: 0.04)
+    /// The shifted validation split: smaller and larger, rotated, sheared, stretched and warped further.
+    public static let shifted = ShapeGeometry(size: 0.2...0.6, rotation: 60, shear: 0.45, logAspect: 0.4, elastic: 0.14)
+}
+
+/// The outline of class `label` (0-9) in canonical coordinates.
+func classificationOutline(_ label: Int, _ rng: inout SeededGenerator) -> [Point] {
+    label < 6 ? categoryOutline(label == 0 ? 1 : label + 1, &rng) : distractorOutline(&rng, kind: label - 6)
+}
+
+/// Image `index` of split `split` (0 train, 1 val): class `index % 10`, a `size` x `size` image.
+public func renderClassificationImage(seed: UInt64, split: Int, index: Int, size: Int, geometry: ShapeGeometry) -> (image: RGBImage, label: Int) {
+    var rng = SeededGenerator(seed: deriveSeed(seed, 0x434C_5346, UInt64(split), UInt64(index)))
+    func u(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.uniform()) }
+    let label = index % syntheticClassificationNames.count
+    var canvas = Canvas(width: size, height: size, rgb: [Float](repeating: 0, count: size * size * 3))
+    // Background: a two-colour gradient with mild noise.
+    let c0 = randomColour(&rng), c1 = randomColour(&rng)
+    let angle = u(0, 2 * .pi)
+    for y in 0..<size {
+        for x in 0..<size {
+            let t = Float(min(1, max(0, 0.5 + (cos(angle) * Double(x - size / 2) + sin(angle) * Double(y - size / 2)) / Double(size))))
+            let i = (y * size + x) * 3
+            canvas.rgb[i] = c0.0 + t * (c1.0 - c0.0) + rng.uniform(-6, 6)
+            canvas.rgb[i + 1] = c0.1 + t * (c1.1 - c0.1) + rng.uniform(-6, 6)
+            canvas.rgb[i + 2] = c0.2 + t * (c1.2 - c0.2) + rng.uniform(-6, 6)
+        }
+    }
+    // The shape: elastic warp, aspect, shear, rotation, then scaled to its size and placed near the centre.
+    var p = densify(classificationOutline(label, &rng), step: 0.08)
+    let waves = (0..<3).map { _ in
+        let f = u(0.8, 2.2), t = u(0, 2 * .pi)
+        return (fx: f * cos(t), fy: f * sin(t), phase: u(0, 2 * .pi), ax: geometry.elastic * u(-1, 1), ay: geometry.elastic * u(-1, 1))
+    }
+    let theta = u(-geometry.rotation, geometry.rotation) * .pi / 180, shear = u(-geometry.shear, geometry.shear)
+    let aspect = exp(u(-geometry.logAspect, geometry.logAspect))
+    p = p.map { q in
+        var x = q.x, y = q.y
+        for w in waves { let s = sin(w.fx * q.x + w.fy * q.y + w.phase); x += w.ax * s; y += w.ay * s }
+        x = (x + shear * y) * aspect; y /= aspect
+        return (cos(theta) * x - sin(theta) * y, sin(theta) * x + cos(theta) * y)
+    }
+    let side = u(geometry.size.lowerBound, geometry.size.upperBound) * Double(size)
+    let scale = side / max(1e-6, shoelaceArea(p)).squareRoot()
+    var minX = Double.infinity, maxX = -Double.infinity, minY = Double.infinity, maxY = -Double.infinity
+    for q in p { minX = min(minX, q.x); maxX = max(maxX, q.x); minY = min(minY, q.y); maxY = max(maxY, q.y) }
+    let cx = Double(size) / 2 + u(-0.08, 0.08) * Double(size) - (minX + maxX) / 2 * scale
+    let cy = Double(size) / 2 + u(-0.08, 0.08) * Double(size) - (minY + maxY) / 2 * scale
+    let flat = p.flatMap { [$0.x * scale + cx, $0.y * scale + cy] }
+    // A colour that stands out from the background.
+    var colour = randomColour(&rng)
+    let mean = ((c0.0 + c1.0) / 2, (c0.1 + c1.1) / 2, (c0.2 + c1.2) / 2)
+    for _ in 0..<20 where max(abs(colour.0 - mean.0), abs(colour.1 - mean.1), abs(colour.2 - mean.2)) < 70 { colour = randomColour(&rng) }
+    canvas.fill(rasterize(polygon: flat, imageWidth: size, imageHeight: size)) { _, _ in colour }
+    let pixels = canvas.rgb.map { UInt8(max(0, min(255, $0.rounded()))) }
+    return (try! RGBImage(width: size, height: size, pixels: pixels), label)
+}
+
+/// Writes `out/train/<NN_class>/<index>.jpg` (`train` images per class, training geometry) and
+/// `out/val/...` (`val` per class, the shifted geometry), and `out/geometry.json` with both ranges.
+public func writeSyntheticClassificationDataset(out: String, trainPerClass: Int, valPerClass: Int, size: Int, seed: UInt64,
+                                                jpegQuality: Int = 92) throws -> (images: Int, seconds: Double) {
+    let start = Date()
+    let classes = syntheticClassificationNames.count
+    let folders = syntheticClassificationNames.enumerated().map { String(format: "%02d_", $0.offset) + $0.element }
+    let splits = [("train", trainPerClass, ShapeGeometry.training), ("val", valPerClass, ShapeGeometry.shifted)]
+    for (name, _, _) in splits { for f in folders { try createFolder("\(out)/\(name)/\(f)") } }
+    for (splitIndex, (name, perClass, geometry)) in splits.enumerated() {
+        let count = perClass * classes
+        var failures = [String?](repeating: nil, count: count)
+        failures.withUnsafeMutableBufferPointer { slots in
+            let output = DisjointWrites(slots.baseAddress!)
+            parallelFor(count) { range in
+                for i in range {
+                    do {
+                        let (image, label) = renderClassificationImage(seed: seed, split: splitIndex, index: i, size: size, geometry: geometry)
+                        try writeAtomically(try encodeJPEG(image, quality: jpegQuality), to: String(format: "%@/%@/%@/%06d.jpg", out, name, folders[label], i))
+                    } catch { output[i] = "\(error)" }
+                }
+            }
+        }
+        if let failure = failures.compactMap({ $0 }).first { throw DatasetError(file: out, failure) }
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let description = ["train": ShapeGeometry.training, "val": ShapeGeometry.shifted]
+    try writeAtomically(try encoder.encode(description), to: out + "/geometry.json")
+    return ((trainPerClass + valPerClass) * classes, Date().timeIntervalSince(start))
+}
