@@ -96,8 +96,10 @@ public struct BackboneConfig: ConfigSection, Codable {
     public var res5Dilation: Int = 2
     /// Pretrained weights (a .safetensors file with torchvision names); null = random initialisation.
     public var weights: String? = nil
-    /// Prefix of the backbone's tensor names in the weights file (e.g. "backbone.").
+    /// Prefix of the backbone's tensor names in the weights file (e.g. "backbone."; "model." for a dcn-train classification checkpoint).
     public var weightsPrefix: String = ""
+    /// Load the deformable offset (and modulation) branches from `weights` when it has them (Table 7 "ImageNet"); false keeps them at their zero initialisation (Table 7 "none").
+    public var pretrainedOffsets: Bool = true
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
@@ -115,6 +117,7 @@ public struct BackboneConfig: ConfigSection, Codable {
         v.field("res5_dilation", &res5Dilation, .oneOf([1, 2]))
         v.field("weights", &weights, .ifSet(Check("a .safetensors file", message: "expected a .safetensors file") { $0.hasSuffix(".safetensors") }))
         v.field("weights_prefix", &weightsPrefix)
+        v.field("pretrained_offsets", &pretrainedOffsets)
     }
 
     /// Blocks in res2..res5 after the optional override.

@@ -26,6 +26,18 @@ public struct WeightLoadReport: Sendable {
     public var keptInitial: [String] = []
     /// File tensors that were not used (ignored by the rules, e.g. `num_batches_tracked`, `fc.*`).
     public var ignored: [String] = []
+    /// Model parameters the file has but that kept their initial values on request (`keepInitial`).
+    public var reinitialised: [String] = []
+
+    /// "loaded 161 tensors; kept initial: ...; skipped in the file: ..." for logs.
+    public var summary: String {
+        func list(_ names: [String]) -> String { names.prefix(6).joined(separator: ", ") + (names.count > 6 ? ", ..." : "") }
+        var parts = ["loaded \(loaded.count) tensors"]
+        if !reinitialised.isEmpty { parts.append("re-initialised as asked \(reinitialised.count) (\(list(reinitialised)))") }
+        if !keptInitial.isEmpty { parts.append("not in the file, kept initial \(keptInitial.count) (\(list(keptInitial)))") }
+        if !ignored.isEmpty { parts.append("skipped in the file \(ignored.count) (\(list(ignored)))") }
+        return parts.joined(separator: "; ")
+    }
 }
 
 /// How file names map onto model names and what may differ.
@@ -39,6 +51,8 @@ public struct WeightLoadOptions: Sendable {
     public var mayBeMissing: @Sendable (String) -> Bool = { $0.contains("_offset.") }
     /// File tensors that may be left unused. Default: batch norm's `num_batches_tracked`.
     public var mayBeUnused: @Sendable (String) -> Bool = { $0.hasSuffix("num_batches_tracked") }
+    /// Model parameters that keep their initial values even when the file has them.
+    public var keepInitial: @Sendable (String) -> Bool = { _ in false }
 
     public init(filePrefix: String = "", modelPrefix: String = "") {
         self.filePrefix = filePrefix
@@ -70,6 +84,10 @@ public func loadWeights(_ parameters: ParameterList, from file: SafeTensorsFile,
             continue
         }
         used.insert(key)
+        if options.keepInitial(p.name) {
+            report.reinitialised.append(p.name)
+            continue
+        }
         if entry.shape != p.shape {
             wrongShape.append((p.name, p.shape, entry.shape))
             continue

@@ -84,8 +84,10 @@ public func buildClassifier(_ config: ExperimentConfig, classes: Int) throws -> 
     return classifier
 }
 
-/// The model a config describes, with pretrained backbone weights loaded when configured.
-public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> FasterRCNN {
+/// The model a config describes, with pretrained backbone weights loaded when configured (an
+/// ImageNet checkpoint exported from torchvision, or a dcn-train classification checkpoint with
+/// `weights_prefix: "model."`); `log` receives what the loading took, skipped and re-initialised.
+public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> FasterRCNN {
     let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: UInt64(config.solver.seed))
     if let path = config.backbone.weights {
         let file: SafeTensorsFile
@@ -93,10 +95,14 @@ public func buildModel(_ config: ExperimentConfig, classes: Int) throws -> Faste
             throw TrainingError("backbone.weights: cannot read \(path): \(error)")
         }
         var options = WeightLoadOptions(filePrefix: config.backbone.weightsPrefix, modelPrefix: "backbone.")
-        // An ImageNet checkpoint carries the classifier; the detector has none.
-        options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") || $0.hasPrefix(config.backbone.weightsPrefix + "fc.") }
+        // An ImageNet checkpoint carries the classifier, and maybe offset branches of stages that
+        // are regular here; the detector uses neither.
+        let prefix = config.backbone.weightsPrefix
+        options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") || $0.hasPrefix(prefix + "fc.") || $0.contains("_offset.") }
+        if !config.backbone.pretrainedOffsets { options.keepInitial = { $0.contains("_offset.") } }
         do {
-            try loadWeights(model.backbone.parameters, from: file, options: options)
+            let report = try loadWeights(model.backbone.parameters, from: file, options: options)
+            log?("backbone.weights \(path): \(report.summary)")
         } catch let error as WeightLoadError {
             throw TrainingError("backbone.weights: \(error)")
         }
@@ -143,7 +149,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     let evaluate: (Dataset, String) throws -> EvaluationReport?
     switch config.model.task {
     case .detection:
-        let detector = try buildModel(config, classes: classes)
+        let detector = try buildModel(config, classes: classes, log: root ? { print($0) } : nil)
         model = detector
         evaluate = { try evaluateModel(detector, config: config, dataset: $0, outputPrefix: $1, stop: stop, group: group) }
     case .classification:
