@@ -55,3 +55,41 @@ func classificationRowsHaveTable6ParameterDifferences(arch: String, dcnv1: Doubl
     let again = report.map { $0.metrics.map(\.value) }
     #expect(again == [evaluations[1]["top1"]!, evaluations[1]["top5"]!])
 }
+
+/// Table 7's pretraining: a detector whose backbone starts from a dcn-train classification
+/// checkpoint, with its offset and modulation branches (pretrained_offsets) or with them at zero.
+@Test func detectorsStartFromAClassificationCheckpoint() throws {
+    let dir = temporaryDirectory("pretraining")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/classification/imagefolder").path
+    let classifier = try loadConfig(path: repositoryPath("configs/synth_cls/dcnv2.yaml"), overrides: [
+        "data.root=\(root)", "data.crop_size=32", "data.resize_size=36", "data.images_per_batch=4", "data.loader_threads=1",
+        "solver.max_iter=3", "solver.warmup_iters=1", "solver.eval_period=0", "output.dir=\(dir)/cls",
+    ])
+    try Threads.with(1) { try train(config: classifier, resume: nil, force: false) }
+    let checkpoint = "\(dir)/cls/\(RunFiles.finalCheckpoint)"
+    let file = try SafeTensorsFile(path: checkpoint)
+    func detector(_ row: String, _ extra: [String]) throws -> (FasterRCNN, String) {
+        let config = try loadConfig(path: repositoryPath("configs/synth/faster_rcnn_r50_\(row).yaml"),
+                                    overrides: ["backbone.weights=\(checkpoint)", "backbone.weights_prefix=model."] + extra)
+        var log = ""
+        let model = try buildModel(config, classes: 6) { log += $0 }
+        return (model, log)
+    }
+    func value(_ model: FasterRCNN, _ name: String) -> [Float] { model.parameters.all.first { $0.name == "backbone." + name }!.value.data }
+    let offset = "layer3.0.conv2_offset.weight", conv = "layer3.0.conv2.weight"
+    // DCNv2 with its pretrained offsets: every backbone tensor comes from the checkpoint; the classifier is skipped.
+    let (carried, log) = try detector("mdconv_c3-c5_mdpool", [])
+    #expect(value(carried, offset) == (try file.tensor("model." + offset)).data && value(carried, offset).contains { $0 != 0 })
+    #expect(value(carried, conv) == (try file.tensor("model." + conv)).data)
+    #expect(log.contains("loaded") && log.contains("skipped in the file 2 (model.fc.bias, model.fc.weight)") && !log.contains("re-initialised"), "\(log)")
+    // "none": the same checkpoint with the offset branches back at zero.
+    let (zeroed, log2) = try detector("mdconv_c3-c5_mdpool", ["backbone.pretrained_offsets=false"])
+    #expect(value(zeroed, offset).allSatisfy { $0 == 0 } && value(zeroed, conv) == value(carried, conv))
+    #expect(log2.contains("re-initialised as asked 6"), "\(log2)")
+    // A regular detector takes the convolutions and skips the offset branches.
+    let (regular, log3) = try detector("roialign", [])
+    #expect(value(regular, conv) == value(carried, conv))
+    #expect(log3.contains("skipped in the file 8"), "\(log3)")
+}
