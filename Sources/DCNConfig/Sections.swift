@@ -402,8 +402,6 @@ public struct SolverConfig: ConfigSection, Codable {
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
-        v.field("lr_schedule", &lrSchedule)
-        v.field("label_smoothing", &labelSmoothing, .rightOpen(0, 1))
         v.field("base_lr", &baseLr, .above(0))
         v.field("momentum", &momentum, .rightOpen(0, 1))
         v.field("weight_decay", &weightDecay, .atLeast(0))
@@ -418,6 +416,8 @@ public struct SolverConfig: ConfigSection, Codable {
         v.field("checkpoint_period", &checkpointPeriod, .atLeast(1))
         v.field("eval_period", &evalPeriod, .atLeast(0))
         v.field("seed", &seed, .range(0...Int(Int32.max)))
+        v.field("lr_schedule", &lrSchedule)
+        v.field("label_smoothing", &labelSmoothing, .rightOpen(0, 1))
     }
 }
 
