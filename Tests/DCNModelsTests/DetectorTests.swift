@@ -102,8 +102,16 @@ func detectorLossGradientMatchesFiniteDifferences(extractor: RoIExtractorKind, m
         let losses = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, ws, fixedProposals: proposals)
         return losses.values.reduce(0.0) { $0 + Double($1) }
     }
+    try expectGradientsMatchFiniteDifferences(model.parameters.trainable, steps: [1e-4, 3e-5], label: "\(extractor) mimic \(mimic) mask \(mask)", loss: loss)
+}
+
+/// For each parameter, the loss's derivative along a random direction from `loss(true)`'s
+/// gradients against central and one-sided differences at `steps` (a kink within a step spoils
+/// all three; a smaller step avoids it). `loss(true)` zeroes and computes the gradients.
+func expectGradientsMatchFiniteDifferences(_ trainable: [Parameter], steps: [Float], label: String,
+                                           loss: (_ computeGradients: Bool) throws -> Double) rethrows {
     let center = try loss(true)
-    let trainable = model.parameters.trainable
+    // The centre's gradients (the differences below add more into the block).
     let grads = trainable.map(\.grad)
     var drng = SeededGenerator(seed: 300)
     for (p, g) in zip(trainable, grads) {
@@ -111,21 +119,20 @@ func detectorLossGradientMatchesFiniteDifferences(extractor: RoIExtractorKind, m
         var analytic = 0.0
         for i in 0..<g.count { analytic += Double(g.data[i]) * Double(v.data[i]) }
         let saved = p.value
-        // A kink within the step spoils all three differences; a second, smaller step avoids it.
         var report: [[Double]] = []
         var matched = false
-        for h: Float in [1e-4, 3e-5] where !matched {
+        for h in steps where !matched {
             for i in 0..<p.count { p.value.data[i] = saved.data[i] + h * v.data[i] }
-            let plus = try loss()
+            let plus = try loss(false)
             for i in 0..<p.count { p.value.data[i] = saved.data[i] - h * v.data[i] }
-            let minus = try loss()
+            let minus = try loss(false)
             p.value = saved
             let differences = [(plus - minus) / (2 * Double(h)), (plus - center) / Double(h), (center - minus) / Double(h)]
             let closest = differences.min { abs($0 - analytic) < abs($1 - analytic) }!
             matched = abs(closest - analytic) <= 5e-2 * max(abs(closest), abs(analytic)) + 1e-7 / Double(h) * 15
             report.append(differences)
         }
-        #expect(matched, "\(extractor) mimic \(mimic) mask \(mask) \(p.name): differences \(report), analytic \(analytic)")
+        #expect(matched, "\(label) \(p.name): differences \(report), analytic \(analytic)")
     }
 }
 

@@ -24,15 +24,19 @@ func classificationRowsHaveTable6ParameterDifferences(arch: String, dcnv1: Doubl
     if arch == "resnet50" { #expect(abs(regular.total - 25.557) < 0.001 && abs(regular.flops - 4.09) < 0.01) }
 }
 
+/// Data settings for the fixture ImageFolder of JPEGs (3 classes, 40-50 px images): 32 px crops, batches of 4.
+let fixtureImageFolderOverrides = [
+    "data.root=" + URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/classification/imagefolder").path,
+    "data.crop_size=32", "data.resize_size=36", "data.images_per_batch=4", "data.loader_threads=1",
+]
+
 /// The ImageFolder tree of JPEGs in the fixtures: a tiny DCNv2 classifier trains with evaluations
 /// during the run, writes the class index, and its checkpoint evaluates to the same numbers.
 @Test func imageFolderJPEGsTrainAndEvaluateEndToEnd() throws {
     let dir = temporaryDirectory("classification")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/classification/imagefolder").path
-    let config = try loadConfig(path: repositoryPath("configs/imagenet/resnet50_dcnv2.yaml"), overrides: [
-        "data.root=\(root)", "data.crop_size=32", "data.resize_size=36", "data.images_per_batch=4", "data.loader_threads=1",
+    let config = try loadConfig(path: repositoryPath("configs/imagenet/resnet50_dcnv2.yaml"), overrides: fixtureImageFolderOverrides + [
         "backbone.layers=[1,1,1,1]", "backbone.stem_width=8", "backbone.stage_planes=[8,8,16,16]", "solver.max_iter=30",
         "solver.warmup_iters=3", "solver.eval_period=15", "solver.checkpoint_period=15", "solver.base_lr=0.05",
         "output.log_period=5", "output.dir=\(dir)/out",
@@ -61,10 +65,7 @@ func classificationRowsHaveTable6ParameterDifferences(arch: String, dcnv1: Doubl
 @Test func detectorsStartFromAClassificationCheckpoint() throws {
     let dir = temporaryDirectory("pretraining")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/classification/imagefolder").path
-    let classifier = try loadConfig(path: repositoryPath("configs/synth_cls/dcnv2.yaml"), overrides: [
-        "data.root=\(root)", "data.crop_size=32", "data.resize_size=36", "data.images_per_batch=4", "data.loader_threads=1",
+    let classifier = try loadConfig(path: repositoryPath("configs/synth_cls/dcnv2.yaml"), overrides: fixtureImageFolderOverrides + [
         "solver.max_iter=3", "solver.warmup_iters=1", "solver.eval_period=0", "output.dir=\(dir)/cls",
     ])
     try Threads.with(1) { try train(config: classifier, resume: nil, force: false) }

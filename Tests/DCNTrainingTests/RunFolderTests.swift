@@ -196,45 +196,6 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
     }
 }
 
-/// dcn-train as a child process writing `<name>.out` / `<name>.err` in `folder`.
-struct TrainProcess {
-    let process = Process()
-    let outputPath: String, errorPath: String
-
-    init(_ arguments: [String], folder: String, name: String) throws {
-        let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        guard let tool = [here, here.deletingLastPathComponent()].map({ $0.appendingPathComponent("dcn-train") })
-            .first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw TrainingError("dcn-train is not built next to the tests in \(here.path)")
-        }
-        outputPath = "\(folder)/\(name).out"
-        errorPath = "\(folder)/\(name).err"
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil), FileManager.default.createFile(atPath: errorPath, contents: nil) else {
-            throw TrainingError("cannot create \(outputPath) and \(errorPath)")
-        }
-        process.executableURL = tool
-        process.arguments = arguments
-        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-        process.standardError = FileHandle(forWritingAtPath: errorPath)
-        try process.run()
-    }
-
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-    var errors: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
-
-    /// The exit status, or nil if it had not ended after `seconds` (it is then killed).
-    func exitStatus(within seconds: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return nil
-        }
-        return process.terminationStatus
-    }
-}
-
 /// Waits up to `seconds` for `condition`.
 func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
@@ -250,13 +211,13 @@ func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let overrides = try tinyOverrides(dir, extra: ["solver.max_iter=100000", "solver.steps=[]", "solver.checkpoint_period=100000"])
     let arguments = ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + overrides.flatMap { ["--set", $0] }
-    let first = try TrainProcess(arguments, folder: dir, name: "first")
+    let first = try ToolRun("dcn-train", arguments, ranks: nil, folder: dir, name: "first")
     defer { if first.process.isRunning { kill(first.process.processIdentifier, SIGKILL) } }
     // Log lines reach a redirected stdout as they are printed (line-buffered).
     let logging = eventually(within: 120) { first.output.contains("[2/100000]") || !first.process.isRunning }
     #expect(logging && first.process.isRunning, "stdout: \(first.output)\nstderr: \(first.errors)")
     // A second run on the same output.dir fails at once, naming the folder.
-    let second = try TrainProcess(arguments, folder: dir, name: "second")
+    let second = try ToolRun("dcn-train", arguments, ranks: nil, folder: dir, name: "second")
     #expect(second.exitStatus(within: 60) == 2)
     #expect(second.errors.contains("\(dir)/out is in use by another dcn-train run"), "\(second.errors)")
     // SIGTERM: a checkpoint, then status 143.
@@ -272,7 +233,7 @@ func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
 @Test func dcnTrainNamesAConfigThatIsAFolder() throws {
     let dir = temporaryDirectory("config-folder")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let run = try TrainProcess(["--config", dir], folder: dir, name: "run")
+    let run = try ToolRun("dcn-train", ["--config", dir], ranks: nil, folder: dir, name: "run")
     #expect(run.exitStatus(within: 60) == 2)
     #expect(run.errors.contains("--config \(dir) is a folder; expected a YAML config file"), "\(run.errors)")
 }
