@@ -60,7 +60,7 @@ cell() {  # cell NAME SCALE FILE...: "mean (lowest-highest)" of NAME x SCALE ove
 summary_cell() {  # summary_cell CONFIG ARGS...: "params | FLOPs" from dcn-train --summary --json
     local s; s=$($bin/dcn-train --config "$@" --summary --json)
     awk -v p="$(echo "$s" | sed -n 's/.*"params_total":\([0-9]*\).*/\1/p')" -v f="$(echo "$s" | sed -n 's/.*"flops_total":\([0-9]*\).*/\1/p')" \
-        'BEGIN { printf "%.2fM | %.2fG", p / 1e6, f / 1e9 }'
+        'BEGIN { printf "%.2fM | %.4fG", p / 1e6, f / 1e9 }'
 }
 run() {  # run OUT CONFIG ARGS...: trains into OUT unless it has its final evaluation
     local out=$1 config=$2; shift 2
