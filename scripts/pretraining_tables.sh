@@ -3,7 +3,8 @@
 #
 #   scripts/ablation.sh table6 [--data synth|imagenet] [--arch resnet50|resnet101|resnext101_32x4d]
 #                       [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
-#   scripts/ablation.sh table7 [--seeds 0,1,2] [--threads N] [--out DIR]       (synthetic data)
+#   scripts/ablation.sh table7 [--seeds 0,1,2] [--threads N] [--set key=value]... [--detector-set key=value]... [--out DIR]
+#                                                                              (synthetic data)
 #
 # table6 trains the classifier rows regular / DCNv1 (dconv in res5) / DCNv2 (mdconv in res3-res5):
 # configs/synth_cls/<method>.yaml on `dcn-data synth-cls` data (data/synth-cls, generated on first
@@ -15,17 +16,20 @@
 # from scratch, from the regular classifier, and from the DCNv2 classifier with its offset and
 # modulation branches re-initialised ("none") or kept ("ImageNet", here the synthetic
 # pretraining); it trains the Table 6 rows it needs first. Table: results/table7_synth.md (AP, AP50).
+# `--set` overrides the classifier rows, `--detector-set` the detection rows (e.g. a shorter schedule).
 # Finished rows are not redone; an interrupted row resumes from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
+case $1 in -h|--help) usage ;; esac
 table=$1; shift
-data=synth; arch=resnet50; threads=""; extra=(); results=results; seeds=(0)
+data=synth; arch=resnet50; threads=""; extra=(); detector_extra=(); results=results; seeds=(0)
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
+        --detector-set) detector_extra+=(--set "${2:?--detector-set needs key=value}"); shift 2 ;;
         --out) results=${2:?--out needs a folder}; shift 2 ;;
         --data) data=${2:?--data needs synth or imagenet}; shift 2 ;;
         --arch) arch=${2:?--arch needs resnet50, resnet101 or resnext101_32x4d}; shift 2 ;;
@@ -122,7 +126,7 @@ else
                 args+=(--set "backbone.weights=$(seed_dir "$results/synth/table6/$pretrained" "$seed")/model_final.safetensors" --set backbone.weights_prefix=model.)
             fi
             out=$(seed_dir "$results/synth/table7/$tag" "$seed")
-            run "$out" "configs/synth/faster_rcnn_r50_$row.yaml" "${args[@]}"
+            run "$out" "configs/synth/faster_rcnn_r50_$row.yaml" "${args[@]}" "${detector_extra[@]}"
             files+=("$out/eval_final_metrics.json")
         done
         case $pretrained in none) what="no pretraining" ;; regular) what="none (regular backbone)" ;;
