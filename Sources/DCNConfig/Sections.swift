@@ -364,6 +364,51 @@ private var vocSplitCheck: Check<String> { Check<String>("YEAR/SPLIT", message: 
     return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
 } }
 
+/// `test`: multi-scale and flipped testing (detection). With nothing set, evaluation runs once per
+/// image at `data.test_min_size`.
+public struct TestConfig: ConfigSection, Codable {
+    static let key = "test"
+    /// Shorter sides of multi-scale testing, e.g. [480, 576, 688, 864, 1200, 1400]; the detections
+    /// of every scale are merged per class by NMS (roi_head.nms_threshold), top roi_head.detections_per_image
+    /// kept. null = one scale, data.test_min_size.
+    public var scales: [Int]? = nil
+    /// Longest side at test time; null = data.max_size.
+    public var maxSize: Int? = nil
+    /// Also run every scale on the horizontally flipped image and merge its detections.
+    public var flip: Bool = false
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("scales", &scales, .ifSet(.each(.range(32...4096), nonEmpty: true)))
+        v.field("max_size", &maxSize, .ifSet(.range(32...8192)))
+        v.field("flip", &flip)
+    }
+}
+
+/// One pass of the detector over the evaluation images: the shorter side, and whether the image
+/// is flipped horizontally first.
+public struct TestView: Sendable, Equatable, CustomStringConvertible {
+    public var shortEdge: Int
+    public var flip: Bool
+    public init(shortEdge: Int, flip: Bool) { self.shortEdge = shortEdge; self.flip = flip }
+    public var description: String { "\(shortEdge)\(flip ? " flipped" : "")" }
+}
+
+extension ExperimentConfig {
+    /// The longest side at test time: test.max_size, or data.max_size.
+    public var testMaxSize: Int { test.maxSize ?? data.maxSize }
+
+    /// The views evaluation runs: each of test.scales (or data.test_min_size), then each flipped
+    /// with test.flip.
+    public var testViews: [TestView] {
+        let scales = test.scales ?? [data.testMinSize]
+        return scales.map { TestView(shortEdge: $0, flip: false) } + (test.flip ? scales.map { TestView(shortEdge: $0, flip: true) } : [])
+    }
+
+    /// Whether evaluation merges several views (or a flipped one) instead of running one pass.
+    public var isMultiViewTest: Bool { test.scales != nil || test.flip }
+}
+
 /// `solver`: SGD, the learning-rate schedule and checkpoints.
 public struct SolverConfig: ConfigSection, Codable {
     static let key = "solver"
@@ -447,6 +492,7 @@ public struct ExperimentConfig: Equatable, Sendable, Codable {
     public var mimic = MimicConfig()
     public var mask = MaskConfig()
     public var data = DataConfig()
+    public var test = TestConfig()
     public var solver = SolverConfig()
     public var output = OutputConfig()
 
@@ -461,6 +507,7 @@ public struct ExperimentConfig: Equatable, Sendable, Codable {
         s.section(&mimic)
         s.section(&mask)
         s.section(&data)
+        s.section(&test)
         s.section(&solver)
         s.section(&output)
     }

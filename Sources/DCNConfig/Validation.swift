@@ -30,6 +30,7 @@ struct Validator {
         validateRPN(c.rpn)
         validateRoIHead(c.roiHead)
         validateData(c)
+        validateTest(c)
         validateSolver(c.solver)
         validateTask(c)
         if c.mask.enabled && c.data.format == .voc {
@@ -155,8 +156,24 @@ struct Validator {
         if let largest = d.minSize.max(), d.maxSize < largest {
             fail(["data.max_size", "data.min_size"], "max_size \(d.maxSize) is below the largest min_size \(largest)")
         }
-        if d.testMinSize > d.maxSize {
+        if c.test.maxSize == nil && d.testMinSize > d.maxSize {
             fail(["data.test_min_size", "data.max_size"], "test_min_size \(d.testMinSize) is above max_size \(d.maxSize)")
+        }
+    }
+
+    /// Multi-scale testing: every scale fits under the test's longest side; detection only.
+    mutating func validateTest(_ c: ExperimentConfig) {
+        let t = c.test, maxSize = t.maxSize ?? c.data.maxSize
+        let maxKey = t.maxSize == nil ? "data.max_size" : "test.max_size"
+        for (i, scale) in (t.scales ?? []).enumerated() {
+            if scale > maxSize { fail(["test.scales[\(i)]", maxKey], "scale \(scale) is above \(maxKey) \(maxSize): set test.max_size to at least \(scale)") }
+            if t.scales![..<i].contains(scale) { fail(["test.scales[\(i)]"], "scale \(scale) is listed twice") }
+        }
+        if t.scales == nil, c.data.testMinSize > maxSize, t.maxSize != nil {
+            fail(["data.test_min_size", "test.max_size"], "test_min_size \(c.data.testMinSize) is above test.max_size \(maxSize)")
+        }
+        if c.model.task == .classification && (t.scales != nil || t.maxSize != nil || t.flip) {
+            fail(["test", "model.task"], "the test section (multi-scale and flipped testing) is for detection; a classifier is evaluated on the centre crop")
         }
     }
 

@@ -100,7 +100,8 @@ public final class DataLoader: @unchecked Sendable {
         iterationsPerEpoch = mode == .training ? max(1, n / imagesPerBatch) : (n + imagesPerBatch - 1) / imagesPerBatch
         let end = mode == .training ? Int.max : iterationsPerEpoch
         var aug = augmentation
-        if mode == .evaluation { aug.flipProbability = 0 }
+        // Evaluation is deterministic: no flip, or (multi-view testing) every image flipped.
+        if mode == .evaluation && aug.flipProbability != 1 { aug.flipProbability = 0 }
         let plan = BatchPlan(images: dataset.images, imagesPerBatch: imagesPerBatch, augmentation: aug, mode: mode, seed: seed,
                              normalization: normalization, sizeDivisibility: sizeDivisibility, share: share, classification: classification)
         state = LoaderState(plan: plan, start: startIteration, end: end, prefetch: prefetch)
@@ -127,10 +128,14 @@ public final class DataLoader: @unchecked Sendable {
                        sizeDivisibility: 1, startIteration: startIteration, share: share, classification: transform)
     }
 
-    /// The evaluation loader: every image once, in order, at the test size, no flip.
-    public static func evaluation(dataset: Dataset, imagesPerBatch: Int = 1, shortEdge: Int, maxSize: Int, workers: Int = 2) throws -> DataLoader {
-        try DataLoader(dataset: dataset, imagesPerBatch: imagesPerBatch, augmentation: .test(shortEdge: shortEdge, maxSize: maxSize),
-                       mode: .evaluation, workers: workers)
+    /// The evaluation loader: every image once, in order, at the test size, not flipped (or, with
+    /// `flip`, every image flipped horizontally after resizing).
+    public static func evaluation(dataset: Dataset, imagesPerBatch: Int = 1, shortEdge: Int, maxSize: Int, flip: Bool = false,
+                                  workers: Int = 2, prefetch: Int = 4) throws -> DataLoader {
+        var augmentation = try Augmentation.test(shortEdge: shortEdge, maxSize: maxSize)
+        augmentation.flipProbability = flip ? 1 : 0
+        return try DataLoader(dataset: dataset, imagesPerBatch: imagesPerBatch, augmentation: augmentation,
+                              mode: .evaluation, workers: workers, prefetch: prefetch)
     }
 
     deinit { state.stop() }

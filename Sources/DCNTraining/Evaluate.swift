@@ -28,22 +28,31 @@ public struct ImageDetection: Sendable {
 /// original image (detectron2's paste_masks_in_image, threshold 0.5). A `stop` request is
 /// honoured between batches (it throws `Stopped`).
 ///
+/// With `merged` false the detector runs once per image at `views[0]`. With `merged` true it runs
+/// every view (multi-scale and flipped testing) and merges the detections: see `mergedDetections`.
+///
 /// With several processes (`group`), process r runs the batches r, r + size, ... (the same batches,
 /// padded the same way, as one process runs) and rank 0 gathers every image's detections: it
 /// returns them all, the other processes nil. A stop request of any process stops every process
 /// between batches.
-public func runInference(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, maxSize: Int, imagesPerBatch: Int,
+public func runInference(_ model: FasterRCNN, dataset: Dataset, views: [TestView], maxSize: Int, merged: Bool, imagesPerBatch: Int,
                          workers: Int = 2, stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> [[ImageDetection]]? {
-    guard group.isDistributed else {
-        return try runInferenceShard(model, dataset: dataset, shortEdge: shortEdge, maxSize: maxSize, imagesPerBatch: imagesPerBatch,
-                                     workers: workers) { try stop?.check() }
+    guard let first = views.first, merged || (views.count == 1 && !first.flip) else {
+        throw TrainingError("inference needs one unflipped view, or merged views (got \(views.map(\.description)))")
     }
+    let shard = { (images: Dataset, beforeBatch: () throws -> Void) throws -> [[ImageDetection]] in
+        merged ? try runMergedInferenceShard(model, dataset: images, views: views, maxSize: maxSize, imagesPerBatch: imagesPerBatch,
+                                             beforeBatch: beforeBatch)
+               : try runInferenceShard(model, dataset: images, shortEdge: first.shortEdge, maxSize: maxSize, imagesPerBatch: imagesPerBatch,
+                                       workers: workers, beforeBatch: beforeBatch)
+    }
+    guard group.isDistributed else { return try shard(dataset) { try stop?.check() } }
     let batches = (dataset.images.count + imagesPerBatch - 1) / imagesPerBatch
     let mine = stride(from: group.rank, to: batches, by: group.size).flatMap { b in
         b * imagesPerBatch ..< min(dataset.images.count, (b + 1) * imagesPerBatch)
     }
-    var shard = dataset
-    shard.images = mine.map { dataset.images[$0] }
+    var subset = dataset
+    subset.images = mine.map { dataset.images[$0] }
     let rounds = (batches + group.size - 1) / group.size
     var round = 0
     // Every process checks for a stop in each round, including those whose shard has ended.
@@ -52,8 +61,7 @@ public func runInference(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, 
         if signal != 0 { throw Stopped(signal: Int32(signal)) }
         round += 1
     }
-    let detections = shard.images.isEmpty ? [] : try runInferenceShard(model, dataset: shard, shortEdge: shortEdge, maxSize: maxSize,
-                                                                        imagesPerBatch: imagesPerBatch, workers: workers, beforeBatch: agreeOnStop)
+    let detections = subset.images.isEmpty ? [] : try shard(subset, agreeOnStop)
     while round < rounds { try agreeOnStop() }
     guard let parts = try group.gather(DetectionCodec.encode(zip(mine, detections).map { ($0, $1) })) else { return nil }
     var all = [[ImageDetection]](repeating: [], count: dataset.images.count)
@@ -61,32 +69,120 @@ public func runInference(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, 
     return all
 }
 
-/// Detections of every image of `dataset` in order; `beforeBatch` runs before each batch.
+/// Detections of every image of `dataset` in order, one pass at `shortEdge`; `beforeBatch` runs
+/// before each batch.
 func runInferenceShard(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, maxSize: Int, imagesPerBatch: Int, workers: Int,
                        beforeBatch: () throws -> Void) throws -> [[ImageDetection]] {
     let ws = Workspace()
     let loader = try DataLoader.evaluation(dataset: dataset, imagesPerBatch: imagesPerBatch, shortEdge: shortEdge,
                                            maxSize: maxSize, workers: workers)
-    let maskSize = model.spec.mask?.maskSize ?? 0
     var all: [[ImageDetection]] = []
     while let batch = try loader.nextIfAvailable() {
         try beforeBatch()
         let detections = try model.detect(images: batch.images, sizes: batch.sizes, ws)
         for (i, dets) in detections.enumerated() {
-            let boxes = batch.toOriginal(dets.map { $0.box }, image: i)
-            let size = batch.originalSizes[i]
-            var mapped: [ImageDetection] = []
-            for (d, b) in zip(dets, boxes) {
-                let mask = try d.mask.map {
-                    try pasteMaskRLE(probabilities: $0, maskSize: maskSize, box: MaskBox(x0: b.x1, y0: b.y1, x1: b.x2, y1: b.y2),
-                                     imageHeight: size.height, imageWidth: size.width)
-                }
-                mapped.append(ImageDetection(detection: Detection(box: b, score: d.score, label: d.label), mask: mask))
-            }
-            all.append(mapped)
+            all.append(try originalImageDetections(dets, boxes: batch.toOriginal(dets.map(\.box), image: i), mirrored: dets.map { _ in false },
+                                                   imageSize: batch.originalSizes[i], maskSize: model.spec.mask?.maskSize ?? 0))
         }
     }
     return all
+}
+
+/// Multi-view testing (the MSRA Deformable-ConvNets tester's merge, plus flipped views): every view
+/// of a batch runs the detector up to the RoI head's candidates (scores above the threshold,
+/// decoded, clipped, before NMS); each view's candidates are mapped into the first view's pixels
+/// (un-flipped, scaled per axis); the union gets one per-class NMS (`roi_head.nms_threshold`) and
+/// keeps the top `roi_head.detections_per_image`. A kept box's mask comes from its own view
+/// (mirrored back for a flipped view). Merging in the first view's pixels makes one unflipped view
+/// give exactly the one-pass detections.
+///
+/// The views' loaders advance together, so only the current batch of every view is in memory.
+func runMergedInferenceShard(_ model: FasterRCNN, dataset: Dataset, views: [TestView], maxSize: Int, imagesPerBatch: Int,
+                             beforeBatch: () throws -> Void) throws -> [[ImageDetection]] {
+    let ws = Workspace()
+    let loaders = try views.map {
+        try DataLoader.evaluation(dataset: dataset, imagesPerBatch: imagesPerBatch, shortEdge: $0.shortEdge, maxSize: maxSize, flip: $0.flip,
+                                  workers: 1, prefetch: 1)
+    }
+    var all: [[ImageDetection]] = []
+    while let first = try loaders[0].nextIfAvailable() {
+        try beforeBatch()
+        var batches = [first]
+        for loader in loaders.dropFirst() {
+            guard let batch = try loader.nextIfAvailable(), batch.imageIDs == first.imageIDs else {
+                throw TrainingError("multi-view testing: the views' loaders returned different images (internal error)")
+            }
+            batches.append(batch)
+        }
+        let outputs = try batches.map { try model.detectionCandidates(images: $0.images, sizes: $0.sizes, ws) }
+        for i in first.sizes.indices {
+            // The union of every view's candidates in the first view's pixels, with where each came from.
+            var union: [Detection] = [], source: [(view: Int, index: Int)] = []
+            for (v, batch) in batches.enumerated() {
+                let from = batch.sizes[i], to = first.sizes[i]
+                for (k, c) in outputs[v].candidates[i].enumerated() {
+                    var d = c
+                    d.box = mapBetweenViews(c.box, from: from, flipped: views[v].flip, to: to)
+                    union.append(d); source.append((v, k))
+                }
+            }
+            let kept = try model.roiHead.selection(union)
+            // Masks: each view predicts those of its kept boxes, on its own features and boxes.
+            var masks = [[Float]?](repeating: nil, count: kept.count)
+            if model.maskHead != nil {
+                for v in views.indices {
+                    let mine = kept.indices.filter { source[kept[$0]].view == v }
+                    if mine.isEmpty { continue }
+                    var perImage = first.sizes.indices.map { _ in [Detection]() }
+                    perImage[i] = mine.map { outputs[v].candidates[i][source[kept[$0]].index] }
+                    try model.addMasks(&perImage, reduced: outputs[v].reduced, ws)
+                    for (j, d) in zip(mine, perImage[i]) { masks[j] = d.mask }
+                }
+            }
+            var detections = kept.map { union[$0] }
+            for j in detections.indices { detections[j].mask = masks[j] }
+            all.append(try originalImageDetections(detections, boxes: first.toOriginal(detections.map(\.box), image: i),
+                                                   mirrored: kept.map { views[source[$0].view].flip },
+                                                   imageSize: first.originalSizes[i], maskSize: model.spec.mask?.maskSize ?? 0))
+        }
+    }
+    return all
+}
+
+/// A box predicted on an image of size `from` (flipped horizontally first if `flipped`) in the
+/// pixels of the same image at size `to`: un-flipped, then each axis scaled by to / from.
+func mapBetweenViews(_ b: Box, from: ImageSize, flipped: Bool, to: ImageSize) -> Box {
+    let w = Float(from.width)
+    let unflipped = flipped ? Box(w - b.x2, b.y1, w - b.x1, b.y2) : b
+    if from == to { return unflipped }
+    let sx = Float(to.width) / Float(from.width), sy = Float(to.height) / Float(from.height)
+    return Box(unflipped.x1 * sx, unflipped.y1 * sy, unflipped.x2 * sx, unflipped.y2 * sy)
+}
+
+/// Detections with their boxes in the original image (`boxes`) and masks pasted into it (a mask
+/// predicted on a flipped view is mirrored first).
+func originalImageDetections(_ detections: [Detection], boxes: [Box], mirrored: [Bool], imageSize: ImageSize,
+                             maskSize: Int) throws -> [ImageDetection] {
+    var out: [ImageDetection] = []
+    for (k, d) in detections.enumerated() {
+        let b = boxes[k]
+        let mask = try d.mask.map { probabilities in
+            let grid = mirrored[k] ? mirrorRows(probabilities, width: maskSize) : probabilities
+            return try pasteMaskRLE(probabilities: grid, maskSize: maskSize, box: MaskBox(x0: b.x1, y0: b.y1, x1: b.x2, y1: b.y2),
+                                    imageHeight: imageSize.height, imageWidth: imageSize.width)
+        }
+        out.append(ImageDetection(detection: Detection(box: b, score: d.score, label: d.label), mask: mask))
+    }
+    return out
+}
+
+/// A row-major grid of rows `width` wide, each row reversed (a horizontal flip).
+func mirrorRows(_ grid: [Float], width: Int) -> [Float] {
+    var out = grid
+    for row in stride(from: 0, to: grid.count, by: width) {
+        for x in 0..<width { out[row + x] = grid[row + width - 1 - x] }
+    }
+    return out
 }
 
 /// A model detection as the evaluators take it ([x, y, w, h] box, mask).
@@ -119,8 +215,9 @@ public func cocoResults(_ detections: [[ImageDetection]], dataset: Dataset) -> [
 /// (nil on the other processes).
 public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String,
                           stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> EvaluationReport? {
-    guard let detections = try runInference(model, dataset: dataset, shortEdge: config.data.testMinSize, maxSize: config.data.maxSize,
-                                            imagesPerBatch: max(1, config.data.imagesPerBatch), stop: stop, group: group) else { return nil }
+    guard let detections = try runInference(model, dataset: dataset, views: config.testViews, maxSize: config.testMaxSize,
+                                            merged: config.isMultiViewTest, imagesPerBatch: max(1, config.data.imagesPerBatch),
+                                            stop: stop, group: group) else { return nil }
     let results = cocoResults(detections, dataset: dataset)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]

@@ -29,6 +29,13 @@ struct ModelCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config value (repeatable), e.g. data.test_min_size=600.")
     var overrides: [String] = []
 
+    @Option(help: ArgumentHelp("Multi-scale testing: shorter sides, comma-separated (sets test.scales), e.g. 480,576,688,864,1200,1400.",
+                               valueName: "sides"))
+    var scales: String?
+
+    @Flag(help: "Also test every scale on the horizontally flipped images (sets test.flip).")
+    var flip = false
+
     @Option(help: "Write the metrics as JSON to this file (default: beside the detections, their file name with .json or _results.json replaced by _metrics.json).")
     var json: String?
 
@@ -57,13 +64,18 @@ struct ModelCommand: ParsableCommand {
         try requireReadableFile(checkpoint, "--checkpoint", "a dcn-train checkpoint")
         if let results { try requireWritableFile(results, "--results", "a JSON file") }
         if let json { try requireWritableFile(json, "--json", "a JSON file") }
+        if let scales, scales.split(separator: ",", omittingEmptySubsequences: false).contains(where: { Int($0) == nil }) {
+            throw ValidationError("--scales takes shorter sides separated by commas, e.g. 480,576,688; got '\(scales)'")
+        }
         if resultsPath == metricsPath { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 
     func run() throws {
         Threads.set(threads.threads)
         let experiment: ExperimentConfig
-        do { experiment = try loadConfig(path: config, overrides: overrides) } catch let e as ConfigErrors {
+        // --scales and --flip are the test section's keys; they override the config and any --set.
+        let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
+        do { experiment = try loadConfig(path: config, overrides: overrides + testOverrides) } catch let e as ConfigErrors {
             printError(e.description)
             throw ExitCode(2)
         }

@@ -153,16 +153,30 @@ public final class FasterRCNN {
     /// Detections per image in the padded batch's pixel coordinates (divide by the resize scale
     /// to get back to the original image); with a mask branch each carries its mask over the box.
     public func detect(images: Tensor, sizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
+        let view = try detectionCandidates(images: images, sizes: sizes, ws)
+        var detections = try view.candidates.map { try roiHead.select($0) }
+        try addMasks(&detections, reduced: view.reduced, ws)
+        return detections
+    }
+
+    /// The RoI head's candidates of each image (scored, decoded, clipped, before NMS) and the
+    /// reduced res5 map the mask branch reads (multi-scale testing merges candidates of several
+    /// views, then asks each view for the masks of its kept boxes).
+    public func detectionCandidates(images: Tensor, sizes: [ImageSize], _ ws: Workspace) throws -> (candidates: [[Detection]], reduced: Tensor) {
         let (features, _) = try backbone.forward(images, training: false, ws)
         let rpnOut = try rpn.forward(features["res4"]!, ws)
         let proposals = try rpn.proposals(rpnOut, imageSizes: sizes, training: false)
         let reduced = try roiHead.reduceMap(features["res5"]!, ws).output
-        var detections = try roiHead.detect(reduced: reduced, proposals: proposals, imageSizes: sizes, ws)
-        if let maskHead {
-            let masks = try maskHead.predict(reduced, detections: detections, ws)
-            for n in detections.indices { for k in detections[n].indices { detections[n][k].mask = masks[n][k] } }
-        }
-        return detections
+        let candidates = try roiHead.candidates(reduced: reduced, proposals: proposals, imageSizes: sizes, ws)
+        return (candidates, reduced)
+    }
+
+    /// With a mask branch, each detection's mask over its box (boxes in the pixels of the images
+    /// `reduced` was computed from); without one, nothing.
+    public func addMasks(_ detections: inout [[Detection]], reduced: Tensor, _ ws: Workspace) throws {
+        guard let maskHead else { return }
+        let masks = try maskHead.predict(reduced, detections: detections, ws)
+        for n in detections.indices { for k in detections[n].indices { detections[n][k].mask = masks[n][k] } }
     }
 
     // MARK: - Summary

@@ -177,15 +177,15 @@ public final class RoIHead {
         }
     }
 
-    /// Detections of each image from its proposals on res5 (test time).
-    /// `reduced` is `reduceMap(res5).output`.
-    public func detect(reduced: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
+    /// Candidates of each image from its proposals on res5 (test time), before NMS
+    /// (`select` keeps the detections). `reduced` is `reduceMap(res5).output`.
+    public func candidates(reduced: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
         var rois: [Float] = []
         for (n, boxes) in proposals.enumerated() { rois += boxes.rois(batchIndex: n) }
         let count = rois.count / 5
         if count == 0 { return proposals.map { _ in [] } }
         let hidden2 = try embedReduced(reduced, rois: try Tensor(shape: [count, 5], data: rois), ws).output
-        return try detections(logits: try classifier.forward(hidden2), deltas: try boxRegressor.forward(hidden2),
+        return try candidates(logits: try classifier.forward(hidden2), deltas: try boxRegressor.forward(hidden2),
                               proposals: proposals, imageSizes: imageSizes)
     }
 
@@ -243,9 +243,9 @@ public final class RoIHead {
 
     // MARK: - Inference
 
-    /// Per-class decoding, score threshold, per-class NMS and the top detections of each image.
-    /// Boxes are in the (resized) input image's pixels.
-    public func detections(logits: Tensor, deltas: Tensor, proposals: [[Box]], imageSizes: [ImageSize]) throws -> [[Detection]] {
+    /// Every (RoI, class) pair of each image scoring above the threshold, decoded and clipped to the
+    /// image, in RoI-then-class order, before NMS (what multi-scale testing merges across views).
+    public func candidates(logits: Tensor, deltas: Tensor, proposals: [[Box]], imageSizes: [ImageSize]) throws -> [[Detection]] {
         let classes = spec.classes
         var result: [[Detection]] = []
         var offset = 0
@@ -270,12 +270,23 @@ public final class RoIHead {
                 }
             }
             offset += boxes.count
-            if candidates.isEmpty { result.append([]); continue }
-            let keep = try batchedNMS(boxes: candidates.map(\.box).tensor, scores: try Tensor(shape: [candidates.count], data: candidates.map(\.score)),
-                                      categories: candidates.map(\.label), iouThreshold: Double(spec.nmsThreshold))
-            result.append(keep.prefix(spec.detectionsPerImage).map { candidates[$0] })
+            result.append(candidates)
         }
         return result
+    }
+
+    /// Per-class NMS over one image's candidates and the top `detectionsPerImage` by score;
+    /// returns the kept candidates' indices, by descending score.
+    public func selection(_ candidates: [Detection]) throws -> [Int] {
+        if candidates.isEmpty { return [] }
+        let keep = try batchedNMS(boxes: candidates.map(\.box).tensor, scores: try Tensor(shape: [candidates.count], data: candidates.map(\.score)),
+                                  categories: candidates.map(\.label), iouThreshold: Double(spec.nmsThreshold))
+        return Array(keep.prefix(spec.detectionsPerImage))
+    }
+
+    /// The kept candidates of `selection`.
+    public func select(_ candidates: [Detection]) throws -> [Detection] {
+        try selection(candidates).map { candidates[$0] }
     }
 
     /// Multiply-adds of the head for `rois` RoIs on a reduced map computed from `res5Shape`.
