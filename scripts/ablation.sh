@@ -3,6 +3,7 @@
 #
 #   scripts/ablation.sh table1|table2|table3|demo [--data coco|voc|synth] [--schedule demo|1x]
 #                       [--detector faster|mask] [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
+#   scripts/ablation.sh table5 ...          (test resolution and multi-scale testing: scripts/resolution_sweep.sh)
 #   scripts/ablation.sh table6|table7 ...   (classification and pretraining: scripts/pretraining_tables.sh)
 #
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
@@ -21,9 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
-case $1 in table6|table7) exec scripts/pretraining_tables.sh "$@" ;; esac
+case $1 in table5) exec scripts/resolution_sweep.sh "$@" ;; table6|table7) exec scripts/pretraining_tables.sh "$@" ;; esac
 table=$1; shift
 data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false; detector=faster
 while [ $# -gt 0 ]; do

@@ -310,9 +310,9 @@ public struct DataConfig: ConfigSection, Codable {
     public var root: String? = nil
     /// Shorter side in training; several values = multi-scale (one picked at random per image).
     public var minSize: [Int] = [800]
-    /// Longest side after resizing (train and test).
+    /// Longest side after resizing (training, and testing unless test.max_size is set).
     public var maxSize: Int = 1333
-    /// Shorter side at test time.
+    /// Shorter side at test time (one pass per image; test.scales for multi-scale testing).
     public var testMinSize: Int = 800
     /// Random horizontal flip in training.
     public var flip: Bool = true

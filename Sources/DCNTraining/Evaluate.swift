@@ -115,43 +115,50 @@ func runMergedInferenceShard(_ model: FasterRCNN, dataset: Dataset, views: [Test
             batches.append(batch)
         }
         let outputs = try batches.map { try model.detectionCandidates(images: $0.images, sizes: $0.sizes, ws) }
+        let merged = try first.sizes.indices.map { i in
+            try mergeViewCandidates(outputs.map { $0.candidates[i] }, sizes: batches.map { $0.sizes[i] }, flipped: views.map(\.flip),
+                                    select: model.roiHead.selection)
+        }
+        var detections = merged.map { $0.map(\.detection) }
+        if model.maskHead != nil {
+            // Each view predicts the masks of its kept boxes, on its own features and boxes.
+            for v in views.indices {
+                let mine = merged.map { kept in kept.indices.filter { kept[$0].view == v } }
+                var boxes = mine.indices.map { i in mine[i].map { outputs[v].candidates[i][merged[i][$0].index] } }
+                if boxes.allSatisfy(\.isEmpty) { continue }
+                try model.addMasks(&boxes, reduced: outputs[v].reduced, ws)
+                for i in mine.indices { for (j, d) in zip(mine[i], boxes[i]) { detections[i][j].mask = d.mask } }
+            }
+        }
         for i in first.sizes.indices {
-            // The union of every view's candidates in the first view's pixels, with where each came from.
-            var union: [Detection] = [], source: [(view: Int, index: Int)] = []
-            for (v, batch) in batches.enumerated() {
-                let from = batch.sizes[i], to = first.sizes[i]
-                for (k, c) in outputs[v].candidates[i].enumerated() {
-                    var d = c
-                    d.box = mapBetweenViews(c.box, from: from, flipped: views[v].flip, to: to)
-                    union.append(d); source.append((v, k))
-                }
-            }
-            let kept = try model.roiHead.selection(union)
-            // Masks: each view predicts those of its kept boxes, on its own features and boxes.
-            var masks = [[Float]?](repeating: nil, count: kept.count)
-            if model.maskHead != nil {
-                for v in views.indices {
-                    let mine = kept.indices.filter { source[kept[$0]].view == v }
-                    if mine.isEmpty { continue }
-                    var perImage = first.sizes.indices.map { _ in [Detection]() }
-                    perImage[i] = mine.map { outputs[v].candidates[i][source[kept[$0]].index] }
-                    try model.addMasks(&perImage, reduced: outputs[v].reduced, ws)
-                    for (j, d) in zip(mine, perImage[i]) { masks[j] = d.mask }
-                }
-            }
-            var detections = kept.map { union[$0] }
-            for j in detections.indices { detections[j].mask = masks[j] }
-            all.append(try originalImageDetections(detections, boxes: first.toOriginal(detections.map(\.box), image: i),
-                                                   mirrored: kept.map { views[source[$0].view].flip },
+            all.append(try originalImageDetections(detections[i], boxes: first.toOriginal(detections[i].map(\.box), image: i),
+                                                   mirrored: merged[i].map { views[$0.view].flip },
                                                    imageSize: first.originalSizes[i], maskSize: model.spec.mask?.maskSize ?? 0))
         }
     }
     return all
 }
 
+/// One image's candidates from every view (`candidates[v]`, predicted on the image resized to
+/// `sizes[v]`, flipped first if `flipped[v]`) merged: each mapped into the first view's pixels, the
+/// union selected by `select` (per-class NMS and the top detections). Returns the kept detections
+/// by descending score, each with its view and its index among that view's candidates.
+public func mergeViewCandidates(_ candidates: [[Detection]], sizes: [ImageSize], flipped: [Bool],
+                                select: ([Detection]) throws -> [Int]) throws -> [(detection: Detection, view: Int, index: Int)] {
+    var union: [Detection] = [], source: [(view: Int, index: Int)] = []
+    for (v, viewCandidates) in candidates.enumerated() {
+        for (k, c) in viewCandidates.enumerated() {
+            var d = c
+            d.box = mapBetweenViews(c.box, from: sizes[v], flipped: flipped[v], to: sizes[0])
+            union.append(d); source.append((v, k))
+        }
+    }
+    return try select(union).map { (union[$0], source[$0].view, source[$0].index) }
+}
+
 /// A box predicted on an image of size `from` (flipped horizontally first if `flipped`) in the
 /// pixels of the same image at size `to`: un-flipped, then each axis scaled by to / from.
-func mapBetweenViews(_ b: Box, from: ImageSize, flipped: Bool, to: ImageSize) -> Box {
+public func mapBetweenViews(_ b: Box, from: ImageSize, flipped: Bool, to: ImageSize) -> Box {
     let w = Float(from.width)
     let unflipped = flipped ? Box(w - b.x2, b.y1, w - b.x1, b.y2) : b
     if from == to { return unflipped }

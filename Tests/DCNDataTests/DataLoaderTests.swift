@@ -87,6 +87,29 @@ struct DataLoaderTests {
         #expect(throws: DataLoaderError.endOfData) { try loader.next() }
     }
 
+    @Test("Evaluation with flip: every image mirrored after resizing, the padding still on the right")
+    func evaluationFlipMirrorsEveryImage() throws {
+        let d = try loaderDataset.get()
+        let plain = try DataLoader.evaluation(dataset: d, imagesPerBatch: 2, shortEdge: 80, maxSize: 160, workers: 1)
+        let flipped = try DataLoader.evaluation(dataset: d, imagesPerBatch: 2, shortEdge: 80, maxSize: 160, flip: true, workers: 1)
+        var batches = 0
+        while let a = try plain.nextIfAvailable(), let b = try flipped.nextIfAvailable() {
+            #expect(b.flipped.allSatisfy { $0 } && a.imageIDs == b.imageIDs && a.sizes == b.sizes && a.images.shape == b.images.shape)
+            let (h, w) = (a.images.dim(2), a.images.dim(3))
+            for n in 0..<a.sizes.count {
+                let width = a.sizes[n].width
+                var worst: Float = 0
+                for c in 0..<3 { for y in 0..<a.sizes[n].height { for x in 0..<width {
+                    let base = ((n * 3 + c) * h + y) * w
+                    worst = max(worst, abs(a.images.data[base + x] - b.images.data[base + width - 1 - x]))
+                } } }
+                #expect(worst == 0, "image \(a.imageIDs[n]): flipped pixels differ from the mirrored ones by \(worst)")
+            }
+            batches += 1
+        }
+        #expect(batches == plain.iterationsPerEpoch)
+    }
+
     @Test("A corrupt image is an error naming the file, and the loader carries on")
     func decodeError() throws {
         var d = try loaderDataset.get()

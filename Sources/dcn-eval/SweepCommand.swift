@@ -1,0 +1,110 @@
+// dcn-eval sweep: trained detectors evaluated at several shorter sides of the test image (the
+// paper's Figure 4), optionally with multi-scale testing (Table 5): a Markdown table and an SVG chart.
+import ArgumentParser
+import DCNConfig
+import DCNDistributed
+import DCNEval
+import DCNTensor
+import DCNTraining
+import Foundation
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Evaluate checkpoints at several test sizes: AP against the shorter side (table and SVG chart).",
+        discussion: """
+            Each checkpoint is evaluated on its config's evaluation split once per shorter side (the longest
+            side keeps the config's test aspect, e.g. 1333/800), and with --multi-scale also with those scales
+            merged (see test.scales in configs/README.md). Writes OUT.md, OUT.svg and every evaluation's
+            detections and metrics in OUT/<label>/.
+            """)
+
+    @Option(help: ArgumentHelp("The experiment configs, comma-separated, one per checkpoint.", valueName: "yaml,..."))
+    var configs: String
+
+    @Option(help: ArgumentHelp("The checkpoints, comma-separated, in the order of --configs.", valueName: "safetensors,..."))
+    var checkpoints: String
+
+    @Option(help: ArgumentHelp("Names of the models in the table and chart (default: each config's model.name).", valueName: "name,..."))
+    var labels: String?
+
+    @Option(help: ArgumentHelp("Shorter sides of the test image, comma-separated, e.g. 400,600,800,1000,1200,1400.", valueName: "sides"))
+    var sizes: String
+
+    @Option(name: .customLong("multi-scale"), help: ArgumentHelp("Also evaluate with these scales merged (test.scales), e.g. 480,576,688,864,1200,1400.", valueName: "sides"))
+    var multiScale: String?
+
+    @Flag(help: "With --multi-scale, also merge the flipped images (test.flip).")
+    var flip = false
+
+    @Option(name: .customLong("set"), help: "Override a config value in every config (repeatable).")
+    var overrides: [String] = []
+
+    @Option(help: "Output prefix: OUT.md, OUT.svg and the folder OUT/.")
+    var out = "results/resolution_sweep"
+
+    @OptionGroup var threads: ThreadOptions
+
+    var configList: [String] { configs.split(separator: ",").map(String.init) }
+    var checkpointList: [String] { checkpoints.split(separator: ",").map(String.init) }
+
+    static func sides(_ text: String, _ option: String) throws -> [Int] {
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 32 }) else {
+            throw ValidationError("\(option) takes shorter sides of at least 32 pixels separated by commas, e.g. 400,800,1200; got '\(text)'")
+        }
+        return values.map { $0! }
+    }
+
+    func validate() throws {
+        for c in configList { try requireReadableFile(c, "--configs", "an experiment config (YAML)") }
+        for k in checkpointList { try requireReadableFile(k, "--checkpoints", "a dcn-train checkpoint") }
+        guard !configList.isEmpty, configList.count == checkpointList.count else {
+            throw ValidationError("--configs names \(configList.count) configs and --checkpoints \(checkpointList.count) checkpoints; give one checkpoint per config")
+        }
+        if let labels, labels.split(separator: ",").count != configList.count {
+            throw ValidationError("--labels names \(labels.split(separator: ",").count) models for \(configList.count) configs")
+        }
+        _ = try Self.sides(sizes, "--sizes")
+        if let multiScale { _ = try Self.sides(multiScale, "--multi-scale") }
+        if flip && multiScale == nil { throw ValidationError("--flip applies to the multi-scale evaluation: give --multi-scale too") }
+        try requireWritableFile(out + ".md", "--out", "an output prefix")
+    }
+
+    func run() throws {
+        lineBufferStandardOutput()  // one progress line per evaluation, as it ends
+        Threads.set(threads.threads)
+        var models: [SweepModel] = []
+        for (k, (path, checkpoint)) in zip(configList, checkpointList).enumerated() {
+            let config: ExperimentConfig
+            do { config = try loadConfig(path: path, overrides: overrides) } catch let e as ConfigErrors {
+                printError(e.description)
+                throw ExitCode(2)
+            }
+            let label = labels.map { String($0.split(separator: ",")[k]) } ?? config.model.name
+            models.append(SweepModel(label: label, config: config, checkpoint: checkpoint))
+        }
+        let multi = try multiScale.map { try Self.sides($0, "--multi-scale") }
+        do {
+            StopRequest.installSignalHandlers()
+            guard let results = try resolutionSweep(models, sizes: try Self.sides(sizes, "--sizes"), multiScale: multi, flip: flip, folder: out,
+                                                    stop: .signals) else { return }
+            let markdown = sweepMarkdown(results, multiScale: multi, flip: flip)
+            try writeFileAtomically(Data(markdown.utf8), to: out + ".md")
+            try writeFileAtomically(Data(sweepSVG(results).utf8), to: out + ".svg")
+            print(markdown)
+            print("wrote \(out).md and \(out).svg")
+        } catch let error as TrainingError {
+            printError("dcn-eval sweep: \(error)")
+            throw ExitCode(error.exitCode)
+        } catch let error as CheckpointError {
+            printError("dcn-eval sweep: \(error)")
+            throw ExitCode(1)
+        } catch let stopped as Stopped {
+            let request = StopRequest()
+            request.request(stopped.signal)
+            if ProcessGroup.world.isRoot { printError("dcn-eval sweep: stopped by \(request.signalName); the table and chart were not written") }
+            Foundation.exit(request.exitCode)
+        }
+    }
+}
