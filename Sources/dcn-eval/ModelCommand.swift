@@ -72,14 +72,10 @@ struct ModelCommand: ParsableCommand {
 
     func run() throws {
         Threads.set(threads.threads)
-        let experiment: ExperimentConfig
         // --scales and --flip are the test section's keys; they override the config and any --set.
         let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
-        do { experiment = try loadConfig(path: config, overrides: overrides + testOverrides) } catch let e as ConfigErrors {
-            printError(e.description)
-            throw ExitCode(2)
-        }
-        do {
+        let experiment = try loadExperiment(config, overrides: overrides + testOverrides)
+        try reportingEvaluationFailures(whenStopped: "before the evaluation finished; nothing was written") {
             guard let dataset = try loadDataset(experiment, train: false) else {
                 throw ToolError("\(config): the config names no evaluation split")
             }
@@ -106,24 +102,6 @@ struct ModelCommand: ParsableCommand {
             print(report.text)
             print("detections: \(resultsPath)")
             print("metrics: \(metricsPath)")
-        } catch let error as TrainingError {
-            printError("dcn-eval: \(error)")
-            throw ExitCode(error.exitCode)
-        } catch let error as CheckpointError {
-            printError("dcn-eval: \(error)")
-            throw ExitCode(1)
-        } catch let error as DatasetError {
-            printError("dcn-eval: \(error)")
-            throw ExitCode(2)
-        } catch let stopped as Stopped {
-            // Every process stops at the same batch; rank 0 says so.
-            let request = StopRequest()
-            request.request(stopped.signal)
-            if ProcessGroup.world.isRoot {
-                printError("dcn-eval: stopped by \(request.signalName) before the evaluation finished; nothing was written")
-            }
-            FileHandle.standardOutput.synchronizeFile()
-            Foundation.exit(request.exitCode)
         }
     }
 
@@ -139,5 +117,37 @@ struct ModelCommand: ParsableCommand {
         try writeFileAtomically(try metricsJSON(report.metrics), to: metricsPath)
         print(report.text)
         print("metrics: \(metricsPath)")
+    }
+}
+
+/// An experiment config with `--set` overrides; its errors are printed (every problem, with file and
+/// line) and end the tool with status 2.
+func loadExperiment(_ path: String, overrides: [String]) throws -> ExperimentConfig {
+    do { return try loadConfig(path: path, overrides: overrides) } catch let e as ConfigErrors {
+        printError(e.description)
+        throw ExitCode(2)
+    }
+}
+
+/// Runs the evaluation of trained models in `body`: a failure is one message and an exit status
+/// (1, or 2 for bad data; a training error brings its own), and a stop (Ctrl-C, SIGTERM) ends every
+/// process with 128 + signal after rank 0 says "stopped by SIGINT <whenStopped>".
+func reportingEvaluationFailures(whenStopped: String, _ body: () throws -> Void) throws {
+    do { try body() } catch let error as TrainingError {
+        printError("dcn-eval: \(error)")
+        throw ExitCode(error.exitCode)
+    } catch let error as CheckpointError {
+        printError("dcn-eval: \(error)")
+        throw ExitCode(1)
+    } catch let error as DatasetError {
+        printError("dcn-eval: \(error)")
+        throw ExitCode(2)
+    } catch let stopped as Stopped {
+        // Every process stops at the same batch; rank 0 says so.
+        let request = StopRequest()
+        request.request(stopped.signal)
+        if ProcessGroup.world.isRoot { printError("dcn-eval: stopped by \(request.signalName) \(whenStopped)") }
+        FileHandle.standardOutput.synchronizeFile()
+        Foundation.exit(request.exitCode)
     }
 }

@@ -76,16 +76,12 @@ struct SweepCommand: ParsableCommand {
         Threads.set(threads.threads)
         var models: [SweepModel] = []
         for (k, (path, checkpoint)) in zip(configList, checkpointList).enumerated() {
-            let config: ExperimentConfig
-            do { config = try loadConfig(path: path, overrides: overrides) } catch let e as ConfigErrors {
-                printError(e.description)
-                throw ExitCode(2)
-            }
+            let config = try loadExperiment(path, overrides: overrides)
             let label = labels.map { String($0.split(separator: ",")[k]) } ?? config.model.name
             models.append(SweepModel(label: label, config: config, checkpoint: checkpoint))
         }
         let multi = try multiScale.map { try Self.sides($0, "--multi-scale") }
-        do {
+        try reportingEvaluationFailures(whenStopped: "before the sweep finished; the table and chart were not written") {
             StopRequest.installSignalHandlers()
             guard let results = try resolutionSweep(models, sizes: try Self.sides(sizes, "--sizes"), multiScale: multi, flip: flip, folder: out,
                                                     stop: .signals) else { return }
@@ -94,17 +90,6 @@ struct SweepCommand: ParsableCommand {
             try writeFileAtomically(Data(sweepSVG(results).utf8), to: out + ".svg")
             print(markdown)
             print("wrote \(out).md and \(out).svg")
-        } catch let error as TrainingError {
-            printError("dcn-eval sweep: \(error)")
-            throw ExitCode(error.exitCode)
-        } catch let error as CheckpointError {
-            printError("dcn-eval sweep: \(error)")
-            throw ExitCode(1)
-        } catch let stopped as Stopped {
-            let request = StopRequest()
-            request.request(stopped.signal)
-            if ProcessGroup.world.isRoot { printError("dcn-eval sweep: stopped by \(request.signalName); the table and chart were not written") }
-            Foundation.exit(request.exitCode)
         }
     }
 }

@@ -30,6 +30,15 @@ func distributedData(_ dir: String) throws -> [String] {
             "solver.eval_period=0", "output.log_period=1"]
 }
 
+/// The demo detector (mask branch included) trained 20 steps on `distributedData` in one process,
+/// into dir/out (checkpoints at steps 10 and 20): the settings and the config.
+func trainTinyDemo(_ dir: String) throws -> (settings: [String], config: ExperimentConfig) {
+    let settings = try distributedData(dir) + ["output.dir=\(dir)/out", "solver.max_iter=20", "solver.steps=[15]"]
+    let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: settings)
+    try Threads.with(1) { try train(config: config, resume: nil, force: false) }
+    return (settings, config)
+}
+
 func trainArguments(_ settings: [String], _ extra: [String] = []) -> [String] {
     ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + (settings + extra).flatMap { ["--set", $0] }
 }
@@ -136,9 +145,7 @@ func trainArguments(_ settings: [String], _ extra: [String] = []) -> [String] {
     @Test func twoProcessEvaluationGivesTheOneProcessNumbers() throws {
         let dir = temporaryDirectory("mpi-eval")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let settings = try distributedData(dir) + ["output.dir=\(dir)/out", "solver.max_iter=20", "solver.steps=[15]"]
-        let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: settings)
-        try Threads.with(1) { try train(config: config, resume: nil, force: false) }
+        let (settings, _) = try trainTinyDemo(dir)
         func evaluate(_ name: String, ranks: Int?) throws -> (results: Data, metrics: [String: Double]) {
             let arguments = ["model", "--config", repositoryPath("configs/demo.yaml"), "--checkpoint", "\(dir)/out/\(RunFiles.finalCheckpoint)",
                              "--results", "\(dir)/\(name)_results.json", "--threads", "1"] + settings.flatMap { ["--set", $0] }

@@ -74,9 +74,7 @@ func selectLikeTheRoIHead(_ candidates: [Detection]) throws -> [Int] {
     @Test func oneViewGivesTheOnePassNumbersAndMoreViewsRunEndToEnd() throws {
         let dir = temporaryDirectory("multi-view")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let settings = try distributedData(dir) + ["output.dir=\(dir)/out", "solver.max_iter=20", "solver.steps=[15]"]
-        let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: settings)
-        try Threads.with(1) { try train(config: config, resume: nil, force: false) }
+        let (settings, config) = try trainTinyDemo(dir)
         let dataset = try #require(try loadDataset(config, train: false))
         let model = try buildModel(config, classes: dataset.classNames.count)
         _ = try Checkpoint.load(path: "\(dir)/out/\(RunFiles.finalCheckpoint)", into: model.parameters, optimizer: nil)
