@@ -36,8 +36,13 @@ public struct SweepResult: Sendable {
     public var points: [SweepPoint]
     public var multiScale: SweepPoint?
 
-    /// The best single-scale point (the first of equal ones).
-    public var best: SweepPoint? { points.max { $0.value < $1.value || ($0.value == $1.value && ($0.shortEdge ?? 0) > ($1.shortEdge ?? 0)) } }
+    /// The best single-scale point (of equal ones, the smallest size).
+    public var best: SweepPoint? {
+        points.reduce(nil) { best, p in
+            guard let best else { return p }
+            return p.value > best.value || (p.value == best.value && p.shortEdge! < best.shortEdge!) ? p : best
+        }
+    }
 }
 
 /// The longest side used with shorter side `shortEdge`: the config's test aspect (longest side /
