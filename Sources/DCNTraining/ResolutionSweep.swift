@@ -149,11 +149,11 @@ public func sweepMarkdown(_ results: [SweepResult], multiScale: [Int]?, flip: Bo
         + (own ? "during each evaluation" : "so far (this system cannot reset the peak)") + ":\n\n"
     md += "| shorter side | " + results.map { "\($0.label) s/image | peak MB" }.joined(separator: " | ") + " |\n"
     md += "| --- |" + String(repeating: " --- | --- |", count: results.count) + "\n"
-    for size in sizes {
-        let points = results.map { r in r.points.first { $0.shortEdge == size } }
-        md += "| \(size) | " + points.map { p in p.map { String(format: "%.2f | %.0f", $0.secondsPerImage, $0.peakMegabytes) } ?? "- | -" }
-            .joined(separator: " | ") + " |\n"
+    func timeCells(_ points: [SweepPoint?]) -> String {
+        points.map { p in p.map { String(format: "%.2f | %.0f", $0.secondsPerImage, $0.peakMegabytes) } ?? "- | -" }.joined(separator: " | ")
     }
+    for size in sizes { md += "| \(size) | " + timeCells(results.map { r in r.points.first { $0.shortEdge == size } }) + " |\n" }
+    if multiScale != nil { md += "| multi-scale | " + timeCells(results.map(\.multiScale)) + " |\n" }
     return md
 }
 
