@@ -113,3 +113,28 @@ private struct LCG {
     let found = errors("base: synth\nmodel:\n  name: x") ?? []
     #expect(found.contains { $0.contains("synth' is a folder; expected a YAML config file") }, "\(found)")
 }
+
+@Test("Multi-scale testing settings that cannot run are errors at their key", arguments: [
+    ("test:\n  scales: [800, 1400]", "test.scales[1]", "scale 1400 is above data.max_size 1333: set test.max_size to at least 1400"),
+    ("test:\n  scales: [800, 1400]\n  max_size: 1300", "test.scales[1]", "scale 1400 is above test.max_size 1300"),
+    ("test:\n  scales: [600, 800, 600]", "test.scales[2]", "scale 600 is listed twice"),
+    ("test:\n  scales: []", "test.scales", "must not be empty"),
+    ("test:\n  max_size: 700", "test.max_size", "test_min_size 800 is above test.max_size 700"),
+    ("model:\n  task: classification\ndata:\n  format: imagefolder\n  root: x\ntest:\n  flip: true", "test",
+     "the test section (multi-scale and flipped testing) is for detection"),
+])
+func impossibleTestSettingsAreRejected(yaml: String, key: String, message: String) {
+    let text = yaml.hasPrefix("model:") ? yaml.replacingOccurrences(of: "model:\n", with: "model:\n  name: x\n")
+                                        : "model:\n  name: x\ndata:\n  format: synth\n  root: x\n" + yaml
+    let found = errors(text) ?? []
+    #expect(found.contains { $0.contains("test.yaml: \(key) ") && $0.contains(message) }, "\(found)")
+}
+
+@Test func multiScaleSettingsGiveTheViews() throws {
+    let c = try loadConfig(yaml: "model:\n  name: x\ndata:\n  format: synth\n  root: x\ntest:\n  scales: [600, 1400]\n  max_size: 2400\n  flip: true",
+                           name: "test.yaml", directory: repositoryRoot.appendingPathComponent("configs").path)
+    #expect(c.isMultiViewTest && c.testMaxSize == 2400)
+    #expect(c.testViews.map(\.description) == ["600", "1400", "600 flipped", "1400 flipped"])
+    let plain = ExperimentConfig()
+    #expect(!plain.isMultiViewTest && plain.testMaxSize == 1333 && plain.testViews == [TestView(shortEdge: 800, flip: false)])
+}
