@@ -16,8 +16,9 @@ struct ModelCommand: ParsableCommand {
         commandName: "model",
         abstract: "Evaluate a trained checkpoint on the config's evaluation split.",
         discussion: """
-            Under mpirun (mpirun -np N dcn-eval model ...) each process runs its share of the images and
-            rank 0 scores them all and writes the files: the same numbers as one process.
+            Under mpirun (mpirun -np N dcn-eval model ...) each process runs its share of the images and \
+            rank 0 scores them all and writes the files: the same numbers as one process. --scales and \
+            --flip set the config's test section (multi-scale and flipped testing, see configs/README.md).
             """)
 
     @Option(help: "The experiment config the checkpoint was trained with (YAML).")

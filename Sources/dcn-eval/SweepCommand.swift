@@ -13,9 +13,9 @@ struct SweepCommand: ParsableCommand {
         commandName: "sweep",
         abstract: "Evaluate checkpoints at several test sizes: AP against the shorter side (table and SVG chart).",
         discussion: """
-            Each checkpoint is evaluated on its config's evaluation split once per shorter side (the longest
-            side keeps the config's test aspect, e.g. 1333/800), and with --multi-scale also with those scales
-            merged (see test.scales in configs/README.md). Writes OUT.md, OUT.svg and every evaluation's
+            Each checkpoint is evaluated on its config's evaluation split once per shorter side (the longest \
+            side keeps the config's test aspect, e.g. 1333/800), and with --multi-scale also with those scales \
+            merged (see test.scales in configs/README.md). Writes OUT.md, OUT.svg and every evaluation's \
             detections and metrics in OUT/<label>/.
             """)
 
