@@ -51,33 +51,15 @@ public func runDataLoadBenchmark(directory: String?) throws -> DataLoadBenchResu
         generateSeconds = Date().timeIntervalSince(t0)
     }
     let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-    let resetOK = resetPeakRSS()
+    let resetOK = System.resetPeakResidentBytes()
     let t0 = Date()
     let dataset = try Dataset.coco(annotations: path, imageRoot: dir, skipEmpty: false)
     let seconds = Date().timeIntervalSince(t0)
-    let peak = readVmHWM()
+    let peak = System.peakResidentBytes()
     return DataLoadBenchResult(annotationPath: path, fileBytes: bytes, images: dataset.images.count, objects: dataset.objectCount,
                                generateSeconds: generateSeconds, seconds: seconds, peakRSSBytes: peak, peakResetSupported: resetOK)
 }
 
-/// Peak resident set size of this process (VmHWM from /proc/self/status), in bytes.
-public func readVmHWM() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-        return kb * 1024
-    }
-    return 0
-}
-
-/// Resets VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs). False if refused.
-@discardableResult
-public func resetPeakRSS() -> Bool {
-    let fd = open("/proc/self/clear_refs", O_WRONLY)
-    if fd < 0 { return false }
-    defer { close(fd) }
-    return write(fd, "5", 1) == 1
-}
 
 /// Streams the file in 4 MB chunks so generating it does not itself use much memory.
 /// COCO's key order and number formats (two decimals for polygons and boxes).

@@ -101,7 +101,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
     return TrainStepResult(label: label, height: height, width: width, batch: batch, threads: threads,
                            phases: order.map { ($0, median(perPhase[$0]!)) }, stepSeconds: median(totals),
-                           peakResidentBytes: readVmHWM(), processes: group.size, communicationWaitSeconds: median(waits),
+                           peakResidentBytes: System.peakResidentBytes(), processes: group.size, communicationWaitSeconds: median(waits),
                            gradientFloats: model.parameters.gradientBlock?.count ?? 0)
 }
 

@@ -1,7 +1,9 @@
 // The one place where work is split across threads. Every parallel loop in the project goes
 // through `parallelFor`, and every raw pointer shared between tasks is wrapped in
-// `DisjointWrites`, whose name states the invariant that makes the sharing safe.
+// `DisjointWrites`, whose name states the invariant that makes the sharing safe. `System` holds
+// the facts of the machine and the process the tools report (cores, peak resident memory).
 import Dispatch
+import Foundation
 
 /// A mutable pointer handed to several tasks that each write a disjoint range of it.
 /// Safe only under that contract: no two tasks touch the same element.
@@ -55,6 +57,30 @@ public enum Threads {
 public enum System {
     /// The thread count used when none is configured: the active cores.
     public static var defaultThreads: Int { activeProcessorCount }
+
+    /// Peak resident set size of this process since start or the last `resetPeakResidentBytes`
+    /// (VmHWM from /proc/self/status), in bytes; 0 where there is no /proc.
+    public static func peakResidentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+        }
+        return 0
+    }
+
+    /// Restarts the peak at the current resident size (Linux: "5" to /proc/self/clear_refs).
+    /// False where that is refused: the peak then covers the whole process.
+    @discardableResult
+    public static func resetPeakResidentBytes() -> Bool {
+        #if canImport(Glibc)
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        return write(fd, "5", 1) == 1
+        #else
+        return false
+        #endif
+    }
 
     public static var activeProcessorCount: Int {
         #if canImport(Glibc)

@@ -4,6 +4,7 @@
 import DCNConfig
 import DCNData
 import DCNDistributed
+import DCNTensor
 import Foundation
 
 /// One detector of the sweep: its name in the table, config and checkpoint.
@@ -51,27 +52,6 @@ public func sweepMaxSize(_ config: ExperimentConfig, shortEdge: Int) -> Int {
     Int((Double(shortEdge) * Double(config.testMaxSize) / Double(config.data.testMinSize)).rounded(.up))
 }
 
-/// Starts a new peak of the process's resident memory (Linux: "5" to /proc/self/clear_refs resets
-/// VmHWM); false where that is not possible, and the peak then covers the whole process so far.
-func resetPeakResidentMemory() -> Bool {
-    guard let file = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
-    defer { try? file.close() }
-    return (try? file.write(contentsOf: Data("5".utf8))) != nil
-}
-
-/// The process's peak resident memory in MB since the last reset (VmHWM of /proc/self/status;
-/// getrusage's lifetime peak elsewhere).
-func peakResidentMegabytes() -> Double {
-    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-       let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") {
-        return kilobytes / 1024
-    }
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1024
-}
-
 /// Evaluates every model at every shorter side in `sizes` (increasing), one pass per image, and with
 /// `multiScale` also with those scales merged (and flipped views with `flip`). The evaluations'
 /// detections and metrics go to `folder/<label>/short<S>_{results,metrics}.json` and
@@ -94,14 +74,14 @@ public func resolutionSweep(_ models: [SweepModel], sizes: [Int], multiScale: [I
         try FileManager.default.createDirectory(atPath: "\(folder)/\(m.label)", withIntermediateDirectories: true)
         var result = SweepResult(label: m.label, metric: "", points: [], multiScale: nil)
         func evaluate(_ config: ExperimentConfig, name: String, shortEdge: Int?) throws -> SweepPoint? {
-            let own = resetPeakResidentMemory()
+            let own = System.resetPeakResidentBytes()
             let start = Date()
             let report = try evaluateModel(model, config: config, dataset: dataset, outputPrefix: "\(folder)/\(m.label)/\(name)", stop: stop, group: group)
             guard let report, let first = report.metrics.first else { return nil }
             result.metric = first.name
             let point = SweepPoint(shortEdge: shortEdge, maxSize: config.testMaxSize, value: first.value,
                                    secondsPerImage: Date().timeIntervalSince(start) / Double(dataset.images.count),
-                                   peakMegabytes: peakResidentMegabytes(), peakIsOwn: own)
+                                   peakMegabytes: Double(System.peakResidentBytes()) / 1_048_576, peakIsOwn: own)
             log("\(m.label) \(shortEdge.map { "shorter side \($0)" } ?? "multi-scale"): \(first.name) \(String(format: "%.4f", first.value)), "
                 + "\(String(format: "%.2f", point.secondsPerImage)) s/image, peak \(Int(point.peakMegabytes)) MB")
             return point

@@ -220,7 +220,7 @@ struct Check: ParsableCommand {
         print("box areas (non-\(ignoreName); COCO small < 32^2 <= medium < 96^2 <= large):")
         let labels = ["< 16^2", "16^2-32^2", "32^2-64^2", "64^2-96^2", "96^2-128^2", "128^2-256^2", "256^2-512^2", ">= 512^2"]
         for (l, n) in zip(labels, areaBins) { print("  \(l.padding(toLength: 12, withPad: " ", startingAt: 0)) \(n)") }
-        print(String(format: "annotations loaded in %.2f s (peak memory %.0f MB)", loadSeconds, Double(peakRSS()) / 1e6)
+        print(String(format: "annotations loaded in %.2f s (peak memory %.0f MB)", loadSeconds, Double(System.peakResidentBytes()) / 1e6)
               + (noImages ? "" : String(format: ", images decoded in %.2f s", decodeSeconds)))
         print("problems: \(problems.count)")
         for p in problems { print("problem: \(p)") }
@@ -233,11 +233,3 @@ func requireFolder(_ path: String, _ option: String, _ what: String) throws {
     if let problem = folderProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected \(what)") }
 }
 
-/// Peak resident memory of this process (VmHWM), in bytes.
-func peakRSS() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
-    }
-    return 0
-}

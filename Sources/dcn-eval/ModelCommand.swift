@@ -65,9 +65,7 @@ struct ModelCommand: ParsableCommand {
         try requireReadableFile(checkpoint, "--checkpoint", "a dcn-train checkpoint")
         if let results { try requireWritableFile(results, "--results", "a JSON file") }
         if let json { try requireWritableFile(json, "--json", "a JSON file") }
-        if let scales, scales.split(separator: ",", omittingEmptySubsequences: false).contains(where: { Int($0) == nil }) {
-            throw ValidationError("--scales takes shorter sides separated by commas, e.g. 480,576,688; got '\(scales)'")
-        }
+        if let scales { _ = try shorterSides(scales, "--scales") }
         if resultsPath == metricsPath { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 

@@ -48,14 +48,6 @@ struct SweepCommand: ParsableCommand {
     var configList: [String] { configs.split(separator: ",").map(String.init) }
     var checkpointList: [String] { checkpoints.split(separator: ",").map(String.init) }
 
-    static func sides(_ text: String, _ option: String) throws -> [Int] {
-        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 32 }) else {
-            throw ValidationError("\(option) takes shorter sides of at least 32 pixels separated by commas, e.g. 400,800,1200; got '\(text)'")
-        }
-        return values.map { $0! }
-    }
-
     func validate() throws {
         for c in configList { try requireReadableFile(c, "--configs", "an experiment config (YAML)") }
         for k in checkpointList { try requireReadableFile(k, "--checkpoints", "a dcn-train checkpoint") }
@@ -65,8 +57,8 @@ struct SweepCommand: ParsableCommand {
         if let labels, labels.split(separator: ",").count != configList.count {
             throw ValidationError("--labels names \(labels.split(separator: ",").count) models for \(configList.count) configs")
         }
-        _ = try Self.sides(sizes, "--sizes")
-        if let multiScale { _ = try Self.sides(multiScale, "--multi-scale") }
+        _ = try shorterSides(sizes, "--sizes")
+        if let multiScale { _ = try shorterSides(multiScale, "--multi-scale") }
         if flip && multiScale == nil { throw ValidationError("--flip applies to the multi-scale evaluation: give --multi-scale too") }
         try requireWritableFile(out + ".md", "--out", "an output prefix")
     }
@@ -80,10 +72,10 @@ struct SweepCommand: ParsableCommand {
             let label = labels.map { String($0.split(separator: ",")[k]) } ?? config.model.name
             models.append(SweepModel(label: label, config: config, checkpoint: checkpoint))
         }
-        let multi = try multiScale.map { try Self.sides($0, "--multi-scale") }
+        let multi = try multiScale.map { try shorterSides($0, "--multi-scale") }
         try reportingEvaluationFailures(whenStopped: "before the sweep finished; the table and chart were not written") {
             StopRequest.installSignalHandlers()
-            guard let results = try resolutionSweep(models, sizes: try Self.sides(sizes, "--sizes"), multiScale: multi, flip: flip, folder: out,
+            guard let results = try resolutionSweep(models, sizes: try shorterSides(sizes, "--sizes"), multiScale: multi, flip: flip, folder: out,
                                                     stop: .signals) else { return }
             let markdown = sweepMarkdown(results, multiScale: multi, flip: flip)
             try writeFileAtomically(Data(markdown.utf8), to: out + ".md")

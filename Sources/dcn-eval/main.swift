@@ -37,6 +37,15 @@ func requireWritableFile(_ path: String, _ option: String, _ what: String) throw
     if let problem = fileWriteProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected the path of \(what) to write") }
 }
 
+/// Shorter sides given as `option` ("480,576,688"): each a whole number of at least 32 pixels.
+func shorterSides(_ text: String, _ option: String) throws -> [Int] {
+    let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+    guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 32 }) else {
+        throw ValidationError("\(option) takes shorter sides of at least 32 pixels separated by commas, e.g. 400,800,1200; got '\(text)'")
+    }
+    return values.map { $0! }
+}
+
 struct DCNEvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-eval",

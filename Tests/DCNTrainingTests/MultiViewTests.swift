@@ -13,12 +13,10 @@ func boxesClose(_ a: Box, _ b: Box, _ tolerance: Float = 1e-4) -> Bool {
     abs(a.x1 - b.x1) <= tolerance && abs(a.y1 - b.y1) <= tolerance && abs(a.x2 - b.x2) <= tolerance && abs(a.y2 - b.y2) <= tolerance
 }
 
-/// Per-class NMS at IoU 0.5 and the top 100, as the RoI head selects.
-func selectLikeTheRoIHead(_ candidates: [Detection]) throws -> [Int] {
-    if candidates.isEmpty { return [] }
-    let keep = try batchedNMS(boxes: candidates.map(\.box).tensor, scores: try Tensor(shape: [candidates.count], data: candidates.map(\.score)),
-                              categories: candidates.map(\.label), iouThreshold: 0.5)
-    return Array(keep.prefix(100))
+/// A RoI head's selection (per-class NMS at IoU 0.5, the top 100), for two classes.
+func roiHeadSelection() -> ([Detection]) throws -> [Int] {
+    var rng = SeededGenerator(seed: 0)
+    return RoIHead(spec: RoIHeadSpec(classes: 2), rng: &rng).selection
 }
 
 @Test func aBoxFromAFlippedLargerViewMapsBackToTheFirstView() {
@@ -60,7 +58,7 @@ func selectLikeTheRoIHead(_ candidates: [Detection]) throws -> [Int] {
         #expect(unmatched.isEmpty)
     }
     let merged = try mergeViewCandidates(views.map(\.candidates), sizes: views.map(\.size), flipped: views.map(\.flipped),
-                                         select: selectLikeTheRoIHead)
+                                         select: roiHeadSelection())
     #expect(merged.count == objects.count, "\(merged.map(\.detection.box))")
     for (box, label) in objects {
         #expect(merged.filter { $0.detection.label == label && boxesClose($0.detection.box, box) && $0.detection.score == 0.9 }.count == 1)
