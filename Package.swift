@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "DCNModels", targets: ["DCNModels"]),
         .library(name: "DCNConfig", targets: ["DCNConfig"]),
         .library(name: "DCNDistributed", targets: ["DCNDistributed"]),
+        .library(name: "DCNTensorBoard", targets: ["DCNTensorBoard"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
         .executable(name: "dcn-train", targets: ["dcn-train"]),
@@ -21,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C shim: OpenBLAS's CBLAS + LAPACKE. Only DCNTensor/BLAS.swift imports it.
@@ -61,8 +63,12 @@ let package = Package(
         // Configs: strict, documented YAML experiment configs (base: inheritance, --set overrides); the
         // choices are the models' own enums.
         .target(name: "DCNConfig", dependencies: ["DCNModels", .product(name: "Yams", package: "Yams")]),
+        // TensorBoard event files (TFRecord framing, CRC32C) with the Event/Summary messages generated
+        // once from tensorboard_event.proto and committed.
+        .target(name: "DCNTensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["tensorboard_event.proto"]),
         // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
-        .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
+        .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNTensorBoard", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
         .executableTarget(
             name: "dcn-train",
             dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -88,6 +94,6 @@ let package = Package(
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels"]),
-        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
+        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
     ]
 )

@@ -471,13 +471,24 @@ public struct OutputConfig: ConfigSection, Codable {
     static let key = "output"
     /// Output folder (checkpoints, metrics.jsonl, the resolved config); null = output/<model.name>.
     public var dir: String? = nil
-    /// Iterations between log lines (and metrics.jsonl records).
+    /// Iterations between log lines (and metrics.jsonl records and TensorBoard scalars).
     public var logPeriod: Int = 20
+    /// Write TensorBoard event files (events.out.tfevents.*) into the output folder: every logged
+    /// scalar and each evaluation's numbers and drawn images (`tensorboard --logdir <output.dir>`).
+    public var tensorboard: Bool = true
+    /// Detectors: at each evaluation, the first N validation images drawn with their detections
+    /// next to the ground truth, into <output.dir>/detections/ and TensorBoard (0 = none).
+    public var drawImages: Int = 4
+    /// Detections scoring below this are not drawn (`dcn-eval model --draw` uses it too).
+    public var drawScoreThreshold: Double = 0.5
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
         v.field("dir", &dir)
         v.field("log_period", &logPeriod, .atLeast(1))
+        v.field("tensorboard", &tensorboard)
+        v.field("draw_images", &drawImages, .atLeast(0))
+        v.field("draw_score_threshold", &drawScoreThreshold, .range(0...1))
     }
 }
 

@@ -21,6 +21,8 @@ enum EvaluationTruth {
 public struct ImageDetection: Sendable {
     public var detection: Detection
     public var mask: RLE?
+
+    public init(detection: Detection, mask: RLE? = nil) { self.detection = detection; self.mask = mask }
 }
 
 /// Detections of every image of `dataset` (in dataset order) in original image coordinates,
@@ -215,13 +217,19 @@ public func cocoResults(_ detections: [[ImageDetection]], dataset: Dataset) -> [
     return results
 }
 
+/// An evaluation's report and the pictures it drew.
+public struct ModelEvaluation {
+    public var report: EvaluationReport
+    public var drawings: [DrawnImage] = []
+}
+
 /// Runs the model on `dataset`, writes `<outputPrefix>_results.json` (COCO format) and
-/// `<outputPrefix>_metrics.json`, and returns the report. A `stop` request ends the inference
-/// between batches (it throws `Stopped`) and nothing is written. With several processes each runs
-/// its share of the images and rank 0 scores them all, writes the files and returns the report
-/// (nil on the other processes).
-public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String,
-                          stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> EvaluationReport? {
+/// `<outputPrefix>_metrics.json` (and the pictures `draw` asks for), and returns the report. A
+/// `stop` request ends the inference between batches (it throws `Stopped`) and nothing is written.
+/// With several processes each runs its share of the images and rank 0 scores them all, writes the
+/// files and returns the report (nil on the other processes).
+public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String, draw: DrawingRequest? = nil,
+                          stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> ModelEvaluation? {
     guard let detections = try runInference(model, dataset: dataset, views: config.testViews, maxSize: config.testMaxSize,
                                             merged: config.isMultiViewTest, imagesPerBatch: max(1, config.data.imagesPerBatch),
                                             stop: stop, group: group) else { return nil }
@@ -245,7 +253,8 @@ public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset
         report = try evaluator.evaluate()
     }
     try AtomicFile.write(metricsJSON(report.metrics), to: outputPrefix + "_metrics.json")
-    return report
+    let drawings = try draw.map { try drawDetections(detections, dataset: dataset, request: $0) } ?? []
+    return ModelEvaluation(report: report, drawings: drawings)
 }
 
 /// Metrics as a flat JSON object, sorted by name; a metric without a value (NaN: VOC AP of a class

@@ -20,6 +20,14 @@ public enum RunFiles {
     public static let finalCheckpoint = "model_final.safetensors"
     /// Classification: the class of each output index, `["name0", "name1", ...]` (ImageFolder's sorted folders).
     public static let classIndex = "classes.json"
+    /// The folder of the validation images drawn with detections at each evaluation.
+    public static let drawings = "detections"
+
+    /// A TensorBoard event file (`events.out.tfevents.<seconds>.<host>[.<k>]`).
+    public static func isEventFile(_ name: String) -> Bool { name.hasPrefix("events.out.tfevents.") }
+
+    /// The prefix of an evaluation's drawn images in `drawings`: `<tag>_<image>.png`.
+    public static func drawingPrefix(iteration: Int?) -> String { (iteration.map { String(format: "%07d", $0) } ?? "final") + "_" }
 
     public static func checkpoint(iteration: Int) -> String { String(format: "model_%07d.safetensors", iteration) }
 
@@ -32,10 +40,10 @@ public enum RunFiles {
     }
 
     /// A file a run writes: checkpoints, `latest`, config.yaml, metrics.jsonl, training_curves.svg, classes.json,
-    /// `eval_<tag>_results.json` and `eval_<tag>_metrics.json` (the tag is an iteration or `final`;
+    /// TensorBoard event files, the `detections` folder, `eval_<tag>_results.json` and `eval_<tag>_metrics.json` (the tag is an iteration or `final`;
     /// `dcn-eval model` writes `eval_model_*` beside the checkpoint it evaluates).
     public static func isRunFile(_ name: String) -> Bool {
-        if isCheckpoint(name) || [config, metrics, curves, classIndex].contains(name) { return true }
+        if isCheckpoint(name) || isEventFile(name) || [config, metrics, curves, classIndex, drawings].contains(name) { return true }
         return name.hasPrefix("eval_") && ["_results.json", "_metrics.json"].contains { name.hasSuffix($0) && name.count > "eval_".count + $0.count }
     }
 
@@ -105,8 +113,8 @@ public final class OutputFolderLock {
     deinit { release() }
 }
 
-/// Removes the files of `folder` whose names satisfy `isRemoved` (files and symlinks only) and
-/// returns their names.
+/// Removes the files of `folder` whose names satisfy `isRemoved` (a folder among them with what it
+/// holds) and returns their names.
 func removeFiles(in folder: String, where isRemoved: (String) -> Bool) throws -> [String] {
     let names: [String]
     do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
@@ -115,6 +123,14 @@ func removeFiles(in folder: String, where isRemoved: (String) -> Bool) throws ->
     var removed: [String] = []
     for name in names.sorted() where isRemoved(name) {
         let path = folder + "/" + name
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            do { try FileManager.default.removeItem(atPath: path) } catch {
+                throw TrainingError("cannot remove \(path): \(error.localizedDescription)")
+            }
+            removed.append(name)
+            continue
+        }
         guard unlink(path) == 0 || errno == ENOENT else {
             throw TrainingError("cannot remove \(path) (\(String(cString: strerror(errno))))")
         }

@@ -76,7 +76,7 @@ public func resolutionSweep(_ models: [SweepModel], sizes: [Int], multiScale: [I
         func evaluate(_ config: ExperimentConfig, name: String, shortEdge: Int?) throws -> SweepPoint? {
             let own = System.resetPeakResidentBytes()
             let start = Date()
-            let report = try evaluateModel(model, config: config, dataset: dataset, outputPrefix: "\(folder)/\(m.label)/\(name)", stop: stop, group: group)
+            let report = try evaluateModel(model, config: config, dataset: dataset, outputPrefix: "\(folder)/\(m.label)/\(name)", stop: stop, group: group)?.report
             guard let report, let first = report.metrics.first else { return nil }
             result.metric = first.name
             let point = SweepPoint(shortEdge: shortEdge, maxSize: config.testMaxSize, value: first.value,

@@ -6,6 +6,7 @@ import DCNEval
 import DCNModels
 import DCNOps
 import DCNTensor
+import DCNTensorBoard
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -146,16 +147,23 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     }
     // The task's model, and how it is evaluated (rank 0 gets the report).
     let model: TrainableModel
-    let evaluate: (Dataset, String) throws -> EvaluationReport?
+    let evaluate: (_ val: Dataset, _ outputPrefix: String, _ drawingPrefix: String) throws -> ModelEvaluation?
     switch config.model.task {
     case .detection:
         let detector = try buildModel(config, classes: classes, log: root ? { print($0) } : nil)
         model = detector
-        evaluate = { try evaluateModel(detector, config: config, dataset: $0, outputPrefix: $1, stop: stop, group: group) }
+        evaluate = { val, prefix, drawingPrefix in
+            let draw = config.output.drawImages == 0 ? nil
+                : DrawingRequest(count: config.output.drawImages, folder: out + "/" + RunFiles.drawings, prefix: drawingPrefix,
+                                 scoreThreshold: Float(config.output.drawScoreThreshold))
+            return try evaluateModel(detector, config: config, dataset: val, outputPrefix: prefix, draw: draw, stop: stop, group: group)
+        }
     case .classification:
         let classifier = try buildClassifier(config, classes: classes)
         model = classifier
-        evaluate = { try evaluateClassifier(classifier, config: config, dataset: $0, outputPrefix: $1, stop: stop, group: group) }
+        evaluate = { val, prefix, _ in
+            try evaluateClassifier(classifier, config: config, dataset: val, outputPrefix: prefix, stop: stop, group: group).map { ModelEvaluation(report: $0) }
+        }
     }
     let s = config.solver
     let optimizer = SGD(parameters: model.parameters.all, momentum: Float(s.momentum), weightDecay: Float(s.weightDecay),
@@ -182,6 +190,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     }
     // The folder changes only now that the run can start (and holds the lock: no other run writes there).
     var log: MetricsLog? = nil
+    var events: EventFileWriter? = nil
     if root {
         let stale = try removeFiles(in: out, where: isStaleTemporary)
         if !stale.isEmpty { print("removed \(stale.count) temporary file(s) a killed run left in \(out): \(stale.joined(separator: ", "))") }
@@ -195,6 +204,10 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         }
         log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
         if resume != nil { try log!.truncate(after: start) }
+        if config.output.tensorboard {
+            events = try EventFileWriter(folder: out)
+            if let resume { try events!.writeSessionStart(step: start + 1, checkpoint: resume) }
+        }
     }
 
     let share = group.isDistributed ? BatchShare(rank: group.rank, ranks: group.size) : nil
@@ -212,12 +225,12 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     trainer.lastCheckpoint = lastCheckpoint
     if let log {
         trainer.hooks = [
-            LogHook(log: log, period: config.output.logPeriod, first: start),
+            LogHook(log: log, events: events, period: config.output.logPeriod, first: start),
             CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters),
         ]
     }
     if let val = data.val {
-        trainer.hooks.append(EvaluationHook(folder: out, period: s.evalPeriod, log: log, stop: stop) { try evaluate(val, $0) })
+        trainer.hooks.append(EvaluationHook(folder: out, period: s.evalPeriod, log: log, events: events, stop: stop) { try evaluate(val, $0, $1) })
     }
     try trainer.run(from: start, stopAfter: stopAfter, stop: stop)
 }

@@ -9,6 +9,7 @@ import DCNEval
 import DCNModels
 import DCNOps
 import DCNTensor
+import DCNTensorBoard
 import Foundation
 
 /// What the trainer trains.
@@ -187,18 +188,29 @@ public final class Trainer {
 
 // MARK: - The hooks of a detector run
 
-/// Writes `metrics.jsonl` every `period` iterations (and the first and last) and the progress line.
+/// Writes `metrics.jsonl` and the TensorBoard scalars every `period` iterations (and the first and
+/// last) and the progress line.
 final class LogHook: TrainerHook {
-    let log: MetricsLog, period: Int, first: Int
+    let log: MetricsLog, events: EventFileWriter?, period: Int, first: Int
 
-    init(log: MetricsLog, period: Int, first: Int) { self.log = log; self.period = period; self.first = first }
+    init(log: MetricsLog, events: EventFileWriter?, period: Int, first: Int) {
+        self.log = log; self.events = events; self.period = period; self.first = first
+    }
 
     func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
         if step.iteration % period == 0 || step.iteration == trainer.maxIterations || step.iteration == first + 1 {
             let total = step.losses.values.reduce(0) { $0 + Double($1) }
+            let now = Date()
             try log.append(IterationRecord(iteration: step.iteration, losses: step.losses.mapValues(Double.init), totalLoss: total,
                                            lr: Double(step.learningRate), secondsPerIteration: step.secondsPerIteration,
-                                           dataWaitSeconds: step.dataWaitSeconds))
+                                           dataWaitSeconds: step.dataWaitSeconds, time: now.timeIntervalSince1970))
+            if let events {
+                var scalars = trainer.model.lossNames.compactMap { n in step.losses[n].map { (tag: "loss/\(n)", value: Double($0)) } }
+                scalars += [("loss/total", total), ("lr", Double(step.learningRate)), ("time/seconds_per_iteration", step.secondsPerIteration),
+                            ("time/data_wait_seconds", step.dataWaitSeconds)]
+                if let wait = step.communicationWaitSeconds { scalars.append(("time/communication_wait_seconds", wait)) }
+                try events.writeScalars(scalars, step: step.iteration, wallTime: now)
+            }
         }
         trainer.progress.report(iteration: step.iteration, total: trainer.maxIterations, losses: step.losses, order: trainer.model.lossNames,
                                 lr: step.learningRate, secondsPerIteration: step.secondsPerIteration, dataWait: step.dataWaitSeconds,
@@ -227,7 +239,7 @@ final class CheckpointHook: TrainerHook {
             throw TrainingError("cannot write the checkpoint of iteration \(iteration): \(error); \(trainer.lastGood)")
         }
         trainer.lastCheckpoint = folder + "/" + name
-        try writeTrainingCurves(log.records, to: folder + "/" + RunFiles.curves)
+        try writeTrainingCurves(log.records, evaluations: log.evaluations, to: folder + "/" + RunFiles.curves)
     }
 
     func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
@@ -244,20 +256,35 @@ final class CheckpointHook: TrainerHook {
 
 /// Evaluates on the validation split every `period` iterations (0 = only at the end) and at the end.
 /// In a data-parallel run every process evaluates its share of the images; rank 0 (the one with
-/// the `log`) scores them, writes the files and prints the report.
+/// the `log`) scores them, writes the files (metrics, the refreshed curves, TensorBoard's numbers
+/// and drawn images) and prints the report.
 final class EvaluationHook: TrainerHook {
-    let folder: String, period: Int, log: MetricsLog?, stop: StopRequest
-    /// Evaluates the model, writing `<prefix>_metrics.json` (and results); nil on processes other than rank 0.
-    let run: (_ outputPrefix: String) throws -> EvaluationReport?
+    let folder: String, period: Int, log: MetricsLog?, events: EventFileWriter?, stop: StopRequest
+    /// Evaluates the model, writing `<prefix>_metrics.json` (and results) and drawing the images
+    /// whose names start with the drawing prefix; nil on processes other than rank 0.
+    let run: (_ outputPrefix: String, _ drawingPrefix: String) throws -> ModelEvaluation?
 
-    init(folder: String, period: Int, log: MetricsLog?, stop: StopRequest, run: @escaping (String) throws -> EvaluationReport?) {
-        self.folder = folder; self.period = period; self.log = log; self.stop = stop; self.run = run
+    init(folder: String, period: Int, log: MetricsLog?, events: EventFileWriter?, stop: StopRequest,
+         run: @escaping (String, String) throws -> ModelEvaluation?) {
+        self.folder = folder; self.period = period; self.log = log; self.events = events; self.stop = stop; self.run = run
     }
 
     func evaluate(_ iteration: Int, final: Bool) throws {
-        guard let report = try run(folder + "/" + RunFiles.evaluationPrefix(iteration: final ? nil : iteration)) else { return }
-        try log?.appendEvaluation(iteration: iteration, metrics: report.metrics)
+        let tag: Int? = final ? nil : iteration
+        guard let evaluation = try run(folder + "/" + RunFiles.evaluationPrefix(iteration: tag), RunFiles.drawingPrefix(iteration: tag)) else { return }
+        let report = evaluation.report
+        if let log {
+            try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
+            try writeTrainingCurves(log.records, evaluations: log.evaluations, to: folder + "/" + RunFiles.curves)
+        }
+        if let events {
+            try events.writeScalars(report.metrics.filter { $0.value.isFinite }.map { ("eval/\($0.name)", $0.value) }, step: iteration)
+            try events.writeImages(evaluation.drawings.map { ("detections/\($0.imageName)", $0.png, $0.width, $0.height) }, step: iteration)
+        }
         print(report.text)
+        if let first = evaluation.drawings.first {
+            print("drew \(evaluation.drawings.count) validation image(s) with their detections: \((first.path as NSString).deletingLastPathComponent)/\(RunFiles.drawingPrefix(iteration: tag))*.png")
+        }
     }
 
     func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {

@@ -14,12 +14,22 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     public var lr: Double
     public var secondsPerIteration: Double
     public var dataWaitSeconds: Double
+    /// Seconds since the Unix epoch when it was logged (nil in files of older runs).
+    public var time: Double?
+
+    public init(iteration: Int, losses: [String: Double], totalLoss: Double, lr: Double, secondsPerIteration: Double, dataWaitSeconds: Double,
+                time: Double? = nil) {
+        self.iteration = iteration; self.losses = losses; self.totalLoss = totalLoss; self.lr = lr
+        self.secondsPerIteration = secondsPerIteration; self.dataWaitSeconds = dataWaitSeconds; self.time = time
+    }
 }
 
-/// Appends JSON lines to `metrics.jsonl` and keeps the logged records for the curves.
+/// Appends JSON lines to `metrics.jsonl` and keeps the logged iterations and evaluations for the
+/// curves.
 public final class MetricsLog {
     public let path: String
     public private(set) var records: [IterationRecord] = []
+    public private(set) var evaluations: [EvaluationRecord] = []
     private let encoder: JSONEncoder
 
     public init(path: String, keepExisting: Bool) throws {
@@ -28,17 +38,28 @@ public final class MetricsLog {
         encoder.outputFormatting = [.sortedKeys]
         if keepExisting, let text = try? String(contentsOfFile: path, encoding: .utf8) {
             let decoder = JSONDecoder()
-            records = text.split(separator: "\n").compactMap { try? decoder.decode(IterationRecord.self, from: Data($0.utf8)) }
+            for line in text.split(separator: "\n") {
+                if let record = try? decoder.decode(IterationRecord.self, from: Data(line.utf8)) {
+                    records.append(record)
+                } else if let evaluation = Self.evaluation(fromLine: Data(line.utf8)) {
+                    evaluations.append(evaluation)
+                }
+            }
         } else {
             guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TrainingError("cannot create \(path)") }
         }
     }
 
-    /// Drops records past `iteration` (after resuming from an earlier checkpoint).
+    /// Drops the iterations and evaluations past `iteration` (after resuming from an earlier
+    /// checkpoint); the file keeps the others in iteration order.
     public func truncate(after iteration: Int) throws {
         records.removeAll { $0.iteration > iteration }
-        let lines = try records.map { String(decoding: try encoder.encode($0), as: UTF8.self) }
-        try AtomicFile.write(Data((lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).utf8), to: path)
+        evaluations.removeAll { $0.iteration > iteration }
+        var lines: [(iteration: Int, text: String)] = try records.map { ($0.iteration, String(decoding: try encoder.encode($0), as: UTF8.self)) }
+        lines += try evaluations.map { ($0.iteration, try evaluationLine($0)) }
+        // Stable: an evaluation follows the iteration record it was logged after.
+        let text = lines.enumerated().sorted { ($0.element.iteration, $0.offset) < ($1.element.iteration, $1.offset) }.map(\.element.text)
+        try AtomicFile.write(Data((text.joined(separator: "\n") + (text.isEmpty ? "" : "\n")).utf8), to: path)
     }
 
     public func append(_ record: IterationRecord) throws {
@@ -46,12 +67,29 @@ public final class MetricsLog {
         try appendLine(String(decoding: try encoder.encode(record), as: UTF8.self))
     }
 
-    /// Appends an evaluation result line: {"iteration": N, "eval": {...}}.
-    public func appendEvaluation(iteration: Int, metrics: [(name: String, value: Double)]) throws {
-        let evaluation = try JSONSerialization.jsonObject(with: try metricsJSON(metrics))
-        let data = try JSONSerialization.data(withJSONObject: ["iteration": iteration, "eval": evaluation],
-                                              options: [.sortedKeys, .withoutEscapingSlashes])
-        try appendLine(String(decoding: data, as: UTF8.self))
+    /// Appends an evaluation result line: {"iteration": N, "eval": {...}, "time": seconds}.
+    public func appendEvaluation(iteration: Int, metrics: [(name: String, value: Double)], time: Date = Date()) throws {
+        var values: [String: Double] = [:]
+        for m in metrics { values[m.name] = m.value }
+        let record = EvaluationRecord(iteration: iteration, metrics: values, time: time.timeIntervalSince1970)
+        try appendLine(try evaluationLine(record))
+        evaluations.append(record)
+    }
+
+    private func evaluationLine(_ e: EvaluationRecord) throws -> String {
+        let evaluation = try JSONSerialization.jsonObject(with: try metricsJSON(e.metrics.map { ($0.key, $0.value) }))
+        var object: [String: Any] = ["iteration": e.iteration, "eval": evaluation]
+        if let time = e.time { object["time"] = time }
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+    }
+
+    /// An evaluation line's record (a null metric, written for NaN, reads back as NaN).
+    static func evaluation(fromLine line: Data) -> EvaluationRecord? {
+        guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], let iteration = object["iteration"] as? Int,
+              let eval = object["eval"] as? [String: Any] else { return nil }
+        var metrics: [String: Double] = [:]
+        for (name, value) in eval { metrics[name] = (value as? NSNumber)?.doubleValue ?? .nan }
+        return EvaluationRecord(iteration: iteration, metrics: metrics, time: (object["time"] as? NSNumber)?.doubleValue)
     }
 
     /// A failed write (a full disk) throws with the file's name; it never traps.
@@ -65,49 +103,6 @@ public final class MetricsLog {
             throw TrainingError("cannot append to \(path): \(error.localizedDescription)")
         }
     }
-}
-
-/// An SVG with each loss term and the total over iterations (left axis, log scale) and the learning
-/// rate (right axis), written atomically.
-public func writeTrainingCurves(_ records: [IterationRecord], to path: String) throws {
-    let width = 900.0, height = 420.0, left = 60.0, right = 70.0, top = 30.0, bottom = 40.0
-    let plotW = width - left - right, plotH = height - top - bottom
-    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">\n"
-    svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    guard let first = records.first, let last = records.last, last.iteration > first.iteration else {
-        svg += "<text x=\"20\" y=\"40\">not enough iterations logged yet</text>\n</svg>\n"
-        try AtomicFile.write(Data(svg.utf8), to: path)
-        return
-    }
-    let x0 = Double(first.iteration), x1 = Double(last.iteration)
-    func x(_ i: Int) -> Double { left + (Double(i) - x0) / (x1 - x0) * plotW }
-    let names = ["total"] + (records.flatMap { $0.losses.keys }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }).sorted()
-    func value(_ r: IterationRecord, _ name: String) -> Double? { name == "total" ? r.totalLoss : r.losses[name] }
-    let positive = records.flatMap { r in names.compactMap { value(r, $0) } }.filter { $0 > 0 && $0.isFinite }
-    let lo = log10(max(positive.min() ?? 1e-3, 1e-6)), hi = log10(max(positive.max() ?? 1, 1e-5))
-    let span = max(hi - lo, 1e-3)
-    func y(_ v: Double) -> Double { top + (1 - (log10(max(v, 1e-6)) - lo) / span) * plotH }
-    let colors = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotW)\" height=\"\(plotH)\" fill=\"none\" stroke=\"#999\"/>\n"
-    for (k, name) in names.enumerated() {
-        let points = records.compactMap { r in value(r, name).flatMap { $0 > 0 && $0.isFinite ? String(format: "%.1f,%.1f", x(r.iteration), y($0)) : nil } }
-        guard points.count > 1 else { continue }
-        let color = colors[k % colors.count]
-        svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"\(k == 0 ? 2 : 1.2)\" points=\"\(points.joined(separator: " "))\"/>\n"
-        svg += "<text x=\"\(left + 8 + Double(k % 4) * 150)\" y=\"\(14 + Double(k / 4) * 13)\" fill=\"\(color)\">\(name)</text>\n"
-    }
-    // Learning rate on the right axis (linear).
-    let lrMax = max(records.map(\.lr).max() ?? 1, 1e-12)
-    let lrPoints = records.map { String(format: "%.1f,%.1f", x($0.iteration), top + (1 - $0.lr / lrMax) * plotH) }
-    svg += "<polyline fill=\"none\" stroke=\"#17becf\" stroke-dasharray=\"4 3\" points=\"\(lrPoints.joined(separator: " "))\"/>\n"
-    svg += "<text x=\"\(width - right + 6)\" y=\"\(top + 10)\" fill=\"#17becf\">lr \(String(format: "%.2g", lrMax))</text>\n"
-    svg += "<text x=\"\(width - right + 6)\" y=\"\(top + plotH)\" fill=\"#17becf\">0</text>\n"
-    svg += "<text x=\"4\" y=\"\(top + 10)\">\(String(format: "%.2g", pow(10, hi)))</text>\n"
-    svg += "<text x=\"4\" y=\"\(top + plotH)\">\(String(format: "%.2g", pow(10, lo)))</text>\n"
-    svg += "<text x=\"\(left)\" y=\"\(height - 12)\">iteration \(first.iteration)</text>\n"
-    svg += "<text x=\"\(left + plotW - 80)\" y=\"\(height - 12)\">\(last.iteration)</text>\n"
-    svg += "</svg>\n"
-    try AtomicFile.write(Data(svg.utf8), to: path)
 }
 
 /// The live progress line on a terminal, or plain log lines otherwise.

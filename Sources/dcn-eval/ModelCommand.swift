@@ -43,6 +43,13 @@ struct ModelCommand: ParsableCommand {
     @Option(help: "Write the COCO-format detections to this file (default: eval_model_results.json beside the checkpoint).")
     var results: String?
 
+    @Option(help: ArgumentHelp("Draw the first N images of the split with their detections (score at least output.draw_score_threshold) next to the ground truth, as PNGs in --out.",
+                               valueName: "N"))
+    var draw: Int?
+
+    @Option(help: ArgumentHelp("The folder for the --draw pictures (default: a detections folder beside the detections file).", valueName: "dir"))
+    var out: String?
+
     @OptionGroup var threads: ThreadOptions
 
     /// Where the detections go: `--results`, or eval_model_results.json beside the checkpoint.
@@ -66,6 +73,8 @@ struct ModelCommand: ParsableCommand {
         if let results { try requireWritableFile(results, "--results", "a JSON file") }
         if let json { try requireWritableFile(json, "--json", "a JSON file") }
         if let scales { _ = try shorterSides(scales, "--scales") }
+        if let draw, draw < 1 { throw ValidationError("--draw \(draw): give the number of images to draw, at least 1") }
+        if out != nil && draw == nil { throw ValidationError("--out is the folder of the --draw pictures: add --draw N") }
         if resultsPath == metricsPath { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 
@@ -79,6 +88,7 @@ struct ModelCommand: ParsableCommand {
                 throw ToolError("\(config): the config names no evaluation split")
             }
             if experiment.model.task == .classification {
+                if draw != nil { throw ToolError("--draw draws detections, and \(config) is a classifier (model.task: classification)") }
                 try evaluateClassification(experiment, dataset: dataset)
                 return
             }
@@ -93,7 +103,11 @@ struct ModelCommand: ParsableCommand {
             // files are removed, and the exit status says which signal (128 + signal).
             StopRequest.installSignalHandlers()
             // Under mpirun rank 0 gets the report and writes the files; the others are done.
-            guard let report = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix, stop: .signals) else { return }
+            let drawFolder = out ?? URL(fileURLWithPath: resultsPath).deletingLastPathComponent().appendingPathComponent("detections").path
+            let request = draw.map { DrawingRequest(count: $0, folder: drawFolder, scoreThreshold: Float(experiment.output.drawScoreThreshold)) }
+            guard let evaluation = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix, draw: request,
+                                                     stop: .signals) else { return }
+            let report = evaluation.report
             guard rename(prefix + "_results.json", resultsPath) == 0 else {
                 throw FileError(path: resultsPath, "cannot write the file (\(String(cString: strerror(errno))))")
             }
@@ -101,6 +115,7 @@ struct ModelCommand: ParsableCommand {
             print(report.text)
             print("detections: \(resultsPath)")
             print("metrics: \(metricsPath)")
+            if !evaluation.drawings.isEmpty { print("pictures: \(evaluation.drawings.count) in \(drawFolder)") }
         }
     }
 

@@ -81,8 +81,8 @@ func roiHeadSelection() -> ([Detection]) throws -> [Int] {
         var oneView = config
         oneView.test.scales = [config.data.testMinSize]
         #expect(oneView.isMultiViewTest && !config.isMultiViewTest)
-        let onePass = try #require(try Threads.with(1) { try evaluateModel(model, config: config, dataset: dataset, outputPrefix: "\(dir)/one_pass") })
-        let merged = try #require(try Threads.with(1) { try evaluateModel(model, config: oneView, dataset: dataset, outputPrefix: "\(dir)/one_view") })
+        let onePass = try #require(try Threads.with(1) { try evaluateModel(model, config: config, dataset: dataset, outputPrefix: "\(dir)/one_pass")?.report })
+        let merged = try #require(try Threads.with(1) { try evaluateModel(model, config: oneView, dataset: dataset, outputPrefix: "\(dir)/one_view")?.report })
         let onePassResults = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/one_pass_results.json"))
         #expect(onePassResults == (try Data(contentsOf: URL(fileURLWithPath: "\(dir)/one_view_results.json"))))
         #expect(onePass.metrics.map(\.name) == merged.metrics.map(\.name) && onePass.metrics.map(\.value) == merged.metrics.map(\.value))

@@ -1,0 +1,115 @@
+// Detections drawn on validation images, for a person to look at: the ground truth on the left,
+// the detections above a score threshold on the right, each box in its class's colour with the
+// class name (and score) readable above it, masks blended in. Written at each evaluation during
+// training (and to TensorBoard) and by `dcn-eval model --draw N`.
+import DCNAnnotations
+import DCNData
+import DCNModels
+import DCNOps
+import DCNTensor
+import Foundation
+
+/// Which images to draw and where.
+public struct DrawingRequest: Sendable {
+    /// The first `count` images of the evaluation split (the same ones at every evaluation).
+    public var count: Int
+    /// Written as `<folder>/<prefix><image name>.png`.
+    public var folder: String
+    public var prefix: String
+    /// Detections scoring below this are not drawn.
+    public var scoreThreshold: Float
+
+    public init(count: Int, folder: String, prefix: String = "", scoreThreshold: Float) {
+        self.count = count; self.folder = folder; self.prefix = prefix; self.scoreThreshold = scoreThreshold
+    }
+}
+
+/// A written picture.
+public struct DrawnImage: Sendable {
+    public var imageName: String
+    public var path: String
+    public var png: Data
+    public var width: Int, height: Int
+}
+
+/// The shorter side a drawing is scaled to (up or down) so that labels are readable on small
+/// images and large ones stay a reasonable size; the longer side is capped at `maxDrawingSide`.
+let drawingShortSide = 480, maxDrawingSide = 960
+
+/// The picture of one image: ground truth (left) and detections scoring at least `scoreThreshold`
+/// (right), at a scale where the labels are readable.
+public func detectionPicture(image: RGBImage, truth: DatasetImage, detections: [ImageDetection], classNames: [String],
+                             scoreThreshold: Float) throws -> RGBImage {
+    let s = min(Double(drawingShortSide) / Double(min(image.width, image.height)), Double(maxDrawingSide) / Double(max(image.width, image.height)))
+    let size = ImageSize(height: max(1, Int((Double(image.height) * s).rounded())), width: max(1, Int((Double(image.width) * s).rounded())))
+    let base = size.width == image.width && size.height == image.height
+        ? image : ResizeTransform(input: ImageSize(height: image.height, width: image.width), output: size).apply(image: image)
+    let sx = Double(size.width) / Double(image.width), sy = Double(size.height) / Double(image.height)
+    func name(_ label: Int) -> String { label >= 1 && label <= classNames.count ? classNames[label - 1] : "class \(label)" }
+
+    var left = base
+    for object in truth.objects {
+        let color = object.ignore ? RGBColor(160, 160, 160) : RGBColor.forLabel(object.label)
+        if !object.polygons.isEmpty {
+            let scaled = object.polygons.map { p in p.enumerated().map { i, v in Double(v) * (i % 2 == 0 ? sx : sy) } }
+            if let mask = try? RLE(polygons: scaled, height: size.height, width: size.width).decode() {
+                left.blendMask(color, alpha: 0.4) { x, y in mask[x * size.height + y] != 0 }
+            }
+        }
+    }
+    for object in truth.objects {
+        let color = object.ignore ? RGBColor(160, 160, 160) : RGBColor.forLabel(object.label)
+        drawBox(&left, object.box, sx: sx, sy: sy, color: color, label: name(object.label) + (object.ignore ? " (crowd)" : ""))
+    }
+
+    var right = base
+    let shown = detections.filter { $0.detection.score >= scoreThreshold }.sorted { $0.detection.score < $1.detection.score }
+    for d in shown {
+        guard let rle = d.mask, rle.height == image.height, rle.width == image.width, let mask = try? rle.decode() else { continue }
+        right.blendMask(RGBColor.forLabel(d.detection.label), alpha: 0.4) { x, y in
+            let ox = min(image.width - 1, Int(Double(x) / sx)), oy = min(image.height - 1, Int(Double(y) / sy))
+            return mask[ox * image.height + oy] != 0
+        }
+    }
+    // Highest scores last, so their labels are on top.
+    for d in shown {
+        drawBox(&right, d.detection.box, sx: sx, sy: sy, color: RGBColor.forLabel(d.detection.label),
+                label: "\(name(d.detection.label)) \(String(format: "%.2f", d.detection.score))")
+    }
+
+    let gap = 12, header = 30
+    var canvas = try RGBImage.filled(width: 2 * size.width + gap, height: size.height + header, color: .white)
+    canvas.drawText("ground truth (\(truth.objects.count))", x: 4, y: 8, scale: 2, RGBColor.black)
+    canvas.drawText("detections >= \(String(format: "%.2f", scoreThreshold)) (\(shown.count))", x: size.width + gap + 4, y: 8, scale: 2, RGBColor.black)
+    canvas.paste(left, x: 0, y: header)
+    canvas.paste(right, x: size.width + gap, y: header)
+    return canvas
+}
+
+/// A box outline and its label above the box's top-left corner (inside the box at the image's top).
+private func drawBox(_ image: inout RGBImage, _ box: Box, sx: Double, sy: Double, color: RGBColor, label: String) {
+    let x0 = Double(box.x1) * sx, y0 = Double(box.y1) * sy, x1 = Double(box.x2) * sx, y1 = Double(box.y2) * sy
+    image.strokeRect(x0: x0, y0: y0, x1: x1, y1: y1, color, thickness: 2)
+    let labelHeight = BitmapFont.glyphHeight * 2 + 4
+    let top = Int(y0.rounded()) - labelHeight >= 0 ? Int(y0.rounded()) - labelHeight : Int(y0.rounded())
+    image.drawLabel(label, x: Int(x0.rounded()), y: top, scale: 2, background: color)
+}
+
+/// Draws the first `request.count` images of `dataset` with their `detections` (dataset order)
+/// and writes them as PNGs; returns what it wrote.
+public func drawDetections(_ detections: [[ImageDetection]], dataset: Dataset, request: DrawingRequest) throws -> [DrawnImage] {
+    guard request.count > 0 else { return [] }
+    try FileManager.default.createDirectory(atPath: request.folder, withIntermediateDirectories: true)
+    var drawn: [DrawnImage] = []
+    for (image, dets) in zip(dataset.images, detections).prefix(request.count) {
+        let pixels = try decodeImage(path: image.path)
+        let picture = try detectionPicture(image: pixels, truth: image, detections: dets, classNames: dataset.classNames,
+                                           scoreThreshold: request.scoreThreshold)
+        let png = try encodePNG(picture)
+        let stem = ((image.name as NSString).lastPathComponent as NSString).deletingPathExtension
+        let path = request.folder + "/" + request.prefix + stem + ".png"
+        try writeAtomically(png, to: path)
+        drawn.append(DrawnImage(imageName: image.name, path: path, png: png, width: picture.width, height: picture.height))
+    }
+    return drawn
+}
