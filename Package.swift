@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
         .executable(name: "dcn-train", targets: ["dcn-train"]),
         .executable(name: "dcn-data", targets: ["dcn-data"]),
+        .executable(name: "dcn-vis", targets: ["dcn-vis"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -73,6 +74,14 @@ let package = Package(
             name: "dcn-train",
             dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
+        // effective sampling locations, error-bounded saliency regions, and their pictures.
+        .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNTensor"]),
+        .executableTarget(
+            name: "dcn-vis",
+            dependencies: ["DCNAnalysis", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNTensor",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // Benchmarks and fixture verification behind `dcn-bench`.
         .target(name: "DCNBench", dependencies: ["DCNDistributed", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
@@ -94,6 +103,7 @@ let package = Package(
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels"]),
+        .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNModels", "DCNOps", "DCNTensor", "DCNData"]),
         .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
     ]
 )

@@ -115,15 +115,35 @@ public enum ConvKind: String, Sendable, Codable, CaseIterable {
     case mdconv
 }
 
+/// One deformable layer's sampling and the gradients of the backward's output with respect to it:
+/// the sampling location of tap k (row-major in the kernel) at output (i, j) is
+/// (i * stride - padding + (k / K) * dilation + offset_y, j * stride - padding + (k % K) * dilation + offset_x)
+/// in the layer's input pixels, with offsets `[N, 2 * G * K * K, Hout, Wout]` as (dy, dx) pairs.
+public struct SamplingGradients {
+    public let layer: String
+    public let inputHeight: Int, inputWidth: Int
+    public let kernel: Int
+    public let options: ConvOptions
+    public let offset: Tensor
+    public let mask: Tensor?
+    public let dOffset: Tensor
+    public let dMask: Tensor?
+}
+
 /// A deformable convolution whose offsets (and modulation) come from a regular convolution of
 /// the same input with the same kernel, stride, padding and dilation; that branch starts at zero,
 /// so the layer starts as the regular convolution (DCNv1) or half of it (DCNv2: sigmoid(0) = 0.5).
 public final class DeformableConvLayer {
+    /// The main convolution's name (e.g. `layer3.0.conv2`).
+    public let name: String
     public let weight: Parameter
     public let offsetConv: ConvLayer
     public let options: ConvOptions
     public let modulated: Bool
     public let offsetGroups: Int
+    /// Sees each backward's sampling gradients (the spatial-support analysis of `dcn-vis`); nil in
+    /// training.
+    public var samplingObserver: ((SamplingGradients) -> Void)?
 
     /// The forward's sampling inputs, kept for backward.
     public struct Cache {
@@ -136,6 +156,7 @@ public final class DeformableConvLayer {
     public init(name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int, padding: Int,
                 dilation: Int, groups: Int = 1, modulated: Bool, offsetGroups: Int = 1,
                 offsetLearningRateScale: Float = 0.1, rng: inout SeededGenerator) {
+        self.name = name
         options = ConvOptions(stride: stride, padding: padding, dilation: dilation, groups: groups)
         let shape = [outChannels, inChannels / groups, kernel, kernel]
         weight = Parameter(name: name + ".weight",
@@ -173,6 +194,8 @@ public final class DeformableConvLayer {
                                  dOutput: dy, input: x, offset: cache.offset, mask: cache.mask,
                                  weight: weight.value, options: options, workspace: ws)
         guard let dOffset else { return dx }
+        samplingObserver?(SamplingGradients(layer: name, inputHeight: x.dim(2), inputWidth: x.dim(3), kernel: weight.shape[2], options: options,
+                                            offset: cache.offset, mask: cache.mask, dOffset: dOffset, dMask: dMask))
         let dRaw = try joinOffsetAndMaskGradients(dOffset: dOffset, dMask: dMask, mask: cache.mask)
         if let dxOffset = try offsetConv.backward(dRaw, input: x, wantInput: wantInput, ws) { dx!.add(dxOffset) }
         return dx

@@ -307,15 +307,29 @@ public final class ResNet {
         }
     }
 
+    /// The deformable convolutions, in the network's order.
+    public var deformableLayers: [DeformableConvLayer] {
+        stages.flatMap { stage in
+            stage.flatMap { block in
+                block.units.compactMap { unit -> DeformableConvLayer? in
+                    if case .deformable(let layer) = unit.conv { return layer }
+                    return nil
+                }
+            }
+        }
+    }
+
     /// Parameters of the deformable offset branches.
     public var offsetParameters: [Parameter] { parameters.all.filter { $0.name.contains("_offset.") } }
 
     /// Runs the backbone. Returns res2..res5 (and `logits` with a classification head); with
     /// `training`, batch norm uses batch statistics and a cache for `backward` is returned.
-    public func forward(_ x: Tensor, training: Bool, _ ws: Workspace) throws -> (FeatureMaps, Cache?) {
+    /// `cacheAllStages`: keep a cache of every stage and the stem whatever is frozen or trained, so
+    /// that `backward(allStages: true)` reaches the input (the spatial-support analysis).
+    public func forward(_ x: Tensor, training: Bool, cacheAllStages: Bool = false, _ ws: Workspace) throws -> (FeatureMaps, Cache?) {
         try require(x.rank == 4 && x.dim(1) == 3, "resnet: input must be [N, 3, H, W], got \(x.shape)")
         let frozen = spec.frozenStages
-        let cacheStem = training && frozen < 1
+        let cacheStem = training && frozen < 1 || cacheAllStages
         var h = try stemConv.forward(x, ws)
         let stemConvOutput = h
         let (normed, stemNormCache) = try stemNorm.forward(h, training: training && frozen < 1)
@@ -330,7 +344,7 @@ public final class ResNet {
             let trainable = training && s + 2 > frozen
             var caches: [ResidualBlock.Cache] = []
             for block in stage {
-                let (y, c) = try block.forward(h, training: trainable, keepCache: trainable, ws)
+                let (y, c) = try block.forward(h, training: trainable, keepCache: trainable || cacheAllStages, ws)
                 if let c { caches.append(c) }
                 h = y
             }
@@ -346,7 +360,7 @@ public final class ResNet {
         if cacheStem {
             cache.stem = StemCache(input: x, convOutput: stemConvOutput, normCache: stemNormCache, reluOutput: stemReLU, argmax: pool.argmax)
         }
-        return (features, training ? cache : nil)
+        return (features, training || cacheAllStages ? cache : nil)
     }
 
     /// Backward from gradients of named outputs (any of res2..res5, logits). Adds parameter
@@ -362,9 +376,10 @@ public final class ResNet {
         return TrainingPass(output: features) { gradients in _ = try self.backward(gradients, cache: cache!, ws, finished: finished) }
     }
 
-    public func backward(_ gradients: FeatureMaps, cache: Cache, wantInput: Bool = false, _ ws: Workspace,
+    /// `allStages` (with a `cacheAllStages` forward): through the frozen stages too.
+    public func backward(_ gradients: FeatureMaps, cache: Cache, wantInput: Bool = false, allStages: Bool = false, _ ws: Workspace,
                          finished: GradientsFinished? = nil) throws -> Tensor? {
-        let frozen = spec.frozenStages
+        let frozen = allStages ? 0 : spec.frozenStages
         var d: Tensor? = nil
         if let fc, let dLogits = gradients["logits"], let pooled = cache.pooled {
             let dPooled = try fc.backward(dLogits, input: pooled, wantInput: true)!

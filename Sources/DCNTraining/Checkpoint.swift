@@ -53,7 +53,9 @@ public enum Checkpoint {
     /// Reads a checkpoint's metadata and loads its weights (and momentum when `optimizer` is given).
     /// A checkpoint of another architecture is rejected with the missing, unexpected and wrongly
     /// shaped names, and nothing is changed.
-    public static func load(path: String, into parameters: ParameterList, optimizer: SGD?) throws -> TrainingState {
+    /// `mayBeMissing`: parameters the checkpoint need not hold (they keep their values).
+    public static func load(path: String, into parameters: ParameterList, optimizer: SGD?,
+                            mayBeMissing: @escaping @Sendable (String) -> Bool = { _ in false }) throws -> TrainingState {
         try requireFile(path)
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch {
@@ -69,7 +71,7 @@ public enum Checkpoint {
         let rng = (file.metadata["rng"] ?? "").split(separator: ",").compactMap { UInt64($0) }
         guard rng.count == 4 else { throw CheckpointError(message: "\(path): the random generator state is missing or damaged") }
         var options = WeightLoadOptions(filePrefix: "model.")
-        options.mayBeMissing = { _ in false }
+        options.mayBeMissing = mayBeMissing
         do {
             try loadWeights(parameters, from: file, options: options)
         } catch let error as WeightLoadError {

@@ -1,0 +1,423 @@
+// dcn-vis: the spatial support of a trained detector's nodes (the paper's Figures 1 and 5):
+// effective sampling locations, effective receptive fields and error-bounded saliency regions,
+// as pictures with a JSON sidecar of the raw numbers, figures comparing models, and `focus`, the
+// share of each kind of support that falls inside the objects.
+import ArgumentParser
+import DCNAnalysis
+import DCNConfig
+import DCNData
+import DCNModels
+import DCNTensor
+import DCNTraining
+import Foundation
+
+struct VisError: Error, CustomStringConvertible {
+    let description: String
+    init(_ s: String) { description = s }
+}
+
+/// The error bound of the saliency search when none is given: the node's feature vector within
+/// 10% (relative L2) of its full-image value.
+let defaultErrorBound = 0.1
+
+/// A trained detector's backbone ready for the analysis. A regular network (no deformable res5)
+/// has res5's 3x3 convolutions analysed as DCNv1 layers with zero offsets, the same function, so
+/// that its sampling locations (the regular dilated grid) have gradients too.
+struct AnalysedModel {
+    let config: ExperimentConfig
+    let support: BackboneSupport
+    let dataset: Dataset?
+    let regular: Bool
+
+    init(config path: String, checkpoint: String, overrides: [String]) throws {
+        var config = try loadConfig(path: path, overrides: overrides)
+        guard config.model.task == .detection else { throw VisError("\(path): dcn-vis analyses detectors (model.task: detection)") }
+        let dataset = try loadDataset(config, train: false)
+        guard let classes = config.model.classes ?? dataset?.classNames.count else {
+            throw VisError("\(path): set model.classes or an evaluation split, so that the detector can be built")
+        }
+        let regular = !config.backbone.deformableStages.contains(5) || config.backbone.convType == .regular
+        if regular {
+            config.backbone.deformableStages = [5]
+            config.backbone.convType = .dconv
+        }
+        let model = try buildModel(config, classes: classes)
+        let offsetsMayBeMissing: @Sendable (String) -> Bool = { regular && $0.contains("_offset.") }
+        _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil, mayBeMissing: offsetsMayBeMissing)
+        self.regular = regular
+        self.config = config
+        self.dataset = dataset
+        support = BackboneSupport(backbone: model.backbone)
+    }
+
+    func image(_ original: RGBImage, size: Int?) throws -> AnalysisImage {
+        try AnalysisImage(original, size: size ?? config.data.testMinSize, maxSize: max(config.testMaxSize, size ?? 0))
+    }
+}
+
+/// The layers whose sampling locations a picture shows: the node's stage's (res5 = layer4).
+func stageLayers(_ stage: String) -> (String) -> Bool {
+    let index = ["res2": 1, "res3": 2, "res4": 3, "res5": 4][stage] ?? 4
+    return { $0.contains("layer\(index).") }
+}
+
+func parsePair(_ text: String, _ option: String) throws -> (Double, Double) {
+    let parts = text.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+    guard parts.count == 2, let a = parts[0], let b = parts[1], a.isFinite, b.isFinite else {
+        throw ValidationError("\(option) \(text): expected two numbers x,y (pixels of the original image)")
+    }
+    return (a, b)
+}
+
+func writeJSON(_ object: Any, to path: String) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    try writeAtomically(data, to: path)
+}
+
+/// OUT.png -> OUT.json.
+func sidecarPath(_ png: String) -> String { (png.hasSuffix(".png") ? String(png.dropLast(4)) : png) + ".json" }
+
+/// Runs a command's body: a failure is one message and status 1 (2 for a config error).
+func reporting(_ body: () throws -> Void) throws {
+    do { try body() } catch let e as ConfigErrors {
+        FileHandle.standardError.write(Data((e.description + "\n").utf8))
+        throw ExitCode(2)
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        FileHandle.standardError.write(Data("dcn-vis: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct ModelOptions: ParsableArguments {
+    @Option(help: "The experiment config the checkpoint was trained with (YAML).")
+    var config: String
+    @Option(help: "A dcn-train checkpoint of that config.")
+    var checkpoint: String
+    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
+    var overrides: [String] = []
+    @Option(help: "Shorter side of the image the network sees (default: the config's data.test_min_size).")
+    var size: Int?
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        if let size, !(32...4096).contains(size) { throw ValidationError("--size \(size): expected a shorter side between 32 and 4096 pixels") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        for (path, option) in [(config, "--config"), (checkpoint, "--checkpoint")] where !FileManager.default.isReadableFile(atPath: path) {
+            throw ValidationError("\(option) \(path): no readable file there")
+        }
+    }
+}
+
+/// One node's analysis on one image (the three single-analysis commands).
+struct NodeCommand {
+    let tool: String
+
+    func run(model options: ModelOptions, image path: String, point: String?, roi: String?, stage: String, errorBound: Double, out: String) throws {
+        Threads.set(options.threads)
+        if roi != nil {
+            throw VisError("--roi: the RoI head's node (2fc) is not analysed yet; give a backbone node with --point x,y")
+        }
+        guard let point else { throw VisError("give the node with --point x,y (pixels of the original image)") }
+        let (px, py) = try parsePair(point, "--point")
+        let model = try AnalysedModel(config: options.config, checkpoint: options.checkpoint, overrides: options.overrides)
+        let original = try decodeImage(path: path)
+        guard (0..<Double(original.width)).contains(px), (0..<Double(original.height)).contains(py) else {
+            throw VisError("--point \(point) is outside the \(original.width) x \(original.height) image \(path)")
+        }
+        let image = try model.image(original, size: options.size)
+        let start = Date()
+        let support = try model.support.analyse(image, stage: stage, x: px * image.scale, y: py * image.scale,
+                                                errorBound: tool == "saliency" ? errorBound : nil)
+        let seconds = Date().timeIntervalSince(start)
+        let picture: RGBImage
+        var json: [String: Any] = [
+            "tool": tool, "config": options.config, "checkpoint": options.checkpoint, "image": path,
+            "network_input": ["height": image.image.height, "width": image.image.width, "scale": image.scale],
+            "node": ["stage": stage, "row": support.node.row, "column": support.node.column, "x": support.x, "y": support.y,
+                     "original_x": px, "original_y": py],
+            "response_norm": support.gradients.response.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot(),
+            "regular_network_as_zero_offset_dconv": model.regular, "seconds": seconds,
+        ]
+        switch tool {
+        case "erf":
+            picture = receptiveFieldPicture(support, on: image.image)
+            let g = support.gradients
+            json["receptive_field"] = ["height": image.image.height, "width": image.image.width, "note": "|d ||f|| / d pixel| summed over RGB, row-major",
+                                       "values": (0..<image.image.height).flatMap { y in (0..<image.image.width).map { Double(g.receptiveField[y * g.width + $0]) } }]
+        case "sampling":
+            picture = samplingPicture(support, on: image.image, include: stageLayers(stage))
+            json["sampling_points"] = support.gradients.samples.map { ["layer": $0.layer, "x": $0.x, "y": $0.y, "weight": $0.weight] }
+        default:
+            picture = saliencyPicture(support, on: image.image)
+            let r = support.saliency!
+            json["saliency"] = ["error_bound": r.errorBound, "area_fraction": r.areaFraction, "error": r.error,
+                                "curve": r.curve.map { ["area_fraction": $0.areaFraction, "error": $0.error] },
+                                "mask_row_runs": runs(r.mask)]
+        }
+        try writeAtomically(try encodePNG(picture), to: out)
+        try writeJSON(json, to: sidecarPath(out))
+        print("\(tool): node \(stage)[\(support.node.row), \(support.node.column)] at (\(Int(px)), \(Int(py))) in \(String(format: "%.1f", seconds)) s"
+              + (support.saliency.map { String(format: "; saliency region %.1f%% of the image, error %.3f", 100 * $0.areaFraction, $0.error) } ?? ""))
+        print("picture: \(out)\nnumbers: \(sidecarPath(out))")
+    }
+}
+
+/// Run lengths of a row-major mask, starting with a run of false (possibly 0).
+func runs(_ mask: [Bool]) -> [Int] {
+    var out: [Int] = [], current = false, count = 0
+    for m in mask {
+        if m == current { count += 1 } else { out.append(count); current = m; count = 1 }
+    }
+    out.append(count)
+    return out
+}
+
+struct SingleNode: ParsableArguments {
+    @OptionGroup var model: ModelOptions
+    @Option(help: "The image (JPEG or PNG).")
+    var image: String
+    @Option(help: ArgumentHelp("The node: the backbone position nearest to this pixel of the original image.", valueName: "x,y"))
+    var point: String?
+    @Option(help: ArgumentHelp("An RoI node (x0,y0,x1,y1): not analysed yet.", valueName: "x0,y0,x1,y1"))
+    var roi: String?
+    @Option(help: "The backbone stage of the node: res2, res3, res4 or res5.")
+    var node: String = "res5"
+    @Option(help: "Where the picture goes (PNG); the numbers go beside it as .json.")
+    var out: String
+
+    func validate() throws {
+        guard ["res2", "res3", "res4", "res5"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4 or res5") }
+        guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
+        if point == nil && roi == nil { throw ValidationError("give the node with --point x,y") }
+    }
+}
+
+struct Sampling: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Effective sampling locations of a node through the deformable layers of its stage.")
+    @OptionGroup var node: SingleNode
+    func run() throws {
+        try reporting { try NodeCommand(tool: "sampling").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
+                                                               stage: node.node, errorBound: defaultErrorBound, out: node.out) }
+    }
+}
+
+struct ERF: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "erf", abstract: "The effective receptive field of a node: |d response / d pixel|.")
+    @OptionGroup var node: SingleNode
+    func run() throws {
+        try reporting { try NodeCommand(tool: "erf").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
+                                                          stage: node.node, errorBound: defaultErrorBound, out: node.out) }
+    }
+}
+
+struct Saliency: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The error-bounded saliency region of a node.")
+    @OptionGroup var node: SingleNode
+    @Option(help: "Relative L2 error of the node's feature vector allowed in the region.")
+    var errorBound: Double = defaultErrorBound
+    func validate() throws { guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") } }
+    func run() throws {
+        try reporting { try NodeCommand(tool: "saliency").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
+                                                               stage: node.node, errorBound: errorBound, out: node.out) }
+    }
+}
+
+/// The three automatic nodes of an image: the centres of its smallest and largest objects and the
+/// background point farthest from every object (original pixels).
+func automaticNodes(_ image: DatasetImage, width: Int, height: Int) -> [(name: String, x: Double, y: Double)] {
+    let boxes = image.objects.filter { !$0.ignore }.map(\.box)
+    var nodes: [(String, Double, Double)] = []
+    if let small = boxes.min(by: { $0.area < $1.area }), let large = boxes.max(by: { $0.area < $1.area }) {
+        nodes.append(("small object", Double(small.x1 + small.x2) / 2, Double(small.y1 + small.y2) / 2))
+        nodes.append(("large object", Double(large.x1 + large.x2) / 2, Double(large.y1 + large.y2) / 2))
+    }
+    var best = (x: Double(width) / 2, y: Double(height) / 2, distance: -1.0)
+    let step = max(4, min(width, height) / 32)
+    for y in stride(from: step / 2, to: height, by: step) {
+        for x in stride(from: step / 2, to: width, by: step) {
+            let d = boxes.map { b -> Double in
+                let dx = max(Double(b.x1) - Double(x), 0, Double(x) - Double(b.x2)), dy = max(Double(b.y1) - Double(y), 0, Double(y) - Double(b.y2))
+                return (dx * dx + dy * dy).squareRoot()
+            }.min() ?? Double.infinity
+            // Keep away from the border too: the support of a border node is cut off.
+            let score = min(d, Double(min(x, y, width - x, height - y)))
+            if score > best.distance { best = (Double(x), Double(y), score) }
+        }
+    }
+    nodes.append(("background", best.x, best.y))
+    return nodes
+}
+
+struct Figure: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The paper's Figure 1 layout (models x nodes x the three analyses), or Figure 5's with --sizes.",
+        discussion: "Nodes are picked from the ground truth of the config's evaluation split: the centres of the smallest and largest objects and a background point far from every object.")
+    @Option(help: "Experiment configs, one per checkpoint (or one for all), comma-separated.")
+    var configs: String
+    @Option(help: "Checkpoints, comma-separated.")
+    var checkpoints: String
+    @Option(help: "Row labels, comma-separated (default: the checkpoints' file names).")
+    var labels: String?
+    @Option(help: "Image names of the config's evaluation split (file_name / VOC id), comma-separated (default: the first image).")
+    var images: String?
+    @Option(help: "Figure 5: shorter sides, comma-separated (e.g. 400,800,1400); the large object's node at each.")
+    var sizes: String?
+    @Option(help: "Shorter side (Figure 1 layout; default: the config's data.test_min_size).")
+    var size: Int?
+    @Option(help: "The backbone stage of the nodes.")
+    var node: String = "res5"
+    @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
+    var errorBound: Double = defaultErrorBound
+    @Option(help: "Width of each picture in the figure, pixels.")
+    var cellWidth: Int = 240
+    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
+    var overrides: [String] = []
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "The figure (PNG).")
+    var out: String
+
+    func run() throws {
+        try reporting {
+            Threads.set(threads)
+            let checkpointList = checkpoints.split(separator: ",").map(String.init)
+            var configList = configs.split(separator: ",").map(String.init)
+            if configList.count == 1 { configList = Array(repeating: configList[0], count: checkpointList.count) }
+            guard configList.count == checkpointList.count, !checkpointList.isEmpty else {
+                throw VisError("--configs names \(configList.count) configs for \(checkpointList.count) checkpoints: give one, or one per checkpoint")
+            }
+            let labelList = labels.map { $0.split(separator: ",").map(String.init) }
+                ?? checkpointList.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+            guard labelList.count == checkpointList.count else { throw VisError("--labels has \(labelList.count) labels for \(checkpointList.count) checkpoints") }
+            let sizeList = try sizes.map { text in
+                try text.split(separator: ",").map { s -> Int in
+                    guard let v = Int(s), (32...4096).contains(v) else { throw VisError("--sizes \(text): expected shorter sides between 32 and 4096") }
+                    return v
+                }
+            }
+            let models = try zip(configList, checkpointList).map { try AnalysedModel(config: $0, checkpoint: $1, overrides: overrides) }
+            guard let dataset = models[0].dataset, !dataset.images.isEmpty else { throw VisError("\(configList[0]): the config names no evaluation split with images") }
+            let names = images.map { $0.split(separator: ",").map(String.init) } ?? [dataset.images[0].name]
+            var rows: [[(caption: String, image: RGBImage)]] = [], titles: [String] = []
+            for name in names {
+                guard let entry = dataset.images.first(where: { $0.name == name }) else {
+                    throw VisError("--images: \(name) is not an image of the evaluation split (e.g. \(dataset.images[0].name))")
+                }
+                let original = try decodeImage(path: entry.path)
+                let nodes = automaticNodes(entry, width: original.width, height: original.height)
+                for (model, label) in zip(models, labelList) {
+                    var row: [(String, RGBImage)] = []
+                    let cases: [(caption: String, size: Int?, node: (name: String, x: Double, y: Double))] = sizeList.map { list in
+                        list.map { ("\($0) px", Optional($0), nodes.first { $0.name == "large object" } ?? nodes[0]) }
+                    } ?? nodes.map { ($0.name, size, $0) }
+                    for c in cases {
+                        let image = try model.image(original, size: c.size)
+                        let support = try model.support.analyse(image, stage: node, x: c.node.x * image.scale, y: c.node.y * image.scale,
+                                                                errorBound: errorBound)
+                        row.append(("\(c.caption): sampling", samplingPicture(support, on: image.image, include: stageLayers(node))))
+                        row.append(("ERF", receptiveFieldPicture(support, on: image.image)))
+                        row.append(("saliency", saliencyPicture(support, on: image.image)))
+                        print("\(label) \(name) \(c.caption): saliency \(String(format: "%.1f%%", 100 * (support.saliency?.areaFraction ?? 0)))")
+                    }
+                    rows.append(row)
+                    titles.append(label)
+                }
+            }
+            try writeAtomically(try encodePNG(try pictureGrid(rows, cellWidth: cellWidth, rowTitles: titles)), to: out)
+            print("figure: \(out)")
+        }
+    }
+}
+
+struct Focus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "How much of a node's support falls inside its object: the ERF mass and the saliency region's area inside the box, for nodes at the object centres of the evaluation split.")
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Objects analysed (the first of the split, in order).")
+    var maxObjects: Int = 50
+    @Option(help: "The backbone stage of the nodes.")
+    var node: String = "res5"
+    @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
+    var errorBound: Double = defaultErrorBound
+    @Option(help: "Write the numbers (per object and summary) to this JSON file.")
+    var json: String?
+
+    func run() throws {
+        try reporting {
+            Threads.set(model.threads)
+            let analysed = try AnalysedModel(config: model.config, checkpoint: model.checkpoint, overrides: model.overrides)
+            guard let dataset = analysed.dataset else { throw VisError("\(model.config): the config names no evaluation split") }
+            var erfInside: [Double] = [], saliencyInside: [Double] = [], perObject: [[String: Any]] = []
+            let start = Date()
+            outer: for entry in dataset.images {
+                let objects = entry.objects.filter { !$0.ignore }
+                if objects.isEmpty { continue }
+                let original = try decodeImage(path: entry.path)
+                let image = try analysed.image(original, size: model.size)
+                for object in objects {
+                    if erfInside.count >= maxObjects { break outer }
+                    let s = image.scale
+                    let b = (x1: Double(object.box.x1) * s, y1: Double(object.box.y1) * s, x2: Double(object.box.x2) * s, y2: Double(object.box.y2) * s)
+                    let support = try analysed.support.analyse(image, stage: node, x: (b.x1 + b.x2) / 2, y: (b.y1 + b.y2) / 2, errorBound: errorBound)
+                    let shares = insideShares(support, box: b, width: image.image.width, height: image.image.height)
+                    erfInside.append(shares.erf)
+                    saliencyInside.append(shares.saliency)
+                    perObject.append(["image": entry.name, "label": dataset.classNames[object.label - 1], "erf_inside": shares.erf,
+                                      "saliency_inside": shares.saliency, "saliency_area_fraction": support.saliency?.areaFraction ?? 0])
+                }
+            }
+            guard !erfInside.isEmpty else { throw VisError("the evaluation split has no objects") }
+            let summary: [String: Any] = ["objects": erfInside.count, "erf_inside": statistics(erfInside), "saliency_inside": statistics(saliencyInside),
+                                          "config": model.config, "checkpoint": model.checkpoint, "node": node, "error_bound": errorBound]
+            func line(_ name: String, _ v: [Double]) -> String {
+                let s = statistics(v)
+                return String(format: "%@  mean %.3f  quartiles %.3f / %.3f / %.3f", name, s["mean"]!, s["q1"]!, s["median"]!, s["q3"]!)
+            }
+            print("\(erfInside.count) objects, nodes at the box centres (\(node)), \(String(format: "%.0f", Date().timeIntervalSince(start))) s")
+            print(line("ERF mass inside the box:          ", erfInside))
+            print(line("saliency region area inside the box:", saliencyInside))
+            if let json { try writeJSON(["summary": summary, "objects": perObject], to: json) }
+        }
+    }
+}
+
+/// The share of the ERF mass and of the saliency region's pixels inside `box` (resized pixels).
+func insideShares(_ support: NodeSupport, box: (x1: Double, y1: Double, x2: Double, y2: Double), width: Int, height: Int) -> (erf: Double, saliency: Double) {
+    let g = support.gradients
+    var inside = 0.0, total = 0.0, regionInside = 0, region = 0
+    for y in 0..<height {
+        for x in 0..<width {
+            let v = Double(g.receptiveField[y * g.width + x])
+            let isInside = Double(x) + 0.5 >= box.x1 && Double(x) + 0.5 <= box.x2 && Double(y) + 0.5 >= box.y1 && Double(y) + 0.5 <= box.y2
+            total += v
+            if isInside { inside += v }
+            if let r = support.saliency, r.mask[y * width + x] {
+                region += 1
+                if isInside { regionInside += 1 }
+            }
+        }
+    }
+    return (total > 0 ? inside / total : 0, region > 0 ? Double(regionInside) / Double(region) : 0)
+}
+
+/// Mean and quartiles (linear interpolation between order statistics).
+func statistics(_ values: [Double]) -> [String: Double] {
+    let v = values.sorted()
+    func quantile(_ q: Double) -> Double {
+        let p = q * Double(v.count - 1), i = Int(p.rounded(.down)), f = p - Double(i)
+        return i + 1 < v.count ? v[i] * (1 - f) + v[i + 1] * f : v[i]
+    }
+    return ["mean": v.reduce(0, +) / Double(v.count), "q1": quantile(0.25), "median": quantile(0.5), "q3": quantile(0.75)]
+}
+
+struct DCNVis: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dcn-vis",
+        abstract: "The spatial support of a trained detector's nodes: effective sampling locations, effective receptive fields, error-bounded saliency regions.",
+        subcommands: [Sampling.self, ERF.self, Saliency.self, Figure.self, Focus.self])
+}
+
+DCNVis.main()
