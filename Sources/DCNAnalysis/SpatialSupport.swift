@@ -25,11 +25,14 @@ public struct SamplingPoint: Codable, Sendable, Equatable {
     public var weight: Double
 }
 
-/// A node: the feature vector of `stage` at a feature-map position.
-public struct SupportNode: Sendable, Equatable {
-    public var stage: String
-    public var row: Int, column: Int
-    public init(stage: String, row: Int, column: Int) { self.stage = stage; self.row = row; self.column = column }
+/// A node: the feature vector of a backbone stage at a feature-map position, or the RoI head's 2fc
+/// output (the vector the classifier and the box regressor read) for one RoI.
+public enum SupportNode: Sendable, Equatable {
+    case unit(stage: String, row: Int, column: Int)
+    /// The RoI in the network input's pixels.
+    case roi(Box)
+
+    public init(stage: String, row: Int, column: Int) { self = .unit(stage: stage, row: row, column: column) }
 }
 
 /// What one forward and backward pass says about a node.
@@ -45,16 +48,18 @@ public struct NodeGradients {
     public var inputGradient: Tensor
 }
 
-/// The analysis of a backbone. It owns the network while it runs: every parameter is marked
-/// untrainable (only input, offset and modulation gradients are computed) and the deformable
-/// layers' sampling observers are set during `gradients`.
+/// The analysis of a backbone (and, for RoI nodes, the RoI head on its res5). It owns the network
+/// while it runs: every parameter is marked untrainable (only input, offset and modulation
+/// gradients are computed) and the deformable layers' observers are set during `gradients`.
 public final class BackboneSupport {
     public let backbone: ResNet
+    public let head: RoIHead?
     let ws = Workspace()
 
-    public init(backbone: ResNet) {
+    public init(backbone: ResNet, head: RoIHead? = nil) {
         self.backbone = backbone
-        for p in backbone.parameters.all { p.trainable = false }
+        self.head = head
+        for p in backbone.parameters.all + (head.map { $0.headParameters + $0.poolingParameters } ?? []) { p.trainable = false }
     }
 
     /// The feature-map position of image pixel (x, y) in a stage whose map is `featureHeight` x
@@ -68,16 +73,24 @@ public final class BackboneSupport {
     /// The node's feature vector for `input` ([1, 3, H, W]).
     public func response(_ input: Tensor, node: SupportNode) throws -> [Float] {
         let (features, _) = try backbone.forward(input, training: false, ws)
-        return try Self.vector(features, node)
+        return try vector(features, node).vector
     }
 
-    static func vector(_ features: FeatureMaps, _ node: SupportNode) throws -> [Float] {
-        guard let map = features[node.stage] else { throw ShapeError("the backbone has no stage \(node.stage) (res2...res5)") }
-        let c = map.dim(1), h = map.dim(2), w = map.dim(3)
-        guard (0..<h).contains(node.row), (0..<w).contains(node.column) else {
-            throw ShapeError("node (\(node.row), \(node.column)) is outside \(node.stage)'s \(h) x \(w) map")
+    /// The node's vector, and for an RoI node the head's pass (whose backward gives dRes5).
+    func vector(_ features: FeatureMaps, _ node: SupportNode) throws -> (vector: [Float], head: TrainingPass<Tensor, Tensor, Tensor>?) {
+        switch node {
+        case let .unit(stage, row, column):
+            guard let map = features[stage] else { throw ShapeError("the backbone has no stage \(stage) (res2...res5)") }
+            let c = map.dim(1), h = map.dim(2), w = map.dim(3)
+            guard (0..<h).contains(row), (0..<w).contains(column) else {
+                throw ShapeError("node (\(row), \(column)) is outside \(stage)'s \(h) x \(w) map")
+            }
+            return ((0..<c).map { map.data[($0 * h + row) * w + column] }, nil)
+        case let .roi(box):
+            guard let head, let res5 = features["res5"] else { throw ShapeError("an RoI node needs the detector's RoI head") }
+            let pass = try head.embed(res5, rois: try Tensor(shape: [1, 5], data: [0, box.x1, box.y1, box.x2, box.y2]), ws)
+            return (pass.output.data, pass)
         }
-        return (0..<c).map { map.data[($0 * h + node.row) * w + node.column] }
     }
 
     /// The stage's feature-map size for `input`.
@@ -88,7 +101,8 @@ public final class BackboneSupport {
     }
 
     /// One forward and backward pass from r = ||f(node)||: the receptive field and the sampling
-    /// locations of every deformable layer.
+    /// locations of every deformable layer (and of the deformable RoI pooling's bins, as layer
+    /// `roi_bins`).
     public func gradients(_ input: Tensor, node: SupportNode) throws -> NodeGradients {
         let height = input.dim(2), width = input.dim(3)
         var samples: [SamplingPoint] = []
@@ -96,15 +110,27 @@ public final class BackboneSupport {
         for layer in layers {
             layer.samplingObserver = { observed in samples += Self.points(observed, imageHeight: height, imageWidth: width) }
         }
-        defer { for layer in layers { layer.samplingObserver = nil } }
+        head?.extractor.binObserver = { observed in samples += Self.binPoints(observed) }
+        defer {
+            for layer in layers { layer.samplingObserver = nil }
+            head?.extractor.binObserver = nil
+        }
         let (features, cache) = try backbone.forward(input, training: false, cacheAllStages: true, ws)
-        let f = try Self.vector(features, node)
+        let (f, headPass) = try vector(features, node)
         let norm = f.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
-        let map = features[node.stage]!
-        var seed = Tensor(zeros: map.shape)
-        let h = map.dim(2), w = map.dim(3)
-        for (c, v) in f.enumerated() { seed.data[(c * h + node.row) * w + node.column] = norm > 0 ? Float(Double(v) / norm) : 0 }
-        guard let dInput = try backbone.backward(FeatureMaps([node.stage: seed]), cache: cache!, wantInput: true, allStages: true, ws) else {
+        let unit = f.map { norm > 0 ? Float(Double($0) / norm) : 0 }
+        let seeds: FeatureMaps
+        switch node {
+        case let .unit(stage, row, column):
+            let map = features[stage]!
+            var seed = Tensor(zeros: map.shape)
+            let h = map.dim(2), w = map.dim(3)
+            for (c, v) in unit.enumerated() { seed.data[(c * h + row) * w + column] = v }
+            seeds = FeatureMaps([stage: seed])
+        case .roi:
+            seeds = FeatureMaps(["res5": try headPass!.backward(try Tensor(shape: [1, unit.count], data: unit))])
+        }
+        guard let dInput = try backbone.backward(seeds, cache: cache!, wantInput: true, allStages: true, ws) else {
             throw ShapeError("the backbone's backward did not reach the input")
         }
         let plane = height * width
@@ -134,6 +160,31 @@ public final class BackboneSupport {
                     let py = Double(baseY) + Double(g.offset.data[cy * plane + q]), px = Double(baseX) + Double(g.offset.data[cx * plane + q])
                     out.append(SamplingPoint(layer: g.layer, x: (px + 0.5) * sx - 0.5, y: (py + 0.5) * sy - 0.5, weight: weight))
                 }
+            }
+        }
+        return out
+    }
+}
+
+extension BackboneSupport {
+    /// The bins of deformable RoI pooling, as locations in image pixels: the centre of bin
+    /// (ph, pw) moved by gamma * RoI size * offset, weighted by |d r / d location| (the offset's
+    /// gradient divided by gamma * RoI size).
+    static func binPoints(_ g: BinGradients) -> [SamplingPoint] {
+        let s = g.pooledSize, bins = s * s
+        var out: [SamplingPoint] = []
+        for r in 0..<g.rois.dim(0) {
+            let x1 = Double(g.rois.data[r * 5 + 1]), y1 = Double(g.rois.data[r * 5 + 2])
+            let rw = max(Double(g.rois.data[r * 5 + 3]) - x1, 1e-6), rh = max(Double(g.rois.data[r * 5 + 4]) - y1, 1e-6)
+            let gamma = Double(g.gamma)
+            for b in 0..<bins {
+                let ph = b / s, pw = b % s
+                let ox = Double(g.offset.data[(r * 2) * bins + b]), oy = Double(g.offset.data[(r * 2 + 1) * bins + b])
+                let dx = Double(g.dOffset.data[(r * 2) * bins + b]) / (gamma * rw), dy = Double(g.dOffset.data[(r * 2 + 1) * bins + b]) / (gamma * rh)
+                let weight = (dx * dx + dy * dy).squareRoot()
+                guard weight > 0 else { continue }
+                out.append(SamplingPoint(layer: "roi_bins", x: x1 + (Double(pw) + 0.5) * rw / Double(s) + gamma * rw * ox,
+                                         y: y1 + (Double(ph) + 0.5) * rh / Double(s) + gamma * rh * oy, weight: weight))
             }
         }
         return out

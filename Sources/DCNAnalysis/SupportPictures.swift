@@ -45,13 +45,29 @@ public struct NodeSupport {
     public var saliency: SaliencyRegion?
 }
 
+/// Which node to analyse, in the resized image's pixels.
+public enum NodeRequest {
+    /// The position of `stage` nearest to (x, y).
+    case point(stage: String, x: Double, y: Double)
+    /// The RoI head's 2fc output for this box.
+    case roi(Box)
+}
+
 extension BackboneSupport {
-    /// The node nearest to (x, y) (resized image pixels) in `stage`, its gradients and, when
-    /// `errorBound` is set, its saliency region over the image (cells of `patch` pixels).
-    public func analyse(_ image: AnalysisImage, stage: String, x: Double, y: Double, errorBound: Double?, patch: Int = 8) throws -> NodeSupport {
-        let size = try featureSize(image.input, stage: stage)
-        let p = Self.position(x: x, y: y, height: image.input.dim(2), width: image.input.dim(3), featureHeight: size.height, featureWidth: size.width)
-        let node = SupportNode(stage: stage, row: p.row, column: p.column)
+    /// The node `request` names, its gradients and, when `errorBound` is set, its saliency region
+    /// over the image (cells of `patch` pixels).
+    public func analyse(_ image: AnalysisImage, _ request: NodeRequest, errorBound: Double?, patch: Int = 8) throws -> NodeSupport {
+        let node: SupportNode, x: Double, y: Double
+        switch request {
+        case let .point(stage, px, py):
+            let size = try featureSize(image.input, stage: stage)
+            let p = Self.position(x: px, y: py, height: image.input.dim(2), width: image.input.dim(3), featureHeight: size.height, featureWidth: size.width)
+            node = .unit(stage: stage, row: p.row, column: p.column)
+            (x, y) = (px, py)
+        case let .roi(box):
+            node = .roi(box)
+            (x, y) = (Double(box.x1 + box.x2) / 2, Double(box.y1 + box.y2) / 2)
+        }
         let gradients = try self.gradients(image.input, node: node)
         var saliency: SaliencyRegion? = nil
         if let errorBound {
@@ -74,7 +90,14 @@ func heatColor(_ v: Double) -> RGBColor {
     return RGBColor(c(3 * t), c(3 * t - 1), c(3 * t - 2))
 }
 
-/// Marks the node: a green cross with a dark border.
+/// Marks the node: a green cross with a dark border, and an RoI node's box.
+func drawNode(_ image: inout RGBImage, _ support: NodeSupport) {
+    if case let .roi(box) = support.node {
+        image.strokeRect(x0: Double(box.x1), y0: Double(box.y1), x1: Double(box.x2), y1: Double(box.y2), RGBColor(0, 230, 0), thickness: 2)
+    }
+    drawNode(&image, x: support.x, y: support.y)
+}
+
 func drawNode(_ image: inout RGBImage, x: Double, y: Double) {
     let cx = Int(x.rounded()), cy = Int(y.rounded())
     image.fillRect(x0: cx - 7, y0: cy - 2, x1: cx + 8, y1: cy + 3, .black)
@@ -98,7 +121,7 @@ public func receptiveFieldPicture(_ support: NodeSupport, on image: RGBImage) ->
             }
         }
     }
-    drawNode(&out, x: support.x, y: support.y)
+    drawNode(&out, support)
     return out
 }
 
@@ -112,7 +135,7 @@ public func samplingPicture(_ support: NodeSupport, on image: RGBImage, include:
     var points = support.gradients.samples.filter { include($0.layer) }.sorted { $0.weight < $1.weight }
     let peak = points.last?.weight ?? 0
     points.removeAll { $0.weight < minimumShare * peak }
-    guard peak > 0 else { drawNode(&out, x: support.x, y: support.y); return out }
+    guard peak > 0 else { drawNode(&out, support); return out }
     for p in points {
         let v = (p.weight / peak).squareRoot()
         let r = 1 + 3 * v
@@ -124,7 +147,7 @@ public func samplingPicture(_ support: NodeSupport, on image: RGBImage, include:
             }
         }
     }
-    drawNode(&out, x: support.x, y: support.y)
+    drawNode(&out, support)
     return out
 }
 
@@ -141,7 +164,7 @@ public func saliencyPicture(_ support: NodeSupport, on image: RGBImage) -> RGBIm
             if edge { out.fillRect(x0: x - 1, y0: y - 1, x1: x + 1, y1: y + 1, RGBColor(255, 230, 0)) }
         }
     }
-    drawNode(&out, x: support.x, y: support.y)
+    drawNode(&out, support)
     return out
 }
 

@@ -20,9 +20,10 @@ struct VisError: Error, CustomStringConvertible {
 /// 10% (relative L2) of its full-image value.
 let defaultErrorBound = 0.1
 
-/// A trained detector's backbone ready for the analysis. A regular network (no deformable res5)
-/// has res5's 3x3 convolutions analysed as DCNv1 layers with zero offsets, the same function, so
-/// that its sampling locations (the regular dilated grid) have gradients too.
+/// A trained detector's backbone and RoI head ready for the analysis. A regular network (no
+/// deformable res5) has res5's 3x3 convolutions analysed as DCNv1 layers with zero offsets, and
+/// RoIAlign as deformable RoI pooling with zero offsets: the same functions, so that its
+/// sampling locations and bins (the regular grids) have gradients too.
 struct AnalysedModel {
     let config: ExperimentConfig
     let support: BackboneSupport
@@ -41,13 +42,15 @@ struct AnalysedModel {
             config.backbone.deformableStages = [5]
             config.backbone.convType = .dconv
         }
+        let alignedPooling = config.roiHead.extractor == .roialign
+        if alignedPooling { config.roiHead.extractor = .dpool }
         let model = try buildModel(config, classes: classes)
-        let offsetsMayBeMissing: @Sendable (String) -> Bool = { regular && $0.contains("_offset.") }
-        _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil, mayBeMissing: offsetsMayBeMissing)
+        let mayBeMissing: @Sendable (String) -> Bool = { (regular && $0.contains("_offset.")) || (alignedPooling && $0.contains("pooler.offset_fc")) }
+        _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil, mayBeMissing: mayBeMissing)
         self.regular = regular
         self.config = config
         self.dataset = dataset
-        support = BackboneSupport(backbone: model.backbone)
+        support = BackboneSupport(backbone: model.backbone, head: model.roiHead)
     }
 
     func image(_ original: RGBImage, size: Int?) throws -> AnalysisImage {
@@ -55,10 +58,19 @@ struct AnalysedModel {
     }
 }
 
-/// The layers whose sampling locations a picture shows: the node's stage's (res5 = layer4).
-func stageLayers(_ stage: String) -> (String) -> Bool {
+/// The layers whose sampling locations a picture shows: the node's stage's (res5 = layer4); for
+/// an RoI node, the RoI pooling's bins.
+func shownLayers(_ node: SupportNode, stage: String) -> (String) -> Bool {
+    if case .roi = node { return { $0 == "roi_bins" } }
     let index = ["res2": 1, "res3": 2, "res4": 3, "res5": 4][stage] ?? 4
     return { $0.contains("layer\(index).") }
+}
+
+func describe(_ node: SupportNode) -> String {
+    switch node {
+    case let .unit(stage, row, column): return "\(stage)[\(row), \(column)]"
+    case let .roi(box): return String(format: "2fc of RoI (%.0f, %.0f, %.0f, %.0f)", box.x1, box.y1, box.x2, box.y2)
+    }
 }
 
 func parsePair(_ text: String, _ option: String) throws -> (Double, Double) {
@@ -117,27 +129,40 @@ struct NodeCommand {
 
     func run(model options: ModelOptions, image path: String, point: String?, roi: String?, stage: String, errorBound: Double, out: String) throws {
         Threads.set(options.threads)
-        if roi != nil {
-            throw VisError("--roi: the RoI head's node (2fc) is not analysed yet; give a backbone node with --point x,y")
-        }
-        guard let point else { throw VisError("give the node with --point x,y (pixels of the original image)") }
-        let (px, py) = try parsePair(point, "--point")
         let model = try AnalysedModel(config: options.config, checkpoint: options.checkpoint, overrides: options.overrides)
         let original = try decodeImage(path: path)
-        guard (0..<Double(original.width)).contains(px), (0..<Double(original.height)).contains(py) else {
-            throw VisError("--point \(point) is outside the \(original.width) x \(original.height) image \(path)")
-        }
         let image = try model.image(original, size: options.size)
+        let request: NodeRequest, px: Double, py: Double
+        if let roi {
+            let v = roi.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard v.count == 4, v.allSatisfy(\.isFinite), v[0] >= 0, v[1] >= 0, v[2] <= Double(original.width), v[3] <= Double(original.height),
+                  v[2] - v[0] >= 1, v[3] - v[1] >= 1 else {
+                throw VisError("--roi \(roi): expected x0,y0,x1,y1 with x0 < x1, y0 < y1 inside the \(original.width) x \(original.height) image \(path)")
+            }
+            let s = Float(image.scale)
+            request = .roi(Box(Float(v[0]) * s, Float(v[1]) * s, Float(v[2]) * s, Float(v[3]) * s))
+            (px, py) = ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2)
+        } else {
+            guard let point else { throw VisError("give the node with --point x,y or --roi x0,y0,x1,y1 (pixels of the original image)") }
+            (px, py) = try parsePair(point, "--point")
+            guard (0..<Double(original.width)).contains(px), (0..<Double(original.height)).contains(py) else {
+                throw VisError("--point \(point) is outside the \(original.width) x \(original.height) image \(path)")
+            }
+            request = .point(stage: stage, x: px * image.scale, y: py * image.scale)
+        }
         let start = Date()
-        let support = try model.support.analyse(image, stage: stage, x: px * image.scale, y: py * image.scale,
-                                                errorBound: tool == "saliency" ? errorBound : nil)
+        let support = try model.support.analyse(image, request, errorBound: tool == "saliency" ? errorBound : nil)
         let seconds = Date().timeIntervalSince(start)
         let picture: RGBImage
+        var node: [String: Any] = ["x": support.x, "y": support.y, "original_x": px, "original_y": py]
+        switch support.node {
+        case let .unit(stage, row, column): node["stage"] = stage; node["row"] = row; node["column"] = column
+        case let .roi(box): node["stage"] = "head (2fc)"; node["roi"] = [box.x1, box.y1, box.x2, box.y2].map(Double.init)
+        }
         var json: [String: Any] = [
             "tool": tool, "config": options.config, "checkpoint": options.checkpoint, "image": path,
             "network_input": ["height": image.image.height, "width": image.image.width, "scale": image.scale],
-            "node": ["stage": stage, "row": support.node.row, "column": support.node.column, "x": support.x, "y": support.y,
-                     "original_x": px, "original_y": py],
+            "node": node,
             "response_norm": support.gradients.response.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot(),
             "regular_network_as_zero_offset_dconv": model.regular, "seconds": seconds,
         ]
@@ -148,7 +173,7 @@ struct NodeCommand {
             json["receptive_field"] = ["height": image.image.height, "width": image.image.width, "note": "|d ||f|| / d pixel| summed over RGB, row-major",
                                        "values": (0..<image.image.height).flatMap { y in (0..<image.image.width).map { Double(g.receptiveField[y * g.width + $0]) } }]
         case "sampling":
-            picture = samplingPicture(support, on: image.image, include: stageLayers(stage))
+            picture = samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: stage))
             json["sampling_points"] = support.gradients.samples.map { ["layer": $0.layer, "x": $0.x, "y": $0.y, "weight": $0.weight] }
         default:
             picture = saliencyPicture(support, on: image.image)
@@ -159,7 +184,7 @@ struct NodeCommand {
         }
         try writeAtomically(try encodePNG(picture), to: out)
         try writeJSON(json, to: sidecarPath(out))
-        print("\(tool): node \(stage)[\(support.node.row), \(support.node.column)] at (\(Int(px)), \(Int(py))) in \(String(format: "%.1f", seconds)) s"
+        print("\(tool): node \(describe(support.node)) at (\(Int(px)), \(Int(py))) in \(String(format: "%.1f", seconds)) s"
               + (support.saliency.map { String(format: "; saliency region %.1f%% of the image, error %.3f", 100 * $0.areaFraction, $0.error) } ?? ""))
         print("picture: \(out)\nnumbers: \(sidecarPath(out))")
     }
@@ -181,7 +206,8 @@ struct SingleNode: ParsableArguments {
     var image: String
     @Option(help: ArgumentHelp("The node: the backbone position nearest to this pixel of the original image.", valueName: "x,y"))
     var point: String?
-    @Option(help: ArgumentHelp("An RoI node (x0,y0,x1,y1): not analysed yet.", valueName: "x0,y0,x1,y1"))
+    @Option(help: ArgumentHelp("The node: the RoI head's 2fc output for this box (pixels of the original image), instead of --point.",
+                               valueName: "x0,y0,x1,y1"))
     var roi: String?
     @Option(help: "The backbone stage of the node: res2, res3, res4 or res5.")
     var node: String = "res5"
@@ -191,7 +217,7 @@ struct SingleNode: ParsableArguments {
     func validate() throws {
         guard ["res2", "res3", "res4", "res5"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4 or res5") }
         guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
-        if point == nil && roi == nil { throw ValidationError("give the node with --point x,y") }
+        if (point == nil) == (roi == nil) { throw ValidationError("give the node with --point x,y or with --roi x0,y0,x1,y1 (one of them)") }
     }
 }
 
@@ -225,14 +251,25 @@ struct Saliency: ParsableCommand {
     }
 }
 
-/// The three automatic nodes of an image: the centres of its smallest and largest objects and the
-/// background point farthest from every object (original pixels).
-func automaticNodes(_ image: DatasetImage, width: Int, height: Int) -> [(name: String, x: Double, y: Double)] {
+/// A node picked from the ground truth: a point and, for RoI nodes, a box (original pixels).
+struct AutomaticNode {
+    var name: String
+    var x: Double, y: Double
+    var box: (x1: Double, y1: Double, x2: Double, y2: Double)
+}
+
+/// The three automatic nodes of an image: the smallest and largest objects (their centres and
+/// boxes) and the background point farthest from every object (with a box of the median object's
+/// size around it).
+func automaticNodes(_ image: DatasetImage, width: Int, height: Int) -> [AutomaticNode] {
     let boxes = image.objects.filter { !$0.ignore }.map(\.box)
-    var nodes: [(String, Double, Double)] = []
+    var nodes: [AutomaticNode] = []
+    func node(_ name: String, _ b: Box) -> AutomaticNode {
+        AutomaticNode(name: name, x: Double(b.x1 + b.x2) / 2, y: Double(b.y1 + b.y2) / 2, box: (Double(b.x1), Double(b.y1), Double(b.x2), Double(b.y2)))
+    }
     if let small = boxes.min(by: { $0.area < $1.area }), let large = boxes.max(by: { $0.area < $1.area }) {
-        nodes.append(("small object", Double(small.x1 + small.x2) / 2, Double(small.y1 + small.y2) / 2))
-        nodes.append(("large object", Double(large.x1 + large.x2) / 2, Double(large.y1 + large.y2) / 2))
+        nodes.append(node("small object", small))
+        nodes.append(node("large object", large))
     }
     var best = (x: Double(width) / 2, y: Double(height) / 2, distance: -1.0)
     let step = max(4, min(width, height) / 32)
@@ -247,7 +284,12 @@ func automaticNodes(_ image: DatasetImage, width: Int, height: Int) -> [(name: S
             if score > best.distance { best = (Double(x), Double(y), score) }
         }
     }
-    nodes.append(("background", best.x, best.y))
+    let sorted = boxes.sorted { $0.area < $1.area }
+    let typical = sorted.isEmpty ? (w: Double(width) / 4, h: Double(height) / 4)
+        : (w: Double(sorted[sorted.count / 2].width), h: Double(sorted[sorted.count / 2].height))
+    let bx1 = max(0, best.x - typical.w / 2), by1 = max(0, best.y - typical.h / 2)
+    nodes.append(AutomaticNode(name: "background", x: best.x, y: best.y,
+                               box: (bx1, by1, min(Double(width), bx1 + typical.w), min(Double(height), by1 + typical.h))))
     return nodes
 }
 
@@ -267,7 +309,7 @@ struct Figure: ParsableCommand {
     var sizes: String?
     @Option(help: "Shorter side (Figure 1 layout; default: the config's data.test_min_size).")
     var size: Int?
-    @Option(help: "The backbone stage of the nodes.")
+    @Option(help: "The nodes: a backbone stage (res2 ... res5), or head for the RoI head's 2fc output on the objects' boxes (Figure 2).")
     var node: String = "res5"
     @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
     var errorBound: Double = defaultErrorBound
@@ -279,6 +321,13 @@ struct Figure: ParsableCommand {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "The figure (PNG).")
     var out: String
+
+    func validate() throws {
+        guard ["res2", "res3", "res4", "res5", "head"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4, res5 or head") }
+        guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") }
+        guard (32...2000).contains(cellWidth) else { throw ValidationError("--cell-width \(cellWidth): expected 32 to 2000 pixels") }
+        guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
+    }
 
     func run() throws {
         try reporting {
@@ -310,14 +359,17 @@ struct Figure: ParsableCommand {
                 let nodes = automaticNodes(entry, width: original.width, height: original.height)
                 for (model, label) in zip(models, labelList) {
                     var row: [(String, RGBImage)] = []
-                    let cases: [(caption: String, size: Int?, node: (name: String, x: Double, y: Double))] = sizeList.map { list in
+                    let cases: [(caption: String, size: Int?, node: AutomaticNode)] = sizeList.map { list in
                         list.map { ("\($0) px", Optional($0), nodes.first { $0.name == "large object" } ?? nodes[0]) }
                     } ?? nodes.map { ($0.name, size, $0) }
                     for c in cases {
                         let image = try model.image(original, size: c.size)
-                        let support = try model.support.analyse(image, stage: node, x: c.node.x * image.scale, y: c.node.y * image.scale,
-                                                                errorBound: errorBound)
-                        row.append(("\(c.caption): sampling", samplingPicture(support, on: image.image, include: stageLayers(node))))
+                        let s = image.scale
+                        let request: NodeRequest = node == "head"
+                            ? .roi(Box(Float(c.node.box.x1 * s), Float(c.node.box.y1 * s), Float(c.node.box.x2 * s), Float(c.node.box.y2 * s)))
+                            : .point(stage: node, x: c.node.x * s, y: c.node.y * s)
+                        let support = try model.support.analyse(image, request, errorBound: errorBound)
+                        row.append(("\(c.caption): sampling", samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: node))))
                         row.append(("ERF", receptiveFieldPicture(support, on: image.image)))
                         row.append(("saliency", saliencyPicture(support, on: image.image)))
                         print("\(label) \(name) \(c.caption): saliency \(String(format: "%.1f%%", 100 * (support.saliency?.areaFraction ?? 0)))")
@@ -345,6 +397,12 @@ struct Focus: ParsableCommand {
     @Option(help: "Write the numbers (per object and summary) to this JSON file.")
     var json: String?
 
+    func validate() throws {
+        guard ["res2", "res3", "res4", "res5"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4 or res5") }
+        guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") }
+        guard maxObjects >= 1 else { throw ValidationError("--max-objects \(maxObjects): expected at least 1") }
+    }
+
     func run() throws {
         try reporting {
             Threads.set(model.threads)
@@ -361,7 +419,7 @@ struct Focus: ParsableCommand {
                     if erfInside.count >= maxObjects { break outer }
                     let s = image.scale
                     let b = (x1: Double(object.box.x1) * s, y1: Double(object.box.y1) * s, x2: Double(object.box.x2) * s, y2: Double(object.box.y2) * s)
-                    let support = try analysed.support.analyse(image, stage: node, x: (b.x1 + b.x2) / 2, y: (b.y1 + b.y2) / 2, errorBound: errorBound)
+                    let support = try analysed.support.analyse(image, .point(stage: node, x: (b.x1 + b.x2) / 2, y: (b.y1 + b.y2) / 2), errorBound: errorBound)
                     let shares = insideShares(support, box: b, width: image.image.width, height: image.image.height)
                     erfInside.append(shares.erf)
                     saliencyInside.append(shares.saliency)

@@ -11,8 +11,22 @@ public enum RoIExtractorKind: String, Sendable, Codable, CaseIterable {
     case roipool, roialign, dpool, mdpool
 }
 
+/// Deformable RoI pooling's bin offsets and the gradients of the backward's output with respect
+/// to them (the spatial-support analysis): bin (ph, pw) of RoI r starts at
+/// (x1 + pw * bin_w + gamma * roi_w * offset[r, 0, ph, pw], y1 + ph * bin_h + gamma * roi_h * offset[r, 1, ph, pw]).
+public struct BinGradients {
+    /// [K, 5]: batch index, x1, y1, x2, y2 in image pixels.
+    public let rois: Tensor
+    public let pooledSize: Int
+    public let gamma: Float
+    public let offset: Tensor
+    public let dOffset: Tensor
+}
+
 public final class RoIFeatureExtractor {
     public let kind: RoIExtractorKind
+    /// Sees each backward's bin-offset gradients (dpool / mdpool; `dcn-vis`); nil in training.
+    public var binObserver: ((BinGradients) -> Void)?
     public let pooledSize: Int
     public let samplingRatio: Int
     public let gamma: Float
@@ -133,6 +147,7 @@ public final class RoIFeatureExtractor {
                                           rois: cache.rois, offset: offset, options: deformOptions(scale))
                 dRaw = Tensor(zeros: [k, 2 * bins])
             }
+            binObserver?(BinGradients(rois: cache.rois, pooledSize: pooledSize, gamma: gamma, offset: offset, dOffset: dOffset))
             let width = dRaw.dim(1)
             for r in 0..<k { for j in 0..<2 * bins { dRaw.data[r * width + j] = dOffset.data[r * 2 * bins + j] } }
             // Back through the fc tower to the RoIAlign features, then to the feature map.
