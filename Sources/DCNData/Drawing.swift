@@ -85,14 +85,20 @@ extension RGBImage {
         }
     }
 
-    /// A label: `text` on a filled rectangle of `background` whose top-left corner is (x, y),
-    /// moved inside the image when it would leave it.
-    public mutating func drawLabel(_ text: String, x: Int, y: Int, scale: Int, background: RGBColor) {
+    /// The rectangle (x0, y0, x1, y1) a label drawn at (x, y) covers, moved inside the image.
+    public func labelRect(_ text: String, x: Int, y: Int, scale: Int) -> (x0: Int, y0: Int, x1: Int, y1: Int) {
         let (w, h) = BitmapFont.size(of: text, scale: scale)
         let pad = scale
         let left = max(0, min(x, width - w - 2 * pad)), top = max(0, min(y, height - h - 2 * pad))
-        fillRect(x0: left, y0: top, x1: left + w + 2 * pad, y1: top + h + 2 * pad, background)
-        drawText(text, x: left + pad, y: top + pad, scale: scale, background.readableTextColor)
+        return (left, top, left + w + 2 * pad, top + h + 2 * pad)
+    }
+
+    /// A label: `text` on a filled rectangle of `background` whose top-left corner is (x, y),
+    /// moved inside the image when it would leave it.
+    public mutating func drawLabel(_ text: String, x: Int, y: Int, scale: Int, background: RGBColor) {
+        let r = labelRect(text, x: x, y: y, scale: scale)
+        fillRect(x0: r.x0, y0: r.y0, x1: r.x1, y1: r.y1, background)
+        drawText(text, x: r.x0 + scale, y: r.y0 + scale, scale: scale, background.readableTextColor)
     }
 
     /// Copies `image` into this one with its top-left corner at (x, y) (clipped).
@@ -160,7 +166,7 @@ public enum BitmapFont {
         "`": ".#... ..#.. ...#. ..... ..... ..... .....", "a": "..... ..... .###. ....# .#### #...# .####",
         "b": "#.... #.... #.##. ##..# #...# #...# ####.", "c": "..... ..... .###. #.... #.... #...# .###.",
         "d": "....# ....# .##.# #..## #...# #...# .####", "e": "..... ..... .###. #...# ##### #.... .###.",
-        "f": "..##. .#..# .#... ###.. .#... .#... .#...", "g": "..... .#### #...# .#### ....# #...# .###.",
+        "f": "..##. .#..# .#... ###.. .#... .#... .#...", "g": "..... ..... .#### #...# .#### ....# .###.",
         "h": "#.... #.... #.##. ##..# #...# #...# #...#", "i": "..#.. ..... .##.. ..#.. ..#.. ..#.. .###.",
         "j": "...#. ..... ..##. ...#. ...#. #..#. .##..", "k": "#.... #.... #..#. #.#.. ##... #.#.. #..#.",
         "l": ".##.. ..#.. ..#.. ..#.. ..#.. ..#.. .###.", "m": "..... ..... ##.#. #.#.# #.#.# #...# #...#",

@@ -57,9 +57,10 @@ public func detectionPicture(image: RGBImage, truth: DatasetImage, detections: [
             }
         }
     }
+    var taken: [(x0: Int, y0: Int, x1: Int, y1: Int)] = []
     for object in truth.objects {
         let color = object.ignore ? RGBColor(160, 160, 160) : RGBColor.forLabel(object.label)
-        drawBox(&left, object.box, sx: sx, sy: sy, color: color, label: name(object.label) + (object.ignore ? " (crowd)" : ""))
+        drawBox(&left, object.box, sx: sx, sy: sy, color: color, label: name(object.label) + (object.ignore ? " (crowd)" : ""), taken: &taken)
     }
 
     var right = base
@@ -71,10 +72,11 @@ public func detectionPicture(image: RGBImage, truth: DatasetImage, detections: [
             return mask[ox * image.height + oy] != 0
         }
     }
-    // Highest scores last, so their labels are on top.
-    for d in shown {
+    // Highest scores first, so their labels take the places above their boxes.
+    taken = []
+    for d in shown.reversed() {
         drawBox(&right, d.detection.box, sx: sx, sy: sy, color: RGBColor.forLabel(d.detection.label),
-                label: "\(name(d.detection.label)) \(String(format: "%.2f", d.detection.score))")
+                label: "\(name(d.detection.label)) \(String(format: "%.2f", d.detection.score))", taken: &taken)
     }
 
     let gap = 12, header = 30
@@ -86,13 +88,19 @@ public func detectionPicture(image: RGBImage, truth: DatasetImage, detections: [
     return canvas
 }
 
-/// A box outline and its label above the box's top-left corner (inside the box at the image's top).
-private func drawBox(_ image: inout RGBImage, _ box: Box, sx: Double, sy: Double, color: RGBColor, label: String) {
+/// A box outline and its label: above the box's top-left corner, or where it does not cover an
+/// earlier label (`taken`): inside the box's top, then below the box.
+private func drawBox(_ image: inout RGBImage, _ box: Box, sx: Double, sy: Double, color: RGBColor, label: String,
+                     taken: inout [(x0: Int, y0: Int, x1: Int, y1: Int)]) {
     let x0 = Double(box.x1) * sx, y0 = Double(box.y1) * sy, x1 = Double(box.x2) * sx, y1 = Double(box.y2) * sy
     image.strokeRect(x0: x0, y0: y0, x1: x1, y1: y1, color, thickness: 2)
     let labelHeight = BitmapFont.glyphHeight * 2 + 4
-    let top = Int(y0.rounded()) - labelHeight >= 0 ? Int(y0.rounded()) - labelHeight : Int(y0.rounded())
-    image.drawLabel(label, x: Int(x0.rounded()), y: top, scale: 2, background: color)
+    let left = Int(x0.rounded()), top = Int(y0.rounded()), bottom = Int(y1.rounded())
+    let candidates = [top - labelHeight, top, bottom].map { image.labelRect(label, x: left, y: $0, scale: 2) }
+    func overlaps(_ r: (x0: Int, y0: Int, x1: Int, y1: Int)) -> Bool { taken.contains { r.x0 < $0.x1 && $0.x0 < r.x1 && r.y0 < $0.y1 && $0.y0 < r.y1 } }
+    let rect = candidates.first { !overlaps($0) } ?? candidates[0]
+    image.drawLabel(label, x: rect.x0, y: rect.y0, scale: 2, background: color)
+    taken.append(rect)
 }
 
 /// Draws the first `request.count` images of `dataset` with their `detections` (dataset order)
