@@ -33,8 +33,10 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
         ),
+        // glibc's mallopt (no library to link). Only DCNTensor/Parallel.swift imports it.
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         // Layer 1: tensors, BLAS wrapper, threading, safetensors files.
-        .target(name: "DCNTensor", dependencies: ["CBLAS"]),
+        .target(name: "DCNTensor", dependencies: ["CBLAS", "CMalloc"]),
         // Layer 2: every op's forward and backward (conv, deformable conv, norms, RoI ops, NMS, losses).
         .target(name: "DCNOps", dependencies: ["DCNTensor"]),
         // C shim over libjpeg-turbo and libpng whose error handlers return instead of exiting.

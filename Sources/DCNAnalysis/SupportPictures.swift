@@ -138,7 +138,7 @@ public func samplingPicture(_ support: NodeSupport, on image: RGBImage, include:
     guard peak > 0 else { drawNode(&out, support); return out }
     for p in points {
         let v = (p.weight / peak).squareRoot()
-        let r = 1 + 3 * v
+        let r = 1.5 + 3.5 * v
         let color = heatColor(0.35 + 0.65 * v)
         let x0 = Int((p.x - r).rounded()), x1 = Int((p.x + r).rounded()), y0 = Int((p.y - r).rounded()), y1 = Int((p.y + r).rounded())
         for yy in y0...y1 {

@@ -286,6 +286,8 @@ struct TrainStep: ParsableCommand {
         }
         var results: [TrainStepResult] = []
         threadCount.apply()
+        // As dcn-train runs its steps.
+        System.keepFreedMemoryForReuse()
         let group = ProcessGroup.world
         guard batch % group.size == 0 else {
             throw ValidationError("--batch \(batch) is the global batch: it must be a multiple of the \(group.size) processes")

@@ -80,6 +80,7 @@ struct ModelCommand: ParsableCommand {
 
     func run() throws {
         Threads.set(threads.threads)
+        System.keepFreedMemoryForReuse()
         // --scales and --flip are the test section's keys; they override the config and any --set.
         let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
         let experiment = try loadExperiment(config, overrides: overrides + testOverrides)

@@ -50,6 +50,7 @@ struct DCNTrain: ParsableCommand {
 
     func run() throws {
         lineBufferStandardOutput()
+        System.keepFreedMemoryForReuse()
         let group = summary ? nil : ProcessGroup.world
         if let threads { Threads.set(threads) } else if ProcessGroup.launcherLocalProcesses > 1 { Threads.set(ProcessGroup.defaultThreads) }
         do {

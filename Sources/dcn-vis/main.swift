@@ -54,7 +54,8 @@ struct AnalysedModel {
     }
 
     func image(_ original: RGBImage, size: Int?) throws -> AnalysisImage {
-        try AnalysisImage(original, size: size ?? config.data.testMinSize, maxSize: max(config.testMaxSize, size ?? 0))
+        // Another shorter side keeps the config's test aspect (the longest side scales with it).
+        try AnalysisImage(original, size: size ?? config.data.testMinSize, maxSize: size.map { sweepMaxSize(config, shortEdge: $0) } ?? config.testMaxSize)
     }
 }
 
@@ -151,7 +152,7 @@ struct NodeCommand {
             request = .point(stage: stage, x: px * image.scale, y: py * image.scale)
         }
         let start = Date()
-        let support = try model.support.analyse(image, request, errorBound: tool == "saliency" ? errorBound : nil)
+        let support = try model.support.analyse(image, request, errorBound: tool == "saliency" || tool == "all" ? errorBound : nil)
         let seconds = Date().timeIntervalSince(start)
         let picture: RGBImage
         var node: [String: Any] = ["x": support.x, "y": support.y, "original_x": px, "original_y": py]
@@ -166,27 +167,35 @@ struct NodeCommand {
             "response_norm": support.gradients.response.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot(),
             "regular_network_as_zero_offset_dconv": model.regular, "seconds": seconds,
         ]
-        switch tool {
-        case "erf":
-            picture = receptiveFieldPicture(support, on: image.image)
-            let g = support.gradients
-            json["receptive_field"] = ["height": image.image.height, "width": image.image.width, "note": "|d ||f|| / d pixel| summed over RGB, row-major",
-                                       "values": (0..<image.image.height).flatMap { y in (0..<image.image.width).map { Double(g.receptiveField[y * g.width + $0]) } }]
-        case "sampling":
-            picture = samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: stage))
-            json["sampling_points"] = support.gradients.samples.map { ["layer": $0.layer, "x": $0.x, "y": $0.y, "weight": $0.weight] }
-        default:
-            picture = saliencyPicture(support, on: image.image)
-            let r = support.saliency!
-            json["saliency"] = ["error_bound": r.errorBound, "area_fraction": r.areaFraction, "error": r.error,
-                                "curve": r.curve.map { ["area_fraction": $0.areaFraction, "error": $0.error] },
-                                "mask_row_runs": runs(r.mask)]
+        // `all`: the three analyses of one pass (OUT_sampling.png, OUT_erf.png, OUT_saliency.png).
+        let tools = tool == "all" ? ["sampling", "erf", "saliency"] : [tool]
+        var pictures: [String] = []
+        for t in tools {
+            let picture: RGBImage
+            switch t {
+            case "erf":
+                picture = receptiveFieldPicture(support, on: image.image)
+                let g = support.gradients
+                json["receptive_field"] = ["height": image.image.height, "width": image.image.width, "note": "|d ||f|| / d pixel| summed over RGB, row-major",
+                                           "values": (0..<image.image.height).flatMap { y in (0..<image.image.width).map { Double(g.receptiveField[y * g.width + $0]) } }]
+            case "sampling":
+                picture = samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: stage))
+                json["sampling_points"] = support.gradients.samples.map { ["layer": $0.layer, "x": $0.x, "y": $0.y, "weight": $0.weight] }
+            default:
+                picture = saliencyPicture(support, on: image.image)
+                let r = support.saliency!
+                json["saliency"] = ["error_bound": r.errorBound, "area_fraction": r.areaFraction, "error": r.error,
+                                    "curve": r.curve.map { ["area_fraction": $0.areaFraction, "error": $0.error] },
+                                    "mask_row_runs": runs(r.mask)]
+            }
+            let path = tools.count == 1 ? out : String(out.dropLast(4)) + "_\(t).png"
+            try writeAtomically(try encodePNG(picture), to: path)
+            pictures.append(path)
         }
-        try writeAtomically(try encodePNG(picture), to: out)
         try writeJSON(json, to: sidecarPath(out))
         print("\(tool): node \(describe(support.node)) at (\(Int(px)), \(Int(py))) in \(String(format: "%.1f", seconds)) s"
               + (support.saliency.map { String(format: "; saliency region %.1f%% of the image, error %.3f", 100 * $0.areaFraction, $0.error) } ?? ""))
-        print("picture: \(out)\nnumbers: \(sidecarPath(out))")
+        print("pictures: \(pictures.joined(separator: ", "))\nnumbers: \(sidecarPath(out))")
     }
 }
 
@@ -268,8 +277,8 @@ func automaticNodes(_ image: DatasetImage, width: Int, height: Int) -> [Automati
         AutomaticNode(name: name, x: Double(b.x1 + b.x2) / 2, y: Double(b.y1 + b.y2) / 2, box: (Double(b.x1), Double(b.y1), Double(b.x2), Double(b.y2)))
     }
     if let small = boxes.min(by: { $0.area < $1.area }), let large = boxes.max(by: { $0.area < $1.area }) {
-        nodes.append(node("small object", small))
-        nodes.append(node("large object", large))
+        nodes.append(node("small", small))
+        nodes.append(node("large", large))
     }
     var best = (x: Double(width) / 2, y: Double(height) / 2, distance: -1.0)
     let step = max(4, min(width, height) / 32)
@@ -314,7 +323,7 @@ struct Figure: ParsableCommand {
     @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
     var errorBound: Double = defaultErrorBound
     @Option(help: "Width of each picture in the figure, pixels.")
-    var cellWidth: Int = 240
+    var cellWidth: Int = 260
     @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
     var overrides: [String] = []
     @Option(help: "Worker threads (default: all cores).")
@@ -360,7 +369,7 @@ struct Figure: ParsableCommand {
                 for (model, label) in zip(models, labelList) {
                     var row: [(String, RGBImage)] = []
                     let cases: [(caption: String, size: Int?, node: AutomaticNode)] = sizeList.map { list in
-                        list.map { ("\($0) px", Optional($0), nodes.first { $0.name == "large object" } ?? nodes[0]) }
+                        list.map { ("\($0) px", Optional($0), nodes.first { $0.name == "large" } ?? nodes[0]) }
                     } ?? nodes.map { ($0.name, size, $0) }
                     for c in cases {
                         let image = try model.image(original, size: c.size)
@@ -471,11 +480,25 @@ func statistics(_ values: [Double]) -> [String: Double] {
     return ["mean": v.reduce(0, +) / Double(v.count), "q1": quantile(0.25), "median": quantile(0.5), "q3": quantile(0.75)]
 }
 
+struct All: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The three analyses of a node from one pass: OUT_sampling.png, OUT_erf.png, OUT_saliency.png and OUT.json.")
+    @OptionGroup var node: SingleNode
+    @Option(help: "Relative L2 error of the node's feature vector allowed in the saliency region.")
+    var errorBound: Double = defaultErrorBound
+    func validate() throws { guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") } }
+    func run() throws {
+        try reporting { try NodeCommand(tool: "all").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
+                                                          stage: node.node, errorBound: errorBound, out: node.out) }
+    }
+}
+
 struct DCNVis: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-vis",
         abstract: "The spatial support of a trained detector's nodes: effective sampling locations, effective receptive fields, error-bounded saliency regions.",
-        subcommands: [Sampling.self, ERF.self, Saliency.self, Figure.self, Focus.self])
+        subcommands: [Sampling.self, ERF.self, Saliency.self, All.self, Figure.self, Focus.self])
 }
 
+System.keepFreedMemoryForReuse()
 DCNVis.main()

@@ -1,0 +1,3 @@
+// glibc's malloc tuning (mallopt), for System.keepFreedMemoryForReuse in DCNTensor/Parallel.swift.
+#pragma once
+#include <malloc.h>
