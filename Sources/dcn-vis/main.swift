@@ -154,7 +154,6 @@ struct NodeCommand {
         let start = Date()
         let support = try model.support.analyse(image, request, errorBound: tool == "saliency" || tool == "all" ? errorBound : nil)
         let seconds = Date().timeIntervalSince(start)
-        let picture: RGBImage
         var node: [String: Any] = ["x": support.x, "y": support.y, "original_x": px, "original_y": py]
         switch support.node {
         case let .unit(stage, row, column): node["stage"] = stage; node["row"] = row; node["column"] = column

@@ -109,8 +109,12 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         expectTrainingError(2, [out, "holds another run", "--force"]) {
             try train(config: config, resume: nil, force: false, stopAfter: 1)
         }
+        #expect(folderNames(out).contains("detections") && folderNames(out).contains { $0.hasPrefix("events.out.tfevents.") })
         try train(config: config, resume: nil, force: true, stopAfter: 1)
-        let names = folderNames(out)
+        // The old run's event file and drawn detections are gone; the new run has its own event file.
+        let events = folderNames(out).filter { $0.hasPrefix("events.out.tfevents.") }
+        #expect(events.count == 1)
+        let names = folderNames(out).filter { !events.contains($0) }
         #expect(names == (users + [".lock", "config.yaml", "latest", "metrics.jsonl", "model_0000001.safetensors", "plots", "training_curves.svg"]).sorted())
         #expect(try loadEveryCheckpoint(out, config: config) == ["latest": 1, "model_0000001.safetensors": 1])
         let logged = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
