@@ -2,7 +2,7 @@
 # Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
 #
 #   scripts/ablation.sh table1|table2|table3|demo [--data coco|voc|synth] [--schedule demo|1x]
-#                       [--detector faster|mask] [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
+#                       [--detector faster|mask] [--seeds 0,1,2] [--focus N] [--threads N] [--set key=value]... [--out DIR]
 #   scripts/ablation.sh table5 ...          (test resolution and multi-scale testing: scripts/resolution_sweep.sh)
 #   scripts/ablation.sh table6|table7 ...   (classification and pretraining: scripts/pretraining_tables.sh)
 #
@@ -19,6 +19,9 @@
 # each cell becomes the mean over the seeds with the lowest and highest value in brackets.
 # `--detector mask` trains the Mask R-CNN rows (configs/<data>/mask_rcnn_r50_<row>.yaml) into
 # results/<data>/<table>_mask/ and adds an AP_mask column, as the paper's tables do (not for VOC).
+# `--focus N` adds two columns from `dcn-vis focus --max-objects N` on each row's final model (seed 0):
+# the mean share of the ERF mass and of the saliency region inside the object's box, for res5 nodes
+# at the centres of the first N objects of the evaluation split (README "Spatial support").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +29,7 @@ usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 case $1 in table5) exec scripts/resolution_sweep.sh "$@" ;; table6|table7) exec scripts/pretraining_tables.sh "$@" ;; esac
 table=$1; shift
-data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false; detector=faster
+data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false; detector=faster; focus=""
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
         --detector) detector=${2:?--detector needs faster or mask}; shift 2 ;;
         --threads) threads="--threads ${2:?--threads needs a number}"; shift 2 ;;
         --seeds) IFS=, read -r -a seeds <<< "${2:?--seeds needs a comma-separated list}"; seed_args=true; shift 2 ;;
+        --focus) focus=${2:?--focus needs a number of objects}; shift 2 ;;
         -h|--help) usage ;;
         *) echo "ablation.sh: unknown argument '$1'" >&2; usage ;;
     esac
@@ -45,6 +49,9 @@ case $schedule in demo|1x) ;; *) echo "ablation.sh: --schedule must be demo or 1
 case $detector in faster|mask) ;; *) echo "ablation.sh: --detector must be faster or mask, got '$detector'" >&2; exit 2 ;; esac
 if [ "$detector" = mask ] && [ "$data" = voc ]; then
     echo "ablation.sh: Mask R-CNN needs instance masks, which VOC detection data does not have: use --data coco or synth" >&2; exit 2
+fi
+if [ -n "$focus" ] && ! [[ $focus =~ ^[1-9][0-9]*$ ]]; then
+    echo "ablation.sh: --focus takes a number of objects (at least 1), got '$focus'" >&2; exit 2
 fi
 for seed in "${seeds[@]}"; do
     [[ $seed =~ ^[0-9]+$ ]] || { echo "ablation.sh: --seeds takes non-negative integers separated by commas, got '$seed'" >&2; exit 2; }
@@ -133,6 +140,9 @@ row_config() {  # the config file and extra overrides of a row
         esac
     fi
 } > "$markdown.tmp"
+if [ -n "$focus" ]; then  # two more columns on the header and the rule lines
+    sed -i -e '/^| setting/s/$/ ERF in box | saliency in box |/' -e '/^| ---/s/$/ --- | --- |/' "$markdown.tmp"
+fi
 
 for row in $rows; do
     read -r -a cfg <<< "$(row_config "$row")"
@@ -156,21 +166,32 @@ for row in $rows; do
         files+=("$out/eval_final_metrics.json")
     done
     summary=$($bin/dcn-train --config "${cfg[0]}" "${args[@]}" --summary --json)
+    focus_cells=""
+    if [ -n "$focus" ]; then
+        first_out=$out_root/$row  # seed 0's model (or the first seed's)
+        [ "${seeds[0]}" = 0 ] || first_out=$out_root/seed${seeds[0]}/$row
+        if [ ! -f "$first_out/focus_$focus.json" ]; then
+            $bin/dcn-vis focus --config "${cfg[0]}" "${args[@]}" --checkpoint "$first_out/model_final.safetensors" --max-objects "$focus" \
+                --json "$first_out/focus_$focus.json" $threads
+        fi
+        share() { sed -n "s/.*\"$1\":{\"mean\":\([0-9.eE+-]*\).*/\1/p" "$first_out/focus_$focus.json" | awk '{ printf "%.1f", 100 * $1 }'; }
+        focus_cells=" $(share erf_inside) | $(share saliency_inside) |"
+    fi
     params=$(millions "$(echo "$summary" | sed -n 's/.*"params_total":\([0-9]*\).*/\1/p')")
     flops=$(billions "$(echo "$summary" | sed -n 's/.*"flops_total":\([0-9]*\).*/\1/p')")
     case $row in
         *mimic_fgbg) regions="FG & BG" ;; *mimic_bg) regions="BG only" ;; *mimic_fg) regions="FG only" ;; *) regions="None" ;;
     esac
     if [ "$data" = voc ]; then
-        echo "| $row | $(cell 'AP50\/area\/mAP' "${files[@]}") | $(cell 'AP70\/area\/mAP' "${files[@]}") | $params | $flops |"
+        echo "| $row | $(cell 'AP50\/area\/mAP' "${files[@]}") | $(cell 'AP70\/area\/mAP' "${files[@]}") | $params | $flops |$focus_cells"
     else
         ap=$(cell 'bbox\/AP' "${files[@]}")
         by_size="$(cell 'bbox\/APs' "${files[@]}") | $(cell 'bbox\/APm' "${files[@]}") | $(cell 'bbox\/APl' "${files[@]}")"
         [ "$detector" = mask ] && by_size="$by_size | $(cell 'segm\/AP' "${files[@]}")"
         case $table in
-            demo) echo "| $row | $ap | $(cell 'bbox\/AP50' "${files[@]}") | $by_size | $params | $flops |" ;;
-            table3) echo "| $row | $regions | $ap | $by_size | $params | $flops |" ;;
-            *) echo "| $row | $ap | $by_size | $params | $flops |" ;;
+            demo) echo "| $row | $ap | $(cell 'bbox\/AP50' "${files[@]}") | $by_size | $params | $flops |$focus_cells" ;;
+            table3) echo "| $row | $regions | $ap | $by_size | $params | $flops |$focus_cells" ;;
+            *) echo "| $row | $ap | $by_size | $params | $flops |$focus_cells" ;;
         esac
     fi >> "$markdown.tmp"
 done
