@@ -74,6 +74,16 @@ func describe(_ node: SupportNode) -> String {
     }
 }
 
+/// `--error-bound`: a relative error strictly between 0 and 1.
+func checkErrorBound(_ value: Double) throws {
+    guard value > 0 && value < 1 else { throw ValidationError("--error-bound \(value): expected a number in (0, 1)") }
+}
+
+/// `--node`: a backbone stage.
+func checkStage(_ node: String) throws {
+    guard ["res2", "res3", "res4", "res5"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4 or res5") }
+}
+
 func parsePair(_ text: String, _ option: String) throws -> (Double, Double) {
     let parts = text.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
     guard parts.count == 2, let a = parts[0], let b = parts[1], a.isFinite, b.isFinite else {
@@ -223,7 +233,7 @@ struct SingleNode: ParsableArguments {
     var out: String
 
     func validate() throws {
-        guard ["res2", "res3", "res4", "res5"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4 or res5") }
+        try checkStage(node)
         guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
         if (point == nil) == (roi == nil) { throw ValidationError("give the node with --point x,y or with --roi x0,y0,x1,y1 (one of them)") }
     }
@@ -252,7 +262,7 @@ struct Saliency: ParsableCommand {
     @OptionGroup var node: SingleNode
     @Option(help: "Relative L2 error of the node's feature vector allowed in the region.")
     var errorBound: Double = defaultErrorBound
-    func validate() throws { guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") } }
+    func validate() throws { try checkErrorBound(errorBound) }
     func run() throws {
         try reporting { try NodeCommand(tool: "saliency").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
                                                                stage: node.node, errorBound: errorBound, out: node.out) }
@@ -332,7 +342,7 @@ struct Figure: ParsableCommand {
 
     func validate() throws {
         guard ["res2", "res3", "res4", "res5", "head"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4, res5 or head") }
-        guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") }
+        try checkErrorBound(errorBound)
         guard (32...2000).contains(cellWidth) else { throw ValidationError("--cell-width \(cellWidth): expected 32 to 2000 pixels") }
         guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
     }
@@ -406,8 +416,8 @@ struct Focus: ParsableCommand {
     var json: String?
 
     func validate() throws {
-        guard ["res2", "res3", "res4", "res5"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4 or res5") }
-        guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") }
+        try checkStage(node)
+        try checkErrorBound(errorBound)
         guard maxObjects >= 1 else { throw ValidationError("--max-objects \(maxObjects): expected at least 1") }
     }
 
@@ -485,7 +495,7 @@ struct All: ParsableCommand {
     @OptionGroup var node: SingleNode
     @Option(help: "Relative L2 error of the node's feature vector allowed in the saliency region.")
     var errorBound: Double = defaultErrorBound
-    func validate() throws { guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") } }
+    func validate() throws { try checkErrorBound(errorBound) }
     func run() throws {
         try reporting { try NodeCommand(tool: "all").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
                                                           stage: node.node, errorBound: errorBound, out: node.out) }
