@@ -93,11 +93,12 @@ public final class BackboneSupport {
         }
     }
 
-    /// The stage's feature-map size for `input`.
+    /// The stage's feature-map size for `input` (from the layer shapes; nothing is computed).
     public func featureSize(_ input: Tensor, stage: String) throws -> (height: Int, width: Int) {
-        let (features, _) = try backbone.forward(input, training: false, ws)
-        guard let map = features[stage] else { throw ShapeError("the backbone has no stage \(stage) (res2...res5)") }
-        return (map.dim(2), map.dim(3))
+        guard let shape = try backbone.cost(inputShape: input.shape).shapes[stage] else {
+            throw ShapeError("the backbone has no stage \(stage) (res2...res5)")
+        }
+        return (shape[2], shape[3])
     }
 
     /// One forward and backward pass from r = ||f(node)||: the receptive field and the sampling
@@ -221,8 +222,8 @@ public struct SaliencyRegion: Codable, Sendable {
 /// prefix length finds the shortest prefix within the bound (log2(cells) + 1 responses). Cells
 /// without importance (outside the node's receptive field) are masked at no cost. `response`
 /// gives the node's vector for a kept-pixel mask (masked pixels take the mean pixel, 0 after
-/// normalisation).
-public func errorBoundedSaliency(height: Int, width: Int, patch: Int, importance: [Float], errorBound: Double,
+/// normalisation); `fullResponse`, when the caller has it, is its value with every pixel kept.
+public func errorBoundedSaliency(height: Int, width: Int, patch: Int, importance: [Float], errorBound: Double, fullResponse: [Float]? = nil,
                                  response: ([Bool]) throws -> [Float]) throws -> SaliencyRegion {
     precondition(importance.count == height * width && patch >= 1)
     let rows = (height + patch - 1) / patch, columns = (width + patch - 1) / patch
@@ -236,7 +237,7 @@ public func errorBoundedSaliency(height: Int, width: Int, patch: Int, importance
         for c in order.prefix(kept) { cells[c] = true }
         return (0..<(height * width)).map { cells[($0 / width / patch) * columns + ($0 % width) / patch] }
     }
-    let full = try response([Bool](repeating: true, count: height * width))
+    let full = try fullResponse ?? response([Bool](repeating: true, count: height * width))
     let fullNorm = full.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
     var steps: [Int: (area: Double, error: Double)] = [:]
     func error(_ kept: Int) throws -> Double {

@@ -75,7 +75,8 @@ extension BackboneSupport {
             let h = image.image.height, w = image.image.width
             var importance = [Float](repeating: 0, count: h * w)
             for yy in 0..<h { for xx in 0..<w { importance[yy * w + xx] = gradients.receptiveField[yy * gradients.width + xx] } }
-            saliency = try errorBoundedSaliency(height: h, width: w, patch: patch, importance: importance, errorBound: errorBound) { keep in
+            saliency = try errorBoundedSaliency(height: h, width: w, patch: patch, importance: importance, errorBound: errorBound,
+                                                fullResponse: gradients.response) { keep in
                 try response(image.masked(keep), node: node)
             }
         }

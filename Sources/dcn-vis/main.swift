@@ -74,9 +74,14 @@ func describe(_ node: SupportNode) -> String {
     }
 }
 
-/// `--error-bound`: a relative error strictly between 0 and 1.
-func checkErrorBound(_ value: Double) throws {
-    guard value > 0 && value < 1 else { throw ValidationError("--error-bound \(value): expected a number in (0, 1)") }
+/// `--error-bound`, shared by every command that searches saliency regions.
+struct SaliencyBound: ParsableArguments {
+    @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
+    var errorBound: Double = defaultErrorBound
+
+    func validate() throws {
+        guard errorBound > 0 && errorBound < 1 else { throw ValidationError("--error-bound \(errorBound): expected a number in (0, 1)") }
+    }
 }
 
 /// `--node`: a backbone stage.
@@ -123,7 +128,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Shorter side of the image the network sees (default: the config's data.test_min_size).")
     var size: Int?
     @Option(help: "Worker threads (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    var threads: Int = System.defaultThreads
 
     func validate() throws {
         if let size, !(32...4096).contains(size) { throw ValidationError("--size \(size): expected a shorter side between 32 and 4096 pixels") }
@@ -232,6 +237,11 @@ struct SingleNode: ParsableArguments {
     @Option(help: "Where the picture goes (PNG); the numbers go beside it as .json.")
     var out: String
 
+    /// Runs `tool` (sampling, erf, saliency or all) on this node.
+    func run(_ tool: String, errorBound: Double = defaultErrorBound) throws {
+        try reporting { try NodeCommand(tool: tool).run(model: model, image: image, point: point, roi: roi, stage: node, errorBound: errorBound, out: out) }
+    }
+
     func validate() throws {
         try checkStage(node)
         guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
@@ -243,8 +253,7 @@ struct Sampling: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Effective sampling locations of a node through the deformable layers of its stage.")
     @OptionGroup var node: SingleNode
     func run() throws {
-        try reporting { try NodeCommand(tool: "sampling").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
-                                                               stage: node.node, errorBound: defaultErrorBound, out: node.out) }
+        try node.run("sampling")
     }
 }
 
@@ -252,21 +261,15 @@ struct ERF: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "erf", abstract: "The effective receptive field of a node: |d response / d pixel|.")
     @OptionGroup var node: SingleNode
     func run() throws {
-        try reporting { try NodeCommand(tool: "erf").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
-                                                          stage: node.node, errorBound: defaultErrorBound, out: node.out) }
+        try node.run("erf")
     }
 }
 
 struct Saliency: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "The error-bounded saliency region of a node.")
     @OptionGroup var node: SingleNode
-    @Option(help: "Relative L2 error of the node's feature vector allowed in the region.")
-    var errorBound: Double = defaultErrorBound
-    func validate() throws { try checkErrorBound(errorBound) }
-    func run() throws {
-        try reporting { try NodeCommand(tool: "saliency").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
-                                                               stage: node.node, errorBound: errorBound, out: node.out) }
-    }
+    @OptionGroup var bound: SaliencyBound
+    func run() throws { try node.run("saliency", errorBound: bound.errorBound) }
 }
 
 /// A node picked from the ground truth: a point and, for RoI nodes, a box (original pixels).
@@ -329,20 +332,18 @@ struct Figure: ParsableCommand {
     var size: Int?
     @Option(help: "The nodes: a backbone stage (res2 ... res5), or head for the RoI head's 2fc output on the objects' boxes (Figure 2).")
     var node: String = "res5"
-    @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
-    var errorBound: Double = defaultErrorBound
+    @OptionGroup var bound: SaliencyBound
     @Option(help: "Width of each picture in the figure, pixels.")
     var cellWidth: Int = 260
     @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
     var overrides: [String] = []
     @Option(help: "Worker threads (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    var threads: Int = System.defaultThreads
     @Option(help: "The figure (PNG).")
     var out: String
 
     func validate() throws {
         guard ["res2", "res3", "res4", "res5", "head"].contains(node) else { throw ValidationError("--node \(node): expected res2, res3, res4, res5 or head") }
-        try checkErrorBound(errorBound)
         guard (32...2000).contains(cellWidth) else { throw ValidationError("--cell-width \(cellWidth): expected 32 to 2000 pixels") }
         guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
     }
@@ -386,7 +387,7 @@ struct Figure: ParsableCommand {
                         let request: NodeRequest = node == "head"
                             ? .roi(Box(Float(c.node.box.x1 * s), Float(c.node.box.y1 * s), Float(c.node.box.x2 * s), Float(c.node.box.y2 * s)))
                             : .point(stage: node, x: c.node.x * s, y: c.node.y * s)
-                        let support = try model.support.analyse(image, request, errorBound: errorBound)
+                        let support = try model.support.analyse(image, request, errorBound: bound.errorBound)
                         row.append(("\(c.caption): sampling", samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: node))))
                         row.append(("ERF", receptiveFieldPicture(support, on: image.image)))
                         row.append(("saliency", saliencyPicture(support, on: image.image)))
@@ -410,14 +411,12 @@ struct Focus: ParsableCommand {
     var maxObjects: Int = 50
     @Option(help: "The backbone stage of the nodes.")
     var node: String = "res5"
-    @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
-    var errorBound: Double = defaultErrorBound
+    @OptionGroup var bound: SaliencyBound
     @Option(help: "Write the numbers (per object and summary) to this JSON file.")
     var json: String?
 
     func validate() throws {
         try checkStage(node)
-        try checkErrorBound(errorBound)
         guard maxObjects >= 1 else { throw ValidationError("--max-objects \(maxObjects): expected at least 1") }
     }
 
@@ -437,7 +436,7 @@ struct Focus: ParsableCommand {
                     if erfInside.count >= maxObjects { break outer }
                     let s = image.scale
                     let b = (x1: Double(object.box.x1) * s, y1: Double(object.box.y1) * s, x2: Double(object.box.x2) * s, y2: Double(object.box.y2) * s)
-                    let support = try analysed.support.analyse(image, .point(stage: node, x: (b.x1 + b.x2) / 2, y: (b.y1 + b.y2) / 2), errorBound: errorBound)
+                    let support = try analysed.support.analyse(image, .point(stage: node, x: (b.x1 + b.x2) / 2, y: (b.y1 + b.y2) / 2), errorBound: bound.errorBound)
                     let shares = insideShares(support, box: b, width: image.image.width, height: image.image.height)
                     erfInside.append(shares.erf)
                     saliencyInside.append(shares.saliency)
@@ -447,7 +446,7 @@ struct Focus: ParsableCommand {
             }
             guard !erfInside.isEmpty else { throw VisError("the evaluation split has no objects") }
             let summary: [String: Any] = ["objects": erfInside.count, "erf_inside": statistics(erfInside), "saliency_inside": statistics(saliencyInside),
-                                          "config": model.config, "checkpoint": model.checkpoint, "node": node, "error_bound": errorBound]
+                                          "config": model.config, "checkpoint": model.checkpoint, "node": node, "error_bound": bound.errorBound]
             func line(_ name: String, _ v: [Double]) -> String {
                 let s = statistics(v)
                 return String(format: "%@  mean %.3f  quartiles %.3f / %.3f / %.3f", name, s["mean"]!, s["q1"]!, s["median"]!, s["q3"]!)
@@ -493,13 +492,8 @@ struct All: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The three analyses of a node from one pass: OUT_sampling.png, OUT_erf.png, OUT_saliency.png and OUT.json.")
     @OptionGroup var node: SingleNode
-    @Option(help: "Relative L2 error of the node's feature vector allowed in the saliency region.")
-    var errorBound: Double = defaultErrorBound
-    func validate() throws { try checkErrorBound(errorBound) }
-    func run() throws {
-        try reporting { try NodeCommand(tool: "all").run(model: node.model, image: node.image, point: node.point, roi: node.roi,
-                                                          stage: node.node, errorBound: errorBound, out: node.out) }
-    }
+    @OptionGroup var bound: SaliencyBound
+    func run() throws { try node.run("all", errorBound: bound.errorBound) }
 }
 
 struct DCNVis: ParsableCommand {
