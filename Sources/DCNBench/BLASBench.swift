@@ -1,6 +1,6 @@
 // dcn-bench blas: every OpenBLAS kernel this CPU can run, side by side in one process: the
-// sgemm rate, and whether sgemm gives the same bits on one thread and on several for the
-// products the models compute.
+// sgemm rate, and whether our sgemm (OpenBLAS single-threaded, split over our threads) gives the
+// same bits on one thread and on several for the products the models compute.
 import DCNTensor
 import Foundation
 
@@ -45,13 +45,12 @@ public func runnableCores(_ cpu: CPUFeatures) -> [String] {
     return cores
 }
 
-/// Computes `shape` on `threads` OpenBLAS threads with inputs ~U(-1, 1) (fixed seed).
+/// Computes `shape` with `BLAS.sgemm` on `threads` threads with inputs ~U(-1, 1) (fixed seed).
 func product(_ shape: ProductShape, threads: Int) -> [Float] {
     var rng = SeededGenerator(seed: 7)
     let a = Tensor.uniform([shape.m * shape.k], -1, 1, using: &rng), b = Tensor.uniform([shape.k * shape.n], -1, 1, using: &rng)
     var c = Tensor(zeros: [shape.m * shape.n])
-    BLAS.setThreadCount(threads)
-    a.withUnsafeBufferPointer { ap in
+    Threads.with(threads) { a.withUnsafeBufferPointer { ap in
         b.withUnsafeBufferPointer { bp in
             c.withUnsafeMutableBufferPointer { cp in
                 BLAS.sgemm(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k, alpha: 1,
@@ -60,27 +59,23 @@ func product(_ shape: ProductShape, threads: Int) -> [Float] {
                            beta: 0, c: cp.baseAddress!, ldc: shape.n)
             }
         }
-    }
+    } }
     return c.data
 }
 
-/// Switches OpenBLAS to each of `cores` in turn (in this process), measures sgemm n^3 on
-/// `threads` threads and compares every product of `shapes` on 1 and `threads` threads bit for
-/// bit; then switches back to the process's own core. A process-wide change: a command, not a test.
+/// Switches OpenBLAS to each of `cores` in turn (in this process), measures `BLAS.sgemm` n^3 on
+/// the process's threads and compares every product of `shapes` on 1 and `threads` threads bit
+/// for bit (OpenBLAS runs single-threaded under our split, `ProductPieces`); then switches back to the process's own core. A process-wide change: a command, not a test.
 public func runBLASKernelBenchmark(cores: [String], threads: Int, n: Int = 2048, shapes: [ProductShape] = blasDeterminismShapes,
                                    report: (BLASKernelReport) -> Void) throws {
     let own = BLASKernel.selection.running
-    defer {
-        _ = try? BLASKernel.switchCore(to: own)
-        BLAS.setThreadCount(threads)
-    }
+    defer { _ = try? BLASKernel.switchCore(to: own) }
     for core in cores {
         let running = try BLASKernel.switchCore(to: core)
         var differing = [String]()
         for shape in shapes where product(shape, threads: 1).map(\.bitPattern) != product(shape, threads: threads).map(\.bitPattern) {
             differing.append(shape.name)
         }
-        BLAS.setThreadCount(threads)
         report(BLASKernelReport(blas: BLASKernel.version, core: running, selected: running == own, threads: threads,
                                 sgemmN: n, gflops: measureSgemm(n: n), differingProducts: differing))
     }

@@ -13,6 +13,10 @@ public struct TrainStepResult: Sendable {
     public var label: String
     public var height: Int, width: Int, batch: Int, threads: Int
     public var phases: [(name: String, seconds: Double)]
+    /// Median seconds per backbone layer kind, stage and pass ("res4 conv 3x3 fwd"), in first-run order.
+    public var layers: [(name: String, seconds: Double)]
+    /// Multiply-adds of the backbone's forward and backward (`ResNet.trainingMultiplyAdds`).
+    public var backboneMultiplyAdds: (forward: Int, backward: Int)
     public var stepSeconds: Double
     public var peakResidentBytes: Int
     /// Data-parallel runs: processes, the median seconds per step spent waiting on communication
@@ -74,17 +78,19 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     let shareImages = try Tensor(shape: [per, 3, height, width], data: Array(images.data[first * plane ..< (first + per) * plane]))
     let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
     let ws = Workspace()
-    var perPhase: [String: [Double]] = [:]
-    var order: [String] = []
+    var perPhase: [String: [Double]] = [:], perLayer: [String: [Double]] = [:]
+    var order: [String] = [], layerOrder: [String] = []
     var totals: [Double] = [], waits: [Double] = []
     for step in 0...steps {
-        let profiler = PhaseProfiler()
+        let profiler = PhaseProfiler(), layers = LayerProfiler()
         model.parameters.zeroGrad()
         try buckets?.beginStep()
         let start = DispatchTime.now().uptimeNanoseconds
         let share = StepShare(seed: rng.next(), firstImage: first, collective: buckets)
-        _ = try model.trainStep(images: shareImages, sizes: Array(sizes[first ..< first + per]), targets: Array(targets[first ..< first + per]),
+        _ = try layers.collect {
+            try model.trainStep(images: shareImages, sizes: Array(sizes[first ..< first + per]), targets: Array(targets[first ..< first + per]),
                                 share: share, ws, fixedProposals: proposals.map { Array($0[first ..< first + per]) }, profiler: profiler)
+        }
         try buckets?.finish()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if step == 0 {
@@ -97,10 +103,16 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
             if perPhase[name] == nil { order.append(name) }
             perPhase[name, default: []].append(profiler.seconds[name]!)
         }
+        for name in layers.order {
+            if perLayer[name] == nil { layerOrder.append(name) }
+            perLayer[name, default: []].append(layers.seconds[name]!)
+        }
     }
     func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
     return TrainStepResult(label: label, height: height, width: width, batch: batch, threads: threads,
-                           phases: order.map { ($0, median(perPhase[$0]!)) }, stepSeconds: median(totals),
+                           phases: order.map { ($0, median(perPhase[$0]!)) }, layers: layerOrder.map { ($0, median(perLayer[$0]!)) },
+                           backboneMultiplyAdds: try model.backbone.trainingMultiplyAdds(inputShape: [per, 3, height, width]),
+                           stepSeconds: median(totals),
                            peakResidentBytes: System.peakResidentBytes(), processes: group.size, communicationWaitSeconds: median(waits),
                            gradientFloats: model.parameters.gradientBlock?.count ?? 0)
 }

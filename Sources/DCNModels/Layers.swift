@@ -62,6 +62,13 @@ public final class ConvLayer {
     }
 }
 
+/// A regular convolution's label for `LayerProfiler`: "conv 1x1", "conv 1x1 /2" (strided), "conv 3x3".
+enum ConvKindLabel {
+    static func of(_ c: ConvLayer) -> String {
+        "conv \(c.weight.shape[2])x\(c.weight.shape[3])" + (c.options.strideH > 1 ? " /\(c.options.strideH)" : "")
+    }
+}
+
 // MARK: - Transposed convolution
 
 /// A 2-D transposed convolution with weight `[Cin, Cout, kh, kw]` (PyTorch's layout) and a bias
@@ -258,6 +265,14 @@ public enum SpatialConv {
         switch self {
         case .regular(let c): return c.parameters
         case .deformable(let d): return d.parameters
+        }
+    }
+
+    /// "conv 3x3", "mdconv 3x3", ...: the label `LayerProfiler` files the layer under.
+    var kind: String {
+        switch self {
+        case .regular(let c): return ConvKindLabel.of(c)
+        case .deformable(let d): return "\(d.modulated ? "mdconv" : "dconv") \(d.weight.shape[2])x\(d.weight.shape[3])"
         }
     }
 

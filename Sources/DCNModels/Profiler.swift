@@ -30,3 +30,34 @@ extension Optional where Wrapped == PhaseProfiler {
         return try body()
     }
 }
+
+/// Wall-clock seconds per backbone layer kind and stage ("res4 conv 3x3 fwd"), for
+/// `dcn-bench train-step --layers`. The backbone reports to the profiler of the current task, so
+/// nothing is passed through the model and nothing is timed when no profiler is set.
+public final class LayerProfiler: @unchecked Sendable {
+    @TaskLocal public static var current: LayerProfiler?
+
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var order: [String] = []
+
+    public init() {}
+
+    /// Runs `body` under this profiler (the layers that run inside report to it).
+    public func collect<R>(_ body: () throws -> R) rethrows -> R {
+        try Self.$current.withValue(self) { try body() }
+    }
+
+    func add(_ key: String, _ s: Double) {
+        if seconds[key] == nil { order.append(key) }
+        seconds[key, default: 0] += s
+    }
+
+    /// Times `body` under `key` when the current task has a profiler.
+    @inline(__always)
+    static func measure<R>(_ key: @autoclosure () -> String, _ body: () throws -> R) rethrows -> R {
+        guard let profiler = current else { return try body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { profiler.add(key(), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+        return try body()
+    }
+}

@@ -93,6 +93,8 @@ struct ConvNormUnit {
 public final class ResidualBlock {
     let units: [ConvNormUnit]
     let shortcut: (conv: ConvLayer, norm: NormLayer)?
+    /// The stage, "res2" ... "res5", under which `LayerProfiler` files the block's layers.
+    let stage: String
 
     /// What backward needs from one forward.
     public struct Cache {
@@ -108,9 +110,15 @@ public final class ResidualBlock {
         var output: Tensor
     }
 
-    init(units: [ConvNormUnit], shortcut: (ConvLayer, NormLayer)?) {
+    init(units: [ConvNormUnit], shortcut: (ConvLayer, NormLayer)?, stage: String) {
         self.units = units
         self.shortcut = shortcut
+        self.stage = stage
+    }
+
+    /// Times `body` as this block's `layer` in `pass` ("fwd", "bwd") when a `LayerProfiler` is set.
+    func timed<R>(_ layer: @autoclosure () -> String, _ pass: String, _ body: () throws -> R) rethrows -> R {
+        try LayerProfiler.measure("\(stage) \(layer()) \(pass)", body)
     }
 
     public var parameters: [Parameter] {
@@ -122,21 +130,21 @@ public final class ResidualBlock {
         var cache = Cache(unitInputs: [], convOutputs: [], convCaches: [], normCaches: [], output: x)
         for (i, unit) in units.enumerated() {
             if keepCache { cache.unitInputs.append(h) }
-            let (c, convCache) = try unit.conv.forward(h, ws)
-            var (n, normCache) = try unit.norm.forward(c, training: training)
+            let (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws) }
+            var (n, normCache) = try timed("norm", "fwd") { try unit.norm.forward(c, training: training) }
             if keepCache { cache.convOutputs.append(c); cache.convCaches.append(convCache); cache.normCaches.append(normCache) }
-            if i < units.count - 1 { reluForwardInPlace(&n) }
+            if i < units.count - 1 { timed("relu, add", "fwd") { reluForwardInPlace(&n) } }
             h = n
         }
         if let shortcut {
-            let c = try shortcut.conv.forward(x, ws)
-            let (n, normCache) = try shortcut.norm.forward(c, training: training)
+            let c = try timed(ConvKindLabel.of(shortcut.conv), "fwd") { try shortcut.conv.forward(x, ws) }
+            let (n, normCache) = try timed("norm", "fwd") { try shortcut.norm.forward(c, training: training) }
             if keepCache { cache.shortcutConvOutput = c; cache.shortcutNormCache = normCache }
-            h.add(n)
+            timed("relu, add", "fwd") { h.add(n) }
         } else {
-            h.add(x)
+            timed("relu, add", "fwd") { h.add(x) }
         }
-        reluForwardInPlace(&h)
+        timed("relu, add", "fwd") { reluForwardInPlace(&h) }
         cache.output = h
         return (h, keepCache ? cache : nil)
     }
@@ -145,28 +153,29 @@ public final class ResidualBlock {
     public func backward(_ dy: Tensor, cache: Cache, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
         // out = relu(main(x) + shortcut(x)): g is the gradient of the sum.
         var g = Tensor(zeros: dy.shape)
-        try reluBackward(dInput: &g, dOutput: dy, output: cache.output)
+        try timed("relu, add", "bwd") { try reluBackward(dInput: &g, dOutput: dy, output: cache.output) }
         var d = g
         for i in stride(from: units.count - 1, through: 0, by: -1) {
             let unit = units[i]
             if i < units.count - 1 {
                 // Unit i's ReLU output is unit i+1's input.
                 var r = Tensor(zeros: d.shape)
-                try reluBackward(dInput: &r, dOutput: d, output: cache.unitInputs[i + 1])
+                try timed("relu, add", "bwd") { try reluBackward(dInput: &r, dOutput: d, output: cache.unitInputs[i + 1]) }
                 d = r
             }
-            let dc = try unit.norm.backward(d, input: cache.convOutputs[i], cache: cache.normCaches[i], wantInput: true)!
+            let dc = try timed("norm", "bwd") { try unit.norm.backward(d, input: cache.convOutputs[i], cache: cache.normCaches[i], wantInput: true)! }
             let needInput = i > 0 || wantInput
-            guard let dx = try unit.conv.backward(dc, input: cache.unitInputs[i], cache: cache.convCaches[i],
-                                                  wantInput: needInput, ws) else { break }
+            guard let dx = try timed(unit.conv.kind, "bwd", {
+                try unit.conv.backward(dc, input: cache.unitInputs[i], cache: cache.convCaches[i], wantInput: needInput, ws)
+            }) else { break }
             d = dx
         }
         if let shortcut, let c = cache.shortcutConvOutput, let normCache = cache.shortcutNormCache {
-            let dc = try shortcut.norm.backward(g, input: c, cache: normCache, wantInput: true)!
-            let ds = try shortcut.conv.backward(dc, input: cache.unitInputs[0], wantInput: wantInput, ws)
-            if wantInput { d.add(ds!) }
+            let dc = try timed("norm", "bwd") { try shortcut.norm.backward(g, input: c, cache: normCache, wantInput: true)! }
+            let ds = try timed(ConvKindLabel.of(shortcut.conv), "bwd") { try shortcut.conv.backward(dc, input: cache.unitInputs[0], wantInput: wantInput, ws) }
+            if wantInput { timed("relu, add", "bwd") { d.add(ds!) } }
         } else if wantInput {
-            d.add(g)
+            timed("relu, add", "bwd") { d.add(g) }
         }
         return wantInput ? d : nil
     }
@@ -285,7 +294,8 @@ public final class ResNet {
             shortcut = (ConvLayer(name: name + ".downsample.0", inChannels, outChannels, kernel: 1, stride: stride, rng: &rng),
                         NormLayer(name: name + ".downsample.1", channels: outChannels, kind: spec.norm))
         }
-        return ResidualBlock(units: units, shortcut: shortcut)
+        let stage = name.split(separator: ".").first { $0.hasPrefix("layer") }.flatMap { Int($0.dropFirst(5)) }.map { "res\($0 + 1)" }
+        return ResidualBlock(units: units, shortcut: shortcut, stage: stage ?? name)
     }
 
     /// Freezes the stem (1) and the first `n - 1` stages: no gradients, no backward work.
@@ -330,14 +340,13 @@ public final class ResNet {
         try require(x.rank == 4 && x.dim(1) == 3, "resnet: input must be [N, 3, H, W], got \(x.shape)")
         let frozen = spec.frozenStages
         let cacheStem = training && frozen < 1 || cacheAllStages
-        var h = try stemConv.forward(x, ws)
-        let stemConvOutput = h
-        let (normed, stemNormCache) = try stemNorm.forward(h, training: training && frozen < 1)
-        h = normed
-        reluForwardInPlace(&h)
-        let stemReLU = h
-        let pool = try maxPoolForward(input: h, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1))
-        h = pool.output
+        let (stemConvOutput, stemNormCache, stemReLU, pool) = try LayerProfiler.measure("stem conv, norm, relu, pool fwd") {
+            let c = try stemConv.forward(x, ws)
+            var (normed, normCache) = try stemNorm.forward(c, training: training && frozen < 1)
+            reluForwardInPlace(&normed)
+            return (c, normCache, normed, try maxPoolForward(input: normed, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1)))
+        }
+        var h = pool.output
         var features = FeatureMaps()
         var cache = Cache(blockCaches: [], stem: nil, pooled: nil, stageOutputs: [])
         for (s, stage) in stages.enumerated() {
@@ -413,6 +422,39 @@ public final class ResNet {
         let dConv = try stemNorm.backward(dPool, input: stem.convOutput, cache: stem.normCache, wantInput: true)!
         defer { finished?(stemConv.parameters + stemNorm.parameters) }
         return try stemConv.backward(dConv, input: stem.input, wantInput: wantInput, ws)
+    }
+
+    /// Multiply-adds of one training step for an input of `[N, 3, H, W]` (no classification head):
+    /// the forward of every layer, and the backward's products in the trainable stages: each
+    /// convolution's weight gradient, plus its input gradient unless that gradient would only go
+    /// into a frozen stage (as `backward` skips it). For deformable layers the offset branch's
+    /// products are counted; the bilinear sampling is not.
+    public func trainingMultiplyAdds(inputShape: [Int]) throws -> (forward: Int, backward: Int) {
+        let frozen = spec.frozenStages
+        var counter = CostCounter()
+        var shape = try stemConv.cost(inputShape, &counter)
+        var forward = counter.multiplyAdds, backward = frozen < 1 ? counter.multiplyAdds : 0
+        let poolOut = try MaxPoolOptions(kernel: 3, stride: 2, padding: 1).outputSize(height: shape[2], width: shape[3])
+        shape = [shape[0], shape[1], poolOut.0, poolOut.1]
+        for (s, stage) in stages.enumerated() {
+            for (b, block) in stage.enumerated() {
+                var blockCounter = CostCounter()
+                let input = shape
+                shape = try block.cost(input, &blockCounter)
+                forward += blockCounter.multiplyAdds
+                guard s + 2 > frozen else { continue }
+                backward += 2 * blockCounter.multiplyAdds
+                let needInput = b > 0 || s > 0 && s + 1 > frozen || s == 0 && frozen < 1
+                if !needInput {
+                    // No input gradient for the first unit's conv nor the shortcut.
+                    var skipped = CostCounter()
+                    _ = try block.units[0].conv.cost(input, &skipped)
+                    if let shortcut = block.shortcut { _ = try shortcut.conv.cost(input, &skipped) }
+                    backward -= skipped.multiplyAdds
+                }
+            }
+        }
+        return (forward, backward)
     }
 
     /// Output shapes of res2..res5 and multiply-adds for an input of `[N, 3, H, W]`.

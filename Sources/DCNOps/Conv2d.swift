@@ -200,28 +200,41 @@ func regularColumns(
 func im2col(_ geo: ConvGeometry, _ x: UnsafePointer<Float>, _ n0: Int, _ images: Int, _ columns: UnsafeMutablePointer<Float>) {
     let o = geo.options, K = geo.taps, P = geo.outPixels, H = geo.height, W = geo.width
     let Ho = geo.outHeight, Wo = geo.outWidth, C = geo.inChannels, kw = geo.kernelW
-    let stride = images * P
+    let stride = images * P, sw = o.strideW
     let src = SharedReads(x), dst = DisjointWrites(columns)
     parallelFor(C * K, grain: 4) { rows in
         for r in rows {
             let c = r / K, k = r % K, i = k / kw, j = k % kw
+            let x0 = j * o.dilationW - o.padW
+            let (lo, hi) = insideColumns(x0: x0, stride: sw, width: W, outWidth: Wo)
             for b in 0..<images {
                 let plane = src + ((n0 + b) * C + c) * H * W
                 let out = dst + r * stride + b * P
                 for oy in 0..<Ho {
                     let iy = oy * o.strideH - o.padH + i * o.dilationH
                     let row = out + oy * Wo
-                    if iy < 0 || iy >= H { row.update(repeating: 0, count: Wo); continue }
-                    let line = plane + iy * W
-                    let x0 = j * o.dilationW - o.padW
-                    for ox in 0..<Wo {
-                        let ix = ox * o.strideW + x0
-                        row[ox] = (ix >= 0 && ix < W) ? line[ix] : 0
+                    if iy < 0 || iy >= H || lo >= hi { row.update(repeating: 0, count: Wo); continue }
+                    let line = plane + iy * W + x0
+                    row.update(repeating: 0, count: lo)
+                    if sw == 1 {
+                        (row + lo).update(from: line + lo, count: hi - lo)
+                    } else {
+                        for ox in lo..<hi { row[ox] = line[ox * sw] }
                     }
+                    (row + hi).update(repeating: 0, count: Wo - hi)
                 }
             }
         }
     }
+}
+
+/// The output columns ox in lo ..< hi whose input column ox * stride + x0 lies inside 0 ..< width.
+@inline(__always)
+func insideColumns(x0: Int, stride: Int, width: Int, outWidth: Int) -> (Int, Int) {
+    let lo = x0 >= 0 ? 0 : (-x0 + stride - 1) / stride
+    let last = width - 1 - x0  // ox * stride <= last
+    let hi = last < 0 ? 0 : min(outWidth, last / stride + 1)
+    return (min(lo, outWidth), max(hi, min(lo, outWidth)))
 }
 
 /// The adjoint of im2col: dInput[n0+b, c, iy, ix] += dColumns[c*K + k, b*P + p] for every tap and
@@ -239,15 +252,13 @@ func col2imAdd(_ geo: ConvGeometry, dInput: UnsafeMutablePointer<Float>, dColumn
             for k in 0..<K {
                 let i = k / kw, j = k % kw
                 let row = src + (c * K + k) * stride + b * P
+                let x0 = j * o.dilationW - o.padW
+                let (lo, hi) = insideColumns(x0: x0, stride: o.strideW, width: W, outWidth: Wo)
                 for oy in 0..<Ho {
                     let iy = oy * o.strideH - o.padH + i * o.dilationH
                     if iy < 0 || iy >= H { continue }
-                    let line = plane + iy * W
-                    let x0 = j * o.dilationW - o.padW
-                    for ox in 0..<Wo {
-                        let ix = ox * o.strideW + x0
-                        if ix >= 0 && ix < W { line[ix] += row[oy * Wo + ox] }
-                    }
+                    let line = plane + iy * W + x0, from = row + oy * Wo
+                    for ox in lo..<hi { line[ox * o.strideW] += from[ox] }
                 }
             }
         }

@@ -7,6 +7,13 @@ public enum BLAS {
     /// Row-major single-precision matrix product:
     /// `C[m x n] = alpha * op(A) * op(B) + beta * C`, with `op(A)` of size m x k and `op(B)` k x n.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (before transposition).
+    ///
+    /// OpenBLAS itself runs on one thread (`BLASKernel.selection` sets it): a large product is cut
+    /// into blocks of C's columns (or rows) by `ProductPieces`, and `parallelFor` runs the blocks on
+    /// our threads. Its idle threads sleep, where OpenBLAS's spin for a while after each call and
+    /// took a core from the loops that ran between products. The cut depends on the shape and the
+    /// machine's core count only, never on the thread count, so every element is computed by the
+    /// same single-threaded call on any number of threads: the same bits.
     @inlinable
     public static func sgemm(
         transA: Bool, transB: Bool,
@@ -24,6 +31,78 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
+        sgemm(in: ProductPieces(m: m, n: n, k: k), transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+              a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+
+    /// `sgemm` cut into the given blocks (m, n, k >= 1): what `sgemm` runs, open so that tests
+    /// can check every way of cutting on any machine.
+    @inlinable
+    public static func sgemm(
+        in pieces: ProductPieces, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let sa = SharedReads(a), sb = SharedReads(b), sc = DisjointWrites(c)
+        switch pieces.side {
+        case .whole:
+            serialSgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                        beta: beta, c: c, ldc: ldc)
+        case .columns:
+            // C[:, j0..<j1] = op(A) op(B)[:, j0..<j1]; B's columns j0.. start at j0 (j0 * ldb when transposed).
+            parallelFor(pieces.count) { range in
+                for piece in range {
+                    let js = pieces.range(piece)
+                    serialSgemm(transA: transA, transB: transB, m: m, n: js.count, k: k, alpha: alpha, a: sa.pointer, lda: lda,
+                                b: sb + (transB ? js.lowerBound * ldb : js.lowerBound), ldb: ldb,
+                                beta: beta, c: sc + js.lowerBound, ldc: ldc)
+                }
+            }
+        case .rows:
+            // C[i0..<i1, :] = op(A)[i0..<i1, :] op(B); A's rows i0.. start at i0 * lda (i0 when transposed).
+            parallelFor(pieces.count) { range in
+                for piece in range {
+                    let rows = pieces.range(piece)
+                    serialSgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k, alpha: alpha,
+                                a: sa + (transA ? rows.lowerBound : rows.lowerBound * lda), lda: lda, b: sb.pointer, ldb: ldb,
+                                beta: beta, c: sc + rows.lowerBound * ldc, ldc: ldc)
+                }
+            }
+        case .inner:
+            // C = (beta C + op(A)[:, K0] op(B)[K0, :]) + op(A)[:, K1] op(B)[K1, :] + ...: block 0 goes
+            // into C, the others into their own m x n buffers, added in block order.
+            let partials = UnsafeMutablePointer<Float>.allocate(capacity: (pieces.count - 1) * m * n)
+            defer { partials.deallocate() }
+            let sp = DisjointWrites(partials)
+            parallelFor(pieces.count) { range in
+                for piece in range {
+                    let ks = pieces.range(piece)
+                    serialSgemm(transA: transA, transB: transB, m: m, n: n, k: ks.count, alpha: alpha,
+                                a: sa + (transA ? ks.lowerBound * lda : ks.lowerBound), lda: lda,
+                                b: sb + (transB ? ks.lowerBound : ks.lowerBound * ldb), ldb: ldb,
+                                beta: piece == 0 ? beta : 0, c: piece == 0 ? sc.pointer : sp + (piece - 1) * m * n,
+                                ldc: piece == 0 ? ldc : n)
+                }
+            }
+            parallelFor(m, grain: max(1, 16384 / n)) { rows in
+                for i in rows {
+                    let row = sc + i * ldc
+                    for piece in 1..<pieces.count {
+                        let partial = sp + ((piece - 1) * m + i) * n
+                        for j in 0..<n { row[j] += partial[j] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One OpenBLAS call on the calling thread.
+    @inlinable
+    static func serialSgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         cblas_sgemm(
             CblasRowMajor,
             transA ? CblasTrans : CblasNoTrans,
@@ -40,13 +119,14 @@ public enum BLAS {
         cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
     }
 
-    /// Number of threads OpenBLAS uses for one call.
+    /// Number of threads OpenBLAS uses for one call (1, unless `dcn-bench blas` changed it).
     public static var threadCount: Int {
         _ = BLASKernel.selection
         return Int(openblas_get_num_threads())
     }
 
-    /// Sets the number of threads OpenBLAS uses for one call.
+    /// Sets the number of threads OpenBLAS uses for one call: for `dcn-bench blas`, which compares
+    /// OpenBLAS's own threading; everything else keeps it at 1 (see `sgemm`).
     public static func setThreadCount(_ n: Int) {
         _ = BLASKernel.selection
         openblas_set_num_threads(Int32(max(1, n)))
@@ -66,5 +146,46 @@ public enum BLAS {
             }
         }
         return info == 0
+    }
+}
+
+/// How `BLAS.sgemm` cuts a product into blocks that run on separate threads: along C's columns,
+/// its rows, or the inner dimension k (partial products summed in block order). Each block packs
+/// its share of one operand and the whole of what the cut does not divide (A for a column cut, B
+/// for a row cut, C for an inner cut), so the cut goes along the dimension whose "other" matrix
+/// is smallest: columns for a convolution's forward and input-gradient products (A is the
+/// weight), k for its weight gradient (k is the pixel count). A product under about 4 MFLOP, or
+/// on a one-core machine, stays whole. Blocks are a multiple of 16 long but the last, at least
+/// 256 long, and 2 per core so that a thread that starts late still gets a share (1 or 4 per
+/// core measured 5-15% slower on the R-50 products than 2; OpenBLAS's own 2 threads, 15% slower).
+public struct ProductPieces: Sendable, Equatable {
+    public enum Side: Sendable { case whole, columns, rows, inner }
+    public let side: Side
+    public let count: Int
+    /// The length of the side that is cut.
+    public let length: Int
+
+    /// Every block, the last one longer: for tests.
+    public init(side: Side, count: Int, length: Int) {
+        (self.side, self.count, self.length) = (side, max(1, count), length)
+    }
+
+    @inlinable public init(m: Int, n: Int, k: Int, cores: Int = System.activeProcessorCount) {
+        // What each block repeats, for each way of cutting.
+        let cuts: [(Side, length: Int, repeated: Int)] = [(.columns, n, m * k), (.inner, k, m * n), (.rows, m, k * n)]
+        let best = cuts.min { $0.repeated < $1.repeated }!
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        let blocks = min(2 * cores, best.length / 256, Int(flops / 4e6))
+        if cores <= 1 || blocks < 2 {
+            (side, count, length) = (.whole, 1, best.length)
+        } else {
+            (side, count, length) = (best.0, blocks, best.length)
+        }
+    }
+
+    /// The columns, rows or inner terms of block `i`.
+    @inlinable public func range(_ i: Int) -> Range<Int> {
+        func edge(_ j: Int) -> Int { j == count ? length : (length * j / count) / 16 * 16 }
+        return edge(i) ..< edge(i + 1)
     }
 }

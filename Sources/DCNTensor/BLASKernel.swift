@@ -130,6 +130,8 @@ public enum BLASKernel {
     }()
 
     private static func report(_ selection: Selection) -> Selection {
+        // Our threads run the products (`BLAS.sgemm`); OpenBLAS's own would spin beside them.
+        openblas_set_num_threads(1)
         if let notice = selection.notice {
             let line = Array("dcn: \(notice)\n".utf8)
             _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
@@ -137,9 +139,9 @@ public enum BLASKernel {
         return selection
     }
 
-    /// What decides the bits of a matrix product: "OpenBLAS 0.3.21 Cooperlake, 2 threads". Our own
-    /// loops give the same bits on any thread count; OpenBLAS's sgemm may not (`dcn-bench blas`).
-    public static var arithmetic: String { "\(version) \(coreName), \(BLAS.threadCount) threads" }
+    /// What decides the bits of a matrix product: "OpenBLAS 0.3.21 Cooperlake, products cut for 2
+    /// cores" (`ProductPieces`). The thread count does not: every piece is one single-threaded call.
+    public static var arithmetic: String { "\(version) \(coreName), products cut for \(System.activeProcessorCount) cores" }
 
     /// The core OpenBLAS runs now ("Cooperlake", "Haswell", "Prescott", ...).
     public static var coreName: String { String(cString: openblas_get_corename()) }

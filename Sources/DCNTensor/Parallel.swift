@@ -32,9 +32,8 @@ public struct SharedReads<T>: @unchecked Sendable {
 /// Thread settings for our own loops and OpenBLAS's.
 ///
 /// `set` is process-wide (the command-line tools call it once, at start); `with` changes the
-/// count of our own loops for the calling task only, so tests can compare thread counts while
-/// other tests run. OpenBLAS has one process-wide count and no per-call setting: inside `with`
-/// it keeps the process's.
+/// count for the calling task only, so tests can compare thread counts while other tests run.
+/// Both cover the matrix products, which `BLAS.sgemm` splits over the same loops.
 public enum Threads {
     nonisolated(unsafe) private static var configured: Int = 0
     @TaskLocal private static var scoped: Int?
@@ -44,11 +43,11 @@ public enum Threads {
         scoped ?? (configured > 0 ? configured : System.activeProcessorCount)
     }
 
-    /// Sets our loop threads and OpenBLAS's threads together for the whole process. Call before
-    /// starting work, never while other work runs (tests use `with`).
+    /// Sets our loop threads for the whole process (matrix products run on them too: OpenBLAS
+    /// itself stays on one thread, see `BLAS.sgemm`). Call before starting work, never while
+    /// other work runs (tests use `with`).
     public static func set(_ n: Int) {
         configured = max(1, n)
-        BLAS.setThreadCount(configured)
     }
 
     /// Runs `body` with `n` threads for our own loops in this task (and the tasks it starts).

@@ -14,7 +14,7 @@ struct DCNBenchCommand: ParsableCommand {
         subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, Allreduce.self, DataLoad.self])
 }
 
-/// `--threads`: our loops' and OpenBLAS's threads for the whole benchmark process.
+/// `--threads`: our threads (loops and matrix products) for the whole benchmark process.
 struct ThreadCount: ParsableArguments {
     @Option(help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
     var threads: Int = ProcessGroup.defaultThreads
@@ -257,6 +257,9 @@ struct TrainStep: ParsableCommand {
     @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
     var baseline = false
 
+    @Flag(help: "Also print the backbone's seconds per stage and layer kind (conv 1x1, conv 3x3, mdconv 3x3, norm, relu and add), forward and backward.")
+    var layers = false
+
     @Flag(help: "Replace the RPN's proposals by boxes around the objects, as a trained RPN gives, so the heads see their full quota of positive RoIs.")
     var proposalsNearObjects = false
 
@@ -294,6 +297,10 @@ struct TrainStep: ParsableCommand {
         }
         // Only rank 0 prints (every process runs the same steps).
         func say(_ line: String) { if group.isRoot { print(line) } }
+        // The limit the backbone's products are measured against, in the same run.
+        let sgemmRate = measureSgemm(n: 2048)
+        say(String(format: "sgemm 2048^3: %.1f GFLOP/s on %d threads, %@ %@ kernels", sgemmRate, Threads.count,
+                   BLASKernel.version, BLASKernel.coreName))
         for r in runs {
             let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps,
                                                    proposalsNearObjects: proposalsNearObjects, group: group, gradientOut: gradientOut)
@@ -302,6 +309,13 @@ struct TrainStep: ParsableCommand {
             say("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(processes)\(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
             for (name, seconds) in result.phases { say("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
             say(String(format: "  step            %8.3f s   peak memory %.2f GB (rank 0)", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
+            let backboneSeconds = result.phases.filter { $0.name.hasPrefix("backbone") }.map(\.seconds).reduce(0, +)
+            let gflop = 2 * Double(result.backboneMultiplyAdds.forward + result.backboneMultiplyAdds.backward) / 1e9
+            let rate = gflop / backboneSeconds
+            say(String(format: "  backbone: %.0f GFLOP (forward %.0f, backward %.0f) in %.3f s per process: %.1f GFLOP/s, %.0f%% of the sgemm rate",
+                       gflop, 2 * Double(result.backboneMultiplyAdds.forward) / 1e9, 2 * Double(result.backboneMultiplyAdds.backward) / 1e9,
+                       backboneSeconds, rate, 100 * rate / sgemmRate))
+            if layers { printLayers(result.layers, say: say) }
             if group.isDistributed {
                 let sum = try runAllreduceBenchmark(group: group, floats: result.gradientFloats, repeats: 3)
                 say(String(format: "  communication not hidden by the backward pass %.3f s (%.1f%% of the step)",
@@ -314,6 +328,30 @@ struct TrainStep: ParsableCommand {
             print(String(format: "configured / regular step time: %.2fx", results[0].stepSeconds / results[1].stepSeconds))
         }
     }
+}
+
+/// The per-layer seconds as a table: one row per stage and layer kind, forward and backward.
+func printLayers(_ layers: [(name: String, seconds: Double)], say: (String) -> Void) {
+    var rows: [String] = [], cells: [String: (fwd: Double, bwd: Double)] = [:]
+    for (name, seconds) in layers {
+        let pass = name.hasSuffix(" bwd") ? "bwd" : "fwd"
+        let row = String(name.dropLast(4))
+        if cells[row] == nil { rows.append(row); cells[row] = (0, 0) }
+        if pass == "fwd" { cells[row]!.fwd += seconds } else { cells[row]!.bwd += seconds }
+    }
+    // Stages in order, and within a stage the costliest kind first.
+    let stageOf = { (row: String) in String(row.prefix { $0 != " " }) }
+    let stages = rows.map(stageOf).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+    say("  " + "layer".padding(toLength: 34, withPad: " ", startingAt: 0) + "     fwd       bwd     total")
+    var total = (fwd: 0.0, bwd: 0.0)
+    for stage in stages {
+        for row in rows.filter({ stageOf($0) == stage }).sorted(by: { cells[$0]!.fwd + cells[$0]!.bwd > cells[$1]!.fwd + cells[$1]!.bwd }) {
+            let c = cells[row]!
+            total.fwd += c.fwd; total.bwd += c.bwd
+            say("  " + row.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.3f  %8.3f  %8.3f s", c.fwd, c.bwd, c.fwd + c.bwd))
+        }
+    }
+    say("  " + "all layers".padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.3f  %8.3f  %8.3f s", total.fwd, total.bwd, total.fwd + total.bwd))
 }
 
 struct DataLoad: ParsableCommand {
@@ -365,3 +403,4 @@ struct Allreduce: ParsableCommand {
                      floats, bytes / 1e6, group.size, seconds, bytes / seconds / 1e9, bus))
     }
 }
+

@@ -21,6 +21,25 @@ func relativeDifference(_ a: String, _ b: String, prefix: String = "") throws ->
     return (num / max(den, 1e-300)).squareRoot()
 }
 
+/// The first iteration at which two runs' logged losses differ by more than 1e-5 in some term
+/// (float-order differences alone stay near 1e-7 on these losses of order 1): the iteration,
+/// the term and the difference; nil when they never do.
+func firstPartingIteration(_ a: String, _ b: String) throws -> (iteration: Int, term: String, difference: Double)? {
+    func records(_ path: String) throws -> [IterationRecord] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONDecoder().decode(IterationRecord.self, from: Data($0.utf8)) }
+    }
+    let x = try records(a), y = try records(b)
+    #expect(x.count == y.count && !x.isEmpty, "\(a): \(x.count) iterations, \(b): \(y.count)")
+    for (p, q) in zip(x, y) {
+        for (term, value) in p.losses.sorted(by: { $0.key < $1.key }) {
+            let difference = abs(value - (q.losses[term] ?? .nan))
+            if !(difference <= 1e-5) { return (p.iteration, term, difference) }
+        }
+    }
+    return nil
+}
+
 /// The data of the tiny runs: 6 training images, 5 validation images (two batches of 2 and one of 1).
 func distributedData(_ dir: String) throws -> [String] {
     _ = try writeSyntheticDataset(out: dir + "/data", config: SyntheticConfig(train: 6, val: 5, size: 96, seed: 3))
@@ -76,7 +95,22 @@ func trainArguments(_ settings: [String], _ extra: [String] = []) -> [String] {
         _ = try train("again", ranks: 2)
         let final = RunFiles.finalCheckpoint
         let drift = try relativeDifference("\(dir)/one/\(final)", "\(dir)/two/\(final)", prefix: "model.")
-        #expect(drift < 1e-5, "relative L2 difference of the weights after 10 iterations: \(drift)")
+        // The runs compute the same updates in another float order. Until a discrete choice (the
+        // ranking of the untrained RPN's near-tied proposals, the RoIs sampled from them) flips,
+        // every loss agrees to about 1e-7 and the weights to under 1e-5. A flip shows as a jump
+        // of the loss difference by orders of magnitude; from there the runs part like two seeds.
+        let parting = try firstPartingIteration("\(dir)/one/\(RunFiles.metrics)", "\(dir)/two/\(RunFiles.metrics)")
+        if let parting {
+            let before = RunFiles.checkpoint(iteration: 5)
+            let early = try relativeDifference("\(dir)/one/\(before)", "\(dir)/two/\(before)", prefix: "model.")
+            print("2 processes vs 1: a discrete choice flipped at iteration \(parting.iteration) (\(parting.term) differs by "
+                  + "\(parting.difference)); weights after 5 iterations within \(early), after 10 \(drift) (relative L2)")
+            #expect(parting.iteration > 5, "the runs parted at iteration \(parting.iteration): \(parting.term) differs by \(parting.difference)")
+            #expect(early < 1e-5, "relative L2 difference of the weights after 5 iterations: \(early)")
+            #expect(drift < 1e-3, "relative L2 difference of the weights after 10 iterations, parted at \(parting.iteration): \(drift)")
+        } else {
+            #expect(drift < 1e-5, "relative L2 difference of the weights after 10 iterations: \(drift)")
+        }
         // Two 2-process runs: the same bits.
         let first = try SafeTensorsFile(path: "\(dir)/two/\(final)"), second = try SafeTensorsFile(path: "\(dir)/again/\(final)")
         for name in first.names where name.hasPrefix("model.") {
@@ -92,9 +126,11 @@ func trainArguments(_ settings: [String], _ extra: [String] = []) -> [String] {
         let five = RunFiles.checkpoint(iteration: 5)
         _ = try train("two-then-one", ranks: nil, ["--resume", "\(dir)/two/\(five)"])
         _ = try train("one-then-two", ranks: 2, ["--resume", "\(dir)/one/\(five)"])
-        for name in ["two-then-one", "one-then-two"] {
-            let d = try relativeDifference("\(dir)/one/\(final)", "\(dir)/\(name)/\(final)", prefix: "model.")
-            #expect(d < 1e-5, "\(name): relative L2 difference from the 1-process run: \(d)")
+        // Each continues as the uninterrupted run with its own process count (the same float order
+        // from iteration 6 on, so a choice that flips between the counts flips in both).
+        for (name, uninterrupted) in [("two-then-one", "one"), ("one-then-two", "two")] {
+            let d = try relativeDifference("\(dir)/\(uninterrupted)/\(final)", "\(dir)/\(name)/\(final)", prefix: "model.")
+            #expect(d < 1e-5, "\(name): relative L2 difference from the uninterrupted run on as many processes: \(d)")
         }
     }
 
