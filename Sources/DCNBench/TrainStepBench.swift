@@ -78,8 +78,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     let shareImages = try Tensor(shape: [per, 3, height, width], data: Array(images.data[first * plane ..< (first + per) * plane]))
     let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
     let ws = Workspace()
-    var perPhase: [String: [Double]] = [:], perLayer: [String: [Double]] = [:]
-    var order: [String] = [], layerOrder: [String] = []
+    var phases = PerStepSeconds(), layerSeconds = PerStepSeconds()
     var totals: [Double] = [], waits: [Double] = []
     for step in 0...steps {
         let profiler = PhaseProfiler(), layers = LayerProfiler()
@@ -99,22 +98,34 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
         }
         totals.append(seconds)
         waits.append(buckets?.lastWaitSeconds ?? 0)
-        for name in profiler.order {
-            if perPhase[name] == nil { order.append(name) }
-            perPhase[name, default: []].append(profiler.seconds[name]!)
-        }
-        for name in layers.order {
-            if perLayer[name] == nil { layerOrder.append(name) }
-            perLayer[name, default: []].append(layers.seconds[name]!)
-        }
+        phases.add(profiler)
+        layerSeconds.add(layers.layers)
     }
-    func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
     return TrainStepResult(label: label, height: height, width: width, batch: batch, threads: threads,
-                           phases: order.map { ($0, median(perPhase[$0]!)) }, layers: layerOrder.map { ($0, median(perLayer[$0]!)) },
+                           phases: phases.medians, layers: layerSeconds.medians,
                            backboneMultiplyAdds: try model.backbone.trainingMultiplyAdds(inputShape: [per, 3, height, width]),
                            stepSeconds: median(totals),
                            peakResidentBytes: System.peakResidentBytes(), processes: group.size, communicationWaitSeconds: median(waits),
                            gradientFloats: model.parameters.gradientBlock?.count ?? 0)
+}
+
+/// The middle value (the upper one of an even count).
+func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+
+/// Each named phase's seconds over the timed steps, in first-seen order.
+struct PerStepSeconds {
+    private var seconds: [String: [Double]] = [:]
+    private var order: [String] = []
+
+    mutating func add(_ profiler: PhaseProfiler) {
+        for name in profiler.order {
+            if seconds[name] == nil { order.append(name) }
+            seconds[name, default: []].append(profiler.seconds[name]!)
+        }
+    }
+
+    /// The median seconds per phase.
+    var medians: [(name: String, seconds: Double)] { order.map { ($0, median(seconds[$0]!)) } }
 }
 
 /// Every trainable parameter's gradient, by name, as a safetensors file.

@@ -62,11 +62,9 @@ public final class ConvLayer {
     }
 }
 
-/// A regular convolution's label for `LayerProfiler`: "conv 1x1", "conv 1x1 /2" (strided), "conv 3x3".
-enum ConvKindLabel {
-    static func of(_ c: ConvLayer) -> String {
-        "conv \(c.weight.shape[2])x\(c.weight.shape[3])" + (c.options.strideH > 1 ? " /\(c.options.strideH)" : "")
-    }
+extension ConvLayer {
+    /// The label `LayerProfiler` files the layer under: "conv 1x1", "conv 1x1 /2" (strided), "conv 3x3".
+    var kind: String { "conv \(weight.shape[2])x\(weight.shape[3])" + (options.strideH > 1 ? " /\(options.strideH)" : "") }
 }
 
 // MARK: - Transposed convolution
@@ -271,7 +269,7 @@ public enum SpatialConv {
     /// "conv 3x3", "mdconv 3x3", ...: the label `LayerProfiler` files the layer under.
     var kind: String {
         switch self {
-        case .regular(let c): return ConvKindLabel.of(c)
+        case .regular(let c): return c.kind
         case .deformable(let d): return "\(d.modulated ? "mdconv" : "dconv") \(d.weight.shape[2])x\(d.weight.shape[3])"
         }
     }

@@ -37,8 +37,8 @@ extension Optional where Wrapped == PhaseProfiler {
 public final class LayerProfiler: @unchecked Sendable {
     @TaskLocal public static var current: LayerProfiler?
 
-    public private(set) var seconds: [String: Double] = [:]
-    public private(set) var order: [String] = []
+    /// The seconds, by layer key.
+    public let layers = PhaseProfiler()
 
     public init() {}
 
@@ -47,17 +47,10 @@ public final class LayerProfiler: @unchecked Sendable {
         try Self.$current.withValue(self) { try body() }
     }
 
-    func add(_ key: String, _ s: Double) {
-        if seconds[key] == nil { order.append(key) }
-        seconds[key, default: 0] += s
-    }
-
     /// Times `body` under `key` when the current task has a profiler.
     @inline(__always)
     static func measure<R>(_ key: @autoclosure () -> String, _ body: () throws -> R) rethrows -> R {
         guard let profiler = current else { return try body() }
-        let start = DispatchTime.now().uptimeNanoseconds
-        defer { profiler.add(key(), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
-        return try body()
+        return try profiler.layers.measure(key(), body)
     }
 }

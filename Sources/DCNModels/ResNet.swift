@@ -137,7 +137,7 @@ public final class ResidualBlock {
             h = n
         }
         if let shortcut {
-            let c = try timed(ConvKindLabel.of(shortcut.conv), "fwd") { try shortcut.conv.forward(x, ws) }
+            let c = try timed(shortcut.conv.kind, "fwd") { try shortcut.conv.forward(x, ws) }
             let (n, normCache) = try timed("norm", "fwd") { try shortcut.norm.forward(c, training: training) }
             if keepCache { cache.shortcutConvOutput = c; cache.shortcutNormCache = normCache }
             timed("relu, add", "fwd") { h.add(n) }
@@ -172,7 +172,7 @@ public final class ResidualBlock {
         }
         if let shortcut, let c = cache.shortcutConvOutput, let normCache = cache.shortcutNormCache {
             let dc = try timed("norm", "bwd") { try shortcut.norm.backward(g, input: c, cache: normCache, wantInput: true)! }
-            let ds = try timed(ConvKindLabel.of(shortcut.conv), "bwd") { try shortcut.conv.backward(dc, input: cache.unitInputs[0], wantInput: wantInput, ws) }
+            let ds = try timed(shortcut.conv.kind, "bwd") { try shortcut.conv.backward(dc, input: cache.unitInputs[0], wantInput: wantInput, ws) }
             if wantInput { timed("relu, add", "bwd") { d.add(ds!) } }
         } else if wantInput {
             timed("relu, add", "bwd") { d.add(g) }

@@ -312,7 +312,7 @@ struct TrainStep: ParsableCommand {
             let backboneSeconds = result.phases.filter { $0.name.hasPrefix("backbone") }.map(\.seconds).reduce(0, +)
             let gflop = 2 * Double(result.backboneMultiplyAdds.forward + result.backboneMultiplyAdds.backward) / 1e9
             let rate = gflop / backboneSeconds
-            say(String(format: "  backbone: %.0f GFLOP (forward %.0f, backward %.0f) in %.3f s per process: %.1f GFLOP/s, %.0f%% of the sgemm rate",
+            say(String(format: "  backbone: %.1f GFLOP (forward %.1f, backward %.1f) in %.3f s per process: %.1f GFLOP/s, %.0f%% of the sgemm rate",
                        gflop, 2 * Double(result.backboneMultiplyAdds.forward) / 1e9, 2 * Double(result.backboneMultiplyAdds.backward) / 1e9,
                        backboneSeconds, rate, 100 * rate / sgemmRate))
             if layers { printLayers(result.layers, say: say) }
