@@ -181,7 +181,7 @@ public final class DeformableConvLayer {
     public var outChannels: Int { weight.shape[0] }
 
     public func forward(_ x: Tensor, _ ws: Workspace) throws -> (Tensor, Cache) {
-        let raw = try offsetConv.forward(x, ws)
+        let raw = try LayerProfiler.measure(offsetBranchProfileKey("fwd")) { try offsetConv.forward(x, ws) }
         let (offset, mask) = try splitOffsetAndMask(raw)
         let y = try deformConv2dForward(input: x, offset: offset, mask: mask, weight: weight.value, bias: nil,
                                         options: options, workspace: ws)
@@ -202,8 +202,16 @@ public final class DeformableConvLayer {
         samplingObserver?(SamplingGradients(layer: name, inputHeight: x.dim(2), inputWidth: x.dim(3), kernel: weight.shape[2], options: options,
                                             offset: cache.offset, mask: cache.mask, dOffset: dOffset, dMask: dMask))
         let dRaw = try joinOffsetAndMaskGradients(dOffset: dOffset, dMask: dMask, mask: cache.mask)
-        if let dxOffset = try offsetConv.backward(dRaw, input: x, wantInput: wantInput, ws) { dx!.add(dxOffset) }
+        let dxOffset = try LayerProfiler.measure(offsetBranchProfileKey("bwd")) {
+            try offsetConv.backward(dRaw, input: x, wantInput: wantInput, ws)
+        }
+        if let dxOffset { dx!.add(dxOffset) }
         return dx
+    }
+
+    /// The offset branch's `LayerProfiler` key: a part of the layer's own time, not added to it.
+    func offsetBranchProfileKey(_ pass: String) -> String {
+        "\(stageLabel(ofLayerNamed: name)) \(modulated ? "mdconv" : "dconv"): its offset branch \(pass)"
     }
 
     public func cost(_ input: [Int], _ counter: inout CostCounter) throws -> [Int] {

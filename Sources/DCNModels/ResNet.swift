@@ -188,6 +188,12 @@ public final class ResidualBlock {
     }
 }
 
+/// "res4" for a layer named "backbone.layer3.1.conv2" (torchvision's layerN is stage resN+1); the
+/// name itself when it has no layerN part.
+func stageLabel(ofLayerNamed name: String) -> String {
+    name.split(separator: ".").first { $0.hasPrefix("layer") }.flatMap { Int($0.dropFirst(5)) }.map { "res\($0 + 1)" } ?? name
+}
+
 /// Named feature maps of the backbone.
 public struct FeatureMaps {
     public var maps: [String: Tensor] = [:]
@@ -294,8 +300,7 @@ public final class ResNet {
             shortcut = (ConvLayer(name: name + ".downsample.0", inChannels, outChannels, kernel: 1, stride: stride, rng: &rng),
                         NormLayer(name: name + ".downsample.1", channels: outChannels, kind: spec.norm))
         }
-        let stage = name.split(separator: ".").first { $0.hasPrefix("layer") }.flatMap { Int($0.dropFirst(5)) }.map { "res\($0 + 1)" }
-        return ResidualBlock(units: units, shortcut: shortcut, stage: stage ?? name)
+        return ResidualBlock(units: units, shortcut: shortcut, stage: stageLabel(ofLayerNamed: name))
     }
 
     /// Freezes the stem (1) and the first `n - 1` stages: no gradients, no backward work.

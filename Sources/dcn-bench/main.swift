@@ -257,7 +257,7 @@ struct TrainStep: ParsableCommand {
     @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
     var baseline = false
 
-    @Flag(help: "Also print the backbone's seconds per stage and layer kind (conv 1x1, conv 3x3, mdconv 3x3, norm, relu and add), forward and backward.")
+    @Flag(help: "Also print the backbone's seconds per stage and layer kind (conv 1x1, conv 3x3, mdconv 3x3 and the part of it its offset branch takes, norm, relu and add), forward and backward.")
     var layers = false
 
     @Flag(help: "Replace the RPN's proposals by boxes around the objects, as a trained RPN gives, so the heads see their full quota of positive RoIs.")
@@ -347,7 +347,8 @@ func printLayers(_ layers: [(name: String, seconds: Double)], say: (String) -> V
     for stage in stages {
         for row in rows.filter({ stageOf($0) == stage }).sorted(by: { cells[$0]!.fwd + cells[$0]!.bwd > cells[$1]!.fwd + cells[$1]!.bwd }) {
             let c = cells[row]!
-            total.fwd += c.fwd; total.bwd += c.bwd
+            // "res4 mdconv: its offset branch" is a part of the mdconv row, not added again.
+            if !row.contains(": its ") { total.fwd += c.fwd; total.bwd += c.bwd }
             say("  " + row.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.3f  %8.3f  %8.3f s", c.fwd, c.bwd, c.fwd + c.bwd))
         }
     }
