@@ -9,8 +9,8 @@ public enum BLAS {
     /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (before transposition).
     ///
     /// OpenBLAS itself runs on one thread (`BLASKernel.selection` sets it): a large product is cut
-    /// into blocks of C's columns (or rows) by `ProductPieces`, and `parallelFor` runs the blocks on
-    /// our threads. Its idle threads sleep, where OpenBLAS's spin for a while after each call and
+    /// into blocks of C's columns, C's rows or the inner dimension by `ProductPieces`, and
+    /// `parallelFor` runs the blocks on our threads. Its idle threads sleep, where OpenBLAS's spin for a while after each call and
     /// took a core from the loops that ran between products. The cut depends on the shape and the
     /// machine's core count only, never on the thread count, so every element is computed by the
     /// same single-threaded call on any number of threads: the same bits.
@@ -165,21 +165,22 @@ public struct ProductPieces: Sendable, Equatable {
     /// The length of the side that is cut.
     public let length: Int
 
-    /// Every block, the last one longer: for tests.
+    /// A given cut of a side of `length` into `count` blocks (for tests).
     public init(side: Side, count: Int, length: Int) {
         (self.side, self.count, self.length) = (side, max(1, count), length)
     }
 
     @inlinable public init(m: Int, n: Int, k: Int, cores: Int = System.activeProcessorCount) {
-        // What each block repeats, for each way of cutting.
-        let cuts: [(Side, length: Int, repeated: Int)] = [(.columns, n, m * k), (.inner, k, m * n), (.rows, m, k * n)]
-        let best = cuts.min { $0.repeated < $1.repeated }!
+        // The cut whose block repeats the least: A (m x k) for columns, C (m x n) for k, B (k x n) for rows.
+        var best: (side: Side, length: Int, repeated: Int) = (.columns, n, m * k)
+        if m * n < best.repeated { best = (.inner, k, m * n) }
+        if k * n < best.repeated { best = (.rows, m, k * n) }
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         let blocks = min(2 * cores, best.length / 256, Int(flops / 4e6))
         if cores <= 1 || blocks < 2 {
             (side, count, length) = (.whole, 1, best.length)
         } else {
-            (side, count, length) = (best.0, blocks, best.length)
+            (side, count, length) = (best.side, blocks, best.length)
         }
     }
 

@@ -98,13 +98,15 @@ public enum System {
         #endif
     }
 
-    public static var activeProcessorCount: Int {
+    /// The cores online when the process started (read once: glibc's sysconf reads a file in /sys
+    /// on each call, and every matrix product asks, `ProductPieces`).
+    public static let activeProcessorCount: Int = {
         #if canImport(Glibc)
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         #else
         return 1
         #endif
-    }
+    }()
 }
 
 #if canImport(Glibc)
