@@ -156,8 +156,9 @@ public enum BLAS {
 /// is smallest: columns for a convolution's forward and input-gradient products (A is the
 /// weight), k for its weight gradient (k is the pixel count). A product under about 4 MFLOP, or
 /// on a one-core machine, stays whole. Blocks are a multiple of 16 long but the last, at least
-/// 256 long, and 2 per core so that a thread that starts late still gets a share (1 or 4 per
-/// core measured 5-15% slower on the R-50 products than 2; OpenBLAS's own 2 threads, 15% slower).
+/// 256 long, and 2 per core so that a thread that starts late still gets a share (on the R-50
+/// products 1 or 4 per core were as fast in some runs and up to 15% slower in others; OpenBLAS's
+/// own 2 threads were 12-15% slower).
 public struct ProductPieces: Sendable, Equatable {
     public enum Side: Sendable { case whole, columns, rows, inner }
     public let side: Side
