@@ -209,9 +209,13 @@ public final class DeformableConvLayer {
         return dx
     }
 
-    /// The offset branch's `LayerProfiler` key: a part of the layer's own time, not added to it.
+    /// The label `LayerProfiler` files the layer under: "mdconv 3x3", "dconv 3x3".
+    var kind: String { "\(modulated ? "mdconv" : "dconv") \(weight.shape[2])x\(weight.shape[3])" }
+
+    /// The offset branch's `LayerProfiler` key ("res4 mdconv 3x3: its offset branch fwd"): a part
+    /// of the layer's own time, not added to it.
     func offsetBranchProfileKey(_ pass: String) -> String {
-        "\(stageLabel(ofLayerNamed: name)) \(modulated ? "mdconv" : "dconv"): its offset branch \(pass)"
+        "\(stageLabel(ofLayerNamed: name)) \(kind): its offset branch \(pass)"
     }
 
     public func cost(_ input: [Int], _ counter: inout CostCounter) throws -> [Int] {
@@ -278,7 +282,7 @@ public enum SpatialConv {
     var kind: String {
         switch self {
         case .regular(let c): return c.kind
-        case .deformable(let d): return "\(d.modulated ? "mdconv" : "dconv") \(d.weight.shape[2])x\(d.weight.shape[3])"
+        case .deformable(let d): return d.kind
         }
     }
 

@@ -339,29 +339,38 @@ private func groupNormDims(_ input: Tensor, _ options: GroupNormOptions, _ op: S
     return dims
 }
 
-/// Group norm forward. input [N, C, H, W], weight/bias [C] -> output like input.
-/// Each (sample, group of C/G channels) is normalised by its own mean and biased variance:
-/// `y = (x - mean[n, g]) * invStd[n, g] * weight[c] + bias[c]`.
-/// Sum of x[0 ..< n] and of (x - mu)^2 in Double, over 8 lanes (vectorised), then the lanes and
-/// the tail in a fixed order.
+/// Sum of x[0 ..< n] in Double, over 8 lanes (vectorised), then the lanes and the tail in a
+/// fixed order.
 @inline(__always)
-func laneSums(_ x: UnsafePointer<Float>, _ n: Int, around mu: Double) -> (sum: Double, squares: Double) {
-    var s = SIMD8<Double>(), q = SIMD8<Double>()
+func laneSum(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+    var s = SIMD8<Double>()
+    var i = 0
+    while i + 8 <= n {
+        s += SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        i += 8
+    }
+    var sum = s.sum()
+    while i < n { sum += Double(x[i]); i += 1 }
+    return sum
+}
+
+/// Sum of (x - mu)^2 over x[0 ..< n] in Double, over 8 lanes as `laneSum`.
+@inline(__always)
+func laneSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, around mu: Double) -> Double {
+    var q = SIMD8<Double>()
     let m = SIMD8<Double>(repeating: mu)
     var i = 0
     while i + 8 <= n {
-        let v = SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
-        s += v
-        let d = v - m
+        let d = SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)) - m
         q += d * d
         i += 8
     }
-    var sum = s.sum(), squares = q.sum()
-    while i < n { let v = Double(x[i]); sum += v; squares += (v - mu) * (v - mu); i += 1 }
-    return (sum, squares)
+    var squares = q.sum()
+    while i < n { let d = Double(x[i]) - mu; squares += d * d; i += 1 }
+    return squares
 }
 
-/// Sum of dy[0 ..< n] and of dy (x - mu) in Double, over 8 lanes as `laneSums`.
+/// Sum of dy[0 ..< n] and of dy (x - mu) in Double, over 8 lanes as `laneSum`.
 @inline(__always)
 func laneProducts(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, around mu: Double) -> (dy: Double, dyCentered: Double) {
     var s = SIMD8<Double>(), p = SIMD8<Double>()
@@ -379,6 +388,9 @@ func laneProducts(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: In
     return (sum, products)
 }
 
+/// Group norm forward. input [N, C, H, W], weight/bias [C] -> output like input.
+/// Each (sample, group of C/G channels) is normalised by its own mean and biased variance:
+/// `y = (x - mean[n, g]) * invStd[n, g] * weight[c] + bias[c]`.
 public func groupNormForward(
     input: Tensor, weight: Tensor, bias: Tensor, options: GroupNormOptions
 ) throws -> (output: Tensor, saved: GroupNormSaved) {
@@ -399,8 +411,8 @@ public func groupNormForward(
         parallelFor(n * groups) { blocks in
             for blk in blocks {
                 let base = blk * size  // (n, g) blocks are contiguous in NCHW
-                let mu = size > 0 ? laneSums(x + base, size, around: 0).sum / Double(size) : 0
-                let q = laneSums(x + base, size, around: mu).squares
+                let mu = size > 0 ? laneSum(x + base, size) / Double(size) : 0
+                let q = laneSquaredDeviations(x + base, size, around: mu)
                 let inv = 1 / ((size > 0 ? q / Double(size) : 0) + eps).squareRoot()
                 ms[blk] = Float(mu)
                 isd[blk] = Float(inv)

@@ -347,7 +347,7 @@ func printLayers(_ layers: [(name: String, seconds: Double)], say: (String) -> V
     for stage in stages {
         for row in rows.filter({ stageOf($0) == stage }).sorted(by: { cells[$0]!.fwd + cells[$0]!.bwd > cells[$1]!.fwd + cells[$1]!.bwd }) {
             let c = cells[row]!
-            // "res4 mdconv: its offset branch" is a part of the mdconv row, not added again.
+            // "res4 mdconv 3x3: its offset branch" is a part of the mdconv row, not added again.
             if !row.contains(": its ") { total.fwd += c.fwd; total.bwd += c.bwd }
             say("  " + row.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.3f  %8.3f  %8.3f s", c.fwd, c.bwd, c.fwd + c.bwd))
         }
