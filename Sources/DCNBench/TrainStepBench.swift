@@ -21,6 +21,9 @@ public struct TrainStepResult: Sendable {
     public var peakResidentBytes: Int
     /// Data-parallel runs: processes, the median seconds per step spent waiting on communication
     /// that the backward pass did not hide, and the gradient block's size in floats.
+    /// Replicas of the model per process (one per image, `ImageReplicas`); with more than one the
+    /// phases and layers are replica 0's, timed while the others run beside it.
+    public var replicas = 1
     public var processes = 1
     public var communicationWaitSeconds = 0.0
     public var gradientFloats = 0
@@ -77,6 +80,8 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     let plane = 3 * height * width
     let shareImages = try Tensor(shape: [per, 3, height, width], data: Array(images.data[first * plane ..< (first + per) * plane]))
     let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
+    // As dcn-train: one replica of the model per image of the share.
+    let replicas = try imageReplicas(config, model: model, classes: classes, images: per)
     let ws = Workspace()
     var phases = PerStepSeconds(), layerSeconds = PerStepSeconds()
     var totals: [Double] = [], waits: [Double] = []
@@ -85,10 +90,26 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
         model.parameters.zeroGrad()
         try buckets?.beginStep()
         let start = DispatchTime.now().uptimeNanoseconds
-        let share = StepShare(seed: rng.next(), firstImage: first, collective: buckets)
+        let seed = rng.next()
+        // Images `range` of this process's share on `model`.
+        func train(_ model: FasterRCNN, _ range: Range<Int>, _ collective: TrainingCollective?, _ ws: Workspace,
+                   _ profiler: PhaseProfiler?) throws -> [String: Float] {
+            let images = try Tensor(shape: [range.count, 3, height, width],
+                                    data: Array(shareImages.data[range.lowerBound * plane ..< range.upperBound * plane]))
+            let global = first + range.lowerBound ..< first + range.upperBound
+            return try model.trainStep(images: images, sizes: Array(sizes[global]), targets: Array(targets[global]),
+                                       share: StepShare(seed: seed, firstImage: global.lowerBound, collective: collective), ws,
+                                       fixedProposals: proposals.map { Array($0[global]) }, profiler: profiler)
+        }
         _ = try layers.collect {
-            try model.trainStep(images: shareImages, sizes: Array(sizes[first ..< first + per]), targets: Array(targets[first ..< first + per]),
-                                share: share, ws, fixedProposals: proposals.map { Array($0[first ..< first + per]) }, profiler: profiler)
+            if let replicas {
+                // Replica 0 runs on this thread, so the profilers time its image.
+                try replicas.step(outer: buckets) { i, collective, ws in
+                    try train(replicas.models[i] as! FasterRCNN, i ..< i + 1, collective, ws, i == 0 ? profiler : nil)
+                }
+            } else {
+                try train(model, 0 ..< per, buckets, ws, profiler)
+            }
         }
         try buckets?.finish()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -105,7 +126,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
                            phases: phases.medians, layers: layerSeconds.medians,
                            backboneMultiplyAdds: try model.backbone.trainingMultiplyAdds(inputShape: [per, 3, height, width]),
                            stepSeconds: median(totals),
-                           peakResidentBytes: System.peakResidentBytes(), processes: group.size, communicationWaitSeconds: median(waits),
+                           peakResidentBytes: System.peakResidentBytes(), replicas: replicas?.count ?? 1, processes: group.size, communicationWaitSeconds: median(waits),
                            gradientFloats: model.parameters.gradientBlock?.count ?? 0)
 }
 

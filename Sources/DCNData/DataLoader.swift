@@ -34,6 +34,26 @@ public struct TrainingBatch: Sendable {
     public var firstImage: Int = 0
     /// Classification: each image's class index, 0-based (empty for detection).
     public var classLabels: [Int] = []
+
+    /// Images `range` of this batch (positions within it), padded as the whole batch is: what a
+    /// process whose share they are would get (`firstImage` moves with them).
+    public func part(_ range: Range<Int>) throws -> TrainingBatch {
+        let n = images.dim(0)
+        guard range.lowerBound >= 0 && range.upperBound <= n && !range.isEmpty else {
+            throw DataLoaderError.invalidSettings("images \(range) of a batch of \(n)")
+        }
+        let plane = images.count / max(1, n)
+        var shape = images.shape
+        shape[0] = range.count
+        var part = self
+        part.images = try Tensor(shape: shape, data: Array(images.data[range.lowerBound * plane ..< range.upperBound * plane]))
+        func slice<T>(_ xs: [T]) -> [T] { xs.count == n ? Array(xs[range]) : xs }
+        part.sizes = slice(sizes); part.originalSizes = slice(originalSizes); part.scales = slice(scales)
+        part.imageIDs = slice(imageIDs); part.instances = slice(instances); part.flipped = slice(flipped)
+        part.classLabels = slice(classLabels)
+        part.firstImage = firstImage + range.lowerBound
+        return part
+    }
 }
 
 /// One process's part of every global batch in data-parallel training: images

@@ -215,13 +215,15 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         ? try makeClassificationLoader(config, dataset: data.train, startIteration: start, share: share)
         : try makeTrainingLoader(config, dataset: data.train, startIteration: start, share: share)
     let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
-    if root && group.isDistributed {
-        print("data-parallel: \(group.size) processes x \(Threads.count) threads, \(config.data.imagesPerBatch / group.size) of the "
-              + "\(config.data.imagesPerBatch) images of each batch per process")
+    let perProcess = config.data.imagesPerBatch / group.size
+    let replicas = try imageReplicas(config, model: model, classes: classes, images: perProcess)
+    if root && (group.isDistributed || replicas != nil) {
+        print("data-parallel: \(group.size) process(es) x \(Threads.count) threads, \(perProcess) of the \(config.data.imagesPerBatch) "
+              + "images of each batch per process" + (replicas == nil ? "" : ", one image per replica of the model"))
     }
     let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule, maxIterations: s.maxIter,
                           clipNorm: s.clipGradNorm.map { Float($0) }, loader: loader, imagesPerBatch: config.data.imagesPerBatch,
-                          rng: rng, folder: out, buckets: buckets)
+                          rng: rng, folder: out, buckets: buckets, replicas: replicas)
     trainer.lastCheckpoint = lastCheckpoint
     if let log {
         trainer.hooks = [
@@ -233,6 +235,16 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         trainer.hooks.append(EvaluationHook(folder: out, period: s.evalPeriod, log: log, events: events, stop: stop) { try evaluate(val, $0, $1) })
     }
     try trainer.run(from: start, stopAfter: stopAfter, stop: stop)
+}
+
+/// The replicas that train a process's `images` images one each (`ImageReplicas`), `model` first;
+/// nil for one image, for classification (its batches are large, and train-mode batch norm
+/// couples the images) and for train-mode batch norm. The replicas' own weights are never used:
+/// each step lends them the model's.
+public func imageReplicas(_ config: ExperimentConfig, model: TrainableModel, classes: Int, images: Int) throws -> ImageReplicas? {
+    guard images > 1, config.model.task == .detection, config.backbone.norm != .bn else { return nil }
+    let spec = detectorSpec(config, classes: classes)
+    return try ImageReplicas([model] + (1 ..< images).map { _ in try FasterRCNN(spec: spec, seed: 0) })
 }
 
 /// Checks that a run may train into the locked folder `out` and returns whether it continues the

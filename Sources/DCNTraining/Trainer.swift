@@ -81,18 +81,23 @@ public final class Trainer {
     public let imagesPerBatch: Int
     /// The gradient sums over the processes (nil in a single process).
     public let buckets: GradientBuckets?
+    /// The replicas that train this process's images one each (nil: `model` trains them together).
+    public let replicas: ImageReplicas?
     public var group: ProcessGroup { buckets?.group ?? ProcessGroup.world }
     let loader: DataLoader
     let progress = ProgressPrinter()
     let ws = Workspace()
 
     /// `buckets`: sums the gradients over the processes of a data-parallel run, whose `loader`
-    /// gives this process's share of each global batch of `imagesPerBatch` images.
+    /// gives this process's share of each global batch of `imagesPerBatch` images. `replicas`
+    /// (whose first model is `model`): one per image of the share.
     public init(model: TrainableModel, optimizer: SGD, schedule: LearningRateSchedule, maxIterations: Int, clipNorm: Float?,
-                loader: DataLoader, imagesPerBatch: Int, rng: SeededGenerator, folder: String, buckets: GradientBuckets? = nil) {
+                loader: DataLoader, imagesPerBatch: Int, rng: SeededGenerator, folder: String, buckets: GradientBuckets? = nil,
+                replicas: ImageReplicas? = nil) {
+        precondition(replicas.map { $0.models[0] === model } ?? true, "the first replica is the trained model")
         self.model = model; self.optimizer = optimizer; self.schedule = schedule; self.maxIterations = maxIterations
         self.clipNorm = clipNorm; self.loader = loader; self.imagesPerBatch = imagesPerBatch; self.rng = rng; self.folder = folder
-        self.buckets = buckets
+        self.buckets = buckets; self.replicas = replicas
     }
 
     /// Ends the live progress line before other output.
@@ -130,10 +135,19 @@ public final class Trainer {
             try buckets?.beginStep()
             // Every process draws the same step seed, so the random choices of each image of the
             // global batch do not depend on how the batch is split.
-            let share = StepShare(seed: rng.next(), firstImage: batch.firstImage, collective: buckets)
+            let seed = rng.next()
             let losses: [String: Float]
             do {
-                losses = try model.trainStep(batch, share: share, ws)
+                if let replicas {
+                    try require(batch.images.dim(0) == replicas.count,
+                                "a batch of \(batch.images.dim(0)) images for \(replicas.count) image replicas")
+                    losses = try replicas.step(outer: buckets) { i, collective, ws in
+                        try replicas.models[i].trainStep(batch.part(i ..< i + 1), share: StepShare(seed: seed, firstImage: batch.firstImage + i,
+                                                                                               collective: collective), ws)
+                    }
+                } else {
+                    losses = try model.trainStep(batch, share: StepShare(seed: seed, firstImage: batch.firstImage, collective: buckets), ws)
+                }
                 try buckets?.finish()
             } catch let error as ShapeError where error.kind == .nonFinite {
                 // Inputs are checked when loaded, so non-finite values inside the network mean the

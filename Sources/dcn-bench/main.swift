@@ -307,11 +307,16 @@ struct TrainStep: ParsableCommand {
             results.append(result)
             let processes = group.isDistributed ? "\(group.size) processes x " : ""
             say("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(processes)\(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
+            if result.replicas > 1 {
+                say("  \(result.replicas) replicas of the model per process, one image each, \(min(result.replicas, result.threads)) at a time "
+                    + "(phases and layers: replica 0's)")
+            }
             for (name, seconds) in result.phases { say("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
             say(String(format: "  step            %8.3f s   peak memory %.2f GB (rank 0)", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
             let backboneSeconds = result.phases.filter { $0.name.hasPrefix("backbone") }.map(\.seconds).reduce(0, +)
             let gflop = 2 * Double(result.backboneMultiplyAdds.forward + result.backboneMultiplyAdds.backward) / 1e9
-            let rate = gflop / backboneSeconds
+            // Replicas running at once each do their image in replica 0's time.
+            let rate = gflop / backboneSeconds * Double(min(result.replicas, result.threads)) / Double(result.replicas)
             say(String(format: "  backbone: %.1f GFLOP (forward %.1f, backward %.1f) in %.3f s per process: %.1f GFLOP/s, %.0f%% of the sgemm rate",
                        gflop, 2 * Double(result.backboneMultiplyAdds.forward) / 1e9, 2 * Double(result.backboneMultiplyAdds.backward) / 1e9,
                        backboneSeconds, rate, 100 * rate / sgemmRate))
