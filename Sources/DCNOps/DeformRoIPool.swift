@@ -102,30 +102,35 @@ private func deformRoIPoolBackwardImpl(dInput: inout Tensor, dOffset: inout Tens
     var gradMask = [Float](repeating: 0, count: k * bins)
     dOffset.withUnsafeMutableBufferPointer { dOff in
         gradMask.withUnsafeMutableBufferPointer { dM in
-            input.withUnsafeBufferPointer { inp in
+            withChannelsLast(input) { pixelMajor in
                 dOutput.withUnsafeBufferPointer { dOut in
                     let offsetGrad = DisjointWrites(dOff.baseAddress!)
                     let maskGrad = DisjointWrites(dM.baseAddress!)
-                    let src = SharedReads(inp.baseAddress!)
+                    let src = SharedReads(pixelMajor)
                     let upstream = SharedReads(dOut.baseAddress!)
                     parallelFor(k * bins, grain: 8) { range in
-                        for item in range {
-                            let r = item / bins, bin = item % bins
-                            var sumX: Float = 0, sumY: Float = 0, sumValue: Float = 0
-                            for ch in 0..<c {
-                                let go = upstream[(r * c + ch) * bins + bin]
-                                if go == 0 { continue }
-                                let plane = src + (batchIndex[r] * c + ch) * hw
-                                let s = plan.sampleWithGradient(plane, roi: r, bin: bin)
-                                sumX += go * s.dx
-                                sumY += go * s.dy
-                                sumValue += go * s.value
+                        // Per channel: the sampled value and its derivatives along x and y.
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * c) { scratch in
+                            let value = UnsafeMutableBufferPointer(rebasing: scratch[0..<c])
+                            let dx = scratch.baseAddress! + c, dy = scratch.baseAddress! + 2 * c
+                            for item in range {
+                                let r = item / bins, bin = item % bins
+                                plan.sampleWithGradient(src + batchIndex[r] * hw * c, channels: c, roi: r, bin: bin, value: value, dx: dx, dy: dy)
+                                // The channels summed in order.
+                                var sumX: Float = 0, sumY: Float = 0, sumValue: Float = 0
+                                for ch in 0..<c {
+                                    let go = upstream[(r * c + ch) * bins + bin]
+                                    if go == 0 { continue }
+                                    sumX += go * dx[ch]
+                                    sumY += go * dy[ch]
+                                    sumValue += go * value[ch]
+                                }
+                                let m = maskData?[item] ?? 1
+                                let scale = plan.inverseCount[r] * m
+                                offsetGrad[(r * 2) * bins + bin] += sumX * scale * plan.offsetScaleX[r]
+                                offsetGrad[(r * 2 + 1) * bins + bin] += sumY * scale * plan.offsetScaleY[r]
+                                maskGrad[item] = sumValue * plan.inverseCount[r]
                             }
-                            let m = maskData?[item] ?? 1
-                            let scale = plan.inverseCount[r] * m
-                            offsetGrad[(r * 2) * bins + bin] += sumX * scale * plan.offsetScaleX[r]
-                            offsetGrad[(r * 2 + 1) * bins + bin] += sumY * scale * plan.offsetScaleY[r]
-                            maskGrad[item] = sumValue * plan.inverseCount[r]
                         }
                     }
                 }

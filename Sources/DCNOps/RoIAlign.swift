@@ -190,69 +190,104 @@ struct RoISamplingPlan: Sendable {
         }
     }
 
-    /// Sum over the bin's grid of bilinear(plane, y, x) (not yet divided by the count).
+    /// The bin's bilinear samples for every channel at once, on a channel-last image `image`
+    /// ([H * W, C], C = `channels`): calls `body(a, b, c, d, sy, sx)` for each sample of the grid
+    /// in order, with the rows of the four corners (low/high row, low/high column).
     @inline(__always)
-    func sample(_ plane: UnsafePointer<Float>, roi r: Int, bin: Int) -> Float {
+    func forEachSample(_ image: UnsafePointer<Float>, channels: Int, roi r: Int, bin: Int,
+                       _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, AxisSample, AxisSample) -> Void) {
         let w = geometry.width, gh = gridH[r], gw = gridW[r]
         let y0 = yBase[r] + bin * gh, x0 = xBase[r] + bin * gw
-        var sum: Float = 0
         for iy in 0..<gh {
             let sy = ys[y0 + iy]
-            let rowLow = plane + Int(sy.low) * w, rowHigh = plane + Int(sy.high) * w
+            let rowLow = image + Int(sy.low) * w * channels, rowHigh = image + Int(sy.high) * w * channels
             for ix in 0..<gw {
                 let sx = xs[x0 + ix]
-                let xl = Int(sx.low), xh = Int(sx.high)
-                sum += sy.wLow * (sx.wLow * rowLow[xl] + sx.wHigh * rowLow[xh])
-                    + sy.wHigh * (sx.wLow * rowHigh[xl] + sx.wHigh * rowHigh[xh])
+                let xl = Int(sx.low) * channels, xh = Int(sx.high) * channels
+                body(rowLow + xl, rowLow + xh, rowHigh + xl, rowHigh + xh, sy, sx)
             }
         }
-        return sum
     }
 
-    /// The sampled sum together with its derivatives along x and y (for offset gradients).
+    /// sum[c] = sum over the bin's grid of bilinear(image[:, c], y, x) (not yet divided by the
+    /// count), for the channels `sum` covers, from a channel-last image. Per channel the same
+    /// additions in the same order as one channel plane at a time.
     @inline(__always)
-    func sampleWithGradient(_ plane: UnsafePointer<Float>, roi r: Int, bin: Int) -> (value: Float, dx: Float, dy: Float) {
-        let w = geometry.width, gh = gridH[r], gw = gridW[r]
-        let y0 = yBase[r] + bin * gh, x0 = xBase[r] + bin * gw
-        var sum: Float = 0, dx: Float = 0, dy: Float = 0
-        for iy in 0..<gh {
-            let sy = ys[y0 + iy]
-            let rowLow = plane + Int(sy.low) * w, rowHigh = plane + Int(sy.high) * w
-            for ix in 0..<gw {
-                let sx = xs[x0 + ix]
-                let xl = Int(sx.low), xh = Int(sx.high)
-                let a = rowLow[xl], b = rowLow[xh], c = rowHigh[xl], d = rowHigh[xh]
-                let top = sx.wLow * a + sx.wHigh * b, bottom = sx.wLow * c + sx.wHigh * d
-                sum += sy.wLow * top + sy.wHigh * bottom
-                dy += sy.slope * (bottom - top)
-                dx += sx.slope * (sy.wLow * (b - a) + sy.wHigh * (d - c))
+    func sample(_ image: UnsafePointer<Float>, channels: Int, roi r: Int, bin: Int, into sum: UnsafeMutableBufferPointer<Float>) {
+        sum.update(repeating: 0)
+        forEachSample(image, channels: channels, roi: r, bin: bin) { a, b, c, d, sy, sx in
+            for ch in sum.indices {
+                sum[ch] += sy.wLow * (sx.wLow * a[ch] + sx.wHigh * b[ch]) + sy.wHigh * (sx.wLow * c[ch] + sx.wHigh * d[ch])
             }
         }
-        return (sum, dx, dy)
     }
 
-    /// Adds g * d(sample sum)/d(plane) into plane.
+    /// The sampled sums (as `sample`) together with their derivatives along x and y (for offset gradients).
     @inline(__always)
-    func scatter(_ g: Float, into plane: UnsafeMutablePointer<Float>, roi r: Int, bin: Int) {
-        let w = geometry.width, gh = gridH[r], gw = gridW[r]
-        let y0 = yBase[r] + bin * gh, x0 = xBase[r] + bin * gw
-        for iy in 0..<gh {
-            let sy = ys[y0 + iy]
-            let gLow = g * sy.wLow, gHigh = g * sy.wHigh
-            let rowLow = plane + Int(sy.low) * w, rowHigh = plane + Int(sy.high) * w
-            for ix in 0..<gw {
-                let sx = xs[x0 + ix]
-                let xl = Int(sx.low), xh = Int(sx.high)
-                rowLow[xl] += gLow * sx.wLow
-                rowLow[xh] += gLow * sx.wHigh
-                rowHigh[xl] += gHigh * sx.wLow
-                rowHigh[xh] += gHigh * sx.wHigh
+    func sampleWithGradient(_ image: UnsafePointer<Float>, channels: Int, roi r: Int, bin: Int, value: UnsafeMutableBufferPointer<Float>,
+                            dx: UnsafeMutablePointer<Float>, dy: UnsafeMutablePointer<Float>) {
+        value.update(repeating: 0)
+        dx.update(repeating: 0, count: value.count); dy.update(repeating: 0, count: value.count)
+        forEachSample(image, channels: channels, roi: r, bin: bin) { a, b, c, d, sy, sx in
+            for ch in value.indices {
+                let top = sx.wLow * a[ch] + sx.wHigh * b[ch], bottom = sx.wLow * c[ch] + sx.wHigh * d[ch]
+                value[ch] += sy.wLow * top + sy.wHigh * bottom
+                dy[ch] += sy.slope * (bottom - top)
+                dx[ch] += sx.slope * (sy.wLow * (b[ch] - a[ch]) + sy.wHigh * (d[ch] - c[ch]))
+            }
+        }
+    }
+
+    /// Adds g[c] * d(sample sum)/d(image[:, c]) into the channel-last image for the channels `g`
+    /// covers (`image` points at the first of them).
+    @inline(__always)
+    func scatter(_ g: UnsafeBufferPointer<Float>, into image: UnsafeMutablePointer<Float>, channels: Int, roi r: Int, bin: Int) {
+        forEachSample(UnsafePointer(image), channels: channels, roi: r, bin: bin) { a, b, c, d, sy, sx in
+            let (a, b, c, d) = (UnsafeMutablePointer(mutating: a), UnsafeMutablePointer(mutating: b),
+                                UnsafeMutablePointer(mutating: c), UnsafeMutablePointer(mutating: d))
+            // The corners of a clamped sample coincide: per channel these four additions keep
+            // their order whichever they are.
+            for ch in g.indices { a[ch] += g[ch] * sy.wLow * sx.wLow }
+            for ch in g.indices { b[ch] += g[ch] * sy.wLow * sx.wHigh }
+            for ch in g.indices { c[ch] += g[ch] * sy.wHigh * sx.wLow }
+            for ch in g.indices { d[ch] += g[ch] * sy.wHigh * sx.wHigh }
+        }
+    }
+}
+
+/// [N, C, P] -> [N, P, C] (`back`: the reverse), in tiles of 32 x 32 so both sides stream through the cache.
+func transposeChannels(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, images: Int, channels c: Int, pixels p: Int,
+                       back: Bool = false) {
+    let tile = 32
+    let tilesC = (c + tile - 1) / tile, tilesP = (p + tile - 1) / tile
+    let source = SharedReads(x), target = DisjointWrites(out)
+    parallelFor(images * tilesP, grain: 4) { range in
+        for item in range {
+            let n = item / tilesP, p0 = (item % tilesP) * tile
+            for tc in 0..<tilesC {
+                let c0 = tc * tile
+                for ch in c0 ..< min(c, c0 + tile) {
+                    for px in p0 ..< min(p, p0 + tile) {
+                        let planar = (n * c + ch) * p + px, pixelMajor = (n * p + px) * c + ch
+                        if back { target[planar] = source[pixelMajor] } else { target[pixelMajor] = source[planar] }
+                    }
+                }
             }
         }
     }
 }
 
-/// out[r, c, bin] = sample / count (* mask[r, bin]), parallel over (RoI, channel) pairs.
+/// `body` with `input` [N, C, H, W] copied channel-last ([N, H * W, C]).
+func withChannelsLast<R>(_ input: Tensor, _ body: (UnsafePointer<Float>) -> R) -> R {
+    let n = input.dim(0), c = input.dim(1), hw = input.count / max(1, n * c)
+    return withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, input.count)) { t in
+        input.withUnsafeBufferPointer { transposeChannels($0.baseAddress!, t.baseAddress!, images: n, channels: c, pixels: hw) }
+        return body(UnsafePointer(t.baseAddress!))
+    }
+}
+
+/// out[r, c, bin] = sample / count (* mask[r, bin]), parallel over (RoI, bin) pairs, all channels
+/// of a pair at once from a channel-last copy of the input.
 func roiSampleForward(input: Tensor, plan: RoISamplingPlan, mask: Tensor?) -> Tensor {
     let g = plan.geometry
     var output = Tensor(zeros: g.outputShape)
@@ -261,19 +296,22 @@ func roiSampleForward(input: Tensor, plan: RoISamplingPlan, mask: Tensor?) -> Te
     let batchIndex = g.batchIndex
     let maskData = mask?.data
     output.withUnsafeMutableBufferPointer { out in
-        input.withUnsafeBufferPointer { inp in
+        withChannelsLast(input) { pixelMajor in
             let dst = DisjointWrites(out.baseAddress!)
-            let src = SharedReads(inp.baseAddress!)
-            parallelFor(g.roiCount * c, grain: 4) { range in
-                for item in range {
-                    let r = item / c, ch = item % c
-                    let plane = src + (batchIndex[r] * c + ch) * hw
-                    let scale = plan.inverseCount[r]
-                    let o = item * bins
-                    for bin in 0..<bins {
-                        var v = plan.sample(plane, roi: r, bin: bin) * scale
-                        if let maskData { v *= maskData[r * bins + bin] }
-                        dst[o + bin] = v
+            let src = SharedReads(pixelMajor)
+            parallelFor(g.roiCount * bins, grain: 4) { range in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { sum in
+                    for item in range {
+                        let r = item / bins, bin = item % bins
+                        plan.sample(src + batchIndex[r] * hw * c, channels: c, roi: r, bin: bin, into: sum)
+                        let scale = plan.inverseCount[r]
+                        let o = r * c * bins + bin
+                        if let maskData {
+                            let m = maskData[item]
+                            for ch in 0..<c { dst[o + ch * bins] = sum[ch] * scale * m }
+                        } else {
+                            for ch in 0..<c { dst[o + ch * bins] = sum[ch] * scale }
+                        }
                     }
                 }
             }
@@ -282,32 +320,47 @@ func roiSampleForward(input: Tensor, plan: RoISamplingPlan, mask: Tensor?) -> Te
     return output
 }
 
-/// dInput += scatter of dOutput / count (* mask). Parallel over channels: a task owns the
-/// planes dInput[:, c] and walks the RoIs in order, so the result does not depend on threads.
+/// dInput += scatter of dOutput / count (* mask), on a channel-last copy of dInput. Parallel over
+/// blocks of channels: a task owns its channels of every pixel and walks the RoIs, bins and
+/// samples in order, so the result does not depend on threads (and each element receives the same
+/// additions in the same order as when one channel plane is scattered at a time).
 func roiSampleBackwardInput(dInput: inout Tensor, dOutput: Tensor, plan: RoISamplingPlan, mask: Tensor?) {
     let g = plan.geometry
     if dOutput.count == 0 || dInput.count == 0 { return }
-    let c = g.channels, hw = g.height * g.width, bins = g.bins
+    let n = dInput.dim(0), c = g.channels, hw = g.height * g.width, bins = g.bins
     let batchIndex = g.batchIndex
     let maskData = mask?.data
+    let block = 16
     dInput.withUnsafeMutableBufferPointer { dIn in
-        dOutput.withUnsafeBufferPointer { dOut in
-            let dst = DisjointWrites(dIn.baseAddress!)
-            let src = SharedReads(dOut.baseAddress!)
-            parallelFor(c) { range in
-                for ch in range {
-                    for r in 0..<g.roiCount {
-                        let plane = dst + (batchIndex[r] * c + ch) * hw
-                        let scale = plan.inverseCount[r]
-                        let o = (r * c + ch) * bins
-                        for bin in 0..<bins {
-                            var gv = src[o + bin] * scale
-                            if let maskData { gv *= maskData[r * bins + bin] }
-                            if gv != 0 { plan.scatter(gv, into: plane, roi: r, bin: bin) }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: dIn.count) { pixelMajor in
+            transposeChannels(dIn.baseAddress!, pixelMajor.baseAddress!, images: n, channels: c, pixels: hw)
+            dOutput.withUnsafeBufferPointer { dOut in
+                let dst = DisjointWrites(pixelMajor.baseAddress!)
+                let src = SharedReads(dOut.baseAddress!)
+                parallelFor((c + block - 1) / block) { range in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { gv in
+                        for b in range {
+                            let c0 = b * block, width = min(block, c - c0)
+                            let slice = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(gv)[0..<width])
+                            for r in 0..<g.roiCount {
+                                let image = dst + batchIndex[r] * hw * c + c0
+                                let scale = plan.inverseCount[r]
+                                for bin in 0..<bins {
+                                    var any = false
+                                    for j in 0..<width {
+                                        var v = src[(r * c + c0 + j) * bins + bin] * scale
+                                        if let maskData { v *= maskData[r * bins + bin] }
+                                        gv[j] = v
+                                        any = any || v != 0
+                                    }
+                                    if any { plan.scatter(slice, into: image, channels: c, roi: r, bin: bin) }
+                                }
+                            }
                         }
                     }
                 }
             }
+            transposeChannels(pixelMajor.baseAddress!, dIn.baseAddress!, images: n, channels: c, pixels: hw, back: true)
         }
     }
 }
