@@ -218,7 +218,8 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     let perProcess = config.data.imagesPerBatch / group.size
     let replicas = try imageReplicas(config, model: model, classes: classes, images: perProcess)
     if root && (group.isDistributed || replicas != nil) {
-        print("data-parallel: \(group.size) process(es) x \(Threads.count) threads, \(perProcess) of the \(config.data.imagesPerBatch) "
+        let processes = group.size == 1 ? "1 process" : "\(group.size) processes"
+        print("data-parallel: \(processes) x \(Threads.count) threads, \(perProcess) of the \(config.data.imagesPerBatch) "
               + "images of each batch per process" + (replicas == nil ? "" : ", one image per replica of the model"))
     }
     let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule, maxIterations: s.maxIter,
