@@ -26,6 +26,10 @@ public struct TrainStepResult: Sendable {
     public var replicas = 1
     public var processes = 1
     public var communicationWaitSeconds = 0.0
+    /// Its parts (medians each): waiting for the gradient sums, and in the loss counts' sum
+    /// (where the processes wait for the slowest forward pass).
+    public var gradientWaitSeconds = 0.0
+    public var lossSumWaitSeconds = 0.0
     public var gradientFloats = 0
 }
 
@@ -84,7 +88,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     let replicas = try imageReplicas(config, model: model, classes: classes, images: per)
     let ws = Workspace()
     var phases = PerStepSeconds(), layerSeconds = PerStepSeconds()
-    var totals: [Double] = [], waits: [Double] = []
+    var totals: [Double] = [], waits: [Double] = [], gradientWaits: [Double] = [], sumWaits: [Double] = []
     for step in 0...steps {
         let profiler = PhaseProfiler(), layers = LayerProfiler()
         model.parameters.zeroGrad()
@@ -119,6 +123,8 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
         }
         totals.append(seconds)
         waits.append(buckets?.lastWaitSeconds ?? 0)
+        gradientWaits.append(buckets?.lastGradientWaitSeconds ?? 0)
+        sumWaits.append(buckets?.lastSumWaitSeconds ?? 0)
         phases.add(profiler)
         layerSeconds.add(layers.layers)
     }
@@ -127,6 +133,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
                            backboneMultiplyAdds: try model.backbone.trainingMultiplyAdds(inputShape: [per, 3, height, width]),
                            stepSeconds: median(totals),
                            peakResidentBytes: System.peakResidentBytes(), replicas: replicas?.count ?? 1, processes: group.size, communicationWaitSeconds: median(waits),
+                           gradientWaitSeconds: median(gradientWaits), lossSumWaitSeconds: median(sumWaits),
                            gradientFloats: model.parameters.gradientBlock?.count ?? 0)
 }
 

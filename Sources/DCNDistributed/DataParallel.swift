@@ -26,11 +26,16 @@ public final class GradientBuckets: TrainingCollective {
     private var buckets: [Bucket] = []
     private var bucketOf: [ObjectIdentifier: Int] = [:]
     private var finishedThisStep: Set<ObjectIdentifier> = []
-    private var stepWait = 0.0
+    private var sumWait = 0.0
 
     /// Seconds of the last step spent blocked on communication: the loss counts' sum and the
     /// buckets still in flight when the backward pass ended (the part not overlapped).
-    public private(set) var lastWaitSeconds = 0.0
+    public var lastWaitSeconds: Double { lastSumWaitSeconds + lastGradientWaitSeconds }
+    /// The part spent in the loss counts' sum between the forward and the backward passes: mostly
+    /// waiting for the process whose forward pass took longest (its images had more to do).
+    public private(set) var lastSumWaitSeconds = 0.0
+    /// The part spent waiting for the gradient sums that the backward pass did not hide.
+    public private(set) var lastGradientWaitSeconds = 0.0
     /// Buckets the last step started before its backward pass ended.
     public private(set) var lastOverlappedBuckets = 0
     public var bucketCount: Int { buckets.count }
@@ -46,7 +51,7 @@ public final class GradientBuckets: TrainingCollective {
         if block !== layoutBlock { layOut(block) }
         for i in buckets.indices { buckets[i].remaining = buckets[i].members; buckets[i].pending = nil }
         finishedThisStep = []
-        stepWait = 0
+        sumWait = 0
     }
 
     /// Buckets from the end of the block (the backward pass finishes the heads first, the stem
@@ -71,7 +76,7 @@ public final class GradientBuckets: TrainingCollective {
 
     public func sum(_ values: [Double]) throws -> [Double] {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        defer { stepWait += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        defer { sumWait += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         return try group.sum(values)
     }
 
@@ -106,7 +111,7 @@ public final class GradientBuckets: TrainingCollective {
         let t0 = DispatchTime.now().uptimeNanoseconds
         for b in buckets.indices where buckets[b].pending == nil { start(b, block) }
         try group.wait(buckets.compactMap(\.pending))
-        stepWait += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        lastWaitSeconds = stepWait
+        lastGradientWaitSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        lastSumWaitSeconds = sumWait
     }
 }

@@ -323,8 +323,11 @@ struct TrainStep: ParsableCommand {
             if layers { printLayers(result.layers, say: say) }
             if group.isDistributed {
                 let sum = try runAllreduceBenchmark(group: group, floats: result.gradientFloats, repeats: 3)
-                say(String(format: "  communication not hidden by the backward pass %.3f s (%.1f%% of the step)",
-                           result.communicationWaitSeconds, 100 * result.communicationWaitSeconds / result.stepSeconds))
+                say(String(format: "  communication not hidden by the backward pass %.3f s (%.1f%% of the step; medians): gradient sums %.3f s (%.1f%%), "
+                           + "the loss counts' sum %.3f s (mostly waiting for the slowest forward pass)",
+                           result.communicationWaitSeconds, 100 * result.communicationWaitSeconds / result.stepSeconds,
+                           result.gradientWaitSeconds, 100 * result.gradientWaitSeconds / result.stepSeconds,
+                           result.lossSumWaitSeconds))
                 say(String(format: "  gradient sum alone: %d floats (%.0f MB) in %.3f s, %.2f GB/s", result.gradientFloats,
                            Double(result.gradientFloats) * 4 / 1e6, sum, Double(result.gradientFloats) * 4 / sum / 1e9))
             }
