@@ -36,30 +36,39 @@ public func roiPoolForward(input: Tensor, rois: Tensor, options: RoIPoolOptions)
     let bins = roiPoolBins(g, rois: rois)
     let c = g.channels, hw = g.height * g.width, w = g.width, nb = g.bins
     let batchIndex = g.batchIndex
+    // Every channel of a (RoI, bin) at once, from a channel-last copy: per channel the same
+    // comparisons in the same (row-major) order as one plane at a time.
     output.withUnsafeMutableBufferPointer { out in
         argmax.withUnsafeMutableBufferPointer { arg in
-            input.withUnsafeBufferPointer { inp in
+            withChannelsLast(input) { pixelMajor in
                 let dst = DisjointWrites(out.baseAddress!)
                 let dstArg = DisjointWrites(arg.baseAddress!)
-                let src = SharedReads(inp.baseAddress!)
-                parallelFor(g.roiCount * c, grain: 4) { range in
-                    for item in range {
-                        let r = item / c, ch = item % c
-                        let plane = src + (batchIndex[r] * c + ch) * hw
-                        for bin in 0..<nb {
-                            let box = bins[r * nb + bin]
-                            var best: Float = 0, bestIndex: Int32 = -1
-                            if box.h0 < box.h1 && box.w0 < box.w1 {
-                                best = -Float.greatestFiniteMagnitude
-                                for h in box.h0..<box.h1 {
-                                    for x in box.w0..<box.w1 where plane[h * w + x] > best {
-                                        best = plane[h * w + x]
-                                        bestIndex = Int32(h * w + x)
+                let src = SharedReads(pixelMajor)
+                parallelFor(g.roiCount * nb, grain: 4) { range in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { best in
+                        withUnsafeTemporaryAllocation(of: Int32.self, capacity: c) { bestIndex in
+                            for item in range {
+                                let r = item / nb, bin = item % nb
+                                let box = bins[item]
+                                let image = src + batchIndex[r] * hw * c
+                                bestIndex.update(repeating: -1)
+                                if box.h0 < box.h1 && box.w0 < box.w1 {
+                                    best.update(repeating: -Float.greatestFiniteMagnitude)
+                                    for h in box.h0..<box.h1 {
+                                        for x in box.w0..<box.w1 {
+                                            let pixel = image + (h * w + x) * c, index = Int32(h * w + x)
+                                            keepLarger(pixel, index, best.baseAddress!, bestIndex.baseAddress!, c)
+                                        }
                                     }
+                                } else {
+                                    best.update(repeating: 0)  // an empty bin
+                                }
+                                let o = r * c * nb + bin
+                                for ch in 0..<c {
+                                    dst[o + ch * nb] = best[ch]
+                                    dstArg[o + ch * nb] = bestIndex[ch]
                                 }
                             }
-                            dst[item * nb + bin] = best
-                            dstArg[item * nb + bin] = bestIndex
                         }
                     }
                 }
@@ -67,6 +76,27 @@ public func roiPoolForward(input: Tensor, rois: Tensor, options: RoIPoolOptions)
         }
     }
     return (output, argmax)
+}
+
+/// best[ch], bestIndex[ch] = pixel[ch], index where pixel[ch] > best[ch], for ch < c (8 lanes at a time).
+@inline(__always)
+private func keepLarger(_ pixel: UnsafePointer<Float>, _ index: Int32, _ best: UnsafeMutablePointer<Float>,
+                        _ bestIndex: UnsafeMutablePointer<Int32>, _ c: Int) {
+    var ch = 0
+    let indices = SIMD8<Int32>(repeating: index)
+    while ch + 8 <= c {
+        let v = UnsafeRawPointer(pixel + ch).loadUnaligned(as: SIMD8<Float>.self)
+        let b = UnsafeRawPointer(best + ch).loadUnaligned(as: SIMD8<Float>.self)
+        let i = UnsafeRawPointer(bestIndex + ch).loadUnaligned(as: SIMD8<Int32>.self)
+        let larger = v .> b
+        UnsafeMutableRawPointer(best + ch).storeBytes(of: b.replacing(with: v, where: larger), as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(bestIndex + ch).storeBytes(of: i.replacing(with: indices, where: larger), as: SIMD8<Int32>.self)
+        ch += 8
+    }
+    while ch < c {
+        if pixel[ch] > best[ch] { best[ch] = pixel[ch]; bestIndex[ch] = index }
+        ch += 1
+    }
 }
 
 /// RoIPool backward: dInput [N, C, H, W] += dOutput routed to the argmax of each bin.
