@@ -33,6 +33,25 @@ public final class ImageReplicas: @unchecked Sendable {
         }
         self.models = models
         workspaces = models.map { _ in Workspace() }
+        models.dropFirst().forEach(ImageReplicas.releaseWeights)
+    }
+
+    /// `model` and `count - 1` replicas of it built by `make`, each giving up the weights it was
+    /// built with at once (they are never used), so that at most one extra set exists at a time.
+    public convenience init(model: TrainableModel, count: Int, make: () throws -> TrainableModel) throws {
+        var models = [model]
+        for _ in 1 ..< max(1, count) {
+            let replica = try make()
+            ImageReplicas.releaseWeights(replica)
+            models.append(replica)
+        }
+        try self.init(models)
+    }
+
+    /// Between steps a replica holds no weights: the optimiser then updates the model's in place,
+    /// without a copy.
+    static func releaseWeights(_ model: TrainableModel) {
+        for p in model.parameters.all { p.value = Tensor(zeros: [0]) }
     }
 
     /// Images per step (one per replica).
@@ -55,10 +74,7 @@ public final class ImageReplicas: @unchecked Sendable {
             for (mine, lent) in zip(model.parameters.all, primary.all) { mine.value = lent.value }
             model.parameters.zeroGrad()
         }
-        defer {
-            // Hand the weights back: the optimiser then updates them in place, without a copy.
-            for model in models.dropFirst() { for p in model.parameters.all { p.value = Tensor(zeros: [0]) } }
-        }
+        defer { models.dropFirst().forEach(ImageReplicas.releaseWeights) }
         let threads = Threads.count
         let sum = ReplicaSum(replicas: count, running: min(count, threads), outer: outer)
         let results = ReplicaResults(count)

@@ -245,7 +245,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
 public func imageReplicas(_ config: ExperimentConfig, model: TrainableModel, classes: Int, images: Int) throws -> ImageReplicas? {
     guard images > 1, config.model.task == .detection, config.backbone.norm != .bn else { return nil }
     let spec = detectorSpec(config, classes: classes)
-    return try ImageReplicas([model] + (1 ..< images).map { _ in try FasterRCNN(spec: spec, seed: 0) })
+    return try ImageReplicas(model: model, count: images) { try FasterRCNN(spec: spec, seed: 0) }
 }
 
 /// Checks that a run may train into the locked folder `out` and returns whether it continues the
