@@ -86,6 +86,7 @@ public final class ImageReplicas: @unchecked Sendable {
                 defer { sum.endTurn() }
                 let losses = try Threads.with(each) { try work.body(i, ReplicaMember(group: sum, index: i), workspaces[i]) }
                 results.set(i, .success(losses))
+                sum.replicaDone()
             } catch {
                 sum.fail(error)
                 results.set(i, .failure(error))
@@ -153,6 +154,8 @@ final class ReplicaSum: @unchecked Sendable {
     private var slots: [[Double]]
     private var arrived = 0
     private var round = 0
+    /// Replicas whose step has returned: they join no more sums.
+    private var done = 0
     private var total: [Double] = []
     private(set) var firstError: Error?
 
@@ -185,6 +188,22 @@ final class ReplicaSum: @unchecked Sendable {
         condition.broadcast()
     }
 
+    /// A replica's step returned: a sum still waiting for it would wait forever.
+    func replicaDone() {
+        condition.lock(); defer { condition.unlock() }
+        done += 1
+        condition.broadcast()
+    }
+
+    /// The error of a sum that a replica whose step has returned never joined (call with the lock held).
+    private func unevenSums() -> Error {
+        let error = TrainingError("the image replicas asked for different numbers of sums in one step; every image's step must "
+                                  + "sum its losses' normalisers the same number of times")
+        if firstError == nil { firstError = error }
+        condition.broadcast()
+        return error
+    }
+
     func sum(_ values: [Double], replica: Int) throws -> [Double] {
         condition.lock(); defer { condition.unlock() }
         if firstError != nil { throw ReplicaStopped() }
@@ -194,8 +213,9 @@ final class ReplicaSum: @unchecked Sendable {
         freeTurns += 1  // waiting computes nothing: another replica may run
         condition.broadcast()
         if replica == 0 {
-            while arrived < replicas && firstError == nil { condition.wait() }
+            while arrived < replicas && firstError == nil && done == 0 { condition.wait() }
             if firstError != nil { throw ReplicaStopped() }
+            if arrived < replicas { throw unevenSums() }
             guard slots.allSatisfy({ $0.count == values.count }) else {
                 let error = TrainingError("image replicas summed vectors of different lengths: \(slots.map(\.count))")
                 firstError = error
@@ -219,8 +239,9 @@ final class ReplicaSum: @unchecked Sendable {
             round += 1
             condition.broadcast()
         } else {
-            while round == myRound && firstError == nil { condition.wait() }
+            while round == myRound && firstError == nil && done == 0 { condition.wait() }
             if firstError != nil { throw ReplicaStopped() }
+            if round == myRound { throw unevenSums() }
         }
         let result = total
         try waitForTurn()

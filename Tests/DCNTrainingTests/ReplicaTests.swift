@@ -119,6 +119,29 @@ struct ImageFailure: Error, Equatable { let replica: Int }
         }
     }
 
+    /// A model whose steps ask for different numbers of sums on different images gets an error, not a hang.
+    @Test func unevenSumsAreAnErrorNotAHang() throws {
+        let models = [StandInModel(), StandInModel()]
+        let replicas = try ImageReplicas(models)
+        for threads in [1, 2] {
+            for extra in [0, 1] {
+                models[0].parameters.zeroGrad()
+                do {
+                    _ = try Threads.with(threads) {
+                        try replicas.step { i, collective, _ in
+                            _ = try collective.sum([1])
+                            if i == extra { _ = try collective.sum([2]) }
+                            return [:]
+                        }
+                    }
+                    Issue.record("\(threads) threads, replica \(extra) summing twice: no error")
+                } catch let error as TrainingError {
+                    #expect(error.message.contains("different numbers of sums"), "\(error)")
+                }
+            }
+        }
+    }
+
     @Test func replicasNeedTheSameParameters() throws {
         let other = StandInModel()
         other.parameters.append(Parameter(name: "v", value: Tensor(zeros: [2])))
