@@ -140,11 +140,10 @@ public final class ResidualBlock {
             let c = try timed(shortcut.conv.kind, "fwd") { try shortcut.conv.forward(x, ws) }
             let (n, normCache) = try timed("norm", "fwd") { try shortcut.norm.forward(c, training: training) }
             if keepCache { cache.shortcutConvOutput = c; cache.shortcutNormCache = normCache }
-            timed("relu, add", "fwd") { h.add(n) }
+            try timed("relu, add", "fwd") { try addReLUInPlace(&h, n) }
         } else {
-            timed("relu, add", "fwd") { h.add(x) }
+            try timed("relu, add", "fwd") { try addReLUInPlace(&h, x) }
         }
-        timed("relu, add", "fwd") { reluForwardInPlace(&h) }
         cache.output = h
         return (h, keepCache ? cache : nil)
     }
@@ -152,16 +151,13 @@ public final class ResidualBlock {
     /// Adds parameter gradients; returns dInput when `wantInput`.
     public func backward(_ dy: Tensor, cache: Cache, wantInput: Bool, _ ws: Workspace) throws -> Tensor? {
         // out = relu(main(x) + shortcut(x)): g is the gradient of the sum.
-        var g = Tensor(zeros: dy.shape)
-        try timed("relu, add", "bwd") { try reluBackward(dInput: &g, dOutput: dy, output: cache.output) }
+        let g = try timed("relu, add", "bwd") { try reluGradient(dOutput: dy, output: cache.output) }
         var d = g
         for i in stride(from: units.count - 1, through: 0, by: -1) {
             let unit = units[i]
             if i < units.count - 1 {
                 // Unit i's ReLU output is unit i+1's input.
-                var r = Tensor(zeros: d.shape)
-                try timed("relu, add", "bwd") { try reluBackward(dInput: &r, dOutput: d, output: cache.unitInputs[i + 1]) }
-                d = r
+                d = try timed("relu, add", "bwd") { try reluGradient(dOutput: d, output: cache.unitInputs[i + 1]) }
             }
             let dc = try timed("norm", "bwd") { try unit.norm.backward(d, input: cache.convOutputs[i], cache: cache.normCaches[i], wantInput: true)! }
             let needInput = i > 0 || wantInput

@@ -44,6 +44,24 @@ public func reluForwardInPlace(_ x: inout Tensor) {
     mapInPlace(&x) { v in v < 0 ? 0 : v }
 }
 
+/// A residual block's output in place: `x = max(x + shortcut, 0)` in one pass (the same two
+/// roundings as adding, then applying ReLU).
+public func addReLUInPlace(_ x: inout Tensor, _ shortcut: Tensor) throws {
+    try require(shortcut.shape == x.shape, "add + relu: shapes \(x.shape) and \(shortcut.shape) differ")
+    let count = x.count
+    shortcut.withUnsafeBufferPointer { sb in
+        x.withUnsafeMutableBufferPointer { xb in
+            let s = SharedReads(sb.baseAddress!), p = DisjointWrites(xb.baseAddress!)
+            parallelFor(count, grain: 1 << 15) { r in
+                for i in r {
+                    let v = p[i] + s[i]
+                    p[i] = v < 0 ? 0 : v
+                }
+            }
+        }
+    }
+}
+
 /// ReLU: any shape -> same shape, `y = max(x, 0)`.
 public func reluForward(_ input: Tensor) -> Tensor {
     var y = input
@@ -55,6 +73,28 @@ public func reluForward(_ input: Tensor) -> Tensor {
 /// `y <= 0` (so a NaN passes its gradient, as PyTorch's threshold_backward).
 public func reluBackward(dInput: inout Tensor, dOutput: Tensor, output: Tensor) throws {
     try backwardFromOutput(&dInput, dOutput, output, "relu backward") { g, y in y <= 0 ? 0 : g }
+}
+
+/// ReLU's input gradient as a new tensor: `dOutput` where `output > 0`, 0 elsewhere (a NaN output
+/// passes its gradient). What `reluBackward` adds into a zero tensor, without the zero fill.
+public func reluGradient(dOutput: Tensor, output: Tensor) throws -> Tensor {
+    try require(dOutput.shape == output.shape, "relu backward: dOutput shape \(dOutput.shape) does not match output shape \(output.shape)")
+    let count = output.count
+    let data = dOutput.withUnsafeBufferPointer { gb in
+        output.withUnsafeBufferPointer { yb in
+            [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                let g = SharedReads(gb.baseAddress!), y = SharedReads(yb.baseAddress!)
+                if let base = buffer.baseAddress {
+                    let d = DisjointWrites(base)
+                    parallelFor(count, grain: 1 << 15) { r in
+                        for i in r { (d + i).initialize(to: y[i] <= 0 ? 0 : g[i]) }
+                    }
+                }
+                initialized = count
+            }
+        }
+    }
+    return try Tensor(shape: output.shape, data: data)
 }
 
 // MARK: - Sigmoid

@@ -76,7 +76,8 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
         precondition(other.shape == shape, "add: shape \(other.shape) != \(shape)")
         data.withUnsafeMutableBufferPointer { d in
             other.data.withUnsafeBufferPointer { o in
-                for i in 0..<d.count { d[i] += o[i] }
+                let sum = DisjointWrites(d.baseAddress!), addend = SharedReads(o.baseAddress!)
+                parallelFor(d.count, grain: 1 << 15) { r in for i in r { sum[i] += addend[i] } }
             }
         }
     }
