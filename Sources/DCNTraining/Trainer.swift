@@ -142,8 +142,9 @@ public final class Trainer {
                     try require(batch.images.dim(0) == replicas.count,
                                 "a batch of \(batch.images.dim(0)) images for \(replicas.count) image replicas")
                     losses = try replicas.step(outer: buckets) { i, collective, ws in
-                        try replicas.models[i].trainStep(batch.part(i ..< i + 1), share: StepShare(seed: seed, firstImage: batch.firstImage + i,
-                                                                                               collective: collective), ws)
+                        let image = try batch.part(i ..< i + 1)
+                        return try replicas.models[i].trainStep(image, share: StepShare(seed: seed, firstImage: image.firstImage,
+                                                                                        collective: collective), ws)
                     }
                 } else {
                     losses = try model.trainStep(batch, share: StepShare(seed: seed, firstImage: batch.firstImage, collective: buckets), ws)
