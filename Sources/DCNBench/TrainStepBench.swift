@@ -19,11 +19,11 @@ public struct TrainStepResult: Sendable {
     public var backboneMultiplyAdds: (forward: Int, backward: Int)
     public var stepSeconds: Double
     public var peakResidentBytes: Int
-    /// Data-parallel runs: processes, the median seconds per step spent waiting on communication
-    /// that the backward pass did not hide, and the gradient block's size in floats.
     /// Replicas of the model per process (one per image, `ImageReplicas`); with more than one the
     /// phases and layers are replica 0's, timed while the others run beside it.
     public var replicas = 1
+    /// Data-parallel runs: processes, the median seconds per step spent waiting on communication
+    /// that the backward pass did not hide, and the gradient block's size in floats.
     public var processes = 1
     public var communicationWaitSeconds = 0.0
     /// Its parts (medians each): waiting for the gradient sums, and in the loss counts' sum
