@@ -1,9 +1,11 @@
 // dcn-bench: fixture verification and benchmarks.
 import ArgumentParser
+import DCNAnnotations
 import DCNBench
 import DCNConfig
 import DCNDistributed
 import DCNTensor
+import DCNTraining
 import Foundation
 
 @main
@@ -270,6 +272,11 @@ struct TrainStep: ParsableCommand {
         if batch < 1 || steps < 1 { throw ValidationError("--batch and --steps must be at least 1") }
         if let height, height < 32 { throw ValidationError("--height must be at least 32") }
         if let width, width < 32 { throw ValidationError("--width must be at least 32") }
+        if let gradientOut {
+            var read = ReadFiles()
+            read.add(config, as: "the config given to --config")
+            if let problem = outputProblem(gradientOut, read: read) { throw ValidationError("--gradient-out \(gradientOut): \(problem)") }
+        }
     }
 
     func run() throws {

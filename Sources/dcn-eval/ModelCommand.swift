@@ -75,7 +75,7 @@ struct ModelCommand: ParsableCommand {
         if let scales { _ = try shorterSides(scales, "--scales") }
         if let draw, draw < 1 { throw ValidationError("--draw \(draw): give the number of images to draw, at least 1") }
         if out != nil && draw == nil { throw ValidationError("--out is the folder of the --draw pictures: add --draw N") }
-        if resultsPath == metricsPath { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
+        if sameOutputPath(resultsPath, metricsPath) { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 
     func run() throws {
@@ -87,6 +87,10 @@ struct ModelCommand: ParsableCommand {
         try reportingEvaluationFailures(whenStopped: "before the evaluation finished; nothing was written") {
             guard let dataset = try loadDataset(experiment, train: false) else {
                 throw ToolError("\(config): the config names no evaluation split")
+            }
+            let read = evaluationInputs(config: config, checkpoint: checkpoint, experiment: experiment, dataset: dataset)
+            for (path, option) in [(resultsPath, "--results"), (metricsPath, "--json")] {
+                if let problem = outputProblem(path, read: read) { throw ToolError("\(option) \(path): \(problem)") }
             }
             if experiment.model.task == .classification {
                 if draw != nil { throw ToolError("--draw draws detections, and \(config) is a classifier (model.task: classification)") }

@@ -1,6 +1,7 @@
 // dcn-eval sweep: trained detectors evaluated at several shorter sides of the test image (the
 // paper's Figure 4), optionally with multi-scale testing (Table 5): a Markdown table and an SVG chart.
 import ArgumentParser
+import DCNAnnotations
 import DCNConfig
 import DCNDistributed
 import DCNEval
@@ -61,6 +62,10 @@ struct SweepCommand: ParsableCommand {
         if let multiScale { _ = try shorterSides(multiScale, "--multi-scale") }
         if flip && multiScale == nil { throw ValidationError("--flip applies to the multi-scale evaluation: give --multi-scale too") }
         try requireWritableFile(out + ".md", "--out", "an output prefix")
+        var read = ReadFiles()
+        for c in configList { read.add(c, as: "the config \(c) given to --configs") }
+        for k in checkpointList { read.add(k, as: "the checkpoint \(k) given to --checkpoints") }
+        for output in [out + ".md", out + ".svg"] { try requireNotRead(output, "--out", read) }
     }
 
     func run() throws {

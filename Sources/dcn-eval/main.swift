@@ -3,6 +3,7 @@
 import ArgumentParser
 import DCNDistributed
 import DCNEval
+import DCNTraining
 import Foundation
 import DCNAnnotations
 
@@ -35,6 +36,11 @@ func requireReadableFile(_ path: String, _ option: String, _ what: String) throw
 /// `option path` must be a file this process can write (not a directory, in an existing folder).
 func requireWritableFile(_ path: String, _ option: String, _ what: String) throws {
     if let problem = fileWriteProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected the path of \(what) to write") }
+}
+
+/// `option path`, an output, must not replace a file the command reads.
+func requireNotRead(_ path: String, _ option: String, _ read: ReadFiles) throws {
+    if let problem = outputProblem(path, read: read) { throw ValidationError("\(option) \(path): \(problem)") }
 }
 
 /// Shorter sides given as `option` ("480,576,688"): each a whole number of at least 32 pixels.
@@ -82,7 +88,13 @@ struct COCOCommand: ParsableCommand {
         }
         try requireReadableFile(gt, "--gt", "a COCO ground-truth JSON file")
         try requireReadableFile(results, "--results", "a COCO results JSON file")
-        if let json { try requireWritableFile(json, "--json", "a JSON file") }
+        if let json {
+            try requireWritableFile(json, "--json", "a JSON file")
+            var read = ReadFiles()
+            read.add(gt, as: "the ground truth given to --gt")
+            read.add(results, as: "the results given to --results")
+            try requireNotRead(json, "--json", read)
+        }
     }
 
     func run() throws {
@@ -149,7 +161,16 @@ struct VOCCommand: ParsableCommand {
             throw ValidationError("--classes '\(classes)' names no class; expected comma-separated class names, e.g. --classes cat,dog")
         }
         if let categories { try requireReadableFile(categories, "--categories", "a JSON file with \"categories\": [{\"id\", \"name\"}]") }
-        if let json { try requireWritableFile(json, "--json", "a JSON file") }
+        if let json {
+            try requireWritableFile(json, "--json", "a JSON file")
+            var read = ReadFiles()
+            read.add(results, as: "the results given to --results")
+            read.addFiles(in: results, as: "the results folder given to --results")
+            if let categories { read.add(categories, as: "the categories given to --categories") }
+            read.addFiles(in: devkit + "/Annotations", as: "the devkit's Annotations folder")
+            read.addFiles(in: devkit + "/ImageSets/Main", as: "the devkit's ImageSets/Main folder")
+            try requireNotRead(json, "--json", read)
+        }
     }
 
     func run() throws {

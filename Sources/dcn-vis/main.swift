@@ -4,6 +4,7 @@
 // share of each kind of support that falls inside the objects.
 import ArgumentParser
 import DCNAnalysis
+import DCNAnnotations
 import DCNConfig
 import DCNData
 import DCNModels
@@ -105,6 +106,13 @@ func writeJSON(_ object: Any, to path: String) throws {
 /// OUT.png -> OUT.json.
 func sidecarPath(_ png: String) -> String { (png.hasSuffix(".png") ? String(png.dropLast(4)) : png) + ".json" }
 
+/// Refuses outputs that would replace a file the command reads (`option` gave them).
+func refuseOverwrite(_ outputs: [String], option: String, _ read: ReadFiles) throws {
+    for output in outputs {
+        if let problem = outputProblem(output, read: read) { throw VisError("\(option) \(output): \(problem)") }
+    }
+}
+
 /// Runs a command's body: a failure is one message and status 1 (2 for a config error).
 func reporting(_ body: () throws -> Void) throws {
     do { try body() } catch let e as ConfigErrors {
@@ -144,6 +152,12 @@ struct NodeCommand {
     let tool: String
 
     func run(model options: ModelOptions, image path: String, point: String?, roi: String?, stage: String, errorBound: Double, out: String) throws {
+        // `all`: the three analyses of one pass (OUT_sampling.png, OUT_erf.png, OUT_saliency.png).
+        let tools = tool == "all" ? ["sampling", "erf", "saliency"] : [tool]
+        let picturePaths = tools.map { tools.count == 1 ? out : String(out.dropLast(4)) + "_\($0).png" }
+        var read = checkpointInputs(config: options.config, checkpoint: options.checkpoint)
+        read.add(path, as: "the image given to --image")
+        try refuseOverwrite(picturePaths + [sidecarPath(out)], option: "--out", read)
         Threads.set(options.threads)
         let model = try AnalysedModel(config: options.config, checkpoint: options.checkpoint, overrides: options.overrides)
         let original = try decodeImage(path: path)
@@ -181,10 +195,8 @@ struct NodeCommand {
             "response_norm": support.gradients.response.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot(),
             "regular_network_as_zero_offset_dconv": model.regular, "seconds": seconds,
         ]
-        // `all`: the three analyses of one pass (OUT_sampling.png, OUT_erf.png, OUT_saliency.png).
-        let tools = tool == "all" ? ["sampling", "erf", "saliency"] : [tool]
         var pictures: [String] = []
-        for t in tools {
+        for (t, path) in zip(tools, picturePaths) {
             let picture: RGBImage
             switch t {
             case "erf":
@@ -202,7 +214,6 @@ struct NodeCommand {
                                     "curve": r.curve.map { ["area_fraction": $0.areaFraction, "error": $0.error] },
                                     "mask_row_runs": runs(r.mask)]
             }
-            let path = tools.count == 1 ? out : String(out.dropLast(4)) + "_\(t).png"
             try writeAtomically(try encodePNG(picture), to: path)
             pictures.append(path)
         }
@@ -366,6 +377,12 @@ struct Figure: ParsableCommand {
                     return v
                 }
             }
+            var read = ReadFiles()
+            for (config, checkpoint) in zip(configList, checkpointList) {
+                read.add(config, as: "the config \(config) given to --configs")
+                read.add(checkpoint, as: "the checkpoint \(checkpoint) given to --checkpoints")
+            }
+            try refuseOverwrite([out], option: "--out", read)
             let models = try zip(configList, checkpointList).map { try AnalysedModel(config: $0, checkpoint: $1, overrides: overrides) }
             guard let dataset = models[0].dataset, !dataset.images.isEmpty else { throw VisError("\(configList[0]): the config names no evaluation split with images") }
             let names = images.map { $0.split(separator: ",").map(String.init) } ?? [dataset.images[0].name]
@@ -423,6 +440,7 @@ struct Focus: ParsableCommand {
     func run() throws {
         try reporting {
             Threads.set(model.threads)
+            if let json { try refuseOverwrite([json], option: "--json", checkpointInputs(config: model.config, checkpoint: model.checkpoint)) }
             let analysed = try AnalysedModel(config: model.config, checkpoint: model.checkpoint, overrides: model.overrides)
             guard let dataset = analysed.dataset else { throw VisError("\(model.config): the config names no evaluation split") }
             var erfInside: [Double] = [], saliencyInside: [Double] = [], perObject: [[String: Any]] = []
