@@ -221,15 +221,11 @@ struct BatchPlan: Sendable {
         if let share {
             let per = all.count / share.ranks
             mine = share.rank * per ..< (share.rank + 1) * per
-            // The other processes' images: their resized sizes, from the annotated size and the same
-            // random resize draw (decoded when the annotations give no size).
+            // The other processes' images: their resized sizes, from the same random resize draw and
+            // the size their process decodes (EXIF orientation applied; never the
+            // annotated size, which may be wrong and would pad this process's images differently).
             for (k, s) in all.enumerated() where !mine.contains(k) {
-                let item = images[s.index]
-                var size = ImageSize(height: item.height, width: item.width)
-                if size.height <= 0 || size.width <= 0 {
-                    let decoded = try decodeImage(path: item.path)
-                    size = ImageSize(height: decoded.height, width: decoded.width)
-                }
+                let size = try decodedImageSize(path: images[s.index].path)
                 var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(s.epoch), UInt64(s.position)))
                 let resized = augmentation.resize.transform(for: size, using: &rng).output
                 padTo = ImageSize(height: max(padTo.height, resized.height), width: max(padTo.width, resized.width))

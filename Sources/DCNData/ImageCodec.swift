@@ -103,6 +103,17 @@ public func probeImage(data: Data, name: String) throws -> ImageInfo {
     }
 }
 
+/// The size `decodeImage(path:)` gives the file (EXIF orientation applied), from its headers when
+/// they settle it: a PNG whose eXIf chunk may follow the image data is decoded.
+public func decodedImageSize(path: String) throws -> ImageSize {
+    let info = try probeImage(path: path)
+    if info.format == .png && info.orientation == nil {
+        let image = try decodeImage(path: path)
+        return ImageSize(height: image.height, width: image.width)
+    }
+    return info.size
+}
+
 /// The EXIF orientation tag (1...8) stored in JPEG or PNG bytes, or nil when there is none.
 public func exifOrientation(data: Data, name: String) throws -> Int? {
     try probeImage(data: data, name: name).orientation

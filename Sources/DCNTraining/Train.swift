@@ -165,6 +165,8 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
             try evaluateClassifier(classifier, config: config, dataset: val, outputPrefix: prefix, stop: stop, group: group).map { ModelEvaluation(report: $0) }
         }
     }
+    // Before the first sum: processes that run different jobs would corrupt or hang it.
+    try requireProcessesAgree(group, config: config, data: data.train, parameters: model.parameters)
     let s = config.solver
     let optimizer = SGD(parameters: model.parameters.all, momentum: Float(s.momentum), weightDecay: Float(s.weightDecay),
                         weightDecayNorm: Float(s.weightDecayNorm), weightDecayBias: s.weightDecayBias.map { Float($0) })
