@@ -1,6 +1,7 @@
 // What a run leaves in its output folder besides checkpoints: metrics.jsonl (one JSON object per
 // logged iteration or evaluation), training_curves.svg, and the live progress line.
 import DCNTensor
+import DCNDistributed
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -105,9 +106,21 @@ public final class MetricsLog {
     }
 }
 
-/// The live progress line on a terminal, or plain log lines otherwise.
+/// Whether the progress reaches a person's terminal. An MPI launcher (Open MPI's mpirun) gives the
+/// processes it starts a pseudo-terminal of its own whatever its own output is, so there the
+/// launcher's output decides: the parent process's standard output must be a terminal device.
+/// Elsewhere (a remote daemon, srun), plain lines.
+func progressReachesTerminal() -> Bool {
+    guard isatty(STDOUT_FILENO) != 0 else { return false }
+    guard ProcessGroup.launchedByMPI else { return true }
+    guard let launcherOutput = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(getppid())/fd/1") else { return false }
+    return launcherOutput.hasPrefix("/dev/pts/") || launcherOutput.hasPrefix("/dev/tty")
+}
+
+/// The live progress line on a terminal, or plain log lines otherwise (a redirected log: one line
+/// per log period).
 public struct ProgressPrinter {
-    public let isTerminal: Bool = isatty(STDOUT_FILENO) != 0
+    public let isTerminal: Bool = progressReachesTerminal()
 
     public init() {}
 

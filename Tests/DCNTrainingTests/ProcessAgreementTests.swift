@@ -1,6 +1,6 @@
-// Issue 29, defects 4 and 5: the processes of an mpirun job run one job. Ranks started with
+// Issue 29, defects 4, 5 and 12: the processes of an mpirun job run one job. Ranks started with
 // different configs are refused at once, naming the key; wrong image sizes in the annotations pad
-// 1 and 2 processes alike (both use the decoded image's size).
+// 1 and 2 processes alike (both use the decoded image's size); a redirected mpirun log has plain lines.
 import DCNTensor
 import DCNTraining
 import Foundation
@@ -38,7 +38,8 @@ import Testing
     }
 
     /// Every image's annotated width and height wrong (larger than the files'): 1 process and 2
-    /// processes train the same bits, as both pad by the decoded sizes.
+    /// processes train the same bits, as both pad by the decoded sizes. Both logs, redirected to a
+    /// file, have one line per logged iteration.
     @Test func wrongAnnotatedSizesTrainTheSameBitsInOneAndTwoProcesses() throws {
         let dir = temporaryDirectory("mpi-sizes")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -57,6 +58,10 @@ import Testing
         for (name, ranks) in [("one", nil), ("two", 2)] as [(String, Int?)] {
             let run = try ToolRun.run("dcn-train", trainArguments(settings, ["output.dir=\(dir)/\(name)"]), ranks: ranks, folder: dir, name: name)
             #expect(run.process.terminationStatus == 0, "\(name): \(run.output)\n\(run.errors)")
+            // Defect 12: mpirun gives its processes a pseudo-terminal, but its own output is a file
+            // here: plain lines, one per logged iteration (before, one live line of \r updates).
+            let lines = run.output.split(separator: "\n")
+            #expect(!run.output.contains("\r") && (1...4).allSatisfy { k in lines.contains { $0.hasPrefix("[\(k)/4]") } }, "\(name): \(run.output)")
             finals.append("\(dir)/\(name)/\(RunFiles.finalCheckpoint)")
         }
         let first = try SafeTensorsFile(path: finals[0]), second = try SafeTensorsFile(path: finals[1])
