@@ -283,6 +283,10 @@ public struct MaskConfig: ConfigSection, Codable {
     }
 }
 
+/// The shorter sides an image may be resized to, in pixels (data.min_size, data.test_min_size,
+/// test.scales, and the tools' --scales and --sizes).
+public let shorterSideRange = 32...4096
+
 /// `data`: datasets, resizing and the loader.
 public struct DataConfig: ConfigSection, Codable {
     static let key = "data"
@@ -345,9 +349,9 @@ public struct DataConfig: ConfigSection, Codable {
         v.field("classes", &classes, .ifSet(.each(nonEmpty, nonEmpty: true)))
         v.field("difficult_as_ignore", &difficultAsIgnore)
         v.field("root", &root, .ifSet(nonEmpty))
-        v.field("min_size", &minSize, .each(.range(32...4096), nonEmpty: true))
+        v.field("min_size", &minSize, .each(.range(shorterSideRange), nonEmpty: true))
         v.field("max_size", &maxSize, .range(32...8192))
-        v.field("test_min_size", &testMinSize, .range(32...4096))
+        v.field("test_min_size", &testMinSize, .range(shorterSideRange))
         v.field("flip", &flip)
         v.field("images_per_batch", &imagesPerBatch, .range(1...1024))
         v.field("loader_threads", &loaderThreads, .range(0...256))
@@ -379,7 +383,7 @@ public struct TestConfig: ConfigSection, Codable {
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
-        v.field("scales", &scales, .ifSet(.each(.range(32...4096), nonEmpty: true)))
+        v.field("scales", &scales, .ifSet(.each(.range(shorterSideRange), nonEmpty: true)))
         v.field("max_size", &maxSize, .ifSet(.range(32...8192)))
         v.field("flip", &flip)
     }

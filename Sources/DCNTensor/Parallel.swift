@@ -70,6 +70,20 @@ public enum System {
         return 0
     }
 
+    /// The machine's memory, in bytes.
+    public static var physicalMemoryBytes: Double {
+        Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Why `bytes` of memory for `what` cannot be had, or nil when they fit in the machine's memory:
+    /// a size given on the command line is checked before it is allocated (an allocation that
+    /// fails traps).
+    public static func memoryProblem(bytes: Double, for what: String) -> String? {
+        let total = physicalMemoryBytes
+        guard bytes > total else { return nil }
+        return String(format: "%@ would take about %.3g GB of memory; this machine has %.1f GB", what, bytes / 1e9, total / 1e9)
+    }
+
     /// Keeps freed memory in the process for the next allocation instead of returning it to the
     /// kernel (glibc malloc: large blocks come from the heap, not one mmap each, and the heap is
     /// never trimmed). A training or analysis step allocates the same large tensors again and

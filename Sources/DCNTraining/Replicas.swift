@@ -39,6 +39,11 @@ public final class ImageReplicas: @unchecked Sendable {
     /// `model` and `count - 1` replicas of it built by `make`, each giving up the weights it was
     /// built with at once (they are never used), so that at most one extra set exists at a time.
     public convenience init(model: TrainableModel, count: Int, make: () throws -> TrainableModel) throws {
+        // Each replica past the first keeps a gradient block as large as the weights.
+        let bytes = Double(max(0, count - 1)) * Double(model.parameters.weightCount) * 4
+        if let problem = System.memoryProblem(bytes: bytes, for: "the gradients of \(count) image replicas (one per image of a process's share of the batch)") {
+            throw TrainingError(problem + "; give each process fewer images (data.images_per_batch, or more processes)", exitCode: 2)
+        }
         var models = [model]
         for _ in 1 ..< max(1, count) {
             let replica = try make()

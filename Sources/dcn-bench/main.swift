@@ -18,7 +18,7 @@ struct DCNBenchCommand: ParsableCommand {
 
 /// `--threads`: our threads (loops and matrix products) for the whole benchmark process.
 struct ThreadCount: ParsableArguments {
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
+    @Option(parsing: .unconditional, help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
     var threads: Int = ProcessGroup.defaultThreads
 
     func validate() throws {
@@ -73,13 +73,13 @@ struct Ops: ParsableCommand {
 
     @OptionGroup var threadCount: ThreadCount
 
-    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
 
     @Flag(help: "One JSON object per line instead of a table.")
     var json = false
 
-    @Option(name: .customLong("shape"), help: "A layer shape C,H,W to time instead of the standard ones (repeatable).")
+    @Option(name: .customLong("shape"), parsing: .unconditionalSingleValue, help: "A layer shape C,H,W to time instead of the standard ones (repeatable).")
     var shapes: [String] = []
 
     func parsedShapes() throws -> [(channels: Int, height: Int, width: Int)] {
@@ -88,6 +88,12 @@ struct Ops: ParsableCommand {
             let parts = text.split(separator: ",").compactMap { Int($0) }
             guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else {
                 throw ValidationError("--shape '\(text)': expected three positive integers C,H,W")
+            }
+            // The modulated deformable layer's forward and backward: its input, output and their
+            // gradients (4 C HW), offsets and masks with theirs (54 HW), and the columns (9 C HW) twice.
+            let (c, h, w) = (Double(parts[0]), Double(parts[1]), Double(parts[2]))
+            if let problem = System.memoryProblem(bytes: 4 * (22 * c * h * w + 54 * h * w), for: "the layer \(text)") {
+                throw ValidationError("--shape '\(text)': \(problem); give a smaller C,H,W")
             }
             return (parts[0], parts[1], parts[2])
         }
@@ -135,7 +141,7 @@ struct BLASKernels: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Cores to run (default: every one this CPU supports, e.g. Prescott Haswell Zen SkylakeX Cooperlake).")
     var cores: [String] = []
 
-    @Option(help: "Size n of the timed n x n x n sgemm.")
+    @Option(parsing: .unconditional, help: "Size n of the timed n x n x n sgemm.")
     var size: Int = 2048
 
     @Flag(help: "One JSON object per line instead of a table.")
@@ -143,6 +149,9 @@ struct BLASKernels: ParsableCommand {
 
     func validate() throws {
         if size < 1 { throw ValidationError("--size must be at least 1") }
+        if let problem = System.memoryProblem(bytes: 12 * Double(size) * Double(size), for: "three \(size) x \(size) matrices") {
+            throw ValidationError("--size \(size): \(problem)")
+        }
     }
 
     func run() throws {
@@ -173,7 +182,7 @@ struct RoI: ParsableCommand {
 
     @OptionGroup var threadCount: ThreadCount
 
-    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
 
     @Flag(help: "One JSON object per line instead of a table.")
@@ -226,6 +235,9 @@ struct Eval: ParsableCommand {
     }
 }
 
+/// The largest `train-step --batch` (data.images_per_batch's bound).
+let maxBenchBatch = 1024
+
 struct TrainStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-step",
@@ -242,16 +254,16 @@ struct TrainStep: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
     var overrides: [String] = []
 
-    @Option(help: "Input height (default: data.min_size[0]).")
+    @Option(parsing: .unconditional, help: "Input height (default: data.min_size[0]).")
     var height: Int?
 
-    @Option(help: "Input width (default: about 1.52 x the height, a multiple of 32, within data.max_size).")
+    @Option(parsing: .unconditional, help: "Input width (default: about 1.52 x the height, a multiple of 32, within data.max_size).")
     var width: Int?
 
-    @Option(help: "Images per step.")
+    @Option(parsing: .unconditional, help: "Images per step.")
     var batch: Int = 1
 
-    @Option(help: "Timed steps after one warm-up step (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed steps after one warm-up step (the median is reported).")
     var steps: Int = 3
 
     @OptionGroup var threadCount: ThreadCount
@@ -270,8 +282,10 @@ struct TrainStep: ParsableCommand {
 
     func validate() throws {
         if batch < 1 || steps < 1 { throw ValidationError("--batch and --steps must be at least 1") }
-        if let height, height < 32 { throw ValidationError("--height must be at least 32") }
-        if let width, width < 32 { throw ValidationError("--width must be at least 32") }
+        // As data.images_per_batch; the replicas' memory is checked when they are built.
+        if batch > maxBenchBatch { throw ValidationError("--batch \(batch): at most \(maxBenchBatch) images per step") }
+        if let height, !(32...8192).contains(height) { throw ValidationError("--height \(height): expected 32 to 8192 pixels") }
+        if let width, !(32...8192).contains(width) { throw ValidationError("--width \(width): expected 32 to 8192 pixels") }
         if let gradientOut {
             var read = ReadFiles()
             read.add(config, as: "the config given to --config")
@@ -397,10 +411,10 @@ struct Allreduce: ParsableCommand {
             the bus bandwidth (2 (N - 1) / N of it, what a ring moves per process).
             """)
 
-    @Option(help: "Floats in the buffer (default: about R-50 Faster R-CNN's trainable parameters).")
+    @Option(parsing: .unconditional, help: "Floats in the buffer (default: about R-50 Faster R-CNN's trainable parameters).")
     var floats: Int = 43_000_000
 
-    @Option(help: "Timed repetitions after one warm-up.")
+    @Option(parsing: .unconditional, help: "Timed repetitions after one warm-up.")
     var repeats: Int = 5
 
     func validate() throws {

@@ -14,6 +14,9 @@ struct DCNDataCommand: ParsableCommand {
         subcommands: [Synth.self, SynthCls.self, Check.self])
 }
 
+/// The most images a synthetic split may have (about 20 GB of JPEGs at the default size).
+let maxSyntheticImages = 1_000_000
+
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the synthetic dataset: DIR/images/{train,val}, DIR/annotations/instances_{train,val}.json (and DIR/VOCdevkit with --voc).")
@@ -21,22 +24,22 @@ struct Synth: ParsableCommand {
     @Option(help: "Output folder (created if missing).")
     var out: String
 
-    @Option(help: "Number of training images.")
+    @Option(parsing: .unconditional, help: "Number of training images.")
     var train: Int = 400
 
-    @Option(help: "Number of validation images.")
+    @Option(parsing: .unconditional, help: "Number of validation images.")
     var val: Int = 100
 
-    @Option(help: "Random seed: the same seed writes the same bytes.")
+    @Option(parsing: .unconditional, help: "Random seed: the same seed writes the same bytes.")
     var seed: UInt64 = 0
 
-    @Option(help: "Nominal image size in pixels (each side is drawn from 0.8x to 1.2x of it).")
+    @Option(parsing: .unconditional, help: "Nominal image size in pixels (each side is drawn from 0.8x to 1.2x of it).")
     var size: Int = 320
 
     @Flag(help: "Also write the data as a PASCAL VOC tree DIR/VOCdevkit/VOC2007.")
     var voc = false
 
-    @Option(help: "JPEG quality (1-100).")
+    @Option(parsing: .unconditional, help: "JPEG quality (1-100).")
     var quality: Int = 92
 
     @Option(help: "Difficulty: standard (the ablation tables' dataset: 2-8 objects, 35% small, distractors, clutter) or easy (the demo's: 1-4 mostly medium/large objects, little clutter; same deformed shapes with random colours).")
@@ -44,6 +47,9 @@ struct Synth: ParsableCommand {
 
     func validate() throws {
         if train < 0 || val < 0 { throw ValidationError("--train and --val must be 0 or more") }
+        if train > maxSyntheticImages || val > maxSyntheticImages {
+            throw ValidationError("--train \(train) --val \(val): at most \(maxSyntheticImages) images each (COCO's train2017 has 118,287)")
+        }
         if train + val == 0 { throw ValidationError("nothing to write: give --train or --val a positive count") }
         if size < 64 || size > 4096 { throw ValidationError("--size must be between 64 and 4096 pixels, got \(size)") }
         if quality < 1 || quality > 100 { throw ValidationError("--quality must be between 1 and 100, got \(quality)") }
@@ -74,23 +80,26 @@ struct SynthCls: ParsableCommand {
     @Option(help: "Output folder (created if missing).")
     var out: String
 
-    @Option(help: "Training images per class.")
+    @Option(parsing: .unconditional, help: "Training images per class.")
     var trainPerClass: Int = 200
 
-    @Option(help: "Validation images per class.")
+    @Option(parsing: .unconditional, help: "Validation images per class.")
     var valPerClass: Int = 50
 
-    @Option(help: "Image side in pixels.")
+    @Option(parsing: .unconditional, help: "Image side in pixels.")
     var size: Int = 64
 
-    @Option(help: "Random seed: the same seed writes the same bytes.")
+    @Option(parsing: .unconditional, help: "Random seed: the same seed writes the same bytes.")
     var seed: UInt64 = 0
 
-    @Option(help: "JPEG quality (1-100).")
+    @Option(parsing: .unconditional, help: "JPEG quality (1-100).")
     var quality: Int = 92
 
     func validate() throws {
         if trainPerClass < 1 || valPerClass < 1 { throw ValidationError("--train-per-class and --val-per-class must be at least 1") }
+        if trainPerClass > maxSyntheticImages / 10 || valPerClass > maxSyntheticImages / 10 {
+            throw ValidationError("--train-per-class \(trainPerClass) --val-per-class \(valPerClass): at most \(maxSyntheticImages / 10) images per class each")
+        }
         if size < 16 || size > 1024 { throw ValidationError("--size must be between 16 and 1024 pixels, got \(size)") }
         if quality < 1 || quality > 100 { throw ValidationError("--quality must be between 1 and 100, got \(quality)") }
         if let problem = folderCreateProblem(out) { throw ValidationError("--out \(out): \(problem); expected a folder (created if missing)") }

@@ -1,6 +1,7 @@
 // dcn-eval: COCO (bbox/segm) and PASCAL VOC evaluation, number for number with pycocotools
 // and py-faster-rcnn's voc_eval (issue 3). A `model` subcommand is added by the training work.
 import ArgumentParser
+import DCNConfig
 import DCNDistributed
 import DCNEval
 import DCNTraining
@@ -43,11 +44,13 @@ func requireNotRead(_ path: String, _ option: String, _ read: ReadFiles) throws 
     if let problem = outputProblem(path, read: read) { throw ValidationError("\(option) \(path): \(problem)") }
 }
 
-/// Shorter sides given as `option` ("480,576,688"): each a whole number of at least 32 pixels.
+/// Shorter sides given as `option` ("480,576,688"): each a whole number of pixels in the configs'
+/// range (32 to 4096).
 func shorterSides(_ text: String, _ option: String) throws -> [Int] {
     let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
-    guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 32 }) else {
-        throw ValidationError("\(option) takes shorter sides of at least 32 pixels separated by commas, e.g. 400,800,1200; got '\(text)'")
+    guard !values.isEmpty, values.allSatisfy({ shorterSideRange.contains($0 ?? 0) }) else {
+        throw ValidationError("\(option) takes shorter sides of \(shorterSideRange.lowerBound) to \(shorterSideRange.upperBound) pixels separated by commas, "
+                              + "e.g. 400,800,1200; got '\(text)'")
     }
     return values.map { $0! }
 }

@@ -77,7 +77,7 @@ func describe(_ node: SupportNode) -> String {
 
 /// `--error-bound`, shared by every command that searches saliency regions.
 struct SaliencyBound: ParsableArguments {
-    @Option(help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
+    @Option(parsing: .unconditional, help: "Relative L2 error of the node's feature vector allowed in a saliency region.")
     var errorBound: Double = defaultErrorBound
 
     func validate() throws {
@@ -96,6 +96,17 @@ func parsePair(_ text: String, _ option: String) throws -> (Double, Double) {
         throw ValidationError("\(option) \(text): expected two numbers x,y (pixels of the original image)")
     }
     return (a, b)
+}
+
+/// `--roi x0,y0,x1,y1`: four numbers, a box of at least one pixel each way starting at 0 or more
+/// (the image's own size is checked once it is read).
+func parseBox(_ text: String) throws -> [Double] {
+    let v = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+    guard v.count == 4, v.allSatisfy(\.isFinite), v[0] >= 0, v[1] >= 0, v[2] - v[0] >= 1, v[3] - v[1] >= 1 else {
+        throw ValidationError("--roi \(text): expected x0,y0,x1,y1 in pixels of the original image, x0 and y0 0 or more, "
+                              + "at least 1 pixel wide and tall (x1 - x0 >= 1, y1 - y0 >= 1)")
+    }
+    return v
 }
 
 func writeJSON(_ object: Any, to path: String) throws {
@@ -133,13 +144,15 @@ struct ModelOptions: ParsableArguments {
     var checkpoint: String
     @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
     var overrides: [String] = []
-    @Option(help: "Shorter side of the image the network sees (default: the config's data.test_min_size).")
+    @Option(parsing: .unconditional, help: "Shorter side of the image the network sees (default: the config's data.test_min_size).")
     var size: Int?
-    @Option(help: "Worker threads (default: all cores).")
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).")
     var threads: Int = System.defaultThreads
 
     func validate() throws {
-        if let size, !(32...4096).contains(size) { throw ValidationError("--size \(size): expected a shorter side between 32 and 4096 pixels") }
+        if let size, !shorterSideRange.contains(size) {
+            throw ValidationError("--size \(size): expected a shorter side between \(shorterSideRange.lowerBound) and \(shorterSideRange.upperBound) pixels")
+        }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         for (path, option) in [(config, "--config"), (checkpoint, "--checkpoint")] where !FileManager.default.isReadableFile(atPath: path) {
             throw ValidationError("\(option) \(path): no readable file there")
@@ -164,10 +177,9 @@ struct NodeCommand {
         let image = try model.image(original, size: options.size)
         let request: NodeRequest, px: Double, py: Double
         if let roi {
-            let v = roi.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard v.count == 4, v.allSatisfy(\.isFinite), v[0] >= 0, v[1] >= 0, v[2] <= Double(original.width), v[3] <= Double(original.height),
-                  v[2] - v[0] >= 1, v[3] - v[1] >= 1 else {
-                throw VisError("--roi \(roi): expected x0,y0,x1,y1 with x0 < x1, y0 < y1 inside the \(original.width) x \(original.height) image \(path)")
+            let v = try parseBox(roi)
+            guard v[2] <= Double(original.width), v[3] <= Double(original.height) else {
+                throw VisError("--roi \(roi) reaches outside the \(original.width) x \(original.height) image \(path)")
             }
             let s = Float(image.scale)
             request = .roi(Box(Float(v[0]) * s, Float(v[1]) * s, Float(v[2]) * s, Float(v[3]) * s))
@@ -238,9 +250,9 @@ struct SingleNode: ParsableArguments {
     @OptionGroup var model: ModelOptions
     @Option(help: "The image (JPEG or PNG).")
     var image: String
-    @Option(help: ArgumentHelp("The node: the backbone position nearest to this pixel of the original image.", valueName: "x,y"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The node: the backbone position nearest to this pixel of the original image.", valueName: "x,y"))
     var point: String?
-    @Option(help: ArgumentHelp("The node: the RoI head's 2fc output for this box (pixels of the original image), instead of --point.",
+    @Option(parsing: .unconditional, help: ArgumentHelp("The node: the RoI head's 2fc output for this box (pixels of the original image), instead of --point.",
                                valueName: "x0,y0,x1,y1"))
     var roi: String?
     @Option(help: "The backbone stage of the node: res2, res3, res4 or res5.")
@@ -257,6 +269,11 @@ struct SingleNode: ParsableArguments {
         try checkStage(node)
         guard out.hasSuffix(".png") else { throw ValidationError("--out \(out): expected a .png file") }
         if (point == nil) == (roi == nil) { throw ValidationError("give the node with --point x,y or with --roi x0,y0,x1,y1 (one of them)") }
+        if let roi { _ = try parseBox(roi) }
+        if let point {
+            let (x, y) = try parsePair(point, "--point")
+            guard x >= 0, y >= 0 else { throw ValidationError("--point \(point): expected x,y of a pixel of the original image (0 or more)") }
+        }
     }
 }
 
@@ -344,11 +361,11 @@ struct Figure: ParsableCommand {
     @Option(help: "The nodes: a backbone stage (res2 ... res5), or head for the RoI head's 2fc output on the objects' boxes (Figure 2).")
     var node: String = "res5"
     @OptionGroup var bound: SaliencyBound
-    @Option(help: "Width of each picture in the figure, pixels.")
+    @Option(parsing: .unconditional, help: "Width of each picture in the figure, pixels.")
     var cellWidth: Int = 260
     @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
     var overrides: [String] = []
-    @Option(help: "Worker threads (default: all cores).")
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).")
     var threads: Int = System.defaultThreads
     @Option(help: "The figure (PNG).")
     var out: String
@@ -373,7 +390,9 @@ struct Figure: ParsableCommand {
             guard labelList.count == checkpointList.count else { throw VisError("--labels has \(labelList.count) labels for \(checkpointList.count) checkpoints") }
             let sizeList = try sizes.map { text in
                 try text.split(separator: ",").map { s -> Int in
-                    guard let v = Int(s), (32...4096).contains(v) else { throw VisError("--sizes \(text): expected shorter sides between 32 and 4096") }
+                    guard let v = Int(s), shorterSideRange.contains(v) else {
+                        throw VisError("--sizes \(text): expected shorter sides between \(shorterSideRange.lowerBound) and \(shorterSideRange.upperBound)")
+                    }
                     return v
                 }
             }
@@ -424,7 +443,7 @@ struct Focus: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "How much of a node's support falls inside its object: the ERF mass and the saliency region's area inside the box, for nodes at the object centres of the evaluation split.")
     @OptionGroup var model: ModelOptions
-    @Option(help: "Objects analysed (the first of the split, in order).")
+    @Option(parsing: .unconditional, help: "Objects analysed (the first of the split, in order).")
     var maxObjects: Int = 50
     @Option(help: "The backbone stage of the nodes.")
     var node: String = "res5"
