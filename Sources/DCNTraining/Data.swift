@@ -54,7 +54,7 @@ func requireExists(_ path: String, _ what: String) throws {
 public func loadTrainingData(_ c: ExperimentConfig) throws -> (train: Dataset, val: Dataset?) {
     let train = try loadDataset(c, train: true)!
     let val = try loadDataset(c, train: false)
-    for w in train.warnings.prefix(20) { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+    for w in train.warnings.prefix(20) { printToStandardError("warning: \(w)") }
     if train.images.isEmpty { throw TrainingError("the training split has no images with objects", exitCode: 2) }
     return (train, val)
 }
