@@ -52,7 +52,8 @@ public enum Checkpoint {
 
     /// Reads a checkpoint's metadata and loads its weights (and momentum when `optimizer` is given).
     /// A checkpoint of another architecture is rejected with the missing, unexpected and wrongly
-    /// shaped names, and nothing is changed.
+    /// shaped names, and nothing is changed. A resume (`optimizer` given) also needs finite weights
+    /// and every momentum tensor (`optimizerState`); else the error names the file and the tensor.
     /// `mayBeMissing`: parameters the checkpoint need not hold (they keep their values).
     public static func load(path: String, into parameters: ParameterList, optimizer: SGD?,
                             mayBeMissing: @escaping @Sendable (String) -> Bool = { _ in false }) throws -> TrainingState {
@@ -78,12 +79,40 @@ public enum Checkpoint {
             throw CheckpointError(message: "\(path) was written by a different architecture:\n" + error.description.split(separator: "\n").dropFirst().joined(separator: "\n"))
         }
         if let optimizer {
-            for entry in file.entries where entry.name.hasPrefix("momentum.") {
-                try optimizer.setVelocity(String(entry.name.dropFirst("momentum.".count)), try file.tensor(entry.name))
+            let momentum = try optimizerState(file, for: optimizer)
+            // A resume continues from these weights: a non-finite one would only diverge later.
+            if let bad = parameters.all.first(where: { $0.value.data.contains { !$0.isFinite } }) {
+                throw CheckpointError(message: "\(path): the tensor 'model.\(bad.name)' holds non-finite values (inf or nan); the file is damaged: "
+                                      + "resume from another checkpoint of the run")
             }
+            for (name, value) in momentum { try optimizer.setVelocity(name, value) }
         }
         return TrainingState(iteration: iteration, rngState: rng, config: file.metadata["config"] ?? "",
                              arithmetic: file.metadata["arithmetic"] ?? "")
+    }
+
+    /// The momentum of every trainable parameter of `optimizer` in `file`, by parameter name: a resume
+    /// needs each one, of the parameter's shape and finite (a missing one would silently restart at
+    /// zero momentum, a non-finite one diverge), and no other.
+    static func optimizerState(_ file: SafeTensorsFile, for optimizer: SGD) throws -> [(name: String, value: Tensor)] {
+        func damaged(_ what: String) -> CheckpointError {
+            CheckpointError(message: "\(file.path): \(what); a resume needs the momentum of every trainable parameter, finite and of its "
+                            + "parameter's shape: the file is damaged, or it is not a checkpoint of this model's training. Resume from "
+                            + "another checkpoint of the run")
+        }
+        let expected = Set(optimizer.parameters.map { "momentum." + $0.name })
+        if let extra = file.names.filter({ $0.hasPrefix("momentum.") && !expected.contains($0) }).sorted().first {
+            throw damaged("the optimizer state '\(extra)' belongs to no trainable parameter of this model")
+        }
+        return try optimizer.parameters.map { p in
+            let name = "momentum." + p.name
+            guard file.entry(name) != nil else { throw damaged("the optimizer state '\(name)' is missing") }
+            let value: Tensor
+            do { value = try file.tensor(name) } catch { throw damaged("the optimizer state '\(name)' cannot be read (\(error))") }
+            guard value.shape == p.shape else { throw damaged("the optimizer state '\(name)' has shape \(value.shape), the parameter \(p.shape)") }
+            guard value.data.allSatisfy(\.isFinite) else { throw damaged("the optimizer state '\(name)' holds non-finite values (inf or nan)") }
+            return (p.name, value)
+        }
     }
 
     /// Checks that `path` names a file, with a message that says what is expected.
