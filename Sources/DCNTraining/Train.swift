@@ -114,7 +114,7 @@ public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) 
 /// Trains the detector a config describes. Writes the resolved config, checkpoints, metrics.jsonl,
 /// training_curves.svg and evaluation results into the output folder, which it locks for the whole
 /// run (`OutputFolderLock`). A run that does not continue the folder's own run replaces it: refused
-/// while the folder holds checkpoints unless `force`; then the old run's files (`RunFiles.isRunFile`)
+/// while the folder holds any of a run's files unless `force`; then the old run's files (`RunFiles.isRunFile`)
 /// are removed, nothing else. `stopAfter` ends the run with a checkpoint after that many iterations
 /// (for tests and scripts); `stop` ends it as SIGINT and SIGTERM do: a checkpoint between
 /// iterations (the evaluation stops between batches), then a `TrainingError` with status 128 + the signal.
@@ -250,7 +250,7 @@ public func imageReplicas(_ config: ExperimentConfig, model: TrainableModel, cla
 
 /// Checks that a run may train into the locked folder `out` and returns whether it continues the
 /// folder's own run (`--resume` of a checkpoint inside it). Any other run replaces the folder's
-/// run, which needs `force` once the folder holds a checkpoint.
+/// run, which needs `force` once the folder holds any run file (`RunFiles.isRunFile`).
 func checkRunFolder(_ out: String, resume: String?, force: Bool) throws -> Bool {
     var resumeFolder: String? = nil
     if let resume {
@@ -265,15 +265,21 @@ func checkRunFolder(_ out: String, resume: String?, force: Bool) throws -> Bool 
         }
         return true
     }
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
-    if !force && names.contains(where: RunFiles.isCheckpoint) {
+    // Only --force removes a run's files, even those of a run killed before its first checkpoint.
+    let runFiles = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter(RunFiles.isRunFile).sorted()
+    guard force || runFiles.isEmpty else {
         let latest = out + "/" + RunFiles.latest
         if let resume {
             throw TrainingError("\(out) holds another run, and --resume \(resume) is a checkpoint of another folder: continuing it here would mix "
                                 + "the two runs. Pass --force to replace the run in \(out), resume \(latest) to continue it, or set output.dir", exitCode: 2)
         }
-        throw TrainingError("\(out) holds another run (it has a checkpoint): pass --resume \(latest) to continue it, --force to start over "
-                            + "(its checkpoints, metrics and evaluations are removed), or set output.dir", exitCode: 2)
+        if runFiles.contains(where: RunFiles.isCheckpoint) {
+            throw TrainingError("\(out) holds another run (it has a checkpoint): pass --resume \(latest) to continue it, --force to start over "
+                                + "(its checkpoints, metrics and evaluations are removed), or set output.dir", exitCode: 2)
+        }
+        throw TrainingError("\(out) holds the files of a run that wrote no checkpoint (\(runFiles.joined(separator: ", "))), as a run stopped "
+                            + "before its first one leaves: there is nothing to resume. Pass --force to remove them and start over (nothing "
+                            + "else in the folder is touched), or set output.dir", exitCode: 2)
     }
     return false
 }

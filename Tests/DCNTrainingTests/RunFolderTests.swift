@@ -281,6 +281,27 @@ func expectStopWithACheckpoint(_ started: (run: ToolRun, arguments: [String], co
     }
 }
 
+/// Issue 29, defect 11: a plain rerun keeps the files of a run SIGKILLed before its first
+/// checkpoint and refuses the folder, as any run's, until --force (it used to remove them).
+@Test func aRerunKeepsTheFilesOfARunKilledBeforeItsFirstCheckpoint() throws {
+    let dir = temporaryDirectory("killed")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let killed = try startEndlessRun(dir, name: "killed")
+    kill(killed.run.process.processIdentifier, SIGKILL)
+    _ = killed.run.exitStatus(within: 60)
+    let out = "\(dir)/out"
+    let before = folderNames(out)
+    let metrics = try Data(contentsOf: URL(fileURLWithPath: "\(out)/\(RunFiles.metrics)"))
+    #expect(before.contains(RunFiles.config) && before.contains(RunFiles.metrics) && !before.contains(where: RunFiles.isCheckpoint), "\(before)")
+    let rerun = try ToolRun.run("dcn-train", killed.arguments, ranks: nil, folder: dir, name: "rerun", seconds: 120)
+    #expect(rerun.process.terminationStatus == 2)
+    #expect(rerun.errors.contains("\(out) holds the files of a run that wrote no checkpoint (config.yaml, ") && rerun.errors.contains("--force"),
+            "\(rerun.errors)")
+    #expect(!rerun.output.contains("removed"), "\(rerun.output)")
+    #expect(folderNames(out) == before)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: "\(out)/\(RunFiles.metrics)")) == metrics)
+}
+
 @Test func dcnTrainNamesAConfigThatIsAFolder() throws {
     let dir = temporaryDirectory("config-folder")
     defer { try? FileManager.default.removeItem(atPath: dir) }
