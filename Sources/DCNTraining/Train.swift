@@ -203,6 +203,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: data.train.classNames), to: out + "/" + RunFiles.classIndex)
         }
         log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
+        for line in log!.unreadableLines { printToStandardError("warning: \(line); it is left out of the rewritten file") }
         if resume != nil { try log!.truncate(after: start) }
         if config.output.tensorboard {
             events = try EventFileWriter(folder: out)

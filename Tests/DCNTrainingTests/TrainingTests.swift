@@ -194,6 +194,28 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
     _ = try Checkpoint.load(path: good, into: model.parameters, optimizer: sgd)
 }
 
+/// Issue 29, defect 10: a resumed run's metrics.jsonl keeps every readable line and names the
+/// damaged one (one byte that is not UTF-8 used to drop the whole history before the resume).
+@Test func aResumeKeepsEveryReadableMetricsLineAndNamesTheDamagedOne() throws {
+    let dir = temporaryDirectory("metrics")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/" + RunFiles.metrics
+    let log = try MetricsLog(path: path, keepExisting: false)
+    for i in 1...4 {
+        try log.append(IterationRecord(iteration: i, losses: ["cls": 1], totalLoss: 1, lr: 0.1, secondsPerIteration: 1, dataWaitSeconds: 0))
+    }
+    try log.appendEvaluation(iteration: 4, metrics: [("AP", 0.5)])
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    bytes[bytes.firstIndex(of: UInt8(ascii: "\n"))! + 2] = 0xFF  // inside iteration 2's line
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    let resumed = try MetricsLog(path: path, keepExisting: true)
+    #expect(resumed.unreadableLines == ["\(path) line 2 is not UTF-8 text"])
+    try resumed.truncate(after: 10)
+    let kept = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+    #expect(kept.count == 4 && ["\"iteration\":1,", "\"iteration\":3,", "\"iteration\":4,", "\"eval\""].enumerated().allSatisfy { kept[$0].contains($1) },
+            "\(kept)")
+}
+
 /// The paper's Table 1 parameter differences between R-50 rows (rounded to 0.1 M there).
 @Test func paperRowsDifferByTheTableOneParameterCounts() throws {
     func parameters(_ row: String) throws -> Int {
