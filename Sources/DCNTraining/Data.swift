@@ -55,8 +55,30 @@ public func loadTrainingData(_ c: ExperimentConfig) throws -> (train: Dataset, v
     let train = try loadDataset(c, train: true)!
     let val = try loadDataset(c, train: false)
     for w in train.warnings.prefix(20) { printToStandardError("warning: \(w)") }
-    if train.images.isEmpty { throw TrainingError("the training split has no images with objects", exitCode: 2) }
+    // Every split the run uses is checked now, not when it is first used (the evaluation comes after training).
+    if train.images.isEmpty {
+        throw TrainingError("the training split (\(try splitSource(c, train: true))) has no images with objects; expected at least one", exitCode: 2)
+    }
+    if let val, val.images.isEmpty {
+        throw TrainingError("the validation split (\(try splitSource(c, train: false))) has no images; expected at least one to evaluate on", exitCode: 2)
+    }
     return (train, val)
+}
+
+/// Where a split's list of images comes from, for messages: its annotation file, VOC split lists or
+/// ImageFolder folder.
+func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
+    switch c.data.format {
+    case .coco, .synth:
+        return try cocoPaths(c, train: train)?.annotations ?? "none"
+    case .voc:
+        return try (train ? c.data.trainSplits : [c.data.valSplit]).map { s in
+            let (devkit, split) = try vocSplit(c, s)
+            return "\(devkit)/ImageSets/Main/\(split).txt"
+        }.joined(separator: ", ")
+    case .imagefolder:
+        return (c.data.root ?? "") + (train ? "/train" : "/val")
+    }
 }
 
 /// One split of the config's data (nil when the config names no such split).

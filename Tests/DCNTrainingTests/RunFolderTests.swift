@@ -121,6 +121,23 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         #expect(logged.count == 1 && logged[0].contains("\"iteration\":1"))
     }
 
+    /// Issue 29, defect 16: an empty validation split is refused at start, naming the split and its
+    /// file (it used to be found after training).
+    @Test func anEmptyValidationSplitIsRefusedAtStart() throws {
+        let dir = temporaryDirectory("empty-val")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=2", "solver.warmup_iters=1", "solver.steps=[]"])
+        let annotations = "\(dir)/data/annotations/instances_val.json"
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: annotations))) as? [String: Any])
+        json["images"] = [Any]()
+        json["annotations"] = [Any]()
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: annotations))
+        expectTrainingError(2, ["the validation split (\(annotations)) has no images", "expected at least one"]) {
+            try train(config: config, resume: nil, force: false)
+        }
+        #expect(!folderNames(config.outputDirectory).contains { RunFiles.isRunFile($0) }, "\(folderNames(config.outputDirectory))")
+    }
+
     @Test func resumingAnotherFoldersCheckpointIntoARunNeedsForce() throws {
         let dir = temporaryDirectory("elsewhere")
         defer { try? FileManager.default.removeItem(atPath: dir) }
