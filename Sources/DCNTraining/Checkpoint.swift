@@ -1,6 +1,6 @@
 // Training checkpoints in safetensors: every parameter and buffer under `model.`, the momentum
-// buffers under `momentum.`, and in the metadata the iteration, the random generator's state and the
-// resolved config. Written atomically (temporary file + rename); `latest` is a symlink replaced
+// buffers under `momentum.`, and in the metadata the iteration, the random generator's state, the
+// resolved config and the training data's class names. Written atomically (temporary file + rename); `latest` is a symlink replaced
 // atomically too, so an interrupted write never damages the previous checkpoint.
 import DCNModels
 import DCNTensor
@@ -20,9 +20,12 @@ public struct TrainingState: Sendable, Equatable {
     /// The BLAS library, core and thread count that computed it (`BLASKernel.arithmetic`; empty
     /// in checkpoints from before it was recorded).
     public var arithmetic: String
+    /// The class of each output, as the training data named them (empty in checkpoints from before
+    /// they were recorded).
+    public var classNames: [String]
 
-    public init(iteration: Int, rngState: [UInt64], config: String, arithmetic: String = BLASKernel.arithmetic) {
-        self.iteration = iteration; self.rngState = rngState; self.config = config; self.arithmetic = arithmetic
+    public init(iteration: Int, rngState: [UInt64], config: String, arithmetic: String = BLASKernel.arithmetic, classNames: [String] = []) {
+        self.iteration = iteration; self.rngState = rngState; self.config = config; self.arithmetic = arithmetic; self.classNames = classNames
     }
 }
 
@@ -44,9 +47,12 @@ public enum Checkpoint {
                 tensors.append(("momentum." + name, .f32(shape: v.shape, values: v.data)))
             }
         }
-        let metadata = ["format": format, "iteration": String(state.iteration),
+        var metadata = ["format": format, "iteration": String(state.iteration),
                         "rng": state.rngState.map(String.init).joined(separator: ","), "config": state.config,
                         "arithmetic": state.arithmetic]
+        if !state.classNames.isEmpty {
+            metadata["classes"] = String(decoding: try JSONSerialization.data(withJSONObject: state.classNames), as: UTF8.self)
+        }
         try SafeTensorsWriter.write(tensors, metadata: metadata, to: path)
     }
 
@@ -88,7 +94,23 @@ public enum Checkpoint {
             for (name, value) in momentum { try optimizer.setVelocity(name, value) }
         }
         return TrainingState(iteration: iteration, rngState: rng, config: file.metadata["config"] ?? "",
-                             arithmetic: file.metadata["arithmetic"] ?? "")
+                             arithmetic: file.metadata["arithmetic"] ?? "", classNames: try classNames(file) ?? [])
+    }
+
+    /// The class names a checkpoint records (metadata 'classes', a JSON list), nil when it has none.
+    public static func classNames(path: String) throws -> [String]? {
+        try requireFile(path)
+        do { return try classNames(try SafeTensorsFile(path: path)) } catch let error as CheckpointError { throw error } catch {
+            throw CheckpointError(message: "cannot read checkpoint \(path): \(error)")
+        }
+    }
+
+    static func classNames(_ file: SafeTensorsFile) throws -> [String]? {
+        guard let text = file.metadata["classes"] else { return nil }
+        guard let names = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {
+            throw CheckpointError(message: "\(file.path): metadata 'classes' is damaged; expected a JSON list of class names")
+        }
+        return names
     }
 
     /// The momentum of every trainable parameter of `optimizer` in `file`, by parameter name: a resume

@@ -50,10 +50,11 @@ func requireExists(_ path: String, _ what: String) throws {
 }
 
 /// The training dataset (images without objects skipped as configured) and the evaluation
-/// dataset (every image), when the config names one.
-public func loadTrainingData(_ c: ExperimentConfig) throws -> (train: Dataset, val: Dataset?) {
-    let train = try loadDataset(c, train: true)!
-    let val = try loadDataset(c, train: false)
+/// dataset (every image), when the config names one. ImageFolder splits must have the class
+/// folders of `classes` (a resumed checkpoint's), and the val split those of the train split.
+public func loadTrainingData(_ c: ExperimentConfig, classes: Dataset.ClassList? = nil) throws -> (train: Dataset, val: Dataset?) {
+    let train = try loadDataset(c, train: true, classes: classes)!
+    let val = try loadDataset(c, train: false, classes: Dataset.ClassList(names: train.classNames, source: "the training split \(try splitSource(c, train: true))"))
     for w in train.warnings.prefix(20) { printToStandardError("warning: \(w)") }
     // Every split the run uses is checked now, not when it is first used (the evaluation comes after training).
     if train.images.isEmpty {
@@ -81,8 +82,9 @@ func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
     }
 }
 
-/// One split of the config's data (nil when the config names no such split).
-public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
+/// One split of the config's data (nil when the config names no such split). `classes`: the class
+/// folders an ImageFolder split must have (COCO and VOC files list their own categories).
+public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.ClassList? = nil) throws -> Dataset? {
     switch c.data.format {
     case .coco, .synth:
         guard let p = try cocoPaths(c, train: train) else { return nil }
@@ -110,7 +112,7 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
         let folder = root + (train ? "/train" : "/val")
         if !train && !FileManager.default.fileExists(atPath: folder) { return nil }
         try requireExists(folder, train ? "training images (data.root/train)" : "validation images (data.root/val)")
-        do { return try Dataset.imageFolder(root: folder) } catch let error as DatasetError {
+        do { return try Dataset.imageFolder(root: folder, expected: classes) } catch let error as DatasetError {
             throw TrainingError("data.root: \(error)", exitCode: 2)
         }
     }

@@ -140,7 +140,14 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     }
     defer { lock?.release() }
 
-    let data = try loadTrainingData(config)
+    // A resumed run's data must have the classes of its checkpoint (checkpoints record them).
+    let resumedClasses: Dataset.ClassList?
+    do {
+        resumedClasses = try resume.flatMap { r in try Checkpoint.classNames(path: r).map { Dataset.ClassList(names: $0, source: "the checkpoint \(r)") } }
+    } catch let error as CheckpointError {
+        throw TrainingError("--resume: \(error.message)", exitCode: 2)
+    }
+    let data = try loadTrainingData(config, classes: resumedClasses)
     let classes = data.train.classNames.count
     if let n = config.model.classes, n != classes {
         throw TrainingError("model.classes is \(n) but the training data has \(classes) classes", exitCode: 2)
@@ -230,7 +237,8 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     if let log {
         trainer.hooks = [
             LogHook(log: log, events: events, period: config.output.logPeriod, first: start),
-            CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters),
+            CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters,
+                           classNames: data.train.classNames),
         ]
     }
     if let val = data.val {

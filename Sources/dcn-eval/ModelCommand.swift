@@ -85,7 +85,10 @@ struct ModelCommand: ParsableCommand {
         let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
         let experiment = try loadExperiment(config, overrides: overrides + testOverrides)
         try reportingEvaluationFailures(whenStopped: "before the evaluation finished; nothing was written") {
-            guard let dataset = try loadDataset(experiment, train: false) else {
+            // A classifier's split must have the checkpoint's classes (older checkpoints record none).
+            let classes = experiment.model.task == .classification
+                ? try Checkpoint.classNames(path: checkpoint).map { Dataset.ClassList(names: $0, source: "the checkpoint \(checkpoint)") } : nil
+            guard let dataset = try loadDataset(experiment, train: false, classes: classes) else {
                 throw ToolError("\(config): the config names no evaluation split")
             }
             if experiment.model.task == .classification {
