@@ -75,6 +75,9 @@ struct ModelCommand: ParsableCommand {
         if let scales { _ = try shorterSides(scales, "--scales") }
         if let draw, draw < 1 { throw ValidationError("--draw \(draw): give the number of images to draw, at least 1") }
         if out != nil && draw == nil { throw ValidationError("--out is the folder of the --draw pictures: add --draw N") }
+        if let out, let problem = folderCreateProblem(out) {
+            throw ValidationError("--out \(out): \(problem); expected a folder for the --draw pictures (created if missing)")
+        }
         if resultsPath == metricsPath { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 

@@ -1,6 +1,7 @@
 // Nothing hangs, nothing crashes, no run is lost or mixed: the output folder's lock, --force, resuming
 // another folder's checkpoint, stop requests (SIGINT, SIGTERM), temporaries of killed runs, paths
 // that cannot be used, and dcn-train itself as a process (signals go to the child, never to us).
+import DCNAnnotations
 import DCNConfig
 import DCNTensor
 import DCNTraining
@@ -203,6 +204,27 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
             try train(config: config, resume: "\(dir)/missing.safetensors", force: false)
         }
         #expect(fileProblem(dir) == .folder && fileProblem(dir + "/afile") == nil && fileProblem(dir + "/none") == .missing)
+        // Issue 29, defect 17: an output.dir that is a symbolic link to nothing says so and where it points.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/dangling", withDestinationPath: dir + "/gone")
+        let dangling = try tinyExperiment(dir, extra: ["output.dir=\(dir)/dangling"])
+        expectTrainingError(2, ["output.dir: cannot create the folder \(dir)/dangling", "is a dangling symbolic link: it points to \(dir)/gone",
+                                "expected a folder where dcn-train may write"]) {
+            try train(config: dangling, resume: nil, force: false)
+        }
+        // Issue 29, defect 17: a drawing folder that is a file is named, with what is expected (it
+        // used to be Foundation's raw NSCocoaErrorDomain Code=516).
+        let val = try #require(try loadDataset(config, train: false))
+        do {
+            _ = try drawDetections([[]], dataset: val, request: DrawingRequest(count: 1, folder: dir + "/afile", scoreThreshold: 0.5))
+            Issue.record("a drawing folder that is a file must be refused")
+        } catch let error as FileError {
+            #expect(error.description.contains("\(dir)/afile: cannot hold the pictures of the detections: \(dir)/afile is a file, not a folder; expected a folder"),
+                    "\(error)")
+        }
+        let eval = try ToolRun.run("dcn-eval", ["model", "--config", repositoryPath("configs/demo.yaml"), "--checkpoint", dir + "/afile", "--draw", "1",
+                                                "--out", dir + "/afile"], ranks: nil, folder: dir, name: "eval-out", seconds: 60)
+        #expect(eval.errors.contains("--out \(dir)/afile: \(dir)/afile is a file, not a folder; expected a folder for the --draw pictures"),
+                "\(eval.errors)")
         // A checkpoint whose iteration is damaged: the message names that key.
         let damaged = dir + "/damaged.safetensors"
         try SafeTensorsWriter.write([("model.w", .f32(shape: [1], values: [0]))],
