@@ -1,7 +1,8 @@
 // Training checkpoints in safetensors: every parameter and buffer under `model.`, the momentum
 // buffers under `momentum.`, and in the metadata the iteration, the random generator's state, the
-// resolved config and the training data's class names. Written atomically (temporary file + rename); `latest` is a symlink replaced
-// atomically too, so an interrupted write never damages the previous checkpoint.
+// resolved config and the training data's class names. Written atomically (temporary file +
+// rename); `latest` is a symlink replaced atomically too, so an interrupted write never damages the
+// previous checkpoint.
 import DCNModels
 import DCNTensor
 import Foundation
@@ -63,11 +64,7 @@ public enum Checkpoint {
     /// `mayBeMissing`: parameters the checkpoint need not hold (they keep their values).
     public static func load(path: String, into parameters: ParameterList, optimizer: SGD?,
                             mayBeMissing: @escaping @Sendable (String) -> Bool = { _ in false }) throws -> TrainingState {
-        try requireFile(path)
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch {
-            throw CheckpointError(message: "cannot read checkpoint \(path): \(error)")
-        }
+        let file = try open(path)
         guard file.metadata["format"] == format else {
             throw CheckpointError(message: "\(path) is not a dcn-train checkpoint (metadata 'format' should be \(format)); to start from pretrained weights set backbone.weights instead")
         }
@@ -99,8 +96,13 @@ public enum Checkpoint {
 
     /// The class names a checkpoint records (metadata 'classes', a JSON list), nil when it has none.
     public static func classNames(path: String) throws -> [String]? {
+        try classNames(try open(path))
+    }
+
+    /// The checkpoint file at `path` (its header read), or an error that says what is wrong.
+    static func open(_ path: String) throws -> SafeTensorsFile {
         try requireFile(path)
-        do { return try classNames(try SafeTensorsFile(path: path)) } catch let error as CheckpointError { throw error } catch {
+        do { return try SafeTensorsFile(path: path) } catch {
             throw CheckpointError(message: "cannot read checkpoint \(path): \(error)")
         }
     }

@@ -116,7 +116,7 @@ public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) 
 /// run (`OutputFolderLock`). A run that does not continue the folder's own run replaces it: refused
 /// while the folder holds any of a run's files unless `force`; then the old run's files (`RunFiles.isRunFile`)
 /// are removed, nothing else. `stopAfter` ends the run with a checkpoint after that many iterations
-/// (for tests and scripts); `stop` ends it as SIGINT and SIGTERM do: a checkpoint between
+/// (for tests and scripts); `stop` ends it as SIGINT, SIGTERM and SIGHUP do: a checkpoint between
 /// iterations (the evaluation stops between batches), then a `TrainingError` with status 128 + the signal.
 ///
 /// In a data-parallel run (`group` of several processes, started by mpirun or srun) each process

@@ -30,8 +30,9 @@ public final class MetricsLog {
     public let path: String
     public private(set) var records: [IterationRecord] = []
     public private(set) var evaluations: [EvaluationRecord] = []
-    /// The lines of the kept file that were neither (not UTF-8, not JSON, cut short), in words
-    /// ("<path> line N is not UTF-8 text"): they are left out when the file is rewritten.
+    /// The lines of the kept file that are neither an iteration nor an evaluation record (not UTF-8,
+    /// not JSON, cut short), in words ("<path> line N is not UTF-8 text"): they are left out when the
+    /// file is rewritten.
     public private(set) var unreadableLines: [String] = []
     private let encoder: JSONEncoder
 
