@@ -94,9 +94,18 @@ public enum Checkpoint {
                              arithmetic: file.metadata["arithmetic"] ?? "", classNames: try classNames(file) ?? [])
     }
 
-    /// The class names a checkpoint records (metadata 'classes', a JSON list), nil when it has none.
+    /// The class names a checkpoint records (metadata 'classes', a JSON list); for a checkpoint from
+    /// before they were recorded, those of the `classes.json` beside it (a classification run's);
+    /// nil when there are none.
     public static func classNames(path: String) throws -> [String]? {
-        try classNames(try open(path))
+        if let names = try classNames(try open(path)) { return names }
+        guard let file = canonicalPath(path) else { return nil }
+        let index = (file as NSString).deletingLastPathComponent + "/" + RunFiles.classIndex
+        guard let data = FileManager.default.contents(atPath: index) else { return nil }
+        guard let names = try? JSONSerialization.jsonObject(with: data) as? [String] else {
+            throw CheckpointError(message: "\(index) is damaged; expected the JSON list of the class names of the run of \(path)")
+        }
+        return names
     }
 
     /// The checkpoint file at `path` (its header read), or an error that says what is wrong.

@@ -108,6 +108,13 @@ let fixtureImageFolderOverrides = [
     #expect(missing.process.terminationStatus == 2)
     #expect(missing.errors.contains("\(root)/val: no folder for the class 'cross'") && missing.errors.contains("the checkpoint \(checkpoint)")
             && !missing.errors.contains("different architecture"), "\(missing.errors)")
+    // A checkpoint from before the classes were recorded: those of the classes.json beside it.
+    try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+    try Checkpoint.save(parameters: classifier.parameters, optimizer: nil, state: TrainingState(iteration: 0, rngState: [1, 2, 3, 4], config: ""),
+                        to: dir + "/run/model_final.safetensors")
+    try JSONSerialization.data(withJSONObject: ["bar", "cross", "disc"]).write(to: URL(fileURLWithPath: dir + "/run/" + RunFiles.classIndex))
+    #expect(try Checkpoint.classNames(path: dir + "/run/model_final.safetensors") == ["bar", "cross", "disc"])
+    #expect(try Checkpoint.classNames(path: checkpoint) == ["bar", "cross", "disc"])
     try FileManager.default.copyItem(atPath: fixture + "/val/cross", toPath: root + "/val/cross")
     let matching = try ToolRun.run("dcn-eval", evalArguments, ranks: nil, folder: dir, name: "eval", seconds: 120)
     #expect(matching.process.terminationStatus == 0, "\(matching.errors)")
