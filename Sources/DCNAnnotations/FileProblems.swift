@@ -44,13 +44,18 @@ public func fileWriteProblem(_ path: String) -> String? {
 }
 
 /// Why the folder `path` cannot be created, or nil when nothing in the way is known: an existing
-/// file at the path or at one of its parents.
+/// file at the path or at one of its parents, or a symbolic link there to nothing (Foundation would
+/// say "A file with the same name already exists").
 public func folderCreateProblem(_ path: String) -> String? {
     var url = URL(fileURLWithPath: path).standardizedFileURL
     while url.path != "/" {
         var st = stat()
         if stat(url.path, &st) == 0 {
             return (st.st_mode & S_IFMT) == S_IFDIR ? nil : "\(url.path) is a file, not a folder"
+        }
+        if lstat(url.path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: url.path)) ?? "?"
+            return "\(url.path) is a dangling symbolic link: it points to \(target), which does not exist"
         }
         url = url.deletingLastPathComponent()
     }

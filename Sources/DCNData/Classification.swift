@@ -15,10 +15,20 @@ extension Dataset {
     static let imageFolderExtensions: Set<String> = ["jpg", "jpeg", "png"]
     static let imageFolderOtherExtensions: Set<String> = ["ppm", "bmp", "pgm", "tif", "tiff", "webp"]
 
+    /// The classes every split of a run must have (a label is a position among them), and where they
+    /// come from, for messages ("the training split data/train", "the checkpoint run/latest").
+    public struct ClassList: Sendable {
+        public var names: [String]
+        public var source: String
+        public init(names: [String], source: String) { self.names = names; self.source = source }
+    }
+
     /// torchvision's ImageFolder: the classes are the sorted names of `root`'s sub-folders; the
     /// samples are the image files under each (searched recursively, sorted by path), labelled
     /// with their class's index (`classLabel`, 0-based). `id` is the sample's position.
-    public static func imageFolder(root: String) throws -> Dataset {
+    /// `expected`: the class list the folders must match (another split's, a checkpoint's); the
+    /// error names the first folder that differs.
+    public static func imageFolder(root: String, expected: ClassList? = nil) throws -> Dataset {
         let fm = FileManager.default
         var isFolder: ObjCBool = false
         guard fm.fileExists(atPath: root, isDirectory: &isFolder), isFolder.boolValue else {
@@ -29,6 +39,15 @@ extension Dataset {
             return !name.hasPrefix(".") && fm.fileExists(atPath: root + "/" + name, isDirectory: &folder) && folder.boolValue
         }.sorted()
         guard !classes.isEmpty else { throw DatasetError(file: root, "no class folders; expected \(root)/<class>/<image>.jpg") }
+        if let expected {
+            let why = "expected exactly the class folders of \(expected.source) (\(expected.names.joined(separator: ", "))), since a class's label is its place among them"
+            if let extra = classes.first(where: { !expected.names.contains($0) }) {
+                throw DatasetError(file: root + "/" + extra, "an extra class folder; \(why)")
+            }
+            if let missing = expected.names.first(where: { !classes.contains($0) }) {
+                throw DatasetError(file: root, "no folder for the class '\(missing)'; \(why)")
+            }
+        }
         var images: [DatasetImage] = [], warnings: [String] = []
         for (label, name) in classes.enumerated() {
             let folder = root + "/" + name

@@ -50,17 +50,41 @@ func requireExists(_ path: String, _ what: String) throws {
 }
 
 /// The training dataset (images without objects skipped as configured) and the evaluation
-/// dataset (every image), when the config names one.
-public func loadTrainingData(_ c: ExperimentConfig) throws -> (train: Dataset, val: Dataset?) {
-    let train = try loadDataset(c, train: true)!
-    let val = try loadDataset(c, train: false)
-    for w in train.warnings.prefix(20) { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
-    if train.images.isEmpty { throw TrainingError("the training split has no images with objects", exitCode: 2) }
+/// dataset (every image), when the config names one. ImageFolder splits must have the class
+/// folders of `classes` (a resumed checkpoint's), and the val split those of the train split.
+public func loadTrainingData(_ c: ExperimentConfig, classes: Dataset.ClassList? = nil) throws -> (train: Dataset, val: Dataset?) {
+    let train = try loadDataset(c, train: true, classes: classes)!
+    let val = try loadDataset(c, train: false, classes: Dataset.ClassList(names: train.classNames, source: "the training split \(try splitSource(c, train: true))"))
+    for w in train.warnings.prefix(20) { printToStandardError("warning: \(w)") }
+    // Every split the run uses is checked now, not when it is first used (the evaluation comes after training).
+    if train.images.isEmpty {
+        throw TrainingError("the training split (\(try splitSource(c, train: true))) has no images with objects; expected at least one", exitCode: 2)
+    }
+    if let val, val.images.isEmpty {
+        throw TrainingError("the validation split (\(try splitSource(c, train: false))) has no images; expected at least one to evaluate on", exitCode: 2)
+    }
     return (train, val)
 }
 
-/// One split of the config's data (nil when the config names no such split).
-public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
+/// Where a split's list of images comes from, for messages: its annotation file, VOC split lists or
+/// ImageFolder folder.
+func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
+    switch c.data.format {
+    case .coco, .synth:
+        return try cocoPaths(c, train: train)?.annotations ?? "none"
+    case .voc:
+        return try (train ? c.data.trainSplits : [c.data.valSplit]).map { s in
+            let (devkit, split) = try vocSplit(c, s)
+            return "\(devkit)/ImageSets/Main/\(split).txt"
+        }.joined(separator: ", ")
+    case .imagefolder:
+        return (c.data.root ?? "") + (train ? "/train" : "/val")
+    }
+}
+
+/// One split of the config's data (nil when the config names no such split). `classes`: the class
+/// folders an ImageFolder split must have (COCO and VOC files list their own categories).
+public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.ClassList? = nil) throws -> Dataset? {
     switch c.data.format {
     case .coco, .synth:
         guard let p = try cocoPaths(c, train: train) else { return nil }
@@ -88,7 +112,7 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
         let folder = root + (train ? "/train" : "/val")
         if !train && !FileManager.default.fileExists(atPath: folder) { return nil }
         try requireExists(folder, train ? "training images (data.root/train)" : "validation images (data.root/val)")
-        do { return try Dataset.imageFolder(root: folder) } catch let error as DatasetError {
+        do { return try Dataset.imageFolder(root: folder, expected: classes) } catch let error as DatasetError {
             throw TrainingError("data.root: \(error)", exitCode: 2)
         }
     }

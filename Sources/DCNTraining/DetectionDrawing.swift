@@ -107,7 +107,10 @@ private func drawBox(_ image: inout RGBImage, _ box: Box, sx: Double, sy: Double
 /// and writes them as PNGs; returns what it wrote.
 public func drawDetections(_ detections: [[ImageDetection]], dataset: Dataset, request: DrawingRequest) throws -> [DrawnImage] {
     guard request.count > 0 else { return [] }
-    try FileManager.default.createDirectory(atPath: request.folder, withIntermediateDirectories: true)
+    if let problem = folderCreateProblem(request.folder) {
+        throw FileError(path: request.folder, "cannot hold the pictures of the detections: \(problem); expected a folder (created if missing)")
+    }
+    try createFolder(request.folder)
     var drawn: [DrawnImage] = []
     for (image, dets) in zip(dataset.images, detections).prefix(request.count) {
         let pixels = try decodeImage(path: image.path)

@@ -1,6 +1,7 @@
-// Stopping a run on request: SIGINT (Ctrl-C) and SIGTERM (what Slurm and Kubernetes send) set a
-// flag; the training loop checks it between iterations, writes a checkpoint and ends with status
-// 128 + the signal number (130, 143); an evaluation checks it between batches and stops.
+// Stopping a run on request: SIGINT (Ctrl-C), SIGTERM (what Slurm and Kubernetes send) and SIGHUP
+// (the terminal or the ssh session closed) set a flag; the training loop checks it between
+// iterations, writes a checkpoint and ends with status 128 + the signal number (130, 143, 129); an
+// evaluation checks it between batches and stops.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -20,21 +21,23 @@ public final class StopRequest: @unchecked Sendable {
 
     deinit { flag.deallocate() }
 
-    /// The request SIGINT and SIGTERM set once `installSignalHandlers()` ran; it lives as long as the process.
+    /// The request SIGINT, SIGTERM and SIGHUP set once `installSignalHandlers()` ran; it lives as long as the process.
     public static let signals = StopRequest()
 
-    /// Makes SIGINT and SIGTERM set `signals` (process-wide: for the command-line tool; call it on
-    /// the main thread). A second one while a stop is under way ends the process at once, as the
-    /// signal's default does. Both are unblocked on the calling thread: a process started from a
+    /// The signals that ask a run to stop.
+    static let stopSignals = [SIGINT, SIGTERM, SIGHUP]
+
+    /// Makes SIGINT, SIGTERM and SIGHUP set `signals` (process-wide: for the command-line tool; call
+    /// it on the main thread). A second one while a stop is under way ends the process at once, as
+    /// the signal's default does. They are unblocked on the calling thread: a process started from a
     /// thread that blocks them (a Dispatch worker's mask, for one, is inherited) would never see them.
     public static func installSignalHandlers() {
         signalFlag = signals.flag
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        sigaddset(&stopSignals, SIGINT)
-        sigaddset(&stopSignals, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
-        for s in [SIGINT, SIGTERM] {
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        for s in stopSignals { sigaddset(&unblocked, s) }
+        pthread_sigmask(SIG_UNBLOCK, &unblocked, nil)
+        for s in stopSignals {
             Glibc.signal(s) { received in
                 guard let flag = signalFlag else { return }
                 if flag.pointee != 0 {
@@ -57,6 +60,7 @@ public final class StopRequest: @unchecked Sendable {
         switch signal {
         case SIGINT: return "SIGINT (Ctrl-C)"
         case SIGTERM: return "SIGTERM"
+        case SIGHUP: return "SIGHUP (the terminal or session closed)"
         default: return "signal \(signal)"
         }
     }

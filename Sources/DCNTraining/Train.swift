@@ -114,9 +114,9 @@ public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) 
 /// Trains the detector a config describes. Writes the resolved config, checkpoints, metrics.jsonl,
 /// training_curves.svg and evaluation results into the output folder, which it locks for the whole
 /// run (`OutputFolderLock`). A run that does not continue the folder's own run replaces it: refused
-/// while the folder holds checkpoints unless `force`; then the old run's files (`RunFiles.isRunFile`)
+/// while the folder holds any of a run's files unless `force`; then the old run's files (`RunFiles.isRunFile`)
 /// are removed, nothing else. `stopAfter` ends the run with a checkpoint after that many iterations
-/// (for tests and scripts); `stop` ends it as SIGINT and SIGTERM do: a checkpoint between
+/// (for tests and scripts); `stop` ends it as SIGINT, SIGTERM and SIGHUP do: a checkpoint between
 /// iterations (the evaluation stops between batches), then a `TrainingError` with status 128 + the signal.
 ///
 /// In a data-parallel run (`group` of several processes, started by mpirun or srun) each process
@@ -140,7 +140,14 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     }
     defer { lock?.release() }
 
-    let data = try loadTrainingData(config)
+    // A resumed run's data must have the classes of its checkpoint (checkpoints record them).
+    let resumedClasses: Dataset.ClassList?
+    do {
+        resumedClasses = try resume.flatMap { r in try Checkpoint.classNames(path: r).map { Dataset.ClassList(names: $0, source: "the checkpoint \(r)") } }
+    } catch let error as CheckpointError {
+        throw TrainingError("--resume: \(error.message)", exitCode: 2)
+    }
+    let data = try loadTrainingData(config, classes: resumedClasses)
     let classes = data.train.classNames.count
     if let n = config.model.classes, n != classes {
         throw TrainingError("model.classes is \(n) but the training data has \(classes) classes", exitCode: 2)
@@ -205,6 +212,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: data.train.classNames), to: out + "/" + RunFiles.classIndex)
         }
         log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
+        for line in log!.unreadableLines { printToStandardError("warning: \(line); it is left out of the rewritten file") }
         if resume != nil { try log!.truncate(after: start) }
         if config.output.tensorboard {
             events = try EventFileWriter(folder: out)
@@ -231,7 +239,8 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     if let log {
         trainer.hooks = [
             LogHook(log: log, events: events, period: config.output.logPeriod, first: start),
-            CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters),
+            CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters,
+                           classNames: data.train.classNames),
         ]
     }
     if let val = data.val {
@@ -252,7 +261,7 @@ public func imageReplicas(_ config: ExperimentConfig, model: TrainableModel, cla
 
 /// Checks that a run may train into the locked folder `out` and returns whether it continues the
 /// folder's own run (`--resume` of a checkpoint inside it). Any other run replaces the folder's
-/// run, which needs `force` once the folder holds a checkpoint.
+/// run, which needs `force` once the folder holds any run file (`RunFiles.isRunFile`).
 func checkRunFolder(_ out: String, resume: String?, force: Bool) throws -> Bool {
     var resumeFolder: String? = nil
     if let resume {
@@ -267,15 +276,21 @@ func checkRunFolder(_ out: String, resume: String?, force: Bool) throws -> Bool 
         }
         return true
     }
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
-    if !force && names.contains(where: RunFiles.isCheckpoint) {
+    // Only --force removes a run's files, even those of a run killed before its first checkpoint.
+    let runFiles = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).filter(RunFiles.isRunFile).sorted()
+    guard force || runFiles.isEmpty else {
         let latest = out + "/" + RunFiles.latest
         if let resume {
             throw TrainingError("\(out) holds another run, and --resume \(resume) is a checkpoint of another folder: continuing it here would mix "
                                 + "the two runs. Pass --force to replace the run in \(out), resume \(latest) to continue it, or set output.dir", exitCode: 2)
         }
-        throw TrainingError("\(out) holds another run (it has a checkpoint): pass --resume \(latest) to continue it, --force to start over "
-                            + "(its checkpoints, metrics and evaluations are removed), or set output.dir", exitCode: 2)
+        if runFiles.contains(where: RunFiles.isCheckpoint) {
+            throw TrainingError("\(out) holds another run (it has a checkpoint): pass --resume \(latest) to continue it, --force to start over "
+                                + "(its checkpoints, metrics and evaluations are removed), or set output.dir", exitCode: 2)
+        }
+        throw TrainingError("\(out) holds the files of a run that wrote no checkpoint (\(runFiles.joined(separator: ", "))), as a run stopped "
+                            + "before its first one leaves: there is nothing to resume. Pass --force to remove them and start over (nothing "
+                            + "else in the folder is touched), or set output.dir", exitCode: 2)
     }
     return false
 }

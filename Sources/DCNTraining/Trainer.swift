@@ -238,16 +238,19 @@ final class LogHook: TrainerHook {
 final class CheckpointHook: TrainerHook {
     let folder: String, period: Int, config: String, log: MetricsLog
     let parameters: ParameterList
+    /// The training data's classes, recorded in each checkpoint.
+    let classNames: [String]
 
-    init(folder: String, period: Int, config: String, log: MetricsLog, parameters: ParameterList) {
+    init(folder: String, period: Int, config: String, log: MetricsLog, parameters: ParameterList, classNames: [String]) {
         self.folder = folder; self.period = period; self.config = config; self.log = log; self.parameters = parameters
+        self.classNames = classNames
     }
 
     func write(_ iteration: Int, final: Bool = false, _ trainer: Trainer) throws {
         let name = final ? RunFiles.finalCheckpoint : RunFiles.checkpoint(iteration: iteration)
         do {
             try Checkpoint.save(parameters: parameters, optimizer: trainer.optimizer,
-                                state: TrainingState(iteration: iteration, rngState: trainer.rng.stateArray, config: config),
+                                state: TrainingState(iteration: iteration, rngState: trainer.rng.stateArray, config: config, classNames: classNames),
                                 to: folder + "/" + name)
             try Checkpoint.markLatest(name, in: folder)
         } catch {

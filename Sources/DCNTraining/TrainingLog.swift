@@ -31,19 +31,29 @@ public final class MetricsLog {
     public let path: String
     public private(set) var records: [IterationRecord] = []
     public private(set) var evaluations: [EvaluationRecord] = []
+    /// The lines of the kept file that are neither an iteration nor an evaluation record (not UTF-8,
+    /// not JSON, cut short), in words ("<path> line N is not UTF-8 text"): they are left out when the
+    /// file is rewritten.
+    public private(set) var unreadableLines: [String] = []
     private let encoder: JSONEncoder
 
+    /// `keepExisting`: read the records of the file at `path` (a resumed run), else start it empty.
     public init(path: String, keepExisting: Bool) throws {
         self.path = path
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        if keepExisting, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+        if keepExisting, let bytes = FileManager.default.contents(atPath: path) {
             let decoder = JSONDecoder()
-            for line in text.split(separator: "\n") {
-                if let record = try? decoder.decode(IterationRecord.self, from: Data(line.utf8)) {
+            // Line by line, as bytes: one damaged line must not hide the others.
+            for (index, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                let data = Data(line)
+                if let record = try? decoder.decode(IterationRecord.self, from: data) {
                     records.append(record)
-                } else if let evaluation = Self.evaluation(fromLine: Data(line.utf8)) {
+                } else if let evaluation = Self.evaluation(fromLine: data) {
                     evaluations.append(evaluation)
+                } else {
+                    let why = String(data: data, encoding: .utf8) == nil ? "is not UTF-8 text" : "is not an iteration or evaluation record"
+                    unreadableLines.append("\(path) line \(index + 1) \(why)")
                 }
             }
         } else {

@@ -75,6 +75,9 @@ struct ModelCommand: ParsableCommand {
         if let scales { _ = try shorterSides(scales, "--scales") }
         if let draw, draw < 1 { throw ValidationError("--draw \(draw): give the number of images to draw, at least 1") }
         if out != nil && draw == nil { throw ValidationError("--out is the folder of the --draw pictures: add --draw N") }
+        if let out, let problem = folderCreateProblem(out) {
+            throw ValidationError("--out \(out): \(problem); expected a folder for the --draw pictures (created if missing)")
+        }
         if sameOutputPath(resultsPath, metricsPath) { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
     }
 
@@ -85,7 +88,10 @@ struct ModelCommand: ParsableCommand {
         let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
         let experiment = try loadExperiment(config, overrides: overrides + testOverrides)
         try reportingEvaluationFailures(whenStopped: "before the evaluation finished; nothing was written") {
-            guard let dataset = try loadDataset(experiment, train: false) else {
+            // A classifier's split must have the checkpoint's classes (older checkpoints record none).
+            let classes = experiment.model.task == .classification
+                ? try Checkpoint.classNames(path: checkpoint).map { Dataset.ClassList(names: $0, source: "the checkpoint \(checkpoint)") } : nil
+            guard let dataset = try loadDataset(experiment, train: false, classes: classes) else {
                 throw ToolError("\(config): the config names no evaluation split")
             }
             let read = evaluationInputs(config: config, checkpoint: checkpoint, experiment: experiment, dataset: dataset)

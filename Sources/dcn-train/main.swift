@@ -50,29 +50,30 @@ struct DCNTrain: ParsableCommand {
 
     func run() throws {
         lineBufferStandardOutput()
+        ignoreBrokenPipes()
         System.keepFreedMemoryForReuse()
         let group = summary ? nil : ProcessGroup.world
         if let threads { Threads.set(threads) } else if ProcessGroup.launcherLocalProcesses > 1 { Threads.set(ProcessGroup.defaultThreads) }
         do {
             try trainOrSummarize(group ?? .single)
         } catch let errors as ConfigErrors {
-            FileHandle.standardError.write(Data((errors.description + "\n").utf8))
+            printToStandardError(errors.description)
             group?.exit(2)
             throw ExitCode(2)
         } catch {
             let training = error as? TrainingError
             let code = training?.exitCode ?? 1
             guard let group, group.isDistributed else {
-                FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8))
+                printToStandardError("dcn-train: \(error)")
                 throw ExitCode(code)
             }
             // An outcome every process reached together (a stop they agreed on) is reported by rank 0
             // and every process exits normally; any other error aborts the whole job, naming the rank.
             if training?.everyProcess == true {
-                if group.isRoot { FileHandle.standardError.write(Data("dcn-train: \(error)\n".utf8)) }
+                if group.isRoot { printToStandardError("dcn-train: \(error)") }
                 throw ExitCode(code)
             }
-            FileHandle.standardError.write(Data("dcn-train (\(group.name)): \(error)\n".utf8))
+            printToStandardError("dcn-train (\(group.name)): \(error)")
             group.exit(code)
         }
     }

@@ -60,6 +60,67 @@ let fixtureImageFolderOverrides = [
     #expect(again == [evaluations[1]["top1"]!, evaluations[1]["top5"]!])
 }
 
+/// Issue 29, defect 3: the validation split must have the training split's class folders (a label
+/// is a folder's place among them), checked at start with the folder that differs named, and
+/// `dcn-eval model` checks it against the checkpoint's classes. An extra val folder used to crash
+/// the evaluation (index out of range), a missing one to shift every label silently, and dcn-eval
+/// called the mismatch "a different architecture".
+@Test func classificationSplitsMustHaveTheSameClassFolders() throws {
+    let dir = temporaryDirectory("class-folders")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let fixture = String(fixtureImageFolderOverrides[0].dropFirst("data.root=".count))
+    let root = dir + "/images"
+    try FileManager.default.copyItem(atPath: fixture, toPath: root)
+    let configPath = repositoryPath("configs/imagenet/resnet50_dcnv2.yaml")
+    let overrides = fixtureImageFolderOverrides + [
+        "data.root=\(root)", "backbone.layers=[1,1,1,1]", "backbone.stem_width=8", "backbone.stage_planes=[8,8,16,16]",
+        "solver.max_iter=2", "solver.warmup_iters=1", "solver.eval_period=1", "output.dir=\(dir)/out",
+    ]
+    let arguments = ["--config", configPath, "--threads", "1"] + overrides.flatMap { ["--set", $0] }
+    // An extra val folder (in a child process: the old code trapped).
+    try FileManager.default.copyItem(atPath: root + "/val/disc", toPath: root + "/val/extra")
+    let extra = try ToolRun.run("dcn-train", arguments, ranks: nil, folder: dir, name: "extra", seconds: 120)
+    #expect(extra.process.terminationStatus == 2)
+    #expect(extra.errors.contains("\(root)/val/extra: an extra class folder; expected exactly the class folders of the training split "
+                                  + "\(root)/train (bar, cross, disc)"), "\(extra.errors)")
+    #expect(!folderNames(dir + "/out").contains { RunFiles.isRunFile($0) })
+    // A missing val folder.
+    try FileManager.default.removeItem(atPath: root + "/val/extra")
+    try FileManager.default.removeItem(atPath: root + "/val/cross")
+    let config = try loadConfig(path: configPath, overrides: overrides)
+    expectTrainingError(2, ["\(root)/val: no folder for the class 'cross'", "the training split \(root)/train"]) {
+        try train(config: config, resume: nil, force: false)
+    }
+    // dcn-eval model: against the checkpoint's classes, which it records.
+    let checkpoint = dir + "/classifier.safetensors"
+    let classifier = try buildClassifier(config, classes: 3)
+    try Checkpoint.save(parameters: classifier.parameters, optimizer: nil,
+                        state: TrainingState(iteration: 0, rngState: [1, 2, 3, 4], config: "", classNames: ["bar", "cross", "disc"]), to: checkpoint)
+    // A resume: the training split against the checkpoint's classes.
+    let other = dir + "/other-classes.safetensors"
+    try Checkpoint.save(parameters: classifier.parameters, optimizer: nil,
+                        state: TrainingState(iteration: 0, rngState: [1, 2, 3, 4], config: "", classNames: ["bar", "cross", "disc", "ring"]), to: other)
+    expectTrainingError(2, ["\(root)/train: no folder for the class 'ring'", "the checkpoint \(other)"]) {
+        try train(config: config, resume: other, force: false)
+    }
+    let evalArguments = ["model", "--config", configPath, "--checkpoint", checkpoint, "--threads", "1"] + overrides.flatMap { ["--set", $0] }
+    let missing = try ToolRun.run("dcn-eval", evalArguments, ranks: nil, folder: dir, name: "eval-missing", seconds: 120)
+    #expect(missing.process.terminationStatus == 2)
+    #expect(missing.errors.contains("\(root)/val: no folder for the class 'cross'") && missing.errors.contains("the checkpoint \(checkpoint)")
+            && !missing.errors.contains("different architecture"), "\(missing.errors)")
+    // A checkpoint from before the classes were recorded: those of the classes.json beside it.
+    try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+    try Checkpoint.save(parameters: classifier.parameters, optimizer: nil, state: TrainingState(iteration: 0, rngState: [1, 2, 3, 4], config: ""),
+                        to: dir + "/run/model_final.safetensors")
+    try JSONSerialization.data(withJSONObject: ["bar", "cross", "disc"]).write(to: URL(fileURLWithPath: dir + "/run/" + RunFiles.classIndex))
+    #expect(try Checkpoint.classNames(path: dir + "/run/model_final.safetensors") == ["bar", "cross", "disc"])
+    #expect(try Checkpoint.classNames(path: checkpoint) == ["bar", "cross", "disc"])
+    try FileManager.default.copyItem(atPath: fixture + "/val/cross", toPath: root + "/val/cross")
+    let matching = try ToolRun.run("dcn-eval", evalArguments, ranks: nil, folder: dir, name: "eval", seconds: 120)
+    #expect(matching.process.terminationStatus == 0, "\(matching.errors)")
+    #expect(matching.output.contains("(6 images, 3 classes)"), "\(matching.output)")
+}
+
 /// Table 7's pretraining: a detector whose backbone starts from a dcn-train classification
 /// checkpoint, with its offset and modulation branches (pretrained_offsets) or with them at zero.
 @Test func detectorsStartFromAClassificationCheckpoint() throws {

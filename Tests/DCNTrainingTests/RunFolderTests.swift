@@ -1,6 +1,7 @@
 // Nothing hangs, nothing crashes, no run is lost or mixed: the output folder's lock, --force, resuming
 // another folder's checkpoint, stop requests (SIGINT, SIGTERM), temporaries of killed runs, paths
 // that cannot be used, and dcn-train itself as a process (signals go to the child, never to us).
+import DCNAnnotations
 import DCNConfig
 import DCNTensor
 import DCNTraining
@@ -121,6 +122,23 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
         #expect(logged.count == 1 && logged[0].contains("\"iteration\":1"))
     }
 
+    /// Issue 29, defect 16: an empty validation split is refused at start, naming the split and its
+    /// file (it used to be found after training).
+    @Test func anEmptyValidationSplitIsRefusedAtStart() throws {
+        let dir = temporaryDirectory("empty-val")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try tinyExperiment(dir, extra: ["solver.max_iter=2", "solver.warmup_iters=1", "solver.steps=[]"])
+        let annotations = "\(dir)/data/annotations/instances_val.json"
+        var json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: annotations))) as? [String: Any])
+        json["images"] = [Any]()
+        json["annotations"] = [Any]()
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: annotations))
+        expectTrainingError(2, ["the validation split (\(annotations)) has no images", "expected at least one"]) {
+            try train(config: config, resume: nil, force: false)
+        }
+        #expect(!folderNames(config.outputDirectory).contains { RunFiles.isRunFile($0) }, "\(folderNames(config.outputDirectory))")
+    }
+
     @Test func resumingAnotherFoldersCheckpointIntoARunNeedsForce() throws {
         let dir = temporaryDirectory("elsewhere")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -186,6 +204,27 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
             try train(config: config, resume: "\(dir)/missing.safetensors", force: false)
         }
         #expect(fileProblem(dir) == .folder && fileProblem(dir + "/afile") == nil && fileProblem(dir + "/none") == .missing)
+        // Issue 29, defect 17: an output.dir that is a symbolic link to nothing says so and where it points.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/dangling", withDestinationPath: dir + "/gone")
+        let dangling = try tinyExperiment(dir, extra: ["output.dir=\(dir)/dangling"])
+        expectTrainingError(2, ["output.dir: cannot create the folder \(dir)/dangling", "is a dangling symbolic link: it points to \(dir)/gone",
+                                "expected a folder where dcn-train may write"]) {
+            try train(config: dangling, resume: nil, force: false)
+        }
+        // Issue 29, defect 17: a drawing folder that is a file is named, with what is expected (it
+        // used to be Foundation's raw NSCocoaErrorDomain Code=516).
+        let val = try #require(try loadDataset(config, train: false))
+        do {
+            _ = try drawDetections([[]], dataset: val, request: DrawingRequest(count: 1, folder: dir + "/afile", scoreThreshold: 0.5))
+            Issue.record("a drawing folder that is a file must be refused")
+        } catch let error as FileError {
+            #expect(error.description.contains("\(dir)/afile: cannot hold the pictures of the detections: \(dir)/afile is a file, not a folder; expected a folder"),
+                    "\(error)")
+        }
+        let eval = try ToolRun.run("dcn-eval", ["model", "--config", repositoryPath("configs/demo.yaml"), "--checkpoint", dir + "/afile", "--draw", "1",
+                                                "--out", dir + "/afile"], ranks: nil, folder: dir, name: "eval-out", seconds: 60)
+        #expect(eval.errors.contains("--out \(dir)/afile: \(dir)/afile is a file, not a folder; expected a folder for the --draw pictures"),
+                "\(eval.errors)")
         // A checkpoint whose iteration is damaged: the message names that key.
         let damaged = dir + "/damaged.safetensors"
         try SafeTensorsWriter.write([("model.w", .f32(shape: [1], values: [0]))],
@@ -210,28 +249,96 @@ func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
     return true
 }
 
+/// dcn-train on the tiny set for 100,000 iterations with no checkpoint before the end, and its
+/// arguments; returned once it has logged iteration 2 (checked).
+func startEndlessRun(_ dir: String, name: String) throws -> (run: ToolRun, arguments: [String], config: ExperimentConfig) {
+    let overrides = try tinyOverrides(dir, extra: ["solver.max_iter=100000", "solver.steps=[]", "solver.checkpoint_period=100000"])
+    let arguments = ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + overrides.flatMap { ["--set", $0] }
+    let run = try ToolRun("dcn-train", arguments, ranks: nil, folder: dir, name: name)
+    // Log lines reach a redirected stdout as they are printed (line-buffered).
+    let logging = eventually(within: 120) { run.output.contains("[2/100000]") || !run.process.isRunning }
+    #expect(logging && run.process.isRunning, "stdout: \(run.output)\nstderr: \(run.errors)")
+    return (run, arguments, try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: overrides))
+}
+
+/// Sends `signal` to a run of `startEndlessRun` and checks that it ends with `status`, naming the
+/// signal, after writing a checkpoint of iteration 2 or later (`latest` points at it) and no temporary.
+func expectStopWithACheckpoint(_ started: (run: ToolRun, arguments: [String], config: ExperimentConfig), _ dir: String, signal: Int32,
+                               status: Int32, name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let run = started.run
+    kill(run.process.processIdentifier, signal)
+    #expect(run.exitStatus(within: 120) == status, "stderr: \(run.errors)", sourceLocation: sourceLocation)
+    #expect(run.errors.contains("stopped by \(name)"), "\(run.errors)", sourceLocation: sourceLocation)
+    let checkpoints = try loadEveryCheckpoint("\(dir)/out", config: started.config)
+    #expect(checkpoints.count == 2 && checkpoints["latest"].map { $0 >= 2 } == true, "\(checkpoints)", sourceLocation: sourceLocation)
+    #expect(!folderNames("\(dir)/out").contains { $0.hasSuffix(".tmp") }, sourceLocation: sourceLocation)
+}
+
 @Test func dcnTrainLocksItsFolderFlushesEachLineAndStopsOnSIGTERM() throws {
     let dir = temporaryDirectory("process")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let overrides = try tinyOverrides(dir, extra: ["solver.max_iter=100000", "solver.steps=[]", "solver.checkpoint_period=100000"])
-    let arguments = ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + overrides.flatMap { ["--set", $0] }
-    let first = try ToolRun("dcn-train", arguments, ranks: nil, folder: dir, name: "first")
-    defer { if first.process.isRunning { kill(first.process.processIdentifier, SIGKILL) } }
-    // Log lines reach a redirected stdout as they are printed (line-buffered).
-    let logging = eventually(within: 120) { first.output.contains("[2/100000]") || !first.process.isRunning }
-    #expect(logging && first.process.isRunning, "stdout: \(first.output)\nstderr: \(first.errors)")
+    let first = try startEndlessRun(dir, name: "first")
+    defer { if first.run.process.isRunning { kill(first.run.process.processIdentifier, SIGKILL) } }
     // A second run on the same output.dir fails at once, naming the folder.
-    let second = try ToolRun("dcn-train", arguments, ranks: nil, folder: dir, name: "second")
+    let second = try ToolRun("dcn-train", first.arguments, ranks: nil, folder: dir, name: "second")
     #expect(second.exitStatus(within: 60) == 2)
     #expect(second.errors.contains("\(dir)/out is in use by another dcn-train run"), "\(second.errors)")
     // SIGTERM: a checkpoint, then status 143.
-    kill(first.process.processIdentifier, SIGTERM)
-    #expect(first.exitStatus(within: 120) == 143, "stderr: \(first.errors)")
-    #expect(first.errors.contains("stopped by SIGTERM"), "\(first.errors)")
-    let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: overrides)
-    let checkpoints = try loadEveryCheckpoint("\(dir)/out", config: config)
-    #expect(checkpoints.count == 2 && checkpoints["latest"].map { $0 >= 2 } == true, "\(checkpoints)")
-    #expect(!folderNames("\(dir)/out").contains { $0.hasSuffix(".tmp") })
+    try expectStopWithACheckpoint(first, dir, signal: SIGTERM, status: 143, name: "SIGTERM")
+}
+
+/// Issue 29, defect 8: SIGHUP (the terminal or the ssh session closed) stops a run as SIGTERM does:
+/// a checkpoint, then status 129 (it used to end the process with no checkpoint and no message).
+@Test func dcnTrainStopsOnSIGHUPWithACheckpoint() throws {
+    let dir = temporaryDirectory("sighup")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let started = try startEndlessRun(dir, name: "run")
+    defer { if started.run.process.isRunning { kill(started.run.process.processIdentifier, SIGKILL) } }
+    try expectStopWithACheckpoint(started, dir, signal: SIGHUP, status: 129, name: "SIGHUP")
+}
+
+/// Issue 29, defect 8: `dcn-train ... | head -2` keeps training after head has gone (SIGPIPE is
+/// ignored, the failed writes to stdout are dropped): every iteration reaches metrics.jsonl, the
+/// final checkpoint and evaluation are written, and the status is 0 (it used to be 141 at once).
+@Test func dcnTrainKeepsTrainingWhenItsOutputPipeCloses() throws {
+    let dir = temporaryDirectory("sigpipe")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let overrides = try tinyOverrides(dir, extra: ["solver.max_iter=6", "solver.warmup_iters=1", "solver.steps=[]"])
+    let command = [try builtToolPath("dcn-train"), "--config", repositoryPath("configs/demo.yaml"), "--threads", "1"]
+        + overrides.flatMap { ["--set", $0] }
+    // SIGPIPE back at its default for dcn-train, whatever this test process does with it.
+    let pipeline = try ToolRun(bash: "env --default-signal=PIPE \(shellQuoted(command)) | head -2; echo ${PIPESTATUS[0]} > \(dir)/status",
+                               folder: dir, name: "pipeline")
+    #expect(pipeline.exitStatus(within: 300) == 0)
+    let status = try String(contentsOfFile: "\(dir)/status", encoding: .utf8)
+    #expect(status == "0\n", "dcn-train's status \(status); stderr: \(pipeline.errors)")
+    #expect(pipeline.output.split(separator: "\n").count == 2)
+    let logged = try String(contentsOfFile: "\(dir)/out/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+    #expect((1...6).allSatisfy { i in logged.contains { $0.contains("\"iteration\":\(i),") } }, "\(logged)")
+    for name in ["model_final.safetensors", "eval_final_metrics.json"] {
+        #expect(folderNames("\(dir)/out").contains(name), "\(name) missing")
+    }
+}
+
+/// Issue 29, defect 11: a plain rerun keeps the files of a run SIGKILLed before its first
+/// checkpoint and refuses the folder, as any run's, until --force (it used to remove them).
+@Test func aRerunKeepsTheFilesOfARunKilledBeforeItsFirstCheckpoint() throws {
+    let dir = temporaryDirectory("killed")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let killed = try startEndlessRun(dir, name: "killed")
+    kill(killed.run.process.processIdentifier, SIGKILL)
+    _ = killed.run.exitStatus(within: 60)
+    let out = "\(dir)/out"
+    let before = folderNames(out)
+    let metrics = try Data(contentsOf: URL(fileURLWithPath: "\(out)/\(RunFiles.metrics)"))
+    #expect(before.contains(RunFiles.config) && before.contains(RunFiles.metrics) && !before.contains(where: RunFiles.isCheckpoint), "\(before)")
+    let rerun = try ToolRun.run("dcn-train", killed.arguments, ranks: nil, folder: dir, name: "rerun", seconds: 120)
+    #expect(rerun.process.terminationStatus == 2)
+    #expect(rerun.errors.contains("\(out) holds the files of a run that wrote no checkpoint (config.yaml, ") && rerun.errors.contains("--force"),
+            "\(rerun.errors)")
+    #expect(!rerun.output.contains("removed"), "\(rerun.output)")
+    #expect(folderNames(out) == before)
+    #expect(try Data(contentsOf: URL(fileURLWithPath: "\(out)/\(RunFiles.metrics)")) == metrics)
 }
 
 @Test func dcnTrainNamesAConfigThatIsAFolder() throws {

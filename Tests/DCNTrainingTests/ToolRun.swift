@@ -2,6 +2,11 @@
 import DCNTraining
 import Foundation
 
+/// `words` quoted for bash.
+func shellQuoted(_ words: [String]) -> String {
+    words.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+}
+
 /// A tool built next to the tests.
 func builtToolPath(_ name: String) throws -> String {
     let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
@@ -25,18 +30,26 @@ struct ToolRun {
 
     init(_ tool: String, _ arguments: [String], ranks: Int?, folder: String, name: String) throws {
         let path = try builtToolPath(tool)
+        if let ranks {
+            try self.init(executable: "/usr/bin/env", ["mpirun"] + mpirunOptions + ["-np", String(ranks), path] + arguments, folder: folder, name: name)
+        } else {
+            try self.init(executable: path, arguments, folder: folder, name: name)
+        }
+    }
+
+    /// A bash script (`bash -c script`), for pipelines.
+    init(bash script: String, folder: String, name: String) throws {
+        try self.init(executable: "/bin/bash", ["-c", script], folder: folder, name: name)
+    }
+
+    private init(executable: String, _ arguments: [String], folder: String, name: String) throws {
         outputPath = "\(folder)/\(name).out"
         errorPath = "\(folder)/\(name).err"
         guard FileManager.default.createFile(atPath: outputPath, contents: nil), FileManager.default.createFile(atPath: errorPath, contents: nil) else {
             throw TrainingError("cannot create \(outputPath) and \(errorPath)")
         }
-        if let ranks {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["mpirun"] + mpirunOptions + ["-np", String(ranks), path] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-        }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         process.standardOutput = FileHandle(forWritingAtPath: outputPath)
         process.standardError = FileHandle(forWritingAtPath: errorPath)
         try process.run()

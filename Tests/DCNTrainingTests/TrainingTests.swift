@@ -158,6 +158,64 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
     }
 }
 
+/// Issue 29, defect 9: a resume needs every momentum tensor, finite. A checkpoint missing one (it
+/// used to resume at zero momentum, exit 0) or holding an inf in one (it used to diverge and call the
+/// file "the last good checkpoint") is refused at start, naming the file and the tensor.
+@Test func aResumeNeedsEveryOptimizerTensorFinite() throws {
+    let dir = temporaryDirectory("momentum")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let config = try tinyExperiment(dir)
+    let model = try buildModel(config, classes: 6)
+    let sgd = SGD(parameters: model.parameters.all, momentum: 0.9, weightDecay: 0, weightDecayNorm: 0)
+    let good = dir + "/good.safetensors"
+    try Checkpoint.save(parameters: model.parameters, optimizer: sgd, state: TrainingState(iteration: 1, rngState: [1, 2, 3, 4], config: ""), to: good)
+    let file = try SafeTensorsFile(path: good)
+    let victim = "momentum." + sgd.parameters[3].name
+    /// `good` with the victim's values edited (nil: the tensor left out).
+    func damaged(_ name: String, _ edit: ([Float]) -> [Float]?) throws -> String {
+        let path = dir + "/" + name
+        let tensors: [(name: String, payload: SafeTensorsWriter.Payload)] = try file.names.compactMap { n in
+            let t = try file.tensor(n)
+            guard let values = n == victim ? edit(t.data) : t.data else { return nil }
+            return (n, .f32(shape: t.shape, values: values))
+        }
+        try SafeTensorsWriter.write(tensors, metadata: file.metadata, to: path)
+        return path
+    }
+    let missing = try damaged("missing.safetensors") { _ in nil }
+    expectTrainingError(2, ["--resume: \(missing)", "'\(victim)' is missing", "another checkpoint"]) {
+        try train(config: config, resume: missing, force: false)
+    }
+    let infinite = try damaged("inf.safetensors") { var v = $0; v[0] = .infinity; return v }
+    expectTrainingError(2, ["--resume: \(infinite)", "'\(victim)' holds non-finite values"]) {
+        try train(config: config, resume: infinite, force: false)
+    }
+    #expect(!folderNames(dir + "/out").contains { RunFiles.isRunFile($0) }, "a refused resume writes nothing")
+    _ = try Checkpoint.load(path: good, into: model.parameters, optimizer: sgd)
+}
+
+/// Issue 29, defect 10: a resumed run's metrics.jsonl keeps every readable line and names the
+/// damaged one (one byte that is not UTF-8 used to drop the whole history before the resume).
+@Test func aResumeKeepsEveryReadableMetricsLineAndNamesTheDamagedOne() throws {
+    let dir = temporaryDirectory("metrics")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/" + RunFiles.metrics
+    let log = try MetricsLog(path: path, keepExisting: false)
+    for i in 1...4 {
+        try log.append(IterationRecord(iteration: i, losses: ["cls": 1], totalLoss: 1, lr: 0.1, secondsPerIteration: 1, dataWaitSeconds: 0))
+    }
+    try log.appendEvaluation(iteration: 4, metrics: [("AP", 0.5)])
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    bytes[bytes.firstIndex(of: UInt8(ascii: "\n"))! + 2] = 0xFF  // inside iteration 2's line
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    let resumed = try MetricsLog(path: path, keepExisting: true)
+    #expect(resumed.unreadableLines == ["\(path) line 2 is not UTF-8 text"])
+    try resumed.truncate(after: 10)
+    let kept = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+    #expect(kept.count == 4 && ["\"iteration\":1,", "\"iteration\":3,", "\"iteration\":4,", "\"eval\""].enumerated().allSatisfy { kept[$0].contains($1) },
+            "\(kept)")
+}
+
 /// The paper's Table 1 parameter differences between R-50 rows (rounded to 0.1 M there).
 @Test func paperRowsDifferByTheTableOneParameterCounts() throws {
     func parameters(_ row: String) throws -> Int {
