@@ -42,14 +42,27 @@ private final class XMLElementNode {
 }
 
 private final class TreeBuilder: NSObject, XMLParserDelegate {
+    /// VOC nests 5 levels at most (`<annotation><object><part><bndbox><xmin>`). Deeper documents
+    /// are refused while parsing: a tree tens of thousands of levels deep overflows the stack
+    /// when its nodes are freed (each node's deinit frees its children recursively).
+    static let maxDepth = 64
     var stack: [XMLElementNode] = []
     var root: XMLElementNode?
     func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+        guard stack.count < TreeBuilder.maxDepth else {
+            if nestingError == nil {
+                let path = stack.prefix(3).map { "<\($0.name)>" }.joined()
+                nestingError = "elements nested more than \(TreeBuilder.maxDepth) levels deep at line \(parser.lineNumber) (inside \(path)...); expected a VOC annotation (about 4 levels)"
+            }
+            parser.abortParsing()
+            return
+        }
         let node = XMLElementNode(name: elementName)
         if let parent = stack.last { parent.children.append(node) } else if root == nil { root = node }
         stack.append(node)
     }
-    /// Set when the document breaks nesting (the Linux parser recovers from some of these).
+    /// Set when the document breaks nesting or nests too deep (the Linux parser recovers from
+    /// some broken nesting).
     var nestingError: String?
     func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
         guard let open = stack.last, open.name == elementName else {
