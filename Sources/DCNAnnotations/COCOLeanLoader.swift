@@ -61,9 +61,9 @@ public struct COCOLeanFile: Sendable {
                     var maskProblem: String?
                     try r.readObject { r, k in
                         switch k {
-                        case "id": id = try r.readInt()
-                        case "image_id": imageID = try r.readInt()
-                        case "category_id": categoryID = try r.readInt()
+                        case "id": id = try r.readInt(key: "id")
+                        case "image_id": imageID = try r.readInt(key: "image_id")
+                        case "category_id": categoryID = try r.readInt(key: "category_id")
                         case "iscrowd":
                             let c = r.peek()
                             if c == UInt8(ascii: "t") || c == UInt8(ascii: "f") { crowd = try r.readBool() } else { crowd = try r.readDouble() != 0 }

@@ -176,7 +176,7 @@ extension JSONReader {
             switch key {
             case "size":
                 var s = [Int]()
-                try r.readArray { r in s.append(try r.readInt()) }
+                try r.readArray { r in s.append(try r.readInt(key: "size")) }
                 guard s.count == 2, s[0] >= 0, s[1] >= 0 else { throw r.error("segmentation size must be [height, width]") }
                 size = s
             case "counts":
@@ -185,7 +185,7 @@ extension JSONReader {
                 } else {
                     var c = [UInt32]()
                     try r.readArray { r in
-                        let v = try r.readInt()
+                        let v = try r.readInt(key: "counts")
                         guard v >= 0 && v <= Int(UInt32.max) else { throw r.error("RLE count \(v) out of range") }
                         c.append(UInt32(v))
                     }
@@ -222,9 +222,9 @@ extension COCOGroundTruth {
                     var bbox: COCOBox?, segmentation: COCOSegmentation?
                     try r.readObject { r, k in
                         switch k {
-                        case "id": id = try r.readInt()
-                        case "image_id": imageID = try r.readInt()
-                        case "category_id": categoryID = try r.readInt()
+                        case "id": id = try r.readInt(key: "id")
+                        case "image_id": imageID = try r.readInt(key: "image_id")
+                        case "category_id": categoryID = try r.readInt(key: "category_id")
                         case "area": area = try r.readDouble()
                         case "iscrowd":
                             let c = r.peek()
@@ -265,8 +265,8 @@ extension COCOResult {
             var bbox: COCOBox?, segmentation: COCOSegmentation?
             try r.readObject { r, k in
                 switch k {
-                case "image_id": imageID = try r.readInt()
-                case "category_id": categoryID = try r.readInt()
+                case "image_id": imageID = try r.readInt(key: "image_id")
+                case "category_id": categoryID = try r.readInt(key: "category_id")
                 case "score": score = try r.readDouble()
                 case "bbox": bbox = try r.readBox()
                 case "segmentation": segmentation = try r.readSegmentation()
@@ -312,9 +312,9 @@ func readCOCOImages(_ r: inout JSONReader) throws -> [COCOImage] {
         var id: Int?, w: Int?, h: Int?, name: String?
         try r.readObject { r, k in
             switch k {
-            case "id": id = try r.readInt()
-            case "width": w = try r.readInt()
-            case "height": h = try r.readInt()
+            case "id": id = try r.readInt(key: "id")
+            case "width": w = try r.readInt(key: "width")
+            case "height": h = try r.readInt(key: "height")
             case "file_name": name = try r.readString()
             default: try r.skipValue()
             }
@@ -332,7 +332,7 @@ func readCOCOCategories(_ r: inout JSONReader) throws -> [COCOCategory] {
         var id: Int?, name: String?, sup: String?
         try r.readObject { r, k in
             switch k {
-            case "id": id = try r.readInt()
+            case "id": id = try r.readInt(key: "id")
             case "name": name = try r.readString()
             case "supercategory": sup = r.readNullIfPresent() ? nil : try r.readString()
             default: try r.skipValue()

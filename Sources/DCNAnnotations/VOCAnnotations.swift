@@ -78,6 +78,10 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
     func parser(_ parser: XMLParser, foundCharacters string: String) {
         stack.last?.text += string
     }
+    /// `<name><![CDATA[arrow]]></name>` is the text "arrow" (the parser reports CDATA apart).
+    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
+        stack.last?.text += String(decoding: CDATABlock, as: UTF8.self)
+    }
 }
 
 /// The offset of the first byte of `data` that is not valid UTF-8, or nil when it all is.

@@ -216,3 +216,26 @@ struct RobustnessTests {
         #expect(parseClassList(",").isEmpty && parseClassList(" , ").isEmpty)
     }
 }
+
+/// Issue 29, defect 17: an id of 2^53 or more read as "expected an integer, found
+/// 9007199254740992.0"; now the message names the key and the range of exact integers.
+@Test(arguments: [("\"id\": 7", "\"id\": 9007199254740992", "\"id\": 9007199254740992 is outside the range of exact integers, -(2^53 - 1) to 2^53 - 1 = 9007199254740991"),
+                  ("\"image_id\": 1, \"category_id\"", "\"image_id\": -1e400, \"category_id\"", "\"image_id\": -1e400 is outside the range of exact integers, -(2^53 - 1) to 2^53 - 1 = 9007199254740991"),
+                  ("\"id\": 7", "\"id\": 7.5", "\"id\": expected an integer, found 7.5")])
+func integersBeyondTheExactRangeNameTheKey(_ replacing: (String, String, String)) throws {
+    let (good, bad, expected) = replacing
+    let dir = try temporaryFolder("ids")
+    let path = try writeFile(dir, "gt.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: good, with: bad))
+    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
+    for load in loads {
+        do {
+            try load()
+            Issue.record("expected an error")
+        } catch let e as JSONReadError {
+            #expect(e.file == path && e.line == 2 && e.message == expected, "\(e)")
+        }
+    }
+    // 2^53 - 1 is still an exact id.
+    let largest = try writeFile(dir, "largest.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: "\"id\": 7", with: "\"id\": 9007199254740991"))
+    #expect(try COCOGroundTruth.load(path: largest).annotations[0].id == 9_007_199_254_740_991)
+}

@@ -100,3 +100,9 @@ func vocXMLWithNestedPose(depth: Int) throws -> Data {
         }
     }
 }
+
+/// Issue 29, defect 17: `<name><![CDATA[arrow]]></name>` read as an empty name.
+@Test func cdataTextIsRead() throws {
+    let xml = "<annotation><object><name><![CDATA[arrow]]></name><difficult><![CDATA[1]]></difficult><bndbox><xmin>1</xmin><ymin> <![CDATA[2]]> </ymin><xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>"
+    #expect(try parseVOCAnnotation(data: Data(xml.utf8), file: "f") == [VOCObject(name: "arrow", box: VOCBox(xmin: 1, ymin: 2, xmax: 3, ymax: 4), difficult: true)])
+}
