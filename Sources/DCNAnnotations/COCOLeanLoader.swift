@@ -54,7 +54,10 @@ public struct COCOLeanFile: Sendable {
                 sawCategories = true
                 categories = try readCOCOCategories(&r)
             case "annotations":
+                var ids = UniqueAnnotationIDs()
                 try r.readArray { r in
+                    r.skipWhitespace()
+                    let objectStart = r.position
                     var id: Int?, imageID: Int?, categoryID: Int?, crowd = false
                     var bbox: (x: Float, y: Float, width: Float, height: Float)?
                     var polygons = [[Float]]()
@@ -96,6 +99,7 @@ public struct COCOLeanFile: Sendable {
                     guard let id else { throw r.error("annotations[\(n)] has no \"id\"") }
                     guard let imageID else { throw r.error("annotation id \(id) has no \"image_id\"") }
                     guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
+                    try ids.insert(id, index: n, objectStart: objectStart, r) { id in annotations.firstIndex { $0.id == id } }
                     if let maskProblem { warnings.append("annotation id \(id) (image id \(imageID)): segmentation: \(maskProblem)") }
                     annotations.append(COCOLeanAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox,
                                                           isCrowd: crowd, polygons: polygons))

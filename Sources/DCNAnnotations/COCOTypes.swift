@@ -201,6 +201,21 @@ extension JSONReader {
     }
 }
 
+/// The annotation ids of a file read so far, to refuse a repeated one: pycocotools indexes
+/// annotations by id, so a repeat silently drops the first annotation and scores the last twice.
+struct UniqueAnnotationIDs {
+    private var seen = Set<Int>()
+
+    /// Records annotations[`index`]'s `id`; a repeat is an error at `objectStart` (the byte offset
+    /// where that annotation begins). `earlier(id)` finds the first annotation with the id.
+    mutating func insert(_ id: Int, index: Int, objectStart: Int, _ r: JSONReader, earlier: (Int) -> Int?) throws {
+        guard seen.insert(id).inserted else {
+            let first = earlier(id).map { "annotations[\($0)]" } ?? "an earlier annotation"
+            throw r.error("duplicate annotation id \(id): annotations[\(index)] has the id of \(first); annotation ids must be unique", at: objectStart)
+        }
+    }
+}
+
 extension COCOGroundTruth {
     /// Reads a COCO ground-truth file. Unknown keys are skipped (COCO files carry `info`,
     /// `licenses`, `coco_url`, ...); missing required fields are errors naming the entry.
@@ -217,7 +232,10 @@ extension COCOGroundTruth {
                 sawCategories = true
                 categories = try readCOCOCategories(&r)
             case "annotations":
+                var ids = UniqueAnnotationIDs()
                 try r.readArray { r in
+                    r.skipWhitespace()
+                    let objectStart = r.position
                     var id: Int?, imageID: Int?, categoryID: Int?, area: Double?, crowd = false
                     var bbox: COCOBox?, segmentation: COCOSegmentation?
                     try r.readObject { r, k in
@@ -239,6 +257,7 @@ extension COCOGroundTruth {
                     guard let imageID else { throw r.error("annotation id \(id) has no \"image_id\"") }
                     guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
                     guard let area else { throw r.error("annotation id \(id) has no \"area\" (needed for the small/medium/large ranges)") }
+                    try ids.insert(id, index: n, objectStart: objectStart, r) { id in annotations.firstIndex { $0.id == id } }
                     annotations.append(COCOAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox, area: area, isCrowd: crowd, segmentation: segmentation))
                 }
             default: try r.skipValue()

@@ -239,3 +239,25 @@ func integersBeyondTheExactRangeNameTheKey(_ replacing: (String, String, String)
     let largest = try writeFile(dir, "largest.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: "\"id\": 7", with: "\"id\": 9007199254740991"))
     #expect(try COCOGroundTruth.load(path: largest).annotations[0].id == 9_007_199_254_740_991)
 }
+
+/// Issue 29, defect 13: two ground-truth annotations with one id were both kept (AP 1.000 where
+/// pycocotools, which indexes them by id, gives 0.777); now a located error in every loader.
+@Test func duplicateAnnotationIDsAreALocatedError() throws {
+    let dir = try temporaryFolder("duplicate-ids")
+    let path = try writeFile(dir, "gt.json", """
+        {"images": [{"id": 1, "width": 190, "height": 132, "file_name": "a.jpg"}],
+         "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "area": 100, "bbox": [10, 10, 10, 10]},
+                         {"id": 8, "image_id": 1, "category_id": 1, "area": 100, "bbox": [50, 10, 10, 10]},
+                         {"id": 7, "image_id": 1, "category_id": 1, "area": 100, "bbox": [90, 10, 10, 10]}],
+         "categories": [{"id": 1, "name": "a"}]}
+        """)
+    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
+    for load in loads {
+        do {
+            try load()
+            Issue.record("expected an error")
+        } catch let e as JSONReadError {
+            #expect(e.description == "\(path) (line 4, column 18): duplicate annotation id 7: annotations[2] has the id of annotations[0]; annotation ids must be unique")
+        }
+    }
+}
