@@ -261,3 +261,27 @@ func integersBeyondTheExactRangeNameTheKey(_ replacing: (String, String, String)
         }
     }
 }
+
+/// Issue 29, defect 14: an RLE of another size than its image ([width, height] written for
+/// [height, width]) scored 0 without a word, as in pycocotools; now an error naming the entry.
+@Test func rleOfAnotherSizeThanItsImageIsAnError() throws {
+    let dir = try temporaryFolder("rle-size")
+    let swapped = "{\"size\": [190, 132], \"counts\": [1500, 20, 23560]}"
+    let right = "{\"size\": [132, 190], \"counts\": [1500, 20, 23560]}"
+    let goodGT = try writeFile(dir, "gt.json", groundTruthJSON(segmentation: right))
+    let badGT = try writeFile(dir, "bad_gt.json", groundTruthJSON(segmentation: swapped))
+    let goodResults = try writeFile(dir, "results.json", resultsJSON(segmentation: right))
+    let badResults = try writeFile(dir, "bad_results.json", resultsJSON(segmentation: swapped))
+    #expect(try evaluateCOCOFiles(groundTruthPath: goodGT, resultsPath: goodResults, iouType: .segm, threads: 1).1.stats.AP > 0.99)
+    let differs = "the RLE's size [190, 132] differs from image id 1's [height, width] = [132, 190] (width and height swapped?); an RLE must have its image's size"
+    for (gt, results, type, culprit, message) in [(goodGT, badResults, COCOIoUType.segm, badResults, "detection 0: " + differs),
+                                                  (goodGT, badResults, .bbox, badResults, "detection 0: " + differs),
+                                                  (badGT, goodResults, .segm, badGT, "annotations[0] (id 7): segmentation: " + differs)] {
+        do {
+            _ = try evaluateCOCOFiles(groundTruthPath: gt, resultsPath: results, iouType: type, threads: 1)
+            Issue.record("\(gt) + \(results) (\(type)): expected an error")
+        } catch let e as COCOFormatError {
+            #expect(e.file == culprit && e.message == message, "\(e)")
+        }
+    }
+}
