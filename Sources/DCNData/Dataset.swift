@@ -16,9 +16,11 @@ public struct DatasetObject: Sendable, Equatable {
     public var ignore: Bool
     /// Polygon parts, each [x0, y0, x1, y1, ...] in the same pixel coordinates (may be empty).
     public var polygons: [[Float]]
+    /// COCO annotation id, to name the object in messages (nil for VOC).
+    public var annotationID: Int?
 
-    public init(box: Box, label: Int, ignore: Bool = false, polygons: [[Float]] = []) {
-        self.box = box; self.label = label; self.ignore = ignore; self.polygons = polygons
+    public init(box: Box, label: Int, ignore: Bool = false, polygons: [[Float]] = [], annotationID: Int? = nil) {
+        self.box = box; self.label = label; self.ignore = ignore; self.polygons = polygons; self.annotationID = annotationID
     }
 }
 
@@ -68,6 +70,19 @@ public struct Dataset: Sendable {
     }
 
     public var objectCount: Int { images.reduce(0) { $0 + $1.objects.count } }
+
+    /// The first object that is a training target (not ignored) but has no polygon, named by
+    /// image id, file and annotation id; nil when every one has a polygon. Mask R-CNN needs a
+    /// mask for every such object, so its training refuses the dataset at start.
+    public var objectWithoutPolygon: String? {
+        for im in images {
+            for (k, o) in im.objects.enumerated() where !o.ignore && o.polygons.isEmpty {
+                let object = o.annotationID.map { "annotation id \($0)" } ?? "object #\(k + 1)"
+                return "image id \(im.id) (\(im.name)): \(object) has no polygon segmentation (an RLE or none)"
+            }
+        }
+        return nil
+    }
 
     /// Label for a COCO category id (nil when unknown).
     public func label(forCategoryID id: Int) -> Int? {
@@ -131,7 +146,7 @@ extension Dataset {
             let polygons = a.polygons
             annotationsOf[k].polygons = []  // hand the arrays over without a copy
             images[index].objects.append(DatasetObject(box: Box(b.x, b.y, b.x + b.width, b.y + b.height), label: label,
-                                                       ignore: a.isCrowd, polygons: polygons))
+                                                       ignore: a.isCrowd, polygons: polygons, annotationID: a.id))
         }
         annotationsOf = []
         if skipEmpty { images.removeAll { im in !im.objects.contains { !$0.ignore } } }

@@ -66,7 +66,11 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool) throws -> Dataset? {
         guard let p = try cocoPaths(c, train: train) else { return nil }
         try requireExists(p.annotations, train ? "training annotations" : "validation annotations")
         try requireExists(p.images, train ? "training images" : "validation images")
-        return try Dataset.coco(annotations: p.annotations, imageRoot: p.images, skipEmpty: train && c.data.skipEmpty)
+        let dataset = try Dataset.coco(annotations: p.annotations, imageRoot: p.images, skipEmpty: train && c.data.skipEmpty)
+        if train && c.mask.enabled, let missing = dataset.objectWithoutPolygon {
+            throw TrainingError("\(p.annotations): \(missing); the mask branch (mask.enabled) needs a polygon for every non-crowd object", exitCode: 2)
+        }
+        return dataset
     case .voc:
         let splits = try (train ? c.data.trainSplits : [c.data.valSplit]).map { try vocSplit(c, $0) }
         // Each "VOC20xx/split" pair on its own, concatenated with image ids renumbered.
