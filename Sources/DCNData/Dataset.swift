@@ -98,14 +98,16 @@ extension Dataset {
     /// with `ignore = true`. Image paths are `imageRoot/file_name`.
     ///
     /// Errors (thrown): malformed JSON (file, line and column), no "images" or "categories"
-    /// list, a duplicate image or category id, an image without `file_name`.
+    /// list, a duplicate image, category or annotation id, an image without `file_name`, a
+    /// `file_name` that can lead outside `imageRoot` (absolute or with a `..` component, see
+    /// `outsideFolderProblem`) unless `allowOutsideRoot`, a malformed polygon (see `COCOLeanFile`).
     /// Skipped with a warning naming the annotation id: an annotation whose `image_id` has no
     /// image entry, an unknown `category_id`, a missing or non-positive box (w <= 0 or h <= 0,
     /// or not finite). Kept with a warning: an annotation whose RLE segmentation is unusable (runs
     /// that do not add up to its size; training reads only the box).
     /// `skipEmpty` drops images with no non-crowd object (detectron2's training filter); keep
     /// them for evaluation.
-    public static func coco(annotations: String, imageRoot: String, skipEmpty: Bool) throws -> Dataset {
+    public static func coco(annotations: String, imageRoot: String, skipEmpty: Bool, allowOutsideRoot: Bool = false) throws -> Dataset {
         let file = try COCOLeanFile.load(path: annotations)
         let categories = file.categories.sorted { $0.id < $1.id }
         var labelOf = [Int: Int](minimumCapacity: categories.count)
@@ -120,6 +122,9 @@ extension Dataset {
         for im in file.images {
             if indexOf[im.id] != nil { throw DatasetError(file: annotations, "duplicate image id \(im.id)") }
             guard let name = im.fileName else { throw DatasetError(file: annotations, "image id \(im.id) has no \"file_name\"") }
+            if !allowOutsideRoot, let problem = outsideFolderProblem(name) {
+                throw DatasetError(file: annotations, "image id \(im.id): file_name '\(name)' \(problem), so it can lie outside the image folder \(imageRoot); expected a path inside it (the config's data.allow_outside_root: true, or the tools' --allow-outside-root, allows it)")
+            }
             indexOf[im.id] = images.count
             images.append(DatasetImage(id: im.id, name: name, path: root + name, width: im.width, height: im.height, objects: []))
         }
@@ -165,11 +170,12 @@ extension Dataset {
     /// `difficultAsIgnore`, dropped otherwise. Image paths are `JPEGImages/<id>.jpg`.
     ///
     /// Errors (thrown): an unreadable split list or annotation file, malformed XML (file and
-    /// line/column, or the element at fault), a missing `<name>`/`<bndbox>` element.
+    /// line/column, or the element at fault), a missing `<name>`/`<bndbox>` element, an image id
+    /// that can lead outside the devkit folder unless `allowOutsideRoot` (see `vocSplitImageIDs`).
     /// Skipped with a warning naming the image id: an object of a class not in `classes`, an
     /// object with a non-positive box (xmax < xmin or ymax < ymin).
     public static func voc(devkits: [String], splits: [String], classes: [String]? = nil,
-                           difficultAsIgnore: Bool = true) throws -> Dataset {
+                           difficultAsIgnore: Bool = true, allowOutsideRoot: Bool = false) throws -> Dataset {
         let classNames = classes ?? vocClassNames
         var labelOf = [String: Int]()
         for (i, c) in classNames.enumerated() { labelOf[c] = i + 1 }
@@ -177,7 +183,7 @@ extension Dataset {
         var entries = [(devkit: String, id: String)]()
         for devkit in devkits {
             for split in splits {
-                entries += try vocSplitImageIDs(devkit: devkit, split: split).map { (devkit, $0) }
+                entries += try vocSplitImageIDs(devkit: devkit, split: split, allowOutsideRoot: allowOutsideRoot).map { (devkit, $0) }
             }
         }
         // Parse the XML files on all cores; each slot is written by one task.

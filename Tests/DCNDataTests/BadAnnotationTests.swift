@@ -53,4 +53,50 @@ struct BadAnnotationTests {
         let d = try Dataset.coco(annotations: path, imageRoot: dir, skipEmpty: false)
         #expect(d.objectWithoutPolygon == "image id 1 (a.jpg): annotation id 5 has no polygon segmentation (an RLE or none)")
     }
+
+    @Test("A COCO file_name that can lead outside the image folder is refused unless allowed",
+          arguments: ["../secret/x.jpg", "../../../../etc/passwd", "/etc/passwd", "sub/../../x.jpg"])
+    func cocoPathOutsideTheFolder(_ fileName: String) throws {
+        let dir = try temporaryFolder("outside")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/instances.json"
+        try writeText(cocoInstances(fileName: fileName), path)
+        let problem = fileName.hasPrefix("/") ? "is an absolute path" : "has a '..' component"
+        do {
+            _ = try Dataset.coco(annotations: path, imageRoot: dir + "/images", skipEmpty: false)
+            Issue.record("expected an error")
+        } catch let e as DatasetError {
+            #expect(e.file == path && e.message.hasPrefix("image id 1: file_name '\(fileName)' \(problem), so it can lie outside the image folder \(dir)/images; "), "\(e)")
+            #expect(e.message.contains("data.allow_outside_root: true"))
+        }
+        let allowed = try Dataset.coco(annotations: path, imageRoot: dir + "/images", skipEmpty: false, allowOutsideRoot: true)
+        #expect(allowed.images[0].path == dir + "/images/" + fileName)
+        // Names that stay inside load as before.
+        try writeText(cocoInstances(fileName: "sub/./a..b.jpg"), path)
+        #expect(try Dataset.coco(annotations: path, imageRoot: dir + "/images", skipEmpty: false).images[0].path == dir + "/images/sub/./a..b.jpg")
+    }
+
+    @Test("A VOC split line that can lead outside the devkit is refused with the line, unless allowed")
+    func vocSplitLineOutsideTheDevkit() throws {
+        let dir = try temporaryFolder("voc-outside")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let devkit = dir + "/VOC2007"
+        for folder in ["/Annotations", "/ImageSets/Main", "/../elsewhere"] {
+            try FileManager.default.createDirectory(atPath: devkit + folder, withIntermediateDirectories: true)
+        }
+        let xml = "<annotation><object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"
+        try writeText(xml, devkit + "/Annotations/a.xml")
+        try writeText(xml, dir + "/elsewhere/b.xml")
+        let split = devkit + "/ImageSets/Main/train.txt"
+        try writeText("a\r\n\r\n../../elsewhere/b\r\n", split)
+        do {
+            _ = try Dataset.voc(devkits: [devkit], splits: ["train"], classes: ["cat"])
+            Issue.record("expected an error")
+        } catch let e as VOCError {
+            #expect(e.file == split && e.message.hasPrefix("line 3: image id '../../elsewhere/b' has a '..' component, so its files can lie outside the devkit folder \(devkit); "), "\(e)")
+        }
+        #expect(throws: VOCError.self) { try VOCDataset.load(devkit: devkit, split: "train") }
+        #expect(try Dataset.voc(devkits: [devkit], splits: ["train"], classes: ["cat"], allowOutsideRoot: true).objectCount == 2)
+        #expect(try VOCDataset.load(devkit: devkit, split: "train", allowOutsideRoot: true).imageIDs == ["a", "../../elsewhere/b"])
+    }
 }
