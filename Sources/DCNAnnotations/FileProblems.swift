@@ -42,6 +42,9 @@ public func outsideFolderProblem(_ path: String) -> String? {
     return nil
 }
 
+/// How to accept the paths `outsideFolderProblem` refuses, for the messages that refuse them.
+public let outsideFolderRemedy = "the config's data.allow_outside_root: true, or the tools' --allow-outside-root, allows it"
+
 /// Why a file cannot be written at `path`, or nil when it can: the path is a directory, or its
 /// folder is missing, not a folder or not writable.
 public func fileWriteProblem(_ path: String) -> String? {

@@ -186,7 +186,7 @@ public func vocSplitImageIDs(devkit: String, split: String, allowOutsideRoot: Bo
         let id = line.trimmingCharacters(in: .whitespaces)
         if id.isEmpty { continue }
         if !allowOutsideRoot, let problem = outsideFolderProblem(id) {
-            throw VOCError(file: path, "line \(n + 1): image id '\(id)' \(problem), so its files can lie outside the devkit folder \(devkit); expected a plain id such as 000005 (the config's data.allow_outside_root: true, or the tools' --allow-outside-root, allows it)")
+            throw VOCError(file: path, "line \(n + 1): image id '\(id)' \(problem), so its files can lie outside the devkit folder \(devkit); expected a plain id such as 000005 (\(outsideFolderRemedy))")
         }
         ids.append(id)
     }

@@ -123,7 +123,7 @@ extension Dataset {
             if indexOf[im.id] != nil { throw DatasetError(file: annotations, "duplicate image id \(im.id)") }
             guard let name = im.fileName else { throw DatasetError(file: annotations, "image id \(im.id) has no \"file_name\"") }
             if !allowOutsideRoot, let problem = outsideFolderProblem(name) {
-                throw DatasetError(file: annotations, "image id \(im.id): file_name '\(name)' \(problem), so it can lie outside the image folder \(imageRoot); expected a path inside it (the config's data.allow_outside_root: true, or the tools' --allow-outside-root, allows it)")
+                throw DatasetError(file: annotations, "image id \(im.id): file_name '\(name)' \(problem), so it can lie outside the image folder \(imageRoot); expected a path inside it (\(outsideFolderRemedy))")
             }
             indexOf[im.id] = images.count
             images.append(DatasetImage(id: im.id, name: name, path: root + name, width: im.width, height: im.height, objects: []))
