@@ -38,6 +38,9 @@ public struct COCOLeanFile: Sendable {
     /// Reads `path` strictly (syntax errors name the file, line and column; a missing "images"
     /// or "categories" list is an error). Unknown keys are skipped. `keepPolygons: false` skips
     /// polygons (box-only training). RLE segmentations are checked and dropped (see `warnings`).
+    /// Kept polygons are checked: a part with fewer than 3 points, an odd count or a coordinate
+    /// that is not a finite Float, or an empty polygon list, is an error naming the annotation
+    /// and image ids (with the line and column); so is a repeated annotation id.
     public static func load(path: String, keepPolygons: Bool = true) throws -> COCOLeanFile {
         var r = try JSONReader(leanPath: path)
         var images = [COCOImage](), annotations = [COCOLeanAnnotation](), categories = [COCOCategory]()
@@ -54,16 +57,21 @@ public struct COCOLeanFile: Sendable {
                 sawCategories = true
                 categories = try readCOCOCategories(&r)
             case "annotations":
+                var ids = UniqueAnnotationIDs()
                 try r.readArray { r in
+                    r.skipWhitespace()
+                    let objectStart = r.position
                     var id: Int?, imageID: Int?, categoryID: Int?, crowd = false
                     var bbox: (x: Float, y: Float, width: Float, height: Float)?
                     var polygons = [[Float]]()
                     var maskProblem: String?
+                    // The first malformed polygon part (or an empty list), refused once the ids are known.
+                    var badPolygon: String?, segmentationStart = 0
                     try r.readObject { r, k in
                         switch k {
-                        case "id": id = try r.readInt()
-                        case "image_id": imageID = try r.readInt()
-                        case "category_id": categoryID = try r.readInt()
+                        case "id": id = try r.readInt(key: "id")
+                        case "image_id": imageID = try r.readInt(key: "image_id")
+                        case "category_id": categoryID = try r.readInt(key: "category_id")
                         case "iscrowd":
                             let c = r.peek()
                             if c == UInt8(ascii: "t") || c == UInt8(ascii: "f") { crowd = try r.readBool() } else { crowd = try r.readDouble() != 0 }
@@ -74,6 +82,8 @@ public struct COCOLeanFile: Sendable {
                             guard scratch.count == 4 else { throw r.error("a bbox needs 4 numbers [x, y, width, height], found \(scratch.count)") }
                             bbox = (scratch[0], scratch[1], scratch[2], scratch[3])
                         case "segmentation":
+                            r.skipWhitespace()
+                            segmentationStart = r.position
                             if r.peek() == UInt8(ascii: "{") {
                                 do { _ = try r.readSegmentation().rle(height: 0, width: 0) } catch let e as MaskError { maskProblem = e.message }
                             } else if keepPolygons && r.peek() == UInt8(ascii: "[") {
@@ -85,7 +95,11 @@ public struct COCOLeanFile: Sendable {
                                         _ = b.initialize(from: scratch)
                                         n = scratch.count
                                     })
+                                    if badPolygon == nil, let problem = polygonProblem(polygons[polygons.count - 1]) {
+                                        badPolygon = "polygon \(polygons.count - 1) \(problem)"
+                                    }
                                 }
+                                if polygons.isEmpty { badPolygon = "is an empty polygon list; expected [[x0, y0, x1, y1, x2, y2, ...], ...] or an RLE" }
                             } else {
                                 try r.skipValue()
                             }
@@ -96,6 +110,10 @@ public struct COCOLeanFile: Sendable {
                     guard let id else { throw r.error("annotations[\(n)] has no \"id\"") }
                     guard let imageID else { throw r.error("annotation id \(id) has no \"image_id\"") }
                     guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
+                    try ids.insert(id, index: n, objectStart: objectStart, r) { id in annotations.firstIndex { $0.id == id } }
+                    // Mask R-CNN trains on these polygons: a bad one is refused here, at the start,
+                    // rather than when its batch comes up (README, "Mask R-CNN").
+                    if let badPolygon { throw r.error("annotation id \(id) (image id \(imageID)): segmentation \(badPolygon)", at: segmentationStart) }
                     if let maskProblem { warnings.append("annotation id \(id) (image id \(imageID)): segmentation: \(maskProblem)") }
                     annotations.append(COCOLeanAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox,
                                                           isCrowd: crowd, polygons: polygons))

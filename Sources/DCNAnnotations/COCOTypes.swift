@@ -176,7 +176,7 @@ extension JSONReader {
             switch key {
             case "size":
                 var s = [Int]()
-                try r.readArray { r in s.append(try r.readInt()) }
+                try r.readArray { r in s.append(try r.readInt(key: "size")) }
                 guard s.count == 2, s[0] >= 0, s[1] >= 0 else { throw r.error("segmentation size must be [height, width]") }
                 size = s
             case "counts":
@@ -185,7 +185,7 @@ extension JSONReader {
                 } else {
                     var c = [UInt32]()
                     try r.readArray { r in
-                        let v = try r.readInt()
+                        let v = try r.readInt(key: "counts")
                         guard v >= 0 && v <= Int(UInt32.max) else { throw r.error("RLE count \(v) out of range") }
                         c.append(UInt32(v))
                     }
@@ -198,6 +198,21 @@ extension JSONReader {
         if let compressed { return .compressedRLE(height: size[0], width: size[1], counts: compressed) }
         guard let counts else { throw error("an RLE segmentation needs \"counts\"") }
         return .uncompressedRLE(height: size[0], width: size[1], counts: counts)
+    }
+}
+
+/// The annotation ids of a file read so far, to refuse a repeated one: pycocotools indexes
+/// annotations by id, so a repeat silently drops the first annotation and scores the last twice.
+struct UniqueAnnotationIDs {
+    private var seen = Set<Int>()
+
+    /// Records annotations[`index`]'s `id`; a repeat is an error at `objectStart` (the byte offset
+    /// where that annotation begins). `earlier(id)` finds the first annotation with the id.
+    mutating func insert(_ id: Int, index: Int, objectStart: Int, _ r: JSONReader, earlier: (Int) -> Int?) throws {
+        guard seen.insert(id).inserted else {
+            let first = earlier(id).map { "annotations[\($0)]" } ?? "an earlier annotation"
+            throw r.error("duplicate annotation id \(id): annotations[\(index)] has the id of \(first); annotation ids must be unique", at: objectStart)
+        }
     }
 }
 
@@ -217,14 +232,17 @@ extension COCOGroundTruth {
                 sawCategories = true
                 categories = try readCOCOCategories(&r)
             case "annotations":
+                var ids = UniqueAnnotationIDs()
                 try r.readArray { r in
+                    r.skipWhitespace()
+                    let objectStart = r.position
                     var id: Int?, imageID: Int?, categoryID: Int?, area: Double?, crowd = false
                     var bbox: COCOBox?, segmentation: COCOSegmentation?
                     try r.readObject { r, k in
                         switch k {
-                        case "id": id = try r.readInt()
-                        case "image_id": imageID = try r.readInt()
-                        case "category_id": categoryID = try r.readInt()
+                        case "id": id = try r.readInt(key: "id")
+                        case "image_id": imageID = try r.readInt(key: "image_id")
+                        case "category_id": categoryID = try r.readInt(key: "category_id")
                         case "area": area = try r.readDouble()
                         case "iscrowd":
                             let c = r.peek()
@@ -239,6 +257,7 @@ extension COCOGroundTruth {
                     guard let imageID else { throw r.error("annotation id \(id) has no \"image_id\"") }
                     guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
                     guard let area else { throw r.error("annotation id \(id) has no \"area\" (needed for the small/medium/large ranges)") }
+                    try ids.insert(id, index: n, objectStart: objectStart, r) { id in annotations.firstIndex { $0.id == id } }
                     annotations.append(COCOAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox, area: area, isCrowd: crowd, segmentation: segmentation))
                 }
             default: try r.skipValue()
@@ -265,8 +284,8 @@ extension COCOResult {
             var bbox: COCOBox?, segmentation: COCOSegmentation?
             try r.readObject { r, k in
                 switch k {
-                case "image_id": imageID = try r.readInt()
-                case "category_id": categoryID = try r.readInt()
+                case "image_id": imageID = try r.readInt(key: "image_id")
+                case "category_id": categoryID = try r.readInt(key: "category_id")
                 case "score": score = try r.readDouble()
                 case "bbox": bbox = try r.readBox()
                 case "segmentation": segmentation = try r.readSegmentation()
@@ -312,9 +331,9 @@ func readCOCOImages(_ r: inout JSONReader) throws -> [COCOImage] {
         var id: Int?, w: Int?, h: Int?, name: String?
         try r.readObject { r, k in
             switch k {
-            case "id": id = try r.readInt()
-            case "width": w = try r.readInt()
-            case "height": h = try r.readInt()
+            case "id": id = try r.readInt(key: "id")
+            case "width": w = try r.readInt(key: "width")
+            case "height": h = try r.readInt(key: "height")
             case "file_name": name = try r.readString()
             default: try r.skipValue()
             }
@@ -332,7 +351,7 @@ func readCOCOCategories(_ r: inout JSONReader) throws -> [COCOCategory] {
         var id: Int?, name: String?, sup: String?
         try r.readObject { r, k in
             switch k {
-            case "id": id = try r.readInt()
+            case "id": id = try r.readInt(key: "id")
             case "name": name = try r.readString()
             case "supercategory": sup = r.readNullIfPresent() ? nil : try r.readString()
             default: try r.skipValue()

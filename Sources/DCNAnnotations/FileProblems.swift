@@ -31,6 +31,20 @@ public func folderProblem(_ path: String) -> String? {
     return (st.st_mode & S_IFMT) == S_IFDIR ? nil : "is a file, not a folder"
 }
 
+/// Why the dataset-relative `path` (a COCO `file_name`, a VOC image id) can lead outside its
+/// dataset folder, or nil when it cannot: it is absolute, or has a `..` component. Judged on the
+/// text, so that a missing file gets the same answer and `a/../b` cannot escape through a
+/// symbolic link `a`; symbolic links inside the folder are followed (whoever put them in the
+/// folder chose their targets, while a `file_name` is only text in a file).
+public func outsideFolderProblem(_ path: String) -> String? {
+    if path.hasPrefix("/") { return "is an absolute path" }
+    if path.split(separator: "/").contains("..") { return "has a '..' component" }
+    return nil
+}
+
+/// How to accept the paths `outsideFolderProblem` refuses, for the messages that refuse them.
+public let outsideFolderRemedy = "the config's data.allow_outside_root: true, or the tools' --allow-outside-root, allows it"
+
 /// Why a file cannot be written at `path`, or nil when it can: the path is a directory, or its
 /// folder is missing, not a folder or not writable.
 public func fileWriteProblem(_ path: String) -> String? {

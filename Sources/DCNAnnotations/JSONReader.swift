@@ -35,11 +35,11 @@ struct JSONReader {
         self.init(data: try readFileContents(path, expected: "a JSON file"), file: path)
     }
 
-    /// An error at the current position.
-    func error(_ message: String) -> JSONReadError {
+    /// An error at the current position, or at the byte offset `at`.
+    func error(_ message: String, at offset: Int? = nil) -> JSONReadError {
         var line = 1, column = 1
         var i = 0
-        let end = min(position, bytes.count - 1)
+        let end = min(offset ?? position, bytes.count - 1)
         while i < end {
             if bytes[i] == UInt8(ascii: "\n") { line += 1; column = 1 } else { column += 1 }
             i += 1
@@ -284,14 +284,23 @@ struct JSONReader {
         }
     }
 
-    /// Reads a JSON number that must be an integer (Python accepts `3.0` as an image id only
-    /// through equality, so we require an integral value).
-    mutating func readInt() throws -> Int {
-        let before = position
+    /// Every integer of magnitude up to 2^53 - 1 is exact in a Double; beyond it neighbouring
+    /// integers read as one (9007199254740993 as 9007199254740992).
+    static let largestExactInteger = 9_007_199_254_740_991.0
+
+    /// Reads a JSON number that must be an integer, the value of `key` (Python accepts `3.0` as
+    /// an image id only through equality, so we require an integral value). Integers beyond
+    /// ±(2^53 - 1) are refused: two such ids could silently become one.
+    mutating func readInt(key: String) throws -> Int {
+        skipWhitespace()
+        let start = position
         let v = try readDouble()
-        guard v.rounded() == v, abs(v) < 9.0e15 else {
-            position = before
-            throw error("expected an integer, found \(v)")
+        let literal = String(decoding: bytes[start..<position], as: UTF8.self)
+        guard v.rounded() == v else {
+            throw error("\"\(key)\": expected an integer, found \(literal)", at: start)
+        }
+        guard abs(v) <= JSONReader.largestExactInteger else {
+            throw error("\"\(key)\": \(literal) is outside the range of exact integers, -(2^53 - 1) to 2^53 - 1 = 9007199254740991", at: start)
         }
         return Int(v)
     }

@@ -51,6 +51,17 @@ func checkMaskSize(_ m: Int, _ what: String) throws {
 
 // MARK: - Training targets from polygons
 
+/// Why one polygon part `[x0, y0, x1, y1, ...]` cannot be a mask, or nil when it can: fewer
+/// than 3 points, an odd count, or a coordinate that is not finite (as detectron2 requires; pycocotools
+/// would read a first part of 4 numbers as a box). Training and `polygonMaskTarget` share it.
+public func polygonProblem<T: BinaryFloatingPoint>(_ polygon: [T]) -> String? {
+    guard polygon.count >= 6, polygon.count % 2 == 0 else {
+        return "has \(polygon.count) numbers; a polygon is x, y pairs of at least 3 points (an even count >= 6)"
+    }
+    guard polygon.allSatisfy(\.isFinite) else { return "has a coordinate that is not a finite number" }
+    return nil
+}
+
 /// detectron2's `rasterize_polygons_within_box`: the training target of one instance given as
 /// COCO polygons (`[x0, y0, x1, y1, ...]` in image pixels, several parts merged by union) for
 /// the proposal `box`, as `maskSize * maskSize` floats 0/1, row-major.
@@ -72,10 +83,7 @@ public func polygonMaskTarget(polygons: [[Double]], box: MaskBox, maskSize: Int)
     try checkMaskSize(maskSize, what)
     try box.checkFinite(what)
     for (i, p) in polygons.enumerated() {
-        guard p.count >= 6, p.count % 2 == 0 else {
-            throw MaskError("\(what): polygon \(i) has \(p.count) numbers; a polygon is x, y pairs of at least 3 points (an even count >= 6)")
-        }
-        guard p.allSatisfy(\.isFinite) else { throw MaskError("\(what): polygon \(i) has a coordinate that is not a finite number") }
+        if let problem = polygonProblem(p) { throw MaskError("\(what): polygon \(i) \(problem)") }
     }
     let m = maskSize
     if polygons.isEmpty { return [Float](repeating: 0, count: m * m) }

@@ -42,14 +42,27 @@ private final class XMLElementNode {
 }
 
 private final class TreeBuilder: NSObject, XMLParserDelegate {
+    /// VOC nests 5 levels at most (`<annotation><object><part><bndbox><xmin>`). Deeper documents
+    /// are refused while parsing: a tree tens of thousands of levels deep overflows the stack
+    /// when its nodes are freed (each node's deinit frees its children recursively).
+    static let maxDepth = 64
     var stack: [XMLElementNode] = []
     var root: XMLElementNode?
     func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+        guard stack.count < TreeBuilder.maxDepth else {
+            if nestingError == nil {
+                let path = stack.prefix(3).map { "<\($0.name)>" }.joined()
+                nestingError = "elements nested more than \(TreeBuilder.maxDepth) levels deep at line \(parser.lineNumber) (inside \(path)...); expected a VOC annotation (about 4 levels)"
+            }
+            parser.abortParsing()
+            return
+        }
         let node = XMLElementNode(name: elementName)
         if let parent = stack.last { parent.children.append(node) } else if root == nil { root = node }
         stack.append(node)
     }
-    /// Set when the document breaks nesting (the Linux parser recovers from some of these).
+    /// Set when the document breaks nesting or nests too deep (the Linux parser recovers from
+    /// some broken nesting).
     var nestingError: String?
     func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
         guard let open = stack.last, open.name == elementName else {
@@ -64,6 +77,10 @@ private final class TreeBuilder: NSObject, XMLParserDelegate {
     }
     func parser(_ parser: XMLParser, foundCharacters string: String) {
         stack.last?.text += string
+    }
+    /// `<name><![CDATA[arrow]]></name>` is the text "arrow" (the parser reports CDATA apart).
+    func parser(_ parser: XMLParser, foundCDATA CDATABlock: Data) {
+        stack.last?.text += String(decoding: CDATABlock, as: UTF8.self)
     }
 }
 
@@ -136,9 +153,10 @@ public struct VOCDataset: Sendable {
 
     public init(imageIDs: [String], objects: [String: [VOCObject]]) { self.imageIDs = imageIDs; self.objects = objects }
 
-    /// Reads `ImageSets/Main/<split>.txt` and every listed `Annotations/<id>.xml`.
-    public static func load(devkit: String, split: String) throws -> VOCDataset {
-        let ids = try vocSplitImageIDs(devkit: devkit, split: split)
+    /// Reads `ImageSets/Main/<split>.txt` and every listed `Annotations/<id>.xml` (ids that lead
+    /// outside the devkit folder are refused unless `allowOutsideRoot`, see `vocSplitImageIDs`).
+    public static func load(devkit: String, split: String, allowOutsideRoot: Bool = false) throws -> VOCDataset {
+        let ids = try vocSplitImageIDs(devkit: devkit, split: split, allowOutsideRoot: allowOutsideRoot)
         var objects = [String: [VOCObject]]()
         for id in ids {
             let path = vocAnnotationPath(devkit: devkit, imageID: id)
@@ -156,12 +174,23 @@ public struct VOCDataset: Sendable {
 }
 
 /// The image ids listed in `<devkit>/ImageSets/Main/<split>.txt`, in file order (blank lines
-/// skipped; LF or CRLF line ends).
-public func vocSplitImageIDs(devkit: String, split: String) throws -> [String] {
+/// skipped; LF or CRLF line ends). An id that can lead outside the devkit folder (absolute, or
+/// with a `..` component: `outsideFolderProblem`) is an error naming the line, unless
+/// `allowOutsideRoot` (the config's `data.allow_outside_root`).
+public func vocSplitImageIDs(devkit: String, split: String, allowOutsideRoot: Bool = false) throws -> [String] {
     let path = URL(fileURLWithPath: devkit).appendingPathComponent("ImageSets/Main/\(split).txt").path
     let data = try readFileContents(path, expected: "the split list of a devkit folder such as VOCdevkit/VOC2007 (ImageSets/Main/\(split).txt)")
-    return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
-        .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    var ids = [String]()
+    // Empty lines are kept while splitting so that `n` counts lines ("\r\n" is one Character).
+    for (n, line) in String(decoding: data, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+        let id = line.trimmingCharacters(in: .whitespaces)
+        if id.isEmpty { continue }
+        if !allowOutsideRoot, let problem = outsideFolderProblem(id) {
+            throw VOCError(file: path, "line \(n + 1): image id '\(id)' \(problem), so its files can lie outside the devkit folder \(devkit); expected a plain id such as 000005 (\(outsideFolderRemedy))")
+        }
+        ids.append(id)
+    }
+    return ids
 }
 
 /// `<devkit>/Annotations/<imageID>.xml`.

@@ -326,6 +326,8 @@ public struct DataConfig: ConfigSection, Codable {
     public var loaderThreads: Int = 2
     /// Skip training images without any (non-ignored) box.
     public var skipEmpty: Bool = true
+    /// Accept image paths that can lead outside their dataset folder: a COCO file_name that is absolute or has a '..' component, or such a VOC image id in a split list (refused by default; symbolic links inside the folder are followed either way).
+    public var allowOutsideRoot: Bool = false
     /// Classification: side of the training crop (RandomResizedCrop) and of the evaluation centre crop.
     public var cropSize: Int = 224
     /// Classification evaluation: the shorter side is resized to this before the centre crop.
@@ -356,6 +358,7 @@ public struct DataConfig: ConfigSection, Codable {
         v.field("images_per_batch", &imagesPerBatch, .range(1...1024))
         v.field("loader_threads", &loaderThreads, .range(0...256))
         v.field("skip_empty", &skipEmpty)
+        v.field("allow_outside_root", &allowOutsideRoot)
         v.field("crop_size", &cropSize, .range(8...4096))
         v.field("resize_size", &resizeSize, .range(8...8192))
         v.field("crop_scale", &cropScale, .each(.halfOpen(0, 1), count: 2))

@@ -16,9 +16,11 @@ public struct DatasetObject: Sendable, Equatable {
     public var ignore: Bool
     /// Polygon parts, each [x0, y0, x1, y1, ...] in the same pixel coordinates (may be empty).
     public var polygons: [[Float]]
+    /// COCO annotation id, to name the object in messages (nil for VOC).
+    public var annotationID: Int?
 
-    public init(box: Box, label: Int, ignore: Bool = false, polygons: [[Float]] = []) {
-        self.box = box; self.label = label; self.ignore = ignore; self.polygons = polygons
+    public init(box: Box, label: Int, ignore: Bool = false, polygons: [[Float]] = [], annotationID: Int? = nil) {
+        self.box = box; self.label = label; self.ignore = ignore; self.polygons = polygons; self.annotationID = annotationID
     }
 }
 
@@ -69,6 +71,19 @@ public struct Dataset: Sendable {
 
     public var objectCount: Int { images.reduce(0) { $0 + $1.objects.count } }
 
+    /// The first object that is a training target (not ignored) but has no polygon, named by
+    /// image id, file and annotation id; nil when every one has a polygon. Mask R-CNN needs a
+    /// mask for every such object, so its training refuses the dataset at start.
+    public var objectWithoutPolygon: String? {
+        for im in images {
+            for (k, o) in im.objects.enumerated() where !o.ignore && o.polygons.isEmpty {
+                let object = o.annotationID.map { "annotation id \($0)" } ?? "object #\(k + 1)"
+                return "image id \(im.id) (\(im.name)): \(object) has no polygon segmentation (an RLE or none)"
+            }
+        }
+        return nil
+    }
+
     /// Label for a COCO category id (nil when unknown).
     public func label(forCategoryID id: Int) -> Int? {
         categoryIDs.firstIndex(of: id).map { $0 + 1 }
@@ -83,14 +98,16 @@ extension Dataset {
     /// with `ignore = true`. Image paths are `imageRoot/file_name`.
     ///
     /// Errors (thrown): malformed JSON (file, line and column), no "images" or "categories"
-    /// list, a duplicate image or category id, an image without `file_name`.
+    /// list, a duplicate image, category or annotation id, an image without `file_name`, a
+    /// `file_name` that can lead outside `imageRoot` (absolute or with a `..` component, see
+    /// `outsideFolderProblem`) unless `allowOutsideRoot`, a malformed polygon (see `COCOLeanFile`).
     /// Skipped with a warning naming the annotation id: an annotation whose `image_id` has no
     /// image entry, an unknown `category_id`, a missing or non-positive box (w <= 0 or h <= 0,
     /// or not finite). Kept with a warning: an annotation whose RLE segmentation is unusable (runs
     /// that do not add up to its size; training reads only the box).
     /// `skipEmpty` drops images with no non-crowd object (detectron2's training filter); keep
     /// them for evaluation.
-    public static func coco(annotations: String, imageRoot: String, skipEmpty: Bool) throws -> Dataset {
+    public static func coco(annotations: String, imageRoot: String, skipEmpty: Bool, allowOutsideRoot: Bool = false) throws -> Dataset {
         let file = try COCOLeanFile.load(path: annotations)
         let categories = file.categories.sorted { $0.id < $1.id }
         var labelOf = [Int: Int](minimumCapacity: categories.count)
@@ -105,6 +122,9 @@ extension Dataset {
         for im in file.images {
             if indexOf[im.id] != nil { throw DatasetError(file: annotations, "duplicate image id \(im.id)") }
             guard let name = im.fileName else { throw DatasetError(file: annotations, "image id \(im.id) has no \"file_name\"") }
+            if !allowOutsideRoot, let problem = outsideFolderProblem(name) {
+                throw DatasetError(file: annotations, "image id \(im.id): file_name '\(name)' \(problem), so it can lie outside the image folder \(imageRoot); expected a path inside it (\(outsideFolderRemedy))")
+            }
             indexOf[im.id] = images.count
             images.append(DatasetImage(id: im.id, name: name, path: root + name, width: im.width, height: im.height, objects: []))
         }
@@ -131,7 +151,7 @@ extension Dataset {
             let polygons = a.polygons
             annotationsOf[k].polygons = []  // hand the arrays over without a copy
             images[index].objects.append(DatasetObject(box: Box(b.x, b.y, b.x + b.width, b.y + b.height), label: label,
-                                                       ignore: a.isCrowd, polygons: polygons))
+                                                       ignore: a.isCrowd, polygons: polygons, annotationID: a.id))
         }
         annotationsOf = []
         if skipEmpty { images.removeAll { im in !im.objects.contains { !$0.ignore } } }
@@ -150,11 +170,12 @@ extension Dataset {
     /// `difficultAsIgnore`, dropped otherwise. Image paths are `JPEGImages/<id>.jpg`.
     ///
     /// Errors (thrown): an unreadable split list or annotation file, malformed XML (file and
-    /// line/column, or the element at fault), a missing `<name>`/`<bndbox>` element.
+    /// line/column, or the element at fault), a missing `<name>`/`<bndbox>` element, an image id
+    /// that can lead outside the devkit folder unless `allowOutsideRoot` (see `vocSplitImageIDs`).
     /// Skipped with a warning naming the image id: an object of a class not in `classes`, an
     /// object with a non-positive box (xmax < xmin or ymax < ymin).
     public static func voc(devkits: [String], splits: [String], classes: [String]? = nil,
-                           difficultAsIgnore: Bool = true) throws -> Dataset {
+                           difficultAsIgnore: Bool = true, allowOutsideRoot: Bool = false) throws -> Dataset {
         let classNames = classes ?? vocClassNames
         var labelOf = [String: Int]()
         for (i, c) in classNames.enumerated() { labelOf[c] = i + 1 }
@@ -162,7 +183,7 @@ extension Dataset {
         var entries = [(devkit: String, id: String)]()
         for devkit in devkits {
             for split in splits {
-                entries += try vocSplitImageIDs(devkit: devkit, split: split).map { (devkit, $0) }
+                entries += try vocSplitImageIDs(devkit: devkit, split: split, allowOutsideRoot: allowOutsideRoot).map { (devkit, $0) }
             }
         }
         // Parse the XML files on all cores; each slot is written by one task.

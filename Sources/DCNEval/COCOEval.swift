@@ -167,7 +167,7 @@ extension PreparedCOCO {
             (gtMask, gtMaskBox) = try rasterise(count: anns.count, threads: threads, input: .groundTruth) { j in
                 let name = "annotations[\(gtOrder[j])] (id \(anns[j].id))"
                 guard let s = anns[j].segmentation else { throw MaskError("\(name) has no \"segmentation\"") }
-                do { return try s.rle(height: sizes[j].h, width: sizes[j].w) } catch {
+                do { return try imageMask(s, imageID: anns[j].imageID, size: sizes[j]) } catch {
                     throw MaskError("\(name): segmentation: \(error)")
                 }
             }
@@ -188,7 +188,7 @@ extension PreparedCOCO {
                 let sizes = rs.map { imageSize[$0.imageID]! }
                 (dtMask, dtMaskBox) = try rasterise(count: rs.count, threads: threads, input: .results) { j in
                     do {
-                        if let s = rs[j].segmentation { return try s.rle(height: sizes[j].h, width: sizes[j].w) }
+                        if let s = rs[j].segmentation { return try imageMask(s, imageID: rs[j].imageID, size: sizes[j]) }
                         // loadRes stores the box as the polygon [x1,y1, x1,y2, x2,y2, x2,y1].
                         let b = rs[j].bbox!
                         let x1 = b.x, x2 = b.x + b.width, y1 = b.y, y2 = b.y + b.height
@@ -205,7 +205,9 @@ extension PreparedCOCO {
             for (j, r) in rs.enumerated() {
                 guard let s = r.segmentation else { throw COCOEvalError("detection \(dtOrder[j]) has no \"segmentation\" (the first detection has one, so all must)") }
                 if case .polygons = s { throw COCOEvalError("detection \(dtOrder[j]): segmentation results must be RLE ({\"size\", \"counts\"}), not polygons") }
-                do { masks.append(try s.rle(height: 0, width: 0)) } catch { throw COCOEvalError("detection \(dtOrder[j]): \(error)") }
+                do { masks.append(try imageMask(s, imageID: r.imageID, size: imageSize[r.imageID]!)) } catch {
+                    throw COCOEvalError("detection \(dtOrder[j]): \(error)")
+                }
             }
             dtArea = masks.map { Double(UInt32(truncatingIfNeeded: $0.area)) }
             if iouType == .bbox {
@@ -218,6 +220,19 @@ extension PreparedCOCO {
             }
         }
     }
+}
+
+/// The mask of `segmentation` on image `imageID` of `size`. An RLE must have its image's size:
+/// pycocotools scores a mask of another size 0 without a word, which hides a `[width, height]`
+/// written for `[height, width]`. An image whose size the ground truth does not give (0 x 0) is
+/// not checked.
+private func imageMask(_ segmentation: COCOSegmentation, imageID: Int, size: (h: Int, w: Int)) throws -> RLE {
+    let mask = try segmentation.rle(height: size.h, width: size.w)
+    if (size.h > 0 || size.w > 0) && (mask.height != size.h || mask.width != size.w) {
+        throw MaskError("the RLE's size [\(mask.height), \(mask.width)] differs from image id \(imageID)'s [height, width] = [\(size.h), \(size.w)]"
+                        + " (width and height swapped?); an RLE must have its image's size")
+    }
+    return mask
 }
 
 /// Builds masks in parallel and their boxes; the first error (in index order) is thrown as a

@@ -90,7 +90,12 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.Cla
         guard let p = try cocoPaths(c, train: train) else { return nil }
         try requireExists(p.annotations, train ? "training annotations" : "validation annotations")
         try requireExists(p.images, train ? "training images" : "validation images")
-        return try Dataset.coco(annotations: p.annotations, imageRoot: p.images, skipEmpty: train && c.data.skipEmpty)
+        let dataset = try Dataset.coco(annotations: p.annotations, imageRoot: p.images, skipEmpty: train && c.data.skipEmpty,
+                                       allowOutsideRoot: c.data.allowOutsideRoot)
+        if train && c.mask.enabled, let missing = dataset.objectWithoutPolygon {
+            throw TrainingError("\(p.annotations): \(missing); the mask branch (mask.enabled) needs a polygon for every non-crowd object", exitCode: 2)
+        }
+        return dataset
     case .voc:
         let splits = try (train ? c.data.trainSplits : [c.data.valSplit]).map { try vocSplit(c, $0) }
         // Each "VOC20xx/split" pair on its own, concatenated with image ids renumbered.
@@ -98,7 +103,7 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.Cla
         for s in splits {
             try requireExists(s.devkit, "data.voc_devkit")
             var part = try Dataset.voc(devkits: [s.devkit], splits: [s.split], classes: c.data.classes,
-                                       difficultAsIgnore: c.data.difficultAsIgnore)
+                                       difficultAsIgnore: c.data.difficultAsIgnore, allowOutsideRoot: c.data.allowOutsideRoot)
             let offset = combined?.images.count ?? 0
             for i in part.images.indices { part.images[i].id = offset + i }
             if combined == nil { combined = part } else {
@@ -126,7 +131,7 @@ func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
         return .coco(try COCOGroundTruth.load(path: p.annotations))
     case .voc:
         let s = try vocSplit(c, c.data.valSplit)
-        return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split))
+        return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split, allowOutsideRoot: c.data.allowOutsideRoot))
     case .imagefolder:
         throw TrainingError("ImageFolder data is scored with top-1 / top-5 accuracy, not by a detection evaluator", exitCode: 2)
     }

@@ -134,6 +134,9 @@ struct Check: ParsableCommand {
     @Flag(help: "Check the annotations only; do not decode the images.")
     var noImages = false
 
+    @Flag(help: "Accept image paths that can lead outside the dataset folder (a file_name or VOC id that is absolute or has a '..' component), as the config's data.allow_outside_root: true does.")
+    var allowOutsideRoot = false
+
     func validate() throws {
         if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
         if let coco, let problem = fileReadProblem(coco) { throw ValidationError("--coco \(coco): \(problem); expected a COCO instances JSON file") }
@@ -157,10 +160,10 @@ struct Check: ParsableCommand {
         let dataset: Dataset
         let ignoreName: String
         if let coco {
-            dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false)
+            dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false, allowOutsideRoot: allowOutsideRoot)
             ignoreName = "crowd"
         } else {
-            dataset = try Dataset.voc(devkits: [voc!], splits: [split!], classes: classes.map(parseClassList))
+            dataset = try Dataset.voc(devkits: [voc!], splits: [split!], classes: classes.map(parseClassList), allowOutsideRoot: allowOutsideRoot)
             ignoreName = "difficult"
         }
         let loadSeconds = Date().timeIntervalSince(t0)

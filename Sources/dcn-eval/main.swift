@@ -144,6 +144,9 @@ struct VOCCommand: ParsableCommand {
     @Option(help: "Write per-class AP and mAP to this JSON file (layout of expected_ap.json).")
     var json: String?
 
+    @Flag(help: "Accept split lines that can lead outside the devkit folder (an absolute id or one with a '..' component), as the config's data.allow_outside_root: true does.")
+    var allowOutsideRoot = false
+
     var thresholds: [Double] { iou.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
 
     func validate() throws {
@@ -177,7 +180,7 @@ struct VOCCommand: ParsableCommand {
     }
 
     func run() throws {
-        let dataset = try VOCDataset.load(devkit: devkit, split: split)
+        let dataset = try VOCDataset.load(devkit: devkit, split: split, allowOutsideRoot: allowOutsideRoot)
         guard !dataset.imageIDs.isEmpty else { throw ToolError("\(devkit): ImageSets/Main/\(split).txt lists no images; nothing to evaluate") }
         let classNames = classes.map(parseClassList) ?? dataset.classNames
         guard !classNames.isEmpty else {

@@ -102,3 +102,82 @@ struct DataFuzzTests {
         #expect(failures > trials / 10)
     }
 }
+
+/// Bad input that byte mutations almost never make (issue 29), placed at seeded positions:
+/// VOC XML nested far deeper than VOC's 5 levels (it crashed every reader), and COCO
+/// annotations with a repeated id or a malformed polygon (both passed `dcn-data check`; the
+/// polygons then killed training mid-run).
+enum StructuredDefect: String, CaseIterable, CustomStringConvertible {
+    case deepXMLNesting, duplicateAnnotationID, badPolygon
+    var description: String { rawValue }
+
+    /// Writes one seeded instance of the defect over the fixture copy at `path`; returns what
+    /// the error must say besides the path.
+    func write(_ path: String, _ random: inout SeededGenerator) throws -> String {
+        switch self {
+        case .deepXMLNesting:
+            // One element of the fixture's first object replaced by `depth` nested elements.
+            let xml = try String(contentsOfFile: dataFixture("voc/VOCdevkit/VOC2007/Annotations/000005.xml"), encoding: .utf8)
+            let element = ["<pose>Unspecified</pose>", "<truncated>0</truncated>", "<difficult>0</difficult>"].randomElement(using: &random)!
+            let depth = [65, 100, 1000, 50_000].randomElement(using: &random)!
+            let nested = String(repeating: "<x>", count: depth) + String(repeating: "</x>", count: depth)
+            try writeText(xml.replacingOccurrences(of: element, with: nested), path)
+            return "elements nested more than 64 levels deep"
+        case .duplicateAnnotationID, .badPolygon:
+            let data = try Data(contentsOf: URL(fileURLWithPath: dataFixture("coco/fuzz_gt.json")))
+            var file = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            var annotations = file["annotations"] as! [[String: Any]]
+            let k = Int.random(in: 1..<annotations.count, using: &random)
+            var expected = ""
+            if self == .duplicateAnnotationID {
+                let earlier = Int.random(in: 0..<k, using: &random)
+                annotations[k]["id"] = annotations[earlier]["id"]
+                expected = "duplicate annotation id \(annotations[earlier]["id"]!)"
+            } else {
+                // A marker string, replaced below by JSON that JSONSerialization cannot write (1e400).
+                annotations[k]["segmentation"] = "BAD-POLYGON"
+                annotations[k]["iscrowd"] = Bool.random(using: &random) ? 1 : 0
+                expected = "annotation id \(annotations[k]["id"]!) (image id \(annotations[k]["image_id"]!)): segmentation"
+            }
+            file["annotations"] = annotations
+            var text = String(decoding: try JSONSerialization.data(withJSONObject: file), as: UTF8.self)
+            let bad = ["[[1, 2, 3, 4]]", "[[1, 2, 3, 4, 5, 6, 7]]", "[]", "[[]]", "[[10, 10, 20, 10, 20, 20], [5, 5]]", "[[1e400, 2, 3, 4, 5, 6]]", "[[1, 2, 3, -1e39, 5, 6]]"]
+            text = text.replacingOccurrences(of: "\"BAD-POLYGON\"", with: bad.randomElement(using: &random)!)
+            try writeText(text, path)
+            return expected
+        }
+    }
+
+    /// Reads `path` as the loader (dcn-train) and `dcn-data check` do.
+    func read(_ path: String, folder: String) throws {
+        switch self {
+        case .deepXMLNesting: _ = try Dataset.voc(devkits: [folder + "/VOC2007"], splits: ["test"])
+        case .duplicateAnnotationID, .badPolygon: _ = try Dataset.coco(annotations: path, imageRoot: folder, skipEmpty: false)
+        }
+    }
+}
+
+extension DataFuzzTests {
+    @Test("Deep XML nesting, repeated annotation ids and malformed polygons are refused at load, naming the file and the entry",
+          arguments: StructuredDefect.allCases)
+    func structuredDefectsAreRefused(_ defect: StructuredDefect) throws {
+        let folder = try temporaryFolder("fuzz-\(defect)")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder + "/VOC2007/Annotations", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: folder + "/VOC2007/ImageSets/Main", withIntermediateDirectories: true)
+        try writeText("000005\n", folder + "/VOC2007/ImageSets/Main/test.txt")
+        let path = defect == .deepXMLNesting ? folder + "/VOC2007/Annotations/000005.xml" : folder + "/instances.json"
+        var random = SeededGenerator(seed: 1300 + UInt64(StructuredDefect.allCases.firstIndex(of: defect)!))
+        for trial in 0..<20 {
+            let expected = try defect.write(path, &random)
+            let start = Date()
+            do {
+                try defect.read(path, folder: folder)
+                Issue.record("trial \(trial): expected an error saying '\(expected)'")
+            } catch {
+                #expect("\(error)".contains(path) && "\(error)".contains(expected), "trial \(trial): \(error)")
+            }
+            #expect(Date().timeIntervalSince(start) < 1, "trial \(trial)")
+        }
+    }
+}

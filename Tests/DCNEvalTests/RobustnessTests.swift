@@ -216,3 +216,72 @@ struct RobustnessTests {
         #expect(parseClassList(",").isEmpty && parseClassList(" , ").isEmpty)
     }
 }
+
+/// Issue 29, defect 17: an id of 2^53 or more read as "expected an integer, found
+/// 9007199254740992.0"; now the message names the key and the range of exact integers.
+@Test(arguments: [("\"id\": 7", "\"id\": 9007199254740992", "\"id\": 9007199254740992 is outside the range of exact integers, -(2^53 - 1) to 2^53 - 1 = 9007199254740991"),
+                  ("\"image_id\": 1, \"category_id\"", "\"image_id\": -1e400, \"category_id\"", "\"image_id\": -1e400 is outside the range of exact integers, -(2^53 - 1) to 2^53 - 1 = 9007199254740991"),
+                  ("\"id\": 7", "\"id\": 7.5", "\"id\": expected an integer, found 7.5")])
+func integersBeyondTheExactRangeNameTheKey(_ replacing: (String, String, String)) throws {
+    let (good, bad, expected) = replacing
+    let dir = try temporaryFolder("ids")
+    let path = try writeFile(dir, "gt.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: good, with: bad))
+    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
+    for load in loads {
+        do {
+            try load()
+            Issue.record("expected an error")
+        } catch let e as JSONReadError {
+            #expect(e.file == path && e.line == 2 && e.message == expected, "\(e)")
+        }
+    }
+    // 2^53 - 1 is still an exact id.
+    let largest = try writeFile(dir, "largest.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: "\"id\": 7", with: "\"id\": 9007199254740991"))
+    #expect(try COCOGroundTruth.load(path: largest).annotations[0].id == 9_007_199_254_740_991)
+}
+
+/// Issue 29, defect 13: two ground-truth annotations with one id were both kept (AP 1.000 where
+/// pycocotools, which indexes them by id, gives 0.777); now a located error in every loader.
+@Test func duplicateAnnotationIDsAreALocatedError() throws {
+    let dir = try temporaryFolder("duplicate-ids")
+    let path = try writeFile(dir, "gt.json", """
+        {"images": [{"id": 1, "width": 190, "height": 132, "file_name": "a.jpg"}],
+         "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "area": 100, "bbox": [10, 10, 10, 10]},
+                         {"id": 8, "image_id": 1, "category_id": 1, "area": 100, "bbox": [50, 10, 10, 10]},
+                         {"id": 7, "image_id": 1, "category_id": 1, "area": 100, "bbox": [90, 10, 10, 10]}],
+         "categories": [{"id": 1, "name": "a"}]}
+        """)
+    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
+    for load in loads {
+        do {
+            try load()
+            Issue.record("expected an error")
+        } catch let e as JSONReadError {
+            #expect(e.description == "\(path) (line 4, column 18): duplicate annotation id 7: annotations[2] has the id of annotations[0]; annotation ids must be unique")
+        }
+    }
+}
+
+/// Issue 29, defect 14: an RLE of another size than its image ([width, height] written for
+/// [height, width]) scored 0 without a word, as in pycocotools; now an error naming the entry.
+@Test func rleOfAnotherSizeThanItsImageIsAnError() throws {
+    let dir = try temporaryFolder("rle-size")
+    let swapped = "{\"size\": [190, 132], \"counts\": [1500, 20, 23560]}"
+    let right = "{\"size\": [132, 190], \"counts\": [1500, 20, 23560]}"
+    let goodGT = try writeFile(dir, "gt.json", groundTruthJSON(segmentation: right))
+    let badGT = try writeFile(dir, "bad_gt.json", groundTruthJSON(segmentation: swapped))
+    let goodResults = try writeFile(dir, "results.json", resultsJSON(segmentation: right))
+    let badResults = try writeFile(dir, "bad_results.json", resultsJSON(segmentation: swapped))
+    #expect(try evaluateCOCOFiles(groundTruthPath: goodGT, resultsPath: goodResults, iouType: .segm, threads: 1).1.stats.AP > 0.99)
+    let differs = "the RLE's size [190, 132] differs from image id 1's [height, width] = [132, 190] (width and height swapped?); an RLE must have its image's size"
+    for (gt, results, type, culprit, message) in [(goodGT, badResults, COCOIoUType.segm, badResults, "detection 0: " + differs),
+                                                  (goodGT, badResults, .bbox, badResults, "detection 0: " + differs),
+                                                  (badGT, goodResults, .segm, badGT, "annotations[0] (id 7): segmentation: " + differs)] {
+        do {
+            _ = try evaluateCOCOFiles(groundTruthPath: gt, resultsPath: results, iouType: type, threads: 1)
+            Issue.record("\(gt) + \(results) (\(type)): expected an error")
+        } catch let e as COCOFormatError {
+            #expect(e.file == culprit && e.message == message, "\(e)")
+        }
+    }
+}

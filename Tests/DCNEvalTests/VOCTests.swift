@@ -78,3 +78,31 @@ private func expectedVOC() throws -> ExpectedVOC {
     let ok = try parseVOCAnnotation(data: Data("<annotation><object><name> dog </name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>".utf8), file: file)
     #expect(ok == [VOCObject(name: "dog", box: VOCBox(xmin: 1, ymin: 2, xmax: 3, ymax: 4), difficult: true)])
 }
+
+/// The fixture 000005.xml (4 objects) with each `<pose>` replaced by `depth` nested elements.
+func vocXMLWithNestedPose(depth: Int) throws -> Data {
+    let xml = try String(contentsOfFile: fixturePath("voc/VOCdevkit/VOC2007/Annotations/000005.xml"), encoding: .utf8)
+    let nested = String(repeating: "<p>", count: depth) + String(repeating: "</p>", count: depth)
+    return Data(xml.replacingOccurrences(of: "<pose>Unspecified</pose>", with: nested).utf8)
+}
+
+/// Issue 29, defect 2: 50,000 nested elements crashed every reader (the tree's recursive
+/// deinit overflowed the stack); now a located error, while VOC's own nesting still reads.
+@Test func deeplyNestedXMLIsALocatedError() throws {
+    let file = "/x/Annotations/000005.xml"
+    #expect(try parseVOCAnnotation(data: vocXMLWithNestedPose(depth: 20), file: file).count == 4)
+    for depth in [100, 50_000] {
+        do {
+            _ = try parseVOCAnnotation(data: vocXMLWithNestedPose(depth: depth), file: file)
+            Issue.record("depth \(depth): expected an error")
+        } catch let e as VOCError {
+            #expect(e.file == file && e.message.hasPrefix("elements nested more than 64 levels deep at line 7 (inside <annotation><object><p>...)"), "\(e)")
+        }
+    }
+}
+
+/// Issue 29, defect 17: `<name><![CDATA[arrow]]></name>` read as an empty name.
+@Test func cdataTextIsRead() throws {
+    let xml = "<annotation><object><name><![CDATA[arrow]]></name><difficult><![CDATA[1]]></difficult><bndbox><xmin>1</xmin><ymin> <![CDATA[2]]> </ymin><xmax>3</xmax><ymax>4</ymax></bndbox></object></annotation>"
+    #expect(try parseVOCAnnotation(data: Data(xml.utf8), file: "f") == [VOCObject(name: "arrow", box: VOCBox(xmin: 1, ymin: 2, xmax: 3, ymax: 4), difficult: true)])
+}

@@ -99,7 +99,7 @@ public final class FasterRCNN {
             try require(t.boxes.count == t.labels.count, "detector: image \(i) has \(t.boxes.count) boxes and \(t.labels.count) labels")
             try require(t.labels.allSatisfy { (1...spec.roiHead.classes).contains($0) }, "detector: image \(i) has a label outside 1...\(spec.roiHead.classes)")
             try require(maskHead == nil || t.hasMasks,
-                        "Mask R-CNN: image \(i) has objects without a mask (polygon segmentation); the mask branch needs one per object")
+                        "Mask R-CNN: image \(i) of the batch has objects without a mask (polygon segmentation); the mask branch needs one per object")
         }
         var rngs = share.imageGenerators(n)
         let finished: GradientsFinished = { share.collective?.gradientsFinished($0) }
