@@ -9,7 +9,8 @@ import Glibc
 #endif
 
 /// One annotation as training reads it. `bbox` is COCO's [x, y, width, height] (nil when absent);
-/// `polygons` are the polygon parts (empty for RLE or missing segmentations).
+/// `polygons` are the polygon parts (empty for RLE or missing segmentations); `rleSize` is an RLE
+/// segmentation's [height, width] (nil for polygons or none).
 public struct COCOLeanAnnotation: Sendable {
     public var id: Int
     public var imageID: Int
@@ -17,11 +18,12 @@ public struct COCOLeanAnnotation: Sendable {
     public var bbox: (x: Float, y: Float, width: Float, height: Float)?
     public var isCrowd: Bool
     public var polygons: [[Float]]
+    public var rleSize: (height: Int, width: Int)?
 
     public init(id: Int, imageID: Int, categoryID: Int, bbox: (x: Float, y: Float, width: Float, height: Float)?,
-                isCrowd: Bool, polygons: [[Float]]) {
+                isCrowd: Bool, polygons: [[Float]], rleSize: (height: Int, width: Int)? = nil) {
         self.id = id; self.imageID = imageID; self.categoryID = categoryID
-        self.bbox = bbox; self.isCrowd = isCrowd; self.polygons = polygons
+        self.bbox = bbox; self.isCrowd = isCrowd; self.polygons = polygons; self.rleSize = rleSize
     }
 }
 
@@ -64,7 +66,7 @@ public struct COCOLeanFile: Sendable {
                     var id: Int?, imageID: Int?, categoryID: Int?, crowd = false
                     var bbox: (x: Float, y: Float, width: Float, height: Float)?
                     var polygons = [[Float]]()
-                    var maskProblem: String?
+                    var maskProblem: String?, rleSize: (height: Int, width: Int)?
                     // The first malformed polygon part (or an empty list), refused once the ids are known.
                     var badPolygon: String?, segmentationStart = 0
                     try r.readObject { r, k in
@@ -85,7 +87,11 @@ public struct COCOLeanFile: Sendable {
                             r.skipWhitespace()
                             segmentationStart = r.position
                             if r.peek() == UInt8(ascii: "{") {
-                                do { _ = try r.readSegmentation().rle(height: 0, width: 0) } catch let e as MaskError { maskProblem = e.message }
+                                let segmentation = try r.readSegmentation()
+                                do {
+                                    let mask = try segmentation.rle(height: 0, width: 0)
+                                    rleSize = (mask.height, mask.width)
+                                } catch let e as MaskError { maskProblem = e.message }
                             } else if keepPolygons && r.peek() == UInt8(ascii: "[") {
                                 try r.readArray { r in
                                     scratch.removeAll(keepingCapacity: true)
@@ -116,7 +122,7 @@ public struct COCOLeanFile: Sendable {
                     if let badPolygon { throw r.error("annotation id \(id) (image id \(imageID)): segmentation \(badPolygon)", at: segmentationStart) }
                     if let maskProblem { warnings.append("annotation id \(id) (image id \(imageID)): segmentation: \(maskProblem)") }
                     annotations.append(COCOLeanAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox,
-                                                          isCrowd: crowd, polygons: polygons))
+                                                          isCrowd: crowd, polygons: polygons, rleSize: rleSize))
                 }
             default: try r.skipValue()
             }

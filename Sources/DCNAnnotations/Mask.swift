@@ -9,6 +9,16 @@ public struct MaskError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+/// Why an RLE of `height x width` cannot be the mask of image `imageID` of
+/// `imageHeight x imageWidth`, or nil when it can (or the image's size is unknown, 0 x 0).
+/// pycocotools scores a mask of another size 0 without a word, which hides a `[width, height]`
+/// written for `[height, width]`; the evaluator refuses it and `dcn-data check` reports it.
+public func rleSizeProblem(height: Int, width: Int, imageID: Int, imageHeight: Int, imageWidth: Int) -> String? {
+    if (imageHeight == 0 && imageWidth == 0) || (height == imageHeight && width == imageWidth) { return nil }
+    return "the RLE's size [\(height), \(width)] differs from image id \(imageID)'s [height, width] = [\(imageHeight), \(imageWidth)]"
+        + " (width and height swapped?); an RLE must have its image's size"
+}
+
 /// A binary mask of `height x width` pixels as COCO run lengths: `counts[0]` zeros, then
 /// `counts[1]` ones, and so on, walking the image column by column (column-major).
 public struct RLE: Equatable, Sendable {

@@ -104,7 +104,7 @@ extension Dataset {
     /// Skipped with a warning naming the annotation id: an annotation whose `image_id` has no
     /// image entry, an unknown `category_id`, a missing or non-positive box (w <= 0 or h <= 0,
     /// or not finite). Kept with a warning: an annotation whose RLE segmentation is unusable (runs
-    /// that do not add up to its size; training reads only the box).
+    /// that do not add up to its size, or a size that is not its image's; training reads only the box).
     /// `skipEmpty` drops images with no non-crowd object (detectron2's training filter); keep
     /// them for evaluation.
     public static func coco(annotations: String, imageRoot: String, skipEmpty: Bool, allowOutsideRoot: Bool = false) throws -> Dataset {
@@ -147,6 +147,10 @@ extension Dataset {
             guard b.width > 0, b.height > 0, b.x.isFinite, b.y.isFinite, b.width.isFinite, b.height.isFinite else {
                 warnings.append("annotation id \(a.id) (image id \(a.imageID)): non-positive box [\(b.x), \(b.y), \(b.width), \(b.height)]; skipped")
                 continue
+            }
+            if let s = a.rleSize, let problem = rleSizeProblem(height: s.height, width: s.width, imageID: a.imageID,
+                                                               imageHeight: images[index].height, imageWidth: images[index].width) {
+                warnings.append("annotation id \(a.id) (image id \(a.imageID)): segmentation: \(problem)")
             }
             let polygons = a.polygons
             annotationsOf[k].polygons = []  // hand the arrays over without a copy

@@ -222,15 +222,12 @@ extension PreparedCOCO {
     }
 }
 
-/// The mask of `segmentation` on image `imageID` of `size`. An RLE must have its image's size:
-/// pycocotools scores a mask of another size 0 without a word, which hides a `[width, height]`
-/// written for `[height, width]`. An image whose size the ground truth does not give (0 x 0) is
-/// not checked.
+/// The mask of `segmentation` on image `imageID` of `size`; an RLE of another size is an error
+/// (`rleSizeProblem`).
 private func imageMask(_ segmentation: COCOSegmentation, imageID: Int, size: (h: Int, w: Int)) throws -> RLE {
     let mask = try segmentation.rle(height: size.h, width: size.w)
-    if (size.h > 0 || size.w > 0) && (mask.height != size.h || mask.width != size.w) {
-        throw MaskError("the RLE's size [\(mask.height), \(mask.width)] differs from image id \(imageID)'s [height, width] = [\(size.h), \(size.w)]"
-                        + " (width and height swapped?); an RLE must have its image's size")
+    if let problem = rleSizeProblem(height: mask.height, width: mask.width, imageID: imageID, imageHeight: size.h, imageWidth: size.w) {
+        throw MaskError(problem)
     }
     return mask
 }

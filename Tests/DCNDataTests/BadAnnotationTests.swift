@@ -54,6 +54,18 @@ struct BadAnnotationTests {
         #expect(d.objectWithoutPolygon == "image id 1 (a.jpg): annotation id 5 has no polygon segmentation (an RLE or none)")
     }
 
+    @Test("An RLE whose size is not its image's is a problem for dcn-data check, naming the annotation (issue 29, defect 14)")
+    func rleOfAnotherSizeThanItsImage() throws {
+        let dir = try temporaryFolder("rle-size")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/instances.json"
+        try writeText(cocoInstances(segmentation: "{\"size\": [10, 20], \"counts\": [200]}"), path)
+        #expect(try Dataset.coco(annotations: path, imageRoot: dir, skipEmpty: false).warnings == [
+            "annotation id 5 (image id 1): segmentation: the RLE's size [10, 20] differs from image id 1's [height, width] = [10, 10] (width and height swapped?); an RLE must have its image's size"])
+        try writeText(cocoInstances(segmentation: "{\"size\": [10, 10], \"counts\": [100]}"), path)
+        #expect(try Dataset.coco(annotations: path, imageRoot: dir, skipEmpty: false).warnings.isEmpty)
+    }
+
     @Test("A COCO file_name that can lead outside the image folder is refused unless allowed",
           arguments: ["../secret/x.jpg", "../../../../etc/passwd", "/etc/passwd", "sub/../../x.jpg"])
     func cocoPathOutsideTheFolder(_ fileName: String) throws {

@@ -253,3 +253,32 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
     // The mask head itself is the same in every row.
     #expect(try parameters("mask", "dcnv1") - parameters("faster", "dcnv1") == regular - parameters("faster", "roialign"))
 }
+
+/// Issue 29, defect 6: with mask.enabled, a non-crowd object without a polygon stopped training
+/// at the batch that held it ("image 0 has objects without a mask", 0 being its batch position);
+/// now loading the data refuses it before the first iteration, naming the file and the ids.
+@Test func maskTrainingRefusesAnObjectWithoutPolygonAtStart() throws {
+    let dir = temporaryDirectory("no-polygon")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let config = try tinyExperiment(dir)
+    #expect(config.mask.enabled)
+    // The first annotation's polygons become an RLE covering its whole image.
+    let path = dir + "/data/annotations/instances_train.json"
+    var file = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+    var annotations = file["annotations"] as! [[String: Any]]
+    let imageID = annotations[0]["image_id"] as! Int, annotationID = annotations[0]["id"] as! Int
+    let image = (file["images"] as! [[String: Any]]).first { $0["id"] as! Int == imageID }!
+    let (h, w) = (image["height"] as! Int, image["width"] as! Int)
+    annotations[0]["segmentation"] = ["size": [h, w], "counts": [0, h * w]]
+    file["annotations"] = annotations
+    try JSONSerialization.data(withJSONObject: file).write(to: URL(fileURLWithPath: path))
+    do {
+        _ = try loadTrainingData(config)
+        Issue.record("expected an error")
+    } catch let e as TrainingError {
+        #expect(e.exitCode == 2 && e.message.hasPrefix("\(path): image id \(imageID) (")
+                && e.message.contains("annotation id \(annotationID) has no polygon segmentation"), "\(e)")
+    }
+    // Box-only training reads the same data.
+    #expect(try !loadTrainingData(tinyExperiment(dir, extra: ["mask.enabled=false"])).train.images.isEmpty)
+}
