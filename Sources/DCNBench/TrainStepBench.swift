@@ -31,6 +31,9 @@ public struct TrainStepResult: Sendable {
     public var gradientWaitSeconds = 0.0
     public var lossSumWaitSeconds = 0.0
     public var gradientFloats = 0
+    /// With `deformationStatistics`: median seconds per step of the deformation statistics
+    /// (`DeformationRecorder`, summed over the replicas' threads); nil without.
+    public var deformationSeconds: Double? = nil
 }
 
 /// Times `steps` training iterations (after one warm-up) of the detector `config` describes, on
@@ -45,7 +48,7 @@ public struct TrainStepResult: Sendable {
 /// there (safetensors, one tensor per trainable parameter) for comparisons across process counts.
 public func runTrainStepBenchmark(config: ExperimentConfig, label: String, height: Int, width: Int, batch: Int,
                                   steps: Int, proposalsNearObjects: Bool = false, group: ProcessGroup = .single,
-                                  gradientOut: String? = nil) throws -> TrainStepResult {
+                                  gradientOut: String? = nil, deformationStatistics: Bool = false) throws -> TrainStepResult {
     try require(batch % group.size == 0, "train-step: a global batch of \(batch) images cannot be split over \(group.size) processes")
     let threads = Threads.count
     let classes = defaultClassCount(config)
@@ -88,12 +91,15 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     let replicas = try imageReplicas(config, model: model, classes: classes, images: per)
     let ws = Workspace()
     var phases = PerStepSeconds(), layerSeconds = PerStepSeconds()
-    var totals: [Double] = [], waits: [Double] = [], gradientWaits: [Double] = [], sumWaits: [Double] = []
+    var totals: [Double] = [], waits: [Double] = [], deformationSeconds: [Double] = [], gradientWaits: [Double] = [], sumWaits: [Double] = []
     for step in 0...steps {
         let profiler = PhaseProfiler(), layers = LayerProfiler()
         model.parameters.zeroGrad()
         try buckets?.beginStep()
         let start = DispatchTime.now().uptimeNanoseconds
+        // As dcn-train records a logged step (every step here, to time it).
+        var recorder = deformationStatistics && !model.deformableLayers.isEmpty
+            ? DeformationRecorder(models: replicas?.models ?? [model]) : nil
         let seed = rng.next()
         // Images `range` of this process's share on `model`.
         func train(_ model: FasterRCNN, _ range: Range<Int>, _ collective: TrainingCollective?, _ ws: Workspace,
@@ -116,12 +122,14 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
             }
         }
         try buckets?.finish()
+        _ = recorder?.finish()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         if step == 0 {
             if let gradientOut, group.isRoot { try writeGradients(model.parameters, to: gradientOut) }
             continue  // warm-up: first-touch allocations
         }
         totals.append(seconds)
+        if let recorder { deformationSeconds.append(recorder.seconds) }
         waits.append(buckets?.lastWaitSeconds ?? 0)
         gradientWaits.append(buckets?.lastGradientWaitSeconds ?? 0)
         sumWaits.append(buckets?.lastSumWaitSeconds ?? 0)
@@ -134,7 +142,8 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
                            stepSeconds: median(totals),
                            peakResidentBytes: System.peakResidentBytes(), replicas: replicas?.count ?? 1, processes: group.size, communicationWaitSeconds: median(waits),
                            gradientWaitSeconds: median(gradientWaits), lossSumWaitSeconds: median(sumWaits),
-                           gradientFloats: model.parameters.gradientBlock?.count ?? 0)
+                           gradientFloats: model.parameters.gradientBlock?.count ?? 0,
+                           deformationSeconds: deformationSeconds.isEmpty ? nil : median(deformationSeconds))
 }
 
 /// The middle value (the upper one of an even count).

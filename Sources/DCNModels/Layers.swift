@@ -149,6 +149,11 @@ public final class DeformableConvLayer {
     /// Sees each backward's sampling gradients (the spatial-support analysis of `dcn-vis`); nil in
     /// training.
     public var samplingObserver: ((SamplingGradients) -> Void)?
+    /// Image pixels per input pixel of this layer (set by the network that holds it).
+    public var inputStride = 1
+    /// While set, each forward pass adds its sampling points here (the training log's deformation
+    /// statistics); nil otherwise, at no cost.
+    public var tally: DeformationTally?
 
     /// The forward's sampling inputs, kept for backward.
     public struct Cache {
@@ -183,6 +188,7 @@ public final class DeformableConvLayer {
     public func forward(_ x: Tensor, _ ws: Workspace) throws -> (Tensor, Cache) {
         let raw = try LayerProfiler.measure(offsetBranchProfileKey("fwd")) { try offsetConv.forward(x, ws) }
         let (offset, mask) = try splitOffsetAndMask(raw)
+        tally?.add(offset: offset, mask: mask, kernel: weight.shape[2], dilation: options.dilationH)
         let y = try deformConv2dForward(input: x, offset: offset, mask: mask, weight: weight.value, bias: nil,
                                         options: options, workspace: ws)
         return (y, Cache(offset: offset, mask: mask))
@@ -290,6 +296,14 @@ public enum SpatialConv {
         switch self {
         case .regular(let c): return c.outChannels
         case .deformable(let d): return d.outChannels
+        }
+    }
+
+    /// The stride (the backbone's convolutions stride both ways alike).
+    public var stride: Int {
+        switch self {
+        case .regular(let c): return c.options.strideH
+        case .deformable(let d): return d.options.strideH
         }
     }
 

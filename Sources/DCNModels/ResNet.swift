@@ -186,7 +186,7 @@ public final class ResidualBlock {
 
 /// "res4" for a layer named "backbone.layer3.1.conv2" (torchvision's layerN is stage resN+1); the
 /// name itself when it has no layerN part.
-func stageLabel(ofLayerNamed name: String) -> String {
+public func stageLabel(ofLayerNamed name: String) -> String {
     name.split(separator: ".").first { $0.hasPrefix("layer") }.flatMap { Int($0.dropFirst(5)) }.map { "res\($0 + 1)" } ?? name
 }
 
@@ -249,6 +249,17 @@ public final class ResNet {
             stages.append(blocks)
         }
         self.stages = stages
+        // Image pixels per input pixel of each deformable layer: 4 after the stem, times each
+        // strided convolution before it.
+        var stride = 4
+        for stage in stages {
+            for block in stage {
+                for unit in block.units {
+                    if case .deformable(let layer) = unit.conv { layer.inputStride = stride }
+                    stride *= unit.conv.stride
+                }
+            }
+        }
         fc = spec.classes.map { LinearLayer(name: prefix + "fc", inChannels, $0, weightInit: .uniformFanIn, biasInit: .uniformFanIn, rng: &rng) }
         var list = ParameterList()
         list.append(contentsOf: stemConv.parameters + stemNorm.parameters)

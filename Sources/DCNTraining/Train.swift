@@ -237,8 +237,10 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
                           rng: rng, folder: out, buckets: buckets, replicas: replicas)
     trainer.lastCheckpoint = lastCheckpoint
     if let log {
+        let logHook = LogHook(log: log, events: events, period: config.output.logPeriod, first: start)
+        trainer.recordsDeformation = { logHook.logs($0, maxIterations: s.maxIter) }
         trainer.hooks = [
-            LogHook(log: log, events: events, period: config.output.logPeriod, first: start),
+            logHook,
             CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters,
                            classNames: data.train.classNames),
         ]

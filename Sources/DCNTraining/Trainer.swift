@@ -46,6 +46,9 @@ public struct StepRecord {
     public var dataWaitSeconds: Double
     /// Seconds this step waited on the other processes (nil in a single process).
     public var communicationWaitSeconds: Double?
+    /// Each deformable layer's statistics, at the steps `Trainer.recordsDeformation` picks (empty
+    /// otherwise, and for a regular network).
+    public var deformation: [LayerDeformation] = []
 }
 
 /// Something that runs at fixed points of the loop. Every method has a default that does nothing.
@@ -84,6 +87,9 @@ public final class Trainer {
     /// The replicas that train this process's images one each (nil: `model` trains them together).
     public let replicas: ImageReplicas?
     public var group: ProcessGroup { buckets?.group ?? ProcessGroup.world }
+    /// The iterations (counted from 1) whose steps record the deformation statistics: the logged
+    /// ones (`LogHook.logs`); none by default.
+    public var recordsDeformation: (Int) -> Bool = { _ in false }
     let loader: DataLoader
     let progress = ProgressPrinter()
     let ws = Workspace()
@@ -136,6 +142,8 @@ public final class Trainer {
             // Every process draws the same step seed, so the random choices of each image of the
             // global batch do not depend on how the batch is split.
             let seed = rng.next()
+            var deformation = recordsDeformation(iteration + 1) && !model.deformableLayers.isEmpty
+                ? DeformationRecorder(models: replicas?.models ?? [model]) : nil
             let losses: [String: Float]
             do {
                 if let replicas {
@@ -171,7 +179,7 @@ public final class Trainer {
             if window.count > 20 { window.removeFirst() }
             let step = StepRecord(iteration: iteration, losses: losses, learningRate: lr,
                                   secondsPerIteration: window.reduce(0, +) / Double(window.count), dataWaitSeconds: batch.dataWaitSeconds,
-                                  communicationWaitSeconds: buckets?.lastWaitSeconds)
+                                  communicationWaitSeconds: buckets?.lastWaitSeconds, deformation: deformation?.finish() ?? [])
             for hook in hooks { try hook.afterStep(step, self) }
         }
         finishLine()
@@ -212,18 +220,27 @@ final class LogHook: TrainerHook {
         self.log = log; self.events = events; self.period = period; self.first = first
     }
 
+    /// Whether iteration `iteration` (counted from 1) of a run of `maxIterations` is logged.
+    func logs(_ iteration: Int, maxIterations: Int) -> Bool {
+        iteration % period == 0 || iteration == maxIterations || iteration == first + 1
+    }
+
     func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
-        if step.iteration % period == 0 || step.iteration == trainer.maxIterations || step.iteration == first + 1 {
+        if logs(step.iteration, maxIterations: trainer.maxIterations) {
             let total = step.losses.values.reduce(0) { $0 + Double($1) }
             let now = Date()
+            let deformation = step.deformation.isEmpty ? nil : Dictionary(step.deformation.map { ($0.layer, $0.statistics) }, uniquingKeysWith: { a, _ in a })
             try log.append(IterationRecord(iteration: step.iteration, losses: step.losses.mapValues(Double.init), totalLoss: total,
                                            lr: Double(step.learningRate), secondsPerIteration: step.secondsPerIteration,
-                                           dataWaitSeconds: step.dataWaitSeconds, time: now.timeIntervalSince1970))
+                                           dataWaitSeconds: step.dataWaitSeconds, time: now.timeIntervalSince1970, deformation: deformation))
             if let events {
                 var scalars = trainer.model.lossNames.compactMap { n in step.losses[n].map { (tag: "loss/\(n)", value: Double($0)) } }
                 scalars += [("loss/total", total), ("lr", Double(step.learningRate)), ("time/seconds_per_iteration", step.secondsPerIteration),
                             ("time/data_wait_seconds", step.dataWaitSeconds)]
                 if let wait = step.communicationWaitSeconds { scalars.append(("time/communication_wait_seconds", wait)) }
+                for layer in step.deformation {
+                    scalars += layer.statistics.sorted { $0.key < $1.key }.map { ("deform/\(layer.layer)/\($0.key)", $0.value) }
+                }
                 try events.writeScalars(scalars, step: step.iteration, wallTime: now)
             }
         }

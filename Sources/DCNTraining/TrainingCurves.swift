@@ -3,6 +3,7 @@
 // (AP / AP50 / top-1 ...). Each loss is drawn raw (faint) and smoothed with a debiased exponential
 // moving average (TensorBoard's smoothing), against the iteration, with the elapsed wall-clock
 // time under the iteration ticks. A dependency-free SVG a browser opens.
+import DCNModels
 import DCNTensor
 import Foundation
 
@@ -84,6 +85,18 @@ public func trainingCurvesSVG(_ records: [IterationRecord], evaluations: [Evalua
     groups.sort { (order.firstIndex(of: $0.title) ?? order.count) < (order.firstIndex(of: $1.title) ?? order.count) }
     groups.append(("total loss", [PanelSeries(name: "total", points: records.map { (Double($0.iteration), $0.totalLoss) }, smooth: true, markers: false)]))
     groups.append(("learning rate", [PanelSeries(name: "lr", points: records.map { (Double($0.iteration), $0.lr) }, smooth: false, markers: false)]))
+    // The deformable layers' mean |offset| (their input pixels), averaged over each stage's layers.
+    let deformed = records.compactMap(\.deformation)
+    let stages = Set(deformed.flatMap { $0.keys.map { stageLabel(ofLayerNamed: $0) } }).sorted()
+    if !stages.isEmpty {
+        let series = stages.map { stage in
+            PanelSeries(name: stage, points: records.compactMap { r -> (x: Double, y: Double)? in
+                let values = (r.deformation ?? [:]).filter { stageLabel(ofLayerNamed: $0.key) == stage }.compactMap { $0.value["offset_mean"] }
+                return values.isEmpty ? nil : (Double(r.iteration), values.reduce(0, +) / Double(values.count))
+            }, smooth: true, markers: false)
+        }
+        groups.append(("deformation: mean |offset| (input px)", series))
+    }
     let metricNames = evaluations.flatMap { $0.metrics.keys }.reduce(into: [String]()) { if plottedEvaluationMetric($1) && !$0.contains($1) { $0.append($1) } }.sorted()
     if !metricNames.isEmpty {
         let series = metricNames.map { m in

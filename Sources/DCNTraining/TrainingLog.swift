@@ -17,11 +17,15 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     public var dataWaitSeconds: Double
     /// Seconds since the Unix epoch when it was logged (nil in files of older runs).
     public var time: Double?
+    /// Each deformable layer's statistics (`DeformationTally.summary` and `update_ratio`) over this
+    /// process's images of the step, by layer name; nil for a regular network.
+    public var deformation: [String: [String: Double]]?
 
     public init(iteration: Int, losses: [String: Double], totalLoss: Double, lr: Double, secondsPerIteration: Double, dataWaitSeconds: Double,
-                time: Double? = nil) {
+                time: Double? = nil, deformation: [String: [String: Double]]? = nil) {
         self.iteration = iteration; self.losses = losses; self.totalLoss = totalLoss; self.lr = lr
         self.secondsPerIteration = secondsPerIteration; self.dataWaitSeconds = dataWaitSeconds; self.time = time
+        self.deformation = deformation
     }
 }
 

@@ -277,6 +277,9 @@ struct TrainStep: ParsableCommand {
     @Flag(help: "Replace the RPN's proposals by boxes around the objects, as a trained RPN gives, so the heads see their full quota of positive RoIs.")
     var proposalsNearObjects = false
 
+    @Flag(help: "Record the deformation statistics dcn-train logs (every step here) and print their cost.")
+    var deformationStatistics = false
+
     @Option(help: "Write the warm-up step's (summed) gradient to this safetensors file (rank 0).")
     var gradientOut: String?
 
@@ -324,7 +327,8 @@ struct TrainStep: ParsableCommand {
                    BLASKernel.version, BLASKernel.coreName))
         for r in runs {
             let result = try runTrainStepBenchmark(config: r.config, label: r.label, height: h, width: w, batch: batch, steps: steps,
-                                                   proposalsNearObjects: proposalsNearObjects, group: group, gradientOut: gradientOut)
+                                                   proposalsNearObjects: proposalsNearObjects, group: group, gradientOut: gradientOut,
+                                                   deformationStatistics: deformationStatistics)
             results.append(result)
             let processes = group.isDistributed ? "\(group.size) processes x " : ""
             say("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(processes)\(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
@@ -334,6 +338,9 @@ struct TrainStep: ParsableCommand {
             }
             for (name, seconds) in result.phases { say("  " + name.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%8.3f s", seconds)) }
             say(String(format: "  step            %8.3f s   peak memory %.2f GB (rank 0)", result.stepSeconds, Double(result.peakResidentBytes) / 1e9))
+            if let d = result.deformationSeconds {
+                say(String(format: "  deformation statistics %.4f s per step (CPU time of the tallies and the summary): %.2f%% of the step", d, 100 * d / result.stepSeconds))
+            }
             let backboneSeconds = result.phases.filter { $0.name.hasPrefix("backbone") }.map(\.seconds).reduce(0, +)
             let gflop = 2 * Double(result.backboneMultiplyAdds.forward + result.backboneMultiplyAdds.backward) / 1e9
             // Replicas running at once each do their image in replica 0's time.
