@@ -98,7 +98,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
         try buckets?.beginStep()
         let start = DispatchTime.now().uptimeNanoseconds
         // As dcn-train records a logged step (every step here, to time it).
-        var recorder = deformationStatistics && !model.deformableLayers.isEmpty
+        var recorder = deformationStatistics && !model.deformationSources.isEmpty
             ? DeformationRecorder(models: replicas?.models ?? [model]) : nil
         let seed = rng.next()
         // Images `range` of this process's share on `model`.

@@ -10,8 +10,24 @@
 //   locations of adjacent taps (left-right and up-down neighbours in the kernel), here in image
 //   pixels. A regular kernel has d * inputStride.
 // - Modulation (DCNv2): the sigmoid mask m_k in (0, 1) that scales each sample.
+// Deformable RoI pooling moves bin (ph, pw) of a RoI by gamma * (roi_w * offset_x, roi_h * offset_y)
+// image pixels: its |offset| and modulation are tallied the same way (it has no kernel, so no
+// effective dilation).
 import DCNTensor
 import Dispatch
+
+/// A part that moves its sampling points and can tally them: a deformable convolution, or the
+/// deformable RoI pooling.
+public protocol DeformationSource: AnyObject {
+    /// The name its statistics are logged under (`backbone.layer3.0.conv2`, `roi_heads.pooler`).
+    var deformationName: String { get }
+    /// Image pixels per input pixel.
+    var inputStride: Int { get }
+    /// While set, each forward pass in training adds its sampling points here.
+    var tally: DeformationTally? { get set }
+    /// The weights that compute the offsets (their update size is logged).
+    var offsetBranchParameters: [Parameter] { get }
+}
 
 /// Sums over the sampling points a deformable layer's forward passes saw.
 public struct DeformationTally: Sendable, Equatable {
@@ -83,6 +99,33 @@ public struct DeformationTally: Sendable, Equatable {
         }
     }
 
+    /// Adds one deformable RoI pooling: `offset` [K, 2, S, S] (x, then y, in RoI sizes), `mask`
+    /// [K, 1, S, S] or nil, `rois` [K, 5] in image pixels, on features of `spatialScale`.
+    public mutating func addPooling(offset: Tensor, mask: Tensor?, rois: Tensor, gamma: Float, spatialScale: Float) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        let k = offset.dim(0), bins = offset.dim(2) * offset.dim(3)
+        for r in 0..<k {
+            let w = Double(rois.data[r * 5 + 3] - rois.data[r * 5 + 1]), h = Double(rois.data[r * 5 + 4] - rois.data[r * 5 + 2])
+            for b in 0..<bins {
+                // In input pixels (the pooled feature map's).
+                let dx = Double(gamma) * w * Double(offset.data[(r * 2) * bins + b]) * Double(spatialScale)
+                let dy = Double(gamma) * h * Double(offset.data[(r * 2 + 1) * bins + b]) * Double(spatialScale)
+                let length = (dx * dx + dy * dy).squareRoot()
+                offsetLengthSum += length
+                offsetHistogram[min(Self.binCount - 1, Int(length * Self.binsPerPixel))] += 1
+            }
+        }
+        samples += k * bins
+        if let mask {
+            for v in mask.data {
+                maskSum += Double(v)
+                if v < 0.1 { masksBelowTenth += 1 }
+            }
+            masks += mask.count
+        }
+    }
+
     public mutating func merge(_ other: DeformationTally) {
         samples += other.samples
         offsetLengthSum += other.offsetLengthSum
@@ -97,7 +140,7 @@ public struct DeformationTally: Sendable, Equatable {
 
     /// The statistics, `inputStride` image pixels to an input pixel: `offset_mean`, `offset_p95`
     /// (input pixels), `offset_mean_image_px`, `offset_p95_image_px`, `effective_dilation_image_px`
-    /// and, with modulation, `modulation_mean` and `modulation_below_0.1`. Empty before any sample.
+    /// (convolutions) and, with modulation, `modulation_mean` and `modulation_below_0.1`. Empty before any sample.
     public func summary(inputStride: Int) -> [(name: String, value: Double)] {
         guard samples > 0 else { return [] }
         let mean = offsetLengthSum / Double(samples)
@@ -113,8 +156,8 @@ public struct DeformationTally: Sendable, Equatable {
         }
         let stride = Double(inputStride)
         var out: [(String, Double)] = [("offset_mean", mean), ("offset_p95", p95), ("offset_mean_image_px", mean * stride),
-                                       ("offset_p95_image_px", p95 * stride),
-                                       ("effective_dilation_image_px", adjacentDistanceSum / Double(max(1, adjacentPairs)) * stride)]
+                                       ("offset_p95_image_px", p95 * stride)]
+        if adjacentPairs > 0 { out.append(("effective_dilation_image_px", adjacentDistanceSum / Double(adjacentPairs) * stride)) }
         if masks > 0 {
             out += [("modulation_mean", maskSum / Double(masks)), ("modulation_below_0.1", Double(masksBelowTenth) / Double(masks))]
         }

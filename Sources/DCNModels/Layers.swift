@@ -138,7 +138,7 @@ public struct SamplingGradients {
 /// A deformable convolution whose offsets (and modulation) come from a regular convolution of
 /// the same input with the same kernel, stride, padding and dilation; that branch starts at zero,
 /// so the layer starts as the regular convolution (DCNv1) or half of it (DCNv2: sigmoid(0) = 0.5).
-public final class DeformableConvLayer {
+public final class DeformableConvLayer: DeformationSource {
     /// The main convolution's name (e.g. `layer3.0.conv2`).
     public let name: String
     public let weight: Parameter
@@ -184,6 +184,8 @@ public final class DeformableConvLayer {
 
     public var parameters: [Parameter] { [weight] + offsetConv.parameters }
     public var outChannels: Int { weight.shape[0] }
+    public var deformationName: String { name }
+    public var offsetBranchParameters: [Parameter] { offsetConv.parameters }
 
     public func forward(_ x: Tensor, _ ws: Workspace) throws -> (Tensor, Cache) {
         let raw = try LayerProfiler.measure(offsetBranchProfileKey("fwd")) { try offsetConv.forward(x, ws) }

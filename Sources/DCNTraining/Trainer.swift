@@ -142,7 +142,7 @@ public final class Trainer {
             // Every process draws the same step seed, so the random choices of each image of the
             // global batch do not depend on how the batch is split.
             let seed = rng.next()
-            var deformation = recordsDeformation(iteration + 1) && !model.deformableLayers.isEmpty
+            var deformation = recordsDeformation(iteration + 1) && !model.deformationSources.isEmpty
                 ? DeformationRecorder(models: replicas?.models ?? [model]) : nil
             let losses: [String: Float]
             do {

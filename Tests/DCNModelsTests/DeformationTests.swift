@@ -57,6 +57,19 @@ import Testing
         #expect(DeformationTally().summary(inputStride: 4).isEmpty)
     }
 
+    /// A bin offset of (0.5, 0) RoI widths times gamma 0.1 on a 160-pixel-wide RoI moves the bin 8
+    /// image pixels; (0, 1) on a 50-pixel-tall RoI moves it 5.
+    @Test func poolingOffsetsAreMeasuredInImagePixels() throws {
+        var tally = DeformationTally()
+        let rois = try Tensor(shape: [2, 5], data: [0, 0, 0, 160, 10, 0, 0, 0, 10, 50])
+        let offset = try Tensor(shape: [2, 2, 1, 1], data: [0.5, 0, 0, 1])
+        let mask = try Tensor(shape: [2, 1, 1, 1], data: [0.05, 0.75])
+        tally.addPooling(offset: offset, mask: mask, rois: rois, gamma: 0.1, spatialScale: 1.0 / 16)
+        let s = statistics(tally, stride: 16)
+        #expect(abs(s["offset_mean_image_px"]! - 6.5) < 1e-6 && s["effective_dilation_image_px"] == nil)
+        #expect(abs(s["modulation_mean"]! - 0.4) < 1e-7 && s["modulation_below_0.1"] == 0.5)
+    }
+
     /// A ResNet gives each deformable layer the image pixels per input pixel it sees.
     @Test func theBackboneSetsEachLayersInputStride() throws {
         var spec = ResNetSpec(block: .bottleneck, layers: [1, 2, 1, 1])

@@ -23,8 +23,14 @@ public struct BinGradients {
     public let dOffset: Tensor
 }
 
-public final class RoIFeatureExtractor {
+public final class RoIFeatureExtractor: DeformationSource {
     public let kind: RoIExtractorKind
+    /// The parameters' prefix without its dot (`roi_heads.pooler`).
+    public let deformationName: String
+    /// Image pixels per pixel of the pooled feature map (set by the head that holds it).
+    public var inputStride = 16
+    /// While set (dpool, mdpool), each forward pass adds its bins' offsets here; nil otherwise.
+    public var tally: DeformationTally?
     /// Sees each backward's bin-offset gradients (dpool / mdpool; `dcn-vis`); nil in training.
     public var binObserver: ((BinGradients) -> Void)?
     public let pooledSize: Int
@@ -49,6 +55,7 @@ public final class RoIFeatureExtractor {
                 hiddenDim: Int = 1024, offsetLearningRateScale: Float = 0.01, prefix: String = "roi_heads.pooler.",
                 rng: inout SeededGenerator) {
         self.kind = kind
+        deformationName = prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix
         self.pooledSize = pooledSize
         self.samplingRatio = samplingRatio
         self.gamma = gamma
@@ -70,6 +77,7 @@ public final class RoIFeatureExtractor {
     }
 
     public var parameters: [Parameter] { offsetFCs.flatMap(\.parameters) }
+    public var offsetBranchParameters: [Parameter] { parameters }
 
     var alignOptions: (Float) -> RoIAlignOptions {
         { RoIAlignOptions(outputHeight: self.pooledSize, outputWidth: self.pooledSize, spatialScale: Double($0),
@@ -113,6 +121,7 @@ public final class RoIFeatureExtractor {
             cache.aligned = aligned
             cache.offset = offset
             cache.mask = mask
+            tally?.addPooling(offset: offset, mask: mask, rois: rois, gamma: gamma, spatialScale: scale)
             let pooled = try deformRoIPoolForward(input: features, rois: rois, offset: offset, mask: mask, options: deformOptions(scale))
             return (pooled, cache)
         }

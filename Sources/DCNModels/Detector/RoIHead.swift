@@ -74,6 +74,7 @@ public final class RoIHead {
         extractor = RoIFeatureExtractor(kind: spec.extractor, channels: spec.reduceChannels, pooledSize: spec.pooledSize,
                                         samplingRatio: spec.samplingRatio, gamma: spec.gamma, hiddenDim: spec.fcDim,
                                         offsetLearningRateScale: spec.offsetLearningRateScale, prefix: prefix + "pooler.", rng: &rng)
+        extractor.inputStride = spec.featureStride
         let flat = spec.reduceChannels * spec.pooledSize * spec.pooledSize
         // The fcs start as PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (detectron2's
         // c2_xavier_fill would use the bound sqrt(3 / fan_in)).
