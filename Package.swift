@@ -81,7 +81,7 @@ let package = Package(
         .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",
-            dependencies: ["DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNTensor",
+            dependencies: ["DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Benchmarks and fixture verification behind `dcn-bench`.

@@ -70,24 +70,13 @@ public struct DeformationTally: Sendable, Equatable {
                         }
                     }
                     samples += taps * plane
-                    // Adjacent taps: (ky, kx)-(ky, kx+1) and (ky, kx)-(ky+1, kx).
-                    for ky in 0..<kernel {
-                        for kx in 0..<kernel {
-                            for (ny, nx) in [(ky, kx + 1), (ky + 1, kx)] where ny < kernel && nx < kernel {
-                                let a = row(ky * kernel + kx), c = row(ny * kernel + nx)
-                                let gridY = d * Double(ny - ky), gridX = d * Double(nx - kx)
-                                for p in 0..<plane {
-                                    let dy = gridY + Double(o[c + p]) - Double(o[a + p])
-                                    let dx = gridX + Double(o[c + plane + p]) - Double(o[a + plane + p])
-                                    adjacentDistanceSum += (dy * dy + dx * dx).squareRoot()
-                                }
-                                adjacentPairs += plane
-                            }
-                        }
-                    }
                 }
             }
         }
+        // Adjacent pairs: 2 K (K - 1) per group and pixel.
+        let pairsPerPixel = groups * 2 * kernel * (kernel - 1)
+        for v in Self.effectiveDilations(offset: offset, kernel: kernel, dilation: dilation) { adjacentDistanceSum += v * Double(pairsPerPixel) }
+        adjacentPairs += n * plane * pairsPerPixel
         if let mask {
             mask.withUnsafeBufferPointer { m in
                 for v in m {
@@ -124,6 +113,37 @@ public struct DeformationTally: Sendable, Equatable {
             }
             masks += mask.count
         }
+    }
+
+    /// The effective dilation at each output pixel, in input pixels: `[N * H * W]`, the mean over
+    /// the offset groups and the adjacent tap pairs of the distance between their sampling locations.
+    public static func effectiveDilations(offset: Tensor, kernel: Int, dilation: Int) -> [Double] {
+        let n = offset.dim(0), taps = kernel * kernel, groups = offset.dim(1) / (2 * taps), plane = offset.dim(2) * offset.dim(3)
+        let d = Double(dilation), pairs = Double(groups * 2 * kernel * (kernel - 1))
+        var out = [Double](repeating: 0, count: n * plane)
+        offset.withUnsafeBufferPointer { o in
+            for b in 0..<n {
+                for g in 0..<groups {
+                    // Δp of tap k at pixel p: o[row(k) + p] (dy) and o[row(k) + plane + p] (dx).
+                    func row(_ k: Int) -> Int { ((b * groups + g) * 2 * taps + 2 * k) * plane }
+                    // Adjacent taps: (ky, kx)-(ky, kx+1) and (ky, kx)-(ky+1, kx).
+                    for ky in 0..<kernel {
+                        for kx in 0..<kernel {
+                            for (ny, nx) in [(ky, kx + 1), (ky + 1, kx)] where ny < kernel && nx < kernel {
+                                let a = row(ky * kernel + kx), c = row(ny * kernel + nx)
+                                let gridY = d * Double(ny - ky), gridX = d * Double(nx - kx)
+                                for p in 0..<plane {
+                                    let dy = gridY + Double(o[c + p]) - Double(o[a + p])
+                                    let dx = gridX + Double(o[c + plane + p]) - Double(o[a + plane + p])
+                                    out[b * plane + p] += (dy * dy + dx * dx).squareRoot()
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out.map { $0 / pairs }
     }
 
     public mutating func merge(_ other: DeformationTally) {

@@ -154,6 +154,9 @@ public final class DeformableConvLayer: DeformationSource {
     /// While set, each forward pass adds its sampling points here (the training log's deformation
     /// statistics); nil otherwise, at no cost.
     public var tally: DeformationTally?
+    /// Sees each forward pass's offsets `[N, 2GK, H, W]` (the effective-dilation survey of
+    /// `dcn-vis dilation`); nil in training.
+    public var offsetObserver: ((Tensor) -> Void)?
 
     /// The forward's sampling inputs, kept for backward.
     public struct Cache {
@@ -191,6 +194,7 @@ public final class DeformableConvLayer: DeformationSource {
         let raw = try LayerProfiler.measure(offsetBranchProfileKey("fwd")) { try offsetConv.forward(x, ws) }
         let (offset, mask) = try splitOffsetAndMask(raw)
         tally?.add(offset: offset, mask: mask, kernel: weight.shape[2], dilation: options.dilationH)
+        offsetObserver?(offset)
         let y = try deformConv2dForward(input: x, offset: offset, mask: mask, weight: weight.value, bias: nil,
                                         options: options, workspace: ws)
         return (y, Cache(offset: offset, mask: mask))

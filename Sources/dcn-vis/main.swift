@@ -8,6 +8,7 @@ import DCNAnnotations
 import DCNConfig
 import DCNData
 import DCNModels
+import DCNOps
 import DCNTensor
 import DCNTraining
 import Foundation
@@ -496,6 +497,60 @@ struct Focus: ParsableCommand {
     }
 }
 
+struct Dilation: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "DCNv1's Table 2: the effective dilation of each deformable convolution at nodes in small, medium and large objects and on the background.",
+        discussion: """
+            Over the first images of the config's evaluation split. A node is an output pixel of the layer; its region is that of             the smallest ground-truth box holding its centre (COCO's area ranges), or the background. Its effective dilation is the             mean distance between the sampling locations of adjacent kernel taps, in image pixels (d x stride for a regular kernel).             A regular network is analysed with res5 as zero-offset deformable convolutions: its values are the regular kernel's.
+            """)
+    @OptionGroup var model: ModelOptions
+    @Option(parsing: .unconditional, help: "Images analysed (the first of the split, in order).")
+    var maxImages: Int = 50
+    @Option(help: "Write the numbers (per layer and region: mean, std, nodes) to this JSON file.")
+    var json: String?
+    @Option(help: "Write the Markdown table to this file.")
+    var markdown: String?
+
+    func validate() throws {
+        guard maxImages >= 1 else { throw ValidationError("--max-images \(maxImages): expected at least 1") }
+    }
+
+    func run() throws {
+        try reporting {
+            let read = checkpointInputs(config: model.config, checkpoint: model.checkpoint)
+            try refuseOverwrite([json, markdown].compactMap { $0 }, option: "--json/--markdown", read)
+            Threads.set(model.threads)
+            let analysed = try AnalysedModel(config: model.config, checkpoint: model.checkpoint, overrides: model.overrides)
+            guard let dataset = analysed.dataset else { throw VisError("\(model.config): the config names no evaluation split") }
+            var survey = DilationSurvey()
+            let ws = Workspace()
+            for entry in dataset.images.prefix(maxImages) {
+                let image = try analysed.image(try decodeImage(path: entry.path), size: model.size)
+                try survey.add(backbone: analysed.support.backbone, image: image, boxes: entry.objects.filter { !$0.ignore }.map(\.box), ws)
+            }
+            let layers = Dictionary(analysed.support.backbone.deformableLayers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let regular: (String) -> Double? = { name in layers[name].map { Double($0.options.dilationH * $0.inputStride) } }
+            let table = survey.markdown(regularValue: regular)
+            print("effective dilation (image pixels), mean ± std (nodes), \(min(maxImages, dataset.images.count)) images of \(model.config)"
+                  + (analysed.regular ? " (a regular network: res5 analysed with zero offsets)" : ""))
+            print(table, terminator: "")
+            if let markdown { try writeAtomically(Data(table.utf8), to: markdown) }
+            if let json {
+                var rows: [[String: Any]] = []
+                for layer in survey.layers {
+                    for region in NodeRegion.allCases {
+                        guard let s = survey.statistics(layer, region) else { continue }
+                        rows.append(["layer": layer, "region": region.rawValue, "mean": s.mean, "std": s.std, "nodes": s.nodes,
+                                     "regular_kernel": regular(layer) ?? 0])
+                    }
+                }
+                try writeJSON(["config": model.config, "checkpoint": model.checkpoint, "images": min(maxImages, dataset.images.count),
+                               "regular_network": analysed.regular, "unit": "image pixels", "layers": rows], to: json)
+            }
+        }
+    }
+}
+
 /// The share of the ERF mass and of the saliency region's pixels inside `box` (resized pixels).
 func insideShares(_ support: NodeSupport, box: (x1: Double, y1: Double, x2: Double, y2: Double), width: Int, height: Int) -> (erf: Double, saliency: Double) {
     let g = support.gradients
@@ -537,7 +592,7 @@ struct DCNVis: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-vis",
         abstract: "The spatial support of a trained detector's nodes: effective sampling locations, effective receptive fields, error-bounded saliency regions.",
-        subcommands: [Sampling.self, ERF.self, Saliency.self, All.self, Figure.self, Focus.self])
+        subcommands: [Sampling.self, ERF.self, Saliency.self, All.self, Figure.self, Focus.self, Dilation.self])
 }
 
 System.keepFreedMemoryForReuse()

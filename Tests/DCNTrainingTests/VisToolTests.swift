@@ -63,5 +63,17 @@ import Testing
         #expect(summary["objects"] as? Int == 2)
         let erf = try #require(summary["erf_inside"] as? [String: Double])
         #expect((0...1).contains(erf["mean"]!) && erf["q1"]! <= erf["median"]! && erf["median"]! <= erf["q3"]!)
+
+        // DCNv1's Table 2 on the demo detector (mdconv at c3~c5): every layer has background nodes
+        // and object nodes, with finite positive effective dilations.
+        let dilation = try ToolRun.run("dcn-vis", ["dilation"] + common + ["--max-images", "2", "--json", "\(dir)/dilation.json",
+                                                                           "--markdown", "\(dir)/dilation.md"], ranks: nil, folder: dir, name: "dilation")
+        #expect(dilation.process.terminationStatus == 0 && dilation.output.contains("| layer | small | medium | large | background |"),
+                "\(dilation.output)\n\(dilation.errors)")
+        let rows = try #require((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/dilation.json"))) as? [String: Any])?["layers"] as? [[String: Any]])
+        #expect(Set(rows.compactMap { $0["layer"] as? String }) == ["backbone.layer2.0.conv2", "backbone.layer3.0.conv2", "backbone.layer4.0.conv2"])
+        #expect(rows.contains { $0["region"] as? String == "background" } && rows.contains { $0["region"] as? String != "background" })
+        #expect(rows.allSatisfy { (($0["mean"] as? Double) ?? -1) > 0 && (($0["nodes"] as? Int) ?? 0) > 0 }, "\(rows)")
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/dilation.md"))
     }
 }
