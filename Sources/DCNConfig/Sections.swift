@@ -11,6 +11,7 @@ import DCNModels
 // RoIExtractorKind, MimicRegions (DCNModels).
 extension ResNetDepth: ConfigChoice {}
 extension ConvKind: ConfigChoice {}
+extension Modulation: ConfigChoice {}
 extension RoIExtractorKind: ConfigChoice {}
 extension MimicRegions: ConfigChoice {}
 
@@ -45,6 +46,18 @@ public enum ScheduleChoice: String, ConfigChoice, Codable {
     case steps
     /// Half a cosine from the base rate at iteration 0 to 0 at max_iter.
     case cosine
+}
+
+/// Which parameters the optimiser trains.
+public enum TrainedParameters: String, ConfigChoice, Codable {
+    /// Every parameter that is not frozen (backbone.frozen_stages).
+    case all
+    /// Only the deformable offset and modulation branches; every other weight keeps its value (the
+    /// offsets-only test: a network made deformable learns where to sample, nothing else).
+    case offsets
+    /// Classification only: the norm layers' affine parameters and the classifier fc (a control of
+    /// about the offsets' size for a regular network).
+    case normsAndClassifier = "norms_and_classifier"
 }
 
 // MARK: - Sections
@@ -92,6 +105,9 @@ public struct BackboneConfig: ConfigSection, Codable {
     public var offsetGroups: Int = 1
     /// Learning-rate multiplier of the offset (and modulation) branches.
     public var offsetLrMult: Double = 0.1
+    /// mdconv's modulation: sigmoid (starts at 0.5, the DCNv2 paper's) or two_sigmoid (2 sigmoid,
+    /// starts at 1: a regular network's weights then give the same function with zero offsets).
+    public var modulation: Modulation = .sigmoid
     /// Dilation of res5's 3x3 convs: 2 = stride 1 and dilation 2 (output stride 16), 1 = torchvision's stride 2.
     public var res5Dilation: Int = 2
     /// Pretrained weights (a .safetensors file with torchvision names); null = random initialisation.
@@ -114,6 +130,7 @@ public struct BackboneConfig: ConfigSection, Codable {
         v.field("conv_type", &convType)
         v.field("offset_groups", &offsetGroups, .range(1...64))
         v.field("offset_lr_mult", &offsetLrMult, .range(0...1000))
+        v.field("modulation", &modulation)
         v.field("res5_dilation", &res5Dilation, .oneOf([1, 2]))
         v.field("weights", &weights, .ifSet(Check("a .safetensors file", message: "expected a .safetensors file") { $0.hasSuffix(".safetensors") }))
         v.field("weights_prefix", &weightsPrefix)
@@ -451,6 +468,9 @@ public struct SolverConfig: ConfigSection, Codable {
     public var lrSchedule: ScheduleChoice = .steps
     /// Classification: label smoothing of the cross-entropy (0 = none, 0.1 in torchvision's recipes).
     public var labelSmoothing: Double = 0
+    /// Which parameters train: all, offsets (only the deformable offset and modulation branches) or
+    /// norms_and_classifier (classification: only the norms' affine parameters and the fc).
+    public var trainOnly: TrainedParameters = .all
 
     public init() {}
     mutating func visit<V: FieldVisitor>(_ v: inout V) {
@@ -470,6 +490,7 @@ public struct SolverConfig: ConfigSection, Codable {
         v.field("seed", &seed, .range(0...Int(Int32.max)))
         v.field("lr_schedule", &lrSchedule)
         v.field("label_smoothing", &labelSmoothing, .rightOpen(0, 1))
+        v.field("train_only", &trainOnly)
     }
 }
 

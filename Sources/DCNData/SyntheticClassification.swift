@@ -28,6 +28,13 @@ public struct ShapeGeometry: Sendable, Equatable, Codable {
     public static let training = ShapeGeometry(size: 0.32...0.45, rotation: 15, shear: 0.1, logAspect: 0.1, elastic: 0.04)
     /// The shifted validation split: smaller and larger, rotated, sheared, stretched and warped further.
     public static let shifted = ShapeGeometry(size: 0.2...0.6, rotation: 60, shear: 0.45, logAspect: 0.4, elastic: 0.14)
+
+    /// The training geometry with another size range: splits that differ in scale only.
+    public static func training(size: ClosedRange<Double>) -> ShapeGeometry {
+        var g = ShapeGeometry.training
+        g.size = size
+        return g
+    }
 }
 
 /// The outline of class `label` (0-9) in canonical coordinates.
@@ -83,14 +90,17 @@ public func renderClassificationImage(seed: UInt64, split: Int, index: Int, size
     return (try! RGBImage(width: size, height: size, pixels: pixels), label)
 }
 
-/// Writes `out/train/<NN_class>/<index>.jpg` (`train` images per class, training geometry) and
-/// `out/val/...` (`val` per class, the shifted geometry), and `out/geometry.json` with both ranges.
+/// Writes `out/train/<NN_class>/<index>.jpg` (`train` images per class, `geometry.train`) and
+/// `out/val/...` (`val` per class, `geometry.val`: by default the shifted geometry), and
+/// `out/geometry.json` with both ranges.
 public func writeSyntheticClassificationDataset(out: String, trainPerClass: Int, valPerClass: Int, size: Int, seed: UInt64,
-                                                jpegQuality: Int = 92) throws -> (images: Int, seconds: Double) {
+                                                jpegQuality: Int = 92,
+                                                geometry: (train: ShapeGeometry, val: ShapeGeometry) = (.training, .shifted)) throws
+    -> (images: Int, seconds: Double) {
     let start = Date()
     let classes = syntheticClassificationNames.count
     let folders = syntheticClassificationNames.enumerated().map { String(format: "%02d_", $0.offset) + $0.element }
-    let splits = [("train", trainPerClass, ShapeGeometry.training), ("val", valPerClass, ShapeGeometry.shifted)]
+    let splits = [("train", trainPerClass, geometry.train), ("val", valPerClass, geometry.val)]
     for (name, _, _) in splits { for f in folders { try createFolder("\(out)/\(name)/\(f)") } }
     for (splitIndex, (name, perClass, geometry)) in splits.enumerated() {
         let count = perClass * classes
@@ -110,7 +120,7 @@ public func writeSyntheticClassificationDataset(out: String, trainPerClass: Int,
     }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    let description = ["train": ShapeGeometry.training, "val": ShapeGeometry.shifted]
+    let description = ["train": geometry.train, "val": geometry.val]
     try writeAtomically(try encoder.encode(description), to: out + "/geometry.json")
     return ((trainPerClass + valPerClass) * classes, Date().timeIntervalSince(start))
 }

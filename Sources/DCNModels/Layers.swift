@@ -120,6 +120,18 @@ public enum ConvKind: String, Sendable, Codable, CaseIterable {
     case mdconv
 }
 
+/// DCNv2's modulation of each sample: m = sigmoid(logit), which starts at 0.5 (the paper's), or
+/// 2 sigmoid(logit), which starts at 1, so that a deformable layer with zero offsets starts equal
+/// to the regular layer whose weights it takes (a regular network made deformable computes the same
+/// function until its offset branches learn).
+public enum Modulation: String, Sendable, Codable, CaseIterable {
+    case sigmoid
+    case twoSigmoid = "two_sigmoid"
+
+    /// The factor in front of the sigmoid.
+    public var scale: Float { self == .sigmoid ? 1 : 2 }
+}
+
 /// One deformable layer's sampling and the gradients of the backward's output with respect to it:
 /// the sampling location of tap k (row-major in the kernel) at output (i, j) is
 /// (i * stride - padding + (k / K) * dilation + offset_y, j * stride - padding + (k % K) * dilation + offset_x)
@@ -145,6 +157,8 @@ public final class DeformableConvLayer: DeformationSource {
     public let offsetConv: ConvLayer
     public let options: ConvOptions
     public let modulated: Bool
+    /// m = scale * sigmoid(logit) (DCNv2 only).
+    public let modulation: Modulation
     public let offsetGroups: Int
     /// Sees each backward's sampling gradients (the spatial-support analysis of `dcn-vis`); nil in
     /// training.
@@ -167,7 +181,7 @@ public final class DeformableConvLayer: DeformationSource {
 
     /// `name` is the main convolution's (e.g. `layer3.0.conv2`); the offset branch is `name_offset`.
     public init(name: String, _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int, padding: Int,
-                dilation: Int, groups: Int = 1, modulated: Bool, offsetGroups: Int = 1,
+                dilation: Int, groups: Int = 1, modulated: Bool, modulation: Modulation = .sigmoid, offsetGroups: Int = 1,
                 offsetLearningRateScale: Float = 0.1, rng: inout SeededGenerator) {
         self.name = name
         options = ConvOptions(stride: stride, padding: padding, dilation: dilation, groups: groups)
@@ -176,6 +190,7 @@ public final class DeformableConvLayer: DeformationSource {
                            value: WeightInit.kaimingNormalFanOut.make(shape, fanIn: shape[1] * kernel * kernel,
                                                                        fanOut: outChannels * kernel * kernel, rng: &rng))
         self.modulated = modulated
+        self.modulation = modulation
         self.offsetGroups = offsetGroups
         let offsetChannels = (modulated ? 3 : 2) * offsetGroups * kernel * kernel
         offsetConv = ConvLayer(name: name + "_offset", inChannels: inChannels, outChannels: offsetChannels,
@@ -239,24 +254,25 @@ public final class DeformableConvLayer: DeformationSource {
     }
 
     /// The offset branch's `[N, (2|3)*G*K, H, W]` output split into offsets (first 2GK channels)
-    /// and sigmoid modulation (last GK channels).
+    /// and modulation (last GK channels): scale * sigmoid(logit).
     func splitOffsetAndMask(_ raw: Tensor) throws -> (Tensor, Tensor?) {
         guard modulated else { return (raw, nil) }
         let n = raw.dim(0), c = raw.dim(1), plane = raw.dim(2) * raw.dim(3)
         let offsetChannels = c / 3 * 2, maskChannels = c / 3
         var offset = Tensor(zeros: [n, offsetChannels, raw.dim(2), raw.dim(3)])
         var mask = Tensor(zeros: [n, maskChannels, raw.dim(2), raw.dim(3)])
+        let scale = modulation.scale
         for b in 0..<n {
             let src = b * c * plane
             for i in 0..<offsetChannels * plane { offset.data[b * offsetChannels * plane + i] = raw.data[src + i] }
             for i in 0..<maskChannels * plane {
-                mask.data[b * maskChannels * plane + i] = sigmoid(raw.data[src + offsetChannels * plane + i])
+                mask.data[b * maskChannels * plane + i] = scale * sigmoid(raw.data[src + offsetChannels * plane + i])
             }
         }
         return (offset, mask)
     }
 
-    /// d raw = [dOffset, dMask * s * (1 - s)] along channels (s = the sigmoid mask).
+    /// d raw = [dOffset, dMask * scale * s * (1 - s)] along channels (s = sigmoid(logit) = mask / scale).
     func joinOffsetAndMaskGradients(dOffset: Tensor, dMask: Tensor?, mask: Tensor?) throws -> Tensor {
         guard let dMask, let mask else { return dOffset }
         let n = dOffset.dim(0), oc = dOffset.dim(1), mc = dMask.dim(1), plane = dOffset.dim(2) * dOffset.dim(3)
@@ -265,8 +281,8 @@ public final class DeformableConvLayer: DeformationSource {
             let dst = b * (oc + mc) * plane
             for i in 0..<oc * plane { raw.data[dst + i] = dOffset.data[b * oc * plane + i] }
             for i in 0..<mc * plane {
-                let s = mask.data[b * mc * plane + i]
-                raw.data[dst + oc * plane + i] = dMask.data[b * mc * plane + i] * s * (1 - s)
+                let scale = modulation.scale, s = mask.data[b * mc * plane + i] / scale
+                raw.data[dst + oc * plane + i] = dMask.data[b * mc * plane + i] * scale * s * (1 - s)
             }
         }
         return raw

@@ -38,6 +38,8 @@ public struct ResNetSpec: Sendable, Equatable {
     public var offsetGroups: Int = 1
     /// Learning-rate multiplier of the offset branches.
     public var offsetLearningRateScale: Float = 0.1
+    /// The modulated convolutions' modulation (sigmoid, or two_sigmoid starting at 1).
+    public var modulation: Modulation = .sigmoid
     /// 2 = res5 with stride 1 and dilation 2 in every 3x3 conv (output stride 16); 1 = torchvision's.
     public var res5Dilation: Int = 1
     public var norm: NormKind = .frozenBatchNorm
@@ -281,7 +283,7 @@ public final class ResNet {
             case .dconv, .mdconv:
                 return .deformable(DeformableConvLayer(name: convName, cin, cout, kernel: 3, stride: stride, padding: dilation,
                                                        dilation: dilation, groups: groups, modulated: convKind == .mdconv,
-                                                       offsetGroups: spec.offsetGroups,
+                                                       modulation: spec.modulation, offsetGroups: spec.offsetGroups,
                                                        offsetLearningRateScale: spec.offsetLearningRateScale, rng: &rng))
             }
         }

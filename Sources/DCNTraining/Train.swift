@@ -172,6 +172,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
             try evaluateClassifier(classifier, config: config, dataset: val, outputPrefix: prefix, stop: stop, group: group).map { ModelEvaluation(report: $0) }
         }
     }
+    try restrictTraining(model.parameters, to: config.solver.trainOnly, task: config.model.task)
     // Before the first sum: processes that run different jobs would corrupt or hang it.
     try requireProcessesAgree(group, config: config, data: data.train, parameters: model.parameters)
     let s = config.solver
@@ -258,7 +259,12 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
 public func imageReplicas(_ config: ExperimentConfig, model: TrainableModel, classes: Int, images: Int) throws -> ImageReplicas? {
     guard images > 1, config.model.task == .detection, config.backbone.norm != .bn else { return nil }
     let spec = detectorSpec(config, classes: classes)
-    return try ImageReplicas(model: model, count: images) { try FasterRCNN(spec: spec, seed: 0) }
+    return try ImageReplicas(model: model, count: images) {
+        let replica = try FasterRCNN(spec: spec, seed: 0)
+        // The replicas' gradients are the model's: the same parameters train.
+        try restrictTraining(replica.parameters, to: config.solver.trainOnly, task: config.model.task)
+        return replica
+    }
 }
 
 /// Checks that a run may train into the locked folder `out` and returns whether it continues the

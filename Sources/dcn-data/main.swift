@@ -95,7 +95,31 @@ struct SynthCls: ParsableCommand {
     @Option(parsing: .unconditional, help: "JPEG quality (1-100).")
     var quality: Int = 92
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("The training split's shape sizes (sqrt(area) / image side), e.g. 0.3,0.4. With this or --val-scale the splits differ in scale only: both take the training split's rotation, shear, aspect and warp ranges.", valueName: "lo,hi"))
+    var trainScale: String?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("The validation split's shape sizes, e.g. 0.15,0.7 (see --train-scale).", valueName: "lo,hi"))
+    var valScale: String?
+
+    /// `--train-scale` / `--val-scale` as a range within (0, 0.9].
+    func scaleRange(_ text: String?, _ option: String) throws -> ClosedRange<Double>? {
+        guard let text else { return nil }
+        let v = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard v.count == 2, v[0] > 0, v[0] <= v[1], v[1] <= 0.9 else {
+            throw ValidationError("\(option) \(text): expected two sizes lo,hi with 0 < lo <= hi <= 0.9 (sqrt(area) / image side)")
+        }
+        return v[0]...v[1]
+    }
+
+    /// The splits' geometry: the default training and shifted ranges, or a scale-only shift.
+    func geometry() throws -> (train: ShapeGeometry, val: ShapeGeometry) {
+        let train = try scaleRange(trainScale, "--train-scale"), val = try scaleRange(valScale, "--val-scale")
+        if train == nil && val == nil { return (.training, .shifted) }
+        return (.training(size: train ?? ShapeGeometry.training.size), .training(size: val ?? ShapeGeometry.training.size))
+    }
+
     func validate() throws {
+        _ = try geometry()
         if trainPerClass < 1 || valPerClass < 1 { throw ValidationError("--train-per-class and --val-per-class must be at least 1") }
         if trainPerClass > maxSyntheticImages / 10 || valPerClass > maxSyntheticImages / 10 {
             throw ValidationError("--train-per-class \(trainPerClass) --val-per-class \(valPerClass): at most \(maxSyntheticImages / 10) images per class each")
@@ -107,7 +131,7 @@ struct SynthCls: ParsableCommand {
 
     func run() throws {
         let r = try writeSyntheticClassificationDataset(out: out, trainPerClass: trainPerClass, valPerClass: valPerClass, size: size,
-                                                        seed: seed, jpegQuality: quality)
+                                                        seed: seed, jpegQuality: quality, geometry: try geometry())
         print("wrote \(r.images) images (\(trainPerClass) train + \(valPerClass) val per class, 10 classes) to \(out) in \(String(format: "%.1f", r.seconds)) s")
     }
 }

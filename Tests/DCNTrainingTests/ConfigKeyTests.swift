@@ -27,6 +27,7 @@ let alternativeValues: [String: [String]] = [
     "backbone.conv_type": ["backbone.conv_type=mdconv", "backbone.deformable_stages=[3, 4, 5]"],
     "backbone.offset_groups": ["backbone.conv_type=dconv", "backbone.deformable_stages=[5]", "backbone.offset_groups=2"],
     "backbone.offset_lr_mult": ["backbone.offset_lr_mult=0.5"],
+    "backbone.modulation": ["backbone.modulation=two_sigmoid"],
     "backbone.res5_dilation": ["backbone.res5_dilation=1", "rpn.anchor_stride=16"],
     "rpn.anchor_sizes": ["rpn.anchor_sizes=[64, 128]"],
     "rpn.aspect_ratios": ["rpn.aspect_ratios=[1]"],
