@@ -215,8 +215,8 @@ public struct RoIHeadConfig: ConfigSection, Codable {
     public var bboxRegWeights: [Double] = [10, 10, 5, 5]
     /// Offset scale of (m)dpool, in units of the RoI's width and height.
     public var dpoolGamma: Double = 0.1
-    /// Learning-rate multiplier of the (m)dpool offset fcs.
-    public var dpoolLrMult: Double = 0.01
+    /// Learning-rate multiplier of the (m)dpool offset fcs; null = the papers' rates: 0.01 for dpool (DCNv1's offset fc), 1 for mdpool (DCNv2: its added fcs learn at the rate of the existing layers).
+    public var dpoolLrMult: Double? = nil
     /// Detections with a lower score are dropped at test time.
     public var scoreThreshold: Double = 0.05
     /// IoU threshold of the per-class NMS at test time.
@@ -238,7 +238,7 @@ public struct RoIHeadConfig: ConfigSection, Codable {
         v.field("fg_iou", &fgIou, .halfOpen(0, 1))
         v.field("bbox_reg_weights", &bboxRegWeights, .each(.halfOpen(0, 1000), count: 4))
         v.field("dpool_gamma", &dpoolGamma, .halfOpen(0, 10))
-        v.field("dpool_lr_mult", &dpoolLrMult, .range(0...1000))
+        v.field("dpool_lr_mult", &dpoolLrMult, .ifSet(.range(0...1000)))
         v.field("score_threshold", &scoreThreshold, .rightOpen(0, 1))
         v.field("nms_threshold", &nmsThreshold, .halfOpen(0, 1))
         v.field("detections_per_image", &detectionsPerImage, .range(1...10_000))

@@ -62,7 +62,7 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
     let w = h.bboxRegWeights.map { Float($0) }
     head.boxCoder = BoxCoder(weights: (w[0], w[1], w[2], w[3]))
     head.gamma = Float(h.dpoolGamma)
-    head.offsetLearningRateScale = Float(h.dpoolLrMult)
+    head.offsetLearningRateScale = Float(h.dpoolLrMult ?? (h.extractor == .mdpool ? 1 : 0.01))
     head.scoreThreshold = Float(h.scoreThreshold)
     head.nmsThreshold = Float(h.nmsThreshold)
     head.detectionsPerImage = h.detectionsPerImage

@@ -116,3 +116,17 @@ let notInTheSpec: [String: String] = [
                               classes: 80)
     #expect(masked.mask == MaskHeadSpec(classes: 80), "mask: the config's defaults differ from MaskHeadSpec's")
 }
+
+/// Issue 30: the deformable RoI pooling's offset fcs learn at the papers' rates unless
+/// roi_head.dpool_lr_mult says otherwise: 0.01 for dpool (DCNv1), 1 for mdpool (DCNv2, whose added
+/// fcs learn at the rate of the existing layers; at 0.01 x 0.01 make demo's mdpool offsets stayed
+/// under 0.002 feature pixels in 2,600 iterations).
+@Test func theRoIPoolingOffsetsLearnAtThePapersRates() throws {
+    let base = "model:\n  name: keys\ndata:\n  format: synth\n  root: unused\n"
+    func rate(_ overrides: [String]) throws -> Float {
+        detectorSpec(try loadConfig(yaml: base, overrides: overrides), classes: 3).roiHead.offsetLearningRateScale
+    }
+    #expect(try rate(["roi_head.extractor=dpool"]) == 0.01)
+    #expect(try rate(["roi_head.extractor=mdpool"]) == 1)
+    #expect(try rate(["roi_head.extractor=mdpool", "roi_head.dpool_lr_mult=0.01"]) == 0.01)
+}
