@@ -7,7 +7,9 @@
 // x[n, c](y, x) is bilinear: 0 unless -1 < y < H and -1 < x < W; inside that band each of the four
 // corners contributes only if it lies in the image. Such corners lie in rows -1...H and columns
 // -1...W, so on a copy of the input with a one-pixel zero border every corner can be read without
-// a test: the outside ones read 0.
+// a test: the outside ones read 0. At the kinks (integer y or x) the offset gradient is the
+// derivative from above, as torchvision's: on the band's edge y = -1 (x = -1) the value is 0 but
+// that derivative is the first row's (column's) value, so samples there are kept in the table.
 //
 // Layout: the input copy is channel-last, xT[(y+1)*(W+2) + x+1][c], and the columns are
 // pixel-major, columns[p][column(c, k)]. The four corners of one sample are then four contiguous
@@ -270,7 +272,10 @@ struct PixelMajorLayout {
                         let y = base.y + off[offsetRow], xx = base.x + off[offsetRow + P]
                         let mask = m.map { $0[((n * G + g) * K + k) * P + p] } ?? 1
                         var s = PaddedSample(corner: -1, ly: 0, lx: 0, mask: 0)
-                        if y > -1, y < Float(H), xx > -1, xx < Float(W) {
+                        // y = -1 (or x = -1) is kept: its value is 0 (the corner row or column is
+                        // the zero border) but its derivative from above is not (torchvision's
+                        // convention, as at every other integer position).
+                        if y >= -1, y < Float(H), xx >= -1, xx < Float(W) {
                             let yf = y.rounded(.down), xf = xx.rounded(.down)
                             s = PaddedSample(corner: Int32((Int(yf) + 1) * (W + 2) + Int(xf) + 1), ly: y - yf, lx: xx - xf, mask: mask)
                         }
