@@ -269,6 +269,7 @@ def run_dump(folder, steps, dtype, log):
             result["grad_norm_relative"].setdefault(name, []).append(abs(on - tn) / max(tn, 1e-30))
         if step == 1:
             result["step1"] = compare_step1(folder, model, float(loss), o["loss"])
+            result["step1"]["stem_pool_near_ties"] = stem_pool_near_ties(folder, model, x, y, smoothing)
             s1 = result["step1"]
             log(f"{recipe['config']}: step 1 loss ours {o['loss']:.7f} torch {float(loss):.7f} (relative {s1['loss_relative']:.2e}); "
                 f"worst gradient relative error {s1['worst'][0][1]:.2e} ({s1['worst'][0][0]})")
@@ -298,6 +299,45 @@ def compare_step1(folder, model, torch_loss, ours_loss):
     rows.sort(key=lambda r: -r[1])
     return {"loss_ours": ours_loss, "loss_torch": torch_loss, "loss_relative": abs(ours_loss - torch_loss) / abs(torch_loss),
             "worst": rows[:12], "all": {r[0]: r[1] for r in rows}, "max_relative": rows[0][1]}
+
+
+def stem_pool_near_ties(folder, model, x, y, smoothing, gap=1e-5):
+    """The stem's 3x3 max pool at step 1 where its two largest inputs differ by at most `gap`
+    (relative): float32 rounding may pick the other one, a different but equally valid subgradient
+    at a kink that changes conv1's gradient alone. Returns their count, conv1's relative error
+    against ours with PyTorch's picks, and the smallest error with one of them routed to its second
+    largest input instead (and that window's gap)."""
+    import copy
+    ours = read_safetensors(os.path.join(folder, "gradients_step0001.safetensors"))["conv1.weight"].astype(np.float64)
+
+    def conv1_error(flip):
+        twin = copy.deepcopy(model)
+        twin.zero_grad()
+        h0 = F.relu(twin.bn1(twin.conv1(x)))
+        n, c, hh, ww = h0.shape
+        cols = F.unfold(F.pad(h0, (1, 1, 1, 1), value=float("-inf")), 3, stride=2).view(n, c, 9, -1)
+        top = cols.detach().topk(2, dim=2)
+        rel = (top.values[:, :, 0] - top.values[:, :, 1]) / top.values[:, :, 0].abs().clamp_min(1e-30)
+        near = ((rel <= gap) & (top.values[:, :, 0] > 0)).nonzero()
+        mask = torch.zeros(rel.shape, dtype=torch.bool)
+        if flip is not None:
+            mask[tuple(near[flip])] = True
+        choice = torch.where(mask, top.indices[:, :, 1], top.indices[:, :, 0])
+        h = cols.gather(2, choice.unsqueeze(2)).view(n, c, (hh + 1) // 2, (ww + 1) // 2)
+        for s in range(4):
+            h = getattr(twin, f"layer{s + 1}")(h)
+        F.cross_entropy(twin.fc(h.mean(dim=(2, 3))), y, label_smoothing=smoothing).backward()
+        window_gap = None if flip is None else float(rel[tuple(near[flip])])
+        return relative(ours, twin.conv1.weight.grad.double().numpy()), len(near), window_gap
+
+    base, count, _ = conv1_error(None)
+    best, best_gap = base, None
+    for i in range(min(count, 40)):
+        e, _, g = conv1_error(i)
+        if e < best:
+            best, best_gap = e, g
+    return {"windows": count, "gap": gap, "conv1_relative_torch_choice": base,
+            "conv1_relative_best_single_flip": best, "flipped_window_gap": best_gap}
 
 
 # ----------------------------------------------------------------------------- the plot
@@ -391,6 +431,10 @@ def main():
             r["label"] = label
         for p in r["recipe_problems"]:
             print("  recipe differs:", p)
+        t = r["step1"]["stem_pool_near_ties"]
+        print(f"  stem max pool: {t['windows']} window(s) whose two largest inputs differ by <= {t['gap']:.0e} relative; conv1's gradient "
+              f"error {t['conv1_relative_torch_choice']:.2e} with PyTorch's picks, {t['conv1_relative_best_single_flip']:.2e} with one "
+              f"(gap {t['flipped_window_gap']}) routed to its second largest input")
         print(f"  worst step-1 gradients (relative error, max abs error, ||grad||):")
         for name, rel, mx, n in r["step1"]["worst"][:6]:
             print(f"    {name:40s} {rel:.2e}  {mx:.2e}  {n:.3e}")
