@@ -342,74 +342,64 @@ def stem_pool_near_ties(folder, model, x, y, smoothing, gap=1e-5):
 
 # ----------------------------------------------------------------------------- the plot
 
+def smooth(ys, k=10):
+    """Running mean over the last k steps."""
+    out, acc = [], []
+    for v in ys:
+        acc.append(v)
+        if len(acc) > k:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc))
+    return out
+
+
 def write_svg(results, path):
-    """One column per dump: the loss (ours solid, torch dashed) and each deformable layer's mean
-    |offset| (log scale), hand-written SVG."""
-    col_w, panel_h, margin = 330, 200, 48
-    width = col_w * len(results) + 20
-    height = 2 * panel_h + 3 * margin + 30
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="10" y="16" font-size="13">PyTorch twin vs ours from the same step-0 weights and batches: solid = ours, dashed = PyTorch</text>']
-
-    def panel(x0, y0, title, series, log_scale, ylabel):
-        w, h = col_w - margin - 12, panel_h
-        vals = [v for _, ys, _, _ in series for v in ys if v is not None and (v > 0 or not log_scale)]
-        if not vals:
-            out.append(f'<text x="{x0 + 10}" y="{y0 + h / 2}">{title}: no deformable layers</text>')
-            return
-        lo, hi = min(vals), max(vals)
-        if log_scale:
-            lo, hi = math.log10(lo), math.log10(hi)
-        if hi - lo < 1e-12:
-            hi = lo + 1
-        n = max(len(ys) for _, ys, _, _ in series)
-        fx = lambda i: x0 + margin + w * i / max(1, n - 1)
-        fy = lambda v: y0 + h - h * (((math.log10(v) if log_scale else v) - lo) / (hi - lo))
-        out.append(f'<rect x="{x0 + margin}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>')
-        out.append(f'<text x="{x0 + margin}" y="{y0 - 6}" font-size="12">{title}</text>')
-        for k in range(5):
-            v = lo + (hi - lo) * k / 4
-            label = f"{10 ** v:.2g}" if log_scale else f"{v:.2f}"
-            yy = y0 + h - h * k / 4
-            out.append(f'<text x="{x0 + margin - 4}" y="{yy + 4}" text-anchor="end">{label}</text>')
-        out.append(f'<text x="{x0 + margin + w}" y="{y0 + h + 14}" text-anchor="end">step {n}</text>')
-        out.append(f'<text x="{x0 + margin}" y="{y0 + h + 14}">1</text>')
-        out.append(f'<text x="{x0 + 10}" y="{y0 + h / 2}" transform="rotate(-90 {x0 + 10} {y0 + h / 2})" text-anchor="middle">{ylabel}</text>')
-        for li, (label, ys, colour, dashed) in enumerate(series):
-            pts = " ".join(f"{fx(i):.1f},{fy(v):.1f}" for i, v in enumerate(ys) if v is not None and (v > 0 or not log_scale))
-            dash = ' stroke-dasharray="4,3"' if dashed else ""
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.2"{dash}/>')
-        legend = [(label, colour) for label, _, colour, dashed in series if not dashed]
-        for k, (label, colour) in enumerate(legend):
-            out.append(f'<text x="{x0 + margin + 6}" y="{y0 + 14 + 12 * k}" fill="{colour}">{label}</text>')
-
-    def smooth(ys, k=10):
-        out_, acc = [], []
-        for v in ys:
-            acc.append(v)
-            if len(acc) > k:
-                acc.pop(0)
-            out_.append(sum(acc) / len(acc))
-        return out_
-
+    """One column per dump: the loss (10-step running mean; ours solid, PyTorch dashed) and each
+    deformable layer's mean |offset| in its input pixels (log scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams["svg.fonttype"] = "none"
+    n = len(results)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.6), squeeze=False)
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
     for c, r in enumerate(results):
-        x0 = 10 + c * col_w
         title = r.get("label", r["config"])
-        panel(x0, 50, f"{title}: training loss (10-step mean)",
-              [("ours", smooth(r["ours"]["loss"]), colours[0], False), ("torch", smooth(r["torch"]["loss"]), colours[1], True)],
-              False, "loss")
-        series = []
-        for k, name in enumerate(r["ours"]["offsets"]):
-            colour = colours[k % len(colours)]
+        ax = axes[0][c]
+        # Every other step keeps the SVG small; the curves are running means anyway.
+        steps = list(range(1, len(r["ours"]["loss"]) + 1))[::2]
+        ax.plot(steps, smooth(r["ours"]["loss"])[::2], "-", color="tab:blue", lw=1.2, label="ours")
+        ax.plot(steps, smooth(r["torch"]["loss"])[::2], "--", color="tab:red", lw=1.2, label="PyTorch")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0.8, 3.6)
+        ax.grid(alpha=0.3)
+        if c == 0:
+            ax.set_ylabel("training loss (10-step mean)")
+            ax.legend(fontsize=8)
+        ax = axes[1][c]
+        layers = list(r["ours"]["offsets"])
+        for k, name in enumerate(layers):
             stage = f"res{int(name[5]) + 1}"
-            series.append((f"{stage} mean |offset|", r["ours"]["offsets"][name]["mean_abs_offset"], colour, False))
-            series.append((stage, r["torch"]["offsets"][name]["mean_abs_offset"], colour, True))
-        panel(x0, 50 + panel_h + margin + 10, f"{title}: mean |offset| (input px)", series, True, "|offset|")
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out))
+            colour = colours[k % len(colours)]
+            o = [v if v and v > 0 else float("nan") for v in r["ours"]["offsets"][name]["mean_abs_offset"]][::2]
+            t = [v if v and v > 0 else float("nan") for v in r["torch"]["offsets"][name]["mean_abs_offset"]][::2]
+            ax.plot(steps, o, "-", color=colour, lw=1.2, label=f"{stage} ours")
+            ax.plot(steps, t, "--", color=colour, lw=1.2, label=f"{stage} PyTorch")
+        if layers:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no deformable layers", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if c == 0:
+            ax.set_ylabel("mean |offset| (input pixels)")
+    fig.suptitle("From the same step-0 weights and batches: ours (solid) and the PyTorch twin (dashed)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    if path.endswith(".svg"):
+        fig.savefig(path[:-4] + ".png", dpi=80)
+    plt.close(fig)
 
 
 def main():
@@ -420,7 +410,13 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="twin.json")
     parser.add_argument("--svg", default="twin.svg")
+    parser.add_argument("--replot", action="store_true", help="redraw --svg from the --json of an earlier run (the dumps are its JSON files)")
     args = parser.parse_args()
+    if args.replot:
+        results = [r for path in args.dumps for r in json.load(open(path))]
+        write_svg(results, args.svg)
+        print(f"wrote {args.svg}")
+        return
     torch.set_num_threads(args.threads)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     results = []
