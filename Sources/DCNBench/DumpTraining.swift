@@ -31,8 +31,9 @@ public enum TrainingDumpFiles {
 
 /// Runs `steps` iterations of the classification run `config` describes, as dcn-train runs them,
 /// and writes the dump into `folder` (created; files there are replaced). `gradientSteps`: the
-/// steps (1-based) whose gradients are written in full.
-public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, gradientSteps: Set<Int>,
+/// steps (1-based) whose gradients are written in full; `writeBatches` false leaves the batches out
+/// (long runs watched through steps.jsonl alone).
+public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, gradientSteps: Set<Int>, writeBatches: Bool = true,
                          log: @escaping (String) -> Void = { print($0) }) throws {
     try require(config.model.task == .classification, "dump-training: model.task must be classification (the twin is the classifier's)")
     try require(steps >= 1 && steps <= config.solver.maxIter, "dump-training: --steps must be in 1...solver.max_iter (\(config.solver.maxIter))")
@@ -90,9 +91,11 @@ public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, g
     defer { try? stepsFile.close() }
     let hook = DumpHook { step, trainer in
         guard let batch = recording.lastBatch else { throw ShapeError("dump-training: no batch was recorded") }
-        try SafeTensorsWriter.write([("images", .f32(shape: batch.images.shape, values: batch.images.data)),
-                                     ("labels", .i64(shape: [batch.labels.count], values: batch.labels.map(Int64.init)))],
-                                    to: folder + "/" + TrainingDumpFiles.batch(step.iteration))
+        if writeBatches {
+            try SafeTensorsWriter.write([("images", .f32(shape: batch.images.shape, values: batch.images.data)),
+                                         ("labels", .i64(shape: [batch.labels.count], values: batch.labels.map(Int64.init)))],
+                                        to: folder + "/" + TrainingDumpFiles.batch(step.iteration))
+        }
         // The gradients are still those of this step: the trainer zeroes them before the next one.
         let trainable = classifier.parameters.trainable
         if gradientSteps.contains(step.iteration) {

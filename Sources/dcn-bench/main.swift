@@ -386,6 +386,9 @@ struct DumpTraining: ParsableCommand {
     @Option(help: "Output folder (created).")
     var out: String
 
+    @Flag(inversion: .prefixedNo, help: "Write each step's batch (the twin needs them; --no-batches for long runs read through steps.jsonl).")
+    var batches = true
+
     @OptionGroup var threadCount: ThreadCount
 
     func validate() throws {
@@ -406,7 +409,7 @@ struct DumpTraining: ParsableCommand {
             throw ExitCode(2)
         }
         threadCount.apply()
-        try dumpTraining(config: experiment, steps: steps, folder: out, gradientSteps: parsedGradientSteps!)
+        try dumpTraining(config: experiment, steps: steps, folder: out, gradientSteps: parsedGradientSteps!, writeBatches: batches)
     }
 }
 
