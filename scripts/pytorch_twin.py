@@ -340,6 +340,29 @@ def stem_pool_near_ties(folder, model, x, y, smoothing, gap=1e-5):
             "conv1_relative_best_single_flip": best, "flipped_window_gap": best_gap}
 
 
+def check_step(folder, step, dtype):
+    """Recomputes our step `step` from our weights before it (weights_step{step-1}) and its batch:
+    the loss and every gradient against ours (a check anywhere in a run, e.g. while the offsets run
+    away, independent of how far the two trajectories have separated)."""
+    recipe = json.load(open(os.path.join(folder, "recipe.json")))
+    model = Classifier(recipe).to(dtype)
+    weights = read_safetensors(os.path.join(folder, f"weights_step{step - 1:04d}.safetensors" if step > 1 else "weights_step0.safetensors"))
+    state = model.state_dict()
+    model.load_state_dict({k: torch.from_numpy(weights[k].copy()).to(dtype) if k in weights else v for k, v in state.items()})
+    model.train()
+    batch = read_safetensors(os.path.join(folder, f"batches/step_{step:04d}.safetensors"))
+    x = torch.from_numpy(batch["images"].copy()).to(dtype)
+    y = torch.from_numpy(batch["labels"].copy())
+    loss = F.cross_entropy(model(x), y, label_smoothing=recipe["label_smoothing"])
+    loss.backward()
+    ours_loss = json.loads(open(os.path.join(folder, "steps.jsonl")).readlines()[step - 1])["loss"]
+    ours = read_safetensors(os.path.join(folder, f"gradients_step{step:04d}.safetensors"))
+    rows = sorted(((relative(ours[n].astype(np.float64), p.grad.double().numpy()), n) for n, p in model.named_parameters()), reverse=True)
+    offsets = {name: float(block.last_offsets[0].abs().mean()) for name, block in model.deformable_blocks()}
+    return {"step": step, "loss_ours": ours_loss, "loss_torch": float(loss), "loss_relative": abs(ours_loss - float(loss)) / float(loss),
+            "worst": rows[:5], "mean_abs_offset": offsets}
+
+
 # ----------------------------------------------------------------------------- the plot
 
 def smooth(ys, k=10):
@@ -418,7 +441,24 @@ def main():
     parser.add_argument("--json", default="twin.json")
     parser.add_argument("--svg", default="twin.svg")
     parser.add_argument("--replot", action="store_true", help="redraw --svg from the --json of an earlier run (the dumps are its JSON files)")
+    parser.add_argument("--check-steps", default="", help="only recompute these steps (comma-separated) from our weights before each "
+                        "(dump with --gradient-steps listing them) and compare the loss and every gradient")
     args = parser.parse_args()
+    if args.check_steps:
+        torch.set_num_threads(args.threads)
+        dtype = torch.float64 if args.dtype == "float64" else torch.float32
+        out = []
+        for d in args.dumps:
+            folder = d.rpartition("=")[2]
+            for k in [int(v) for v in args.check_steps.split(",")]:
+                c = check_step(folder, k, dtype)
+                out.append(dict(c, folder=folder))
+                offs = ", ".join(f"{n.split('.')[0]} {v:.3g}" for n, v in c["mean_abs_offset"].items())
+                print(f"{folder} step {k}: loss ours {c['loss_ours']:.6f} torch {c['loss_torch']:.6f} (relative {c['loss_relative']:.1e}); "
+                      f"worst gradient {c['worst'][0][1]} {c['worst'][0][0]:.2e}, next {c['worst'][1][1]} {c['worst'][1][0]:.2e}; mean |offset| {offs}")
+        with open(args.json, "w") as f:
+            json.dump(out, f)
+        return
     if args.replot:
         results = [r for path in args.dumps for r in json.load(open(path))]
         write_svg(results, args.svg)

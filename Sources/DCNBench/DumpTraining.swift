@@ -25,7 +25,8 @@ public enum TrainingDumpFiles {
     public static func batch(_ step: Int) -> String { String(format: "batches/step_%04d.safetensors", step) }
     /// Every trainable parameter's gradient of step `step` (before its update), under the parameter's name.
     public static func gradients(_ step: Int) -> String { String(format: "gradients_step%04d.safetensors", step) }
-    /// Every parameter and buffer after the last step.
+    /// Every parameter and buffer after step `step`: after the last step, and before each step
+    /// whose gradients are written (`gradients(step + 1)`).
     public static func finalWeights(_ step: Int) -> String { String(format: "weights_step%04d.safetensors", step) }
 }
 
@@ -101,6 +102,11 @@ public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, g
         if gradientSteps.contains(step.iteration) {
             try SafeTensorsWriter.write(trainable.map { ($0.name, .f32(shape: $0.shape, values: $0.grad.data)) },
                                         to: folder + "/" + TrainingDumpFiles.gradients(step.iteration))
+        }
+        // The weights step `iteration + 1` starts from, when its gradients are to be written: the
+        // twin recomputes that step's gradients from them (a check at any point of the run).
+        if gradientSteps.contains(step.iteration + 1) {
+            try writeWeights(classifier.parameters, to: folder + "/" + TrainingDumpFiles.finalWeights(step.iteration))
         }
         var norms: [String: Double] = [:]
         for p in trainable { norms[p.name] = p.grad.data.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
