@@ -269,6 +269,7 @@ def run_dump(folder, steps, dtype, log):
             result["grad_norm_relative"].setdefault(name, []).append(abs(on - tn) / max(tn, 1e-30))
         if step == 1:
             result["step1"] = compare_step1(folder, model, float(loss), o["loss"])
+            result["step1"]["stem_pool_near_ties"] = stem_pool_near_ties(folder, model, x, y, smoothing)
             s1 = result["step1"]
             log(f"{recipe['config']}: step 1 loss ours {o['loss']:.7f} torch {float(loss):.7f} (relative {s1['loss_relative']:.2e}); "
                 f"worst gradient relative error {s1['worst'][0][1]:.2e} ({s1['worst'][0][0]})")
@@ -300,76 +301,135 @@ def compare_step1(folder, model, torch_loss, ours_loss):
             "worst": rows[:12], "all": {r[0]: r[1] for r in rows}, "max_relative": rows[0][1]}
 
 
+def stem_pool_near_ties(folder, model, x, y, smoothing, gap=1e-5):
+    """The stem's 3x3 max pool at step 1 where its two largest inputs differ by at most `gap`
+    (relative): float32 rounding may pick the other one, a different but equally valid subgradient
+    at a kink that changes conv1's gradient alone. Returns their count, conv1's relative error
+    against ours with PyTorch's picks, and the smallest error with one of them routed to its second
+    largest input instead (and that window's gap)."""
+    import copy
+    ours = read_safetensors(os.path.join(folder, "gradients_step0001.safetensors"))["conv1.weight"].astype(np.float64)
+
+    def conv1_error(flip):
+        twin = copy.deepcopy(model)
+        twin.zero_grad()
+        h0 = F.relu(twin.bn1(twin.conv1(x)))
+        n, c, hh, ww = h0.shape
+        cols = F.unfold(F.pad(h0, (1, 1, 1, 1), value=float("-inf")), 3, stride=2).view(n, c, 9, -1)
+        top = cols.detach().topk(2, dim=2)
+        rel = (top.values[:, :, 0] - top.values[:, :, 1]) / top.values[:, :, 0].abs().clamp_min(1e-30)
+        near = ((rel <= gap) & (top.values[:, :, 0] > 0)).nonzero()
+        mask = torch.zeros(rel.shape, dtype=torch.bool)
+        if flip is not None:
+            mask[tuple(near[flip])] = True
+        choice = torch.where(mask, top.indices[:, :, 1], top.indices[:, :, 0])
+        h = cols.gather(2, choice.unsqueeze(2)).view(n, c, (hh + 1) // 2, (ww + 1) // 2)
+        for s in range(4):
+            h = getattr(twin, f"layer{s + 1}")(h)
+        F.cross_entropy(twin.fc(h.mean(dim=(2, 3))), y, label_smoothing=smoothing).backward()
+        window_gap = None if flip is None else float(rel[tuple(near[flip])])
+        return relative(ours, twin.conv1.weight.grad.double().numpy()), len(near), window_gap
+
+    base, count, _ = conv1_error(None)
+    best, best_gap = base, None
+    for i in range(min(count, 40)):
+        e, _, g = conv1_error(i)
+        if e < best:
+            best, best_gap = e, g
+    return {"windows": count, "gap": gap, "conv1_relative_torch_choice": base,
+            "conv1_relative_best_single_flip": best, "flipped_window_gap": best_gap}
+
+
+def check_step(folder, step, dtype):
+    """Recomputes our step `step` from our weights before it (weights_step{step-1}) and its batch:
+    the loss and every gradient against ours (a check anywhere in a run, e.g. while the offsets run
+    away, independent of how far the two trajectories have separated)."""
+    recipe = json.load(open(os.path.join(folder, "recipe.json")))
+    model = Classifier(recipe).to(dtype)
+    weights = read_safetensors(os.path.join(folder, f"weights_step{step - 1:04d}.safetensors" if step > 1 else "weights_step0.safetensors"))
+    state = model.state_dict()
+    model.load_state_dict({k: torch.from_numpy(weights[k].copy()).to(dtype) if k in weights else v for k, v in state.items()})
+    model.train()
+    batch = read_safetensors(os.path.join(folder, f"batches/step_{step:04d}.safetensors"))
+    x = torch.from_numpy(batch["images"].copy()).to(dtype)
+    y = torch.from_numpy(batch["labels"].copy())
+    loss = F.cross_entropy(model(x), y, label_smoothing=recipe["label_smoothing"])
+    loss.backward()
+    ours_loss = json.loads(open(os.path.join(folder, "steps.jsonl")).readlines()[step - 1])["loss"]
+    ours = read_safetensors(os.path.join(folder, f"gradients_step{step:04d}.safetensors"))
+    rows = sorted(((relative(ours[n].astype(np.float64), p.grad.double().numpy()), n) for n, p in model.named_parameters()), reverse=True)
+    offsets = {name: float(block.last_offsets[0].abs().mean()) for name, block in model.deformable_blocks()}
+    return {"step": step, "loss_ours": ours_loss, "loss_torch": float(loss), "loss_relative": abs(ours_loss - float(loss)) / float(loss),
+            "worst": rows[:5], "mean_abs_offset": offsets}
+
+
 # ----------------------------------------------------------------------------- the plot
 
+def smooth(ys, k=10):
+    """Running mean over the last k steps."""
+    out, acc = [], []
+    for v in ys:
+        acc.append(v)
+        if len(acc) > k:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc))
+    return out
+
+
 def write_svg(results, path):
-    """One column per dump: the loss (ours solid, torch dashed) and each deformable layer's mean
-    |offset| (log scale), hand-written SVG."""
-    col_w, panel_h, margin = 330, 200, 48
-    width = col_w * len(results) + 20
-    height = 2 * panel_h + 3 * margin + 30
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="10" y="16" font-size="13">PyTorch twin vs ours from the same step-0 weights and batches: solid = ours, dashed = PyTorch</text>']
-
-    def panel(x0, y0, title, series, log_scale, ylabel):
-        w, h = col_w - margin - 12, panel_h
-        vals = [v for _, ys, _, _ in series for v in ys if v is not None and (v > 0 or not log_scale)]
-        if not vals:
-            out.append(f'<text x="{x0 + 10}" y="{y0 + h / 2}">{title}: no deformable layers</text>')
-            return
-        lo, hi = min(vals), max(vals)
-        if log_scale:
-            lo, hi = math.log10(lo), math.log10(hi)
-        if hi - lo < 1e-12:
-            hi = lo + 1
-        n = max(len(ys) for _, ys, _, _ in series)
-        fx = lambda i: x0 + margin + w * i / max(1, n - 1)
-        fy = lambda v: y0 + h - h * (((math.log10(v) if log_scale else v) - lo) / (hi - lo))
-        out.append(f'<rect x="{x0 + margin}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>')
-        out.append(f'<text x="{x0 + margin}" y="{y0 - 6}" font-size="12">{title}</text>')
-        for k in range(5):
-            v = lo + (hi - lo) * k / 4
-            label = f"{10 ** v:.2g}" if log_scale else f"{v:.2f}"
-            yy = y0 + h - h * k / 4
-            out.append(f'<text x="{x0 + margin - 4}" y="{yy + 4}" text-anchor="end">{label}</text>')
-        out.append(f'<text x="{x0 + margin + w}" y="{y0 + h + 14}" text-anchor="end">step {n}</text>')
-        out.append(f'<text x="{x0 + margin}" y="{y0 + h + 14}">1</text>')
-        out.append(f'<text x="{x0 + 10}" y="{y0 + h / 2}" transform="rotate(-90 {x0 + 10} {y0 + h / 2})" text-anchor="middle">{ylabel}</text>')
-        for li, (label, ys, colour, dashed) in enumerate(series):
-            pts = " ".join(f"{fx(i):.1f},{fy(v):.1f}" for i, v in enumerate(ys) if v is not None and (v > 0 or not log_scale))
-            dash = ' stroke-dasharray="4,3"' if dashed else ""
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.2"{dash}/>')
-        legend = [(label, colour) for label, _, colour, dashed in series if not dashed]
-        for k, (label, colour) in enumerate(legend):
-            out.append(f'<text x="{x0 + margin + 6}" y="{y0 + 14 + 12 * k}" fill="{colour}">{label}</text>')
-
-    def smooth(ys, k=10):
-        out_, acc = [], []
-        for v in ys:
-            acc.append(v)
-            if len(acc) > k:
-                acc.pop(0)
-            out_.append(sum(acc) / len(acc))
-        return out_
-
+    """One column per dump: the loss (10-step running mean; ours solid, PyTorch dashed) and each
+    deformable layer's mean |offset| in its input pixels (log scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams["svg.fonttype"] = "none"
+    n = len(results)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.6), squeeze=False)
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
     for c, r in enumerate(results):
-        x0 = 10 + c * col_w
         title = r.get("label", r["config"])
-        panel(x0, 50, f"{title}: training loss (10-step mean)",
-              [("ours", smooth(r["ours"]["loss"]), colours[0], False), ("torch", smooth(r["torch"]["loss"]), colours[1], True)],
-              False, "loss")
-        series = []
-        for k, name in enumerate(r["ours"]["offsets"]):
-            colour = colours[k % len(colours)]
+        ax = axes[0][c]
+        # Every other step keeps the SVG small; the curves are running means anyway.
+        steps = list(range(1, len(r["ours"]["loss"]) + 1))[::2]
+        ax.plot(steps, smooth(r["ours"]["loss"])[::2], "-", color="tab:blue", lw=1.2, label="ours")
+        ax.plot(steps, smooth(r["torch"]["loss"])[::2], "--", color="tab:red", lw=1.2, label="PyTorch")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0.8, 3.6)
+        ax.grid(alpha=0.3)
+        if c == 0:
+            ax.set_ylabel("training loss (10-step mean)")
+            ax.legend(fontsize=8)
+        ax = axes[1][c]
+        layers = list(r["ours"]["offsets"])
+        for k, name in enumerate(layers):
             stage = f"res{int(name[5]) + 1}"
-            series.append((f"{stage} mean |offset|", r["ours"]["offsets"][name]["mean_abs_offset"], colour, False))
-            series.append((stage, r["torch"]["offsets"][name]["mean_abs_offset"], colour, True))
-        panel(x0, 50 + panel_h + margin + 10, f"{title}: mean |offset| (input px)", series, True, "|offset|")
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out))
+            colour = colours[k % len(colours)]
+            o = [v if v and v > 0 else float("nan") for v in r["ours"]["offsets"][name]["mean_abs_offset"]][::2]
+            t = [v if v and v > 0 else float("nan") for v in r["torch"]["offsets"][name]["mean_abs_offset"]][::2]
+            ax.plot(steps, o, "-", color=colour, lw=1.2, label=f"{stage} ours")
+            ax.plot(steps, t, "--", color=colour, lw=1.2, label=f"{stage} PyTorch")
+        if layers:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no deformable layers", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if c == 0:
+            ax.set_ylabel("mean |offset| (input pixels)")
+    fig.suptitle("From the same step-0 weights and batches: ours (solid) and the PyTorch twin (dashed)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    if path.endswith(".svg"):
+        # Path coordinates to 0.1 px: a third of the file, no visible change.
+        import re
+        with open(path) as f:
+            text = f.read()
+        text = re.sub(r' d="[^"]*"', lambda m: re.sub(r"(\d+\.\d)\d+", r"\1", m.group(0)), text)
+        with open(path, "w") as f:
+            f.write(text)
+        fig.savefig(path[:-4] + ".png", dpi=80)
+    plt.close(fig)
 
 
 def main():
@@ -380,7 +440,30 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="twin.json")
     parser.add_argument("--svg", default="twin.svg")
+    parser.add_argument("--replot", action="store_true", help="redraw --svg from the --json of an earlier run (the dumps are its JSON files)")
+    parser.add_argument("--check-steps", default="", help="only recompute these steps (comma-separated) from our weights before each "
+                        "(dump with --gradient-steps listing them) and compare the loss and every gradient")
     args = parser.parse_args()
+    if args.check_steps:
+        torch.set_num_threads(args.threads)
+        dtype = torch.float64 if args.dtype == "float64" else torch.float32
+        out = []
+        for d in args.dumps:
+            folder = d.rpartition("=")[2]
+            for k in [int(v) for v in args.check_steps.split(",")]:
+                c = check_step(folder, k, dtype)
+                out.append(dict(c, folder=folder))
+                offs = ", ".join(f"{n.split('.')[0]} {v:.3g}" for n, v in c["mean_abs_offset"].items())
+                print(f"{folder} step {k}: loss ours {c['loss_ours']:.6f} torch {c['loss_torch']:.6f} (relative {c['loss_relative']:.1e}); "
+                      f"worst gradient {c['worst'][0][1]} {c['worst'][0][0]:.2e}, next {c['worst'][1][1]} {c['worst'][1][0]:.2e}; mean |offset| {offs}")
+        with open(args.json, "w") as f:
+            json.dump(out, f)
+        return
+    if args.replot:
+        results = [r for path in args.dumps for r in json.load(open(path))]
+        write_svg(results, args.svg)
+        print(f"wrote {args.svg}")
+        return
     torch.set_num_threads(args.threads)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     results = []
@@ -391,6 +474,10 @@ def main():
             r["label"] = label
         for p in r["recipe_problems"]:
             print("  recipe differs:", p)
+        t = r["step1"]["stem_pool_near_ties"]
+        print(f"  stem max pool: {t['windows']} window(s) whose two largest inputs differ by <= {t['gap']:.0e} relative; conv1's gradient "
+              f"error {t['conv1_relative_torch_choice']:.2e} with PyTorch's picks, {t['conv1_relative_best_single_flip']:.2e} with one "
+              f"(gap {t['flipped_window_gap']}) routed to its second largest input")
         print(f"  worst step-1 gradients (relative error, max abs error, ||grad||):")
         for name, rel, mx, n in r["step1"]["worst"][:6]:
             print(f"    {name:40s} {rel:.2e}  {mx:.2e}  {n:.3e}")

@@ -163,7 +163,7 @@ func classificationTransform(_ c: ExperimentConfig) -> ClassificationTransform {
 }
 
 /// The classification training loader (seeded, resumable, a process's share).
-func makeClassificationLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int, share: BatchShare?) throws -> DataLoader {
+public func makeClassificationLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int, share: BatchShare?) throws -> DataLoader {
     try DataLoader.classification(dataset: dataset, imagesPerBatch: c.data.imagesPerBatch, transform: classificationTransform(c), mode: .training,
                                   seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration, share: share)
 }

@@ -111,6 +111,25 @@ public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) 
     return model
 }
 
+/// The optimiser, learning-rate schedule and step-seed generator of a config's run: what `train`
+/// uses, and what `dcn-bench dump-training` replays for the PyTorch twin.
+public struct TrainingRecipe {
+    public let optimizer: SGD
+    public let schedule: LearningRateSchedule
+    /// Draws each step's seed (sampling, mimic RoI choice); a resumed run replaces it with the checkpoint's.
+    public let rng: SeededGenerator
+}
+
+/// The solver section as an optimiser over `parameters`' trainable tensors, a schedule and a generator.
+public func trainingRecipe(_ config: ExperimentConfig, parameters: ParameterList) -> TrainingRecipe {
+    let s = config.solver
+    let optimizer = SGD(parameters: parameters.all, momentum: Float(s.momentum), weightDecay: Float(s.weightDecay),
+                        weightDecayNorm: Float(s.weightDecayNorm), weightDecayBias: s.weightDecayBias.map { Float($0) })
+    let schedule = LearningRateSchedule(baseLR: Float(s.baseLr), warmupIterations: s.warmupIters, warmupFactor: Float(s.warmupFactor),
+                                        steps: s.steps, gamma: Float(s.gamma), cosineOver: s.lrSchedule == .cosine ? s.maxIter : nil)
+    return TrainingRecipe(optimizer: optimizer, schedule: schedule, rng: SeededGenerator(seed: UInt64(s.seed) &+ 1000))
+}
+
 /// Trains the detector a config describes. Writes the resolved config, checkpoints, metrics.jsonl,
 /// training_curves.svg and evaluation results into the output folder, which it locks for the whole
 /// run (`OutputFolderLock`). A run that does not continue the folder's own run replaces it: refused
@@ -176,11 +195,9 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     // Before the first sum: processes that run different jobs would corrupt or hang it.
     try requireProcessesAgree(group, config: config, data: data.train, parameters: model.parameters)
     let s = config.solver
-    let optimizer = SGD(parameters: model.parameters.all, momentum: Float(s.momentum), weightDecay: Float(s.weightDecay),
-                        weightDecayNorm: Float(s.weightDecayNorm), weightDecayBias: s.weightDecayBias.map { Float($0) })
-    let schedule = LearningRateSchedule(baseLR: Float(s.baseLr), warmupIterations: s.warmupIters, warmupFactor: Float(s.warmupFactor),
-                                        steps: s.steps, gamma: Float(s.gamma), cosineOver: s.lrSchedule == .cosine ? s.maxIter : nil)
-    var rng = SeededGenerator(seed: UInt64(s.seed) &+ 1000)
+    let recipe = trainingRecipe(config, parameters: model.parameters)
+    let optimizer = recipe.optimizer, schedule = recipe.schedule
+    var rng = recipe.rng
     var start = 0
     /// The newest checkpoint this run can go back to.
     var lastCheckpoint: String? = nil

@@ -13,7 +13,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, Allreduce.self, DataLoad.self])
+        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, DumpTraining.self, Allreduce.self, DataLoad.self])
 }
 
 /// `--threads`: our threads (loops and matrix products) for the whole benchmark process.
@@ -363,6 +363,60 @@ struct TrainStep: ParsableCommand {
         if results.count == 2 && group.isRoot {
             print(String(format: "configured / regular step time: %.2fx", results[0].stepSeconds / results[1].stepSeconds))
         }
+    }
+}
+
+struct DumpTraining: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump-training",
+        abstract: "Run the first steps of a classification config as dcn-train does and dump them for scripts/pytorch_twin.py.",
+        discussion: """
+            Writes into --out: weights_step0.safetensors (every parameter and buffer), parameters.json (each one's
+            learning-rate multiplier and weight decay), recipe.json, batches/step_NNNN.safetensors (the images as the
+            network sees them and the labels), gradients_stepNNNN.safetensors for --gradient-steps, steps.jsonl (per
+            step: loss, learning rate, each gradient's norm, each deformable layer's mean |offset| and mean
+            modulation) and the weights after the last step.
+            """)
+
+    @Option(help: "The experiment config (YAML); model.task must be classification.")
+    var config: String
+
+    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
+    var overrides: [String] = []
+
+    @Option(parsing: .unconditional, help: "Training steps to run and dump.")
+    var steps: Int = 300
+
+    @Option(parsing: .unconditional, help: "Steps whose full gradients are written, comma-separated (1-based).")
+    var gradientSteps: String = "1"
+
+    @Option(help: "Output folder (created).")
+    var out: String
+
+    @Flag(inversion: .prefixedNo, help: "Write each step's batch (the twin needs them; --no-batches for long runs read through steps.jsonl).")
+    var batches = true
+
+    @OptionGroup var threadCount: ThreadCount
+
+    func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if parsedGradientSteps == nil { throw ValidationError("--gradient-steps \(gradientSteps): expected positive integers separated by commas") }
+    }
+
+    var parsedGradientSteps: Set<Int>? {
+        let parts = gradientSteps.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.allSatisfy({ ($0 ?? 0) >= 1 }) else { return nil }
+        return Set(parts.compactMap { $0 })
+    }
+
+    func run() throws {
+        let experiment: ExperimentConfig
+        do { experiment = try loadConfig(path: config, overrides: overrides) } catch let e as ConfigErrors {
+            FileHandle.standardError.write(Data((e.description + "\n").utf8))
+            throw ExitCode(2)
+        }
+        threadCount.apply()
+        try dumpTraining(config: experiment, steps: steps, folder: out, gradientSteps: parsedGradientSteps!, writeBatches: batches)
     }
 }
 

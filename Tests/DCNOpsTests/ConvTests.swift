@@ -208,9 +208,9 @@ struct ThreadDeterminism {
 /// MSRA op's kernels, which ours follows inside the image): d/dy = v(y+1, x) - v(y, x), d/dx =
 /// v(y, x+1) - v(y, x), with v = 0 outside the image. That includes the taps on the padding's
 /// first row or column (y or x = -1): their value is 0 but their derivative from above is the
-/// first pixel. Those taps once gave 0, which made the offset branches' step-1 gradients 30-50 %
-/// smaller than PyTorch's in the synthetic classifier, where res4 and res5 maps are 4x4 and 2x2
-/// and most taps lie on the border (the PyTorch twin, scripts/pytorch_twin.py, issue 30).
+/// first pixel. Those taps once gave 0, which put the offset branches' step-1 gradients 28-51 %
+/// off PyTorch's in the synthetic classifier, whose deformable convs sample 14x14, 7x7 and 4x4
+/// maps, so many taps lie on the border (the PyTorch twin, scripts/pytorch_twin.py, issue 30).
 @Test(arguments: [(1, false), (1, true), (2, true)])
 func zeroOffsetGradientIsTheForwardDifferenceAtEveryTap(dilation: Int, modulated: Bool) throws {
     var rng = SeededGenerator(seed: 13)
