@@ -43,6 +43,7 @@ public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, g
     let classes = data.train.classNames.count
     let classifier = try buildClassifier(config, classes: classes)
     let recording = RecordingClassifier(classifier)
+    try restrictTraining(classifier.parameters, to: config.solver.trainOnly, task: config.model.task)
     let recipe = trainingRecipe(config, parameters: classifier.parameters)
     let loader = try makeClassificationLoader(config, dataset: data.train, startIteration: 0, share: nil)
     let s = config.solver

@@ -93,7 +93,7 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
 
 /// Freezes every parameter that `solver.train_only` leaves out (they keep their values and get no
 /// gradient); an error when the choice selects nothing trainable in this model.
-func restrictTraining(_ parameters: ParameterList, to choice: TrainedParameters, task: TaskChoice) throws {
+public func restrictTraining(_ parameters: ParameterList, to choice: TrainedParameters, task: TaskChoice) throws {
     let trains: (Parameter) -> Bool
     switch choice {
     case .all: return
