@@ -66,7 +66,7 @@ public struct DeformationTally: Sendable, Equatable {
                         for p in 0..<plane {
                             let length = (Double(o[r + p]) * Double(o[r + p]) + Double(o[r + plane + p]) * Double(o[r + plane + p])).squareRoot()
                             offsetLengthSum += length
-                            offsetHistogram[min(Self.binCount - 1, Int(length * Self.binsPerPixel))] += 1
+                            offsetHistogram[Self.bin(length)] += 1
                         }
                     }
                     samples += taps * plane
@@ -102,7 +102,7 @@ public struct DeformationTally: Sendable, Equatable {
                 let dy = Double(gamma) * h * Double(offset.data[(r * 2 + 1) * bins + b]) * Double(spatialScale)
                 let length = (dx * dx + dy * dy).squareRoot()
                 offsetLengthSum += length
-                offsetHistogram[min(Self.binCount - 1, Int(length * Self.binsPerPixel))] += 1
+                offsetHistogram[Self.bin(length)] += 1
             }
         }
         samples += k * bins
@@ -146,6 +146,13 @@ public struct DeformationTally: Sendable, Equatable {
         return out.map { $0 / pairs }
     }
 
+    /// The histogram bin of an |offset| (the last one for anything beyond 64 px, and for a
+    /// non-finite length of a diverging run, which the divergence checks then stop).
+    static func bin(_ length: Double) -> Int {
+        let position = length * binsPerPixel
+        return position.isFinite && position < Double(binCount - 1) ? Int(position) : binCount - 1
+    }
+
     public mutating func merge(_ other: DeformationTally) {
         samples += other.samples
         offsetLengthSum += other.offsetLengthSum
@@ -181,6 +188,7 @@ public struct DeformationTally: Sendable, Equatable {
         if masks > 0 {
             out += [("modulation_mean", maskSum / Double(masks)), ("modulation_below_0.1", Double(masksBelowTenth) / Double(masks))]
         }
-        return out
+        // A diverging run's sums can overflow; metrics.jsonl holds finite numbers only.
+        return out.filter { $0.1.isFinite }
     }
 }

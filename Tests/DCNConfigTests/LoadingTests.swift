@@ -18,7 +18,7 @@ import DCNConfig
         #expect(c.rpn.smoothL1Beta == 1.0 / 9.0)
         #expect(c.roiHead.batchSizePerImage == 512 && c.roiHead.positiveFraction == 0.25)
         #expect(c.roiHead.bboxRegWeights == [10, 10, 5, 5])
-        #expect(c.roiHead.dpoolGamma == 0.1 && c.roiHead.dpoolLrMult == 0.01)
+        #expect(c.roiHead.dpoolGamma == 0.1 && c.roiHead.dpoolLrMult == nil)
         #expect(c.mimic.regions == .off && c.mimic.roisPerImage == 32 && c.mimic.patchSize == 224)
         #expect(c.mimic.lossWeight == 0.1 && c.mimic.clsLossWeight == 0.1)
         #expect(c.data.minSize == [800] && c.data.maxSize == 1333 && c.data.flip && c.data.skipEmpty)

@@ -70,6 +70,16 @@ import Testing
         #expect(abs(s["modulation_mean"]! - 0.4) < 1e-7 && s["modulation_below_0.1"] == 0.5)
     }
 
+    /// A diverging run's offsets (huge, infinite, NaN) are tallied without a trap (the histogram
+    /// index of a 1e30-pixel offset overflowed Int), and the summary keeps only finite numbers.
+    @Test func divergingOffsetsAreTalliedWithoutATrap() throws {
+        var tally = DeformationTally()
+        tally.add(offset: try offsets(spread: 1e30), mask: nil, kernel: 3, dilation: 1)
+        tally.add(offset: try offsets(spread: .infinity), mask: nil, kernel: 3, dilation: 1)
+        tally.add(offset: try offsets(spread: .nan), mask: nil, kernel: 3, dilation: 1)
+        #expect(tally.offsetHistogram.last! > 0 && tally.summary(inputStride: 16).allSatisfy { $0.value.isFinite })
+    }
+
     /// A ResNet gives each deformable layer the image pixels per input pixel it sees.
     @Test func theBackboneSetsEachLayersInputStride() throws {
         var spec = ResNetSpec(block: .bottleneck, layers: [1, 2, 1, 1])
