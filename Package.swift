@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNTensorBoard", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
         .executableTarget(
             name: "dcn-train",
-            dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
         // effective sampling locations, error-bounded saliency regions, and their pictures.

@@ -1,5 +1,6 @@
 // dcn-train: trains a DCNv2 detector from a YAML config, or prints its parameters and FLOPs.
 import ArgumentParser
+import DCNAnnotations
 import DCNConfig
 import DCNDistributed
 import DCNModels
@@ -96,6 +97,15 @@ struct DCNTrain: ParsableCommand {
             let s = try ModelSummary(model: model, height: size.height, width: size.width)
             print(json ? s.json : s.table)
             return
+        }
+        // A run writes the resolved config as <output.dir>/config.yaml: starting a new run from
+        // that very file would replace the file it reads (resuming that run rewrites it unchanged).
+        var read = ReadFiles()
+        read.add(config, as: "the config given to --config")
+        let runConfig = experiment.outputDirectory + "/" + RunFiles.config
+        if resume == nil, read.overwriteProblem(runConfig) != nil {
+            throw TrainingError("output.dir \(experiment.outputDirectory): this run would replace \(runConfig), the config it reads (--config \(config)); "
+                                + "copy the config elsewhere, or --resume that run", exitCode: 2)
         }
         StopRequest.installSignalHandlers()
         try train(config: experiment, resume: resume, force: force, stop: .signals, group: group)

@@ -97,3 +97,19 @@ struct OutputOverwriteTests {
         try expectRefused("dcn-bench", ["train-step", "--config", config, "--gradient-out", config], option: "--gradient-out", path: config)
     }
 }
+
+@Suite("dcn-train does not replace the config it reads")
+struct TrainConfigOverwriteTests {
+    /// `dcn-train --config run/config.yaml --force` (output.dir = run) used to remove the config it
+    /// had read with the run's files and write the resolved one in its place.
+    @Test func aNewRunFromItsOutputFoldersConfigIsRefused() throws {
+        let dir = try temporaryFolder("train-config")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+        let config = try writeFile(dir + "/run", "config.yaml", "# my notes\nbase: \(repositoryRoot)/configs/demo.yaml\noutput:\n  dir: \(dir)/run\n")
+        let before = FileManager.default.contents(atPath: config)
+        let run = try runBuiltTool("dcn-train", ["--config", config, "--force", "--set", "data.root=\(dir)/missing"])
+        #expect(run.status == 2 && run.stderr.contains("this run would replace \(dir)/run/config.yaml, the config it reads"), "\(run)")
+        #expect(FileManager.default.contents(atPath: config) == before)
+    }
+}
