@@ -106,6 +106,6 @@ let package = Package(
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels"]),
         .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNModels", "DCNOps", "DCNTensor", "DCNData"]),
-        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
+        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
     ]
 )

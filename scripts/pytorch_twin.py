@@ -19,10 +19,16 @@ and writes the numbers as JSON and the curves as one SVG (one column per dump).
 
     .build/release/dcn-bench dump-training --config configs/synth_cls/dcnv2.yaml \\
         --set data.root=data/synth-cls --steps 300 --out /tmp/twin/dcnv2
-    python scripts/pytorch_twin.py /tmp/twin/regular /tmp/twin/dcnv2 --json twin.json --svg twin.svg
+    python scripts/pytorch_twin.py regular=/tmp/twin/regular dcnv2=/tmp/twin/dcnv2 --json twin.json --svg twin.svg
 
 The twin computes in float64 by default (`--dtype float32` for PyTorch's usual precision), so
-that the step-1 differences are ours.
+that the step-1 differences are ours. A float32 rounding can land on the other side of a kink (a
+max-pool near-tie, a ReLU input within 1e-6 of 0) and change one gradient by up to a few 1e-2
+(a valid subgradient, not an error): the step-1 report tries the stem pool's near-ties.
+
+`--check-steps K,...` (with a dump made with `--gradient-steps K,...`) recomputes those steps from
+our weights before each, so a gradient check can be made at any point of a run, however far the
+free-running curves have separated. Needs torch, torchvision, numpy and matplotlib (the plot).
 """
 import argparse
 import json
