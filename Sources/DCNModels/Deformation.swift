@@ -59,8 +59,7 @@ public struct DeformationTally: Sendable, Equatable {
         offset.withUnsafeBufferPointer { o in
             for b in 0..<n {
                 for g in 0..<groups {
-                    // Δp of tap k at pixel p: o[row(k) + p] (dy) and o[row(k) + plane + p] (dx).
-                    func row(_ k: Int) -> Int { ((b * groups + g) * 2 * taps + 2 * k) * plane }
+                    func row(_ k: Int) -> Int { Self.offsetRow(image: b, group: g, tap: k, groups: groups, taps: taps, plane: plane) }
                     for k in 0..<taps {
                         let r = row(k)
                         for p in 0..<plane {
@@ -115,6 +114,12 @@ public struct DeformationTally: Sendable, Equatable {
         }
     }
 
+    /// Where tap k's Δp starts in an offset tensor `[N, 2GK, H, W]` (torchvision's layout): dy of
+    /// pixel p at `row + p`, dx at `row + plane + p`.
+    static func offsetRow(image b: Int, group g: Int, tap k: Int, groups: Int, taps: Int, plane: Int) -> Int {
+        ((b * groups + g) * 2 * taps + 2 * k) * plane
+    }
+
     /// The effective dilation at each output pixel, in input pixels: `[N * H * W]`, the mean over
     /// the offset groups and the adjacent tap pairs of the distance between their sampling locations.
     public static func effectiveDilations(offset: Tensor, kernel: Int, dilation: Int) -> [Double] {
@@ -124,8 +129,7 @@ public struct DeformationTally: Sendable, Equatable {
         offset.withUnsafeBufferPointer { o in
             for b in 0..<n {
                 for g in 0..<groups {
-                    // Δp of tap k at pixel p: o[row(k) + p] (dy) and o[row(k) + plane + p] (dx).
-                    func row(_ k: Int) -> Int { ((b * groups + g) * 2 * taps + 2 * k) * plane }
+                    func row(_ k: Int) -> Int { Self.offsetRow(image: b, group: g, tap: k, groups: groups, taps: taps, plane: plane) }
                     // Adjacent taps: (ky, kx)-(ky, kx+1) and (ky, kx)-(ky+1, kx).
                     for ky in 0..<kernel {
                         for kx in 0..<kernel {

@@ -217,6 +217,20 @@ struct RobustnessTests {
     }
 }
 
+/// Loads `path` with every COCO ground-truth reader (the evaluator's and the training loader's):
+/// each must throw a `JSONReadError`, which `check` inspects.
+func expectEveryCOCOLoaderFails(_ path: String, _ check: (JSONReadError) -> Void) throws {
+    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
+    for load in loads {
+        do {
+            try load()
+            Issue.record("expected an error")
+        } catch let e as JSONReadError {
+            check(e)
+        }
+    }
+}
+
 /// Issue 29, defect 17: an id of 2^53 or more read as "expected an integer, found
 /// 9007199254740992.0"; now the message names the key and the range of exact integers.
 @Test(arguments: [("\"id\": 7", "\"id\": 9007199254740992", "\"id\": 9007199254740992 is outside the range of exact integers, -(2^53 - 1) to 2^53 - 1 = 9007199254740991"),
@@ -226,15 +240,7 @@ func integersBeyondTheExactRangeNameTheKey(_ replacing: (String, String, String)
     let (good, bad, expected) = replacing
     let dir = try temporaryFolder("ids")
     let path = try writeFile(dir, "gt.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: good, with: bad))
-    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
-    for load in loads {
-        do {
-            try load()
-            Issue.record("expected an error")
-        } catch let e as JSONReadError {
-            #expect(e.file == path && e.line == 2 && e.message == expected, "\(e)")
-        }
-    }
+    try expectEveryCOCOLoaderFails(path) { e in #expect(e.file == path && e.line == 2 && e.message == expected, "\(e)") }
     // 2^53 - 1 is still an exact id.
     let largest = try writeFile(dir, "largest.json", groundTruthJSON(segmentation: squarePolygon).replacingOccurrences(of: "\"id\": 7", with: "\"id\": 9007199254740991"))
     #expect(try COCOGroundTruth.load(path: largest).annotations[0].id == 9_007_199_254_740_991)
@@ -251,14 +257,8 @@ func integersBeyondTheExactRangeNameTheKey(_ replacing: (String, String, String)
                          {"id": 7, "image_id": 1, "category_id": 1, "area": 100, "bbox": [90, 10, 10, 10]}],
          "categories": [{"id": 1, "name": "a"}]}
         """)
-    let loads: [() throws -> Void] = [{ _ = try COCOGroundTruth.load(path: path) }, { _ = try COCOLeanFile.load(path: path) }]
-    for load in loads {
-        do {
-            try load()
-            Issue.record("expected an error")
-        } catch let e as JSONReadError {
-            #expect(e.description == "\(path) (line 4, column 18): duplicate annotation id 7: annotations[2] has the id of annotations[0]; annotation ids must be unique")
-        }
+    try expectEveryCOCOLoaderFails(path) { e in
+        #expect(e.description == "\(path) (line 4, column 18): duplicate annotation id 7: annotations[2] has the id of annotations[0]; annotation ids must be unique")
     }
 }
 
