@@ -9,7 +9,7 @@
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
 # (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3);
 # demo: regular vs dconv vs mdconv + mdpool vs + mimic on the easy synthetic data with the
-# settings of `make demo` (configs/demo.yaml), the README's table (synth data only).
+# settings of `make demo` (configs/demo.yaml), the README's Results table (synth data only).
 # Each row trains `configs/<data>/faster_rcnn_r50_<row>.yaml` into results/<data>/<table>/<row>/,
 # evaluates it, and the table goes to results/<table>_<data>.md (AP, AP_S, AP_M, AP_L, params,
 # FLOPs; for VOC data AP50 and AP70). Rows already evaluated are not redone; an interrupted row
@@ -22,7 +22,7 @@
 # results/<data>/<table>_mask/ and adds an AP_mask column, as the paper's tables do (not for VOC).
 # `--focus N` adds two columns from `dcn-vis focus --max-objects N` on each row's final model (seed 0):
 # the mean share of the ERF mass and of the saliency region inside the object's box, for res5 nodes
-# at the centres of the first N objects of the evaluation split (README "Spatial support").
+# at the centres of the first N objects of the evaluation split (docs/figures-1-2-5-spatial-support.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
