@@ -79,7 +79,8 @@ let package = Package(
             dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
-        // effective sampling locations, error-bounded saliency regions, and their pictures.
+        // effective sampling locations, error-bounded saliency regions, their pictures, and what
+        // dcn-vis reports of them (focus, effective dilation, the nodes a figure picks).
         .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",

@@ -22,7 +22,7 @@ public struct ThreadOptions: ParsableArguments {
 
 /// `--set key=value`: overrides of config values, applied to every config the command reads.
 public struct OverrideOptions: ParsableArguments {
-    @Option(name: .customLong("set"), help: "Override a config value: --set solver.base_lr=0.01 (repeatable).")
+    @Option(name: .customLong("set"), help: "Override a config value, e.g. --set solver.base_lr=0.01 (repeatable; applies to every config the command reads).")
     public var overrides: [String] = []
 
     public init() {}
