@@ -24,6 +24,7 @@ public func trainTinyDemo(_ dir: String) throws -> (settings: [String], config: 
     return (settings, config)
 }
 
+/// dcn-train's arguments for configs/demo.yaml on one thread with `settings` and then `extra` as `--set`s.
 public func trainArguments(_ settings: [String], _ extra: [String] = []) -> [String] {
     ["--config", repositoryPath("configs/demo.yaml"), "--threads", "1"] + (settings + extra).flatMap { ["--set", $0] }
 }
