@@ -5,19 +5,8 @@ import DCNModels
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
-
-func repositoryPath(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(relative).path
-}
-
-func temporaryDirectory(_ name: String) -> String {
-    let path = NSTemporaryDirectory() + "dcn-training-\(getpid())-\(name)"
-    try? FileManager.default.removeItem(atPath: path)
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 @Test func learningRateScheduleWarmsUpAndSteps() {
     let s = LearningRateSchedule(baseLR: 0.02, warmupIterations: 100, warmupFactor: 0.001, steps: [300, 400], gamma: 0.1)
