@@ -224,7 +224,7 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
 
 /// The paper's Table 1 Mask R-CNN parameter column: differences to the aligned-RoIpooling row
 /// (0.1 M rounding there, 0.15 M allowed). mdconv@c3~c5 + mdpool differs from the paper by the
-/// same ~0.7 M as the Faster R-CNN column (the mdpool branch's layout; README), so there the mask
+/// same ~0.7 M as the Faster R-CNN column (the mdpool branch's layout; docs/tables-1-3-ablation.md, "Parameters and FLOPs"), so there the mask
 /// column's difference must equal the Faster R-CNN column's exactly.
 @Test func maskRCNNRowsDifferByTheTableOneParameterCounts() throws {
     func parameters(_ detector: String, _ row: String) throws -> Int {
