@@ -50,7 +50,7 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
     rpn.smoothL1Beta = Float(r.smoothL1Beta)
 
     let h = config.roiHead
-    var head = RoIHeadSpec(classes: classes)
+    var head = RoIHeadSpec()
     head.extractor = h.extractor
     head.pooledSize = h.pooledSize
     head.samplingRatio = h.samplingRatio
@@ -76,19 +76,21 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
     mimic.lossWeight = Float(m.lossWeight)
     mimic.classificationLossWeight = Float(m.clsLossWeight)
 
-    var mask: MaskHeadSpec? = nil
+    // The RoI branches besides the box head, one line each, in the order of their parameters.
+    var branches: [RoIBranchSpec] = []
+    if mimic.regions != .off { branches.append(mimic) }
     let k = config.mask
     if k.enabled {
-        var spec = MaskHeadSpec(classes: classes)
+        var spec = MaskHeadSpec()
         spec.pooledSize = k.pooledSize
         spec.samplingRatio = k.samplingRatio
         spec.convs = k.convs
         spec.convDim = k.convDim
         spec.classAgnostic = k.classAgnostic
         spec.lossWeight = Float(k.lossWeight)
-        mask = spec
+        branches.append(spec)
     }
-    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: rpn, roiHead: head, mimic: mimic, mask: mask)
+    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: rpn, roiHead: head, branches: branches, classes: classes)
 }
 
 /// Freezes every parameter that `solver.train_only` leaves out (they keep their values and get no

@@ -15,12 +15,17 @@ import Foundation
 /// What the trainer trains.
 public protocol TrainableModel: AnyObject {
     var parameters: ParameterList { get }
-    /// Names of the losses `trainStep` returns, in reporting order.
-    var lossNames: [String] { get }
+    /// The losses `trainStep` returns, in reporting order, grouped by the part that computes them.
+    var lossGroups: [LossGroup] { get }
     /// One forward and backward pass over `batch` (this process's share of the global batch): the
     /// global batch's weighted named losses, whose gradients are added into the parameters (zeroed
     /// by the trainer first).
     func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float]
+}
+
+extension TrainableModel {
+    /// Names of the losses `trainStep` returns, in reporting order.
+    public var lossNames: [String] { lossGroups.flatMap(\.names) }
 }
 
 extension ImageClassifier: TrainableModel {
@@ -29,7 +34,7 @@ extension ImageClassifier: TrainableModel {
     }
 }
 
-extension FasterRCNN: TrainableModel {
+extension GeneralizedRCNN: TrainableModel {
     public func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
         try trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, share: share, ws)
     }
@@ -274,7 +279,7 @@ final class CheckpointHook: TrainerHook {
             throw TrainingError("cannot write the checkpoint of iteration \(iteration): \(error); \(trainer.lastGood)")
         }
         trainer.lastCheckpoint = folder + "/" + name
-        try writeTrainingCurves(log.records, evaluations: log.evaluations, to: folder + "/" + RunFiles.curves)
+        try writeTrainingCurves(log.records, evaluations: log.evaluations, lossGroups: log.lossGroups, to: folder + "/" + RunFiles.curves)
     }
 
     func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
@@ -310,7 +315,7 @@ final class EvaluationHook: TrainerHook {
         let report = evaluation.report
         if let log {
             try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
-            try writeTrainingCurves(log.records, evaluations: log.evaluations, to: folder + "/" + RunFiles.curves)
+            try writeTrainingCurves(log.records, evaluations: log.evaluations, lossGroups: log.lossGroups, to: folder + "/" + RunFiles.curves)
         }
         if let events {
             try events.writeScalars(report.metrics.filter { $0.value.isFinite }.map { ("eval/\($0.name)", $0.value) }, step: iteration)
