@@ -38,8 +38,8 @@ bench: build
 # Generates the easy synthetic dataset once (data/synth-easy; the ablation tables use the
 # standard one in data/synth), trains configs/demo.yaml from scratch (output/demo/, replacing an
 # earlier demo run) and prints the COCO evaluation (bbox and segm) of its val split.
-# The batch's 2 images train on 2 replicas of the model, one per core (README, "Training on a
-# cluster", Replicas): as fast as 2 processes under mpirun, and the same bits.
+# The batch's 2 images train on 2 replicas of the model, one per core (docs/cluster.md,
+# Replicas): as fast as 2 processes under mpirun, and the same bits.
 demo: build
 	@[ -f data/synth-easy/annotations/instances_val.json ] || $(BIN)/dcn-data synth --difficulty easy --out data/synth-easy
 	$(BIN)/dcn-train --config configs/demo.yaml --force

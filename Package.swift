@@ -72,40 +72,51 @@ let package = Package(
                 exclude: ["tensorboard_event.proto"]),
         // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
         .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNTensorBoard", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
+        // The options every tool shares (config, --set, checkpoint, threads): one declaration, one default.
+        .target(name: "DCNCommandLine", dependencies: ["DCNDistributed", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "dcn-train",
-            dependencies: ["DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
-        // effective sampling locations, error-bounded saliency regions, and their pictures.
+        // effective sampling locations, error-bounded saliency regions, their pictures, and what
+        // dcn-vis reports of them (focus, effective dilation, the nodes a figure picks).
         .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",
-            dependencies: ["DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
+            dependencies: ["DCNCommandLine", "DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        // Benchmarks and fixture verification behind `dcn-bench`.
+        // Fixture verification behind `dcn-bench verify` and the op tests: each fixture's op run on its
+        // inputs and compared with the reference outputs and gradients.
+        .target(name: "DCNVerify", dependencies: ["DCNModels", "DCNOps", "DCNTensor"]),
+        // Benchmarks behind `dcn-bench`.
         .target(name: "DCNBench", dependencies: ["DCNDistributed", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
-            dependencies: ["DCNBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNCommandLine", "DCNBench", "DCNVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "dcn-eval",
-            dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "dcn-data",
             dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor"]),
-        .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNBench"]),
-        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations"]),
-        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor"]),
-        .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNBench"]),
-        .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels"]),
-        .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNModels", "DCNOps", "DCNTensor", "DCNData"]),
-        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations"]),
+        // What every test target shares: repository and fixture paths, temporary folders, the tools
+        // run as child processes, and the tiny training runs the process tests start from.
+        .target(name: "TestSupport", dependencies: ["DCNConfig", "DCNData", "DCNTensor", "DCNTraining"], path: "Tests/TestSupport"),
+        .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNVerify", "DCNBench", "TestSupport"]),
+        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations", "TestSupport"]),
+        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
+        .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
+        .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),
+        .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNTensorBoard", "DCNData", "TestSupport"]),
+        .testTarget(name: "DCNDistributedTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),
     ]
 )

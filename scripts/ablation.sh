@@ -2,14 +2,14 @@
 # Reproduces the paper's ablation tables with this project's tools and writes them as Markdown.
 #
 #   scripts/ablation.sh table1|table2|table3|demo [--data coco|voc|synth] [--schedule demo|1x]
-#                       [--detector faster|mask] [--seeds 0,1,2] [--focus N] [--threads N] [--set key=value]... [--out DIR]
+#                       [--detector faster|mask] [--seeds 0,1,2] [--rows a,b] [--focus N] [--threads N] [--set key=value]... [--out DIR]
 #   scripts/ablation.sh table5 ...          (test resolution and multi-scale testing: scripts/resolution_sweep.sh)
 #   scripts/ablation.sh table6|table7 ...   (classification and pretraining: scripts/pretraining_tables.sh)
 #
 # table1: the deformable rows at shorter side 1000 (paper's Table 1); table2: the same rows at 800
 # (Table 2); table3: R-CNN feature mimicking, regions None / FG & BG / BG only / FG only (Table 3);
 # demo: regular vs dconv vs mdconv + mdpool vs + mimic on the easy synthetic data with the
-# settings of `make demo` (configs/demo.yaml), the README's table (synth data only).
+# settings of `make demo` (configs/demo.yaml), the README's Results table (synth data only).
 # Each row trains `configs/<data>/faster_rcnn_r50_<row>.yaml` into results/<data>/<table>/<row>/,
 # evaluates it, and the table goes to results/<table>_<data>.md (AP, AP_S, AP_M, AP_L, params,
 # FLOPs; for VOC data AP50 and AP70). Rows already evaluated are not redone; an interrupted row
@@ -17,19 +17,20 @@
 # config override to every row (for example data paths); `--out` replaces results/. `--seeds`
 # trains every row once per seed (solver.seed; seed s > 0 goes to .../<table>/seed<s>/<row>/) and
 # each cell becomes the mean over the seeds with the lowest and highest value in brackets.
+# `--rows a,b` trains and tabulates only those rows of the table (default: every row).
 # `--detector mask` trains the Mask R-CNN rows (configs/<data>/mask_rcnn_r50_<row>.yaml) into
 # results/<data>/<table>_mask/ and adds an AP_mask column, as the paper's tables do (not for VOC).
 # `--focus N` adds two columns from `dcn-vis focus --max-objects N` on each row's final model (seed 0):
 # the mean share of the ERF mass and of the saliency region inside the object's box, for res5 nodes
-# at the centres of the first N objects of the evaluation split (README "Spatial support").
+# at the centres of the first N objects of the evaluation split (docs/figures-1-2-5-spatial-support.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 case $1 in table5) exec scripts/resolution_sweep.sh "$@" ;; table6|table7) exec scripts/pretraining_tables.sh "$@" ;; esac
 table=$1; shift
-data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false; detector=faster; focus=""
+data=synth; schedule=demo; threads=""; extra=(); results=results; seeds=(0); seed_args=false; only_rows=(); detector=faster; focus=""
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
         --detector) detector=${2:?--detector needs faster or mask}; shift 2 ;;
         --threads) threads="--threads ${2:?--threads needs a number}"; shift 2 ;;
         --seeds) IFS=, read -r -a seeds <<< "${2:?--seeds needs a comma-separated list}"; seed_args=true; shift 2 ;;
+        --rows) IFS=, read -r -a only_rows <<< "${2:?--rows needs a comma-separated list}"; shift 2 ;;
         --focus) focus=${2:?--focus needs a number of objects}; shift 2 ;;
         -h|--help) usage ;;
         *) echo "ablation.sh: unknown argument '$1'" >&2; usage ;;
@@ -65,6 +67,12 @@ case $table in
     demo) rows="roialign dconv_c3-c5 mdconv_c3-c5_mdpool mdconv_c3-c5_mdpool_mimic_fg"; size=() ;;
     *) echo "ablation.sh: the table must be table1, table2, table3 or demo, got '$table'" >&2; exit 2 ;;
 esac
+if [ ${#only_rows[@]} -gt 0 ]; then
+    for row in "${only_rows[@]}"; do
+        [[ " $rows " == *" $row "* ]] || { echo "ablation.sh: --rows: '$row' is not a row of $table (its rows: $rows)" >&2; exit 2; }
+    done
+    rows="${only_rows[*]}"
+fi
 # The demo table trains every row like configs/demo.yaml: easy synthetic data, lr 0.01, 2600 iterations.
 demo_args=()
 if [ "$table" = demo ]; then

@@ -9,8 +9,9 @@
 # val split of both, identical). Rows, each from (a)'s final weights except (a):
 #   a. regular on narrow (configs/synth_cls/regular.yaml, 3,000 steps); (b) is its top-1 on the wide val split;
 #   c. the same network with mdconv in res3-res5 (backbone.modulation: two_sigmoid, so it starts as (a)),
-#      solver.train_only: offsets, offset lr 0.1 x base lr (at 1 x the offsets ran off the maps in 50
-#      steps: 110 px in res3, every layer dead, top-1 at chance), on wide;
+#      solver.train_only: offsets, offset lr 0.01 x base lr, on wide (the rate with the lowest training
+#      loss on seed 0: at 1 x the offsets ran off the maps in 50 steps, at 0.1 x the training loss rose
+#      from the first steps; docs/geometry.md);
 #   d1. regular, solver.train_only: norms_and_classifier, on wide (a parameter set of about the offsets' size);
 #   d2. regular, every weight, on wide;   d3. the deformable network of (c), every weight, on wide.
 # Fine-tuning: --steps steps at base lr 0.01 (cosine, 50 warm-up steps). Table: <out>/geometry.md.
@@ -43,7 +44,7 @@ for s in "${seeds[@]}"; do
     weights=(backbone.weights=$out/seed$s/a/model_final.safetensors backbone.weights_prefix=model.
              solver.max_iter=$steps solver.warmup_iters=50 solver.base_lr=0.01 solver.checkpoint_period=$steps)
     deformable=(backbone.deformable_stages=[3,4,5] backbone.conv_type=mdconv backbone.modulation=two_sigmoid)
-    run c $wide "${weights[@]}" "${deformable[@]}" solver.train_only=offsets backbone.offset_lr_mult=0.1
+    run c $wide "${weights[@]}" "${deformable[@]}" solver.train_only=offsets backbone.offset_lr_mult=0.01
     run d1 $wide "${weights[@]}" solver.train_only=norms_and_classifier
     run d2 $wide "${weights[@]}"
     run d3 $wide "${weights[@]}" "${deformable[@]}"

@@ -118,7 +118,7 @@ public struct COCOLeanFile: Sendable {
                     guard let categoryID else { throw r.error("annotation id \(id) has no \"category_id\"") }
                     try ids.insert(id, index: n, objectStart: objectStart, r) { id in annotations.firstIndex { $0.id == id } }
                     // Mask R-CNN trains on these polygons: a bad one is refused here, at the start,
-                    // rather than when its batch comes up (README, "Mask R-CNN").
+                    // rather than when its batch comes up (docs/mask-rcnn.md).
                     if let badPolygon { throw r.error("annotation id \(id) (image id \(imageID)): segmentation \(badPolygon)", at: segmentationStart) }
                     if let maskProblem { warnings.append("annotation id \(id) (image id \(imageID)): segmentation: \(maskProblem)") }
                     annotations.append(COCOLeanAnnotation(id: id, imageID: imageID, categoryID: categoryID, bbox: bbox,

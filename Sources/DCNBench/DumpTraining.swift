@@ -84,9 +84,8 @@ public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, g
             offsetStats[g.layer] = row
         }
     }
-    let trainer = Trainer(model: recording, optimizer: recipe.optimizer, schedule: recipe.schedule, maxIterations: s.maxIter,
-                          clipNorm: s.clipGradNorm.map { Float($0) }, loader: loader, imagesPerBatch: config.data.imagesPerBatch,
-                          rng: recipe.rng, folder: folder)
+    let trainer = Trainer(model: recording, optimizer: recipe.optimizer, maxIterations: s.maxIter, clipNorm: s.clipGradNorm.map { Float($0) },
+                          loader: loader, imagesPerBatch: config.data.imagesPerBatch, rng: recipe.rng)
     let stepsPath = folder + "/" + TrainingDumpFiles.steps
     FileManager.default.createFile(atPath: stepsPath, contents: nil)
     let stepsFile = try FileHandle(forWritingTo: URL(fileURLWithPath: stepsPath))
@@ -119,8 +118,10 @@ public func dumpTraining(config: ExperimentConfig, steps: Int, folder: String, g
     } atStop: { iteration in
         try writeWeights(classifier.parameters, to: folder + "/" + TrainingDumpFiles.finalWeights(iteration))
     }
-    trainer.hooks = [hook]
-    try trainer.run(from: 0, stopAfter: steps, stop: StopRequest())
+    // dcn-train's schedule, stop and divergence check, then the dump.
+    trainer.hooks = [StopHook(stop: StopRequest(), stopAfter: steps, folder: folder), LearningRateHook(schedule: recipe.schedule),
+                     DivergenceHook(checkpoints: CheckpointHistory()), hook]
+    try trainer.run(from: 0)
 }
 
 /// Passes each step to the classifier and keeps the batch it trained on.

@@ -199,8 +199,6 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
     let optimizer = recipe.optimizer, schedule = recipe.schedule
     var rng = recipe.rng
     var start = 0
-    /// The newest checkpoint this run can go back to.
-    var lastCheckpoint: String? = nil
     if let resume {
         let state: TrainingState
         do { state = try Checkpoint.load(path: resume, into: model.parameters, optimizer: optimizer) } catch let error as CheckpointError {
@@ -208,7 +206,6 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         }
         start = state.iteration
         rng = SeededGenerator(state: state.rngState)
-        lastCheckpoint = resume
         if root { print("resumed from \(resume) at iteration \(start)") }
         if root && !state.arithmetic.isEmpty && state.arithmetic != BLASKernel.arithmetic {
             print("note: the checkpoint was computed with \(state.arithmetic), this run uses \(BLASKernel.arithmetic): "
@@ -251,23 +248,28 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         print("data-parallel: \(processes) x \(Threads.count) threads, \(perProcess) of the \(config.data.imagesPerBatch) "
               + "images of each batch per process" + (replicas == nil ? "" : ", one image per replica of the model"))
     }
-    let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule, maxIterations: s.maxIter,
-                          clipNorm: s.clipGradNorm.map { Float($0) }, loader: loader, imagesPerBatch: config.data.imagesPerBatch,
-                          rng: rng, folder: out, buckets: buckets, replicas: replicas)
-    trainer.lastCheckpoint = lastCheckpoint
+    let trainer = Trainer(model: model, optimizer: optimizer, maxIterations: s.maxIter, clipNorm: s.clipGradNorm.map { Float($0) },
+                          loader: loader, imagesPerBatch: config.data.imagesPerBatch, rng: rng, buckets: buckets, replicas: replicas)
+    let checkpoints = CheckpointHistory(resumedFrom: resume)
+    let timing = TimingHook()
+    // Every process: the stop agreement, the schedule, the divergence checks (on the global losses
+    // and the identical weights), the timing and the evaluation (each its share of the images).
+    // Rank 0 alone (it has the log): metrics.jsonl, TensorBoard, the progress line and the checkpoints.
+    // Order matters: the stop hook decides before the step is timed; the divergence hook sees a step
+    // before anything uses it; checkpoints are written before the stop hook's ending.
+    trainer.hooks = [StopHook(stop: stop, stopAfter: stopAfter, folder: out), LearningRateHook(schedule: schedule),
+                     DivergenceHook(checkpoints: checkpoints), timing]
     if let log {
-        let logHook = LogHook(log: log, events: events, period: config.output.logPeriod, first: start)
-        trainer.recordsDeformation = { logHook.logs($0, maxIterations: s.maxIter) }
-        trainer.hooks = [
-            logHook,
+        trainer.hooks += [
+            LogHook(log: log, events: events, period: config.output.logPeriod, first: start, timing: timing),
             CheckpointHook(folder: out, period: s.checkpointPeriod, config: config.resolvedYAML(), log: log, parameters: model.parameters,
-                           classNames: data.train.classNames),
+                           classNames: data.train.classNames, history: checkpoints),
         ]
     }
     if let val = data.val {
         trainer.hooks.append(EvaluationHook(folder: out, period: s.evalPeriod, log: log, events: events, stop: stop) { try evaluate(val, $0, $1) })
     }
-    try trainer.run(from: start, stopAfter: stopAfter, stop: stop)
+    try trainer.run(from: start)
 }
 
 /// The replicas that train a process's `images` images one each (`ImageReplicas`), `model` first;

@@ -1,7 +1,9 @@
 // dcn-bench: fixture verification and benchmarks.
 import ArgumentParser
+import DCNCommandLine
 import DCNAnnotations
 import DCNBench
+import DCNVerify
 import DCNConfig
 import DCNDistributed
 import DCNTensor
@@ -14,19 +16,6 @@ struct DCNBenchCommand: ParsableCommand {
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
         subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, DumpTraining.self, Allreduce.self, DataLoad.self])
-}
-
-/// `--threads`: our threads (loops and matrix products) for the whole benchmark process.
-struct ThreadCount: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
-    var threads: Int = ProcessGroup.defaultThreads
-
-    func validate() throws {
-        if threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
-
-    /// Sets them (process-wide: this is a command, run once).
-    func apply() { Threads.set(threads) }
 }
 
 struct Verify: ParsableCommand {
@@ -71,7 +60,7 @@ struct Ops: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time conv2d and modulated deform_conv2d (fwd, fwd+bwd) at the standard shapes.")
 
-    @OptionGroup var threadCount: ThreadCount
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Option(parsing: .unconditional, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
@@ -110,7 +99,7 @@ struct Ops: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json { print("shape (C, HxW)      op              pass        ms   GFLOP/s  %sgemm") }
-        threadCount.apply()
+        threadOptions.apply()
         try runOpsBenchmark(shapes: try parsedShapes(), repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
@@ -136,7 +125,7 @@ struct BLASKernels: ParsableCommand {
         commandName: "blas",
         abstract: "Each OpenBLAS kernel this CPU runs, switched in turn in this process: the sgemm rate and whether the models' products give the same bits on 1 and N threads.")
 
-    @OptionGroup var threadCount: ThreadCount
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Option(parsing: .upToNextOption, help: "Cores to run (default: every one this CPU supports, e.g. Prescott Haswell Zen SkylakeX Cooperlake).")
     var cores: [String] = []
@@ -158,12 +147,12 @@ struct BLASKernels: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let cpu = CPUFeatures.current
-        threadCount.apply()
+        threadOptions.apply()
         if !json {
             print("\(BLASKernel.version); CPU \(cpu.description); loaded \(BLASKernel.selection.loaded), running \(BLASKernel.selection.running)")
-            print("core         sgemm \(size)^3 GFLOP/s   same bits on 1 and \(threadCount.threads) threads (\(blasDeterminismShapes.count) products of the models)")
+            print("core         sgemm \(size)^3 GFLOP/s   same bits on 1 and \(threadOptions.threads) threads (\(blasDeterminismShapes.count) products of the models)")
         }
-        try runBLASKernelBenchmark(cores: cores.isEmpty ? runnableCores(cpu) : cores, threads: threadCount.threads, n: size) { r in
+        try runBLASKernelBenchmark(cores: cores.isEmpty ? runnableCores(cpu) : cores, threads: threadOptions.threads, n: size) { r in
             if json {
                 print(String(decoding: try! encoder.encode(r), as: UTF8.self))
                 return
@@ -180,7 +169,7 @@ struct RoI: ParsableCommand {
         commandName: "roi",
         abstract: "Time RoIAlign, RoIPool and modulated deformable RoI pooling (fwd, bwd) at the detector's size, and NMS of 12,000 proposals.")
 
-    @OptionGroup var threadCount: ThreadCount
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Option(parsing: .unconditional, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
@@ -196,10 +185,10 @@ struct RoI: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json {
-            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threadCount.threads) threads; \(BLASKernel.version) \(BLASKernel.coreName) kernels")
+            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threadOptions.threads) threads; \(BLASKernel.version) \(BLASKernel.coreName) kernels")
             print("op         pass  size                                     ms")
         }
-        threadCount.apply()
+        threadOptions.apply()
         try runRoIBenchmark(repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
@@ -220,13 +209,13 @@ struct Eval: ParsableCommand {
     @Option(help: "Folder for the generated files (default: a temporary folder).")
     var directory: String?
 
-    @OptionGroup var threadCount: ThreadCount
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Flag(help: "Also time Foundation's JSONDecoder on the results file, for comparison.")
     var compareJSONDecoder = false
 
     func run() throws {
-        let r = try runEvalBenchmark(directory: directory, threads: threadCount.threads, compareJSONDecoder: compareJSONDecoder)
+        let r = try runEvalBenchmark(directory: directory, threads: threadOptions.threads, compareJSONDecoder: compareJSONDecoder)
         print("case: \(r.images) images, \(r.groundTruths) ground-truth boxes (\(r.crowd) crowd), \(r.detections) detections, results file \(r.resultsFileBytes / 1_000_000) MB")
         if directory != nil { print("files: \(r.groundTruthPath) \(r.resultsPath)") }
         r.summary.forEach { print($0) }
@@ -248,11 +237,7 @@ struct TrainStep: ParsableCommand {
             the communication the backward pass did not hide and the gradient sum's bandwidth.
             """)
 
-    @Option(help: "The experiment config (YAML).")
-    var config: String
-
-    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions
 
     @Option(parsing: .unconditional, help: "Input height (default: data.min_size[0]).")
     var height: Int?
@@ -266,7 +251,7 @@ struct TrainStep: ParsableCommand {
     @Option(parsing: .unconditional, help: "Timed steps after one warm-up step (the median is reported).")
     var steps: Int = 3
 
-    @OptionGroup var threadCount: ThreadCount
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
     var baseline = false
@@ -291,14 +276,14 @@ struct TrainStep: ParsableCommand {
         if let width, !(32...8192).contains(width) { throw ValidationError("--width \(width): expected 32 to 8192 pixels") }
         if let gradientOut {
             var read = ReadFiles()
-            read.add(config, as: "the config given to --config")
+            read.add(configOptions.config, as: "the config given to --config")
             if let problem = outputProblem(gradientOut, read: read) { throw ValidationError("--gradient-out \(gradientOut): \(problem)") }
         }
     }
 
     func run() throws {
         let experiment: ExperimentConfig
-        do { experiment = try loadConfig(path: config, overrides: overrides) } catch let e as ConfigErrors {
+        do { experiment = try loadConfig(path: configOptions.config, overrides: configOptions.overrides) } catch let e as ConfigErrors {
             FileHandle.standardError.write(Data((e.description + "\n").utf8))
             throw ExitCode(2)
         }
@@ -312,7 +297,7 @@ struct TrainStep: ParsableCommand {
             runs.append((regular, "regular convs"))
         }
         var results: [TrainStepResult] = []
-        threadCount.apply()
+        threadOptions.apply()
         // As dcn-train runs its steps.
         System.keepFreedMemoryForReuse()
         let group = ProcessGroup.world
@@ -378,11 +363,7 @@ struct DumpTraining: ParsableCommand {
             modulation) and the weights after the last step.
             """)
 
-    @Option(help: "The experiment config (YAML); model.task must be classification.")
-    var config: String
-
-    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions
 
     @Option(parsing: .unconditional, help: "Training steps to run and dump.")
     var steps: Int = 300
@@ -396,7 +377,7 @@ struct DumpTraining: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Write each step's batch (the twin needs them; --no-batches for long runs read through steps.jsonl).")
     var batches = true
 
-    @OptionGroup var threadCount: ThreadCount
+    @OptionGroup var threadOptions: ThreadOptions
 
     func validate() throws {
         if steps < 1 { throw ValidationError("--steps must be at least 1") }
@@ -411,11 +392,11 @@ struct DumpTraining: ParsableCommand {
 
     func run() throws {
         let experiment: ExperimentConfig
-        do { experiment = try loadConfig(path: config, overrides: overrides) } catch let e as ConfigErrors {
+        do { experiment = try loadConfig(path: configOptions.config, overrides: configOptions.overrides) } catch let e as ConfigErrors {
             FileHandle.standardError.write(Data((e.description + "\n").utf8))
             throw ExitCode(2)
         }
-        threadCount.apply()
+        threadOptions.apply()
         try dumpTraining(config: experiment, steps: steps, folder: out, gradientSteps: parsedGradientSteps!, writeBatches: batches)
     }
 }

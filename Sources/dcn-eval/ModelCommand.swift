@@ -1,6 +1,7 @@
 // dcn-eval model: inference of a trained checkpoint on the config's evaluation split, COCO-format
 // results, and the metrics (COCO for COCO/synthetic data, VOC AP50/AP70 for VOC data).
 import ArgumentParser
+import DCNCommandLine
 import DCNConfig
 import DCNData
 import DCNDistributed
@@ -21,14 +22,9 @@ struct ModelCommand: ParsableCommand {
             --flip set the config's test section (multi-scale and flipped testing, see configs/README.md).
             """)
 
-    @Option(help: "The experiment config the checkpoint was trained with (YAML).")
-    var config: String
+    @OptionGroup var configOptions: ConfigOptions
 
-    @Option(help: "A dcn-train checkpoint (.safetensors, or an output folder's `latest`).")
-    var checkpoint: String
-
-    @Option(name: .customLong("set"), help: "Override a config value (repeatable), e.g. data.test_min_size=600.")
-    var overrides: [String] = []
+    @OptionGroup var checkpointOptions: CheckpointOptions
 
     @Option(help: ArgumentHelp("Multi-scale testing: shorter sides, comma-separated (sets test.scales), e.g. 480,576,688,864,1200,1400.",
                                valueName: "sides"))
@@ -50,7 +46,10 @@ struct ModelCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The folder for the --draw pictures (default: a detections folder beside the detections file).", valueName: "dir"))
     var out: String?
 
-    @OptionGroup var threads: ThreadOptions
+    @OptionGroup var threadOptions: ThreadOptions
+
+    var config: String { configOptions.config }
+    var checkpoint: String { checkpointOptions.checkpoint }
 
     /// Where the detections go: `--results`, or eval_model_results.json beside the checkpoint.
     var resultsPath: String {
@@ -82,11 +81,11 @@ struct ModelCommand: ParsableCommand {
     }
 
     func run() throws {
-        Threads.set(threads.threads)
+        threadOptions.apply()
         System.keepFreedMemoryForReuse()
         // --scales and --flip are the test section's keys; they override the config and any --set.
         let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
-        let experiment = try loadExperiment(config, overrides: overrides + testOverrides)
+        let experiment = try loadExperiment(config, overrides: configOptions.overrides + testOverrides)
         try reportingEvaluationFailures(whenStopped: "before the evaluation finished; nothing was written") {
             // A classifier's split must have the checkpoint's classes (older checkpoints record none).
             let classes = experiment.model.task == .classification

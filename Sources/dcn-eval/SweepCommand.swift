@@ -1,6 +1,7 @@
 // dcn-eval sweep: trained detectors evaluated at several shorter sides of the test image (the
 // paper's Figure 4), optionally with multi-scale testing (Table 5): a Markdown table and an SVG chart.
 import ArgumentParser
+import DCNCommandLine
 import DCNAnnotations
 import DCNConfig
 import DCNDistributed
@@ -38,13 +39,12 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: "With --multi-scale, also merge the flipped images (test.flip).")
     var flip = false
 
-    @Option(name: .customLong("set"), help: "Override a config value in every config (repeatable).")
-    var overrides: [String] = []
+    @OptionGroup var overrideOptions: OverrideOptions
 
     @Option(help: "Output prefix: OUT.md, OUT.svg and the folder OUT/.")
     var out = "results/resolution_sweep"
 
-    @OptionGroup var threads: ThreadOptions
+    @OptionGroup var threadOptions: ThreadOptions
 
     var configList: [String] { configs.split(separator: ",").map(String.init) }
     var checkpointList: [String] { checkpoints.split(separator: ",").map(String.init) }
@@ -70,10 +70,10 @@ struct SweepCommand: ParsableCommand {
 
     func run() throws {
         lineBufferStandardOutput()  // one progress line per evaluation, as it ends
-        Threads.set(threads.threads)
+        threadOptions.apply()
         var models: [SweepModel] = []
         for (k, (path, checkpoint)) in zip(configList, checkpointList).enumerated() {
-            let config = try loadExperiment(path, overrides: overrides)
+            let config = try loadExperiment(path, overrides: overrideOptions.overrides)
             let label = labels.map { String($0.split(separator: ",")[k]) } ?? config.model.name
             models.append(SweepModel(label: label, config: config, checkpoint: checkpoint))
         }

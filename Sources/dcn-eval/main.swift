@@ -1,6 +1,7 @@
 // dcn-eval: COCO (bbox/segm) and PASCAL VOC evaluation, number for number with pycocotools
 // and py-faster-rcnn's voc_eval (issue 3). A `model` subcommand is added by the training work.
 import ArgumentParser
+import DCNCommandLine
 import DCNConfig
 import DCNDistributed
 import DCNEval
@@ -17,16 +18,6 @@ func printError(_ s: String) {
 struct ToolError: Error, CustomStringConvertible {
     let description: String
     init(_ s: String) { description = s }
-}
-
-/// Options every evaluation shares.
-struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: all cores, shared by the processes mpirun starts on the machine).")
-    var threads: Int = ProcessGroup.defaultThreads
-
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
 }
 
 /// `option path` must be a readable file: otherwise says why ("is a directory") and what is expected.

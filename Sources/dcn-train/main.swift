@@ -1,6 +1,7 @@
 // dcn-train: trains a DCNv2 detector from a YAML config, or prints its parameters and FLOPs.
 import ArgumentParser
 import DCNAnnotations
+import DCNCommandLine
 import DCNConfig
 import DCNDistributed
 import DCNModels
@@ -23,17 +24,12 @@ struct DCNTrain: ParsableCommand {
             Config errors are reported as `file: key.path (line L, column C): message` with exit status 2.
             """)
 
-    @Option(help: "The experiment config (YAML).")
-    var config: String
-
-    @Option(name: .customLong("set"), help: "Override a config value: --set solver.base_lr=0.01 (repeatable).")
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions
 
     @Option(help: "Continue from this checkpoint (or an output folder's `latest`).")
     var resume: String?
 
-    @Option(help: "Threads for our loops and OpenBLAS (default: all cores, shared by the processes mpirun starts on the machine).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Flag(help: "Print parameters and FLOPs per component at the configured input size, then exit.")
     var summary = false
@@ -45,7 +41,6 @@ struct DCNTrain: ParsableCommand {
     var force = false
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if json && !summary { throw ValidationError("--json goes with --summary") }
     }
 
@@ -54,7 +49,7 @@ struct DCNTrain: ParsableCommand {
         ignoreBrokenPipes()
         System.keepFreedMemoryForReuse()
         let group = summary ? nil : ProcessGroup.world
-        if let threads { Threads.set(threads) } else if ProcessGroup.launcherLocalProcesses > 1 { Threads.set(ProcessGroup.defaultThreads) }
+        threadOptions.apply()
         do {
             try trainOrSummarize(group ?? .single)
         } catch let errors as ConfigErrors {
@@ -80,10 +75,11 @@ struct DCNTrain: ParsableCommand {
     }
 
     func trainOrSummarize(_ group: ProcessGroup) throws {
+        let config = configOptions.config
         if let problem = fileProblem(config) {
             throw TrainingError("--config \(config) \(problem); expected a YAML config file", exitCode: 2)
         }
-        let experiment = try loadConfig(path: config, overrides: overrides)
+        let experiment = try loadConfig(path: config, overrides: configOptions.overrides)
         if summary && experiment.model.task == .classification {
             let classifier = try ImageClassifier(spec: classifierSpec(experiment, classes: experiment.model.classes ?? 1000))
             let s = try ModelSummary(classifier: classifier, size: experiment.data.cropSize)

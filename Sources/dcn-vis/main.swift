@@ -4,6 +4,7 @@
 // share of each kind of support that falls inside the objects.
 import ArgumentParser
 import DCNAnalysis
+import DCNCommandLine
 import DCNAnnotations
 import DCNConfig
 import DCNData
@@ -58,21 +59,6 @@ struct AnalysedModel {
     func image(_ original: RGBImage, size: Int?) throws -> AnalysisImage {
         // Another shorter side keeps the config's test aspect (the longest side scales with it).
         try AnalysisImage(original, size: size ?? config.data.testMinSize, maxSize: size.map { sweepMaxSize(config, shortEdge: $0) } ?? config.testMaxSize)
-    }
-}
-
-/// The layers whose sampling locations a picture shows: the node's stage's (res5 = layer4); for
-/// an RoI node, the RoI pooling's bins.
-func shownLayers(_ node: SupportNode, stage: String) -> (String) -> Bool {
-    if case .roi = node { return { $0 == "roi_bins" } }
-    let index = ["res2": 1, "res3": 2, "res4": 3, "res5": 4][stage] ?? 4
-    return { $0.contains("layer\(index).") }
-}
-
-func describe(_ node: SupportNode) -> String {
-    switch node {
-    case let .unit(stage, row, column): return "\(stage)[\(row), \(column)]"
-    case let .roi(box): return String(format: "2fc of RoI (%.0f, %.0f, %.0f, %.0f)", box.x1, box.y1, box.x2, box.y2)
     }
 }
 
@@ -139,22 +125,20 @@ func reporting(_ body: () throws -> Void) throws {
 }
 
 struct ModelOptions: ParsableArguments {
-    @Option(help: "The experiment config the checkpoint was trained with (YAML).")
-    var config: String
-    @Option(help: "A dcn-train checkpoint of that config.")
-    var checkpoint: String
-    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
-    var overrides: [String] = []
+    @OptionGroup var configOptions: ConfigOptions
+    @OptionGroup var checkpointOptions: CheckpointOptions
     @Option(parsing: .unconditional, help: "Shorter side of the image the network sees (default: the config's data.test_min_size).")
     var size: Int?
-    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).")
-    var threads: Int = System.defaultThreads
+    @OptionGroup var threadOptions: ThreadOptions
+
+    var config: String { configOptions.config }
+    var checkpoint: String { checkpointOptions.checkpoint }
+    var overrides: [String] { configOptions.overrides }
 
     func validate() throws {
         if let size, !shorterSideRange.contains(size) {
             throw ValidationError("--size \(size): expected a shorter side between \(shorterSideRange.lowerBound) and \(shorterSideRange.upperBound) pixels")
         }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         for (path, option) in [(config, "--config"), (checkpoint, "--checkpoint")] where !FileManager.default.isReadableFile(atPath: path) {
             throw ValidationError("\(option) \(path): no readable file there")
         }
@@ -172,7 +156,7 @@ struct NodeCommand {
         var read = checkpointInputs(config: options.config, checkpoint: options.checkpoint)
         read.add(path, as: "the image given to --image")
         try refuseOverwrite(picturePaths + [sidecarPath(out)], option: "--out", read)
-        Threads.set(options.threads)
+        options.threadOptions.apply()
         let model = try AnalysedModel(config: options.config, checkpoint: options.checkpoint, overrides: options.overrides)
         let original = try decodeImage(path: path)
         let image = try model.image(original, size: options.size)
@@ -196,55 +180,24 @@ struct NodeCommand {
         let start = Date()
         let support = try model.support.analyse(image, request, errorBound: tool == "saliency" || tool == "all" ? errorBound : nil)
         let seconds = Date().timeIntervalSince(start)
-        var node: [String: Any] = ["x": support.x, "y": support.y, "original_x": px, "original_y": py]
-        switch support.node {
-        case let .unit(stage, row, column): node["stage"] = stage; node["row"] = row; node["column"] = column
-        case let .roi(box): node["stage"] = "head (2fc)"; node["roi"] = [box.x1, box.y1, box.x2, box.y2].map(Double.init)
-        }
         var json: [String: Any] = [
             "tool": tool, "config": options.config, "checkpoint": options.checkpoint, "image": path,
             "network_input": ["height": image.image.height, "width": image.image.width, "scale": image.scale],
-            "node": node,
-            "response_norm": support.gradients.response.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot(),
             "regular_network_as_zero_offset_dconv": model.regular, "seconds": seconds,
         ]
+        let outputs = nodePictures(support, on: image.image, tools: tools, stage: stage)
+        json.merge(nodeNumbers(support, originalX: px, originalY: py)) { a, _ in a }
+        json.merge(outputs.numbers) { a, _ in a }
         var pictures: [String] = []
-        for (t, path) in zip(tools, picturePaths) {
-            let picture: RGBImage
-            switch t {
-            case "erf":
-                picture = receptiveFieldPicture(support, on: image.image)
-                let g = support.gradients
-                json["receptive_field"] = ["height": image.image.height, "width": image.image.width, "note": "|d ||f|| / d pixel| summed over RGB, row-major",
-                                           "values": (0..<image.image.height).flatMap { y in (0..<image.image.width).map { Double(g.receptiveField[y * g.width + $0]) } }]
-            case "sampling":
-                picture = samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: stage))
-                json["sampling_points"] = support.gradients.samples.map { ["layer": $0.layer, "x": $0.x, "y": $0.y, "weight": $0.weight] }
-            default:
-                picture = saliencyPicture(support, on: image.image)
-                let r = support.saliency!
-                json["saliency"] = ["error_bound": r.errorBound, "area_fraction": r.areaFraction, "error": r.error,
-                                    "curve": r.curve.map { ["area_fraction": $0.areaFraction, "error": $0.error] },
-                                    "mask_row_runs": runs(r.mask)]
-            }
+        for (picture, path) in zip(outputs.pictures, picturePaths) {
             try writeAtomically(try encodePNG(picture), to: path)
             pictures.append(path)
         }
         try writeJSON(json, to: sidecarPath(out))
-        print("\(tool): node \(describe(support.node)) at (\(Int(px)), \(Int(py))) in \(String(format: "%.1f", seconds)) s"
+        print("\(tool): node \(describeNode(support.node)) at (\(Int(px)), \(Int(py))) in \(String(format: "%.1f", seconds)) s"
               + (support.saliency.map { String(format: "; saliency region %.1f%% of the image, error %.3f", 100 * $0.areaFraction, $0.error) } ?? ""))
         print("pictures: \(pictures.joined(separator: ", "))\nnumbers: \(sidecarPath(out))")
     }
-}
-
-/// Run lengths of a row-major mask, starting with a run of false (possibly 0).
-func runs(_ mask: [Bool]) -> [Int] {
-    var out: [Int] = [], current = false, count = 0
-    for m in mask {
-        if m == current { count += 1 } else { out.append(count); current = m; count = 1 }
-    }
-    out.append(count)
-    return out
 }
 
 struct SingleNode: ParsableArguments {
@@ -301,48 +254,6 @@ struct Saliency: ParsableCommand {
     func run() throws { try node.run("saliency", errorBound: bound.errorBound) }
 }
 
-/// A node picked from the ground truth: a point and, for RoI nodes, a box (original pixels).
-struct AutomaticNode {
-    var name: String
-    var x: Double, y: Double
-    var box: (x1: Double, y1: Double, x2: Double, y2: Double)
-}
-
-/// The three automatic nodes of an image: the smallest and largest objects (their centres and
-/// boxes) and the background point farthest from every object (with a box of the median object's
-/// size around it).
-func automaticNodes(_ image: DatasetImage, width: Int, height: Int) -> [AutomaticNode] {
-    let boxes = image.objects.filter { !$0.ignore }.map(\.box)
-    var nodes: [AutomaticNode] = []
-    func node(_ name: String, _ b: Box) -> AutomaticNode {
-        AutomaticNode(name: name, x: Double(b.x1 + b.x2) / 2, y: Double(b.y1 + b.y2) / 2, box: (Double(b.x1), Double(b.y1), Double(b.x2), Double(b.y2)))
-    }
-    if let small = boxes.min(by: { $0.area < $1.area }), let large = boxes.max(by: { $0.area < $1.area }) {
-        nodes.append(node("small", small))
-        nodes.append(node("large", large))
-    }
-    var best = (x: Double(width) / 2, y: Double(height) / 2, distance: -1.0)
-    let step = max(4, min(width, height) / 32)
-    for y in stride(from: step / 2, to: height, by: step) {
-        for x in stride(from: step / 2, to: width, by: step) {
-            let d = boxes.map { b -> Double in
-                let dx = max(Double(b.x1) - Double(x), 0, Double(x) - Double(b.x2)), dy = max(Double(b.y1) - Double(y), 0, Double(y) - Double(b.y2))
-                return (dx * dx + dy * dy).squareRoot()
-            }.min() ?? Double.infinity
-            // Keep away from the border too: the support of a border node is cut off.
-            let score = min(d, Double(min(x, y, width - x, height - y)))
-            if score > best.distance { best = (Double(x), Double(y), score) }
-        }
-    }
-    let sorted = boxes.sorted { $0.area < $1.area }
-    let typical = sorted.isEmpty ? (w: Double(width) / 4, h: Double(height) / 4)
-        : (w: Double(sorted[sorted.count / 2].width), h: Double(sorted[sorted.count / 2].height))
-    let bx1 = max(0, best.x - typical.w / 2), by1 = max(0, best.y - typical.h / 2)
-    nodes.append(AutomaticNode(name: "background", x: best.x, y: best.y,
-                               box: (bx1, by1, min(Double(width), bx1 + typical.w), min(Double(height), by1 + typical.h))))
-    return nodes
-}
-
 struct Figure: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The paper's Figure 1 layout (models x nodes x the three analyses), or Figure 5's with --sizes.",
@@ -364,10 +275,8 @@ struct Figure: ParsableCommand {
     @OptionGroup var bound: SaliencyBound
     @Option(parsing: .unconditional, help: "Width of each picture in the figure, pixels.")
     var cellWidth: Int = 260
-    @Option(name: .customLong("set"), help: "Override a config value (repeatable).")
-    var overrides: [String] = []
-    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).")
-    var threads: Int = System.defaultThreads
+    @OptionGroup var overrideOptions: OverrideOptions
+    @OptionGroup var threadOptions: ThreadOptions
     @Option(help: "The figure (PNG).")
     var out: String
 
@@ -379,7 +288,7 @@ struct Figure: ParsableCommand {
 
     func run() throws {
         try reporting {
-            Threads.set(threads)
+            threadOptions.apply()
             let checkpointList = checkpoints.split(separator: ",").map(String.init)
             var configList = configs.split(separator: ",").map(String.init)
             if configList.count == 1 { configList = Array(repeating: configList[0], count: checkpointList.count) }
@@ -403,7 +312,7 @@ struct Figure: ParsableCommand {
                 read.add(checkpoint, as: "the checkpoint \(checkpoint) given to --checkpoints")
             }
             try refuseOverwrite([out], option: "--out", read)
-            let models = try zip(configList, checkpointList).map { try AnalysedModel(config: $0, checkpoint: $1, overrides: overrides) }
+            let models = try zip(configList, checkpointList).map { try AnalysedModel(config: $0, checkpoint: $1, overrides: overrideOptions.overrides) }
             guard let dataset = models[0].dataset, !dataset.images.isEmpty else { throw VisError("\(configList[0]): the config names no evaluation split with images") }
             let names = images.map { $0.split(separator: ",").map(String.init) } ?? [dataset.images[0].name]
             var rows: [[(caption: String, image: RGBImage)]] = [], titles: [String] = []
@@ -459,34 +368,20 @@ struct Focus: ParsableCommand {
 
     func run() throws {
         try reporting {
-            Threads.set(model.threads)
+            model.threadOptions.apply()
             if let json { try refuseOverwrite([json], option: "--json", checkpointInputs(config: model.config, checkpoint: model.checkpoint)) }
             let analysed = try AnalysedModel(config: model.config, checkpoint: model.checkpoint, overrides: model.overrides)
             guard let dataset = analysed.dataset else { throw VisError("\(model.config): the config names no evaluation split") }
-            var erfInside: [Double] = [], saliencyInside: [Double] = [], perObject: [[String: Any]] = []
             let start = Date()
-            outer: for entry in dataset.images {
-                let objects = entry.objects.filter { !$0.ignore }
-                if objects.isEmpty { continue }
-                let original = try decodeImage(path: entry.path)
-                let image = try analysed.image(original, size: model.size)
-                for object in objects {
-                    if erfInside.count >= maxObjects { break outer }
-                    let s = image.scale
-                    let b = (x1: Double(object.box.x1) * s, y1: Double(object.box.y1) * s, x2: Double(object.box.x2) * s, y2: Double(object.box.y2) * s)
-                    let support = try analysed.support.analyse(image, .point(stage: node, x: (b.x1 + b.x2) / 2, y: (b.y1 + b.y2) / 2), errorBound: bound.errorBound)
-                    let shares = insideShares(support, box: b, width: image.image.width, height: image.image.height)
-                    erfInside.append(shares.erf)
-                    saliencyInside.append(shares.saliency)
-                    perObject.append(["image": entry.name, "label": dataset.classNames[object.label - 1], "erf_inside": shares.erf,
-                                      "saliency_inside": shares.saliency, "saliency_area_fraction": support.saliency?.areaFraction ?? 0])
-                }
+            let objects = try focusSurvey(analysed.support, dataset: dataset, stage: node, errorBound: bound.errorBound, maxObjects: maxObjects) {
+                try analysed.image($0, size: model.size)
             }
+            let erfInside = objects.map(\.erfInside), saliencyInside = objects.map(\.saliencyInside), perObject = objects.map(\.numbers)
             guard !erfInside.isEmpty else { throw VisError("the evaluation split has no objects") }
-            let summary: [String: Any] = ["objects": erfInside.count, "erf_inside": statistics(erfInside), "saliency_inside": statistics(saliencyInside),
+            let summary: [String: Any] = ["objects": erfInside.count, "erf_inside": meanAndQuartiles(erfInside), "saliency_inside": meanAndQuartiles(saliencyInside),
                                           "config": model.config, "checkpoint": model.checkpoint, "node": node, "error_bound": bound.errorBound]
             func line(_ name: String, _ v: [Double]) -> String {
-                let s = statistics(v)
+                let s = meanAndQuartiles(v)
                 return String(format: "%@  mean %.3f  quartiles %.3f / %.3f / %.3f", name, s["mean"]!, s["q1"]!, s["median"]!, s["q3"]!)
             }
             print("\(erfInside.count) objects, nodes at the box centres (\(node)), \(String(format: "%.0f", Date().timeIntervalSince(start))) s")
@@ -519,7 +414,7 @@ struct Dilation: ParsableCommand {
         try reporting {
             let read = checkpointInputs(config: model.config, checkpoint: model.checkpoint)
             try refuseOverwrite([json, markdown].compactMap { $0 }, option: "--json/--markdown", read)
-            Threads.set(model.threads)
+            model.threadOptions.apply()
             let analysed = try AnalysedModel(config: model.config, checkpoint: model.checkpoint, overrides: model.overrides)
             guard let dataset = analysed.dataset else { throw VisError("\(model.config): the config names no evaluation split") }
             var survey = DilationSurvey()
@@ -528,56 +423,18 @@ struct Dilation: ParsableCommand {
                 let image = try analysed.image(try decodeImage(path: entry.path), size: model.size)
                 try survey.add(backbone: analysed.support.backbone, image: image, boxes: entry.objects.filter { !$0.ignore }.map(\.box), ws)
             }
-            let layers = Dictionary(analysed.support.backbone.deformableLayers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            let regular: (String) -> Double? = { name in layers[name].map { Double($0.options.dilationH * $0.inputStride) } }
+            let regular = regularKernelDilation(analysed.support.backbone)
             let table = survey.markdown(regularValue: regular)
             print("effective dilation (image pixels), mean ± std (nodes), \(min(maxImages, dataset.images.count)) images of \(model.config)"
                   + (analysed.regular ? " (a regular network: res5 analysed with zero offsets)" : ""))
             print(table, terminator: "")
             if let markdown { try writeAtomically(Data(table.utf8), to: markdown) }
             if let json {
-                var rows: [[String: Any]] = []
-                for layer in survey.layers {
-                    for region in NodeRegion.allCases {
-                        guard let s = survey.statistics(layer, region) else { continue }
-                        rows.append(["layer": layer, "region": region.rawValue, "mean": s.mean, "std": s.std, "nodes": s.nodes,
-                                     "regular_kernel": regular(layer) ?? 0])
-                    }
-                }
                 try writeJSON(["config": model.config, "checkpoint": model.checkpoint, "images": min(maxImages, dataset.images.count),
-                               "regular_network": analysed.regular, "unit": "image pixels", "layers": rows], to: json)
+                               "regular_network": analysed.regular, "unit": "image pixels", "layers": survey.rows(regularValue: regular)], to: json)
             }
         }
     }
-}
-
-/// The share of the ERF mass and of the saliency region's pixels inside `box` (resized pixels).
-func insideShares(_ support: NodeSupport, box: (x1: Double, y1: Double, x2: Double, y2: Double), width: Int, height: Int) -> (erf: Double, saliency: Double) {
-    let g = support.gradients
-    var inside = 0.0, total = 0.0, regionInside = 0, region = 0
-    for y in 0..<height {
-        for x in 0..<width {
-            let v = Double(g.receptiveField[y * g.width + x])
-            let isInside = Double(x) + 0.5 >= box.x1 && Double(x) + 0.5 <= box.x2 && Double(y) + 0.5 >= box.y1 && Double(y) + 0.5 <= box.y2
-            total += v
-            if isInside { inside += v }
-            if let r = support.saliency, r.mask[y * width + x] {
-                region += 1
-                if isInside { regionInside += 1 }
-            }
-        }
-    }
-    return (total > 0 ? inside / total : 0, region > 0 ? Double(regionInside) / Double(region) : 0)
-}
-
-/// Mean and quartiles (linear interpolation between order statistics).
-func statistics(_ values: [Double]) -> [String: Double] {
-    let v = values.sorted()
-    func quantile(_ q: Double) -> Double {
-        let p = q * Double(v.count - 1), i = Int(p.rounded(.down)), f = p - Double(i)
-        return i + 1 < v.count ? v[i] * (1 - f) + v[i + 1] * f : v[i]
-    }
-    return ["mean": v.reduce(0, +) / Double(v.count), "q1": quantile(0.25), "median": quantile(0.5), "q3": quantile(0.75)]
 }
 
 struct All: ParsableCommand {

@@ -9,7 +9,7 @@ let paperRows = [
 ]
 
 func loadRepositoryConfig(_ file: String, overrides: [String] = []) throws -> ExperimentConfig {
-    try loadConfig(path: repositoryRoot.appendingPathComponent(file).path, overrides: overrides)
+    try loadConfig(path: repositoryURL.appendingPathComponent(file).path, overrides: overrides)
 }
 
 @Suite struct ConfigFileTests {

@@ -7,7 +7,7 @@ import DCNConfig
 /// The error lines of loading `yaml` as `name`, or nil if it loaded.
 private func errors(_ yaml: String, name: String = "test.yaml", overrides: [String] = []) -> [String]? {
     do {
-        _ = try loadConfig(yaml: yaml, name: name, directory: repositoryRoot.appendingPathComponent("configs").path, overrides: overrides)
+        _ = try loadConfig(yaml: yaml, name: name, directory: repositoryURL.appendingPathComponent("configs").path, overrides: overrides)
         return nil
     } catch let e as ConfigErrors {
         return e.errors.map(\.description)
@@ -132,7 +132,7 @@ func impossibleTestSettingsAreRejected(yaml: String, key: String, message: Strin
 
 @Test func multiScaleSettingsGiveTheViews() throws {
     let c = try loadConfig(yaml: "model:\n  name: x\ndata:\n  format: synth\n  root: x\ntest:\n  scales: [600, 1400]\n  max_size: 2400\n  flip: true",
-                           name: "test.yaml", directory: repositoryRoot.appendingPathComponent("configs").path)
+                           name: "test.yaml", directory: repositoryURL.appendingPathComponent("configs").path)
     #expect(c.isMultiViewTest && c.testMaxSize == 2400)
     #expect(c.testViews.map(\.description) == ["600", "1400", "600 flipped", "1400 flipped"])
     let plain = ExperimentConfig()

@@ -12,7 +12,7 @@ import DCNConfig
 
     /// section key -> (snake_case property name -> doc comment), read from the source.
     static func docComments() throws -> [String: [String: String]] {
-        let source = try String(contentsOf: repositoryRoot.appendingPathComponent("Sources/DCNConfig/Sections.swift"), encoding: .utf8)
+        let source = try String(contentsOf: repositoryURL.appendingPathComponent("Sources/DCNConfig/Sections.swift"), encoding: .utf8)
         var result: [String: [String: String]] = [:]
         var section: String?
         var pending: [String] = []
@@ -70,7 +70,7 @@ import DCNConfig
     }
 
     @Test func readmeReferenceIsUpToDate() throws {
-        let url = repositoryRoot.appendingPathComponent("configs/README.md")
+        let url = repositoryURL.appendingPathComponent("configs/README.md")
         let readme = try String(contentsOf: url, encoding: .utf8)
         guard let start = readme.range(of: Self.begin), let stop = readme.range(of: Self.end) else {
             Issue.record("configs/README.md lacks the field reference markers")
@@ -86,7 +86,7 @@ import DCNConfig
     }
 
     @Test func everyKeyAppearsInTheReadme() throws {
-        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("configs/README.md"), encoding: .utf8)
+        let readme = try String(contentsOf: repositoryURL.appendingPathComponent("configs/README.md"), encoding: .utf8)
         for (section, keys) in ExperimentConfig.schemaKeys {
             #expect(readme.contains("### `\(section)`"))
             for key in keys { #expect(readme.contains("| `\(key)` |"), "\(section).\(key)") }

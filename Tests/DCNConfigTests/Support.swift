@@ -1,11 +1,12 @@
 import Foundation
 import DCNConfig
+import TestSupport
 
-/// The repository root, found from this file's path.
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+/// The repository root (TestSupport's) as a URL.
+let repositoryURL = URL(fileURLWithPath: repositoryRoot)
 
 /// Tests/Fixtures/configs/
-let fixtureDirectory = repositoryRoot.appendingPathComponent("Tests/Fixtures/configs").path
+let fixtureDirectory = repositoryURL.appendingPathComponent("Tests/Fixtures/configs").path
 
 func fixture(_ name: String) -> String { fixtureDirectory + "/" + name }
 
@@ -24,7 +25,7 @@ func loadErrors(_ name: String, overrides: [String] = []) -> [String]? {
 
 /// Every YAML file under configs/, relative to the repository root.
 func configFiles() -> [String] {
-    let root = repositoryRoot.appendingPathComponent("configs")
+    let root = repositoryURL.appendingPathComponent("configs")
     guard let walker = FileManager.default.enumerator(atPath: root.path) else { return [] }
     return walker.compactMap { $0 as? String }.filter { $0.hasSuffix(".yaml") }.sorted().map { "configs/" + $0 }
 }

@@ -3,6 +3,7 @@
 // error names the file and the entry; `dcn-data check` and `dcn-train` load through these calls.
 import DCNData
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
 

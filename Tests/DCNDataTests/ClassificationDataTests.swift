@@ -4,13 +4,11 @@
 import DCNData
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 
 /// Absolute path of a file under Tests/Fixtures/classification.
-func classificationFixture(_ name: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/classification").appendingPathComponent(name).path
-}
+func classificationFixture(_ name: String) -> String { fixturePath("classification/" + name) }
 
 /// Random values recorded from torch, returned in order.
 struct RecordedDraws: CropDraws {

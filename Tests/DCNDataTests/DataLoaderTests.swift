@@ -4,6 +4,7 @@
 import DCNData
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 
 /// A small synthetic dataset written once for the loader tests.

@@ -4,21 +4,9 @@ import DCNData
 import DCNEval
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
-
-/// Absolute path of a file under Tests/Fixtures.
-func dataFixture(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
-}
-
-/// A fresh temporary folder for one test.
-func temporaryFolder(_ name: String) throws -> String {
-    let dir = NSTemporaryDirectory() + "dcn-data-tests-\(name)-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 func writeText(_ text: String, _ path: String) throws {
     try Data(text.utf8).write(to: URL(fileURLWithPath: path))
@@ -28,7 +16,7 @@ func writeText(_ text: String, _ path: String) throws {
 struct DatasetTests {
     @Test("COCO fixture: 100 images, 839 objects, contiguous labels, crowd kept as ignore")
     func cocoFixture() throws {
-        let d = try Dataset.coco(annotations: dataFixture("coco/instances_val2014_100.json"), imageRoot: "/images", skipEmpty: false)
+        let d = try Dataset.coco(annotations: fixturePath("coco/instances_val2014_100.json"), imageRoot: "/images", skipEmpty: false)
         #expect(d.warnings.isEmpty)
         #expect(d.images.count == 100)
         #expect(d.objectCount == 839)
@@ -128,7 +116,7 @@ struct DatasetTests {
 
     @Test("VOC fixture: 0-based boxes, difficult as ignore (or dropped), sizes, class labels")
     func vocFixture() throws {
-        let devkit = dataFixture("voc/VOCdevkit/VOC2007")
+        let devkit = fixturePath("voc/VOCdevkit/VOC2007")
         let d = try Dataset.voc(devkits: [devkit], splits: ["test"])
         #expect(d.warnings.isEmpty)
         #expect(d.images.count == 25 && d.objectCount == 69)

@@ -6,6 +6,7 @@ import DCNData
 import DCNEval
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
 
@@ -38,8 +39,8 @@ enum MutatedFile: String, CaseIterable, CustomStringConvertible {
         switch self {
         case .jpeg: imageFixture("exif_6.jpg")
         case .png: imageFixture("palette.png")
-        case .vocAnnotation: dataFixture("voc/VOCdevkit/VOC2007/Annotations/000005.xml")
-        case .cocoInstances: dataFixture("coco/fuzz_gt.json")
+        case .vocAnnotation: fixturePath("voc/VOCdevkit/VOC2007/Annotations/000005.xml")
+        case .cocoInstances: fixturePath("coco/fuzz_gt.json")
         }
     }
 
@@ -117,14 +118,14 @@ enum StructuredDefect: String, CaseIterable, CustomStringConvertible {
         switch self {
         case .deepXMLNesting:
             // One element of the fixture's first object replaced by `depth` nested elements.
-            let xml = try String(contentsOfFile: dataFixture("voc/VOCdevkit/VOC2007/Annotations/000005.xml"), encoding: .utf8)
+            let xml = try String(contentsOfFile: fixturePath("voc/VOCdevkit/VOC2007/Annotations/000005.xml"), encoding: .utf8)
             let element = ["<pose>Unspecified</pose>", "<truncated>0</truncated>", "<difficult>0</difficult>"].randomElement(using: &random)!
             let depth = [65, 100, 1000, 50_000].randomElement(using: &random)!
             let nested = String(repeating: "<x>", count: depth) + String(repeating: "</x>", count: depth)
             try writeText(xml.replacingOccurrences(of: element, with: nested), path)
             return "elements nested more than 64 levels deep"
         case .duplicateAnnotationID, .badPolygon:
-            let data = try Data(contentsOf: URL(fileURLWithPath: dataFixture("coco/fuzz_gt.json")))
+            let data = try Data(contentsOf: URL(fileURLWithPath: fixturePath("coco/fuzz_gt.json")))
             var file = try JSONSerialization.jsonObject(with: data) as! [String: Any]
             var annotations = file["annotations"] as! [[String: Any]]
             let k = Int.random(in: 1..<annotations.count, using: &random)

@@ -4,13 +4,11 @@
 import DCNData
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 
 /// Absolute path of a file under Tests/Fixtures/images (works in any checkout).
-func imageFixture(_ name: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/images").appendingPathComponent(name).path
-}
+func imageFixture(_ name: String) -> String { fixturePath("images/" + name) }
 
 func fixtureBytes(_ name: String) throws -> Data {
     try Data(contentsOf: URL(fileURLWithPath: imageFixture(name)))

@@ -5,6 +5,7 @@ import DCNData
 import DCNEval
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
 

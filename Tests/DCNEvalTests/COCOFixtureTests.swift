@@ -1,13 +1,8 @@
 import DCNEval
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
-
-/// Absolute path of a file under Tests/Fixtures.
-func fixturePath(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
-}
 
 struct ExpectedCase: Decodable, Sendable, CustomStringConvertible {
     let ground_truth: String

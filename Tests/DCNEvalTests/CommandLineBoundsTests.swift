@@ -2,6 +2,7 @@
 // against the machine's memory) before anything is allocated or created, and negative or
 // degenerate values get a message that says what is expected, not "Missing value".
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("Command-line counts, sizes and negative values")

@@ -4,6 +4,7 @@
 // call must also return within a second, and every error must name the file it comes from.
 import DCNEval
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
 

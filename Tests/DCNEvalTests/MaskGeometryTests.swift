@@ -3,6 +3,7 @@
 // binary output must be identical, and the float values under the thresholds bit for bit equal.
 import DCNAnnotations
 import Foundation
+import TestSupport
 import Testing
 
 private struct MaskFixture<Case: Decodable & Sendable>: Decodable, Sendable {

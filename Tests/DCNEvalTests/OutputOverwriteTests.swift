@@ -2,6 +2,7 @@
 // before anything is written, for every tool option that writes a file. Each case checks the
 // message and that the file it named still has its bytes (and a symlink is still a symlink).
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("No tool writes onto a file it reads")

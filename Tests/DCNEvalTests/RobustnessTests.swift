@@ -3,15 +3,9 @@
 // error names the file and the entry at fault.
 import DCNEval
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
-
-/// A fresh temporary folder for one test.
-func temporaryFolder(_ name: String) throws -> String {
-    let dir = NSTemporaryDirectory() + "dcn-eval-tests-\(name)-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 /// Writes `text` to `folder/name` and returns the path.
 @discardableResult

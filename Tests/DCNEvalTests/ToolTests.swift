@@ -1,53 +1,8 @@
 // The built dcn-eval and dcn-data on bad input (issue 12): each run ends (a hang is killed and
 // reported), exits non-zero and says on stderr which path or entry is wrong and what is expected.
 import Foundation
+import TestSupport
 import Testing
-
-/// The repository root (for configs/).
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-/// What one run of a built tool did.
-struct ToolRun: CustomStringConvertible {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-    let seconds: Double
-    let timedOut: Bool
-    var description: String { "status \(status)\(timedOut ? " (killed: timed out)" : ""), \(seconds) s\nstdout: \(stdout)\nstderr: \(stderr)" }
-}
-
-struct ToolNotBuilt: Error, CustomStringConvertible { let description: String }
-
-/// Runs the tool `name` built beside the test bundle (`swift build --build-tests`), killing it
-/// after `timeout` seconds; output goes through files (no pipe to fill up).
-func runBuiltTool(_ name: String, _ arguments: [String], timeout: Double = 30) throws -> ToolRun {
-    let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    guard let tool = [here, here.deletingLastPathComponent()].map({ $0.appendingPathComponent(name) })
-        .first(where: { FileManager.default.isExecutableFile(atPath: $0.path) })
-    else { throw ToolNotBuilt(description: "\(name) is not built next to the tests in \(here.path)") }
-    let folder = try temporaryFolder("run-\(name)")
-    defer { try? FileManager.default.removeItem(atPath: folder) }
-    let outPath = folder + "/stdout", errPath = folder + "/stderr"
-    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    let process = Process()
-    process.executableURL = tool
-    process.arguments = arguments
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    let finished = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in finished.signal() }
-    let start = Date()
-    try process.run()
-    let timedOut = finished.wait(timeout: .now() + timeout) == .timedOut
-    if timedOut {
-        process.terminate()
-        finished.wait()
-    }
-    func text(_ path: String) -> String { String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
-    return ToolRun(status: process.terminationStatus, stdout: text(outPath), stderr: text(errPath),
-                   seconds: Date().timeIntervalSince(start), timedOut: timedOut)
-}
 
 @Suite("Command-line tools on bad input")
 struct ToolTests {

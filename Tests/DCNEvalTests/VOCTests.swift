@@ -1,5 +1,6 @@
 import DCNEval
 import Foundation
+import TestSupport
 import Testing
 import DCNAnnotations
 

@@ -1,15 +1,11 @@
 // ResNet backbones: torchvision parity, weight files, deformable stages, frozen stages, gradients.
-import DCNBench
+import DCNVerify
 import DCNModels
 import DCNOps
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
-
-func fixturePath(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
-}
 
 /// A small bottleneck ResNet (the fixture's shape) with the given 3x3 conv kinds.
 func smallSpec(_ kinds: [ConvKind] = [.regular, .regular, .regular, .regular], frozen: Int = 0,

@@ -1,7 +1,9 @@
 // NMS and the box IoU matrix: torchvision's fixture and hand-made cases (timing: `dcn-bench roi`).
 import DCNBench
+import DCNVerify
 import DCNOps
 import DCNTensor
+import TestSupport
 import Testing
 
 @Test func nmsFixture() throws {

@@ -1,7 +1,8 @@
 // conv2d and deform_conv2d against torchvision fixtures, finite differences and invariants.
-import DCNBench
+import DCNVerify
 import DCNOps
 import DCNTensor
+import TestSupport
 import Testing
 
 let convFixtures = [

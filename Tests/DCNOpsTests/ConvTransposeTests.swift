@@ -1,8 +1,9 @@
 // conv_transpose2d against PyTorch fixtures, finite differences, its relation to conv2d, thread
 // determinism and errors.
-import DCNBench
+import DCNVerify
 import DCNOps
 import DCNTensor
+import TestSupport
 import Testing
 
 let convTransposeFixtures = [

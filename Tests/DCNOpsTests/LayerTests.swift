@@ -1,7 +1,8 @@
 // Basic layers: fixtures from PyTorch, finite-difference gradient checks, invariants, errors.
-import DCNBench
+import DCNVerify
 import DCNOps
 import DCNTensor
+import TestSupport
 import Testing
 
 /// A tensor of uniform values in [lo, hi) from a fixed seed (non-integer sample points).

@@ -1,8 +1,9 @@
 // Losses: fixtures from PyTorch, finite-difference gradient checks, invariants, errors.
-import DCNBench
+import DCNVerify
 import DCNOps
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 
 let lossFixtures = [

@@ -1,9 +1,10 @@
 // RoIAlign, RoIPool and (modulated) deformable RoI pooling: reference fixtures, finite
-// differences, invariants, thread-count determinism, input validation, and a tiny run of the
-// `dcn-bench roi` benchmark.
-import DCNBench
+// differences, invariants, thread-count determinism, input validation (the `dcn-bench roi`
+// benchmark's tiny run is in BenchmarkTests.swift).
+import DCNVerify
 import DCNOps
 import DCNTensor
+import TestSupport
 import Testing
 
 @Test(arguments: ["roi_align_aligned", "roi_align_legacy", "roi_align_adaptive", "roi_pool",
@@ -342,26 +343,4 @@ struct RoIThreadDeterminism {
     let emptyAlign = try roiAlignForward(input: flat, rois: one,
                                          options: RoIAlignOptions(outputHeight: 2, outputWidth: 2, spatialScale: 1))
     #expect(emptyAlign.shape == [1, 2, 2, 2] && emptyAlign.data.allSatisfy { $0 == 0 })
-}
-
-// MARK: - `dcn-bench roi` (the timings live there) runs at a tiny size
-
-@Test func roiBenchmarkReportsEveryOp() throws {
-    let threads = Threads.count
-    var timings = [RoITiming]()
-    try runRoIBenchmark(rois: 6, channels: 3, height: 10, width: 12, boxes: 200, repeats: 1) {
-        timings.append($0)
-    }
-    #expect(timings.map { "\($0.op) \($0.pass ?? "-")" } == [
-        "roi_align fwd", "roi_align bwd", "roi_pool fwd", "roi_pool bwd", "mdpool fwd", "mdpool bwd", "nms -",
-    ])
-    for t in timings {
-        #expect(t.ms.isFinite && t.ms > 0, "\(t.op) \(t.pass ?? "")")
-        #expect(t.threads == threads)
-        if t.op == "nms" {
-            #expect(t.boxes == 200 && t.iou == 0.7 && (1...200).contains(t.kept ?? 0))
-        } else {
-            #expect(t.rois == 6 && t.channels == 3 && t.height == 10 && t.width == 12)
-        }
-    }
 }

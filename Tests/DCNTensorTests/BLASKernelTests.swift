@@ -2,6 +2,7 @@
 // task-scoped thread counts.
 import DCNTensor
 import Foundation
+import TestSupport
 import Testing
 
 private let emeraldRapids = CPUFeatures(vendor: "GenuineIntel", family: 6, model: 207, avx2: true, avx512: true, avx512bf16: true)
@@ -73,31 +74,6 @@ private let oldCPU = CPUFeatures(vendor: "GenuineIntel", family: 6, model: 23, a
     async let b = Task { Threads.with(4) { (0..<1000).map { _ in Threads.count } } }.value
     let (ca, cb) = await (a, b)
     #expect(Set(ca) == [1] && Set(cb) == [4])
-}
-
-/// The built `dcn-bench`, beside the test executable in the build folder.
-func builtTool(_ name: String) throws -> URL {
-    let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    for folder in [here, here.deletingLastPathComponent()] {
-        let url = folder.appendingPathComponent(name)
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    throw BLASKernelError(description: "\(name) is not built next to the tests in \(here.path)")
-}
-
-/// Runs a tool with `environment` added to this process's, and returns its exit status, stdout and stderr.
-func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String, String) {
-    let process = Process()
-    process.executableURL = try builtTool(name)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
 
 @Test func kernelsSwitchInProcessAndTheUsersChoiceIsKept() throws {

@@ -5,6 +5,7 @@ import DCNModels
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 /// Table 6's parameter differences (M) from each architecture's regular network: DCNv1 (dconv in

@@ -5,6 +5,7 @@ import DCNConfig
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct DeformationLog {

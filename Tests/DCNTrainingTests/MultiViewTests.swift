@@ -7,6 +7,7 @@ import DCNOps
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 func boxesClose(_ a: Box, _ b: Box, _ tolerance: Float = 1e-4) -> Bool {

@@ -8,6 +8,7 @@ import DCNOps
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct OffsetsOnly {

@@ -7,6 +7,7 @@ import DCNOps
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 /// A model with one parameter whose "training step" is `step` (the tests' stand-in for a detector).

@@ -6,6 +6,7 @@ import DCNConfig
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 /// Names in `folder`, sorted.
@@ -237,16 +238,6 @@ func expectTrainingError(_ exitCode: Int32, _ fragments: [String], sourceLocatio
             #expect(error.message.contains("'iteration' is 'ten'") && !error.message.contains("'format'"), "\(error.message)")
         }
     }
-}
-
-/// Waits up to `seconds` for `condition`.
-func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while !condition() {
-        if Date() >= deadline { return false }
-        usleep(50_000)
-    }
-    return true
 }
 
 /// dcn-train on the tiny set for 100,000 iterations with no checkpoint before the end, and its

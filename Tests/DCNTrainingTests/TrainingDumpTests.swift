@@ -6,6 +6,7 @@ import DCNModels
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 /// Four steps of a DCNv2 classifier dumped by `dumpTraining` end on weights bit-equal to those of

@@ -5,19 +5,8 @@ import DCNModels
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
-
-func repositoryPath(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(relative).path
-}
-
-func temporaryDirectory(_ name: String) -> String {
-    let path = NSTemporaryDirectory() + "dcn-training-\(getpid())-\(name)"
-    try? FileManager.default.removeItem(atPath: path)
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 @Test func learningRateScheduleWarmsUpAndSteps() {
     let s = LearningRateSchedule(baseLR: 0.02, warmupIterations: 100, warmupFactor: 0.001, steps: [300, 400], gamma: 0.1)
@@ -235,7 +224,7 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
 
 /// The paper's Table 1 Mask R-CNN parameter column: differences to the aligned-RoIpooling row
 /// (0.1 M rounding there, 0.15 M allowed). mdconv@c3~c5 + mdpool differs from the paper by the
-/// same ~0.7 M as the Faster R-CNN column (the mdpool branch's layout; README), so there the mask
+/// same ~0.7 M as the Faster R-CNN column (the mdpool branch's layout; docs/tables-1-3-ablation.md, "Parameters and FLOPs"), so there the mask
 /// column's difference must equal the Faster R-CNN column's exactly.
 @Test func maskRCNNRowsDifferByTheTableOneParameterCounts() throws {
     func parameters(_ detector: String, _ row: String) throws -> Int {

@@ -1,13 +1,7 @@
-// Shared helpers for op tests: fixture paths, the weighted-sum loss, and finite differences.
+// Shared helpers for op tests: the weighted-sum loss and finite differences.
 import DCNTensor
 import Foundation
 import Testing
-
-/// Absolute path of a file under Tests/Fixtures (works from any checkout, no ../shared needed).
-func fixturePath(_ relative: String) -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").appendingPathComponent(relative).path
-}
 
 /// sum(output * weights) accumulated in Double: the scalar whose gradient backward computes
 /// when it is fed `weights` as the output gradient.

@@ -4,6 +4,7 @@
 import DCNTensor
 import DCNTraining
 import Foundation
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct ProcessAgreementTests {

@@ -3,6 +3,7 @@
 // is a clear error.
 import DCNData
 import Foundation
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct VisTool {
