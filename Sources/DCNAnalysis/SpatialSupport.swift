@@ -53,13 +53,13 @@ public struct NodeGradients {
 /// gradients are computed) and the deformable layers' observers are set during `gradients`.
 public final class BackboneSupport {
     public let backbone: ResNet
-    public let head: RoIHead?
+    public let head: BoxHead?
     let ws = Workspace()
 
-    public init(backbone: ResNet, head: RoIHead? = nil) {
+    public init(backbone: ResNet, head: BoxHead? = nil) {
         self.backbone = backbone
         self.head = head
-        for p in backbone.parameters.all + (head.map { $0.headParameters + $0.poolingParameters } ?? []) { p.trainable = false }
+        for p in backbone.parameters.all + (head?.parameters ?? []) { p.trainable = false }
     }
 
     /// The feature-map position of image pixel (x, y) in a stage whose map is `featureHeight` x
@@ -77,7 +77,7 @@ public final class BackboneSupport {
     }
 
     /// The node's vector, and for an RoI node the head's pass (whose backward gives dRes5).
-    func vector(_ features: FeatureMaps, _ node: SupportNode) throws -> (vector: [Float], head: TrainingPass<Tensor, Tensor, Tensor>?) {
+    func vector(_ features: FeatureMaps, _ node: SupportNode) throws -> (vector: [Float], head: TrainingPass<Tensor, Tensor, FeatureMaps>?) {
         switch node {
         case let .unit(stage, row, column):
             guard let map = features[stage] else { throw ShapeError("the backbone has no stage \(stage) (res2...res5)") }
@@ -87,8 +87,8 @@ public final class BackboneSupport {
             }
             return ((0..<c).map { map.data[($0 * h + row) * w + column] }, nil)
         case let .roi(box):
-            guard let head, let res5 = features["res5"] else { throw ShapeError("an RoI node needs the detector's RoI head") }
-            let pass = try head.embed(res5, rois: try Tensor(shape: [1, 5], data: [0, box.x1, box.y1, box.x2, box.y2]), ws)
+            guard let head, features[head.inFeature] != nil else { throw ShapeError("an RoI node needs the detector's RoI head") }
+            let pass = try head.embed(features, rois: try Tensor(shape: [1, 5], data: [0, box.x1, box.y1, box.x2, box.y2]), ws)
             return (pass.output.data, pass)
         }
     }
@@ -129,7 +129,7 @@ public final class BackboneSupport {
             for (c, v) in unit.enumerated() { seed.data[(c * h + row) * w + column] = v }
             seeds = FeatureMaps([stage: seed])
         case .roi:
-            seeds = FeatureMaps(["res5": try headPass!.backward(try Tensor(shape: [1, unit.count], data: unit))])
+            seeds = try headPass!.backward(try Tensor(shape: [1, unit.count], data: unit))
         }
         guard let dInput = try backbone.backward(seeds, cache: cache!, wantInput: true, allStages: true, ws) else {
             throw ShapeError("the backbone's backward did not reach the input")

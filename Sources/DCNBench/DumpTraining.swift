@@ -130,7 +130,7 @@ final class RecordingClassifier: TrainableModel {
     var lastBatch: (images: Tensor, labels: [Int])?
     init(_ classifier: ImageClassifier) { self.classifier = classifier }
     var parameters: ParameterList { classifier.parameters }
-    var lossNames: [String] { classifier.lossNames }
+    var lossGroups: [LossGroup] { classifier.lossGroups }
     func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
         lastBatch = (batch.images, batch.classLabels)
         return try classifier.trainStep(batch, share: share, ws)

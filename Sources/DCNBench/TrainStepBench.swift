@@ -52,7 +52,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     try require(batch % group.size == 0, "train-step: a global batch of \(batch) images cannot be split over \(group.size) processes")
     let threads = Threads.count
     let classes = defaultClassCount(config)
-    let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: 1)
+    let model = try GeneralizedRCNN(spec: detectorSpec(config, classes: classes), seed: 1)
     var rng = SeededGenerator(seed: 2)
     let images = Tensor.normal([batch, 3, height, width], using: &rng)
     let sizes = Array(repeating: ImageSize(height: height, width: width), count: batch)
@@ -102,7 +102,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
             ? DeformationRecorder(models: replicas?.models ?? [model]) : nil
         let seed = rng.next()
         // Images `range` of this process's share on `model`.
-        func train(_ model: FasterRCNN, _ range: Range<Int>, _ collective: TrainingCollective?, _ ws: Workspace,
+        func train(_ model: GeneralizedRCNN, _ range: Range<Int>, _ collective: TrainingCollective?, _ ws: Workspace,
                    _ profiler: PhaseProfiler?) throws -> [String: Float] {
             let images = try Tensor(shape: [range.count, 3, height, width],
                                     data: Array(shareImages.data[range.lowerBound * plane ..< range.upperBound * plane]))
@@ -115,7 +115,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
             if let replicas {
                 // Replica 0 runs on this thread, so the profilers time its image.
                 try replicas.step(outer: buckets) { i, collective, ws in
-                    try train(replicas.models[i] as! FasterRCNN, i ..< i + 1, collective, ws, i == 0 ? profiler : nil)
+                    try train(replicas.models[i] as! GeneralizedRCNN, i ..< i + 1, collective, ws, i == 0 ? profiler : nil)
                 }
             } else {
                 try train(model, 0 ..< per, buckets, ws, profiler)

@@ -9,7 +9,7 @@ public final class ImageClassifier {
     public let network: ResNet
     public let labelSmoothing: Float
     public var parameters: ParameterList { network.parameters }
-    public let lossNames = ["cls"]
+    public let lossGroups = [LossGroup(title: "losses", names: ["cls"])]
     public var classes: Int { network.spec.classes ?? 0 }
 
     /// `spec.classes` must be set. Parameter names are torchvision's (`conv1.weight`, `layer1.0.conv1.weight`, `fc.weight`).

@@ -1,6 +1,7 @@
 // Layers with parameters: convolution, deformable convolution with its offset branch, norms and
 // linear layers. Each forward returns its output and whatever its backward needs (a cache), so
-// one layer can run several times (the detector and the mimic branch) before the backward passes.
+// one layer can run several times (the detector, then a branch that reruns it on patches)
+// before the backward passes.
 import DCNOps
 import DCNTensor
 

@@ -74,6 +74,13 @@ public struct ResNetSpec: Sendable, Equatable {
     /// Output strides of res2..res5.
     public var stageStrides: [Int] { [4, 8, 16, res5Dilation == 1 ? 32 : 16] }
 
+    /// Channels and stride of res2..res5, by name.
+    public var outputShapes: [String: ShapeSpec] {
+        Dictionary(uniqueKeysWithValues: ResNet.stageNames.indices.map {
+            (ResNet.stageNames[$0], ShapeSpec(channels: stageChannels[$0], stride: stageStrides[$0]))
+        })
+    }
+
     func validate() throws {
         try require(layers.count == 4 && layers.allSatisfy { $0 >= 1 }, "resnet: layers must be 4 positive block counts, got \(layers)")
         try require(stagePlanes.count == 4 && stagePlanes.allSatisfy { $0 >= 1 }, "resnet: stage planes must be 4 positive numbers, got \(stagePlanes)")

@@ -19,8 +19,8 @@ extension TrainableModel {
     public var deformationSources: [DeformationSource] {
         switch self {
         case let classifier as ImageClassifier: return classifier.network.deformableLayers
-        case let detector as FasterRCNN:
-            let pooling = detector.roiHead.extractor
+        case let detector as GeneralizedRCNN:
+            let pooling = detector.boxHead.extractor
             return detector.backbone.deformableLayers + ([.dpool, .mdpool].contains(pooling.kind) ? [pooling] : [])
         default: return []
         }

@@ -37,7 +37,7 @@ public struct ImageDetection: Sendable {
 /// padded the same way, as one process runs) and rank 0 gathers every image's detections: it
 /// returns them all, the other processes nil. A stop request of any process stops every process
 /// between batches.
-public func runInference(_ model: FasterRCNN, dataset: Dataset, views: [TestView], maxSize: Int, merged: Bool, imagesPerBatch: Int,
+public func runInference(_ model: GeneralizedRCNN, dataset: Dataset, views: [TestView], maxSize: Int, merged: Bool, imagesPerBatch: Int,
                          workers: Int = 2, stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> [[ImageDetection]]? {
     guard let first = views.first, merged || (views.count == 1 && !first.flip) else {
         throw TrainingError("inference needs one unflipped view, or merged views (got \(views.map(\.description)))")
@@ -73,7 +73,7 @@ public func runInference(_ model: FasterRCNN, dataset: Dataset, views: [TestView
 
 /// Detections of every image of `dataset` in order, one pass at `shortEdge`; `beforeBatch` runs
 /// before each batch.
-func runInferenceShard(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, maxSize: Int, imagesPerBatch: Int, workers: Int,
+func runInferenceShard(_ model: GeneralizedRCNN, dataset: Dataset, shortEdge: Int, maxSize: Int, imagesPerBatch: Int, workers: Int,
                        beforeBatch: () throws -> Void) throws -> [[ImageDetection]] {
     let ws = Workspace()
     let loader = try DataLoader.evaluation(dataset: dataset, imagesPerBatch: imagesPerBatch, shortEdge: shortEdge,
@@ -84,7 +84,7 @@ func runInferenceShard(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, ma
         let detections = try model.detect(images: batch.images, sizes: batch.sizes, ws)
         for (i, dets) in detections.enumerated() {
             all.append(try originalImageDetections(dets, boxes: batch.toOriginal(dets.map(\.box), image: i), mirrored: dets.map { _ in false },
-                                                   imageSize: batch.originalSizes[i], maskSize: model.spec.mask?.maskSize ?? 0))
+                                                   imageSize: batch.originalSizes[i], maskSize: model.pastedMaskSize))
         }
     }
     return all
@@ -99,7 +99,7 @@ func runInferenceShard(_ model: FasterRCNN, dataset: Dataset, shortEdge: Int, ma
 /// give exactly the one-pass detections.
 ///
 /// The views' loaders advance together, so only the current batch of every view is in memory.
-func runMergedInferenceShard(_ model: FasterRCNN, dataset: Dataset, views: [TestView], maxSize: Int, imagesPerBatch: Int,
+func runMergedInferenceShard(_ model: GeneralizedRCNN, dataset: Dataset, views: [TestView], maxSize: Int, imagesPerBatch: Int,
                              beforeBatch: () throws -> Void) throws -> [[ImageDetection]] {
     let ws = Workspace()
     let loaders = try views.map {
@@ -119,23 +119,23 @@ func runMergedInferenceShard(_ model: FasterRCNN, dataset: Dataset, views: [Test
         let outputs = try batches.map { try model.detectionCandidates(images: $0.images, sizes: $0.sizes, ws) }
         let merged = try first.sizes.indices.map { i in
             try mergeViewCandidates(outputs.map { $0.candidates[i] }, sizes: batches.map { $0.sizes[i] }, flipped: views.map(\.flip),
-                                    select: model.roiHead.selection)
+                                    select: model.boxHead.selection)
         }
         var detections = merged.map { $0.map(\.detection) }
-        if model.maskHead != nil {
-            // Each view predicts the masks of its kept boxes, on its own features and boxes.
+        if !model.detectionAdditions.isEmpty {
+            // Each view annotates its kept boxes (masks, ...), on its own features and boxes.
             for v in views.indices {
                 let mine = merged.map { kept in kept.indices.filter { kept[$0].view == v } }
                 var boxes = mine.indices.map { i in mine[i].map { outputs[v].candidates[i][merged[i][$0].index] } }
                 if boxes.allSatisfy(\.isEmpty) { continue }
-                try model.addMasks(&boxes, reduced: outputs[v].reduced, ws)
-                for i in mine.indices { for (j, d) in zip(mine[i], boxes[i]) { detections[i][j].mask = d.mask } }
+                try model.annotate(&boxes, features: outputs[v].features, ws)
+                for i in mine.indices { for (j, d) in zip(mine[i], boxes[i]) { detections[i][j].takeAdditions(from: d) } }
             }
         }
         for i in first.sizes.indices {
             all.append(try originalImageDetections(detections[i], boxes: first.toOriginal(detections[i].map(\.box), image: i),
                                                    mirrored: merged[i].map { views[$0.view].flip },
-                                                   imageSize: first.originalSizes[i], maskSize: model.spec.mask?.maskSize ?? 0))
+                                                   imageSize: first.originalSizes[i], maskSize: model.pastedMaskSize))
         }
     }
     return all
@@ -185,6 +185,27 @@ func originalImageDetections(_ detections: [Detection], boxes: [Box], mirrored: 
     return out
 }
 
+extension DetectionAddition {
+    /// The COCO evaluation that scores this addition.
+    var iouType: COCOIoUType {
+        switch self {
+        case .mask: return .segm
+        }
+    }
+}
+
+extension GeneralizedRCNN {
+    /// Side of the mask grids the model predicts (0: none).
+    var pastedMaskSize: Int {
+        for addition in detectionAdditions {
+            switch addition {
+            case .mask(let size): return size
+            }
+        }
+        return 0
+    }
+}
+
 /// A row-major grid of rows `width` wide, each row reversed (a horizontal flip).
 func mirrorRows(_ grid: [Float], width: Int) -> [Float] {
     var out = grid
@@ -228,7 +249,7 @@ public struct ModelEvaluation {
 /// `stop` request ends the inference between batches (it throws `Stopped`) and nothing is written.
 /// With several processes each runs its share of the images and rank 0 scores them all, writes the
 /// files and returns the report (nil on the other processes).
-public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String, draw: DrawingRequest? = nil,
+public func evaluateModel(_ model: GeneralizedRCNN, config: ExperimentConfig, dataset: Dataset, outputPrefix: String, draw: DrawingRequest? = nil,
                           stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> ModelEvaluation? {
     guard let detections = try runInference(model, dataset: dataset, views: config.testViews, maxSize: config.testMaxSize,
                                             merged: config.isMultiViewTest, imagesPerBatch: max(1, config.data.imagesPerBatch),
@@ -240,7 +261,7 @@ public func evaluateModel(_ model: FasterRCNN, config: ExperimentConfig, dataset
     let report: EvaluationReport
     switch try evaluationTruth(config) {
     case .coco(let truth):
-        var evaluator = COCOEvaluator(groundTruth: truth, iouTypes: model.maskHead == nil ? [.bbox] : [.bbox, .segm])
+        var evaluator = COCOEvaluator(groundTruth: truth, iouTypes: [.bbox] + model.detectionAdditions.map(\.iouType))
         for (image, dets) in zip(dataset.images, detections) {
             evaluator.process(imageID: image.id, detections: dets.map { evaluationDetection($0, categoryID: dataset.categoryIDs[$0.detection.label - 1]) })
         }

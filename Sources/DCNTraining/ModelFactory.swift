@@ -33,62 +33,78 @@ public func classifierSpec(_ config: ExperimentConfig, classes: Int) -> ResNetSp
 
 /// Maps the whole config onto the detector's spec for `classes` object classes.
 public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSpec {
-    var rpn = RPNSpec()
-    let r = config.rpn
-    rpn.anchors = AnchorGenerator(sizes: r.anchorSizes.map { Float($0) }, aspectRatios: r.aspectRatios.map { Float($0) },
+    // The RoI branches besides the box head, one line each, in the order of their parameters.
+    var branches: [RoIBranchSpec] = []
+    if config.mimic.regions != .off { branches.append(MimicSpec(config.mimic)) }
+    if config.mask.enabled { branches.append(MaskHeadSpec(config.mask)) }
+    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: RPNSpec(config.rpn), roiHead: RoIHeadSpec(config.roiHead),
+                        branches: branches, classes: classes)
+}
+
+// Each part's section mapped onto its spec (detectron2's from_config).
+
+extension RPNSpec {
+    public init(_ r: RPNConfig) {
+        self.init()
+        anchors = AnchorGenerator(sizes: r.anchorSizes.map { Float($0) }, aspectRatios: r.aspectRatios.map { Float($0) },
                                   stride: r.anchorStride)
-    rpn.headChannels = r.headChannels
-    rpn.positiveIoU = Float(r.positiveIou)
-    rpn.negativeIoU = Float(r.negativeIou)
-    rpn.batchSizePerImage = r.batchSizePerImage
-    rpn.positiveFraction = Float(r.positiveFraction)
-    rpn.preNMSTopKTrain = r.preNmsTopkTrain
-    rpn.preNMSTopKTest = r.preNmsTopkTest
-    rpn.postNMSTopKTrain = r.postNmsTopkTrain
-    rpn.postNMSTopKTest = r.postNmsTopkTest
-    rpn.nmsThreshold = Float(r.nmsThreshold)
-    rpn.smoothL1Beta = Float(r.smoothL1Beta)
-
-    let h = config.roiHead
-    var head = RoIHeadSpec(classes: classes)
-    head.extractor = h.extractor
-    head.pooledSize = h.pooledSize
-    head.samplingRatio = h.samplingRatio
-    head.reduceChannels = h.reduceChannels
-    head.fcDim = h.fcDim
-    head.batchSizePerImage = h.batchSizePerImage
-    head.positiveFraction = Float(h.positiveFraction)
-    head.foregroundIoU = Float(h.fgIou)
-    let w = h.bboxRegWeights.map { Float($0) }
-    head.boxCoder = BoxCoder(weights: (w[0], w[1], w[2], w[3]))
-    head.gamma = Float(h.dpoolGamma)
-    head.offsetLearningRateScale = Float(h.dpoolLrMult ?? (h.extractor == .mdpool ? 1 : 0.01))
-    head.scoreThreshold = Float(h.scoreThreshold)
-    head.nmsThreshold = Float(h.nmsThreshold)
-    head.detectionsPerImage = h.detectionsPerImage
-    head.smoothL1Beta = Float(h.smoothL1Beta)
-
-    var mimic = MimicSpec()
-    let m = config.mimic
-    mimic.regions = m.regions
-    mimic.roisPerImage = m.roisPerImage
-    mimic.patchSize = m.patchSize
-    mimic.lossWeight = Float(m.lossWeight)
-    mimic.classificationLossWeight = Float(m.clsLossWeight)
-
-    var mask: MaskHeadSpec? = nil
-    let k = config.mask
-    if k.enabled {
-        var spec = MaskHeadSpec(classes: classes)
-        spec.pooledSize = k.pooledSize
-        spec.samplingRatio = k.samplingRatio
-        spec.convs = k.convs
-        spec.convDim = k.convDim
-        spec.classAgnostic = k.classAgnostic
-        spec.lossWeight = Float(k.lossWeight)
-        mask = spec
+        headChannels = r.headChannels
+        positiveIoU = Float(r.positiveIou)
+        negativeIoU = Float(r.negativeIou)
+        batchSizePerImage = r.batchSizePerImage
+        positiveFraction = Float(r.positiveFraction)
+        preNMSTopKTrain = r.preNmsTopkTrain
+        preNMSTopKTest = r.preNmsTopkTest
+        postNMSTopKTrain = r.postNmsTopkTrain
+        postNMSTopKTest = r.postNmsTopkTest
+        nmsThreshold = Float(r.nmsThreshold)
+        smoothL1Beta = Float(r.smoothL1Beta)
     }
-    return DetectorSpec(backbone: backboneSpec(config.backbone), rpn: rpn, roiHead: head, mimic: mimic, mask: mask)
+}
+
+extension RoIHeadSpec {
+    public init(_ h: RoIHeadConfig) {
+        self.init()
+        extractor = h.extractor
+        pooledSize = h.pooledSize
+        samplingRatio = h.samplingRatio
+        reduceChannels = h.reduceChannels
+        fcDim = h.fcDim
+        batchSizePerImage = h.batchSizePerImage
+        positiveFraction = Float(h.positiveFraction)
+        foregroundIoU = Float(h.fgIou)
+        let w = h.bboxRegWeights.map { Float($0) }
+        boxCoder = BoxCoder(weights: (w[0], w[1], w[2], w[3]))
+        gamma = Float(h.dpoolGamma)
+        offsetLearningRateScale = Float(h.dpoolLrMult ?? (h.extractor == .mdpool ? 1 : 0.01))
+        scoreThreshold = Float(h.scoreThreshold)
+        nmsThreshold = Float(h.nmsThreshold)
+        detectionsPerImage = h.detectionsPerImage
+        smoothL1Beta = Float(h.smoothL1Beta)
+    }
+}
+
+extension MimicSpec {
+    public init(_ m: MimicConfig) {
+        self.init()
+        regions = m.regions
+        roisPerImage = m.roisPerImage
+        patchSize = m.patchSize
+        lossWeight = Float(m.lossWeight)
+        classificationLossWeight = Float(m.clsLossWeight)
+    }
+}
+
+extension MaskHeadSpec {
+    public init(_ k: MaskConfig) {
+        self.init()
+        pooledSize = k.pooledSize
+        samplingRatio = k.samplingRatio
+        convs = k.convs
+        convDim = k.convDim
+        classAgnostic = k.classAgnostic
+        lossWeight = Float(k.lossWeight)
+    }
 }
 
 /// Freezes every parameter that `solver.train_only` leaves out (they keep their values and get no

@@ -15,7 +15,7 @@ public struct ModelSummary: Codable, Sendable {
     public var parametersTotal: Int { parameters.values.reduce(0, +) }
     public var multiplyAddsTotal: Int { multiplyAdds.values.reduce(0, +) }
 
-    public init(model: FasterRCNN, height: Int, width: Int) throws {
+    public init(model: GeneralizedRCNN, height: Int, width: Int) throws {
         let s = try model.summary(height: height, width: width)
         self.init(height: height, width: width, parameters: s.parameters, multiplyAdds: s.multiplyAdds)
     }

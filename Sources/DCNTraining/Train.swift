@@ -88,8 +88,8 @@ public func buildClassifier(_ config: ExperimentConfig, classes: Int) throws -> 
 /// The model a config describes, with pretrained backbone weights loaded when configured (an
 /// ImageNet checkpoint exported from torchvision, or a dcn-train classification checkpoint with
 /// `weights_prefix: "model."`); `log` receives what the loading took, skipped and re-initialised.
-public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> FasterRCNN {
-    let model = try FasterRCNN(spec: detectorSpec(config, classes: classes), seed: UInt64(config.solver.seed))
+public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> GeneralizedRCNN {
+    let model = try GeneralizedRCNN(spec: detectorSpec(config, classes: classes), seed: UInt64(config.solver.seed))
     if let path = config.backbone.weights {
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch {
@@ -227,6 +227,7 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: data.train.classNames), to: out + "/" + RunFiles.classIndex)
         }
         log = try MetricsLog(path: out + "/" + RunFiles.metrics, keepExisting: resume != nil)
+        log!.lossGroups = model.lossGroups
         for line in log!.unreadableLines { printToStandardError("warning: \(line); it is left out of the rewritten file") }
         if resume != nil { try log!.truncate(after: start) }
         if config.output.tensorboard {
@@ -279,7 +280,7 @@ public func imageReplicas(_ config: ExperimentConfig, model: TrainableModel, cla
     guard images > 1, config.model.task == .detection, config.backbone.norm != .bn else { return nil }
     let spec = detectorSpec(config, classes: classes)
     return try ImageReplicas(model: model, count: images) {
-        let replica = try FasterRCNN(spec: spec, seed: 0)
+        let replica = try GeneralizedRCNN(spec: spec, seed: 0)
         // The replicas' gradients are the model's: the same parameters train.
         try restrictTraining(replica.parameters, to: config.solver.trainOnly, task: config.model.task)
         return replica

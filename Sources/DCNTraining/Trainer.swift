@@ -16,12 +16,17 @@ import Foundation
 /// What the trainer trains.
 public protocol TrainableModel: AnyObject {
     var parameters: ParameterList { get }
-    /// Names of the losses `trainStep` returns, in reporting order.
-    var lossNames: [String] { get }
+    /// The losses `trainStep` returns, in reporting order, grouped by the part that computes them.
+    var lossGroups: [LossGroup] { get }
     /// One forward and backward pass over `batch` (this process's share of the global batch): the
     /// global batch's weighted named losses, whose gradients are added into the parameters (zeroed
     /// by the trainer first).
     func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float]
+}
+
+extension TrainableModel {
+    /// Names of the losses `trainStep` returns, in reporting order.
+    public var lossNames: [String] { lossGroups.flatMap(\.names) }
 }
 
 extension ImageClassifier: TrainableModel {
@@ -30,7 +35,7 @@ extension ImageClassifier: TrainableModel {
     }
 }
 
-extension FasterRCNN: TrainableModel {
+extension GeneralizedRCNN: TrainableModel {
     public func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
         try trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, share: share, ws)
     }

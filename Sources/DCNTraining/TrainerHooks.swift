@@ -190,7 +190,7 @@ final class CheckpointHook: TrainerHook {
             throw TrainingError("cannot write the checkpoint of iteration \(iteration): \(error); \(history.lastGood)")
         }
         history.last = folder + "/" + name
-        try writeTrainingCurves(log.records, evaluations: log.evaluations, to: folder + "/" + RunFiles.curves)
+        try writeTrainingCurves(log.records, evaluations: log.evaluations, lossGroups: log.lossGroups, to: folder + "/" + RunFiles.curves)
     }
 
     func afterStep(_ step: StepRecord, _ trainer: Trainer) throws {
@@ -227,7 +227,7 @@ final class EvaluationHook: TrainerHook {
         let report = evaluation.report
         if let log {
             try log.appendEvaluation(iteration: iteration, metrics: report.metrics)
-            try writeTrainingCurves(log.records, evaluations: log.evaluations, to: folder + "/" + RunFiles.curves)
+            try writeTrainingCurves(log.records, evaluations: log.evaluations, lossGroups: log.lossGroups, to: folder + "/" + RunFiles.curves)
         }
         if let events {
             try events.writeScalars(report.metrics.filter { $0.value.isFinite }.map { ("eval/\($0.name)", $0.value) }, step: iteration)

@@ -20,13 +20,9 @@ func plottedEvaluationMetric(_ name: String) -> Bool {
     ["bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50", "top1", "top5"].contains(name) || name.hasSuffix("/mAP")
 }
 
-/// The panel a loss is drawn in.
-func lossGroup(_ name: String) -> String {
-    if name.hasPrefix("rpn") { return "RPN losses" }
-    if name.hasPrefix("rcnn") { return "R-CNN head losses" }
-    if name.hasPrefix("mimic") { return "mimic losses" }
-    if name.hasPrefix("mask") { return "mask loss" }
-    return "losses"
+/// The panel a loss is drawn in: its part's (`lossGroups`, the model's), or "losses".
+func lossPanel(_ name: String, _ lossGroups: [LossGroup]) -> String {
+    lossGroups.first { $0.names.contains(name) }?.title ?? "losses"
 }
 
 /// TensorBoard's smoothing: an exponential moving average with weight `weight`, debiased so the
@@ -57,12 +53,14 @@ private struct PanelSeries {
     var markers: Bool
 }
 
-/// The SVG of `records` and `evaluations`, written atomically to `path`.
-public func writeTrainingCurves(_ records: [IterationRecord], evaluations: [EvaluationRecord] = [], to path: String) throws {
-    try AtomicFile.write(Data(trainingCurvesSVG(records, evaluations: evaluations).utf8), to: path)
+/// The SVG of `records` and `evaluations`, written atomically to `path`; the losses are drawn in one
+/// panel per part (`lossGroups`, the model's).
+public func writeTrainingCurves(_ records: [IterationRecord], evaluations: [EvaluationRecord] = [], lossGroups: [LossGroup],
+                                to path: String) throws {
+    try AtomicFile.write(Data(trainingCurvesSVG(records, evaluations: evaluations, lossGroups: lossGroups).utf8), to: path)
 }
 
-public func trainingCurvesSVG(_ records: [IterationRecord], evaluations: [EvaluationRecord]) -> String {
+public func trainingCurvesSVG(_ records: [IterationRecord], evaluations: [EvaluationRecord], lossGroups: [LossGroup]) -> String {
     let panelW = 440.0, panelH = 230.0, columns = 2, titleH = 40.0
     let records = records.sorted { $0.iteration < $1.iteration }
     guard let first = records.first, let last = records.last, last.iteration > first.iteration else {
@@ -77,11 +75,11 @@ public func trainingCurvesSVG(_ records: [IterationRecord], evaluations: [Evalua
     for name in names {
         let points = records.compactMap { r in r.losses[name].map { (x: Double(r.iteration), y: $0) } }
         let series = PanelSeries(name: name, points: points, smooth: true, markers: false)
-        let title = lossGroup(name)
+        let title = lossPanel(name, lossGroups)
         if let k = groups.firstIndex(where: { $0.title == title }) { groups[k].series.append(series) } else { groups.append((title, [series])) }
     }
-    // The model's order: RPN, then the head, mask and mimic branches.
-    let order = ["RPN losses", "R-CNN head losses", "mask loss", "mimic losses", "losses"]
+    // The model's order of its parts.
+    let order = lossGroups.map(\.title) + ["losses"]
     groups.sort { (order.firstIndex(of: $0.title) ?? order.count) < (order.firstIndex(of: $1.title) ?? order.count) }
     groups.append(("total loss", [PanelSeries(name: "total", points: records.map { (Double($0.iteration), $0.totalLoss) }, smooth: true, markers: false)]))
     groups.append(("learning rate", [PanelSeries(name: "lr", points: records.map { (Double($0.iteration), $0.lr) }, smooth: false, markers: false)]))

@@ -1,5 +1,6 @@
 // What a run leaves in its output folder besides checkpoints: metrics.jsonl (one JSON object per
 // logged iteration or evaluation), training_curves.svg, and the live progress line.
+import DCNModels
 import DCNTensor
 import DCNDistributed
 import Foundation
@@ -40,6 +41,8 @@ public final class MetricsLog {
     /// file is rewritten.
     public private(set) var unreadableLines: [String] = []
     private let encoder: JSONEncoder
+    /// The model's losses by part: the panels of the training curves.
+    public var lossGroups: [LossGroup] = []
 
     /// `keepExisting`: read the records of the file at `path` (a resumed run), else start it empty.
     public init(path: String, keepExisting: Bool) throws {

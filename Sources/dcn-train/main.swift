@@ -88,7 +88,7 @@ struct DCNTrain: ParsableCommand {
         }
         if summary {
             let classes = defaultClassCount(experiment)
-            let model = try FasterRCNN(spec: detectorSpec(experiment, classes: classes))
+            let model = try GeneralizedRCNN(spec: detectorSpec(experiment, classes: classes))
             let size = summaryInputSize(experiment)
             let s = try ModelSummary(model: model, height: size.height, width: size.width)
             print(json ? s.json : s.table)

@@ -53,7 +53,7 @@ struct AnalysedModel {
         self.regular = regular
         self.config = config
         self.dataset = dataset
-        support = BackboneSupport(backbone: model.backbone, head: model.roiHead)
+        support = BackboneSupport(backbone: model.backbone, head: model.boxHead)
     }
 
     func image(_ original: RGBImage, size: Int?) throws -> AnalysisImage {

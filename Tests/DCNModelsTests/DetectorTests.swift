@@ -20,7 +20,7 @@ func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, n
     rpn.batchSizePerImage = 32
     rpn.preNMSTopKTrain = 200; rpn.postNMSTopKTrain = 50
     rpn.preNMSTopKTest = 200; rpn.postNMSTopKTest = 50
-    var head = RoIHeadSpec(classes: 2)
+    var head = RoIHeadSpec()
     head.reduceChannels = 4
     head.fcDim = 12
     head.batchSizePerImage = 16
@@ -28,11 +28,12 @@ func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, n
     mimicSpec.regions = mimic
     mimicSpec.roisPerImage = 3
     mimicSpec.patchSize = 32
-    var maskSpec = MaskHeadSpec(classes: 2)
+    var maskSpec = MaskHeadSpec()
     maskSpec.pooledSize = 4
     maskSpec.convs = 2
     maskSpec.convDim = 4
-    return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head, mimic: mimicSpec, mask: mask ? maskSpec : nil)
+    return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head,
+                        branches: (mimic == .off ? [] : [mimicSpec]) + (mask ? [maskSpec] : []), classes: 2)
 }
 
 /// Two 64x64 images with a few objects and their targets.
@@ -50,7 +51,7 @@ func tinyBatch(seed: UInt64 = 1) -> (images: Tensor, sizes: [ImageSize], targets
 
 @Test(arguments: RoIExtractorKind.allCases)
 func trainingStepGivesNamedFiniteLossesAndGradients(extractor: RoIExtractorKind) throws {
-    let model = try FasterRCNN(spec: tinyDetectorSpec(extractor: extractor, mimic: .fg), seed: 3)
+    let model = try GeneralizedRCNN(spec: tinyDetectorSpec(extractor: extractor, mimic: .fg), seed: 3)
     let (images, sizes, targets) = tinyBatch()
     var rng = SeededGenerator(seed: 5)
     model.parameters.zeroGrad()
@@ -86,7 +87,7 @@ func detectorLossGradientMatchesFiniteDifferences(extractor: RoIExtractorKind, m
     // kinks at every step; ResNetTests checks it.
     var spec = tinyDetectorSpec(extractor: extractor, mimic: mimic, norm: .frozenBatchNorm, mask: mask)
     spec.backbone.frozenStages = 1
-    let model = try FasterRCNN(spec: spec, seed: 7)
+    let model = try GeneralizedRCNN(spec: spec, seed: 7)
     var init_ = SeededGenerator(seed: 21)
     // Move the zero-initialised offset branches so sampling points are fractional.
     for p in model.parameters.trainable where p.name.contains("offset") {
@@ -137,17 +138,17 @@ func expectGradientsMatchFiniteDifferences(_ trainable: [Parameter], steps: [Flo
 }
 
 @Test func maskRCNNHasAMaskLossAndMasksOnItsDetections() throws {
-    let model = try FasterRCNN(spec: tinyDetectorSpec(extractor: .mdpool, mimic: .fg, mask: true), seed: 3)
+    let model = try GeneralizedRCNN(spec: tinyDetectorSpec(extractor: .mdpool, mimic: .fg, mask: true), seed: 3)
     let (images, sizes, targets) = tinyBatch()
     var rng = SeededGenerator(seed: 5)
     model.parameters.zeroGrad()
     let losses = try model.trainStep(images: images, sizes: sizes, targets: targets, rng: &rng, Workspace())
     #expect(Set(losses.keys) == Set(model.lossNames) && model.lossNames.contains("mask"))
     #expect(losses["mask"]! > 0 && losses["mask"]!.isFinite)
-    for p in model.maskHead!.parameters {
+    for p in model.roiBranches.first(where: { $0 is MaskHead })!.parameters {
         #expect(p.grad.shape == p.shape && p.grad.data.contains { $0 != 0 }, "\(p.name) has no gradient")
     }
-    let m = model.spec.mask!.maskSize
+    let m = model.spec.branch(MaskHeadSpec.self)!.maskSize
     for d in try model.detect(images: images, sizes: sizes, Workspace()).joined() {
         #expect(d.mask?.count == m * m && d.mask!.allSatisfy { $0 > 0 && $0 < 1 })
     }

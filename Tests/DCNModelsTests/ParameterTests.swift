@@ -45,7 +45,7 @@ import DCNTensor
 
 @Test func aDetectorTrainStepFillsItsOneGradientBlock() throws {
     // The block is the concatenation of the per-parameter gradients a train step produced.
-    let model = try FasterRCNN(spec: tinyDetectorSpec(extractor: .mdpool, mimic: .fg), seed: 3)
+    let model = try GeneralizedRCNN(spec: tinyDetectorSpec(extractor: .mdpool, mimic: .fg), seed: 3)
     let (images, sizes, targets) = tinyBatch()
     var rng = SeededGenerator(seed: 5)
     model.parameters.zeroGrad()

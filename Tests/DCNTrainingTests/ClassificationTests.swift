@@ -133,14 +133,14 @@ let fixtureImageFolderOverrides = [
     try Threads.with(1) { try train(config: classifier, resume: nil, force: false) }
     let checkpoint = "\(dir)/cls/\(RunFiles.finalCheckpoint)"
     let file = try SafeTensorsFile(path: checkpoint)
-    func detector(_ row: String, _ extra: [String]) throws -> (FasterRCNN, String) {
+    func detector(_ row: String, _ extra: [String]) throws -> (GeneralizedRCNN, String) {
         let config = try loadConfig(path: repositoryPath("configs/synth/faster_rcnn_r50_\(row).yaml"),
                                     overrides: ["backbone.weights=\(checkpoint)", "backbone.weights_prefix=model."] + extra)
         var log = ""
         let model = try buildModel(config, classes: 6) { log += $0 }
         return (model, log)
     }
-    func value(_ model: FasterRCNN, _ name: String) -> [Float] { model.parameters.all.first { $0.name == "backbone." + name }!.value.data }
+    func value(_ model: GeneralizedRCNN, _ name: String) -> [Float] { model.parameters.all.first { $0.name == "backbone." + name }!.value.data }
     let offset = "layer3.0.conv2_offset.weight", conv = "layer3.0.conv2.weight"
     // DCNv2 with its pretrained offsets: every backbone tensor comes from the checkpoint; the classifier is skipped.
     let (carried, log) = try detector("mdconv_c3-c5_mdpool", [])

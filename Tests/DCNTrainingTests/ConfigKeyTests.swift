@@ -102,19 +102,22 @@ let notInTheSpec: [String: String] = [
 @Test func theConfigDefaultsAreTheSpecDefaults() throws {
     let config = try loadConfig(yaml: "data:\n  format: synth\n  root: unused\n", overrides: [])
     let mapped = detectorSpec(config, classes: 80)
-    var expected = DetectorSpec(backbone: ResNetSpec(depth: .r50), rpn: RPNSpec(), roiHead: RoIHeadSpec(classes: 80),
-                                mimic: MimicSpec())
+    var expected = DetectorSpec(backbone: ResNetSpec(depth: .r50), rpn: RPNSpec(), roiHead: RoIHeadSpec(), classes: 80)
     // The paper's detectors use res5 at stride 16 with dilation 2; ResNetSpec's default is
     // torchvision's classification network (stride 32).
     expected.backbone.res5Dilation = 2
     #expect(mapped.rpn == expected.rpn, "rpn: the config's defaults differ from RPNSpec's")
     #expect(mapped.roiHead == expected.roiHead, "roi_head: the config's defaults differ from RoIHeadSpec's")
-    #expect(mapped.mimic == expected.mimic, "mimic: the config's defaults differ from MimicSpec's")
+    let mimicking = detectorSpec(try loadConfig(yaml: "data:\n  format: synth\n  root: unused\nmimic:\n  regions: fg\n", overrides: []),
+                                 classes: 80)
+    var fg = MimicSpec()
+    fg.regions = .fg
+    #expect(mimicking.branch(MimicSpec.self) == fg, "mimic: the config's defaults differ from MimicSpec's")
     #expect(mapped.backbone == expected.backbone, "backbone: the config's defaults differ from ResNetSpec's")
-    #expect(mapped.mask == nil)
+    #expect(mapped.branches.isEmpty)
     let masked = detectorSpec(try loadConfig(yaml: "data:\n  format: synth\n  root: unused\nmask:\n  enabled: true\n", overrides: []),
                               classes: 80)
-    #expect(masked.mask == MaskHeadSpec(classes: 80), "mask: the config's defaults differ from MaskHeadSpec's")
+    #expect(masked.branch(MaskHeadSpec.self) == MaskHeadSpec(), "mask: the config's defaults differ from MaskHeadSpec's")
 }
 
 /// Issue 30: the deformable RoI pooling's offset fcs learn at the papers' rates unless

@@ -43,7 +43,7 @@ func overfitSpec(_ extractor: RoIExtractorKind, _ mimic: MimicRegions, mask: Boo
     rpn.batchSizePerImage = 64
     rpn.preNMSTopKTrain = 300; rpn.postNMSTopKTrain = 100
     rpn.preNMSTopKTest = 300; rpn.postNMSTopKTest = 100
-    var head = RoIHeadSpec(classes: syntheticClassNames.count)
+    var head = RoIHeadSpec()
     head.reduceChannels = 32
     head.fcDim = 128
     head.batchSizePerImage = 64
@@ -52,9 +52,10 @@ func overfitSpec(_ extractor: RoIExtractorKind, _ mimic: MimicRegions, mask: Boo
     m.regions = mimic
     m.roisPerImage = 4
     m.patchSize = 32
-    var maskSpec = MaskHeadSpec(classes: syntheticClassNames.count)
+    var maskSpec = MaskHeadSpec()
     maskSpec.convDim = 32
-    return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head, mimic: m, mask: mask ? maskSpec : nil)
+    return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head, branches: (mimic == .off ? [] : [m]) + (mask ? [maskSpec] : []),
+                        classes: syntheticClassNames.count)
 }
 
 @Test(arguments: [(RoIExtractorKind.roialign, MimicRegions.off, false), (.dpool, .off, false), (.mdpool, .fg, false),
@@ -63,7 +64,7 @@ func detectorOverfitsTwoSyntheticImages(extractor: RoIExtractorKind, mimic: Mimi
     // Masks of objects a few feature cells wide are the mask branch's limit (14x14 RoI features
     // from a stride-16 map): the mask case uses 192-px images, whose objects span more cells.
     let (images, sizes, targets, truth) = try twoSyntheticImages(size: mask ? 192 : 128)
-    let model = try FasterRCNN(spec: overfitSpec(extractor, mimic, mask: mask), seed: 4)
+    let model = try GeneralizedRCNN(spec: overfitSpec(extractor, mimic, mask: mask), seed: 4)
     let sgd = SGD(parameters: model.parameters.all, momentum: 0.9, weightDecay: 1e-4, weightDecayNorm: 0)
     // The mask branch learns more slowly than the boxes (its loss is still 0.4 after 160 steps): twice the schedule.
     let iterations = mask ? 320 : 160
@@ -87,7 +88,7 @@ func detectorOverfitsTwoSyntheticImages(extractor: RoIExtractorKind, mimic: Mimi
             results.append(COCOResult(imageID: i + 1, categoryID: d.label, score: Double(d.score),
                                       bbox: COCOBox(x: Double(d.box.x1), y: Double(d.box.y1), width: Double(d.box.width), height: Double(d.box.height))))
             guard let probabilities = d.mask else { continue }
-            let rle = try pasteMaskRLE(probabilities: probabilities, maskSize: model.spec.mask!.maskSize,
+            let rle = try pasteMaskRLE(probabilities: probabilities, maskSize: model.spec.branch(MaskHeadSpec.self)!.maskSize,
                                        box: MaskBox(x0: d.box.x1, y0: d.box.y1, x1: d.box.x2, y1: d.box.y2),
                                        imageHeight: sizes[i].height, imageWidth: sizes[i].width)
             maskResults.append(COCOResult(imageID: i + 1, categoryID: d.label, score: Double(d.score),

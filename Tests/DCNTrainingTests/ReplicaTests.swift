@@ -13,7 +13,7 @@ import Testing
 /// A model with one parameter whose "training step" is `step` (the tests' stand-in for a detector).
 final class StandInModel: TrainableModel {
     var parameters = ParameterList()
-    let lossNames = ["x"]
+    let lossGroups = [LossGroup(title: "losses", names: ["x"])]
     init() { parameters.append(Parameter(name: "w", value: Tensor(repeating: 1, shape: [3]))) }
     func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] { [:] }
 }
@@ -23,10 +23,10 @@ struct ImageFailure: Error, Equatable { let replica: Int }
 @Suite struct ImageReplicaTests {
     /// The demo detector (mdconv, mdpool, mimicking, mask branch) on 2 images of 96x128, with
     /// proposals near the objects so that every head has positive RoIs.
-    func demoDetector() throws -> (config: ExperimentConfig, models: [FasterRCNN], images: Tensor, targets: [Instances], proposals: [[Box]]) {
+    func demoDetector() throws -> (config: ExperimentConfig, models: [GeneralizedRCNN], images: Tensor, targets: [Instances], proposals: [[Box]]) {
         let config = try loadConfig(path: repositoryPath("configs/demo.yaml"), overrides: ["mimic.patch_size=32", "mimic.rois_per_image=2"])
         let spec = detectorSpec(config, classes: 3)
-        let models = try (0..<2).map { _ in try FasterRCNN(spec: spec, seed: 5) }
+        let models = try (0..<2).map { _ in try GeneralizedRCNN(spec: spec, seed: 5) }
         var rng = SeededGenerator(seed: 11)
         let images = Tensor.normal([2, 3, 96, 128], using: &rng)
         let targets = (0..<2).map { i in

@@ -209,7 +209,7 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
 @Test func paperRowsDifferByTheTableOneParameterCounts() throws {
     func parameters(_ row: String) throws -> Int {
         let config = try loadConfig(path: repositoryPath("configs/coco/faster_rcnn_r50_\(row).yaml"), overrides: ["backbone.weights=null"])
-        let model = try FasterRCNN(spec: detectorSpec(config, classes: 80))
+        let model = try GeneralizedRCNN(spec: detectorSpec(config, classes: 80))
         return try ModelSummary(model: model, height: 800, width: 1216).parametersTotal
     }
     let regular = try parameters("roipool")
@@ -229,7 +229,7 @@ func tinyExperiment(_ dir: String, extra: [String] = []) throws -> ExperimentCon
 @Test func maskRCNNRowsDifferByTheTableOneParameterCounts() throws {
     func parameters(_ detector: String, _ row: String) throws -> Int {
         let config = try loadConfig(path: repositoryPath("configs/coco/\(detector)_rcnn_r50_\(row).yaml"), overrides: ["backbone.weights=null"])
-        return try ModelSummary(model: try FasterRCNN(spec: detectorSpec(config, classes: 80)), height: 800, width: 1216).parametersTotal
+        return try ModelSummary(model: try GeneralizedRCNN(spec: detectorSpec(config, classes: 80)), height: 800, width: 1216).parametersTotal
     }
     let regular = try parameters("mask", "roialign")
     func delta(_ row: String) throws -> Double { Double(try parameters("mask", row) - regular) / 1e6 }

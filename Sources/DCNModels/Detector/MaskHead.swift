@@ -9,12 +9,8 @@ import DCNAnnotations
 import DCNOps
 import DCNTensor
 
-public struct MaskHeadSpec: Sendable, Equatable {
-    public var classes: Int
-    /// Channels of the map the masks are pooled from (the box head's reduced res5); set by the detector.
-    public var inChannels = 256
-    /// Pixels per unit of the image on that map is 1 / featureStride; set by the detector.
-    public var featureStride = 16
+/// The mask branch's fixed choices (the `mask` section).
+public struct MaskHeadSpec: RoIBranchSpec, Equatable {
     /// RoI features are pooledSize x pooledSize (aligned RoI pooling); the masks twice that.
     public var pooledSize = 14
     /// Sample points per bin and axis of the RoI pooling.
@@ -27,23 +23,33 @@ public struct MaskHeadSpec: Sendable, Equatable {
     /// Weight of the mask loss in the total.
     public var lossWeight: Float = 1
 
-    public init(classes: Int) { self.classes = classes }
+    public init() {}
 
     /// Side of the predicted masks.
     public var maskSize: Int { 2 * pooledSize }
+
+    /// Pools from the box head's reduced map.
+    public func build(_ context: RoIBranchContext, rng: inout SeededGenerator) throws -> RoIBranch {
+        MaskHead(spec: self, input: context.shapes[BoxHead.reducedMap]!, classes: context.classes, rng: &rng)
+    }
 }
 
-public final class MaskHead {
+public final class MaskHead: RoIBranch {
     public let spec: MaskHeadSpec
+    public let classes: Int
+    /// Channels and stride of the map the masks are pooled from.
+    public let input: ShapeSpec
     let convs: [ConvLayer]
     let deconv: ConvTransposeLayer
     let predictor: ConvLayer
 
-    public init(spec: MaskHeadSpec, prefix: String = "roi_heads.mask_head.", rng: inout SeededGenerator) {
+    public init(spec: MaskHeadSpec, input: ShapeSpec, classes: Int, prefix: String = "roi_heads.mask_head.", rng: inout SeededGenerator) {
         self.spec = spec
+        self.classes = classes
+        self.input = input
         // He (fan-out) initialisation of the convs and the transposed conv, 0.001-std predictor
         // (detectron2's MaskRCNNConvUpsampleHead).
-        var convs: [ConvLayer] = [], channels = spec.inChannels
+        var convs: [ConvLayer] = [], channels = input.channels
         for i in stride(from: 1, through: spec.convs, by: 1) {
             convs.append(ConvLayer(name: prefix + "mask_fcn\(i)", channels, spec.convDim, kernel: 3, padding: 1, bias: true,
                                    weightInit: .kaimingNormalFanOut, rng: &rng))
@@ -51,14 +57,25 @@ public final class MaskHead {
         }
         self.convs = convs
         deconv = ConvTransposeLayer(name: prefix + "deconv", channels, spec.convDim, kernel: 2, stride: 2, rng: &rng)
-        predictor = ConvLayer(name: prefix + "predictor", spec.convDim, spec.classAgnostic ? 1 : spec.classes, kernel: 1,
+        predictor = ConvLayer(name: prefix + "predictor", spec.convDim, spec.classAgnostic ? 1 : classes, kernel: 1,
                               bias: true, weightInit: .normal(std: 0.001), rng: &rng)
     }
 
-    public var parameters: [Parameter] { convs.flatMap(\.parameters) + deconv.parameters + predictor.parameters }
+    public var phase: String { "mask" }
+    public var parameterGroups: [(name: String, parameters: [Parameter])] {
+        [("mask head", convs.flatMap(\.parameters) + deconv.parameters + predictor.parameters)]
+    }
+    public var losses: LossGroup { LossGroup(title: "mask loss", names: ["mask"]) }
+    public var addition: DetectionAddition? { .mask(size: spec.maskSize) }
+
+    public func validate(_ targets: [Instances]) throws {
+        for (i, t) in targets.enumerated() {
+            try require(t.hasMasks, "Mask R-CNN: image \(i) of the batch has objects without a mask (polygon segmentation); the mask branch needs one per object")
+        }
+    }
 
     var poolOptions: RoIAlignOptions {
-        RoIAlignOptions(outputHeight: spec.pooledSize, outputWidth: spec.pooledSize, spatialScale: 1 / Double(spec.featureStride),
+        RoIAlignOptions(outputHeight: spec.pooledSize, outputWidth: spec.pooledSize, spatialScale: 1 / Double(input.stride),
                         samplingRatio: spec.samplingRatio, aligned: true)
     }
 
@@ -94,10 +111,20 @@ public final class MaskHead {
         }
     }
 
-    /// The mask branch's training pass on the positive sampled RoIs: loss `mask`; backward returns
-    /// the gradient of the reduced map (zeros when no RoI is positive).
-    public func trainingPass(_ reduced: Tensor, sampled: SampledRoIs, targets: [Instances],
-                             _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
+    /// The mask branch's training pass on the positive sampled RoIs, on the box head's reduced map:
+    /// loss `mask`; publishes nothing; backward returns the reduced map's gradient (zeros when no
+    /// RoI is positive).
+    public func trainingPass(_ input: RoIBranchInput, rngs: inout [SeededGenerator], _ ws: Workspace) throws
+        -> TrainingPass<FeatureMaps, FeatureMaps, FeatureMaps> {
+        let reduced = input.features[BoxHead.reducedMap]!, sampled = input.sampled, targets = input.targets
+        let pass = try trainingPass(reduced, sampled: sampled, targets: targets, ws)
+        return TrainingPass(output: FeatureMaps(), losses: pass.losses, normaliser: pass.normaliser) { _ in
+            FeatureMaps([BoxHead.reducedMap: try pass.backward(())])
+        }
+    }
+
+    func trainingPass(_ reduced: Tensor, sampled: SampledRoIs, targets: [Instances],
+                      _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
         let positive = sampled.labels.indices.filter { sampled.labels[$0] > 0 }
         if positive.isEmpty {
             return TrainingPass(output: (), losses: ["mask": 0], normaliser: LossNormaliser(count: 0)) { Tensor(zeros: reduced.shape) }
@@ -136,6 +163,12 @@ public final class MaskHead {
         }
     }
 
+    /// Each detection's mask over its box, from the box head's reduced map.
+    public func annotate(_ detections: inout [[Detection]], features: FeatureMaps, _ ws: Workspace) throws {
+        let masks = try predict(features[BoxHead.reducedMap]!, detections: detections, ws)
+        for n in detections.indices { for k in detections[n].indices { detections[n][k].mask = masks[n][k] } }
+    }
+
     /// Mask probabilities (sigmoid of the predicted class's map, `maskSize` x `maskSize`, row-major)
     /// of each detection, per image, in the order of `detections`.
     public func predict(_ reduced: Tensor, detections: [[Detection]], _ ws: Workspace) throws -> [[[Float]]] {
@@ -160,12 +193,14 @@ public final class MaskHead {
         return result
     }
 
-    /// Multiply-adds for `rois` RoIs.
-    public func cost(rois: Int, _ counter: inout CostCounter) throws {
-        var shape = [rois, spec.inChannels, spec.pooledSize, spec.pooledSize]
+    /// Multiply-adds at test time: the mask branch runs on the final detections.
+    public func cost(shapes: [String: [Int]], proposals: Int, detections: Int) throws -> [(String, Int)] {
+        var counter = CostCounter()
+        var shape = [detections, input.channels, spec.pooledSize, spec.pooledSize]
         for conv in convs { shape = try conv.cost(shape, &counter) }
         shape = try deconv.cost(shape, &counter)
         _ = try predictor.cost(shape, &counter)
+        return [("mask head", counter.multiplyAdds)]
     }
 }
 

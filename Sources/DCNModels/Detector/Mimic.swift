@@ -14,35 +14,50 @@ public enum MimicRegions: String, Sendable, Codable, CaseIterable {
     case all
 }
 
-public struct MimicSpec: Sendable, Equatable {
+/// The mimic branch's fixed choices (the `mimic` section).
+public struct MimicSpec: RoIBranchSpec, Equatable {
     public var regions: MimicRegions = .off
     public var roisPerImage = 32
     public var patchSize = 224
     public var lossWeight: Float = 0.1
     public var classificationLossWeight: Float = 0.1
     public init() {}
+
+    /// Runs the detector's own backbone and box head on the patches.
+    public func build(_ context: RoIBranchContext, rng: inout SeededGenerator) throws -> RoIBranch {
+        MimicBranch(spec: self, backbone: context.backbone, head: context.box, classes: context.classes, rng: &rng)
+    }
 }
 
-public final class MimicBranch {
+public final class MimicBranch: RoIBranch {
     public let spec: MimicSpec
     let classifier: LinearLayer
+    let backbone: ResNet
+    let head: BoxHead
 
-    init(spec: MimicSpec, features: Int, classes: Int, rng: inout SeededGenerator) {
+    init(spec: MimicSpec, backbone: ResNet, head: BoxHead, classes: Int, rng: inout SeededGenerator) {
         self.spec = spec
-        classifier = LinearLayer(name: "roi_heads.mimic_cls_score", features, classes + 1, weightInit: .normal(std: 0.01), rng: &rng)
+        self.backbone = backbone
+        self.head = head
+        classifier = LinearLayer(name: "roi_heads.mimic_cls_score", head.spec.fcDim, classes + 1, weightInit: .normal(std: 0.01), rng: &rng)
     }
 
-    public var parameters: [Parameter] { classifier.parameters }
+    public var phase: String { "mimic" }
+    public var parameterGroups: [(name: String, parameters: [Parameter])] { [("mimic classifier", classifier.parameters)] }
+    public var losses: LossGroup { LossGroup(title: "mimic losses", names: ["mimic", "mimic_cls"]) }
 
-    /// The training pass: losses `mimic` (weighted mean of 1 - cos(f_RCNN, f_FRCNN)) and `mimic_cls`.
-    /// `detectorFeatures` are the box head's 2fc features of `sampled` ([K, fcDim]); backward runs
-    /// the patch path back through the shared head and backbone and returns their gradient.
-    func trainingPass(images: Tensor, sampled: SampledRoIs, detectorFeatures: Tensor, backbone: ResNet, head: RoIHead,
-                      rngs: inout [SeededGenerator], _ ws: Workspace) throws -> TrainingPass<Void, Void, Tensor> {
+    /// The training pass: losses `mimic` (weighted mean of 1 - cos(f_RCNN, f_FRCNN)) and `mimic_cls`,
+    /// on the box head's 2fc features of the sampled RoIs ([K, fcDim]); publishes nothing. Backward
+    /// runs the patch path back through the shared head and backbone and returns the gradient of
+    /// the box head's features.
+    public func trainingPass(_ input: RoIBranchInput, rngs: inout [SeededGenerator], _ ws: Workspace) throws
+        -> TrainingPass<FeatureMaps, FeatureMaps, FeatureMaps> {
+        let images = input.images, sampled = input.sampled
+        let detectorFeatures = input.features[BoxHead.roiFeatures]!
         let chosen = choose(sampled, images: images.dim(0), rngs: &rngs)
         guard !chosen.isEmpty else {
-            return TrainingPass(output: (), losses: ["mimic": 0, "mimic_cls": 0], normaliser: LossNormaliser(count: 0)) {
-                Tensor(zeros: detectorFeatures.shape)
+            return TrainingPass(output: FeatureMaps(), losses: ["mimic": 0, "mimic_cls": 0], normaliser: LossNormaliser(count: 0)) { _ in
+                FeatureMaps([BoxHead.roiFeatures: Tensor(zeros: detectorFeatures.shape)])
             }
         }
         let m = chosen.count, p = spec.patchSize, dim = detectorFeatures.dim(1)
@@ -56,7 +71,7 @@ public final class MimicBranch {
         let backbonePass = try backbone.trainingPass(patches, ws)
         var wholePatch: [Float] = []
         for i in 0..<m { wholePatch += [Float(i), 0, 0, Float(p), Float(p)] }
-        let embedding = try head.embed(backbonePass.output["res5"]!, rois: try Tensor(shape: [m, 5], data: wholePatch), ws)
+        let embedding = try head.embed(backbonePass.output, rois: try Tensor(shape: [m, 5], data: wholePatch), ws)
         let patchFeatures = embedding.output
 
         // f_FRCNN of the chosen RoIs.
@@ -70,7 +85,7 @@ public final class MimicBranch {
         // Both losses are means over the chosen RoIs.
         let normaliser = LossNormaliser(count: m)
 
-        return TrainingPass(output: (), losses: losses, normaliser: normaliser) {
+        return TrainingPass(output: FeatureMaps(), losses: losses, normaliser: normaliser) { _ in
             var dLogits = Tensor(zeros: logits.shape)
             try softmaxCrossEntropyBackward(dLogits: &dLogits, logits: logits, labels: labels,
                                             gradOutput: self.spec.classificationLossWeight * normaliser.share)
@@ -79,9 +94,8 @@ public final class MimicBranch {
             try cosineMimicBackward(dA: &dPatch, dB: &dRows, a: patchFeatures, b: detectorRows, gradOutput: self.spec.lossWeight * normaliser.share)
             var dDetector = Tensor(zeros: detectorFeatures.shape)
             for (i, r) in chosen.enumerated() { for j in 0..<dim { dDetector.data[r * dim + j] += dRows.data[i * dim + j] } }
-            let dRes5 = try embedding.backward(dPatch)
-            try backbonePass.backward(FeatureMaps(["res5": dRes5]))
-            return dDetector
+            try backbonePass.backward(try embedding.backward(dPatch))
+            return FeatureMaps([BoxHead.roiFeatures: dDetector])
         }
     }
 

@@ -4,10 +4,9 @@
 import DCNOps
 import DCNTensor
 
-/// The RPN's fixed choices.
+/// The RPN's fixed choices (the `rpn` section).
 public struct RPNSpec: Sendable, Equatable {
     public var anchors = AnchorGenerator(sizes: [32, 64, 128, 256, 512], aspectRatios: [0.5, 1, 2], stride: 16)
-    public var inChannels = 1024
     public var headChannels = 512
     public var positiveIoU: Float = 0.7
     public var negativeIoU: Float = 0.3
@@ -27,6 +26,8 @@ public struct RPNSpec: Sendable, Equatable {
 
 public final class RPN {
     public let spec: RPNSpec
+    /// The backbone map it reads.
+    public let inFeature: String
     let conv: ConvLayer
     let objectness: ConvLayer
     let deltas: ConvLayer
@@ -41,10 +42,15 @@ public final class RPN {
         var hidden: Tensor
     }
 
-    public init(spec: RPNSpec, prefix: String = "proposal_generator.rpn_head.", rng: inout SeededGenerator) {
+    /// `input` is the shape of the backbone map `inFeature`, whose stride the anchors' must be.
+    public init(spec: RPNSpec, inFeature: String, input: ShapeSpec, prefix: String = "proposal_generator.rpn_head.",
+                rng: inout SeededGenerator) throws {
+        try require(spec.anchors.stride == input.stride,
+                    "detector: anchor stride \(spec.anchors.stride) must equal the \(inFeature) stride \(input.stride)")
         self.spec = spec
+        self.inFeature = inFeature
         let a = spec.anchors.anchorsPerCell
-        conv = ConvLayer(name: prefix + "conv", spec.inChannels, spec.headChannels, kernel: 3, padding: 1, bias: true,
+        conv = ConvLayer(name: prefix + "conv", input.channels, spec.headChannels, kernel: 3, padding: 1, bias: true,
                          weightInit: .normal(std: 0.01), rng: &rng)
         objectness = ConvLayer(name: prefix + "objectness_logits", spec.headChannels, a, kernel: 1, bias: true,
                                weightInit: .normal(std: 0.01), rng: &rng)
@@ -53,6 +59,7 @@ public final class RPN {
     }
 
     public var parameters: [Parameter] { conv.parameters + objectness.parameters + deltas.parameters }
+    public var losses: LossGroup { LossGroup(title: "RPN losses", names: ["rpn_cls", "rpn_box"]) }
 
     public func forward(_ features: Tensor, _ ws: Workspace) throws -> Output {
         var hidden = try conv.forward(features, ws)
@@ -63,19 +70,19 @@ public final class RPN {
         return Output(logits: logits, deltas: d, anchors: anchors, input: features, hidden: hidden)
     }
 
-    /// The training pass on res4: proposals (or `fixedProposals`, for gradient checks) and the
-    /// losses `rpn_cls`, `rpn_box` (image n's anchor sampling draws from `rngs[n]`); backward
-    /// returns dRes4.
-    public func trainingPass(_ res4: Tensor, targets: [Instances], imageSizes: [ImageSize], fixedProposals: [[Box]]? = nil,
-                             rngs: inout [SeededGenerator], _ ws: Workspace) throws -> TrainingPass<[[Box]], Void, Tensor> {
-        let out = try forward(res4, ws)
+    /// The training pass on its backbone map: proposals (or `fixedProposals`, for gradient checks)
+    /// and the losses `rpn_cls`, `rpn_box` (image n's anchor sampling draws from `rngs[n]`);
+    /// backward returns the map's gradient, by name.
+    public func trainingPass(_ features: FeatureMaps, targets: [Instances], imageSizes: [ImageSize], fixedProposals: [[Box]]? = nil,
+                             rngs: inout [SeededGenerator], _ ws: Workspace) throws -> TrainingPass<[[Box]], Void, FeatureMaps> {
+        let out = try forward(features[inFeature]!, ws)
         var loss = try losses(out, targets: targets, rngs: &rngs)
         let proposals = try fixedProposals ?? self.proposals(out, imageSizes: imageSizes, training: true)
         let normaliser = LossNormaliser(count: spec.batchSizePerImage * targets.count)
         return TrainingPass(output: proposals, losses: ["rpn_cls": loss.objectness, "rpn_box": loss.box], normaliser: normaliser) {
             loss.dLogits.scale(normaliser.share)
             loss.dDeltas.scale(normaliser.share)
-            return try self.backward(dLogits: loss.dLogits, dDeltas: loss.dDeltas, output: out, wantInput: true, ws)!
+            return FeatureMaps([self.inFeature: try self.backward(dLogits: loss.dLogits, dDeltas: loss.dDeltas, output: out, wantInput: true, ws)!])
         }
     }
 

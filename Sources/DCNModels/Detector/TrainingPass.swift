@@ -1,5 +1,5 @@
-// The one contract of a trainable part: backbone, RPN, box head, mimic branch (and later a mask
-// or a classification head).
+// The one contract of a trainable part: backbone, RPN, each RoI branch and dense head (Parts.swift)
+// and the classifier.
 import DCNTensor
 
 /// A part's training forward pass: its output, its weighted named losses, and its backward pass.
@@ -60,7 +60,7 @@ public protocol TrainingCollective: AnyObject {
 
 /// This process's part of one step of a global batch.
 public struct StepShare {
-    /// Draws every per-image random choice of the step (anchor and RoI sampling, mimic RoIs).
+    /// Draws every per-image random choice of the step (anchor and RoI sampling, the branches' own choices).
     public var seed: UInt64
     /// Position of this process's first image in the global batch.
     public var firstImage: Int

@@ -1,14 +1,14 @@
-// The Fast R-CNN head of the paper's layout: res5 ran on the whole image; here a 1x1 conv
-// 2048 -> 256 + ReLU, RoI features (7x7x256) from the chosen extractor, two fc 1024 + ReLU ("2fc"),
-// a (C+1)-way classifier and class-specific box regression.
+// The box head, the first RoI branch (the Fast R-CNN head of the paper's layout): res5 ran on the
+// whole image; here a 1x1 conv 2048 -> 256 + ReLU, RoI features (7x7x256) from the chosen
+// extractor, two fc 1024 + ReLU ("2fc"), a (C+1)-way classifier and class-specific box regression.
+// It also samples the training RoIs every branch reads, and makes the detections other branches
+// annotate.
 import DCNOps
 import DCNTensor
 import Foundation
 
-/// The RoI head's fixed choices.
+/// The box head's fixed choices (the `roi_head` section).
 public struct RoIHeadSpec: Sendable, Equatable {
-    public var classes: Int
-    public var inChannels = 2048
     public var reduceChannels = 256
     public var extractor: RoIExtractorKind = .roialign
     public var pooledSize = 7
@@ -16,7 +16,6 @@ public struct RoIHeadSpec: Sendable, Equatable {
     public var gamma: Float = 0.1
     public var offsetLearningRateScale: Float = 0.01
     public var fcDim = 1024
-    public var featureStride = 16
     public var batchSizePerImage = 512
     public var positiveFraction: Float = 0.25
     public var foregroundIoU: Float = 0.5
@@ -26,7 +25,7 @@ public struct RoIHeadSpec: Sendable, Equatable {
     public var nmsThreshold: Float = 0.5
     public var detectionsPerImage = 100
 
-    public init(classes: Int) { self.classes = classes }
+    public init() {}
 }
 
 /// RoIs sampled for training, with their targets.
@@ -44,22 +43,17 @@ public struct SampledRoIs: Sendable {
     public var matched: [Int]
 }
 
-/// One detection in the input image's pixels.
-public struct Detection: Sendable, Equatable {
-    public var box: Box
-    public var score: Float
-    /// 1...C
-    public var label: Int
-    /// Mask R-CNN: the mask's probabilities over the box, M x M row-major (nil without a mask branch).
-    public var mask: [Float]?
-
-    public init(box: Box, score: Float, label: Int, mask: [Float]? = nil) {
-        self.box = box; self.score = score; self.label = label; self.mask = mask
-    }
-}
-
-public final class RoIHead {
+public final class BoxHead: RoIBranch {
     public let spec: RoIHeadSpec
+    /// Object classes without background.
+    public let classes: Int
+    /// Input pixels per pixel of the map it pools from.
+    public let featureStride: Int
+    /// The backbone map it reads.
+    public let inFeature: String
+    /// The maps it publishes for later branches: the reduced map the RoIs are pooled from
+    /// ([N, reduceChannels, H, W]) and the sampled RoIs' 2fc features (f_FRCNN in the paper, [K, fcDim]).
+    public static let reducedMap = "box_reduced", roiFeatures = "box_features"
     let reduce: ConvLayer
     public let extractor: RoIFeatureExtractor
     let fc1: LinearLayer
@@ -67,80 +61,77 @@ public final class RoIHead {
     let classifier: LinearLayer
     let boxRegressor: LinearLayer
 
-    public init(spec: RoIHeadSpec, prefix: String = "roi_heads.", rng: inout SeededGenerator) {
+    /// `input` is the shape of the backbone map `inFeature`.
+    public init(spec: RoIHeadSpec, inFeature: String, input: ShapeSpec, classes: Int, prefix: String = "roi_heads.", rng: inout SeededGenerator) {
         self.spec = spec
-        reduce = ConvLayer(name: prefix + "reduce", spec.inChannels, spec.reduceChannels, kernel: 1, bias: true,
+        self.classes = classes
+        self.inFeature = inFeature
+        featureStride = input.stride
+        reduce = ConvLayer(name: prefix + "reduce", input.channels, spec.reduceChannels, kernel: 1, bias: true,
                            weightInit: .kaimingNormalFanOut, rng: &rng)
         extractor = RoIFeatureExtractor(kind: spec.extractor, channels: spec.reduceChannels, pooledSize: spec.pooledSize,
                                         samplingRatio: spec.samplingRatio, gamma: spec.gamma, hiddenDim: spec.fcDim,
                                         offsetLearningRateScale: spec.offsetLearningRateScale, prefix: prefix + "pooler.", rng: &rng)
-        extractor.inputStride = spec.featureStride
+        extractor.inputStride = input.stride
         let flat = spec.reduceChannels * spec.pooledSize * spec.pooledSize
         // The fcs start as PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (detectron2's
         // c2_xavier_fill would use the bound sqrt(3 / fan_in)).
         fc1 = LinearLayer(name: prefix + "box_head.fc1", flat, spec.fcDim, weightInit: .uniformFanIn, rng: &rng)
         fc2 = LinearLayer(name: prefix + "box_head.fc2", spec.fcDim, spec.fcDim, weightInit: .uniformFanIn, rng: &rng)
-        classifier = LinearLayer(name: prefix + "box_predictor.cls_score", spec.fcDim, spec.classes + 1,
+        classifier = LinearLayer(name: prefix + "box_predictor.cls_score", spec.fcDim, classes + 1,
                                  weightInit: .normal(std: 0.01), rng: &rng)
-        boxRegressor = LinearLayer(name: prefix + "box_predictor.bbox_pred", spec.fcDim, 4 * (spec.classes + 1),
+        boxRegressor = LinearLayer(name: prefix + "box_predictor.bbox_pred", spec.fcDim, 4 * (classes + 1),
                                    weightInit: .normal(std: 0.001), rng: &rng)
     }
 
-    /// Parameters by component: the head proper and the RoI pooling's offset branch.
-    public var headParameters: [Parameter] { reduce.parameters + fc1.parameters + fc2.parameters + classifier.parameters + boxRegressor.parameters }
-    public var poolingParameters: [Parameter] { extractor.parameters }
-
-    var spatialScale: Float { 1 / Float(spec.featureStride) }
-
-    /// What the head's training pass returns: the sampled RoIs with their targets, their 2fc
-    /// features (f_FRCNN in the paper, [K, fcDim]) for the mimic branch, and the reduced res5 map
-    /// the RoIs were pooled from (for the mask branch).
-    public struct Sampled {
-        public var rois: SampledRoIs
-        public var features: Tensor
-        public var reduced: Tensor
+    /// Shapes of the maps it publishes for the branches' inference and construction.
+    public var publishedShapes: [String: ShapeSpec] {
+        [Self.reducedMap: ShapeSpec(channels: spec.reduceChannels, stride: featureStride)]
     }
 
-    /// Gradients that other parts send back to the head: of the 2fc features (mimic branch) and
-    /// of the reduced map (mask branch).
-    public struct SampledGradient {
-        public var features: Tensor?
-        public var reduced: Tensor?
-        public init(features: Tensor? = nil, reduced: Tensor? = nil) { self.features = features; self.reduced = reduced }
+    public var phase: String { "head" }
+    /// The head proper and the RoI pooling's offset branch.
+    public var parameterGroups: [(name: String, parameters: [Parameter])] {
+        [("head", reduce.parameters + fc1.parameters + fc2.parameters + classifier.parameters + boxRegressor.parameters),
+         ("roi pooling branch", extractor.parameters)]
     }
+    public var losses: LossGroup { LossGroup(title: "R-CNN head losses", names: ["rcnn_cls", "rcnn_box"]) }
 
-    /// The head's training pass on res5: samples RoIs from the proposals and ground truth (drawing
-    /// image n's from `rngs[n]`), losses `rcnn_cls` and `rcnn_box`. Backward takes the other parts'
-    /// gradients of its outputs and returns dRes5.
-    public func trainingPass(_ res5: Tensor, proposals: [[Box]], targets: [Instances], rngs: inout [SeededGenerator],
-                             _ ws: Workspace) throws -> TrainingPass<Sampled, SampledGradient, Tensor> {
-        let sampled = sample(proposals: proposals, targets: targets, rngs: &rngs)
-        let reducing = try reduceMap(res5, ws)
+    var spatialScale: Float { 1 / Float(featureStride) }
+
+    /// The head's training pass on its backbone map and the sampled RoIs: losses `rcnn_cls` and
+    /// `rcnn_box`; publishes the reduced map and the RoIs' 2fc features. Backward takes the later
+    /// branches' gradients of those and returns the backbone map's.
+    public func trainingPass(_ input: RoIBranchInput, rngs: inout [SeededGenerator], _ ws: Workspace) throws
+        -> TrainingPass<FeatureMaps, FeatureMaps, FeatureMaps> {
+        let sampled = input.sampled
+        let reducing = try reduceMap(input.features[inFeature]!, ws)
         let embedding = try embedReduced(reducing.output, rois: sampled.rois, ws)
         let hidden2 = embedding.output
         let (logits, deltas) = (try classifier.forward(hidden2), try boxRegressor.forward(hidden2))
         var loss = try losses(logits: logits, deltas: deltas, sampled: sampled)
         let normaliser = LossNormaliser(count: sampled.labels.count)
-        return TrainingPass(output: Sampled(rois: sampled, features: hidden2, reduced: reducing.output),
-                            losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box], normaliser: normaliser) { gradient in
+        let published = FeatureMaps([Self.reducedMap: reducing.output, Self.roiFeatures: hidden2])
+        return TrainingPass(output: published, losses: ["rcnn_cls": loss.classification, "rcnn_box": loss.box],
+                            normaliser: normaliser) { gradient in
             loss.dLogits.scale(normaliser.share)
             loss.dDeltas.scale(normaliser.share)
             var dHidden2 = try self.classifier.backward(loss.dLogits, input: hidden2, wantInput: true)!
             dHidden2.add(try self.boxRegressor.backward(loss.dDeltas, input: hidden2, wantInput: true)!)
-            if let dFeatures = gradient.features { dHidden2.add(dFeatures) }
+            if let dFeatures = gradient[Self.roiFeatures] { dHidden2.add(dFeatures) }
             var dReduced = try embedding.backward(dHidden2)
-            if let extra = gradient.reduced { dReduced.add(extra) }
-            return try reducing.backward(dReduced)
+            if let extra = gradient[Self.reducedMap] { dReduced.add(extra) }
+            return FeatureMaps([self.inFeature: try reducing.backward(dReduced)])
         }
     }
 
-    /// The 2fc features of `rois` [K, 5] on res5: 1x1 conv + ReLU, RoI features from the extractor,
-    /// fc + ReLU twice. Backward takes dFeatures and returns dRes5. Used by the mimic branch (on
-    /// the cropped patches).
-    public func embed(_ res5: Tensor, rois: Tensor, _ ws: Workspace) throws -> TrainingPass<Tensor, Tensor, Tensor> {
-        let reducing = try reduceMap(res5, ws)
+    /// The 2fc features of `rois` [K, 5] on the backbone maps `features`: 1x1 conv + ReLU, RoI
+    /// features from the extractor, fc + ReLU twice. Backward takes dFeatures and returns the
+    /// backbone map's gradient, by name. Used by the mimic branch (on the cropped patches).
+    public func embed(_ features: FeatureMaps, rois: Tensor, _ ws: Workspace) throws -> TrainingPass<Tensor, Tensor, FeatureMaps> {
+        let reducing = try reduceMap(features[inFeature]!, ws)
         let embedding = try embedReduced(reducing.output, rois: rois, ws)
-        return TrainingPass(output: embedding.output) { try reducing.backward(try embedding.backward($0)) }
+        return TrainingPass(output: embedding.output) { FeatureMaps([self.inFeature: try reducing.backward(try embedding.backward($0))]) }
     }
 
     /// The reduced map: 1x1 conv to `reduceChannels` + ReLU on res5. Backward takes its gradient
@@ -178,9 +169,16 @@ public final class RoIHead {
         }
     }
 
-    /// Candidates of each image from its proposals on res5 (test time), before NMS
-    /// (`select` keeps the detections). `reduced` is `reduceMap(res5).output`.
-    public func candidates(reduced: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
+    /// Candidates of each image from its proposals on the backbone maps (test time), before NMS
+    /// (`select` keeps the detections), and the maps it publishes for the other branches.
+    public func candidates(_ features: FeatureMaps, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws
+        -> (candidates: [[Detection]], published: FeatureMaps) {
+        let reduced = try reduceMap(features[inFeature]!, ws).output
+        let published = FeatureMaps([Self.reducedMap: reduced])
+        return (try candidates(reduced: reduced, proposals: proposals, imageSizes: imageSizes, ws), published)
+    }
+
+    func candidates(reduced: Tensor, proposals: [[Box]], imageSizes: [ImageSize], _ ws: Workspace) throws -> [[Detection]] {
         var rois: [Float] = []
         for (n, boxes) in proposals.enumerated() { rois += boxes.rois(batchIndex: n) }
         let count = rois.count / 5
@@ -247,7 +245,7 @@ public final class RoIHead {
     /// Every (RoI, class) pair of each image scoring above the threshold, decoded and clipped to the
     /// image, in RoI-then-class order, before NMS (what multi-scale testing merges across views).
     public func candidates(logits: Tensor, deltas: Tensor, proposals: [[Box]], imageSizes: [ImageSize]) throws -> [[Detection]] {
-        let classes = spec.classes
+        let classes = self.classes
         var result: [[Detection]] = []
         var offset = 0
         for (n, boxes) in proposals.enumerated() {
@@ -290,10 +288,12 @@ public final class RoIHead {
         try selection(candidates).map { candidates[$0] }
     }
 
-    /// Multiply-adds of the head for `rois` RoIs on a reduced map computed from `res5Shape`.
-    public func cost(res5Shape: [Int], rois: Int, _ counter: inout CostCounter) throws {
-        _ = try reduce.cost(res5Shape, &counter)
-        extractor.cost(rois: rois, &counter)
-        for fc in [fc1, fc2, classifier, boxRegressor] { fc.cost(rows: rois, &counter) }
+    /// Multiply-adds of the head at the proposal count.
+    public func cost(shapes: [String: [Int]], proposals: Int, detections: Int) throws -> [(String, Int)] {
+        var counter = CostCounter()
+        _ = try reduce.cost(shapes[inFeature]!, &counter)
+        extractor.cost(rois: proposals, &counter)
+        for fc in [fc1, fc2, classifier, boxRegressor] { fc.cost(rows: proposals, &counter) }
+        return [("head", counter.multiplyAdds)]
     }
 }
