@@ -135,6 +135,8 @@ public struct SegmentationSample: Sendable, Equatable {
     public var id: String
     public var imagePath: String
     public var labelPath: String
+
+    public init(id: String, imagePath: String, labelPath: String) { self.id = id; self.imagePath = imagePath; self.labelPath = labelPath }
 }
 
 /// The samples of `split` in a `layout` rooted at `root` (a VOC devkit year folder such as
