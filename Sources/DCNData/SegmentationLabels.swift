@@ -102,12 +102,13 @@ public func readLabelSamples(path: String) throws -> PNGSamples {
 }
 
 /// Throws a `LabelMapError` naming `file` when a value of `map` is neither below `classes` nor
-/// `voidLabel`.
-public func checkLabelValues(_ map: LabelMap, classes: Int, file: String) throws {
+/// `voidLabel`; returns the pixels of each value 0...255.
+@discardableResult
+public func checkLabelValues(_ map: LabelMap, classes: Int, file: String) throws -> [Int] {
     var histogram = [Int](repeating: 0, count: 256)
     for v in map.labels { histogram[Int(v)] += 1 }
     let bad = (max(0, classes)..<255).filter { histogram[$0] > 0 }
-    guard let value = bad.first else { return }
+    guard let value = bad.first else { return histogram }
     let at = map.labels.firstIndex(of: UInt8(value))!
     let others = bad.count > 1 ? " (other such values: \(bad.dropFirst().prefix(8).map(String.init).joined(separator: ", "))\(bad.count > 9 ? ", ..." : ""))" : ""
     throw LabelMapError(file: file, "value \(value) at x \(at % map.width), y \(at / map.width) (\(histogram[value]) pixels) is neither a class index "

@@ -111,26 +111,14 @@ public struct SegmentationResult: Sendable, Equatable {
     public var pixels: Int { matrix.labelArea.reduce(0, +) }
 
     /// `{"mIoU", "IoU": [per class, null if absent], "aAcc", "Acc", "classes", "images", "pixels"}`;
-    /// numbers in their shortest exact form.
+    /// numbers as Python's `repr` prints them (COCO's JSON helpers).
     public var jsonText: String {
-        func number(_ v: Double?) -> String { v.map { "\($0)" } ?? "null" }
-        func quoted(_ s: String) -> String {
-            var out = "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-                default: out.unicodeScalars.append(u)
-                }
-            }
-            return out + "\""
-        }
+        func number(_ v: Double?) -> String { v.map(jsonNumber) ?? "null" }
+        func list(_ values: [String]) -> String { "[" + values.joined(separator: ", ") + "]" }
         let names = classNames ?? (0..<matrix.classes).map(String.init)
-        return "{\n  \"mIoU\": \(number(meanIoU)),\n  \"IoU\": [\(iou.map(number).joined(separator: ", "))],\n"
-            + "  \"aAcc\": \(number(pixelAccuracy)),\n  \"Acc\": [\(accuracy.map(number).joined(separator: ", "))],\n"
-            + "  \"classes\": [\(names.map(quoted).joined(separator: ", "))],\n"
-            + "  \"images\": \(images),\n  \"pixels\": \(pixels)\n}\n"
+        return orderedJSONObject([("mIoU", number(meanIoU)), ("IoU", list(iou.map(number))), ("aAcc", number(pixelAccuracy)),
+                                  ("Acc", list(accuracy.map(number))), ("classes", list(names.map(jsonString))),
+                                  ("images", String(images)), ("pixels", String(pixels))]) + "\n"
     }
 
     /// One row per class (IoU and accuracy in percent, labelled pixels), then mIoU and aAcc.
@@ -140,7 +128,7 @@ public struct SegmentationResult: Sendable, Equatable {
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         func left(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
         func percent(_ v: Double?) -> String { v.map { String(format: "%.2f", 100 * $0) } ?? "-" }
-        let area = matrix.labelArea
+        let area = matrix.labelArea, iou = self.iou, accuracy = self.accuracy
         var lines = [pad("class", width) + " | " + left("IoU", 7) + " | " + left("Acc", 7) + " | " + left("pixels", 12)]
         lines.append(String(repeating: "-", count: lines[0].count))
         for (c, name) in names.enumerated() {

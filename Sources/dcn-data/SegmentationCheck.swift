@@ -99,10 +99,7 @@ private struct SampleCheck {
         do {
             let decoded = try readLabelSamples(path: sample.labelPath)
             let map = LabelMap(width: decoded.width, height: decoded.height, labels: decoded.samples)
-            try checkLabelValues(map, classes: classes, file: sample.labelPath)
-            var h = [Int](repeating: 0, count: 256)
-            for v in map.labels { h[Int(v)] += 1 }
-            histogram = h
+            histogram = try checkLabelValues(map, classes: classes, file: sample.labelPath)
             isPalette = decoded.isPalette
             size = "\(map.width)x\(map.height)"
             labelSize = (map.width, map.height)
