@@ -326,20 +326,31 @@ static void png_guard_warning(png_structp png, png_const_charp text) {
     (void)text;
 }
 
-static int decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
-                      char *message, size_t message_capacity, int header_only) {
-    if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
-    memset(out, 0, sizeof *out);
+// The signature check and the read struct (with the returning error handler) of both PNG
+// decoders; `source` must outlive `*png`.
+static int png_read_begin(const uint8_t *data, size_t size, png_source *source, png_structp *png,
+                          char *message, size_t message_capacity) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
         set_message(message, message_capacity, size < 8 ? "truncated PNG (no signature)" : "not a PNG signature");
         return size < 8 ? DCN_CODEC_TRUNCATED : DCN_CODEC_CORRUPT;
     }
-    png_source source = {data, size, 0, 0, message, message_capacity};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source, png_guard_error, png_guard_warning);
-    if (png == NULL) {
+    *source = (png_source){data, size, 0, 0, message, message_capacity};
+    *png = png_create_read_struct(PNG_LIBPNG_VER_STRING, source, png_guard_error, png_guard_warning);
+    if (*png == NULL) {
         set_message(message, message_capacity, "out of memory");
         return DCN_CODEC_NO_MEMORY;
     }
+    return DCN_CODEC_OK;
+}
+
+static int decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                      char *message, size_t message_capacity, int header_only) {
+    if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    png_source source;
+    png_structp png = NULL;
+    int begun = png_read_begin(data, size, &source, &png, message, message_capacity);
+    if (begun != DCN_CODEC_OK) return begun;
     png_infop info = png_create_info_struct(png);
     png_infop end_info = png_create_info_struct(png);
     uint8_t *volatile pixels = NULL;
@@ -569,16 +580,10 @@ int dcn_decode_png_samples(const uint8_t *data, size_t size, dcn_decoded_labels 
                            char *message, size_t message_capacity) {
     if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
     memset(out, 0, sizeof *out);
-    if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
-        set_message(message, message_capacity, size < 8 ? "truncated PNG (no signature)" : "not a PNG signature");
-        return size < 8 ? DCN_CODEC_TRUNCATED : DCN_CODEC_CORRUPT;
-    }
-    png_source source = {data, size, 0, 0, message, message_capacity};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source, png_guard_error, png_guard_warning);
-    if (png == NULL) {
-        set_message(message, message_capacity, "out of memory");
-        return DCN_CODEC_NO_MEMORY;
-    }
+    png_source source;
+    png_structp png = NULL;
+    int begun = png_read_begin(data, size, &source, &png, message, message_capacity);
+    if (begun != DCN_CODEC_OK) return begun;
     png_infop info = png_create_info_struct(png);
     uint8_t *volatile samples = NULL;
     png_bytep *volatile rows = NULL;
