@@ -110,7 +110,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["DCNConfig", "DCNData", "DCNTensor", "DCNTraining"], path: "Tests/TestSupport"),
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNVerify", "DCNBench", "TestSupport"]),
-        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations", "TestSupport"]),
+        .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),

@@ -326,20 +326,31 @@ static void png_guard_warning(png_structp png, png_const_charp text) {
     (void)text;
 }
 
-static int decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
-                      char *message, size_t message_capacity, int header_only) {
-    if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
-    memset(out, 0, sizeof *out);
+// The signature check and the read struct (with the returning error handler) of both PNG
+// decoders; `source` must outlive `*png`.
+static int png_read_begin(const uint8_t *data, size_t size, png_source *source, png_structp *png,
+                          char *message, size_t message_capacity) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
         set_message(message, message_capacity, size < 8 ? "truncated PNG (no signature)" : "not a PNG signature");
         return size < 8 ? DCN_CODEC_TRUNCATED : DCN_CODEC_CORRUPT;
     }
-    png_source source = {data, size, 0, 0, message, message_capacity};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source, png_guard_error, png_guard_warning);
-    if (png == NULL) {
+    *source = (png_source){data, size, 0, 0, message, message_capacity};
+    *png = png_create_read_struct(PNG_LIBPNG_VER_STRING, source, png_guard_error, png_guard_warning);
+    if (*png == NULL) {
         set_message(message, message_capacity, "out of memory");
         return DCN_CODEC_NO_MEMORY;
     }
+    return DCN_CODEC_OK;
+}
+
+static int decode_png(const uint8_t *data, size_t size, dcn_decoded_image *out,
+                      char *message, size_t message_capacity, int header_only) {
+    if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    png_source source;
+    png_structp png = NULL;
+    int begun = png_read_begin(data, size, &source, &png, message, message_capacity);
+    if (begun != DCN_CODEC_OK) return begun;
     png_infop info = png_create_info_struct(png);
     png_infop end_info = png_create_info_struct(png);
     uint8_t *volatile pixels = NULL;
@@ -474,12 +485,11 @@ static void png_write_memory(png_structp png, png_bytep bytes, size_t length) {
 
 static void png_flush_memory(png_structp png) { (void)png; }
 
-int dcn_encode_png(const uint8_t *rgb, int32_t width, int32_t height,
-                   uint8_t **out, size_t *out_size, char *message, size_t message_capacity) {
-    if (rgb == NULL || out == NULL || out_size == NULL || width <= 0 || height <= 0) {
-        set_message(message, message_capacity, "invalid image size for PNG");
-        return DCN_CODEC_BAD_ARGUMENT;
-    }
+// Writes `height` rows of `row_bytes` bytes as a PNG with the given IHDR colour type (8-bit) and,
+// for a palette PNG, its PLTE entries.
+static int encode_png_rows(const uint8_t *pixels, int32_t width, int32_t height, size_t row_bytes, int color_type,
+                           const uint8_t *palette, int32_t palette_entries,
+                           uint8_t **out, size_t *out_size, char *message, size_t message_capacity) {
     *out = NULL;
     *out_size = 0;
     png_source errors = {NULL, 0, 0, 0, message, message_capacity};
@@ -499,20 +509,138 @@ int dcn_encode_png(const uint8_t *rgb, int32_t width, int32_t height,
         return sink.failed ? DCN_CODEC_NO_MEMORY : DCN_CODEC_CORRUPT;
     }
     png_set_write_fn(png, &sink, png_write_memory, png_flush_memory);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB,
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, color_type,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_color entries[256];
+        for (int32_t i = 0; i < palette_entries; i++) {
+            entries[i].red = palette[3 * i];
+            entries[i].green = palette[3 * i + 1];
+            entries[i].blue = palette[3 * i + 2];
+        }
+        png_set_PLTE(png, info, entries, palette_entries);
+    }
     png_set_compression_level(png, 6);
     rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
     if (rows == NULL) {
         sink.failed = 1;
         png_error(png, "out of memory");
     }
-    for (int32_t y = 0; y < height; y++) rows[y] = (png_bytep)(rgb + (size_t)y * (size_t)width * 3);
+    for (int32_t y = 0; y < height; y++) rows[y] = (png_bytep)(pixels + (size_t)y * row_bytes);
     png_set_rows(png, info, rows);
     png_write_png(png, info, PNG_TRANSFORM_IDENTITY, NULL);
     free(rows);
     png_destroy_write_struct(&png, &info);
     *out = sink.data;
     *out_size = sink.size;
+    return DCN_CODEC_OK;
+}
+
+int dcn_encode_png(const uint8_t *rgb, int32_t width, int32_t height,
+                   uint8_t **out, size_t *out_size, char *message, size_t message_capacity) {
+    if (rgb == NULL || out == NULL || out_size == NULL || width <= 0 || height <= 0) {
+        set_message(message, message_capacity, "invalid image size for PNG");
+        return DCN_CODEC_BAD_ARGUMENT;
+    }
+    return encode_png_rows(rgb, width, height, (size_t)width * 3, PNG_COLOR_TYPE_RGB, NULL, 0,
+                           out, out_size, message, message_capacity);
+}
+
+int dcn_encode_png_samples(const uint8_t *samples, int32_t width, int32_t height,
+                           const uint8_t *palette, int32_t palette_entries,
+                           uint8_t **out, size_t *out_size, char *message, size_t message_capacity) {
+    if (samples == NULL || out == NULL || out_size == NULL || width <= 0 || height <= 0) {
+        set_message(message, message_capacity, "invalid image size for PNG");
+        return DCN_CODEC_BAD_ARGUMENT;
+    }
+    if (palette != NULL && (palette_entries < 1 || palette_entries > 256)) {
+        set_message(message, message_capacity, "a PNG palette has 1 to 256 entries");
+        return DCN_CODEC_BAD_ARGUMENT;
+    }
+    return encode_png_rows(samples, width, height, (size_t)width,
+                           palette != NULL ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY, palette, palette_entries,
+                           out, out_size, message, message_capacity);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Label maps: the stored samples of a palette or grayscale PNG, without conversion.
+
+static const char *png_color_type_name(int color_type) {
+    switch (color_type) {
+    case PNG_COLOR_TYPE_GRAY: return "grayscale";
+    case PNG_COLOR_TYPE_PALETTE: return "palette";
+    case PNG_COLOR_TYPE_RGB: return "RGB";
+    case PNG_COLOR_TYPE_RGB_ALPHA: return "RGBA";
+    case PNG_COLOR_TYPE_GRAY_ALPHA: return "grayscale+alpha";
+    default: return "unknown colour type";
+    }
+}
+
+int dcn_decode_png_samples(const uint8_t *data, size_t size, dcn_decoded_labels *out,
+                           char *message, size_t message_capacity) {
+    if (out == NULL || data == NULL) return DCN_CODEC_BAD_ARGUMENT;
+    memset(out, 0, sizeof *out);
+    png_source source;
+    png_structp png = NULL;
+    int begun = png_read_begin(data, size, &source, &png, message, message_capacity);
+    if (begun != DCN_CODEC_OK) return begun;
+    png_infop info = png_create_info_struct(png);
+    uint8_t *volatile samples = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int status = DCN_CODEC_CORRUPT;
+    if (info == NULL) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        set_message(message, message_capacity, "out of memory");
+        return DCN_CODEC_NO_MEMORY;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        free(samples);
+        free(rows);
+        png_destroy_read_struct(&png, &info, NULL);
+        return source.truncated ? DCN_CODEC_TRUNCATED : status;
+    }
+    png_set_read_fn(png, &source, png_read_memory);
+    png_read_info(png, info);
+    png_uint_32 w = 0, h = 0;
+    int bit_depth = 0, color_type = 0, interlace = 0;
+    png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, &interlace, NULL, NULL);
+    int size_status = check_size(w, h, message, message_capacity);
+    if (size_status != DCN_CODEC_OK) {
+        status = size_status;
+        png_longjmp(png, 1);
+    }
+    if ((color_type != PNG_COLOR_TYPE_PALETTE && color_type != PNG_COLOR_TYPE_GRAY) || bit_depth > 8) {
+        char text[200];
+        snprintf(text, sizeof text, "%s with %d-bit samples; a label map is a palette or grayscale PNG of at most 8 bits "
+                 "(one class index per pixel)", png_color_type_name(color_type), bit_depth);
+        set_message(message, message_capacity, text);
+        status = DCN_CODEC_UNSUPPORTED;
+        png_longjmp(png, 1);
+    }
+    // Unpack 1/2/4-bit samples to one byte each, keeping their values (no scaling, no palette).
+    if (bit_depth < 8) png_set_packing(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    if (png_get_channels(png, info) != 1 || png_get_rowbytes(png, info) != (size_t)w) {
+        set_message(message, message_capacity, "unsupported PNG sample layout");
+        status = DCN_CODEC_UNSUPPORTED;
+        png_longjmp(png, 1);
+    }
+    samples = (uint8_t *)malloc((size_t)w * h);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * h);
+    if (samples == NULL || rows == NULL) {
+        set_message(message, message_capacity, "out of memory");
+        status = DCN_CODEC_NO_MEMORY;
+        png_longjmp(png, 1);
+    }
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = samples + (size_t)y * w;
+    png_read_image(png, rows);
+    // The samples are complete; what follows the image data is not examined (as in decode_png).
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    out->samples = samples;
+    out->width = (int32_t)w;
+    out->height = (int32_t)h;
+    out->is_palette = color_type == PNG_COLOR_TYPE_PALETTE;
     return DCN_CODEC_OK;
 }

@@ -173,13 +173,14 @@ public struct VOCDataset: Sendable {
     }
 }
 
-/// The image ids listed in `<devkit>/ImageSets/Main/<split>.txt`, in file order (blank lines
-/// skipped; LF or CRLF line ends). An id that can lead outside the devkit folder (absolute, or
-/// with a `..` component: `outsideFolderProblem`) is an error naming the line, unless
-/// `allowOutsideRoot` (the config's `data.allow_outside_root`).
-public func vocSplitImageIDs(devkit: String, split: String, allowOutsideRoot: Bool = false) throws -> [String] {
-    let path = URL(fileURLWithPath: devkit).appendingPathComponent("ImageSets/Main/\(split).txt").path
-    let data = try readFileContents(path, expected: "the split list of a devkit folder such as VOCdevkit/VOC2007 (ImageSets/Main/\(split).txt)")
+/// The image ids listed in `<devkit>/ImageSets/<imageSet>/<split>.txt` (`Main` for detection,
+/// `Segmentation` for segmentation), in file order (blank lines skipped; LF or CRLF line ends).
+/// An id that can lead outside the devkit folder (absolute, or with a `..` component:
+/// `outsideFolderProblem`) is an error naming the line, unless `allowOutsideRoot` (the config's
+/// `data.allow_outside_root`).
+public func vocSplitImageIDs(devkit: String, split: String, imageSet: String = "Main", allowOutsideRoot: Bool = false) throws -> [String] {
+    let path = URL(fileURLWithPath: devkit).appendingPathComponent("ImageSets/\(imageSet)/\(split).txt").path
+    let data = try readFileContents(path, expected: "the split list of a devkit folder such as VOCdevkit/VOC2007 (ImageSets/\(imageSet)/\(split).txt)")
     var ids = [String]()
     // Empty lines are kept while splitting so that `n` counts lines ("\r\n" is one Character).
     for (n, line) in String(decoding: data, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {

@@ -244,10 +244,18 @@ private func encode(
     _ call: (UnsafePointer<UInt8>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
              UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>?, Int) -> Int32
 ) throws -> Data {
+    try encode(image.pixels, name: name, call)
+}
+
+private func encode(
+    _ pixels: [UInt8], name: String,
+    _ call: (UnsafePointer<UInt8>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
+             UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>?, Int) -> Int32
+) throws -> Data {
     var out: UnsafeMutablePointer<UInt8>? = nil
     var size = 0
     var message = [CChar](repeating: 0, count: messageCapacity)
-    let status = image.pixels.withUnsafeBufferPointer { rgb in
+    let status = pixels.withUnsafeBufferPointer { rgb in
         message.withUnsafeMutableBufferPointer { msg in
             call(rgb.baseAddress, &out, &size, msg.baseAddress, messageCapacity)
         }
@@ -258,4 +266,60 @@ private func encode(
         throw ImageError(file: name, kind: .corrupt, message: "encoding failed (\(detail))")
     }
     return Data(bytes: out!, count: size)
+}
+
+// MARK: - Label maps (palette or grayscale PNG samples, no conversion)
+
+/// The stored samples of a palette or grayscale PNG: one byte per pixel, row-major (the palette
+/// index of a palette PNG, not its colour).
+public struct PNGSamples: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    public var samples: [UInt8]
+    /// Whether the file is a palette PNG (VOC's SegmentationClass) rather than grayscale.
+    public var isPalette: Bool
+}
+
+/// Decodes a palette or grayscale PNG of at most 8 bits to its samples. Any other file (a JPEG,
+/// an RGB or 16-bit PNG, truncated or corrupt data) is an `ImageError` naming `name`.
+public func decodePNGSamples(data: Data, name: String) throws -> PNGSamples {
+    try data.withUnsafeBytes { raw in
+        let bytes = raw.bindMemory(to: UInt8.self)
+        if try detectFormat(bytes, name: name) == .jpeg {
+            throw ImageError(file: name, kind: .unsupportedFormat,
+                             message: "a JPEG file; a label map is a palette or grayscale PNG (JPEG compression changes class indices)")
+        }
+        var decoded = dcn_decoded_labels()
+        var message = [CChar](repeating: 0, count: messageCapacity)
+        let status = message.withUnsafeMutableBufferPointer { msg in
+            dcn_decode_png_samples(bytes.baseAddress, bytes.count, &decoded, msg.baseAddress, messageCapacity)
+        }
+        defer { dcn_codec_free(decoded.samples) }
+        if status != Int32(DCN_CODEC_OK.rawValue) {
+            let detail = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw codecError(status: status, label: "PNG", detail: detail, file: name)
+        }
+        let width = Int(decoded.width), height = Int(decoded.height)
+        return PNGSamples(width: width, height: height, samples: [UInt8](UnsafeBufferPointer(start: decoded.samples, count: width * height)),
+                          isPalette: decoded.is_palette != 0)
+    }
+}
+
+/// Encodes one byte per pixel as an 8-bit grayscale PNG, or as a palette PNG when `palette`
+/// (RGB triples, 1...256 entries) is given.
+public func encodePNGSamples(_ samples: [UInt8], width: Int, height: Int, palette: [UInt8]? = nil) throws -> Data {
+    guard width > 0, height > 0, samples.count == width * height else {
+        throw ImageError(file: "<png>", kind: .invalidArgument, message: "\(samples.count) samples for a \(width)x\(height) label map")
+    }
+    guard palette.map({ $0.count % 3 == 0 && (3...768).contains($0.count) }) ?? true else {
+        throw ImageError(file: "<png>", kind: .invalidArgument, message: "a palette is 1 to 256 RGB triples, got \(palette!.count) bytes")
+    }
+    return try encode(samples, name: "<png>") { pixels, out, size, message, capacity in
+        if let palette {
+            return palette.withUnsafeBufferPointer {
+                dcn_encode_png_samples(pixels, Int32(width), Int32(height), $0.baseAddress, Int32(palette.count / 3), out, size, message, capacity)
+            }
+        }
+        return dcn_encode_png_samples(pixels, Int32(width), Int32(height), nil, 0, out, size, message, capacity)
+    }
 }

@@ -118,6 +118,9 @@ public struct SyntheticObject: Sendable, Equatable {
 public struct SyntheticImage: Sendable {
     public var image: RGBImage
     public var objects: [SyntheticObject]
+    /// Per pixel (row-major), the category id 1...6 of the topmost shape covering it by more than
+    /// half, 0 where that is a distractor or nothing (the semantic labels, SyntheticSegmentation.swift).
+    public var classMap: [UInt8]
 }
 
 /// Counts and timing of a `writeSyntheticDataset` run.
@@ -384,9 +387,10 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
     }
 
     // Shapes, in drawing order (later ones occlude earlier ones). `owner` is the topmost shape
-    // covering each pixel (coverage > 0.5), used to keep 60% (easy: 100%) of every object visible.
+    // covering each pixel (coverage > 0.5), used to keep 60% (easy: 100%) of every object visible;
+    // `shapeClass` is each shape's category, 0 for a distractor.
     var owner = [Int32](repeating: -1, count: width * height)
-    var visible = [Int](), total = [Int](), isObject = [Bool]()
+    var visible = [Int](), total = [Int](), shapeClass = [UInt8]()
     var objects = [SyntheticObject]()
     let objectCount = draw(params.objects, &rng), distractorCount = draw(params.distractors, &rng)
     var kinds = [Int](repeating: 0, count: distractorCount) + (0..<objectCount).map { _ in 1 + Int(rng.next() % 6) }
@@ -425,7 +429,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
                 for col in 0..<coverage.width where coverage.values[row * coverage.width + col] > 0.5 {
                     mine += 1
                     let o = Int(owner[(coverage.y0 + row) * width + coverage.x0 + col])
-                    if o >= 0 && isObject[o] { taken[o, default: 0] += 1 }
+                    if o >= 0 && shapeClass[o] != 0 { taken[o, default: 0] += 1 }
                 }
             }
             if mine == 0 { continue }
@@ -438,11 +442,11 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
                 for col in 0..<coverage.width where coverage.values[row * coverage.width + col] > 0.5 {
                     let i = (coverage.y0 + row) * width + coverage.x0 + col
                     let o = Int(owner[i])
-                    if o >= 0 && !isObject[o] { visible[o] -= 1 }
+                    if o >= 0 && shapeClass[o] == 0 { visible[o] -= 1 }
                     owner[i] = me
                 }
             }
-            visible.append(mine); total.append(mine); isObject.append(kind != 0)
+            visible.append(mine); total.append(mine); shapeClass.append(UInt8(kind))
             // Fill: a colour with a linear shading across the shape and fine texture.
             var colour = randomColour(&rng)
             if params.minContrast > 0 && kind != 0 {
@@ -476,7 +480,8 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
     for i in 0..<pixels.count {
         pixels[i] = UInt8(max(0, min(255, (canvas.rgb[i] + sigma * rng.normal()).rounded())))
     }
-    return SyntheticImage(image: try! RGBImage(width: width, height: height, pixels: pixels), objects: objects)
+    return SyntheticImage(image: try! RGBImage(width: width, height: height, pixels: pixels), objects: objects,
+                          classMap: owner.map { $0 >= 0 ? shapeClass[Int($0)] : 0 })
 }
 
 // MARK: - Writing the dataset

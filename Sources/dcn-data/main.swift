@@ -6,7 +6,6 @@ import DCNTensor
 import Foundation
 import DCNAnnotations
 
-@main
 struct DCNDataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-data",
@@ -39,6 +38,9 @@ struct Synth: ParsableCommand {
     @Flag(help: "Also write the data as a PASCAL VOC tree DIR/VOCdevkit/VOC2007.")
     var voc = false
 
+    @Flag(help: "Also write semantic-segmentation labels of the same images in the VOC 2012 layout DIR/VOCdevkit/VOC2012 (docs/segmentation.md).")
+    var semantic = false
+
     @Option(parsing: .unconditional, help: "JPEG quality (1-100).")
     var quality: Int = 92
 
@@ -61,6 +63,7 @@ struct Synth: ParsableCommand {
         let s = try writeSyntheticDataset(out: out, config: config)
         let total = s.trainImages + s.valImages
         print("wrote \(s.trainImages) train + \(s.valImages) val images, \(s.objects) objects to \(out) in \(String(format: "%.1f", s.seconds)) s (\(String(format: "%.1f", Double(total) / max(s.seconds, 1e-9))) images/s)")
+        if semantic { print("wrote their class-index label maps to \(out)/VOCdevkit/VOC2012 in \(String(format: "%.1f", try writeSyntheticSegmentation(out: out, config: config).seconds)) s") }
     }
 }
 
@@ -161,7 +164,10 @@ struct Check: ParsableCommand {
     @Flag(help: "Accept image paths that can lead outside the dataset folder (a file_name or VOC id that is absolute or has a '..' component), as the config's data.allow_outside_root: true does.")
     var allowOutsideRoot = false
 
+    @OptionGroup var segmentationOptions: SegmentationCheckOptions
+
     func validate() throws {
+        if segmentationOptions.isRequested { return try segmentationOptions.validate(self) }
         if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
         if let coco, let problem = fileReadProblem(coco) { throw ValidationError("--coco \(coco): \(problem); expected a COCO instances JSON file") }
         if let images { try requireFolder(images, "--images", "the image folder of the COCO file") }
@@ -180,6 +186,7 @@ struct Check: ParsableCommand {
     }
 
     func run() throws {
+        if segmentationOptions.isRequested { return try segmentationOptions.run(self) }
         let t0 = Date()
         let dataset: Dataset
         let ignoreName: String
@@ -269,3 +276,4 @@ func requireFolder(_ path: String, _ option: String, _ what: String) throws {
     if let problem = folderProblem(path) { throw ValidationError("\(option) \(path): \(problem); expected \(what)") }
 }
 
+DCNDataCommand.main()

@@ -1,5 +1,5 @@
 // Seeded mutations of the files DCNData reads from a path (JPEG and PNG images, a VOC devkit's
-// annotation XML, a COCO instances file), through the same calls the loader and `dcn-data check`
+// annotation XML, a COCO instances file, a segmentation label map), through the same calls the loader and `dcn-data check`
 // make. A trap would kill the test process, so passing is the evidence that none traps; each
 // call must return within a second and every error must name the file.
 import DCNData
@@ -32,7 +32,7 @@ private func mutateBytes(_ original: [UInt8], _ random: inout SeededGenerator) -
 
 /// What is mutated, and how it is read.
 enum MutatedFile: String, CaseIterable, CustomStringConvertible {
-    case jpeg, png, vocAnnotation, cocoInstances
+    case jpeg, png, vocAnnotation, cocoInstances, labelMap
     var description: String { rawValue }
 
     var fixture: String {
@@ -41,6 +41,7 @@ enum MutatedFile: String, CaseIterable, CustomStringConvertible {
         case .png: imageFixture("palette.png")
         case .vocAnnotation: fixturePath("voc/VOCdevkit/VOC2007/Annotations/000005.xml")
         case .cocoInstances: fixturePath("coco/fuzz_gt.json")
+        case .labelMap: fixturePath("segmentation/labels/img_a.png")
         }
     }
 
@@ -51,6 +52,7 @@ enum MutatedFile: String, CaseIterable, CustomStringConvertible {
         case .png: folder + "/image.png"
         case .vocAnnotation: folder + "/VOC2007/Annotations/000005.xml"
         case .cocoInstances: folder + "/instances.json"
+        case .labelMap: folder + "/label.png"
         }
     }
 
@@ -65,6 +67,8 @@ enum MutatedFile: String, CaseIterable, CustomStringConvertible {
             _ = try Dataset.voc(devkits: [folder + "/VOC2007"], splits: ["test"])
         case .cocoInstances:
             _ = try Dataset.coco(annotations: path, imageRoot: folder, skipEmpty: false)
+        case .labelMap:
+            _ = try readLabelMap(path: path, classes: 5)
         }
     }
 }

@@ -68,6 +68,28 @@ int dcn_encode_jpeg(const uint8_t *rgb, int32_t width, int32_t height, int32_t q
 int dcn_encode_png(const uint8_t *rgb, int32_t width, int32_t height,
                    uint8_t **out, size_t *out_size, char *message, size_t message_capacity);
 
+/// A decoded label map: one byte per pixel holding the stored sample (the palette index of a
+/// palette PNG, the gray value of a grayscale PNG), rows top to bottom, no padding.
+typedef struct {
+    uint8_t *samples;    ///< width * height bytes, malloc'd; free with dcn_codec_free
+    int32_t width;
+    int32_t height;
+    int32_t is_palette;  ///< 1 for a palette PNG, 0 for grayscale
+} dcn_decoded_labels;
+
+/// Decodes a palette or grayscale PNG (bit depth 1, 2, 4 or 8; interlaced or not) to its raw
+/// samples without any conversion: the palette is not applied and small bit depths are unpacked,
+/// not scaled. Any other PNG (RGB, alpha, 16-bit) returns DCN_CODEC_UNSUPPORTED with a message
+/// that names its colour type and bit depth.
+int dcn_decode_png_samples(const uint8_t *data, size_t size, dcn_decoded_labels *out,
+                           char *message, size_t message_capacity);
+
+/// Encodes one byte per pixel as an 8-bit PNG: grayscale when palette is NULL, otherwise a
+/// palette PNG with palette_entries (1...256) RGB triples. *out is malloc'd.
+int dcn_encode_png_samples(const uint8_t *samples, int32_t width, int32_t height,
+                           const uint8_t *palette, int32_t palette_entries,
+                           uint8_t **out, size_t *out_size, char *message, size_t message_capacity);
+
 /// Reads the EXIF orientation (1..8) from a TIFF-structured EXIF block (starting at "II"/"MM",
 /// optionally preceded by "Exif\0\0"). Returns 0 when absent or malformed.
 int dcn_exif_orientation(const uint8_t *exif, size_t size);
