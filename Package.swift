@@ -103,7 +103,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "dcn-data",
-            dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]  // main.swift holds @main; the other files add options
         ),
         // What every test target shares: repository and fixture paths, temporary folders, the tools
         // run as child processes, and the tiny training runs the process tests start from.
@@ -111,7 +112,7 @@ let package = Package(
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNVerify", "DCNBench", "TestSupport"]),
         .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations", "TestSupport"]),
-        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNEval", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
         .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),

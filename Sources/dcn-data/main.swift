@@ -45,6 +45,8 @@ struct Synth: ParsableCommand {
     @Option(help: "Difficulty: standard (the ablation tables' dataset: 2-8 objects, 35% small, distractors, clutter) or easy (the demo's: 1-4 mostly medium/large objects, little clutter; same deformed shapes with random colours).")
     var difficulty: SyntheticDifficulty = .standard
 
+    @OptionGroup var videoOptions: SynthVideoOptions
+
     func validate() throws {
         if train < 0 || val < 0 { throw ValidationError("--train and --val must be 0 or more") }
         if train > maxSyntheticImages || val > maxSyntheticImages {
@@ -57,6 +59,7 @@ struct Synth: ParsableCommand {
     }
 
     func run() throws {
+        if videoOptions.video { return try videoOptions.write(out: out, train: train, val: val, seed: seed, size: size, quality: quality, difficulty: difficulty, voc: voc) }
         let config = SyntheticConfig(train: train, val: val, size: size, seed: seed, voc: voc, jpegQuality: quality, difficulty: difficulty)
         let s = try writeSyntheticDataset(out: out, config: config)
         let total = s.trainImages + s.valImages
@@ -161,7 +164,10 @@ struct Check: ParsableCommand {
     @Flag(help: "Accept image paths that can lead outside the dataset folder (a file_name or VOC id that is absolute or has a '..' component), as the config's data.allow_outside_root: true does.")
     var allowOutsideRoot = false
 
+    @OptionGroup var vid: VIDCheckOptions
+
     func validate() throws {
+        if vid.root != nil { return try vid.validateAlone(coco == nil && voc == nil && images == nil && split == nil) }
         if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
         if let coco, let problem = fileReadProblem(coco) { throw ValidationError("--coco \(coco): \(problem); expected a COCO instances JSON file") }
         if let images { try requireFolder(images, "--images", "the image folder of the COCO file") }
@@ -183,7 +189,9 @@ struct Check: ParsableCommand {
         let t0 = Date()
         let dataset: Dataset
         let ignoreName: String
-        if let coco {
+        if let root = vid.root {
+            (dataset, ignoreName) = (try Dataset.imagenetVID(root: root, lists: vid.lists, classes: classes.map(parseClassList) ?? vidClassWNIDs, allowOutsideRoot: allowOutsideRoot), "ignored")
+        } else if let coco {
             dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false, allowOutsideRoot: allowOutsideRoot)
             ignoreName = "crowd"
         } else {
