@@ -110,14 +110,7 @@ public func parseVIDAnnotation(data: Data, file: String, classes: [String] = vid
                 : "one of the classes \(classes.prefix(8).joined(separator: ", "))\(classes.count > 8 ? ", ..." : "")"
             throw VIDError(file: file, "\(path) <name> is '\(name)', not a class of the evaluation; expected \(known)")
         }
-        guard let bb = obj.child("bndbox") else { throw VOCError(file: file, "\(path) (\(name)) has no <bndbox> element") }
-        func coordinate(_ tag: String) throws -> Double {
-            guard let node = bb.child(tag) else { throw VOCError(file: file, "\(path) (\(name)) <bndbox> has no <\(tag)> element") }
-            let text = node.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let v = Double(text), v.isFinite else { throw VOCError(file: file, "\(path) (\(name)) <bndbox><\(tag)> is '\(text)', expected a number") }
-            return v
-        }
-        let box = VOCBox(xmin: try coordinate("xmin"), ymin: try coordinate("ymin"), xmax: try coordinate("xmax"), ymax: try coordinate("ymax"))
+        let box = try boundingBox(of: obj, path: "\(path) (\(name))", file: file)
         let track: Int? = obj.child("trackid") == nil ? nil : try integer(obj.child("trackid"), "\(path) (\(name)) <trackid>", default: 0)
         let occluded = try integer(obj.child("occluded"), "\(path) (\(name)) <occluded>", default: 0) != 0
         let generated = try integer(obj.child("generated"), "\(path) (\(name)) <generated>", default: 0) != 0

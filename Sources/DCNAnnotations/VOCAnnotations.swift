@@ -141,17 +141,22 @@ public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
             }
             difficult = v != 0
         }
-        guard let bb = obj.child("bndbox") else { throw VOCError(file: file, "\(path) (\(name)) has no <bndbox> element") }
-        func coordinate(_ tag: String) throws -> Double {
-            guard let node = bb.child(tag) else { throw VOCError(file: file, "\(path) (\(name)) <bndbox> has no <\(tag)> element") }
-            let text = node.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let v = Double(text), v.isFinite else { throw VOCError(file: file, "\(path) (\(name)) <bndbox><\(tag)> is '\(text)', expected a number") }
-            return v
-        }
-        let box = VOCBox(xmin: try coordinate("xmin"), ymin: try coordinate("ymin"), xmax: try coordinate("xmax"), ymax: try coordinate("ymax"))
-        objects.append(VOCObject(name: name, box: box, difficult: difficult))
+        objects.append(VOCObject(name: name, box: try boundingBox(of: obj, path: "\(path) (\(name))", file: file), difficult: difficult))
     }
     return objects
+}
+
+/// The `<bndbox>` of an `<object>` element (`path` names the object in errors): its four
+/// coordinates must be finite numbers.
+func boundingBox(of obj: XMLElementNode, path: String, file: String) throws -> VOCBox {
+    guard let bb = obj.child("bndbox") else { throw VOCError(file: file, "\(path) has no <bndbox> element") }
+    func coordinate(_ tag: String) throws -> Double {
+        guard let node = bb.child(tag) else { throw VOCError(file: file, "\(path) <bndbox> has no <\(tag)> element") }
+        let text = node.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let v = Double(text), v.isFinite else { throw VOCError(file: file, "\(path) <bndbox><\(tag)> is '\(text)', expected a number") }
+        return v
+    }
+    return VOCBox(xmin: try coordinate("xmin"), ymin: try coordinate("ymin"), xmax: try coordinate("xmax"), ymax: try coordinate("ymax"))
 }
 
 /// A VOC devkit year folder (`.../VOC2007`): the split's image ids and their objects.
