@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "DCNTensorTests", dependencies: ["DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNOpsTests", dependencies: ["DCNOps", "DCNTensor", "DCNVerify", "DCNBench", "TestSupport"]),
         .testTarget(name: "DCNEvalTests", dependencies: ["DCNEval", "DCNAnnotations", "DCNData", "TestSupport"]),
-        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNEval", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
         .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),

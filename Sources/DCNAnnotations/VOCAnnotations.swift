@@ -32,8 +32,8 @@ public struct VOCBox: Codable, Equatable, Sendable {
     public init(coco b: COCOBox) { self.init(xmin: b.x + 1, ymin: b.y + 1, xmax: b.x + b.width, ymax: b.y + b.height) }
 }
 
-/// A tiny element tree: enough for VOC's annotation files.
-private final class XMLElementNode {
+/// A tiny element tree: enough for VOC's and ILSVRC's annotation files.
+final class XMLElementNode {
     let name: String
     var text = ""
     var children: [XMLElementNode] = []
@@ -98,11 +98,13 @@ func firstInvalidUTF8Offset(_ data: Data) -> Int? {
     }
 }
 
-/// Parses one VOC annotation file into its objects. The file must be UTF-8 (or ASCII) text:
-/// FoundationXML on Linux traps on element names that are not valid UTF-8.
-public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
+/// Parses an annotation XML file into its element tree, checking that the root is `<rootName>`;
+/// errors name the file and the line (`expected` says what the file should be). The file must be
+/// UTF-8 (or ASCII) text: FoundationXML on Linux traps on element names that are not valid UTF-8.
+func parseAnnotationTree(data: Data, file: String, rootName: String = "annotation",
+                         expected: String = "a VOC annotation XML file") throws -> XMLElementNode {
     if let offset = firstInvalidUTF8Offset(data) {
-        throw VOCError(file: file, "byte \(offset) (0x\(String(data[data.startIndex + offset], radix: 16))) is not UTF-8 text; expected a VOC annotation XML file")
+        throw VOCError(file: file, "byte \(offset) (0x\(String(data[data.startIndex + offset], radix: 16))) is not UTF-8 text; expected \(expected)")
     }
     let parser = XMLParser(data: data)
     let builder = TreeBuilder()
@@ -111,14 +113,20 @@ public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
     if let nesting = builder.nestingError { throw VOCError(file: file, nesting) }
     if parsed, !builder.stack.isEmpty {
         let path = builder.stack.map { "<\($0.name)>" }.joined()
-        throw VOCError(file: file, "malformed XML: \(path) is not closed properly (mismatched or missing closing tag)")
+        throw VOCError(file: file, "malformed XML: \(path) is not closed properly at line \(parser.lineNumber) (mismatched or missing closing tag, or the file ends early)")
     }
     guard parsed, let root = builder.root else {
         let open = builder.stack.last.map { " inside <\($0.name)>" } ?? ""
         let reason = parser.parserError.map { " (\(($0 as NSError).domain) code \(($0 as NSError).code))" } ?? ""
         throw VOCError(file: file, "malformed XML at line \(parser.lineNumber), column \(parser.columnNumber)\(open)\(reason)")
     }
-    guard root.name == "annotation" else { throw VOCError(file: file, "the root element is <\(root.name)>, expected <annotation>") }
+    guard root.name == rootName else { throw VOCError(file: file, "the root element is <\(root.name)>, expected <\(rootName)>") }
+    return root
+}
+
+/// Parses one VOC annotation file into its objects (see `parseAnnotationTree` for the checks).
+public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
+    let root = try parseAnnotationTree(data: data, file: file)
     var objects = [VOCObject]()
     for (n, obj) in root.children.enumerated() where obj.name == "object" {
         let index = root.children[0..<n].filter { $0.name == "object" }.count
@@ -133,17 +141,22 @@ public func parseVOCAnnotation(data: Data, file: String) throws -> [VOCObject] {
             }
             difficult = v != 0
         }
-        guard let bb = obj.child("bndbox") else { throw VOCError(file: file, "\(path) (\(name)) has no <bndbox> element") }
-        func coordinate(_ tag: String) throws -> Double {
-            guard let node = bb.child(tag) else { throw VOCError(file: file, "\(path) (\(name)) <bndbox> has no <\(tag)> element") }
-            let text = node.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let v = Double(text), v.isFinite else { throw VOCError(file: file, "\(path) (\(name)) <bndbox><\(tag)> is '\(text)', expected a number") }
-            return v
-        }
-        let box = VOCBox(xmin: try coordinate("xmin"), ymin: try coordinate("ymin"), xmax: try coordinate("xmax"), ymax: try coordinate("ymax"))
-        objects.append(VOCObject(name: name, box: box, difficult: difficult))
+        objects.append(VOCObject(name: name, box: try boundingBox(of: obj, path: "\(path) (\(name))", file: file), difficult: difficult))
     }
     return objects
+}
+
+/// The `<bndbox>` of an `<object>` element (`path` names the object in errors): its four
+/// coordinates must be finite numbers.
+func boundingBox(of obj: XMLElementNode, path: String, file: String) throws -> VOCBox {
+    guard let bb = obj.child("bndbox") else { throw VOCError(file: file, "\(path) has no <bndbox> element") }
+    func coordinate(_ tag: String) throws -> Double {
+        guard let node = bb.child(tag) else { throw VOCError(file: file, "\(path) <bndbox> has no <\(tag)> element") }
+        let text = node.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let v = Double(text), v.isFinite else { throw VOCError(file: file, "\(path) <bndbox><\(tag)> is '\(text)', expected a number") }
+        return v
+    }
+    return VOCBox(xmin: try coordinate("xmin"), ymin: try coordinate("ymin"), xmax: try coordinate("xmax"), ymax: try coordinate("ymax"))
 }
 
 /// A VOC devkit year folder (`.../VOC2007`): the split's image ids and their objects.

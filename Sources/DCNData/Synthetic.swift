@@ -39,7 +39,7 @@ public enum SyntheticDifficulty: String, Sendable, Equatable, CaseIterable {
 }
 
 /// The numbers behind a `SyntheticDifficulty`.
-private struct DifficultyParameters {
+struct DifficultyParameters {
     var objects: ClosedRange<Int>
     var distractors: ClosedRange<Int>
     var lines: ClosedRange<Int>
@@ -76,7 +76,7 @@ private struct DifficultyParameters {
 }
 
 /// A uniform integer in `r` (one draw).
-private func draw(_ r: ClosedRange<Int>, _ rng: inout SeededGenerator) -> Int {
+func draw(_ r: ClosedRange<Int>, _ rng: inout SeededGenerator) -> Int {
     r.lowerBound + Int(rng.next() % UInt64(r.upperBound - r.lowerBound + 1))
 }
 
@@ -203,7 +203,7 @@ func densify(_ p: [Point], step: Double) -> [Point] {
 
 /// The homography mapping the square corners (+-1, +-1) to `dst` (8 unknowns, h33 = 1), solved
 /// with LAPACKE dgesv. Nil when the corners are degenerate.
-private func homography(to dst: [Point]) -> [Double]? {
+func homography(to dst: [Point]) -> [Double]? {
     let src: [Point] = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
     var a = [Double](repeating: 0, count: 64), b = [Double](repeating: 0, count: 8)
     for i in 0..<4 {
@@ -348,15 +348,11 @@ private func linePolygon(_ ax: Double, _ ay: Double, _ bx: Double, _ by: Double,
     return [ax + nx, ay + ny, bx + nx, by + ny, bx - nx, by - ny, ax - nx, ay - ny]
 }
 
-/// Renders image `index` of `split` (0 train, 1 val) for `seed` at `difficulty`: a pure function
-/// of its inputs.
-public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int, difficulty: SyntheticDifficulty = .standard) -> SyntheticImage {
-    let params = DifficultyParameters(difficulty)
-    var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(split), UInt64(index)))
-    let width = Int(Double(size) * Double(rng.uniform(0.8, 1.2))), height = Int(Double(size) * Double(rng.uniform(0.8, 1.2)))
+/// The background of a synthetic image (drawn first, from `rng`): a two-colour gradient,
+/// low-frequency value noise, then random lines. Returns the canvas and the gradient's colours.
+func drawSyntheticBackground(width: Int, height: Int, params: DifficultyParameters, rng: inout SeededGenerator)
+    -> (canvas: Canvas, c0: (Float, Float, Float), c1: (Float, Float, Float)) {
     var canvas = Canvas(width: width, height: height, rgb: [Float](repeating: 0, count: width * height * 3))
-
-    // Background: a two-colour gradient, low-frequency value noise, then random lines.
     let c0 = randomColour(&rng), c1 = randomColour(&rng)
     let angle = Double(rng.uniform(0, 2 * .pi))
     let gx = Float(cos(angle)), gy = Float(sin(angle))
@@ -385,6 +381,29 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
         let colour = randomColour(&rng)
         canvas.fill(rasterize(polygon: poly, imageWidth: width, imageHeight: height)) { _, _ in colour }
     }
+    return (canvas, c0, c1)
+}
+
+/// Sensor noise (sigma drawn from `params`), then rounding to 8 bits: the last step of every
+/// synthetic image.
+func quantizeWithSensorNoise(_ canvas: Canvas, params: DifficultyParameters, rng: inout SeededGenerator) -> RGBImage {
+    var pixels = [UInt8](repeating: 0, count: canvas.width * canvas.height * 3)
+    let sigma = rng.uniform(params.sensorNoise.0, params.sensorNoise.1)
+    for i in 0..<pixels.count {
+        pixels[i] = UInt8(max(0, min(255, (canvas.rgb[i] + sigma * rng.normal()).rounded())))
+    }
+    return try! RGBImage(width: canvas.width, height: canvas.height, pixels: pixels)
+}
+
+/// Renders image `index` of `split` (0 train, 1 val) for `seed` at `difficulty`: a pure function
+/// of its inputs.
+public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int, difficulty: SyntheticDifficulty = .standard) -> SyntheticImage {
+    let params = DifficultyParameters(difficulty)
+    var rng = SeededGenerator(seed: deriveSeed(seed, UInt64(split), UInt64(index)))
+    let width = Int(Double(size) * Double(rng.uniform(0.8, 1.2))), height = Int(Double(size) * Double(rng.uniform(0.8, 1.2)))
+    let background = drawSyntheticBackground(width: width, height: height, params: params, rng: &rng)
+    var canvas = background.canvas
+    let c0 = background.c0, c1 = background.c1
 
     // Shapes, in drawing order (later ones occlude earlier ones). `owner` is the topmost shape
     // covering each pixel (coverage > 0.5), used to keep 60% (easy: 100%) of every object visible;
@@ -474,13 +493,7 @@ public func renderSyntheticImage(seed: UInt64, split: Int, index: Int, size: Int
         }
     }
 
-    // Sensor noise, then 8-bit.
-    var pixels = [UInt8](repeating: 0, count: width * height * 3)
-    let sigma = rng.uniform(params.sensorNoise.0, params.sensorNoise.1)
-    for i in 0..<pixels.count {
-        pixels[i] = UInt8(max(0, min(255, (canvas.rgb[i] + sigma * rng.normal()).rounded())))
-    }
-    return SyntheticImage(image: try! RGBImage(width: width, height: height, pixels: pixels), objects: objects,
+    return SyntheticImage(image: quantizeWithSensorNoise(canvas, params: params, rng: &rng), objects: objects,
                           classMap: owner.map { $0 >= 0 ? shapeClass[Int($0)] : 0 })
 }
 

@@ -47,18 +47,22 @@ struct Synth: ParsableCommand {
     @Option(help: "Difficulty: standard (the ablation tables' dataset: 2-8 objects, 35% small, distractors, clutter) or easy (the demo's: 1-4 mostly medium/large objects, little clutter; same deformed shapes with random colours).")
     var difficulty: SyntheticDifficulty = .standard
 
+    @OptionGroup var videoOptions: SynthVideoOptions
+
     func validate() throws {
         if train < 0 || val < 0 { throw ValidationError("--train and --val must be 0 or more") }
         if train > maxSyntheticImages || val > maxSyntheticImages {
             throw ValidationError("--train \(train) --val \(val): at most \(maxSyntheticImages) images each (COCO's train2017 has 118,287)")
         }
         if train + val == 0 { throw ValidationError("nothing to write: give --train or --val a positive count") }
+        if semantic && videoOptions.video { throw ValidationError("--semantic writes still-image label maps; it does not combine with --video") }
         if size < 64 || size > 4096 { throw ValidationError("--size must be between 64 and 4096 pixels, got \(size)") }
         if quality < 1 || quality > 100 { throw ValidationError("--quality must be between 1 and 100, got \(quality)") }
         if let problem = folderCreateProblem(out) { throw ValidationError("--out \(out): \(problem); expected a folder (created if missing)") }
     }
 
     func run() throws {
+        if videoOptions.video { return try videoOptions.write(out: out, train: train, val: val, seed: seed, size: size, quality: quality, difficulty: difficulty, voc: voc) }
         let config = SyntheticConfig(train: train, val: val, size: size, seed: seed, voc: voc, jpegQuality: quality, difficulty: difficulty)
         let s = try writeSyntheticDataset(out: out, config: config)
         let total = s.trainImages + s.valImages
@@ -166,8 +170,12 @@ struct Check: ParsableCommand {
 
     @OptionGroup var segmentationOptions: SegmentationCheckOptions
 
+    @OptionGroup var vid: VIDCheckOptions
+
     func validate() throws {
+        if segmentationOptions.isRequested && vid.root != nil { throw ValidationError("--segmentation and --vid check different datasets; give one of them") }
         if segmentationOptions.isRequested { return try segmentationOptions.validate(self) }
+        if vid.root != nil { return try vid.validateAlone(coco == nil && voc == nil && images == nil && split == nil) }
         if (coco == nil) == (voc == nil) { throw ValidationError("give exactly one of --coco ANN.json or --voc DIR/VOC2007") }
         if let coco, let problem = fileReadProblem(coco) { throw ValidationError("--coco \(coco): \(problem); expected a COCO instances JSON file") }
         if let images { try requireFolder(images, "--images", "the image folder of the COCO file") }
@@ -190,7 +198,9 @@ struct Check: ParsableCommand {
         let t0 = Date()
         let dataset: Dataset
         let ignoreName: String
-        if let coco {
+        if let root = vid.root {
+            (dataset, ignoreName) = (try Dataset.imagenetVID(root: root, lists: vid.lists, classes: classes.map(parseClassList) ?? vidClassWNIDs, allowOutsideRoot: allowOutsideRoot), "ignored")
+        } else if let coco {
             dataset = try Dataset.coco(annotations: coco, imageRoot: images ?? ".", skipEmpty: false, allowOutsideRoot: allowOutsideRoot)
             ignoreName = "crowd"
         } else {

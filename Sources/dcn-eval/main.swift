@@ -50,7 +50,7 @@ struct DCNEvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-eval",
         abstract: "Score detections with COCO (pycocotools) or PASCAL VOC (voc_eval) semantics.",
-        subcommands: [COCOCommand.self, VOCCommand.self, ModelCommand.self, SweepCommand.self, SegCommand.self]
+        subcommands: [COCOCommand.self, VOCCommand.self, VIDCommand.self, ModelCommand.self, SweepCommand.self, SegCommand.self]
     )
 }
 
