@@ -30,6 +30,15 @@ public enum DataFormat: String, ConfigChoice, Codable {
     case coco, voc, synth
     /// Classification: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg` (torchvision's ImageFolder).
     case imagefolder
+    /// Semantic segmentation: the VOC 2012 devkit folder `root` (ImageSets/Segmentation/<split>.txt, SegmentationClass palette PNGs).
+    case vocSeg = "voc_seg"
+    /// Semantic segmentation: the same devkit folder with SBD's augmented labels (SegmentationClassAug, split trainaug).
+    case sbd
+    /// Semantic segmentation: the Cityscapes folder `root` (gtFine/<split>/*_gtFine_labelTrainIds.png, leftImg8bit).
+    case cityscapes
+
+    /// Whether the format holds per-pixel class labels (model.task segmentation).
+    public var isSegmentation: Bool { self == .vocSeg || self == .sbd || self == .cityscapes }
 }
 
 /// What the experiment trains.
@@ -38,6 +47,8 @@ public enum TaskChoice: String, ConfigChoice, Codable {
     case detection
     /// The backbone with global average pooling and a linear classifier, on ImageFolder data.
     case classification
+    /// DeepLab semantic segmentation (the `segmentation` section) on voc_seg, sbd or cityscapes label maps.
+    case segmentation
 }
 
 /// How the learning rate falls after the warm-up.
@@ -300,6 +311,21 @@ public struct MaskConfig: ConfigSection, Codable {
     }
 }
 
+/// `segmentation`: DeepLab's head on res5 (model.task segmentation).
+public struct SegmentationConfig: ConfigSection, Codable {
+    static let key = "segmentation"
+    /// Channels of the 1x1 conv + ReLU between res5 and the per-class 1x1 conv (DCNv1's DeepLab: 1024; 0 = none).
+    public var hiddenChannels: Int = 1024
+    /// Weight of the per-pixel softmax cross-entropy (the mean over the pixels that have a class).
+    public var lossWeight: Double = 1.0
+
+    public init() {}
+    mutating func visit<V: FieldVisitor>(_ v: inout V) {
+        v.field("hidden_channels", &hiddenChannels, .range(0...8192))
+        v.field("loss_weight", &lossWeight, .atLeast(0))
+    }
+}
+
 /// The shorter sides an image may be resized to, in pixels (data.min_size, data.test_min_size,
 /// test.scales, and the tools' --scales and --sizes).
 public let shorterSideRange = 32...4096
@@ -319,15 +345,15 @@ public struct DataConfig: ConfigSection, Codable {
     public var valImages: String? = nil
     /// VOC: the VOCdevkit folder holding VOC2007/, VOC2012/.
     public var vocDevkit: String? = nil
-    /// VOC training splits as YEAR/SPLIT, e.g. ["VOC2007/trainval", "VOC2012/trainval"].
+    /// VOC training splits as YEAR/SPLIT, e.g. ["VOC2007/trainval", "VOC2012/trainval"]; segmentation: split names, e.g. [train] or [trainaug].
     public var trainSplits: [String] = ["VOC2007/trainval", "VOC2012/trainval"]
-    /// VOC evaluation split as YEAR/SPLIT.
+    /// VOC evaluation split as YEAR/SPLIT; segmentation: a split name, e.g. val.
     public var valSplit: String = "VOC2007/test"
-    /// VOC class names in label order; null = the 20 PASCAL VOC classes.
+    /// VOC class names in label order; null = the 20 PASCAL VOC classes (voc_seg / sbd: the classes after background).
     public var classes: [String]? = nil
     /// VOC: objects marked difficult are ignored in training and evaluation (not counted as misses).
     public var difficultAsIgnore: Bool = true
-    /// synth: the dataset folder written by `dcn-data synth --out`.
+    /// synth: the dataset folder written by `dcn-data synth --out`; voc_seg / sbd: the devkit year folder (VOCdevkit/VOC2012); cityscapes: the folder holding gtFine/ and leftImg8bit/.
     public var root: String? = nil
     /// Shorter side in training; several values = multi-scale (one picked at random per image).
     public var minSize: [Int] = [800]
@@ -363,8 +389,8 @@ public struct DataConfig: ConfigSection, Codable {
         v.field("val_annotations", &valAnnotations, .ifSet(nonEmpty))
         v.field("val_images", &valImages, .ifSet(nonEmpty))
         v.field("voc_devkit", &vocDevkit, .ifSet(nonEmpty))
-        v.field("train_splits", &trainSplits, .each(vocSplitCheck))
-        v.field("val_split", &valSplit, vocSplitCheck)
+        v.field("train_splits", &trainSplits, .each(nonEmpty))
+        v.field("val_split", &valSplit, nonEmpty)
         v.field("classes", &classes, .ifSet(.each(nonEmpty, nonEmpty: true)))
         v.field("difficult_as_ignore", &difficultAsIgnore)
         v.field("root", &root, .ifSet(nonEmpty))
@@ -383,10 +409,6 @@ public struct DataConfig: ConfigSection, Codable {
     }
 }
 
-private var vocSplitCheck: Check<String> { Check<String>("YEAR/SPLIT", message: "expected YEAR/SPLIT, e.g. VOC2007/trainval") { split in
-    let parts = split.split(separator: "/", omittingEmptySubsequences: false)
-    return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
-} }
 
 /// `test`: multi-scale and flipped testing (detection). With nothing set, evaluation runs once per
 /// image at `data.test_min_size`.
@@ -530,6 +552,7 @@ public struct ExperimentConfig: Equatable, Sendable, Codable {
     public var roiHead = RoIHeadConfig()
     public var mimic = MimicConfig()
     public var mask = MaskConfig()
+    public var segmentation = SegmentationConfig()
     public var data = DataConfig()
     public var test = TestConfig()
     public var solver = SolverConfig()
@@ -545,6 +568,7 @@ public struct ExperimentConfig: Equatable, Sendable, Codable {
         s.section(&roiHead)
         s.section(&mimic)
         s.section(&mask)
+        s.section(&segmentation)
         s.section(&data)
         s.section(&test)
         s.section(&solver)

@@ -51,6 +51,15 @@ struct Validator {
             if c.data.format == .imagefolder {
                 fail(["data.format", "model.task"], "ImageFolder data has class labels, not boxes: use it with model.task classification")
             }
+            if c.data.format.isSegmentation {
+                fail(["data.format", "model.task"], "data.format \(c.data.format.rawValue) has label maps, not boxes: use it with model.task segmentation")
+            }
+        case .segmentation:
+            if !c.data.format.isSegmentation {
+                fail(["data.format", "model.task"], "model.task segmentation reads label maps: set data.format to voc_seg, sbd or cityscapes (got \(c.data.format.rawValue))")
+            }
+            if c.mask.enabled { fail(["mask.enabled", "model.task"], "semantic segmentation has no mask branch: set mask.enabled to false") }
+            if c.mimic.regions != .off { fail(["mimic.regions", "model.task"], "semantic segmentation has no RoIs to mimic: set mimic.regions to off") }
         }
         let d = c.data
         if d.cropScale[0] > d.cropScale[1] { fail(["data.crop_scale"], "the range \(d.cropScale.yaml) must be [low, high] with low <= high") }
@@ -141,15 +150,37 @@ struct Validator {
             if d.trainSplits.isEmpty { fail(["data.train_splits"], "data.format voc needs at least one training split") }
         case .synth, .imagefolder:
             require(d.root, "root")
+        case .vocSeg, .sbd, .cityscapes:
+            require(d.root, "root")
+            // Split names, not the detection defaults' "VOC2007/trainval" pairs.
+            let lists = d.format == .cityscapes ? "gtFine/<split>" : "ImageSets/Segmentation/<split>.txt"
+            for (i, split) in d.trainSplits.enumerated() where split.contains("/") || split.isEmpty {
+                fail(["data.train_splits[\(i)]", "data.train_splits"], "data.format \(d.format.rawValue) reads root/\(lists): name the split, e.g. [train] (got '\(split)')")
+            }
+            if d.trainSplits.isEmpty { fail(["data.train_splits"], "data.format \(d.format.rawValue) needs at least one training split, e.g. [train]") }
+            if d.valSplit.contains("/") || d.valSplit.isEmpty {
+                fail(["data.val_split"], "data.format \(d.format.rawValue) reads root/\(lists): name the split, e.g. val (got '\(d.valSplit)')")
+            }
+        }
+        if !d.format.isSegmentation {
+            // VOC detection's splits (checked whatever the format, as every key is).
+            func isYearSplit(_ s: String) -> Bool {
+                let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+                return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
+            }
+            for (i, split) in d.trainSplits.enumerated() where !isYearSplit(split) {
+                fail(["data.train_splits[\(i)]", "data.train_splits"], "expected YEAR/SPLIT, e.g. VOC2007/trainval")
+            }
+            if !isYearSplit(d.valSplit) { fail(["data.val_split"], "expected YEAR/SPLIT, e.g. VOC2007/trainval") }
         }
         if let classes = d.classes {
-            if d.format != .voc {
+            if d.format != .voc && d.format != .vocSeg && d.format != .sbd {
                 fail(["data.classes"], "only VOC data reads class names from the config (data.format is \(d.format.rawValue))")
             }
             for (i, name) in classes.enumerated() where classes[..<i].contains(name) {
                 fail(["data.classes[\(i)]"], "class '\(name)' is listed twice")
             }
-            if let count = c.model.classes, count != classes.count {
+            if let count = c.model.classes, count != classes.count + (d.format.isSegmentation ? 1 : 0) {
                 fail(["model.classes", "data.classes"], "model.classes \(count) disagrees with the \(classes.count) names in data.classes")
             }
         }
@@ -174,6 +205,9 @@ struct Validator {
         }
         if c.model.task == .classification && (t.scales != nil || t.maxSize != nil || t.flip) {
             fail(["test", "model.task"], "the test section (multi-scale and flipped testing) is for detection; a classifier is evaluated on the centre crop")
+        }
+        if c.model.task == .segmentation && (t.scales != nil || t.maxSize != nil || t.flip) {
+            fail(["test", "model.task"], "the test section (multi-scale and flipped testing) is for detection; segmentation is evaluated at data.test_min_size")
         }
     }
 

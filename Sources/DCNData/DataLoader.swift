@@ -34,6 +34,9 @@ public struct TrainingBatch: Sendable {
     public var firstImage: Int = 0
     /// Classification: each image's class index, 0-based (empty for detection).
     public var classLabels: [Int] = []
+    /// Semantic segmentation (training): the classes of every pixel of the padded batch, N x H x W
+    /// row-major, resized and flipped with the images; 255 (void) in the padding. Empty otherwise.
+    public var pixelLabels: [UInt8] = []
 
     /// Images `range` of this batch (positions within it), padded as the whole batch is: what a
     /// process whose share they are would get (`firstImage` moves with them).
@@ -51,6 +54,10 @@ public struct TrainingBatch: Sendable {
         part.sizes = slice(sizes); part.originalSizes = slice(originalSizes); part.scales = slice(scales)
         part.imageIDs = slice(imageIDs); part.instances = slice(instances); part.flipped = slice(flipped)
         part.classLabels = slice(classLabels)
+        if !pixelLabels.isEmpty {
+            let pixels = images.dim(2) * images.dim(3)
+            part.pixelLabels = Array(pixelLabels[range.lowerBound * pixels ..< range.upperBound * pixels])
+        }
         part.firstImage = firstImage + range.lowerBound
         return part
     }
@@ -123,7 +130,8 @@ public final class DataLoader: @unchecked Sendable {
         // Evaluation is deterministic: no flip, or (multi-view testing) every image flipped.
         if mode == .evaluation && aug.flipProbability != 1 { aug.flipProbability = 0 }
         let plan = BatchPlan(images: dataset.images, imagesPerBatch: imagesPerBatch, augmentation: aug, mode: mode, seed: seed,
-                             normalization: normalization, sizeDivisibility: sizeDivisibility, share: share, classification: classification)
+                             normalization: normalization, sizeDivisibility: sizeDivisibility, share: share, classification: classification,
+                             labelClasses: dataset.classNames.count)
         state = LoaderState(plan: plan, start: startIteration, end: end, prefetch: prefetch)
         for _ in 0..<workers {
             let s = state
@@ -188,6 +196,9 @@ struct BatchPlan: Sendable {
     let share: BatchShare?
     /// Set for classification batches (fixed-size crops and class labels).
     let classification: ClassificationTransform?
+    /// Classes of the label maps (background included); training batches of images with a label
+    /// map carry their pixel labels.
+    let labelClasses: Int
 
     /// The epoch's order: a Fisher-Yates shuffle seeded by (seed, epoch).
     func permutation(epoch: Int) -> [Int] {
@@ -216,7 +227,7 @@ struct BatchPlan: Sendable {
     /// The batch of `samples` (with a share, only the share's images, padded as the whole batch).
     func build(iteration: Int, samples all: [(index: Int, epoch: Int, position: Int)]) throws -> TrainingBatch {
         if let classification { return try buildClassification(iteration: iteration, samples: all, classification) }
-        var prepared = [PreparedImage](), ids = [Int](), instances = [Instances](), flipped = [Bool]()
+        var prepared = [PreparedImage](), ids = [Int](), instances = [Instances](), flipped = [Bool](), labelMaps = [LabelMap]()
         var mine = all.indices, padTo = ImageSize(height: 1, width: 1)
         if let share {
             let per = all.count / share.ranks
@@ -247,13 +258,34 @@ struct BatchPlan: Sendable {
                     objects.boxes.append(box); objects.labels.append(o.label); objects.polygons.append(augmented.sample.polygons[k])
                 }
             }
+            if mode == .training, let labelPath = item.labelPath {
+                let labels = try readLabelMap(path: labelPath, classes: labelClasses)
+                guard labels.width == decoded.width && labels.height == decoded.height else {
+                    throw LabelMapError(file: labelPath, "the label map is \(labels.width)x\(labels.height) but its image \(item.path) is \(decoded.width)x\(decoded.height)")
+                }
+                let image = augmented.sample.image
+                labelMaps.append(labels.resized(width: image.width, height: image.height, flip: augmented.flipped))
+            }
             prepared.append(PreparedImage(augmented: augmented, normalization: normalization))
             ids.append(item.id); instances.append(objects); flipped.append(augmented.flipped)
         }
         let batch = try ImageBatch(prepared, sizeDivisibility: sizeDivisibility, minimumSize: padTo)
-        return TrainingBatch(images: batch.images, sizes: batch.imageSizes, originalSizes: batch.originalSizes, scales: batch.scales,
-                             imageIDs: ids, instances: instances, flipped: flipped,
-                             epoch: all.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0, firstImage: mine.lowerBound)
+        var result = TrainingBatch(images: batch.images, sizes: batch.imageSizes, originalSizes: batch.originalSizes, scales: batch.scales,
+                                   imageIDs: ids, instances: instances, flipped: flipped,
+                                   epoch: all.first?.epoch ?? 0, iteration: iteration, dataWaitSeconds: 0, firstImage: mine.lowerBound)
+        if !labelMaps.isEmpty {
+            // Each map at the top left of its image's padded plane, as the image is.
+            let (h, w) = (batch.images.dim(2), batch.images.dim(3))
+            var pixels = [UInt8](repeating: voidLabel, count: labelMaps.count * h * w)
+            for (n, map) in labelMaps.enumerated() {
+                for y in 0..<map.height {
+                    let row = n * h * w + y * w
+                    pixels.replaceSubrange(row ..< row + map.width, with: map.labels[y * map.width ..< (y + 1) * map.width])
+                }
+            }
+            result.pixelLabels = pixels
+        }
+        return result
     }
 }
 

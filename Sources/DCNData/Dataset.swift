@@ -38,10 +38,13 @@ public struct DatasetImage: Sendable, Equatable {
     public var objects: [DatasetObject]
     /// Classification: the image's class index, 0-based (-1 in detection datasets).
     public var classLabel: Int
+    /// Semantic segmentation: the image's label map (a PNG of class indices, 255 void).
+    public var labelPath: String?
 
-    public init(id: Int, name: String, path: String, width: Int, height: Int, objects: [DatasetObject], classLabel: Int = -1) {
+    public init(id: Int, name: String, path: String, width: Int, height: Int, objects: [DatasetObject], classLabel: Int = -1,
+                labelPath: String? = nil) {
         self.id = id; self.name = name; self.path = path; self.width = width; self.height = height; self.objects = objects
-        self.classLabel = classLabel
+        self.classLabel = classLabel; self.labelPath = labelPath
     }
 }
 

@@ -238,3 +238,30 @@ public func matchLabelMaps(labels: String, predictions: String) throws -> (pairs
     }
     return (pairs, predictionFiles.count - pairs.count)
 }
+
+// MARK: - Training data
+
+extension Dataset {
+    /// A segmentation split as a dataset: one image per sample, in order (ids 0, 1, ...; names the
+    /// sample ids), its label map attached; `classNames` with background first.
+    public static func segmentation(_ samples: [SegmentationSample], classNames: [String]) -> Dataset {
+        Dataset(images: samples.enumerated().map { i, s in
+                    DatasetImage(id: i, name: s.id, path: s.imagePath, width: 0, height: 0, objects: [], labelPath: s.labelPath)
+                },
+                classNames: classNames, categoryIDs: Array(0..<classNames.count))
+    }
+}
+
+extension LabelMap {
+    /// The map resized to `width` x `height` by nearest neighbour (pixel centres: output pixel x
+    /// reads input pixel floor((x + 0.5) * inputWidth / width)), then flipped horizontally when `flip`.
+    public func resized(width: Int, height: Int, flip: Bool = false) -> LabelMap {
+        var out = [UInt8](repeating: voidLabel, count: width * height)
+        let columns = (0..<width).map { x in min(self.width - 1, Int((Double(x) + 0.5) * Double(self.width) / Double(width))) }
+        for y in 0..<height {
+            let row = min(self.height - 1, Int((Double(y) + 0.5) * Double(self.height) / Double(height))) * self.width
+            for x in 0..<width { out[y * width + (flip ? width - 1 - x : x)] = labels[row + columns[x]] }
+        }
+        return LabelMap(width: width, height: height, labels: out)
+    }
+}

@@ -101,6 +101,86 @@ public func softmaxCrossEntropyBackward(
     }}
 }
 
+// MARK: - Per-pixel softmax cross-entropy
+
+/// The sum of the per-pixel softmax cross-entropy of `logits` [N, C, H, W] against `labels`
+/// (N * H * W class indices, row-major; `ignoreLabel` counts nothing), and how many pixels
+/// counted: DeepLab's loss is sum / count (Caffe's and MXNet's `normalization: valid`).
+public func pixelSoftmaxCrossEntropySum(logits: Tensor, labels: [UInt8], ignoreLabel: UInt8 = 255) throws -> (sum: Double, count: Int) {
+    let (rows, c, hw) = try checkPixelCrossEntropy(logits, labels, ignoreLabel)
+    var sums = [Double](repeating: 0, count: rows), counts = [Int](repeating: 0, count: rows)
+    logits.withUnsafeBufferPointer { xb in
+    sums.withUnsafeMutableBufferPointer { sb in
+    counts.withUnsafeMutableBufferPointer { cb in
+        let x = SharedReads(xb.baseAddress!), s = DisjointWrites(sb.baseAddress!), k = DisjointWrites(cb.baseAddress!)
+        let perImage = rows / logits.shape[0], w = hw / perImage
+        parallelFor(rows, grain: 1) { range in
+            for r in range {
+                // Row r is pixel row r % H of image r / H; its pixel j has channel ch at base + j + ch * hw.
+                let base = (r / perImage) * c * hw + (r % perImage) * w
+                var total = 0.0, counted = 0
+                for j in 0..<w {
+                    let label = labels[r * w + j]
+                    if label == ignoreLabel { continue }
+                    let p = x + base + j
+                    var m = -Double.infinity
+                    for ch in 0..<c { m = max(m, Double(p[ch * hw])) }
+                    var e = 0.0
+                    for ch in 0..<c { e += Foundation.exp(Double(p[ch * hw]) - m) }
+                    total += m + Foundation.log(e) - Double(p[Int(label) * hw])
+                    counted += 1
+                }
+                s[r] = total; k[r] = counted
+            }
+        }
+    }}}
+    return (sums.reduce(0, +), counts.reduce(0, +))
+}
+
+/// Backward of `pixelSoftmaxCrossEntropySum` scaled by `gradOutput`: for every counted pixel,
+/// `dLogits[n, ch, i, j] += gradOutput * (softmax(logits[n, :, i, j])[ch] - [ch == label])`.
+public func pixelSoftmaxCrossEntropyBackward(dLogits: inout Tensor, logits: Tensor, labels: [UInt8], ignoreLabel: UInt8 = 255,
+                                             gradOutput: Float) throws {
+    let (rows, c, hw) = try checkPixelCrossEntropy(logits, labels, ignoreLabel)
+    try require(dLogits.shape == logits.shape, "pixel cross-entropy backward: dLogits \(dLogits.shape) does not match logits \(logits.shape)")
+    let perImage = rows / logits.shape[0], w = hw / perImage, g = Double(gradOutput)
+    logits.withUnsafeBufferPointer { xb in
+    dLogits.withUnsafeMutableBufferPointer { db in
+        let x = SharedReads(xb.baseAddress!), d = DisjointWrites(db.baseAddress!)
+        parallelFor(rows, grain: 1) { range in
+            for r in range {
+                let base = (r / perImage) * c * hw + (r % perImage) * w
+                for j in 0..<w {
+                    let label = labels[r * w + j]
+                    if label == ignoreLabel { continue }
+                    let p = x + base + j
+                    var m = -Double.infinity
+                    for ch in 0..<c { m = max(m, Double(p[ch * hw])) }
+                    var e = 0.0
+                    for ch in 0..<c { e += Foundation.exp(Double(p[ch * hw]) - m) }
+                    let lse = m + Foundation.log(e)
+                    for ch in 0..<c {
+                        let q = Foundation.exp(Double(p[ch * hw]) - lse) - (ch == Int(label) ? 1 : 0)
+                        d[base + j + ch * hw] += Float(g * q)
+                    }
+                }
+            }
+        }
+    }}
+}
+
+/// (rows N * H, channels C, plane H * W) after checking the shapes and that every label is a
+/// class or the ignore label.
+private func checkPixelCrossEntropy(_ logits: Tensor, _ labels: [UInt8], _ ignore: UInt8) throws -> (rows: Int, c: Int, hw: Int) {
+    try require(logits.rank == 4 && logits.shape.allSatisfy { $0 > 0 }, "pixel cross-entropy: logits must be [N, C, H, W], got \(logits.shape)")
+    let (n, c, h, w) = (logits.shape[0], logits.shape[1], logits.shape[2], logits.shape[3])
+    try require(labels.count == n * h * w, "pixel cross-entropy: \(labels.count) labels for \(n) x \(h) x \(w) pixels")
+    if let bad = labels.firstIndex(where: { $0 != ignore && Int($0) >= c }) {
+        try require(false, "pixel cross-entropy: label \(labels[bad]) at pixel \(bad) is not a class of 0..<\(c) nor the ignore label \(ignore)")
+    }
+    return (n * h, c, h * w)
+}
+
 // MARK: - Sigmoid binary cross-entropy
 
 /// Sigmoid binary cross-entropy options.

@@ -29,7 +29,7 @@ func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
         guard let root = d.root else { throw TrainingError("data.root is needed for synthetic data (make it with dcn-data synth --out DIR)", exitCode: 2) }
         let split = train ? "train" : "val"
         return COCOSplitPaths(annotations: "\(root)/annotations/instances_\(split).json", images: "\(root)/images/\(split)")
-    case .voc, .imagefolder:
+    case .voc, .imagefolder, .vocSeg, .sbd, .cityscapes:
         return nil
     }
 }
@@ -79,7 +79,27 @@ func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
         }.joined(separator: ", ")
     case .imagefolder:
         return (c.data.root ?? "") + (train ? "/train" : "/val")
+    case .vocSeg, .sbd, .cityscapes:
+        let lists = c.data.format == .cityscapes ? "gtFine/" : "ImageSets/Segmentation/"
+        return (train ? c.data.trainSplits : [c.data.valSplit]).map { "\(c.data.root ?? "")/\(lists)\($0)\(c.data.format == .cityscapes ? "" : ".txt")" }
+            .joined(separator: ", ")
     }
+}
+
+/// The label-map layout of a segmentation format.
+func segmentationLayout(_ format: DataFormat) -> SegmentationLayout? {
+    switch format {
+    case .vocSeg: return .voc
+    case .sbd: return .sbd
+    case .cityscapes: return .cityscapes
+    case .coco, .voc, .synth, .imagefolder: return nil
+    }
+}
+
+/// Segmentation classes in label order, background first: the layout's, or background and
+/// `data.classes` (the synthetic data's shapes, say).
+func segmentationClassNames(_ c: ExperimentConfig) -> [String] {
+    c.data.classes.map { ["background"] + $0 } ?? segmentationLayout(c.data.format)?.classNames ?? []
 }
 
 /// One split of the config's data (nil when the config names no such split). `classes`: the class
@@ -120,6 +140,13 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.Cla
         do { return try Dataset.imageFolder(root: folder, expected: classes) } catch let error as DatasetError {
             throw TrainingError("data.root: \(error)", exitCode: 2)
         }
+    case .vocSeg, .sbd, .cityscapes:
+        guard let root = c.data.root else { throw TrainingError("data.root is needed for segmentation data", exitCode: 2) }
+        try requireExists(root, "data.root")
+        let samples = try (train ? c.data.trainSplits : [c.data.valSplit]).flatMap { split in
+            try loadSegmentationSplit(layout: segmentationLayout(c.data.format)!, root: root, split: split, allowOutsideRoot: c.data.allowOutsideRoot)
+        }
+        return Dataset.segmentation(samples, classNames: segmentationClassNames(c))
     }
 }
 
@@ -134,6 +161,8 @@ func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
         return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split, allowOutsideRoot: c.data.allowOutsideRoot))
     case .imagefolder:
         throw TrainingError("ImageFolder data is scored with top-1 / top-5 accuracy, not by a detection evaluator", exitCode: 2)
+    case .vocSeg, .sbd, .cityscapes:
+        throw TrainingError("segmentation data is scored with mIoU (evaluateSegmenter), not by a detection evaluator", exitCode: 2)
     }
 }
 

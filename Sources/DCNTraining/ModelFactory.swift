@@ -41,6 +41,14 @@ public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSp
                         branches: branches, classes: classes)
 }
 
+/// Maps the config onto the semantic segmentation model for `classes` classes (background included).
+public func segmenterSpec(_ config: ExperimentConfig, classes: Int) -> SegmenterSpec {
+    var head = DeepLabHeadSpec()
+    head.hiddenChannels = config.segmentation.hiddenChannels
+    head.lossWeight = Float(config.segmentation.lossWeight)
+    return SegmenterSpec(backbone: backboneSpec(config.backbone), head: head, classes: classes)
+}
+
 // Each part's section mapped onto its spec (detectron2's from_config).
 
 extension RPNSpec {

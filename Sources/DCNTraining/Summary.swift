@@ -20,6 +20,12 @@ public struct ModelSummary: Codable, Sendable {
         self.init(height: height, width: width, parameters: s.parameters, multiplyAdds: s.multiplyAdds)
     }
 
+    /// A semantic segmentation model on a `height` x `width` image.
+    public init(segmenter: SemanticSegmenter, height: Int, width: Int) throws {
+        let s = try segmenter.summary(height: height, width: width)
+        self.init(height: height, width: width, parameters: s.parameters, multiplyAdds: s.multiplyAdds)
+    }
+
     /// A classifier at `size` x `size` (Table 6 counts FLOPs at 224).
     public init(classifier: ImageClassifier, size: Int) throws {
         let s = try classifier.summary(size: size)

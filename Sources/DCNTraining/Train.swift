@@ -57,6 +57,7 @@ public func defaultClassCount(_ c: ExperimentConfig) -> Int {
     case .voc: return c.data.classes?.count ?? 20
     case .synth: return syntheticClassNames.count
     case .imagefolder: return 1000
+    case .vocSeg, .sbd, .cityscapes: return segmentationClassNames(c).count
     }
 }
 
@@ -90,25 +91,37 @@ public func buildClassifier(_ config: ExperimentConfig, classes: Int) throws -> 
 /// `weights_prefix: "model."`); `log` receives what the loading took, skipped and re-initialised.
 public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> GeneralizedRCNN {
     let model = try GeneralizedRCNN(spec: detectorSpec(config, classes: classes), seed: UInt64(config.solver.seed))
-    if let path = config.backbone.weights {
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch {
-            throw TrainingError("backbone.weights: cannot read \(path): \(error)")
-        }
-        var options = WeightLoadOptions(filePrefix: config.backbone.weightsPrefix, modelPrefix: "backbone.")
-        // An ImageNet checkpoint carries the classifier, and maybe offset branches of stages that
-        // are regular here; the detector uses neither.
-        let prefix = config.backbone.weightsPrefix
-        options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") || $0.hasPrefix(prefix + "fc.") || $0.contains("_offset.") }
-        if !config.backbone.pretrainedOffsets { options.keepInitial = { $0.contains("_offset.") } }
-        do {
-            let report = try loadWeights(model.backbone.parameters, from: file, options: options)
-            log?("backbone.weights \(path): \(report.summary)")
-        } catch let error as WeightLoadError {
-            throw TrainingError("backbone.weights: \(error)")
-        }
-    }
+    try loadPretrainedBackbone(config, into: model.backbone, log: log)
     return model
+}
+
+/// The semantic segmentation model a config (`model.task: segmentation`) describes, `classes`
+/// with background, with `backbone.weights` loaded as for a detector.
+public func buildSegmenter(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> SemanticSegmenter {
+    let model = try SemanticSegmenter(spec: segmenterSpec(config, classes: classes), seed: UInt64(config.solver.seed))
+    try loadPretrainedBackbone(config, into: model.backbone, log: log)
+    return model
+}
+
+/// Loads `backbone.weights` (if configured) into a detector's or segmenter's backbone.
+func loadPretrainedBackbone(_ config: ExperimentConfig, into backbone: ResNet, log: ((String) -> Void)?) throws {
+    guard let path = config.backbone.weights else { return }
+    let file: SafeTensorsFile
+    do { file = try SafeTensorsFile(path: path) } catch {
+        throw TrainingError("backbone.weights: cannot read \(path): \(error)")
+    }
+    var options = WeightLoadOptions(filePrefix: config.backbone.weightsPrefix, modelPrefix: "backbone.")
+    // An ImageNet checkpoint carries the classifier, and maybe offset branches of stages that
+    // are regular here; the model uses neither.
+    let prefix = config.backbone.weightsPrefix
+    options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") || $0.hasPrefix(prefix + "fc.") || $0.contains("_offset.") }
+    if !config.backbone.pretrainedOffsets { options.keepInitial = { $0.contains("_offset.") } }
+    do {
+        let report = try loadWeights(backbone.parameters, from: file, options: options)
+        log?("backbone.weights \(path): \(report.summary)")
+    } catch let error as WeightLoadError {
+        throw TrainingError("backbone.weights: \(error)")
+    }
 }
 
 /// The optimiser, learning-rate schedule and step-seed generator of a config's run: what `train`
@@ -189,6 +202,12 @@ public func train(config: ExperimentConfig, resume: String?, force: Bool, stopAf
         model = classifier
         evaluate = { val, prefix, _ in
             try evaluateClassifier(classifier, config: config, dataset: val, outputPrefix: prefix, stop: stop, group: group).map { ModelEvaluation(report: $0) }
+        }
+    case .segmentation:
+        let segmenter = try buildSegmenter(config, classes: classes, log: root ? { print($0) } : nil)
+        model = segmenter
+        evaluate = { val, prefix, _ in
+            try evaluateSegmenter(segmenter, config: config, dataset: val, outputPrefix: prefix, stop: stop, group: group).map { ModelEvaluation(report: $0) }
         }
     }
     try restrictTraining(model.parameters, to: config.solver.trainOnly, task: config.model.task)

@@ -35,6 +35,12 @@ extension ImageClassifier: TrainableModel {
     }
 }
 
+extension SemanticSegmenter: TrainableModel {
+    public func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
+        try trainStep(images: batch.images, pixelLabels: batch.pixelLabels, share: share, ws)
+    }
+}
+
 extension GeneralizedRCNN: TrainableModel {
     public func trainStep(_ batch: TrainingBatch, share: StepShare, _ ws: Workspace) throws -> [String: Float] {
         try trainStep(images: batch.images, sizes: batch.sizes, targets: batch.instances, share: share, ws)

@@ -46,6 +46,10 @@ struct ModelCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The folder for the --draw pictures (default: a detections folder beside the detections file).", valueName: "dir"))
     var out: String?
 
+    @Option(help: ArgumentHelp("Segmentation: also write the predicted label map of every image as a PNG in this folder (dcn-eval seg scores them).",
+                               valueName: "dir"))
+    var predictions: String?
+
     @OptionGroup var threadOptions: ThreadOptions
 
     var config: String { configOptions.config }
@@ -73,6 +77,9 @@ struct ModelCommand: ParsableCommand {
         if let json { try requireWritableFile(json, "--json", "a JSON file") }
         if let scales { _ = try shorterSides(scales, "--scales") }
         if let draw, draw < 1 { throw ValidationError("--draw \(draw): give the number of images to draw, at least 1") }
+        if let predictions, let problem = folderCreateProblem(predictions) {
+            throw ValidationError("--predictions \(predictions): \(problem); expected a folder for the label-map PNGs (created if missing)")
+        }
         if out != nil && draw == nil { throw ValidationError("--out is the folder of the --draw pictures: add --draw N") }
         if let out, let problem = folderCreateProblem(out) {
             throw ValidationError("--out \(out): \(problem); expected a folder for the --draw pictures (created if missing)")
@@ -97,6 +104,12 @@ struct ModelCommand: ParsableCommand {
             for (path, option) in [(resultsPath, "--results"), (metricsPath, "--json")] {
                 if let problem = outputProblem(path, read: read) { throw ToolError("\(option) \(path): \(problem)") }
             }
+            if experiment.model.task == .segmentation {
+                if draw != nil { throw ToolError("--draw draws detections, and \(config) is a segmenter (model.task: segmentation): use --predictions DIR") }
+                try evaluateSegmentation(experiment, dataset: dataset)
+                return
+            }
+            if predictions != nil { throw ToolError("--predictions is for segmentation models; \(config) is a \(experiment.model.task.rawValue) model") }
             if experiment.model.task == .classification {
                 if draw != nil { throw ToolError("--draw draws detections, and \(config) is a classifier (model.task: classification)") }
                 try evaluateClassification(experiment, dataset: dataset)
@@ -127,6 +140,24 @@ struct ModelCommand: ParsableCommand {
             print("metrics: \(metricsPath)")
             if !evaluation.drawings.isEmpty { print("pictures: \(evaluation.drawings.count) in \(drawFolder)") }
         }
+    }
+
+    /// A segmenter's mIoU on the config's val split: the metrics file is `dcn-eval seg`'s JSON.
+    func evaluateSegmentation(_ experiment: ExperimentConfig, dataset: Dataset) throws {
+        let segmenter = try buildSegmenter(experiment, classes: dataset.classNames.count)
+        _ = try Checkpoint.load(path: checkpoint, into: segmenter.parameters, optimizer: nil)
+        let folder = URL(fileURLWithPath: metricsPath).deletingLastPathComponent().path
+        let prefix = folder + "/.dcn-eval-model-\(getpid())"
+        defer { unlink(prefix + "_metrics.json") }
+        StopRequest.installSignalHandlers()
+        guard let report = try evaluateSegmenter(segmenter, config: experiment, dataset: dataset, outputPrefix: prefix,
+                                                 predictions: predictions, stop: .signals) else { return }
+        guard rename(prefix + "_metrics.json", metricsPath) == 0 else {
+            throw FileError(path: metricsPath, "cannot write the file (\(String(cString: strerror(errno))))")
+        }
+        print(report.text)
+        print("metrics: \(metricsPath)")
+        if let predictions { print("label maps: \(predictions)") }
     }
 
     /// A classifier's top-1 / top-5 accuracy on the config's val split, written to the metrics file.

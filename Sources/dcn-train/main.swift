@@ -86,6 +86,13 @@ struct DCNTrain: ParsableCommand {
             print(json ? s.json : s.table)
             return
         }
+        if summary && experiment.model.task == .segmentation {
+            let segmenter = try SemanticSegmenter(spec: segmenterSpec(experiment, classes: defaultClassCount(experiment)))
+            let size = summaryInputSize(experiment)
+            let s = try ModelSummary(segmenter: segmenter, height: size.height, width: size.width)
+            print(json ? s.json : s.table)
+            return
+        }
         if summary {
             let classes = defaultClassCount(experiment)
             let model = try GeneralizedRCNN(spec: detectorSpec(experiment, classes: classes))

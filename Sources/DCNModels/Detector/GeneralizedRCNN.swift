@@ -130,7 +130,8 @@ public final class GeneralizedRCNN {
             branchPasses.append(pass)
         }
         let densePasses = try denseHeads.map { head in
-            try profiler.measure("\(head.phase) fwd") { try head.trainingPass(features, targets: targets, imageSizes: sizes, ws) }
+            try profiler.measure("\(head.phase) fwd") { try head.trainingPass(DenseHeadInput(features: features, height: images.dim(2), width: images.dim(3), targets: targets,
+                                                 pixelLabels: nil), ws) }
         }
         let parts = [(rpnPass.losses, rpnPass.normaliser)] + branchPasses.map { ($0.losses, $0.normaliser) }
             + densePasses.map { ($0.losses, $0.normaliser) }

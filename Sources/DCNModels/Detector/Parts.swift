@@ -117,15 +117,33 @@ extension RoIBranchSpec where Self: Equatable {
 
 // MARK: - Dense heads
 
-/// A head on whole-image backbone maps (semantic segmentation: a 1x1 conv on res5, bilinear
-/// upsampling, per-pixel softmax). Training: its losses and the gradients of the backbone maps it
-/// read, by name, which the detector sums with the other parts'. Inference: what it adds to each
-/// image's result.
+/// What a dense head reads in training.
+public struct DenseHeadInput {
+    /// The backbone's maps, by name.
+    public var features: FeatureMaps
+    /// The padded batch's height and width in pixels (the size of its per-pixel outputs).
+    public var height: Int, width: Int
+    public var targets: [Instances]
+    /// Per-pixel classes of the padded batch, N x height x width row-major, `voidLabel` where no
+    /// class counts (VOC's boundaries, the padding); nil when the data has none.
+    public var pixelLabels: [UInt8]?
+
+    public init(features: FeatureMaps, height: Int, width: Int, targets: [Instances], pixelLabels: [UInt8]?) {
+        self.features = features; self.height = height; self.width = width; self.targets = targets; self.pixelLabels = pixelLabels
+    }
+}
+
+/// A head on whole-image backbone maps (semantic segmentation: DeepLab's 1x1 convs on res5,
+/// bilinear upsampling, per-pixel softmax). Training: its losses and the gradients of the backbone
+/// maps it read, by name, which the model sums with the other parts'. Inference: per-class scores
+/// of every pixel.
 public protocol DenseHead: DetectorHead {
     /// The backbone maps it reads.
     var inputFeatures: [String] { get }
-    func trainingPass(_ features: FeatureMaps, targets: [Instances], imageSizes: [ImageSize], _ ws: Workspace) throws
-        -> TrainingPass<Void, Void, FeatureMaps>
+    func trainingPass(_ input: DenseHeadInput, _ ws: Workspace) throws -> TrainingPass<Void, Void, FeatureMaps>
+    /// Scores [N, K, height, width] of every pixel of a `height` x `width` output whose pixel (y, x)
+    /// lies at input pixel ((y + 0.5) * scale.y - 0.5, ...) (scale nil: the padded input itself).
+    func scores(_ features: FeatureMaps, height: Int, width: Int, inputScale: (y: Double, x: Double)?, _ ws: Workspace) throws -> Tensor
     /// Named multiply-adds at test time for the backbone map `shapes`.
     func cost(shapes: [String: [Int]]) throws -> [(String, Int)]
 }
