@@ -96,6 +96,8 @@ public func verifyFixture(path: String) throws -> VerifyResult {
     case "global_avg_pool": comparisons = try verifyGlobalAvgPool(fixture)
     case "linear": comparisons = try verifyLinear(fixture)
     case "softmax_cross_entropy": comparisons = try verifySoftmaxCrossEntropy(fixture)
+    case "pixel_cross_entropy": comparisons = try verifyPixelCrossEntropy(fixture)
+    case "bilinear_resize": comparisons = try verifyBilinearResize(fixture)
     case "sigmoid_bce": comparisons = try verifySigmoidBCE(fixture)
     case "smooth_l1": comparisons = try verifySmoothL1(fixture)
     case "cosine_mimic": comparisons = try verifyCosineMimic(fixture)

@@ -163,3 +163,27 @@ func verifyCosineMimic(_ f: Fixture) throws -> [Comparison] {
     try cosineMimicBackward(dA: &da, dB: &db, a: a, b: b, eps: eps, gradOutput: try scalarGradOutput(f))
     return [try f.compare("expected_loss", scalarTensor(loss)), try f.compare("grad_a", da), try f.compare("grad_b", db)]
 }
+
+/// `bilinear_resize`: input [N, C, h, w] to out_h x out_w; with metadata scale_factor s the source
+/// scale is 1 / s (PyTorch's `recompute_scale_factor=False`), else input / output size.
+func verifyBilinearResize(_ f: Fixture) throws -> [Comparison] {
+    let x = try f.tensor("input")
+    let (h, w) = (try f.int("out_h"), try f.int("out_w"))
+    let scale = f.file.metadata["scale_factor"] == nil ? ResizeScale()
+        : ResizeScale(y: 1 / (try f.double("scale_factor")), x: 1 / (try f.double("scale_factor")))
+    let y = try bilinearResizeForward(input: x, height: h, width: w, scale: scale)
+    var dx = Tensor(zeros: x.shape)
+    try bilinearResizeBackward(dInput: &dx, dOutput: try f.tensor("grad_output"), scale: scale)
+    return [try f.compare("expected_output", y), try f.compare("grad_input", dx)]
+}
+
+/// `pixel_cross_entropy`: input (logits) [N, C, H, W], labels [N, H, W] (I64, 255 ignored): the
+/// mean over the counted pixels, as `cross_entropy(ignore_index=255)`.
+func verifyPixelCrossEntropy(_ f: Fixture) throws -> [Comparison] {
+    let x = try f.tensor("input")
+    let labels = try f.file.ints("labels").values.map { UInt8($0) }
+    let (sum, count) = try pixelSoftmaxCrossEntropySum(logits: x, labels: labels)
+    var dx = Tensor(zeros: x.shape)
+    try pixelSoftmaxCrossEntropyBackward(dLogits: &dx, logits: x, labels: labels, gradOutput: try scalarGradOutput(f) / Float(count))
+    return [try f.compare("expected_loss", scalarTensor(Float(sum / Double(count)))), try f.compare("grad_input", dx)]
+}

@@ -138,3 +138,28 @@ func impossibleTestSettingsAreRejected(yaml: String, key: String, message: Strin
     let plain = ExperimentConfig()
     #expect(!plain.isMultiViewTest && plain.testMaxSize == 1333 && plain.testViews == [TestView(shortEdge: 800, flip: false)])
 }
+
+@Test("Segmentation settings that cannot run are errors at their key", arguments: [
+    ("model:\n  task: segmentation\ndata:\n  format: synth\n  root: x", "data.format", "model.task segmentation reads label maps: set data.format to voc_seg, sbd or cityscapes"),
+    ("data:\n  format: voc_seg\n  root: x\n  train_splits: [train]\n  val_split: val", "data.format", "has label maps, not boxes: use it with model.task segmentation"),
+    ("model:\n  task: segmentation\ndata:\n  format: voc_seg\n  root: x", "data.train_splits[0]", "reads root/ImageSets/Segmentation/<split>.txt: name the split, e.g. [train] (got 'VOC2007/trainval')"),
+    ("model:\n  task: segmentation\ndata:\n  format: cityscapes\n  root: x\n  train_splits: [train]\n  val_split: a/b", "data.val_split", "reads root/gtFine/<split>: name the split"),
+    ("model:\n  task: segmentation\ndata:\n  format: sbd\n  train_splits: [trainaug]\n  val_split: val", "data.format", "data.format sbd needs data.root"),
+    ("model:\n  task: segmentation\nmask:\n  enabled: true\ndata:\n  format: voc_seg\n  root: x\n  train_splits: [train]\n  val_split: val", "mask.enabled", "semantic segmentation has no mask branch"),
+    ("model:\n  task: segmentation\n  classes: 3\ndata:\n  format: voc_seg\n  root: x\n  classes: [a, b, c]\n  train_splits: [train]\n  val_split: val", "model.classes", "disagrees"),
+    ("model:\n  task: segmentation\ndata:\n  format: voc_seg\n  root: x\n  train_splits: [train]\n  val_split: val\ntest:\n  flip: true", "test", "segmentation is evaluated at data.test_min_size"),
+    ("model:\n  task: segmentation\nsegmentation:\n  hidden_channels: -1\ndata:\n  format: voc_seg\n  root: x\n  train_splits: [train]\n  val_split: val", "segmentation.hidden_channels", "must be in 0..8192"),
+])
+func impossibleSegmentationSettingsAreRejected(yaml: String, key: String, message: String) {
+    let found = errors(yaml.hasPrefix("model:\n") ? yaml.replacingOccurrences(of: "model:\n", with: "model:\n  name: x\n") : "model:\n  name: x\n" + yaml) ?? []
+    // At the key's line, or "(default)" for a key the file does not set.
+    #expect(found.contains { ($0.contains("test.yaml: \(key) ") || $0.hasPrefix("\(key) (default)")) && $0.contains(message) }, "\(found)")
+}
+
+@Test func theSegmentationConfigsLoad() throws {
+    for name in ["synth_seg/regular", "synth_seg/dcnv2", "synth_seg/dcnv2_pretrained_offsets", "voc_seg/deeplab_r101_regular", "voc_seg/deeplab_r101_dcnv2",
+                 "voc_seg/deeplab_r101_dcnv2_pretrained_offsets", "cityscapes/deeplab_r101_dcnv2"] {
+        let c = try loadConfig(path: repositoryURL.appendingPathComponent("configs/\(name).yaml").path)
+        #expect(c.model.task == .segmentation && c.data.format.isSegmentation, "\(name)")
+    }
+}
