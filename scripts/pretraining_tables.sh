@@ -3,8 +3,8 @@
 #
 #   scripts/ablation.sh table6 [--data synth|imagenet] [--arch resnet50|resnet101|resnext101_32x4d]
 #                       [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
-#   scripts/ablation.sh table7 [--seeds 0,1,2] [--threads N] [--set key=value]... [--detector-set key=value]... [--out DIR]
-#                                                                              (synthetic data)
+#   scripts/ablation.sh table7 [--seeds 0,1,2] [--threads N] [--set key=value]... [--detector-set key=value]...
+#                       [--segmenter-set key=value]... [--tasks det,seg] [--out DIR]       (synthetic data)
 #
 # table6 trains the classifier rows regular / DCNv1 (dconv in res5) / DCNv2 (mdconv in res3-res5):
 # configs/synth_cls/<method>.yaml on `dcn-data synth-cls` data (data/synth-cls, generated on first
@@ -16,7 +16,12 @@
 # from scratch, from the regular classifier, and from the DCNv2 classifier with its offset and
 # modulation branches re-initialised ("none") or kept ("ImageNet", here the synthetic
 # pretraining); it trains the Table 6 rows it needs first. Table: results/table7_synth.md (AP, AP50).
-# `--set` overrides the classifier rows, `--detector-set` the detection rows (e.g. a shorter schedule).
+# table7's segmentation column fine-tunes DeepLab (configs/synth_seg) on the easy synthetic label
+# maps (data/synth-easy, `dcn-data synth --difficulty easy --semantic`) from the same classifiers:
+# regular from the regular one, DCNv2 from the regular one (offsets zero) and from the DCNv2 one with
+# its offsets; table results/table7_synth_seg.md (mIoU). `--tasks det` or `--tasks seg` runs one column.
+# `--set` overrides the classifier rows, `--detector-set` the detection rows (e.g. a shorter
+# schedule), `--segmenter-set` the segmentation rows.
 # Finished rows are not redone; an interrupted row resumes from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +30,13 @@ usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 case $1 in -h|--help) usage ;; esac
 table=$1; shift
-data=synth; arch=resnet50; threads=""; extra=(); detector_extra=(); results=results; seeds=(0)
+data=synth; arch=resnet50; threads=""; extra=(); detector_extra=(); segmenter_extra=(); results=results; seeds=(0); tasks=det,seg
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
         --detector-set) detector_extra+=(--set "${2:?--detector-set needs key=value}"); shift 2 ;;
+        --segmenter-set) segmenter_extra+=(--set "${2:?--segmenter-set needs key=value}"); shift 2 ;;
+        --tasks) tasks=${2:?--tasks needs det, seg or det,seg}; shift 2 ;;
         --out) results=${2:?--out needs a folder}; shift 2 ;;
         --data) data=${2:?--data needs synth or imagenet}; shift 2 ;;
         --arch) arch=${2:?--arch needs resnet50, resnet101 or resnext101_32x4d}; shift 2 ;;
@@ -43,6 +50,7 @@ case $table in table6|table7) ;; *) echo "pretraining_tables.sh: the table must 
 case $data in synth|imagenet) ;; *) echo "pretraining_tables.sh: --data must be synth or imagenet, got '$data'" >&2; exit 2 ;; esac
 case $arch in resnet50|resnet101|resnext101_32x4d) ;; *) echo "pretraining_tables.sh: unknown --arch '$arch'" >&2; exit 2 ;; esac
 [ "$table" = table7 ] && [ "$data" != synth ] && { echo "pretraining_tables.sh: table7 runs on synthetic data only" >&2; exit 2; }
+case $tasks in det|seg|det,seg|seg,det) ;; *) echo "pretraining_tables.sh: --tasks must be det, seg or det,seg, got '$tasks'" >&2; exit 2 ;; esac
 for seed in "${seeds[@]}"; do
     [[ $seed =~ ^[0-9]+$ ]] || { echo "pretraining_tables.sh: --seeds takes non-negative integers separated by commas, got '$seed'" >&2; exit 2; }
 done
@@ -52,9 +60,12 @@ bin=.build/release
 if [ "$data" = synth ] && [ ! -f data/synth-cls/geometry.json ]; then
     $bin/dcn-data synth-cls --out data/synth-cls --train-per-class 300 --val-per-class 100
 fi
-if [ "$table" = table7 ] && [ ! -f data/synth/annotations/instances_train.json ]; then $bin/dcn-data synth --out data/synth; fi
+if [ "$table" = table7 ] && [[ $tasks == *det* ]] && [ ! -f data/synth/annotations/instances_train.json ]; then $bin/dcn-data synth --out data/synth; fi
+if [ "$table" = table7 ] && [[ $tasks == *seg* ]] && [ ! -f data/synth-easy/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt ]; then
+    $bin/dcn-data synth --difficulty easy --semantic --out data/synth-easy
+fi
 
-metric() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
+metric() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
 cell() {  # cell NAME SCALE FILE...: "mean (lowest-highest)" of NAME x SCALE over the files
     local name=$1 scale=$2 file; shift 2
     for file in "$@"; do metric "$file" "$name"; echo; done | awk -v s="$scale" '
@@ -102,6 +113,7 @@ if [ "$table" = table6 ]; then
         done
     } > "$markdown"
 else
+  if [[ $tasks == *det* ]]; then
     markdown=$results/table7_synth.md
     # row: name | detector row | pretrained classifier (none = from scratch) | pretrained_offsets
     rows=("regular, from scratch|roialign|none|true"
@@ -134,6 +146,37 @@ else
         echo "| $name | $what | $(cell 'bbox\/AP' 100 "${files[@]}") | $(cell 'bbox\/AP50' 100 "${files[@]}") |" >> "$markdown.tmp"
     done
     mv "$markdown.tmp" "$markdown"
+    echo "wrote $markdown"; cat "$markdown"
+  fi
+  if [[ $tasks == *seg* ]]; then
+    markdown=$results/table7_synth_seg.md
+    # row: name | config | pretrained classifier | pretrained_offsets
+    rows=("regular|regular|regular|true"
+          "DCNv2|dcnv2|regular|true"
+          "DCNv2 + offset pretraining|dcnv2|dcnv2|true")
+    {
+        echo "# Table 7, segmentation column, on easy synthetic label maps (seeds $(IFS=,; echo "${seeds[*]}"))"
+        echo
+        echo "| method | pretrained classifier | mIoU (%) | aAcc (%) |"
+        echo "| --- | --- | --- | --- |"
+    } > "$markdown.tmp"
+    for spec in "${rows[@]}"; do
+        IFS='|' read -r name config pretrained offsets <<< "$spec"
+        tag=$(echo "$name" | tr -c 'A-Za-z0-9\n' '_' | tr -s _)
+        files=()
+        for seed in "${seeds[@]}"; do
+            args=(--set "solver.seed=$seed" --set "backbone.pretrained_offsets=$offsets"
+                  --set "backbone.weights=$(seed_dir "$results/synth/table6/$pretrained" "$seed")/model_final.safetensors" --set backbone.weights_prefix=model.)
+            out=$(seed_dir "$results/synth/table7_seg/$tag" "$seed")
+            run "$out" "configs/synth_seg/$config.yaml" "${args[@]}" "${segmenter_extra[@]}"
+            files+=("$out/eval_final_metrics.json")
+        done
+        echo "| $name | $pretrained | $(cell mIoU 100 "${files[@]}") | $(cell aAcc 100 "${files[@]}") |" >> "$markdown.tmp"
+    done
+    mv "$markdown.tmp" "$markdown"
+    echo "wrote $markdown"; cat "$markdown"
+  fi
+  exit 0
 fi
 echo "wrote $markdown"
 cat "$markdown"
