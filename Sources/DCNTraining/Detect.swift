@@ -79,9 +79,13 @@ public func collectDetectInputs(arguments: [String], lists: [String] = [], skipp
         if let skipped, canonicalPath(path) == skipped {
             throw DetectError("\(path) is the output folder (--out); give the images in another folder, or another --out")
         }
-        let shown = fileName.hasSuffix("/") && fileName.count > 1 ? String(fileName.dropLast()) : fileName
+        func trimmed(_ s: String) -> String {
+            var s = s
+            while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
+            return s == "/" ? "" : s
+        }
         for relative in try imagesInFolder(path, skipping: skipped) {
-            found.append((path + "/" + relative, shown + "/" + relative, stemWithoutExtension(relative)))
+            found.append((trimmed(path) + "/" + relative, trimmed(fileName) + "/" + relative, stemWithoutExtension(relative)))
         }
     }
     for argument in arguments {

@@ -111,6 +111,10 @@ struct DetectCommand: ParsableCommand {
         for input in found { read.add(input.path, as: "the input image \(input.path)") }
         if let problem = detectFolderProblem(out, inputs: found, read: read) { throw DetectError("--out \(out): \(problem)") }
 
+        // Rank 0 owns the folder (before the model is read: a refused folder fails at once).
+        let lock = group.isRoot ? try prepareDetectFolder(out, force: force) : nil
+        defer { lock?.release() }
+
         // Classes from the checkpoint (the config's data when it records none); ids from --annotations.
         let classNames = try modelClassNames(experiment)
         var imageIDs = Array(1...found.count)
@@ -123,9 +127,7 @@ struct DetectCommand: ParsableCommand {
         let model = try buildModel(experiment, classes: classNames.count)
         _ = try Checkpoint.load(path: checkpointOptions.checkpoint, into: model.parameters, optimizer: nil)
 
-        // Rank 0 owns the folder; every process checks its share of the images.
-        let lock = group.isRoot ? try prepareDetectFolder(out, force: force) : nil
-        defer { lock?.release() }
+        // Every process checks its share of the images.
         let checked = try checkDetectInputs(found, group: group)
         if group.isRoot {
             for (i, reason) in checked.errors.sorted(by: { $0.key < $1.key }) {
