@@ -102,7 +102,9 @@ struct DetectCommand: ParsableCommand {
         experiment.backbone.weights = nil
 
         let found = try collectDetectInputs(arguments: inputs, lists: list, skipping: out)
-        guard !found.isEmpty else { throw DetectError("no images found in \(inputs + list) (a folder contributes its .jpg, .jpeg and .png files)") }
+        guard !found.isEmpty else {
+            throw DetectError("no images in \((inputs + list).joined(separator: ", ")): a folder contributes its .jpg, .jpeg and .png files, a list file its lines")
+        }
 
         // Never write onto what is read.
         var read = checkpointInputs(config: configOptions.config, checkpoint: checkpointOptions.checkpoint)
@@ -150,7 +152,7 @@ struct DetectCommand: ParsableCommand {
             Foundation.exit(stop.exitCode)
         }
         guard let summary else { return }
-        print("\(summary.images) images, \(summary.detections) detections: \(out)/\(DetectFiles.detections)")
+        print("\(summary.images) image\(summary.images == 1 ? "" : "s"), \(summary.detections) detections: \(out)/\(DetectFiles.detections)")
         print("pictures: \(summary.pictures) in \(out)/\(DetectFiles.pictures)" + (maskPNGs ? "; masks: \(summary.masks) in \(out)/\(DetectFiles.masks)" : ""))
         if maskPNGs && model.detectionAdditions.isEmpty { printError("warning: --mask-pngs: \(configOptions.config) has no mask head; no mask was written") }
         if summary.failed > 0 {
