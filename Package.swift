@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "dcn-train", targets: ["dcn-train"]),
         .executable(name: "dcn-data", targets: ["dcn-data"]),
         .executable(name: "dcn-vis", targets: ["dcn-vis"]),
+        .executable(name: "dcn-detect", targets: ["dcn-detect"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -72,8 +73,8 @@ let package = Package(
                 exclude: ["tensorboard_event.proto"]),
         // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
         .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNTensorBoard", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
-        // The options every tool shares (config, --set, checkpoint, threads): one declaration, one default.
-        .target(name: "DCNCommandLine", dependencies: ["DCNDistributed", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The options every tool shares (config, --set, checkpoint, threads, --scales/--flip): one declaration, one default.
+        .target(name: "DCNCommandLine", dependencies: ["DCNConfig", "DCNDistributed", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "dcn-train",
             dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -99,6 +100,12 @@ let package = Package(
         .executableTarget(
             name: "dcn-eval",
             dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // A trained detector on any images: COCO-format detections with file names, pictures, mask PNGs.
+        .executableTarget(
+            name: "dcn-detect",
+            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNDistributed", "DCNTraining", "DCNConfig", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

@@ -138,9 +138,12 @@ public struct COCOResult: Codable, Equatable, Sendable {
     public var score: Double
     public var bbox: COCOBox?
     public var segmentation: COCOSegmentation?
-    enum CodingKeys: String, CodingKey { case imageID = "image_id", categoryID = "category_id", score, bbox, segmentation }
-    public init(imageID: Int, categoryID: Int, score: Double, bbox: COCOBox? = nil, segmentation: COCOSegmentation? = nil) {
+    /// The image's file (`dcn-detect` writes it; evaluation ignores it and reads results without it).
+    public var fileName: String?
+    enum CodingKeys: String, CodingKey { case imageID = "image_id", categoryID = "category_id", score, bbox, segmentation, fileName = "file_name" }
+    public init(imageID: Int, categoryID: Int, score: Double, bbox: COCOBox? = nil, segmentation: COCOSegmentation? = nil, fileName: String? = nil) {
         self.imageID = imageID; self.categoryID = categoryID; self.score = score; self.bbox = bbox; self.segmentation = segmentation
+        self.fileName = fileName
     }
 }
 

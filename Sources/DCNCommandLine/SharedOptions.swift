@@ -1,7 +1,9 @@
 // The options every tool shares, each declared once with one default and one help text: the
-// experiment config and its `--set` overrides, a trained checkpoint, and the thread count.
+// experiment config and its `--set` overrides, a trained checkpoint, the thread count, and the
+// test views (`--scales`, `--flip`).
 // The tools take them as `@OptionGroup`s.
 import ArgumentParser
+import DCNConfig
 import DCNDistributed
 import DCNTensor
 
@@ -47,4 +49,29 @@ public struct CheckpointOptions: ParsableArguments {
     public var checkpoint: String
 
     public init() {}
+}
+
+/// `--scales` and `--flip`: multi-scale and flipped testing, the config's test section
+/// (`test.scales`, `test.flip`), set over the config and any `--set`.
+public struct TestViewOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Multi-scale testing: shorter sides, comma-separated (sets test.scales), e.g. 480,576,688,864,1200,1400.",
+                               valueName: "sides"))
+    public var scales: String?
+
+    @Flag(help: "Also test every scale on the horizontally flipped images (sets test.flip).")
+    public var flip = false
+
+    public init() {}
+
+    public func validate() throws {
+        guard let scales else { return }
+        let values = scales.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard !values.isEmpty, values.allSatisfy({ shorterSideRange.contains($0 ?? 0) }) else {
+            throw ValidationError("--scales takes shorter sides of \(shorterSideRange.lowerBound) to \(shorterSideRange.upperBound) pixels separated by commas, "
+                                  + "e.g. 400,800,1200; got '\(scales)'")
+        }
+    }
+
+    /// The config overrides they stand for, to apply after the `--set`s.
+    public var overrides: [String] { (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : []) }
 }

@@ -40,10 +40,8 @@ let drawingShortSide = 480, maxDrawingSide = 960
 /// (right), at a scale where the labels are readable.
 public func detectionPicture(image: RGBImage, truth: DatasetImage, detections: [ImageDetection], classNames: [String],
                              scoreThreshold: Float) throws -> RGBImage {
-    let s = min(Double(drawingShortSide) / Double(min(image.width, image.height)), Double(maxDrawingSide) / Double(max(image.width, image.height)))
-    let size = ImageSize(height: max(1, Int((Double(image.height) * s).rounded())), width: max(1, Int((Double(image.width) * s).rounded())))
-    let base = size.width == image.width && size.height == image.height
-        ? image : ResizeTransform(input: ImageSize(height: image.height, width: image.width), output: size).apply(image: image)
+    let base = drawingBase(image)
+    let size = ImageSize(height: base.height, width: base.width)
     let sx = Double(size.width) / Double(image.width), sy = Double(size.height) / Double(image.height)
     func name(_ label: Int) -> String { label >= 1 && label <= classNames.count ? classNames[label - 1] : "class \(label)" }
 
@@ -63,29 +61,68 @@ public func detectionPicture(image: RGBImage, truth: DatasetImage, detections: [
         drawBox(&left, object.box, sx: sx, sy: sy, color: color, label: name(object.label) + (object.ignore ? " (crowd)" : ""), taken: &taken)
     }
 
-    var right = base
-    let shown = detections.filter { $0.detection.score >= scoreThreshold }.sorted { $0.detection.score < $1.detection.score }
-    for d in shown {
-        guard let rle = d.mask, rle.height == image.height, rle.width == image.width, let mask = try? rle.decode() else { continue }
-        right.blendMask(RGBColor.forLabel(d.detection.label), alpha: 0.4) { x, y in
-            let ox = min(image.width - 1, Int(Double(x) / sx)), oy = min(image.height - 1, Int(Double(y) / sy))
-            return mask[ox * image.height + oy] != 0
-        }
-    }
-    // Highest scores first, so their labels take the places above their boxes.
-    taken = []
-    for d in shown.reversed() {
-        drawBox(&right, d.detection.box, sx: sx, sy: sy, color: RGBColor.forLabel(d.detection.label),
-                label: "\(name(d.detection.label)) \(String(format: "%.2f", d.detection.score))", taken: &taken)
-    }
+    let (right, shown) = drawnDetections(on: base, originalSize: ImageSize(height: image.height, width: image.width), detections: detections,
+                                        classNames: classNames, scoreThreshold: scoreThreshold)
 
     let gap = 12, header = 30
     var canvas = try RGBImage.filled(width: 2 * size.width + gap, height: size.height + header, color: .white)
     canvas.drawText("ground truth (\(truth.objects.count))", x: 4, y: 8, scale: 2, RGBColor.black)
-    canvas.drawText("detections >= \(String(format: "%.2f", scoreThreshold)) (\(shown.count))", x: size.width + gap + 4, y: 8, scale: 2, RGBColor.black)
+    canvas.drawText(detectionsHeader(scoreThreshold: scoreThreshold, shown: shown), x: size.width + gap + 4, y: 8, scale: 2, RGBColor.black)
     canvas.paste(left, x: 0, y: header)
     canvas.paste(right, x: size.width + gap, y: header)
     return canvas
+}
+
+/// The picture `dcn-detect` writes for one image: its detections scoring at least `scoreThreshold`
+/// drawn as `detectionPicture` draws them (its right half), under a one-line header, at the same
+/// readable scale.
+public func detectionsPicture(image: RGBImage, detections: [ImageDetection], classNames: [String], scoreThreshold: Float) throws -> RGBImage {
+    let base = drawingBase(image)
+    let (drawn, shown) = drawnDetections(on: base, originalSize: ImageSize(height: image.height, width: image.width), detections: detections,
+                                        classNames: classNames, scoreThreshold: scoreThreshold)
+    let header = 30
+    var canvas = try RGBImage.filled(width: max(drawn.width, 300), height: drawn.height + header, color: .white)
+    canvas.drawText(detectionsHeader(scoreThreshold: scoreThreshold, shown: shown), x: 4, y: 8, scale: 2, RGBColor.black)
+    canvas.paste(drawn, x: 0, y: header)
+    return canvas
+}
+
+/// `image` scaled (up or down) to the drawing size: shorter side `drawingShortSide`, longer side at
+/// most `maxDrawingSide`.
+func drawingBase(_ image: RGBImage) -> RGBImage {
+    let s = min(Double(drawingShortSide) / Double(min(image.width, image.height)), Double(maxDrawingSide) / Double(max(image.width, image.height)))
+    let size = ImageSize(height: max(1, Int((Double(image.height) * s).rounded())), width: max(1, Int((Double(image.width) * s).rounded())))
+    return size.width == image.width && size.height == image.height
+        ? image : ResizeTransform(input: ImageSize(height: image.height, width: image.width), output: size).apply(image: image)
+}
+
+func detectionsHeader(scoreThreshold: Float, shown: [ImageDetection]) -> String {
+    "detections >= \(String(format: "%.2f", scoreThreshold)) (\(shown.count))"
+}
+
+/// The detections scoring at least `scoreThreshold` (boxes, labels, blended masks; detections in
+/// the pixels of an image of `originalSize`) drawn on `base`, that image scaled; returns the
+/// picture and the detections drawn.
+func drawnDetections(on base: RGBImage, originalSize: ImageSize, detections: [ImageDetection], classNames: [String],
+                     scoreThreshold: Float) -> (RGBImage, [ImageDetection]) {
+    let sx = Double(base.width) / Double(originalSize.width), sy = Double(base.height) / Double(originalSize.height)
+    func name(_ label: Int) -> String { label >= 1 && label <= classNames.count ? classNames[label - 1] : "class \(label)" }
+    var right = base
+    let shown = detections.filter { $0.detection.score >= scoreThreshold }.sorted { $0.detection.score < $1.detection.score }
+    for d in shown {
+        guard let rle = d.mask, rle.height == originalSize.height, rle.width == originalSize.width, let mask = try? rle.decode() else { continue }
+        right.blendMask(RGBColor.forLabel(d.detection.label), alpha: 0.4) { x, y in
+            let ox = min(originalSize.width - 1, Int(Double(x) / sx)), oy = min(originalSize.height - 1, Int(Double(y) / sy))
+            return mask[ox * originalSize.height + oy] != 0
+        }
+    }
+    // Highest scores first, so their labels take the places above their boxes.
+    var taken: [(x0: Int, y0: Int, x1: Int, y1: Int)] = []
+    for d in shown.reversed() {
+        drawBox(&right, d.detection.box, sx: sx, sy: sy, color: RGBColor.forLabel(d.detection.label),
+                label: "\(name(d.detection.label)) \(String(format: "%.2f", d.detection.score))", taken: &taken)
+    }
+    return (right, shown)
 }
 
 /// A box outline and its label: above the box's top-left corner, or where it does not cover an

@@ -37,8 +37,12 @@ public struct ImageDetection: Sendable {
 /// padded the same way, as one process runs) and rank 0 gathers every image's detections: it
 /// returns them all, the other processes nil. A stop request of any process stops every process
 /// between batches.
+///
+/// `progress(done, total)` is called before each batch and at the end with the number of images
+/// done (with several processes: the images of the rounds of batches every process finished).
 public func runInference(_ model: GeneralizedRCNN, dataset: Dataset, views: [TestView], maxSize: Int, merged: Bool, imagesPerBatch: Int,
-                         workers: Int = 2, stop: StopRequest? = nil, group: ProcessGroup = .world) throws -> [[ImageDetection]]? {
+                         workers: Int = 2, stop: StopRequest? = nil, group: ProcessGroup = .world,
+                         progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [[ImageDetection]]? {
     guard let first = views.first, merged || (views.count == 1 && !first.flip) else {
         throw TrainingError("inference needs one unflipped view, or merged views (got \(views.map(\.description)))")
     }
@@ -48,7 +52,17 @@ public func runInference(_ model: GeneralizedRCNN, dataset: Dataset, views: [Tes
                : try runInferenceShard(model, dataset: images, shortEdge: first.shortEdge, maxSize: maxSize, imagesPerBatch: imagesPerBatch,
                                        workers: workers, beforeBatch: beforeBatch)
     }
-    guard group.isDistributed else { return try shard(dataset) { try stop?.check() } }
+    let total = dataset.images.count
+    guard group.isDistributed else {
+        var batch = 0
+        let all = try shard(dataset) {
+            try stop?.check()
+            progress?(min(total, batch * imagesPerBatch), total)
+            batch += 1
+        }
+        progress?(total, total)
+        return all
+    }
     let batches = (dataset.images.count + imagesPerBatch - 1) / imagesPerBatch
     let mine = stride(from: group.rank, to: batches, by: group.size).flatMap { b in
         b * imagesPerBatch ..< min(dataset.images.count, (b + 1) * imagesPerBatch)
@@ -61,11 +75,13 @@ public func runInference(_ model: GeneralizedRCNN, dataset: Dataset, views: [Tes
     let agreeOnStop = {
         let signal = try group.max(Double(stop?.signal ?? 0))
         if signal != 0 { throw Stopped(signal: Int32(signal)) }
+        progress?(min(total, round * group.size * imagesPerBatch), total)
         round += 1
     }
     let detections = subset.images.isEmpty ? [] : try shard(subset, agreeOnStop)
     while round < rounds { try agreeOnStop() }
     guard let parts = try group.gather(DetectionCodec.encode(zip(mine, detections).map { ($0, $1) })) else { return nil }
+    progress?(total, total)
     var all = [[ImageDetection]](repeating: [], count: dataset.images.count)
     for part in parts { for (index, dets) in try DetectionCodec.decode(part) { all[index] = dets } }
     return all
@@ -225,14 +241,16 @@ func cocoBox(_ b: Box) -> COCOBox {
 }
 
 /// COCO-format results (original category ids, [x, y, w, h] boxes, masks as compressed RLE
-/// strings, as pycocotools' `encode` writes them) of per-image detections.
-public func cocoResults(_ detections: [[ImageDetection]], dataset: Dataset) -> [COCOResult] {
+/// strings, as pycocotools' `encode` writes them) of per-image detections; with `fileNames`, each
+/// also names its image's file (the dataset image's `name`).
+public func cocoResults(_ detections: [[ImageDetection]], dataset: Dataset, fileNames: Bool = false) -> [COCOResult] {
     var results: [COCOResult] = []
     for (image, dets) in zip(dataset.images, detections) {
         for d in dets {
             let segmentation = d.mask.map { COCOSegmentation.compressedRLE(height: $0.height, width: $0.width, counts: $0.compressedString) }
             results.append(COCOResult(imageID: image.id, categoryID: dataset.categoryIDs[d.detection.label - 1],
-                                      score: Double(d.detection.score), bbox: cocoBox(d.detection.box), segmentation: segmentation))
+                                      score: Double(d.detection.score), bbox: cocoBox(d.detection.box), segmentation: segmentation,
+                                      fileName: fileNames ? image.name : nil))
         }
     }
     return results

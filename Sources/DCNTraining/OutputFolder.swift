@@ -85,22 +85,26 @@ public final class OutputFolderLock {
     public let folder: String
     private var descriptor: Int32
 
-    public init(folder: String) throws {
+    /// `tool` writes into the folder given by `key` (dcn-train's output.dir, dcn-detect's --out);
+    /// the errors name both.
+    public init(folder: String, tool: String = "dcn-train", key: String = "output.dir") throws {
         self.folder = folder
         let path = folder + "/" + RunFiles.lock
         descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw TrainingError("output.dir: cannot write in \(folder) (\(String(cString: strerror(errno))) on \(path)); expected a folder where dcn-train may write",
+            throw TrainingError("\(key): cannot write in \(folder) (\(String(cString: strerror(errno))) on \(path)); expected a folder where \(tool) may write",
                                 exitCode: 2)
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            // "<pid> <tool>" (older runs wrote the pid alone, always dcn-train's).
+            let words = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(whereSeparator: \.isWhitespace)
+            let holder = words.first.flatMap { Int32($0) }, holderTool = words.count > 1 ? String(words[1]) : "dcn-train"
             close(descriptor)
-            throw TrainingError("output.dir: \(folder) is in use by another dcn-train run\(holder.map { " (process \($0))" } ?? "") that holds \(path): "
-                                + "wait for it to end, or set another output.dir", exitCode: 2)
+            throw TrainingError("\(key): \(folder) is in use by another \(holderTool) run\(holder.map { " (process \($0))" } ?? "") that holds \(path): "
+                                + "wait for it to end, or set another \(key)", exitCode: 2)
         }
-        // The holder's process id, for the message above.
-        let pid = Array("\(getpid())\n".utf8)
+        // The holder's process id and tool, for the message above.
+        let pid = Array("\(getpid()) \(tool)\n".utf8)
         if ftruncate(descriptor, 0) == 0 { _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) } }
     }
 

@@ -26,12 +26,7 @@ struct ModelCommand: ParsableCommand {
 
     @OptionGroup var checkpointOptions: CheckpointOptions
 
-    @Option(help: ArgumentHelp("Multi-scale testing: shorter sides, comma-separated (sets test.scales), e.g. 480,576,688,864,1200,1400.",
-                               valueName: "sides"))
-    var scales: String?
-
-    @Flag(help: "Also test every scale on the horizontally flipped images (sets test.flip).")
-    var flip = false
+    @OptionGroup var testViewOptions: TestViewOptions
 
     @Option(help: "Write the metrics as JSON to this file (default: beside the detections, their file name with .json or _results.json replaced by _metrics.json).")
     var json: String?
@@ -75,7 +70,6 @@ struct ModelCommand: ParsableCommand {
         try requireReadableFile(checkpoint, "--checkpoint", "a dcn-train checkpoint")
         if let results { try requireWritableFile(results, "--results", "a JSON file") }
         if let json { try requireWritableFile(json, "--json", "a JSON file") }
-        if let scales { _ = try shorterSides(scales, "--scales") }
         if let draw, draw < 1 { throw ValidationError("--draw \(draw): give the number of images to draw, at least 1") }
         if let predictions, let problem = folderCreateProblem(predictions) {
             throw ValidationError("--predictions \(predictions): \(problem); expected a folder for the label-map PNGs (created if missing)")
@@ -91,8 +85,7 @@ struct ModelCommand: ParsableCommand {
         threadOptions.apply()
         System.keepFreedMemoryForReuse()
         // --scales and --flip are the test section's keys; they override the config and any --set.
-        let testOverrides = (scales.map { ["test.scales=[\($0)]"] } ?? []) + (flip ? ["test.flip=true"] : [])
-        let experiment = try loadExperiment(config, overrides: configOptions.overrides + testOverrides)
+        let experiment = try loadExperiment(config, overrides: configOptions.overrides + testViewOptions.overrides)
         try reportingEvaluationFailures(whenStopped: "before the evaluation finished; nothing was written") {
             // A classifier's split must have the checkpoint's classes (older checkpoints record none).
             let classes = experiment.model.task == .classification
