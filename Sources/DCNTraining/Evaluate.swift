@@ -12,7 +12,7 @@ import Foundation
 import DCNAnnotations
 
 /// The configured evaluation split's ground truth. It decides how the detections are written and
-/// scored (`detectionsFile`, `score`): the one place that maps a data format to its evaluator.
+/// scored (`evaluate`): the one place that maps a data format to its evaluator.
 enum EvaluationTruth {
     /// COCO and synthetic data: COCO results JSON, pycocotools' metrics (`bbox/AP`, ...).
     case coco(COCOGroundTruth)
