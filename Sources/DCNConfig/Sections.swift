@@ -152,7 +152,7 @@ public struct BackboneConfig: ConfigSection, Codable {
     }
 
     /// Blocks in res2..res5 after the optional override.
-    public var resolvedLayers: [Int] { layers ?? ResNetSpec(depth: depth).layers }
+    public var resolvedLayers: [Int] { layers ?? depth.layers }
 }
 
 /// `rpn`: the region proposal network on res4.
