@@ -23,6 +23,7 @@ func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, n
     rpn.preNMSTopKTrain = 200; rpn.postNMSTopKTrain = 50
     rpn.preNMSTopKTest = 200; rpn.postNMSTopKTest = 50
     var head = RoIHeadSpec(RoIHeadConfig())
+    head.extractor = extractor
     head.reduceChannels = 4
     head.fcDim = 12
     head.batchSizePerImage = 16

@@ -46,6 +46,7 @@ func overfitSpec(_ extractor: RoIExtractorKind, _ mimic: MimicRegions, mask: Boo
     rpn.preNMSTopKTrain = 300; rpn.postNMSTopKTrain = 100
     rpn.preNMSTopKTest = 300; rpn.postNMSTopKTest = 100
     var head = RoIHeadSpec(RoIHeadConfig())
+    head.extractor = extractor
     head.reduceChannels = 32
     head.fcDim = 128
     head.batchSizePerImage = 64
