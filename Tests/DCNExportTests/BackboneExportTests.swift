@@ -1,0 +1,84 @@
+// The exported backbone graph's structure: one node per layer of the ResNet, unique names,
+// DeformConv with a mask only for mdconv, inputs defined before use, dynamic sizes. The numbers
+// themselves are compared with onnxruntime by scripts/check_onnx.py (`make test`).
+import DCNExport
+import DCNModels
+import Foundation
+import SwiftProtobuf
+import Testing
+
+/// A small ResNet-18-like backbone: stem 8, stages of 8 / 8 / 16 / 16 channels, one block each.
+func tinySpec(conv: ConvKind, norm: NormKind) -> ResNetSpec {
+    var spec = ResNetSpec(block: .basic, layers: [1, 1, 1, 1])
+    spec.stemWidth = 8
+    spec.stagePlanes = [8, 8, 16, 16]
+    spec.stageConv = [.regular, conv, conv, conv]
+    spec.norm = norm
+    spec.res5Dilation = 2
+    return spec
+}
+
+func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
+    model.graph.node.reduce(into: [:]) { $0[$1.opType, default: 0] += 1 }
+}
+
+@Suite struct BackboneExportTests {
+    @Test(arguments: [ConvKind.regular, .dconv, .mdconv])
+    func nodesPerLayer(conv: ConvKind) throws {
+        let resnet = try ResNet(spec: tinySpec(conv: conv, norm: .frozenBatchNorm), prefix: "backbone.")
+        let model = try backboneModel(resnet)
+        let ops = opCounts(model)
+        // Stem + 2 convs per basic block + the projection shortcuts of res3 and res4 (res2 and the
+        // dilated res5 keep their channels and size).
+        let deformable = conv == .regular ? 0 : 6  // both 3x3 convs of res3..res5
+        #expect(ops["DeformConv", default: 0] == deformable)
+        // Every other conv, plus one offset conv per deformable layer and one mask conv per mdconv.
+        #expect(ops["Conv", default: 0] == 1 + 8 - deformable + 2 + deformable + (conv == .mdconv ? deformable : 0))
+        #expect(ops["Sigmoid", default: 0] == (conv == .mdconv ? deformable : 0))
+        #expect(ops["Add"] == 4)
+        #expect(ops["Relu"] == 1 + 4 * 2)
+        #expect(ops["MaxPool"] == 1)
+        #expect(ops["BatchNormalization"] == nil)  // folded into the convs
+        for node in model.graph.node where node.opType == "DeformConv" {
+            #expect(node.input.count == (conv == .mdconv ? 5 : 4))
+        }
+        #expect(model.opsetImport.map(\.version) == [19])
+    }
+
+    @Test func namesAreUniqueAndDefinedBeforeUse() throws {
+        let resnet = try ResNet(spec: tinySpec(conv: .mdconv, norm: .groupNorm(groups: 2)), prefix: "backbone.")
+        let model = try backboneModel(resnet, outputs: ["res2", "res3", "res4", "res5"])
+        let initializers = model.graph.initializer.map(\.name)
+        #expect(Set(initializers).count == initializers.count)
+        var defined = Set(initializers + model.graph.input.map(\.name))
+        for node in model.graph.node {
+            for input in node.input where !input.isEmpty { #expect(defined.contains(input), "\(node.name) reads \(input)") }
+            for output in node.output { #expect(defined.insert(output).inserted, "\(output) written twice") }
+        }
+        #expect(Set(model.graph.node.map(\.name)).count == model.graph.node.count)
+        #expect(model.graph.output.map(\.name) == ["res2", "res3", "res4", "res5"])
+        // Group norm: InstanceNormalization per norm layer (stem + 2 per block + the 2 shortcuts).
+        #expect(opCounts(model)["InstanceNormalization"] == 1 + 8 + 2)
+    }
+
+    @Test func dynamicSizesAndRoundTrip() throws {
+        let resnet = try ResNet(spec: tinySpec(conv: .dconv, norm: .frozenBatchNorm), prefix: "backbone.")
+        let model = try backboneModel(resnet)
+        let input = model.graph.input[0].type.tensorType.shape.dim
+        #expect(input.map(\.dimParam) == ["batch", "", "height", "width"])
+        #expect(input[1].dimValue == 3)
+        #expect(model.graph.output[1].type.tensorType.shape.dim[1].dimValue == 16)
+        let data = try serializedModel(model)
+        let back = try Onnx_ModelProto(serializedBytes: data)
+        #expect(back == model)
+        // The weights are the model's, folded: a conv's initializer has its parameter's shape.
+        let stem = try #require(back.graph.initializer.first { $0.name == "backbone.conv1.weight" })
+        #expect(stem.dims == [8, 3, 7, 7])
+        #expect(stem.rawData.count == 8 * 3 * 7 * 7 * 4)
+    }
+
+    @Test func unknownOutputIsAnError() throws {
+        let resnet = try ResNet(spec: tinySpec(conv: .regular, norm: .frozenBatchNorm), prefix: "backbone.")
+        #expect(throws: ExportError.self) { try backboneModel(resnet, outputs: ["res6"]) }
+    }
+}

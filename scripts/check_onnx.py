@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""The ONNX export checked by onnxruntime (`make check-onnx`, run by `make test`).
+
+For each case (a config, with seeded non-trivial weights: no training, no data):
+  1. `dcn-export check-weights` writes a checkpoint whose offset branches, norms and biases are
+     all non-trivial (a wrong offset layout or a wrong norm cannot match by accident);
+  2. `dcn-export onnx --part backbone` exports it; `onnx.checker.check_model` (full check, with
+     shape inference) must accept the file;
+  3. onnxruntime (CPU provider, no custom operator) runs it on synthetic images of several sizes
+     (one model, so the height and width are dynamic);
+  4. `dcn-export maps` computes our res4 and res5 maps of the same inputs;
+  5. each map must agree within --tolerance relative: max |ours - onnxruntime| / max |ours|.
+
+Exits 1 on any mismatch or failure, naming the case, the image and the map. Needs numpy, onnx and
+onnxruntime (the make target installs them into .venv-onnx from PyPI).
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+# (name, config, --set overrides, image sizes (height, width)).
+SMALL = [(96, 128), (128, 96), (100, 76), (64, 64)]
+CASES = [
+    ("demo: R-50 (demo widths), mdconv@c3~c5, group norm", "configs/demo.yaml", [], SMALL),
+    ("demo, regular convs", "configs/demo_regular.yaml", [], SMALL),
+    ("demo, dconv@c3~c5", "configs/demo.yaml", ["backbone.conv_type=dconv"], SMALL),
+    ("demo, mdconv@c3~c5, frozen BN", "configs/demo.yaml", ["backbone.norm=frozen_bn"], SMALL),
+    ("R-50 mdconv@c3~c5 + mdpool (COCO), frozen BN", "configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool.yaml", [],
+     [(128, 160), (96, 136)]),
+]
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
+
+
+def write_safetensors(path, tensors):
+    """float32 tensors in the safetensors format (8-byte header length, JSON header, data)."""
+    header, body, offset = {}, [], 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        body.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for data in body:
+            f.write(data)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        body = f.read()
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        assert entry["dtype"] == "F32", f"{path}: {name} is {entry['dtype']}, expected F32"
+        start, end = entry["data_offsets"]
+        tensors[name] = np.frombuffer(body[start:end], dtype="<f4").reshape(entry["shape"])
+    return tensors
+
+
+def synthetic_image(rng, height, width):
+    """A normalised RGB image [1, 3, H, W]: smooth blobs, edges and noise in [0, 1]."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.zeros((3, height, width), dtype=np.float32)
+    for c in range(3):
+        for _ in range(4):
+            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+            r = rng.uniform(4, max(height, width) / 3)
+            image[c] += rng.uniform(0.3, 1) * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+        image[c] += (x * rng.uniform(-1, 1) + y * rng.uniform(-1, 1)) / (height + width)
+    image += rng.uniform(0, 0.1, size=image.shape).astype(np.float32)
+    image = np.clip(image, 0, 1)[None]
+    return ((image - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+
+
+def run(command):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(f"check_onnx: FAILED: {' '.join(command)}\n{result.stdout}{result.stderr}")
+        sys.exit(1)
+
+
+def check_case(bin_dir, work, index, case, tolerance, threads, seed):
+    name, config, overrides, sizes = case
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    checkpoint = os.path.join(work, f"case{index}.safetensors")
+    model_path = os.path.join(work, f"case{index}.onnx")
+    inputs_path = os.path.join(work, f"case{index}_inputs.safetensors")
+    maps_path = os.path.join(work, f"case{index}_maps.safetensors")
+    export = os.path.join(bin_dir, "dcn-export")
+    run([export, "check-weights", "--config", config, *sets, "--seed", str(seed + index), "--out", checkpoint])
+    run([export, "onnx", "--config", config, *sets, "--checkpoint", checkpoint, "--out", model_path,
+         "--part", "backbone", "--threads", str(threads)])
+    onnx.checker.check_model(model_path, full_check=True)
+
+    rng = np.random.default_rng(seed + index)
+    images = {f"image{i}": synthetic_image(rng, h, w) for i, (h, w) in enumerate(sizes)}
+    write_safetensors(inputs_path, images)
+    run([export, "maps", "--config", config, *sets, "--checkpoint", checkpoint, "--inputs", inputs_path,
+         "--out", maps_path, "--threads", str(threads)])
+    ours = read_safetensors(maps_path)
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    output_names = [o.name for o in session.get_outputs()]
+    worst, failures = 0.0, []
+    for image_name, image in images.items():
+        outputs = dict(zip(output_names, session.run(output_names, {"image": image})))
+        for stage in ("res4", "res5"):
+            reference = ours[f"{image_name}.{stage}"]
+            theirs = outputs[stage]
+            where = f"{name}: {image_name} {tuple(image.shape[2:])} {stage}"
+            if theirs.shape != reference.shape:
+                failures.append(f"{where}: onnxruntime's shape {theirs.shape}, ours {reference.shape}")
+                continue
+            scale = float(np.abs(reference).max())
+            if not np.isfinite(theirs).all() or scale == 0:
+                failures.append(f"{where}: non-finite or all-zero maps (max |ours| = {scale})")
+                continue
+            relative = float(np.abs(theirs.astype(np.float64) - reference).max()) / scale
+            worst = max(worst, relative)
+            if not relative <= tolerance:
+                failures.append(f"{where}: max |ours - onnxruntime| / max |ours| = {relative:.2e} > {tolerance:.0e}")
+    ops = sorted({n.op_type for n in onnx.load(model_path, load_external_data=False).graph.node})
+    return worst, failures, ops
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", default=".build/release", help="the folder of the dcn-* tools (default: .build/release)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="max |ours - onnxruntime| / max |ours| per map (default 1e-4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for ours and onnxruntime (default 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", metavar="DIR", help="write the checkpoints, models and maps here and keep them")
+    args = parser.parse_args()
+    if not os.access(os.path.join(args.bin, "dcn-export"), os.X_OK):
+        sys.exit(f"check_onnx: {args.bin}/dcn-export not found: build first (make build)")
+
+    start = time.monotonic()
+    work = args.keep or tempfile.mkdtemp(prefix="check_onnx.")
+    os.makedirs(work, exist_ok=True)
+    print(f"check_onnx: onnx {onnx.__version__}, onnxruntime {ort.__version__} (CPU), tolerance {args.tolerance:.0e} relative")
+    failed, failed_cases = [], 0
+    try:
+        for index, case in enumerate(CASES):
+            case_start = time.monotonic()
+            worst, failures, ops = check_case(args.bin, work, index, case, args.tolerance, args.threads, args.seed)
+            status = "FAIL" if failures else "ok"
+            print(f"  {status:4} {case[0]}: {len(case[3])} images, max relative error {worst:.2e} "
+                  f"({time.monotonic() - case_start:.1f} s; ops {', '.join(ops)})")
+            for f in failures:
+                print(f"       {f}")
+            failed += failures
+            failed_cases += 1 if failures else 0
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"check_onnx: {len(CASES) - failed_cases} of {len(CASES)} cases agree "
+          f"({time.monotonic() - start:.0f} s)")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
