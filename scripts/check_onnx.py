@@ -4,12 +4,13 @@
 For each case (a config, with seeded non-trivial weights: no training, no data):
   1. `dcn-export check-weights` writes a checkpoint whose offset branches, norms and biases are
      all non-trivial (a wrong offset layout or a wrong norm cannot match by accident);
-  2. `dcn-export onnx --part backbone` exports it; `onnx.checker.check_model` (full check, with
-     shape inference) must accept the file;
+  2. `dcn-export onnx` exports it, `--part backbone` (res4, res5) and `--part rpn` (those and the
+     RPN head's objectness logits and anchor deltas); `onnx.checker.check_model` (full check, with
+     shape inference) must accept each file;
   3. onnxruntime (CPU provider, no custom operator) runs it on synthetic images of several sizes
      (one model, so the height and width are dynamic);
-  4. `dcn-export maps` computes our res4 and res5 maps of the same inputs;
-  5. each map must agree within --tolerance relative: max |ours - onnxruntime| / max |ours|.
+  4. `dcn-export maps` computes our res4, res5 and RPN head outputs of the same inputs;
+  5. each output must agree within --tolerance relative: max |ours - onnxruntime| / max |ours|.
 
 Exits 1 on any mismatch or failure, naming the case, the image and the map. Needs numpy, onnx and
 onnxruntime (the make target installs them into .venv-onnx from PyPI).
@@ -38,6 +39,9 @@ CASES = [
     ("R-50 mdconv@c3~c5 + mdpool (COCO), frozen BN", "configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool.yaml", [],
      [(128, 160), (96, 136)]),
 ]
+
+# The exported parts (dcn-export onnx --part).
+PARTS = ["backbone", "rpn"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
@@ -101,15 +105,10 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
     name, config, overrides, sizes = case
     sets = [arg for o in overrides for arg in ("--set", o)]
     checkpoint = os.path.join(work, f"case{index}.safetensors")
-    model_path = os.path.join(work, f"case{index}.onnx")
     inputs_path = os.path.join(work, f"case{index}_inputs.safetensors")
     maps_path = os.path.join(work, f"case{index}_maps.safetensors")
     export = os.path.join(bin_dir, "dcn-export")
     run([export, "check-weights", "--config", config, *sets, "--seed", str(seed + index), "--out", checkpoint])
-    run([export, "onnx", "--config", config, *sets, "--checkpoint", checkpoint, "--out", model_path,
-         "--part", "backbone", "--threads", str(threads)])
-    onnx.checker.check_model(model_path, full_check=True)
-
     rng = np.random.default_rng(seed + index)
     images = {f"image{i}": synthetic_image(rng, h, w) for i, (h, w) in enumerate(sizes)}
     write_safetensors(inputs_path, images)
@@ -117,31 +116,37 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
          "--out", maps_path, "--threads", str(threads)])
     ours = read_safetensors(maps_path)
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
-    output_names = [o.name for o in session.get_outputs()]
-    worst, failures = 0.0, []
-    for image_name, image in images.items():
-        outputs = dict(zip(output_names, session.run(output_names, {"image": image})))
-        for stage in ("res4", "res5"):
-            reference = ours[f"{image_name}.{stage}"]
-            theirs = outputs[stage]
-            where = f"{name}: {image_name} {tuple(image.shape[2:])} {stage}"
-            if theirs.shape != reference.shape:
-                failures.append(f"{where}: onnxruntime's shape {theirs.shape}, ours {reference.shape}")
-                continue
-            scale = float(np.abs(reference).max())
-            if not np.isfinite(theirs).all() or scale == 0:
-                failures.append(f"{where}: non-finite or all-zero maps (max |ours| = {scale})")
-                continue
-            relative = float(np.abs(theirs.astype(np.float64) - reference).max()) / scale
-            worst = max(worst, relative)
-            if not relative <= tolerance:
-                failures.append(f"{where}: max |ours - onnxruntime| / max |ours| = {relative:.2e} > {tolerance:.0e}")
-    ops = sorted({n.op_type for n in onnx.load(model_path, load_external_data=False).graph.node})
-    return worst, failures, ops
+    worst, failures, ops = {}, [], set()
+    for part in PARTS:
+        model_path = os.path.join(work, f"case{index}_{part}.onnx")
+        run([export, "onnx", "--config", config, *sets, "--checkpoint", checkpoint, "--out", model_path,
+             "--part", part, "--threads", str(threads)])
+        onnx.checker.check_model(model_path, full_check=True)
+        ops |= {n.op_type for n in onnx.load(model_path).graph.node}
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        output_names = [o.name for o in session.get_outputs()]
+        for image_name, image in images.items():
+            outputs = dict(zip(output_names, session.run(output_names, {"image": image})))
+            for output in output_names:
+                reference = ours[f"{image_name}.{output}"]
+                theirs = outputs[output]
+                where = f"{name}: --part {part}: {image_name} {tuple(image.shape[2:])} {output}"
+                if theirs.shape != reference.shape:
+                    failures.append(f"{where}: onnxruntime's shape {theirs.shape}, ours {reference.shape}")
+                    continue
+                scale = float(np.abs(reference).max())
+                if not np.isfinite(theirs).all() or scale == 0:
+                    failures.append(f"{where}: non-finite or all-zero outputs (max |ours| = {scale})")
+                    continue
+                relative = float(np.abs(theirs.astype(np.float64) - reference).max()) / scale
+                worst[output] = max(worst.get(output, 0.0), relative)
+                if not relative <= tolerance:
+                    failures.append(f"{where}: max |ours - onnxruntime| / max |ours| = {relative:.2e} > {tolerance:.0e}")
+    return worst, failures, sorted(ops)
 
 
 def main():
@@ -165,7 +170,8 @@ def main():
             case_start = time.monotonic()
             worst, failures, ops = check_case(args.bin, work, index, case, args.tolerance, args.threads, args.seed)
             status = "FAIL" if failures else "ok"
-            print(f"  {status:4} {case[0]}: {len(case[3])} images, max relative error {worst:.2e} "
+            errors = ", ".join(f"{output} {value:.1e}" for output, value in worst.items())
+            print(f"  {status:4} {case[0]}: {len(case[3])} images, max relative errors {errors} "
                   f"({time.monotonic() - case_start:.1f} s; ops {', '.join(ops)})")
             for f in failures:
                 print(f"       {f}")

@@ -23,7 +23,9 @@ import DCNTensor
 
 /// Adds a backbone to an ONNX graph.
 public struct BackboneExporter {
-    public private(set) var graph: ONNXGraph
+    public var graph: ONNXGraph
+    /// The tensor of each stage output, "res2" ... "res5", once `add` has run.
+    public private(set) var stageTensors: [String: String] = [:]
     /// Per group count, the names of the ones / zeros vectors the group norms' InstanceNormalization reads.
     private var unitAffine: [Int: (ones: String, zeros: String)] = [:]
 
@@ -42,6 +44,7 @@ public struct BackboneExporter {
             for block in stage { h = try add(block, input: h) }
             maps[ResNet.stageNames[s]] = h
         }
+        stageTensors = maps
         return maps
     }
 
@@ -65,6 +68,14 @@ public struct BackboneExporter {
         case .regular(let c): return try convNorm(x, conv: c, norm: norm)
         case .deformable(let d): return try deformableConvNorm(x, conv: d, norm: norm)
         }
+    }
+
+    /// A conv with its own weight and bias (no norm after it), named after its weight.
+    public mutating func conv(_ x: String, _ conv: ConvLayer) throws -> String {
+        let name = layerName(conv.weight)
+        var inputs = [x, try graph.initializer(name + ".weight", conv.weight.value)]
+        if let b = conv.bias { inputs.append(try graph.initializer(name + ".bias", b.value)) }
+        return try graph.node("Conv", inputs, output: name, convAttributes(kernel: conv.weight.shape, conv.options))
     }
 
     /// Conv (with a batch norm folded in) and, for group norm, the norm's nodes.

@@ -9,33 +9,76 @@ import SwiftProtobuf
 public enum ExportPart: String, CaseIterable, Sendable {
     /// The backbone alone: the normalised image in, the res4 and res5 maps out.
     case backbone
+    /// The backbone and the RPN head: res4, res5, the objectness logits and the anchor deltas
+    /// (before anchor decoding, top-k and NMS, which are not exported yet).
+    case rpn
 }
 
 /// The name of the exported graphs' input: the normalised image batch `[batch, 3, height, width]`
 /// (RGB in [0, 1], minus ImageNet's mean, over its std; any height and width).
 public let imageInputName = "image"
 
+/// The RPN head's outputs in an exported model.
+public let rpnLogitsName = "rpn_objectness_logits", rpnDeltasName = "rpn_anchor_deltas"
+
 /// The backbone of a detector (or classifier) as an ONNX model with the named stage maps as
 /// outputs (of "res2" ... "res5"; the detector reads res4 and res5). Height and width are dynamic.
 public func backboneModel(_ resnet: ResNet, outputs: [String] = ["res4", "res5"], metadata: [(String, String)] = []) throws -> Onnx_ModelProto {
-    var exporter = BackboneExporter()
-    var graph = exporter.graph
+    var graph = ONNXGraph()
     try graph.declareInput(imageInputName)
-    exporter = BackboneExporter(graph: graph)
+    var exporter = BackboneExporter(graph: graph)
+    let values = try addStageOutputs(resnet, outputs, &exporter)
+    return try finish(exporter.graph, name: "backbone", outputs: values, what: "the backbone (\(outputs.joined(separator: ", ")))", metadata: metadata)
+}
+
+/// `part` of a detector as an ONNX model (see `ExportPart`).
+public func detectorModel(_ detector: GeneralizedRCNN, part: ExportPart, metadata: [(String, String)] = []) throws -> Onnx_ModelProto {
+    switch part {
+    case .backbone:
+        return try backboneModel(detector.backbone, metadata: metadata)
+    case .rpn:
+        var graph = ONNXGraph()
+        try graph.declareInput(imageInputName)
+        var exporter = BackboneExporter(graph: graph)
+        var values = try addStageOutputs(detector.backbone, ["res4", "res5"], &exporter)
+        let rpn = detector.rpn
+        guard let input = exporter.stageTensors[rpn.inFeature] else {
+            throw ExportError("onnx export: the RPN reads '\(rpn.inFeature)', which the backbone does not produce")
+        }
+        let hidden = try exporter.graph.node("Relu", [try exporter.conv(input, rpn.conv)], output: "rpn.hidden")
+        let logits = try exporter.conv(hidden, rpn.objectness)
+        let deltas = try exporter.conv(hidden, rpn.deltas)
+        try exporter.graph.node("Identity", [logits], output: rpnLogitsName)
+        try exporter.graph.node("Identity", [deltas], output: rpnDeltasName)
+        let a = rpn.objectness.outChannels
+        let cells: [ONNXDim] = [.symbolic("\(rpn.inFeature)_height"), .symbolic("\(rpn.inFeature)_width")]
+        values.append(ONNXValue(name: rpnLogitsName, shape: [.symbolic("batch"), .fixed(a)] + cells))
+        values.append(ONNXValue(name: rpnDeltasName, shape: [.symbolic("batch"), .fixed(4 * a)] + cells))
+        return try finish(exporter.graph, name: "backbone_rpn", outputs: values,
+                          what: "the backbone (res4, res5) and the RPN head (objectness logits [batch, A, H, W], anchor deltas [batch, 4A, H, W], "
+                              + "channel 4a + k: dx, dy, dw, dh of anchor a)", metadata: metadata)
+    }
+}
+
+/// Adds the backbone and an Identity per wanted stage output (named "res4", ...); returns their values.
+func addStageOutputs(_ resnet: ResNet, _ outputs: [String], _ exporter: inout BackboneExporter) throws -> [ONNXValue] {
     let maps = try exporter.add(resnet, input: imageInputName)
-    graph = exporter.graph
     var values: [ONNXValue] = []
     for name in outputs {
         guard let s = ResNet.stageNames.firstIndex(of: name), let tensor = maps[name] else {
             throw ExportError("onnx export: the backbone has no output '\(name)'; its outputs are \(ResNet.stageNames.joined(separator: ", "))")
         }
-        try graph.node("Identity", [tensor], output: name)
+        try exporter.graph.node("Identity", [tensor], output: name)
         values.append(ONNXValue(name: name, shape: [.symbolic("batch"), .fixed(resnet.spec.stageChannels[s]),
                                                     .symbolic("\(name)_height"), .symbolic("\(name)_width")]))
     }
+    return values
+}
+
+func finish(_ graph: ONNXGraph, name: String, outputs: [ONNXValue], what: String, metadata: [(String, String)]) throws -> Onnx_ModelProto {
     let input = ONNXValue(name: imageInputName, shape: [.symbolic("batch"), .fixed(3), .symbolic("height"), .symbolic("width")])
-    return try graph.model(name: "backbone", inputs: [input], outputs: values,
-                           docString: "DCNv2 on the CPU: the backbone (\(outputs.joined(separator: ", "))) of a dcn-train model. "
+    return try graph.model(name: name, inputs: [input], outputs: outputs,
+                           docString: "DCNv2 on the CPU: \(what) of a dcn-train model. "
                                + "Input: the RGB image in [0, 1] normalised with ImageNet's mean and std, [batch, 3, height, width].",
                            metadata: metadata)
 }

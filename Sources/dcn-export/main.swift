@@ -78,10 +78,11 @@ struct ONNXCommand: ParsableCommand {
         abstract: "Write a trained model as ONNX (opset 19: Conv, DeformConv with mask, ...; no custom operator).",
         discussion: """
             --part backbone exports the backbone: input 'image' [batch, 3, height, width] (RGB in [0, 1] normalised \
-            with ImageNet's mean and std, any height and width), outputs 'res4' and 'res5' (docs/export.md). \
+            with ImageNet's mean and std, any height and width), outputs 'res4' and 'res5' (docs/export.md); --part rpn \
+            adds the RPN head's outputs 'rpn_objectness_logits' and 'rpn_anchor_deltas'. \
             Batch norms are folded into the convolutions; group norm is built from InstanceNormalization; deformable \
             convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv. \
-            The whole detector (RPN, RoI pooling, heads, NMS) is not exported yet.
+            The rest of the detector (anchor decoding, NMS, RoI pooling, box and mask heads) is not exported yet.
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -107,11 +108,8 @@ struct ONNXCommand: ParsableCommand {
         let experiment = try experimentConfig(configOptions)
         let model = try loadDetector(experiment, checkpoint: checkpointOptions.checkpoint)
         let onnx: Onnx_ModelProto
-        switch part {
-        case .backbone:
-            onnx = try backboneModel(model.backbone, metadata: [("config", (configOptions.config as NSString).lastPathComponent),
-                                                                 ("checkpoint", (checkpointOptions.checkpoint as NSString).lastPathComponent)])
-        }
+        onnx = try detectorModel(model, part: part, metadata: [("config", (configOptions.config as NSString).lastPathComponent),
+                                                                ("checkpoint", (checkpointOptions.checkpoint as NSString).lastPathComponent)])
         let data = try serializedModel(onnx)
         try AtomicFile.write(data, to: out)
         print("dcn-export: wrote \(out) (\(part.rawValue): \(onnx.graph.node.count) nodes, \(onnx.graph.initializer.count) initializers, "
@@ -161,7 +159,8 @@ struct MapsCommand: ParsableCommand {
         abstract: "Write the backbone's maps for given inputs (the reference an exported backbone is compared with).",
         discussion: """
             --inputs is a safetensors file of float32 tensors [1, 3, H, W] (normalised images, as the exported \
-            model's 'image' input), any names; --out gets '<name>.res4' and '<name>.res5' for each (inference mode).
+            model's 'image' input), any names; --out gets '<name>.res4', '<name>.res5', '<name>.rpn_objectness_logits' and \
+            '<name>.rpn_anchor_deltas' for each (inference mode).
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -195,9 +194,12 @@ struct MapsCommand: ParsableCommand {
             let x = try file.tensor(name)
             let (features, _) = try model.backbone.forward(x, training: false, ws)
             for stage in ["res4", "res5"] { maps["\(name).\(stage)"] = features[stage] }
+            let rpn = try model.rpn.forward(features[model.rpn.inFeature]!, ws)
+            maps["\(name).\(rpnLogitsName)"] = rpn.logits
+            maps["\(name).\(rpnDeltasName)"] = rpn.deltas
         }
         try SafeTensorsWriter.write(maps, to: out)
-        print("dcn-export: wrote \(out) (res4, res5 of \(file.names.count) inputs)")
+        print("dcn-export: wrote \(out) (res4, res5 and the RPN head's outputs of \(file.names.count) inputs)")
     }
 }
 

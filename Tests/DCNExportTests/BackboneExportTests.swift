@@ -77,6 +77,22 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         #expect(stem.rawData.count == 8 * 3 * 7 * 7 * 4)
     }
 
+    @Test func rpnPartAddsTheHead() throws {
+        var spec = DetectorSpec(backbone: tinySpec(conv: .mdconv, norm: .frozenBatchNorm), classes: 2)
+        spec.rpn.headChannels = 8
+        spec.roiHead.reduceChannels = 8
+        spec.roiHead.fcDim = 16
+        let detector = try GeneralizedRCNN(spec: spec)
+        let backbone = try detectorModel(detector, part: .backbone)
+        let rpn = try detectorModel(detector, part: .rpn)
+        #expect(rpn.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName])
+        #expect(opCounts(rpn)["Conv", default: 0] == opCounts(backbone)["Conv", default: 0] + 3)
+        #expect(opCounts(rpn)["Relu", default: 0] == opCounts(backbone)["Relu", default: 0] + 1)
+        let anchors = detector.spec.rpn.anchors.anchorsPerCell
+        #expect(rpn.graph.output[2].type.tensorType.shape.dim[1].dimValue == Int64(anchors))
+        #expect(rpn.graph.output[3].type.tensorType.shape.dim[1].dimValue == Int64(4 * anchors))
+    }
+
     @Test func unknownOutputIsAnError() throws {
         let resnet = try ResNet(spec: tinySpec(conv: .regular, norm: .frozenBatchNorm), prefix: "backbone.")
         #expect(throws: ExportError.self) { try backboneModel(resnet, outputs: ["res6"]) }
