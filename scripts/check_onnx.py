@@ -4,13 +4,15 @@
 For each case (a config, with seeded non-trivial weights: no training, no data):
   1. `dcn-export check-weights` writes a checkpoint whose offset branches, norms and biases are
      all non-trivial (a wrong offset layout or a wrong norm cannot match by accident);
-  2. `dcn-export onnx` exports it, `--part backbone` (res4, res5) and `--part rpn` (those and the
-     RPN head's objectness logits and anchor deltas); `onnx.checker.check_model` (full check, with
-     shape inference) must accept each file;
+  2. `dcn-export onnx` exports it, `--part backbone` (res4, res5) and `--part proposals` (those,
+     the RPN head's objectness logits and anchor deltas, and the proposals of the image);
+     `onnx.checker.check_model` (full check, with shape inference) must accept each file;
   3. onnxruntime (CPU provider, no custom operator) runs it on synthetic images of several sizes
      (one model, so the height and width are dynamic);
-  4. `dcn-export maps` computes our res4, res5 and RPN head outputs of the same inputs;
-  5. each output must agree within --tolerance relative: max |ours - onnxruntime| / max |ours|.
+  4. `dcn-export maps` computes our res4, res5, RPN head outputs and proposals of the same inputs;
+  5. each map must agree within --tolerance relative (max |ours - onnxruntime| / max |ours|), and
+     the proposals must be the same boxes within 1e-3 pixels (the order may differ where two
+     scores differ in their last bits; how many moved is reported).
 
 Exits 1 on any mismatch or failure, naming the case, the image and the map. Needs numpy, onnx and
 onnxruntime (the make target installs them into .venv-onnx from PyPI).
@@ -41,7 +43,11 @@ CASES = [
 ]
 
 # The exported parts (dcn-export onnx --part).
-PARTS = ["backbone", "rpn"]
+PARTS = ["backbone", "proposals"]
+
+# Outputs compared in pixels (max |ours - onnxruntime| <= BOX_TOLERANCE), not relative.
+BOXES = {"proposals"}
+BOX_TOLERANCE = 1e-3
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
@@ -94,6 +100,25 @@ def synthetic_image(rng, height, width):
     return ((image - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
 
 
+def match_boxes(theirs, ours):
+    """The same boxes in any order: the largest distance (max over coordinates, pixels) from a box
+    of one list to its partner in the other (each box partnered once, in order of score), and how
+    many boxes sit at another position than their partner (two proposals whose scores differ in
+    the last bits of a float may swap places between two implementations)."""
+    theirs, ours = theirs.astype(np.float64), ours.astype(np.float64)
+    if len(theirs) != len(ours):
+        return float("inf"), 0
+    free = np.ones(len(ours), dtype=bool)
+    worst, moved = 0.0, 0
+    for i, box in enumerate(theirs):
+        distance = np.where(free, np.abs(ours - box).max(axis=1), np.inf)
+        j = int(np.argmin(distance))
+        worst = max(worst, float(distance[j]))
+        free[j] = False
+        moved += int(i != j)
+    return worst, moved
+
+
 def run(command):
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -116,7 +141,7 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
          "--out", maps_path, "--threads", str(threads)])
     ours = read_safetensors(maps_path)
 
-    worst, failures, ops = {}, [], set()
+    worst, failures, ops, swapped = {}, [], set(), {}
     for part in PARTS:
         model_path = os.path.join(work, f"case{index}_{part}.onnx")
         run([export, "onnx", "--config", config, *sets, "--checkpoint", checkpoint, "--out", model_path,
@@ -132,11 +157,20 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
         for image_name, image in images.items():
             outputs = dict(zip(output_names, session.run(output_names, {"image": image})))
             for output in output_names:
+                if f"{image_name}.{output}" not in ours:
+                    continue  # proposal_logits: ours are not written (the boxes are compared)
                 reference = ours[f"{image_name}.{output}"]
                 theirs = outputs[output]
                 where = f"{name}: --part {part}: {image_name} {tuple(image.shape[2:])} {output}"
                 if theirs.shape != reference.shape:
                     failures.append(f"{where}: onnxruntime's shape {theirs.shape}, ours {reference.shape}")
+                    continue
+                if output in BOXES:
+                    error, reordered = match_boxes(theirs, reference)
+                    worst[output] = max(worst.get(output, 0.0), error)
+                    swapped[output] = swapped.get(output, 0) + reordered
+                    if not error <= BOX_TOLERANCE:
+                        failures.append(f"{where}: a box has no partner within {BOX_TOLERANCE:.0e} px (closest {error:.2e} px)")
                     continue
                 scale = float(np.abs(reference).max())
                 if not np.isfinite(theirs).all() or scale == 0:
@@ -146,7 +180,7 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
                 worst[output] = max(worst.get(output, 0.0), relative)
                 if not relative <= tolerance:
                     failures.append(f"{where}: max |ours - onnxruntime| / max |ours| = {relative:.2e} > {tolerance:.0e}")
-    return worst, failures, sorted(ops)
+    return worst, failures, sorted(ops), swapped
 
 
 def main():
@@ -168,9 +202,10 @@ def main():
     try:
         for index, case in enumerate(CASES):
             case_start = time.monotonic()
-            worst, failures, ops = check_case(args.bin, work, index, case, args.tolerance, args.threads, args.seed)
+            worst, failures, ops, swapped = check_case(args.bin, work, index, case, args.tolerance, args.threads, args.seed)
             status = "FAIL" if failures else "ok"
-            errors = ", ".join(f"{output} {value:.1e}" for output, value in worst.items())
+            errors = ", ".join(f"{output} {value:.1e}" + (f" px ({swapped[output]} reordered)" if output in BOXES else "")
+                               for output, value in worst.items())
             print(f"  {status:4} {case[0]}: {len(case[3])} images, max relative errors {errors} "
                   f"({time.monotonic() - case_start:.1f} s; ops {', '.join(ops)})")
             for f in failures:

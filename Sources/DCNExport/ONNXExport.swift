@@ -12,6 +12,9 @@ public enum ExportPart: String, CaseIterable, Sendable {
     /// The backbone and the RPN head: res4, res5, the objectness logits and the anchor deltas
     /// (before anchor decoding, top-k and NMS, which are not exported yet).
     case rpn
+    /// The backbone, the RPN head and the proposals of one image (anchor decoding, top-k, clipping,
+    /// NMS): adds `proposals` [S, 4] (x1, y1, x2, y2 in input pixels) and `proposal_logits` [S].
+    case proposals
 }
 
 /// The name of the exported graphs' input: the normalised image batch `[batch, 3, height, width]`
@@ -20,6 +23,9 @@ public let imageInputName = "image"
 
 /// The RPN head's outputs in an exported model.
 public let rpnLogitsName = "rpn_objectness_logits", rpnDeltasName = "rpn_anchor_deltas"
+
+/// The proposals' outputs in an exported model.
+public let proposalsName = "proposals", proposalLogitsName = "proposal_logits"
 
 /// The backbone of a detector (or classifier) as an ONNX model with the named stage maps as
 /// outputs (of "res2" ... "res5"; the detector reads res4 and res5). Height and width are dynamic.
@@ -36,7 +42,7 @@ public func detectorModel(_ detector: GeneralizedRCNN, part: ExportPart, metadat
     switch part {
     case .backbone:
         return try backboneModel(detector.backbone, metadata: metadata)
-    case .rpn:
+    case .rpn, .proposals:
         var graph = ONNXGraph()
         try graph.declareInput(imageInputName)
         var exporter = BackboneExporter(graph: graph)
@@ -54,6 +60,16 @@ public func detectorModel(_ detector: GeneralizedRCNN, part: ExportPart, metadat
         let cells: [ONNXDim] = [.symbolic("\(rpn.inFeature)_height"), .symbolic("\(rpn.inFeature)_width")]
         values.append(ONNXValue(name: rpnLogitsName, shape: [.symbolic("batch"), .fixed(a)] + cells))
         values.append(ONNXValue(name: rpnDeltasName, shape: [.symbolic("batch"), .fixed(4 * a)] + cells))
+        if part == .proposals {
+            let (boxes, scores) = try exporter.addProposals(rpn: rpn, image: imageInputName, logits: logits, deltas: deltas)
+            try exporter.graph.node("Identity", [boxes], output: proposalsName)
+            try exporter.graph.node("Identity", [scores], output: proposalLogitsName)
+            values.append(ONNXValue(name: proposalsName, shape: [.symbolic("proposals"), .fixed(4)]))
+            values.append(ONNXValue(name: proposalLogitsName, shape: [.symbolic("proposals")]))
+            return try finish(exporter.graph, name: "backbone_rpn_proposals", outputs: values,
+                              what: "the backbone (res4, res5), the RPN head and the proposals of one image (batch 1): boxes [S, 4] "
+                                  + "(x1, y1, x2, y2, clipped to the input's size) by descending objectness logit", metadata: metadata)
+        }
         return try finish(exporter.graph, name: "backbone_rpn", outputs: values,
                           what: "the backbone (res4, res5) and the RPN head (objectness logits [batch, A, H, W], anchor deltas [batch, 4A, H, W], "
                               + "channel 4a + k: dx, dy, dw, dh of anchor a)", metadata: metadata)

@@ -66,6 +66,7 @@ public struct ONNXGraph {
     private var nodeNames: Set<String> = []
     /// Constant int64 vectors already added, by value (a shape used by many Reshapes is stored once).
     private var int64Constants: [[Int64]: String] = [:]
+    private var floatConstants: [UInt32: String] = [:]
 
     public init() {}
 
@@ -116,6 +117,30 @@ public struct ONNXGraph {
         t.rawData = data
         initializers.append(t)
         int64Constants[v] = name
+        return name
+    }
+
+    /// An int64 scalar constant (a Gather index, a Range bound), added once per value.
+    public mutating func int64Scalar(_ value: Int) throws -> String {
+        let key = [Int64.min, Int64(value)]  // distinct from every vector key (no vector starts with Int64.min)
+        if let existing = int64Constants[key] { return existing }
+        let name = "const.int64.\(value)"
+        try define(name)
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue)
+        withUnsafeBytes(of: Int64(value).littleEndian) { t.rawData = Data($0) }
+        initializers.append(t)
+        int64Constants[key] = name
+        return name
+    }
+
+    /// A float32 scalar constant, added once per value.
+    public mutating func floatScalar(_ value: Float) throws -> String {
+        if let existing = floatConstants[value.bitPattern] { return existing }
+        let name = "const.float.\(value)"
+        try initializer(name, shape: [], values: [value])
+        floatConstants[value.bitPattern] = name
         return name
     }
 

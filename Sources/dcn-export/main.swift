@@ -79,10 +79,12 @@ struct ONNXCommand: ParsableCommand {
         discussion: """
             --part backbone exports the backbone: input 'image' [batch, 3, height, width] (RGB in [0, 1] normalised \
             with ImageNet's mean and std, any height and width), outputs 'res4' and 'res5' (docs/export.md); --part rpn \
-            adds the RPN head's outputs 'rpn_objectness_logits' and 'rpn_anchor_deltas'. \
+            adds the RPN head's outputs 'rpn_objectness_logits' and 'rpn_anchor_deltas'; --part proposals adds the proposals \
+            of one image (batch 1): 'proposals' [S, 4] and 'proposal_logits' [S] (anchors, top-k, decoding, clipping to the \
+            input's size, NMS). \
             Batch norms are folded into the convolutions; group norm is built from InstanceNormalization; deformable \
             convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv. \
-            The rest of the detector (anchor decoding, NMS, RoI pooling, box and mask heads) is not exported yet.
+            The rest of the detector (RoI pooling, box and mask heads, per-class NMS) is not exported yet.
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -160,7 +162,8 @@ struct MapsCommand: ParsableCommand {
         discussion: """
             --inputs is a safetensors file of float32 tensors [1, 3, H, W] (normalised images, as the exported \
             model's 'image' input), any names; --out gets '<name>.res4', '<name>.res5', '<name>.rpn_objectness_logits' and \
-            '<name>.rpn_anchor_deltas' for each (inference mode).
+            '<name>.rpn_anchor_deltas' for each (inference mode), and '<name>.proposals' [S, 4] for a batch of one (the \
+            proposals clipped to the tensor's size).
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -197,6 +200,10 @@ struct MapsCommand: ParsableCommand {
             let rpn = try model.rpn.forward(features[model.rpn.inFeature]!, ws)
             maps["\(name).\(rpnLogitsName)"] = rpn.logits
             maps["\(name).\(rpnDeltasName)"] = rpn.deltas
+            if x.dim(0) == 1 {
+                let boxes = try model.rpn.proposals(rpn, imageSizes: [ImageSize(height: x.dim(2), width: x.dim(3))], training: false)[0]
+                maps["\(name).\(proposalsName)"] = boxes.isEmpty ? Tensor(zeros: [0, 4]) : boxes.tensor
+            }
         }
         try SafeTensorsWriter.write(maps, to: out)
         print("dcn-export: wrote \(out) (res4, res5 and the RPN head's outputs of \(file.names.count) inputs)")

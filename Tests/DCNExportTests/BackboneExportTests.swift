@@ -91,6 +91,19 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         let anchors = detector.spec.rpn.anchors.anchorsPerCell
         #expect(rpn.graph.output[2].type.tensorType.shape.dim[1].dimValue == Int64(anchors))
         #expect(rpn.graph.output[3].type.tensorType.shape.dim[1].dimValue == Int64(4 * anchors))
+
+        let proposals = try detectorModel(detector, part: .proposals)
+        #expect(proposals.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName, proposalsName, proposalLogitsName])
+        let ops = opCounts(proposals)
+        #expect(ops["TopK"] == 1 && ops["NonMaxSuppression"] == 1 && ops["Exp"] == 2)
+        var defined = Set(proposals.graph.initializer.map(\.name) + proposals.graph.input.map(\.name))
+        for node in proposals.graph.node {
+            for input in node.input where !input.isEmpty { #expect(defined.contains(input), "\(node.name) reads \(input)") }
+            for output in node.output { #expect(defined.insert(output).inserted, "\(output) written twice") }
+        }
+        // The cell anchors are the generator's, (x1, y1, x2, y2) per anchor.
+        let cell = try #require(proposals.graph.initializer.first { $0.name == "proposals.cell_anchors" })
+        #expect(cell.dims == [1, Int64(anchors), 4])
     }
 
     @Test func unknownOutputIsAnError() throws {
