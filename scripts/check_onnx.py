@@ -5,14 +5,16 @@ For each case (a config, with seeded non-trivial weights: no training, no data):
   1. `dcn-export check-weights` writes a checkpoint whose offset branches, norms and biases are
      all non-trivial (a wrong offset layout or a wrong norm cannot match by accident);
   2. `dcn-export onnx` exports it, `--part backbone` (res4, res5) and `--part proposals` (those,
-     the RPN head's objectness logits and anchor deltas, and the proposals of the image);
+     the RPN head's objectness logits and anchor deltas, and the proposals of the image) or, for
+     roialign detectors, `--part detector` (also the box head's detections);
      `onnx.checker.check_model` (full check, with shape inference) must accept each file;
   3. onnxruntime (CPU provider, no custom operator) runs it on synthetic images of several sizes
      (one model, so the height and width are dynamic);
   4. `dcn-export maps` computes our res4, res5, RPN head outputs and proposals of the same inputs;
   5. each map must agree within --tolerance relative (max |ours - onnxruntime| / max |ours|), and
      the proposals must be the same boxes within 1e-3 pixels (the order may differ where two
-     scores differ in their last bits; how many moved is reported).
+     scores differ in their last bits; how many moved is reported), and the detections the same
+     classes, boxes within 1e-3 pixels and scores within 1e-4.
 
 Exits 1 on any mismatch or failure, naming the case, the image and the map. Needs numpy, onnx and
 onnxruntime (the make target installs them into .venv-onnx from PyPI).
@@ -31,23 +33,25 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-# (name, config, --set overrides, image sizes (height, width)).
+# (name, config, --set overrides, image sizes (height, width), exported parts).
 SMALL = [(96, 128), (128, 96), (100, 76), (64, 64)]
+PROPOSALS = ["backbone", "proposals"]  # mdpool detectors: the box head is not exported
+DETECTOR = ["backbone", "detector"]  # roialign detectors: everything but the mask head
 CASES = [
-    ("demo: R-50 (demo widths), mdconv@c3~c5, group norm", "configs/demo.yaml", [], SMALL),
-    ("demo, regular convs", "configs/demo_regular.yaml", [], SMALL),
-    ("demo, dconv@c3~c5", "configs/demo.yaml", ["backbone.conv_type=dconv"], SMALL),
-    ("demo, mdconv@c3~c5, frozen BN", "configs/demo.yaml", ["backbone.norm=frozen_bn"], SMALL),
+    ("demo: R-50 (demo widths), mdconv@c3~c5, group norm", "configs/demo.yaml", [], SMALL, PROPOSALS),
+    ("demo, regular convs, roialign", "configs/demo_regular.yaml", [], SMALL, DETECTOR),
+    ("demo, dconv@c3~c5, roialign", "configs/demo.yaml", ["backbone.conv_type=dconv", "roi_head.extractor=roialign"], SMALL, DETECTOR),
+    ("demo, mdconv@c3~c5, frozen BN, roialign", "configs/demo.yaml", ["backbone.norm=frozen_bn", "roi_head.extractor=roialign"], SMALL, DETECTOR),
     ("R-50 mdconv@c3~c5 + mdpool (COCO), frozen BN", "configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool.yaml", [],
-     [(128, 160), (96, 136)]),
+     [(128, 160), (96, 136)], PROPOSALS),
 ]
-
-# The exported parts (dcn-export onnx --part).
-PARTS = ["backbone", "proposals"]
 
 # Outputs compared in pixels (max |ours - onnxruntime| <= BOX_TOLERANCE), not relative.
 BOXES = {"proposals"}
 BOX_TOLERANCE = 1e-3
+# Detections: same class, boxes within BOX_TOLERANCE px, scores within SCORE_TOLERANCE.
+DETECTIONS = ["detection_boxes", "detection_scores", "detection_labels"]
+SCORE_TOLERANCE = 1e-4
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
@@ -119,6 +123,29 @@ def match_boxes(theirs, ours):
     return worst, moved
 
 
+def match_detections(theirs, ours):
+    """Each detection of onnxruntime partnered with one of ours of the same class (the closest
+    box): the largest box distance (pixels) and score difference of the partners, how many sit at
+    another position, and whether the counts differ."""
+    (tb, ts, tl), (ob, os_, ol) = theirs, ours
+    result = {"detection box px": 0.0, "detection score": 0.0, "reordered": 0, "count": len(tb) != len(ob)}
+    if result["count"]:
+        return result
+    free = np.ones(len(ob), dtype=bool)
+    for i in range(len(tb)):
+        same = free & (ol.astype(np.int64) == int(tl[i]))
+        if not same.any():
+            result["detection box px"] = float("inf")
+            continue
+        distance = np.where(same, np.abs(ob.astype(np.float64) - tb[i]).max(axis=1), np.inf)
+        j = int(np.argmin(distance))
+        free[j] = False
+        result["detection box px"] = max(result["detection box px"], float(distance[j]))
+        result["detection score"] = max(result["detection score"], abs(float(ts[i]) - float(os_[j])))
+        result["reordered"] += int(i != j)
+    return result
+
+
 def run(command):
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -127,7 +154,7 @@ def run(command):
 
 
 def check_case(bin_dir, work, index, case, tolerance, threads, seed):
-    name, config, overrides, sizes = case
+    name, config, overrides, sizes, parts = case
     sets = [arg for o in overrides for arg in ("--set", o)]
     checkpoint = os.path.join(work, f"case{index}.safetensors")
     inputs_path = os.path.join(work, f"case{index}_inputs.safetensors")
@@ -141,8 +168,8 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
          "--out", maps_path, "--threads", str(threads)])
     ours = read_safetensors(maps_path)
 
-    worst, failures, ops, swapped = {}, [], set(), {}
-    for part in PARTS:
+    worst, failures, ops, swapped, detections_found = {}, [], set(), {}, {}
+    for part in parts:
         model_path = os.path.join(work, f"case{index}_{part}.onnx")
         run([export, "onnx", "--config", config, *sets, "--checkpoint", checkpoint, "--out", model_path,
              "--part", part, "--threads", str(threads)])
@@ -156,7 +183,22 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
         output_names = [o.name for o in session.get_outputs()]
         for image_name, image in images.items():
             outputs = dict(zip(output_names, session.run(output_names, {"image": image})))
+            if DETECTIONS[0] in outputs:
+                error = match_detections([outputs[n] for n in DETECTIONS], [ours[f"{image_name}.{n}"] for n in DETECTIONS])
+                for key, value in error.items():
+                    if key not in ("reordered", "count"):
+                        worst[key] = max(worst.get(key, 0.0), value)
+                swapped["detections"] = swapped.get("detections", 0) + error["reordered"]
+                where = f"{name}: --part {part}: {image_name} {tuple(image.shape[2:])} detections"
+                if error["count"]:
+                    failures.append(f"{where}: {len(outputs[DETECTIONS[0]])} from onnxruntime, {len(ours[image_name + '.' + DETECTIONS[0]])} ours")
+                elif not (error["detection box px"] <= BOX_TOLERANCE and error["detection score"] <= SCORE_TOLERANCE):
+                    failures.append(f"{where}: box {error['detection box px']:.2e} px (bound {BOX_TOLERANCE:.0e}), "
+                                    f"score {error['detection score']:.2e} (bound {SCORE_TOLERANCE:.0e}), same class")
+                detections_found[part] = detections_found.get(part, 0) + len(outputs[DETECTIONS[0]])
             for output in output_names:
+                if output in DETECTIONS:
+                    continue
                 if f"{image_name}.{output}" not in ours:
                     continue  # proposal_logits: ours are not written (the boxes are compared)
                 reference = ours[f"{image_name}.{output}"]
@@ -180,6 +222,8 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
                 worst[output] = max(worst.get(output, 0.0), relative)
                 if not relative <= tolerance:
                     failures.append(f"{where}: max |ours - onnxruntime| / max |ours| = {relative:.2e} > {tolerance:.0e}")
+    if "detector" in parts and not detections_found.get("detector"):
+        failures.append(f"{name}: no detection in any image: the check compares nothing")
     return worst, failures, sorted(ops), swapped
 
 
@@ -206,6 +250,8 @@ def main():
             status = "FAIL" if failures else "ok"
             errors = ", ".join(f"{output} {value:.1e}" + (f" px ({swapped[output]} reordered)" if output in BOXES else "")
                                for output, value in worst.items())
+            if "detections" in swapped:
+                errors += f" ({swapped['detections']} detections reordered)"
             print(f"  {status:4} {case[0]}: {len(case[3])} images, max relative errors {errors} "
                   f"({time.monotonic() - case_start:.1f} s; ops {', '.join(ops)})")
             for f in failures:

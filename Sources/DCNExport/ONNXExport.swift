@@ -15,6 +15,9 @@ public enum ExportPart: String, CaseIterable, Sendable {
     /// The backbone, the RPN head and the proposals of one image (anchor decoding, top-k, clipping,
     /// NMS): adds `proposals` [S, 4] (x1, y1, x2, y2 in input pixels) and `proposal_logits` [S].
     case proposals
+    /// Also the box head's detections of that image (roialign detectors only): adds
+    /// `detection_boxes` [D, 4], `detection_scores` [D] and `detection_labels` [D] (int64, 1...C).
+    case detector
 }
 
 /// The name of the exported graphs' input: the normalised image batch `[batch, 3, height, width]`
@@ -42,7 +45,7 @@ public func detectorModel(_ detector: GeneralizedRCNN, part: ExportPart, metadat
     switch part {
     case .backbone:
         return try backboneModel(detector.backbone, metadata: metadata)
-    case .rpn, .proposals:
+    case .rpn, .proposals, .detector:
         var graph = ONNXGraph()
         try graph.declareInput(imageInputName)
         var exporter = BackboneExporter(graph: graph)
@@ -60,12 +63,28 @@ public func detectorModel(_ detector: GeneralizedRCNN, part: ExportPart, metadat
         let cells: [ONNXDim] = [.symbolic("\(rpn.inFeature)_height"), .symbolic("\(rpn.inFeature)_width")]
         values.append(ONNXValue(name: rpnLogitsName, shape: [.symbolic("batch"), .fixed(a)] + cells))
         values.append(ONNXValue(name: rpnDeltasName, shape: [.symbolic("batch"), .fixed(4 * a)] + cells))
-        if part == .proposals {
+        if part == .proposals || part == .detector {
             let (boxes, scores) = try exporter.addProposals(rpn: rpn, image: imageInputName, logits: logits, deltas: deltas)
             try exporter.graph.node("Identity", [boxes], output: proposalsName)
             try exporter.graph.node("Identity", [scores], output: proposalLogitsName)
             values.append(ONNXValue(name: proposalsName, shape: [.symbolic("proposals"), .fixed(4)]))
             values.append(ONNXValue(name: proposalLogitsName, shape: [.symbolic("proposals")]))
+            if part == .detector {
+                guard let res5 = exporter.stageTensors[detector.boxHead.inFeature] else {
+                    throw ExportError("onnx export: the box head reads '\(detector.boxHead.inFeature)', which the backbone does not produce")
+                }
+                let (dBoxes, dScores, dLabels) = try exporter.addDetections(detector, image: imageInputName, res5: res5, proposals: boxes)
+                try exporter.graph.node("Identity", [dBoxes], output: detectionBoxesName)
+                try exporter.graph.node("Identity", [dScores], output: detectionScoresName)
+                try exporter.graph.node("Identity", [dLabels], output: detectionLabelsName)
+                values.append(ONNXValue(name: detectionBoxesName, shape: [.symbolic("detections"), .fixed(4)]))
+                values.append(ONNXValue(name: detectionScoresName, shape: [.symbolic("detections")]))
+                values.append(ONNXValue(name: detectionLabelsName, shape: [.symbolic("detections")], int64: true))
+                return try finish(exporter.graph, name: "detector", outputs: values,
+                                  what: "the detector on one image (batch 1): res4, res5, the RPN head, the proposals and the box head's "
+                                      + "detections (boxes [D, 4] x1, y1, x2, y2 clipped to the input's size, scores, labels 1...C) by "
+                                      + "descending score; no mask head", metadata: metadata)
+            }
             return try finish(exporter.graph, name: "backbone_rpn_proposals", outputs: values,
                               what: "the backbone (res4, res5), the RPN head and the proposals of one image (batch 1): boxes [S, 4] "
                                   + "(x1, y1, x2, y2, clipped to the input's size) by descending objectness logit", metadata: metadata)

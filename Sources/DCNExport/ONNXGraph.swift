@@ -26,11 +26,12 @@ public enum ONNXDim: Equatable, Sendable {
     case symbolic(String)
 }
 
-/// A graph input or output: a float32 tensor of this shape.
+/// A graph input or output: a tensor of this shape, float32 unless `int64`.
 public struct ONNXValue: Equatable, Sendable {
     public let name: String
     public let shape: [ONNXDim]
-    public init(name: String, shape: [ONNXDim]) { self.name = name; self.shape = shape }
+    public let int64: Bool
+    public init(name: String, shape: [ONNXDim], int64: Bool = false) { self.name = name; self.shape = shape; self.int64 = int64 }
 }
 
 /// One node attribute (the few kinds the exporters use).
@@ -212,7 +213,7 @@ public struct ONNXGraph {
             return dim
         }
         var tensor = Onnx_TypeProto.Tensor()
-        tensor.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        tensor.elemType = Int32((v.int64 ? Onnx_TensorProto.DataType.int64 : .float).rawValue)
         tensor.shape = shape
         var type = Onnx_TypeProto()
         type.tensorType = tensor

@@ -81,10 +81,11 @@ struct ONNXCommand: ParsableCommand {
             with ImageNet's mean and std, any height and width), outputs 'res4' and 'res5' (docs/export.md); --part rpn \
             adds the RPN head's outputs 'rpn_objectness_logits' and 'rpn_anchor_deltas'; --part proposals adds the proposals \
             of one image (batch 1): 'proposals' [S, 4] and 'proposal_logits' [S] (anchors, top-k, decoding, clipping to the \
-            input's size, NMS). \
+            input's size, NMS); --part detector (roialign detectors) adds the box head's detections of that image: \
+            'detection_boxes' [D, 4], 'detection_scores' [D], 'detection_labels' [D] (int64). \
             Batch norms are folded into the convolutions; group norm is built from InstanceNormalization; deformable \
             convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv. \
-            The rest of the detector (RoI pooling, box and mask heads, per-class NMS) is not exported yet.
+            Not exported yet: roipool, dpool and mdpool, the mask head, batches of more than one image past the RPN head.
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -162,8 +163,8 @@ struct MapsCommand: ParsableCommand {
         discussion: """
             --inputs is a safetensors file of float32 tensors [1, 3, H, W] (normalised images, as the exported \
             model's 'image' input), any names; --out gets '<name>.res4', '<name>.res5', '<name>.rpn_objectness_logits' and \
-            '<name>.rpn_anchor_deltas' for each (inference mode), and '<name>.proposals' [S, 4] for a batch of one (the \
-            proposals clipped to the tensor's size).
+            '<name>.rpn_anchor_deltas' for each (inference mode), and for a batch of one '<name>.proposals' [S, 4] and \
+            '<name>.detection_boxes', '_scores', '_labels' (the proposals and detections clipped to the tensor's size).
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -203,6 +204,10 @@ struct MapsCommand: ParsableCommand {
             if x.dim(0) == 1 {
                 let boxes = try model.rpn.proposals(rpn, imageSizes: [ImageSize(height: x.dim(2), width: x.dim(3))], training: false)[0]
                 maps["\(name).\(proposalsName)"] = boxes.isEmpty ? Tensor(zeros: [0, 4]) : boxes.tensor
+                let detections = try model.detect(images: x, sizes: [ImageSize(height: x.dim(2), width: x.dim(3))], ws)[0]
+                maps["\(name).\(detectionBoxesName)"] = detections.isEmpty ? Tensor(zeros: [0, 4]) : detections.map(\.box).tensor
+                maps["\(name).\(detectionScoresName)"] = try Tensor(shape: [detections.count], data: detections.map(\.score))
+                maps["\(name).\(detectionLabelsName)"] = try Tensor(shape: [detections.count], data: detections.map { Float($0.label) })
             }
         }
         try SafeTensorsWriter.write(maps, to: out)

@@ -104,6 +104,26 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         // The cell anchors are the generator's, (x1, y1, x2, y2) per anchor.
         let cell = try #require(proposals.graph.initializer.first { $0.name == "proposals.cell_anchors" })
         #expect(cell.dims == [1, Int64(anchors), 4])
+
+        // The whole detector (roialign): the box head after the proposals; labels are int64.
+        let whole = try detectorModel(detector, part: .detector)
+        #expect(whole.graph.output.suffix(3).map(\.name) == [detectionBoxesName, detectionScoresName, detectionLabelsName])
+        #expect(whole.graph.output.last?.type.tensorType.elemType == Int32(Onnx_TensorProto.DataType.int64.rawValue))
+        let roiAlign = try #require(whole.graph.node.first { $0.opType == "RoiAlign" })
+        let mode = try #require(roiAlign.attribute.first { $0.name == "coordinate_transformation_mode" })
+        #expect(String(decoding: mode.s, as: UTF8.self) == "half_pixel")  // our aligned RoIAlign
+        #expect(opCounts(whole)["NonMaxSuppression"] == 2 && opCounts(whole)["Gemm"] == 4)
+    }
+
+    @Test func deformableRoIPoolingIsNotExported() throws {
+        var spec = DetectorSpec(backbone: tinySpec(conv: .regular, norm: .frozenBatchNorm), classes: 2)
+        spec.rpn.headChannels = 8
+        spec.roiHead.reduceChannels = 8
+        spec.roiHead.fcDim = 16
+        spec.roiHead.extractor = .mdpool
+        let detector = try GeneralizedRCNN(spec: spec)
+        #expect(throws: ExportError.self) { try detectorModel(detector, part: .detector) }
+        _ = try detectorModel(detector, part: .proposals)
     }
 
     @Test func unknownOutputIsAnError() throws {
