@@ -36,7 +36,7 @@ func experimentConfig(_ options: ConfigOptions) throws -> ExperimentConfig {
         throw ExitCode(2)
     }
     guard experiment.model.task == .detection else {
-        throw ValidationError("\(options.config) is not a detector (model.task: \(experiment.model.task.rawValue)); dcn-export exports detectors")
+        throw ExportError("\(options.config) is not a detector (model.task: \(experiment.model.task.rawValue)); dcn-export exports detectors")
     }
     experiment.backbone.weights = nil
     return experiment
