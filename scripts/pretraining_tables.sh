@@ -4,7 +4,7 @@
 #   scripts/ablation.sh table6 [--data synth|imagenet] [--arch resnet50|resnet101|resnext101_32x4d]
 #                       [--seeds 0,1,2] [--threads N] [--set key=value]... [--out DIR]
 #   scripts/ablation.sh table7 [--seeds 0,1,2] [--threads N] [--set key=value]... [--detector-set key=value]...
-#                       [--segmenter-set key=value]... [--tasks det,seg] [--out DIR]       (synthetic data)
+#                       [--segmenter-set key=value]... [--tasks det,seg,vid] [--out DIR]   (synthetic data)
 #
 # table6 trains the classifier rows regular / DCNv1 (dconv in res5) / DCNv2 (mdconv in res3-res5):
 # configs/synth_cls/<method>.yaml on `dcn-data synth-cls` data (data/synth-cls, generated on first
@@ -19,7 +19,10 @@
 # table7's segmentation column fine-tunes DeepLab (configs/synth_seg) on the easy synthetic label
 # maps (data/synth-easy, `dcn-data synth --difficulty easy --semantic`) from the same classifiers:
 # regular from the regular one, DCNv2 from the regular one (offsets zero) and from the DCNv2 one with
-# its offsets; table results/table7_synth_seg.md (mIoU). `--tasks det` or `--tasks seg` runs one column.
+# its offsets; table results/table7_synth_seg.md (mIoU). The VID column trains the per-frame
+# detector (configs/synth_vid) on synthetic videos (data/synth-vid, `dcn-data synth --video --train
+# 40 --val 10`) from the same classifiers; results/table7_synth_vid.md (MSRA's VID AP). `--tasks`
+# picks the columns (default det,seg,vid).
 # `--set` overrides the classifier rows, `--detector-set` the detection rows (e.g. a shorter
 # schedule), `--segmenter-set` the segmentation rows.
 # Finished rows are not redone; an interrupted row resumes from its last checkpoint.
@@ -30,13 +33,13 @@ usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 case $1 in -h|--help) usage ;; esac
 table=$1; shift
-data=synth; arch=resnet50; threads=""; extra=(); detector_extra=(); segmenter_extra=(); results=results; seeds=(0); tasks=det,seg
+data=synth; arch=resnet50; threads=""; extra=(); detector_extra=(); segmenter_extra=(); results=results; seeds=(0); tasks=det,seg,vid
 while [ $# -gt 0 ]; do
     case $1 in
         --set) extra+=(--set "${2:?--set needs key=value}"); shift 2 ;;
         --detector-set) detector_extra+=(--set "${2:?--detector-set needs key=value}"); shift 2 ;;
         --segmenter-set) segmenter_extra+=(--set "${2:?--segmenter-set needs key=value}"); shift 2 ;;
-        --tasks) tasks=${2:?--tasks needs det, seg or det,seg}; shift 2 ;;
+        --tasks) tasks=${2:?--tasks needs a comma-separated list of det, seg, vid}; shift 2 ;;
         --out) results=${2:?--out needs a folder}; shift 2 ;;
         --data) data=${2:?--data needs synth or imagenet}; shift 2 ;;
         --arch) arch=${2:?--arch needs resnet50, resnet101 or resnext101_32x4d}; shift 2 ;;
@@ -50,7 +53,10 @@ case $table in table6|table7) ;; *) echo "pretraining_tables.sh: the table must 
 case $data in synth|imagenet) ;; *) echo "pretraining_tables.sh: --data must be synth or imagenet, got '$data'" >&2; exit 2 ;; esac
 case $arch in resnet50|resnet101|resnext101_32x4d) ;; *) echo "pretraining_tables.sh: unknown --arch '$arch'" >&2; exit 2 ;; esac
 [ "$table" = table7 ] && [ "$data" != synth ] && { echo "pretraining_tables.sh: table7 runs on synthetic data only" >&2; exit 2; }
-case $tasks in det|seg|det,seg|seg,det) ;; *) echo "pretraining_tables.sh: --tasks must be det, seg or det,seg, got '$tasks'" >&2; exit 2 ;; esac
+IFS=, read -r -a task_list <<< "$tasks"
+for task in "${task_list[@]}"; do
+    case $task in det|seg|vid) ;; *) echo "pretraining_tables.sh: --tasks takes det, seg and vid separated by commas, got '$task'" >&2; exit 2 ;; esac
+done
 for seed in "${seeds[@]}"; do
     [[ $seed =~ ^[0-9]+$ ]] || { echo "pretraining_tables.sh: --seeds takes non-negative integers separated by commas, got '$seed'" >&2; exit 2; }
 done
@@ -63,6 +69,9 @@ fi
 if [ "$table" = table7 ] && [[ $tasks == *det* ]] && [ ! -f data/synth/annotations/instances_train.json ]; then $bin/dcn-data synth --out data/synth; fi
 if [ "$table" = table7 ] && [[ $tasks == *seg* ]] && [ ! -f data/synth-easy/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt ]; then
     $bin/dcn-data synth --difficulty easy --semantic --out data/synth-easy
+fi
+if [ "$table" = table7 ] && [[ $tasks == *vid* ]] && [ ! -d data/synth-vid/ImageSets ]; then
+    $bin/dcn-data synth --video --train 40 --val 10 --out data/synth-vid
 fi
 
 metric() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -1; }
@@ -172,6 +181,32 @@ else
             files+=("$out/eval_final_metrics.json")
         done
         echo "| $name | $pretrained | $(cell mIoU 100 "${files[@]}") | $(cell aAcc 100 "${files[@]}") |" >> "$markdown.tmp"
+    done
+    mv "$markdown.tmp" "$markdown"
+    echo "wrote $markdown"; cat "$markdown"
+  fi
+  if [[ $tasks == *vid* ]]; then
+    markdown=$results/table7_synth_vid.md
+    # row: name | config | pretrained classifier
+    rows=("regular|regular|regular" "DCNv2|dcnv2|regular" "DCNv2 + offset pretraining|dcnv2|dcnv2")
+    {
+        echo "# Table 7, VID column, on synthetic videos (seeds $(IFS=,; echo "${seeds[*]}"))"
+        echo
+        echo "| method | pretrained classifier | VID AP (%) |"
+        echo "| --- | --- | --- |"
+    } > "$markdown.tmp"
+    for spec in "${rows[@]}"; do
+        IFS='|' read -r name config pretrained <<< "$spec"
+        tag=$(echo "$name" | tr -c 'A-Za-z0-9\n' '_' | tr -s _)
+        files=()
+        for seed in "${seeds[@]}"; do
+            args=(--set "solver.seed=$seed" --set backbone.pretrained_offsets=true
+                  --set "backbone.weights=$(seed_dir "$results/synth/table6/$pretrained" "$seed")/model_final.safetensors" --set backbone.weights_prefix=model.)
+            out=$(seed_dir "$results/synth/table7_vid/$tag" "$seed")
+            run "$out" "configs/synth_vid/$config.yaml" "${args[@]}" "${detector_extra[@]}"
+            files+=("$out/eval_final_metrics.json")
+        done
+        echo "| $name | $pretrained | $(cell 'vid\/AP' 100 "${files[@]}") |" >> "$markdown.tmp"
     done
     mv "$markdown.tmp" "$markdown"
     echo "wrote $markdown"; cat "$markdown"

@@ -30,6 +30,9 @@ public enum DataFormat: String, ConfigChoice, Codable {
     case coco, voc, synth
     /// Classification: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg` (torchvision's ImageFolder).
     case imagefolder
+    /// ImageNet VID (ILSVRC2015 as MSRA's FGFA reads it): `root` with Data/, Annotations/ and the
+    /// `train_lists` / `val_list` files; scored with MSRA's VID AP.
+    case vid
     /// Semantic segmentation: the VOC 2012 devkit folder `root` (ImageSets/Segmentation/<split>.txt, SegmentationClass palette PNGs).
     case vocSeg = "voc_seg"
     /// Semantic segmentation: the same devkit folder with SBD's augmented labels (SegmentationClassAug, split trainaug).
@@ -149,7 +152,7 @@ public struct BackboneConfig: ConfigSection, Codable {
     }
 
     /// Blocks in res2..res5 after the optional override.
-    public var resolvedLayers: [Int] { layers ?? ResNetSpec(depth: depth).layers }
+    public var resolvedLayers: [Int] { layers ?? depth.layers }
 }
 
 /// `rpn`: the region proposal network on res4.
@@ -333,7 +336,7 @@ public let shorterSideRange = 32...4096
 /// `data`: datasets, resizing and the loader.
 public struct DataConfig: ConfigSection, Codable {
     static let key = "data"
-    /// Dataset format: coco (JSON annotations + image folder), voc (a VOCdevkit) or synth (a folder written by `dcn-data synth`).
+    /// Dataset format: coco (JSON annotations + image folder), voc (a VOCdevkit), synth (a folder written by `dcn-data synth`), imagefolder (classification), vid (an ILSVRC2015 root, docs/video.md), or voc_seg / sbd / cityscapes label maps (segmentation, docs/segmentation.md).
     public var format: DataFormat = .coco
     /// COCO training annotations (instances_*.json); paths are relative to the working directory.
     public var trainAnnotations: String? = nil
@@ -349,12 +352,16 @@ public struct DataConfig: ConfigSection, Codable {
     public var trainSplits: [String] = ["VOC2007/trainval", "VOC2012/trainval"]
     /// VOC evaluation split as YEAR/SPLIT; segmentation: a split name, e.g. val.
     public var valSplit: String = "VOC2007/test"
-    /// VOC class names in label order; null = the 20 PASCAL VOC classes (voc_seg / sbd: the classes after background).
+    /// VOC (or VID) class names in label order; null = the 20 PASCAL VOC classes (the 30 VID WordNet ids; voc_seg / sbd: the classes after background).
     public var classes: [String]? = nil
     /// VOC: objects marked difficult are ignored in training and evaluation (not counted as misses).
     public var difficultAsIgnore: Bool = true
     /// synth: the dataset folder written by `dcn-data synth --out`; voc_seg / sbd: the devkit year folder (VOCdevkit/VOC2012); cityscapes: the folder holding gtFine/ and leftImg8bit/.
     public var root: String? = nil
+    /// vid: the training lists, concatenated (FGFA's DET_train_30classes+VID_train_15frames); data.root is the ILSVRC2015 folder (Data/, Annotations/), a relative list path is below it, and a list named DET_* reads Data/DET.
+    public var trainLists: [String] = ["ImageSets/DET_train_30classes.txt", "ImageSets/VID_train_15frames.txt"]
+    /// vid: the evaluated list (VID_val_frames.txt, or VID_val_videos.txt whose video lines expand to every frame); relative to data.root.
+    public var valList: String = "ImageSets/VID_val_frames.txt"
     /// Shorter side in training; several values = multi-scale (one picked at random per image).
     public var minSize: [Int] = [800]
     /// Longest side after resizing (training, and testing unless test.max_size is set).
@@ -394,6 +401,8 @@ public struct DataConfig: ConfigSection, Codable {
         v.field("classes", &classes, .ifSet(.each(nonEmpty, nonEmpty: true)))
         v.field("difficult_as_ignore", &difficultAsIgnore)
         v.field("root", &root, .ifSet(nonEmpty))
+        v.field("train_lists", &trainLists, .each(nonEmpty))
+        v.field("val_list", &valList, nonEmpty)
         v.field("min_size", &minSize, .each(.range(shorterSideRange), nonEmpty: true))
         v.field("max_size", &maxSize, .range(32...8192))
         v.field("test_min_size", &testMinSize, .range(shorterSideRange))

@@ -33,8 +33,8 @@ struct Validator {
         validateTest(c)
         validateSolver(c.solver)
         validateTask(c)
-        if c.mask.enabled && c.data.format == .voc {
-            fail(["mask.enabled", "data.format"], "the mask branch needs instance segmentations, which VOC detection data does not have: use coco or synth data, or set mask.enabled to false")
+        if c.mask.enabled && [.voc, .vid].contains(c.data.format) {
+            fail(["mask.enabled", "data.format"], "the mask branch needs instance segmentations, which \(c.data.format == .voc ? "VOC" : "ImageNet VID") detection data does not have: use coco or synth data, or set mask.enabled to false")
         }
     }
 
@@ -161,6 +161,8 @@ struct Validator {
             if d.valSplit.contains("/") || d.valSplit.isEmpty {
                 fail(["data.val_split"], "data.format \(d.format.rawValue) reads root/\(lists): name the split, e.g. val (got '\(d.valSplit)')")
             }
+        case .vid:
+            validateVIDData(d)
         }
         if !d.format.isSegmentation {
             // VOC detection's splits (checked whatever the format, as every key is).
@@ -174,8 +176,8 @@ struct Validator {
             if !isYearSplit(d.valSplit) { fail(["data.val_split"], "expected YEAR/SPLIT, e.g. VOC2007/trainval") }
         }
         if let classes = d.classes {
-            if d.format != .voc && d.format != .vocSeg && d.format != .sbd {
-                fail(["data.classes"], "only VOC data reads class names from the config (data.format is \(d.format.rawValue))")
+            if ![.voc, .vid, .vocSeg, .sbd].contains(d.format) {
+                fail(["data.classes"], "only VOC, VID and VOC segmentation data read class names from the config (data.format is \(d.format.rawValue))")
             }
             for (i, name) in classes.enumerated() where classes[..<i].contains(name) {
                 fail(["data.classes[\(i)]"], "class '\(name)' is listed twice")
@@ -189,6 +191,21 @@ struct Validator {
         }
         if c.test.maxSize == nil && d.testMinSize > d.maxSize {
             fail(["data.test_min_size", "data.max_size"], "test_min_size \(d.testMinSize) is above max_size \(d.maxSize)")
+        }
+    }
+
+    /// ImageNet VID: an ILSVRC2015 root, at least one training list, and a val list of VID frames
+    /// (the VID evaluation reads Annotations/VID; a list named DET_* reads Data/DET).
+    mutating func validateVIDData(_ d: DataConfig) {
+        if d.root == nil {
+            fail(["data.root", "data.format", "data"], "data.format vid needs data.root, the ILSVRC2015 folder (Data/, Annotations/)")
+        }
+        if d.trainLists.isEmpty {
+            fail(["data.train_lists"], "data.format vid needs at least one training list, e.g. [ImageSets/DET_train_30classes.txt, ImageSets/VID_train_15frames.txt]")
+        }
+        let valName = d.valList.split(separator: "/").last.map(String.init) ?? d.valList
+        if valName.split(separator: "_").first == "DET" {
+            fail(["data.val_list"], "'\(d.valList)' names DET images (its name starts with DET_), but the VID evaluation scores VID frames: give a VID list such as ImageSets/VID_val_frames.txt or ImageSets/VID_val_videos.txt")
         }
     }
 

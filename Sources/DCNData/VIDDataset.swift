@@ -25,8 +25,10 @@ public enum ILSVRCPart: String, Sendable, CaseIterable {
 
 extension Dataset {
     /// Reads ILSVRC training or evaluation lists below `root` (a relative list path is taken below
-    /// `root`), concatenated in order (FGFA's `DET_train_30classes+VID_train_15frames`). Frame lines
-    /// of four columns name one frame (`VIDVideoLines.oneFrame`). Labels follow `classes` (the 30
+    /// `root`), concatenated in order (FGFA's `DET_train_30classes+VID_train_15frames`). Lines of
+    /// four columns name one frame (`videoLines: .oneFrame`, the training lists) or the whole video
+    /// from that frame (`.wholeVideo`, an evaluated `VID_val_videos.txt`, as `loadVIDGroundTruth`
+    /// reads it, so the images follow its frames in order). Labels follow `classes` (the 30
     /// VID WordNet ids by default); boxes are ILSVRC's 0-based inclusive pixels clamped to the image
     /// as FGFA clamps them (`max(xmin, 0)`, `min(xmax, width - 1)`) and made exclusive (x2 = xmax + 1).
     ///
@@ -35,12 +37,12 @@ extension Dataset {
     /// Skipped with a warning: DET objects of other classes (counted per image), objects whose
     /// clamped box is empty.
     public static func imagenetVID(root: String, lists: [String], classes: [String] = vidClassWNIDs,
-                                   allowOutsideRoot: Bool = false) throws -> Dataset {
+                                   videoLines: VIDVideoLines = .oneFrame, allowOutsideRoot: Bool = false) throws -> Dataset {
         var entries = [(part: ILSVRCPart, entry: VIDListEntry)]()
         for list in lists {
-            let path = list.hasPrefix("/") ? list : URL(fileURLWithPath: root).appendingPathComponent(list).path
+            let path = ilsvrcListPath(root: root, list: list)
             let part = ILSVRCPart.of(list: path)
-            entries += try readVIDList(path: path, videoLines: .oneFrame, allowOutsideRoot: allowOutsideRoot).map { (part, $0) }
+            entries += try readVIDList(path: path, videoLines: videoLines, allowOutsideRoot: allowOutsideRoot).map { (part, $0) }
         }
         guard !entries.isEmpty else { throw DatasetError(file: lists.joined(separator: ", "), "the lists name no images") }
         var parsed = [Result<VIDFrameAnnotation, Error>?](repeating: nil, count: entries.count)
@@ -80,4 +82,9 @@ extension Dataset {
         }
         return Dataset(images: images, classNames: classes.map(vidDisplayName), categoryIDs: classes.indices.map { $0 + 1 }, warnings: warnings)
     }
+}
+
+/// The path of an ILSVRC list: `list` itself when absolute, else below `root`.
+public func ilsvrcListPath(root: String, list: String) -> String {
+    list.hasPrefix("/") ? list : URL(fileURLWithPath: root).appendingPathComponent(list).path
 }

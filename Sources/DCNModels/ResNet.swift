@@ -18,54 +18,68 @@ public enum BlockType: String, Sendable, Codable {
 public enum ResNetDepth: String, Sendable, Codable, CaseIterable {
     case r18 = "18", r34 = "34", r50 = "50", r101 = "101", r152 = "152"
     case resnext101_32x4d
+
+    /// The depth's residual block.
+    public var block: BlockType {
+        switch self {
+        case .r18, .r34: .basic
+        case .r50, .r101, .r152, .resnext101_32x4d: .bottleneck
+        }
+    }
+
+    /// The depth's standard block counts of res2..res5.
+    public var layers: [Int] {
+        switch self {
+        case .r18: [2, 2, 2, 2]
+        case .r34, .r50: [3, 4, 6, 3]
+        case .r101, .resnext101_32x4d: [3, 4, 23, 3]
+        case .r152: [3, 8, 36, 3]
+        }
+    }
+
+    /// ResNeXt cardinality and width per group (torchvision's groups / width_per_group; ResNet: 1 and 64).
+    public var groups: (count: Int, widthPerGroup: Int) { self == .resnext101_32x4d ? (32, 4) : (1, 64) }
 }
 
-/// Everything that defines a backbone's structure.
+/// Everything that defines a backbone's structure. The settings have no defaults here: the
+/// `backbone` section's are the only ones (`ResNetSpec(_: BackboneConfig)` in DCNConfig maps it).
 public struct ResNetSpec: Sendable, Equatable {
     public var block: BlockType
     /// Blocks in res2..res5.
     public var layers: [Int]
     /// Output channels of the stem's 7x7 conv.
-    public var stemWidth: Int = 64
+    public var stemWidth: Int
     /// "planes" of res2..res5 (the stage outputs are planes * expansion).
-    public var stagePlanes: [Int] = [64, 128, 256, 512]
+    public var stagePlanes: [Int]
     /// ResNeXt cardinality and width per group (torchvision's groups / width_per_group).
-    public var groups: Int = 1
-    public var widthPerGroup: Int = 64
+    public var groups: Int
+    public var widthPerGroup: Int
     /// The 3x3 convolution of each stage res2..res5.
-    public var stageConv: [ConvKind] = [.regular, .regular, .regular, .regular]
+    public var stageConv: [ConvKind]
     /// Offset groups of the deformable convs.
-    public var offsetGroups: Int = 1
+    public var offsetGroups: Int
     /// Learning-rate multiplier of the offset branches.
-    public var offsetLearningRateScale: Float = 0.1
+    public var offsetLearningRateScale: Float
     /// The modulated convolutions' modulation (sigmoid, or two_sigmoid starting at 1).
-    public var modulation: Modulation = .sigmoid
+    public var modulation: Modulation
     /// 2 = res5 with stride 1 and dilation 2 in every 3x3 conv (output stride 16); 1 = torchvision's.
-    public var res5Dilation: Int = 1
-    public var norm: NormKind = .frozenBatchNorm
-    /// 0: nothing frozen; 1: the stem; 2: stem and res2 (the default); up to 5.
-    public var frozenStages: Int = 2
+    public var res5Dilation: Int
+    public var norm: NormKind
+    /// 0: nothing frozen; 1: the stem; 2: stem and res2; up to 5.
+    public var frozenStages: Int
     /// Classes of the ImageNet head (global pool + fc); nil for a detector backbone.
-    public var classes: Int? = nil
+    public var classes: Int?
 
-    public init(block: BlockType, layers: [Int]) {
-        self.block = block
-        self.layers = layers
-    }
-
-    /// The standard network of `depth`.
-    public init(depth: ResNetDepth) {
-        switch depth {
-        case .r18: self.init(block: .basic, layers: [2, 2, 2, 2])
-        case .r34: self.init(block: .basic, layers: [3, 4, 6, 3])
-        case .r50: self.init(block: .bottleneck, layers: [3, 4, 6, 3])
-        case .r101: self.init(block: .bottleneck, layers: [3, 4, 23, 3])
-        case .r152: self.init(block: .bottleneck, layers: [3, 8, 36, 3])
-        case .resnext101_32x4d:
-            self.init(block: .bottleneck, layers: [3, 4, 23, 3])
-            groups = 32
-            widthPerGroup = 4
-        }
+    /// A network of `depth`'s blocks (and ResNeXt groups) with every setting given.
+    public init(depth: ResNetDepth, layers: [Int], stemWidth: Int, stagePlanes: [Int], stageConv: [ConvKind], offsetGroups: Int,
+                offsetLearningRateScale: Float, modulation: Modulation, res5Dilation: Int, norm: NormKind, frozenStages: Int,
+                classes: Int? = nil) {
+        block = depth.block
+        groups = depth.groups.count
+        widthPerGroup = depth.groups.widthPerGroup
+        self.layers = layers; self.stemWidth = stemWidth; self.stagePlanes = stagePlanes; self.stageConv = stageConv
+        self.offsetGroups = offsetGroups; self.offsetLearningRateScale = offsetLearningRateScale; self.modulation = modulation
+        self.res5Dilation = res5Dilation; self.norm = norm; self.frozenStages = frozenStages; self.classes = classes
     }
 
     /// Output channels of res2..res5.

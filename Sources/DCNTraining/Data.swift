@@ -29,9 +29,17 @@ func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
         guard let root = d.root else { throw TrainingError("data.root is needed for synthetic data (make it with dcn-data synth --out DIR)", exitCode: 2) }
         let split = train ? "train" : "val"
         return COCOSplitPaths(annotations: "\(root)/annotations/instances_\(split).json", images: "\(root)/images/\(split)")
-    case .voc, .imagefolder, .vocSeg, .sbd, .cityscapes:
+    case .voc, .imagefolder, .vid, .vocSeg, .sbd, .cityscapes:
         return nil
     }
+}
+
+/// ImageNet VID: the ILSVRC2015 folder (data.root) and the paths of a split's lists
+/// (data.train_lists, or data.val_list), each with the key that names it.
+func vidLists(_ c: ExperimentConfig, train: Bool) throws -> (root: String, lists: [(path: String, key: String)]) {
+    guard let root = c.data.root else { throw TrainingError("data.root is needed for ImageNet VID data: the ILSVRC2015 folder (Data/, Annotations/)", exitCode: 2) }
+    let lists = train ? c.data.trainLists.enumerated().map { ($1, "data.train_lists[\($0)]") } : [(c.data.valList, "data.val_list")]
+    return (root, lists.map { (ilsvrcListPath(root: root, list: $0.0), $0.1) })
 }
 
 /// A VOC split "VOC2007/test" as (devkit folder, split name).
@@ -40,6 +48,14 @@ func vocSplit(_ c: ExperimentConfig, _ split: String) throws -> (devkit: String,
     let parts = split.split(separator: "/")
     guard parts.count == 2 else { throw TrainingError("VOC split '\(split)' should look like VOC2007/trainval", exitCode: 2) }
     return ("\(root)/\(parts[0])", String(parts[1]))
+}
+
+/// `body`'s result; a problem with the files it reads (a list line, an annotation, a missing or
+/// unreadable file) becomes a training error (exit status 2) that names the config `keys` first.
+func namingKeys<T>(_ keys: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error where error is VIDError || error is VOCError || error is FileError || error is DatasetError {
+        throw TrainingError("\(keys): \(error)", exitCode: 2)
+    }
 }
 
 /// Checks that a path exists, with a message naming the config key.
@@ -79,6 +95,8 @@ func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
         }.joined(separator: ", ")
     case .imagefolder:
         return (c.data.root ?? "") + (train ? "/train" : "/val")
+    case .vid:
+        return try vidLists(c, train: train).lists.map(\.path).joined(separator: ", ")
     case .vocSeg, .sbd, .cityscapes:
         let lists = c.data.format == .cityscapes ? "gtFine/" : "ImageSets/Segmentation/"
         return (train ? c.data.trainSplits : [c.data.valSplit]).map { "\(c.data.root ?? "")/\(lists)\($0)\(c.data.format == .cityscapes ? "" : ".txt")" }
@@ -92,7 +110,7 @@ func segmentationLayout(_ format: DataFormat) -> SegmentationLayout? {
     case .vocSeg: return .voc
     case .sbd: return .sbd
     case .cityscapes: return .cityscapes
-    case .coco, .voc, .synth, .imagefolder: return nil
+    case .coco, .voc, .synth, .imagefolder, .vid: return nil
     }
 }
 
@@ -140,6 +158,18 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.Cla
         do { return try Dataset.imageFolder(root: folder, expected: classes) } catch let error as DatasetError {
             throw TrainingError("data.root: \(error)", exitCode: 2)
         }
+    case .vid:
+        // FGFA: the training lists concatenated, images without boxes dropped (filter_roidb); the
+        // evaluated list with its video lines expanded to every frame, as the VID evaluation reads it.
+        let (root, lists) = try vidLists(c, train: train)
+        try requireExists(root, "data.root (the ILSVRC2015 folder)")
+        for list in lists { try requireExists(list.path, list.key) }
+        var dataset = try namingKeys(lists.map(\.key).joined(separator: ", ")) {
+            try Dataset.imagenetVID(root: root, lists: lists.map(\.path), classes: c.data.classes ?? vidClassWNIDs,
+                                    videoLines: train ? .oneFrame : .wholeVideo, allowOutsideRoot: c.data.allowOutsideRoot)
+        }
+        if train && c.data.skipEmpty { dataset.images.removeAll { $0.objects.isEmpty } }
+        return dataset
     case .vocSeg, .sbd, .cityscapes:
         guard let root = c.data.root else { throw TrainingError("data.root is needed for segmentation data", exitCode: 2) }
         try requireExists(root, "data.root")
@@ -161,6 +191,14 @@ func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
         return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split, allowOutsideRoot: c.data.allowOutsideRoot))
     case .imagefolder:
         throw TrainingError("ImageFolder data is scored with top-1 / top-5 accuracy, not by a detection evaluator", exitCode: 2)
+    case .vid:
+        let (root, lists) = try vidLists(c, train: false)
+        let classes = c.data.classes ?? vidClassWNIDs
+        let frames = try namingKeys("data.val_list") {
+            try loadVIDGroundTruth(annotations: root + "/Annotations/VID", imageset: lists[0].path, classes: classes,
+                                   allowOutsideRoot: c.data.allowOutsideRoot)
+        }
+        return .vid(VIDTruth(frames: frames, classNames: classes.map(vidDisplayName)))
     case .vocSeg, .sbd, .cityscapes:
         throw TrainingError("segmentation data is scored with mIoU (evaluateSegmenter), not by a detection evaluator", exitCode: 2)
     }

@@ -1,5 +1,6 @@
 // Inference over a dataset and its evaluation with the evaluator API: COCO metrics for COCO and
-// synthetic data, VOC AP50/AP70 for VOC data. Used during and after training and by `dcn-eval model`.
+// synthetic data, VOC AP50/AP70 for VOC data, MSRA's VID AP for ImageNet VID data (`EvaluationTruth`
+// maps each to its detections file and its scoring). Used during and after training and by `dcn-eval model`.
 import DCNConfig
 import DCNData
 import DCNDistributed
@@ -10,10 +11,83 @@ import DCNTensor
 import Foundation
 import DCNAnnotations
 
-/// The configured evaluation split's ground truth for the COCO evaluator, or the VOC split.
+/// The configured evaluation split's ground truth. It decides how the detections are written and
+/// scored (`evaluate`): the one place that maps a data format to its evaluator.
 enum EvaluationTruth {
+    /// COCO and synthetic data: COCO results JSON, pycocotools' metrics (`bbox/AP`, ...).
     case coco(COCOGroundTruth)
+    /// VOC: COCO results JSON, py-faster-rcnn's AP50 / AP70 (`AP50/area/mAP`, ...).
     case voc(VOCDataset)
+    /// ImageNet VID: MSRA's detection lines, imagenet_vid_eval.py's AP (`vid/AP`, `vid/AP/<class>`).
+    case vid(VIDTruth)
+}
+
+/// The evaluated VID frames, in the order of the evaluated dataset's images (both read the val
+/// list with its video lines expanded), and the class names the report shows.
+struct VIDTruth {
+    var frames: [VIDGroundTruthFrame]
+    var classNames: [String]
+}
+
+extension DataFormat {
+    /// The extension of an evaluation's detections file (`<prefix>_results.<ext>`): json (COCO
+    /// results) or txt (the VID lines `dcn-eval vid --detections` reads).
+    public var detectionsFileExtension: String {
+        switch self {
+        case .coco, .synth, .voc, .imagefolder, .vocSeg, .sbd, .cityscapes: return "json"
+        case .vid: return "txt"
+        }
+    }
+}
+
+extension EvaluationTruth {
+    /// The detections file and the report of `detections` (one list per image of `dataset`, in order).
+    /// COCO and VOC score the detections in memory and write COCO results; VID writes MSRA's lines
+    /// and scores what it wrote (scores to 4 decimals, boxes to 2), so `dcn-eval vid` on the file
+    /// gives the same numbers.
+    func evaluate(_ detections: [[ImageDetection]], dataset: Dataset, iouTypes: [COCOIoUType]) throws -> (file: Data, report: EvaluationReport) {
+        switch self {
+        case .coco(let truth):
+            var evaluator = COCOEvaluator(groundTruth: truth, iouTypes: iouTypes)
+            for (image, dets) in zip(dataset.images, detections) {
+                evaluator.process(imageID: image.id, detections: dets.map { evaluationDetection($0, categoryID: dataset.categoryIDs[$0.detection.label - 1]) })
+            }
+            return (try cocoResultsJSON(detections, dataset: dataset), try evaluator.evaluate())
+        case .voc(let truth):
+            var evaluator = VOCEvaluator(dataset: truth, classNames: dataset.classNames)
+            for (image, dets) in zip(dataset.images, detections) {
+                evaluator.process(imageID: image.name, detections: dets.map { evaluationDetection($0, categoryID: $0.detection.label) })
+            }
+            return (try cocoResultsJSON(detections, dataset: dataset), try evaluator.evaluate())
+        case .vid(let truth):
+            guard truth.frames.count == dataset.images.count,
+                  zip(truth.frames, dataset.images).allSatisfy({ "\(ILSVRCPart.vid.rawValue)/\($0.path)" == $1.name }) else {
+                throw TrainingError("the VID evaluation's frames (\(truth.frames.count)) are not the evaluated images (\(dataset.images.count)) in the same order (internal error)")
+            }
+            let file = Data(vidDetectionLines(detections, frameIDs: truth.frames.map(\.frameID)).utf8)
+            let written = try parseVIDDetections(file, file: "the written detections", classCount: truth.classNames.count)
+            let result = VIDEvaluation(classNames: truth.classNames,
+                                       ap: evaluateVID(frames: truth.frames, detections: written, classCount: truth.classNames.count))
+            let metrics = [("vid/AP", result.mean)] + zip(truth.classNames, result.ap).map { ("vid/AP/\($0)", $1) }
+            return (file, EvaluationReport(metrics: metrics, text: result.table))
+        }
+    }
+}
+
+/// MSRA's VID detection lines (FGFA `imagenet_vid.py` `write_vid_results`): for each image in
+/// order, its detections class by class, `<frame id> <class index> <score> <x1> <y1> <x2> <y2>`
+/// written `{:d} {:d} {:.4f} {:.2f} {:.2f} {:.2f} {:.2f}`, the box in ILSVRC's inclusive pixels
+/// (our exclusive x2, y2 minus 1). `frameIDs[i]` is image i's frame id.
+public func vidDetectionLines(_ detections: [[ImageDetection]], frameIDs: [Int]) -> String {
+    var out = ""
+    for (frameID, dets) in zip(frameIDs, detections) {
+        let byClass = dets.indices.sorted { (dets[$0].detection.label, $0) < (dets[$1].detection.label, $1) }
+        for k in byClass {
+            let d = dets[k].detection, b = d.box
+            out += "\(frameID) \(d.label) " + String(format: "%.4f %.2f %.2f %.2f %.2f", d.score, b.x1, b.y1, b.x2 - 1, b.y2 - 1) + "\n"
+        }
+    }
+    return out
 }
 
 /// A detection in the original image: box, score and label, and for Mask R-CNN its mask pasted
@@ -256,13 +330,23 @@ public func cocoResults(_ detections: [[ImageDetection]], dataset: Dataset, file
     return results
 }
 
+/// COCO results of `cocoResults` as JSON (keys sorted).
+func cocoResultsJSON(_ detections: [[ImageDetection]], dataset: Dataset) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return try encoder.encode(cocoResults(detections, dataset: dataset))
+}
+
 /// An evaluation's report and the pictures it drew.
 public struct ModelEvaluation {
     public var report: EvaluationReport
     public var drawings: [DrawnImage] = []
+    /// The detections file written (`<prefix>_results.json`, `.txt` for VID); nil when none was.
+    public var detectionsPath: String? = nil
 }
 
-/// Runs the model on `dataset`, writes `<outputPrefix>_results.json` (COCO format) and
+/// Runs the model on `dataset`, writes `<outputPrefix>_results.json` (COCO format; for VID data
+/// `<outputPrefix>_results.txt`, MSRA's detection lines) and
 /// `<outputPrefix>_metrics.json` (and the pictures `draw` asks for), and returns the report. A
 /// `stop` request ends the inference between batches (it throws `Stopped`) and nothing is written.
 /// With several processes each runs its share of the images and rank 0 scores them all, writes the
@@ -272,28 +356,13 @@ public func evaluateModel(_ model: GeneralizedRCNN, config: ExperimentConfig, da
     guard let detections = try runInference(model, dataset: dataset, views: config.testViews, maxSize: config.testMaxSize,
                                             merged: config.isMultiViewTest, imagesPerBatch: max(1, config.data.imagesPerBatch),
                                             stop: stop, group: group) else { return nil }
-    let results = cocoResults(detections, dataset: dataset)
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    try AtomicFile.write(try encoder.encode(results), to: outputPrefix + "_results.json")
-    let report: EvaluationReport
-    switch try evaluationTruth(config) {
-    case .coco(let truth):
-        var evaluator = COCOEvaluator(groundTruth: truth, iouTypes: [.bbox] + model.detectionAdditions.map(\.iouType))
-        for (image, dets) in zip(dataset.images, detections) {
-            evaluator.process(imageID: image.id, detections: dets.map { evaluationDetection($0, categoryID: dataset.categoryIDs[$0.detection.label - 1]) })
-        }
-        report = try evaluator.evaluate()
-    case .voc(let truth):
-        var evaluator = VOCEvaluator(dataset: truth, classNames: dataset.classNames)
-        for (image, dets) in zip(dataset.images, detections) {
-            evaluator.process(imageID: image.name, detections: dets.map { evaluationDetection($0, categoryID: $0.detection.label) })
-        }
-        report = try evaluator.evaluate()
-    }
+    let (file, report) = try evaluationTruth(config).evaluate(detections, dataset: dataset,
+                                                              iouTypes: [.bbox] + model.detectionAdditions.map(\.iouType))
+    let detectionsPath = outputPrefix + "_results." + config.data.format.detectionsFileExtension
+    try AtomicFile.write(file, to: detectionsPath)
     try AtomicFile.write(metricsJSON(report.metrics), to: outputPrefix + "_metrics.json")
     let drawings = try draw.map { try drawDetections(detections, dataset: dataset, request: $0) } ?? []
-    return ModelEvaluation(report: report, drawings: drawings)
+    return ModelEvaluation(report: report, drawings: drawings, detectionsPath: detectionsPath)
 }
 
 /// Metrics as a flat JSON object, sorted by name; a metric without a value (NaN: VOC AP of a class

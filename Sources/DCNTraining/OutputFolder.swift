@@ -31,7 +31,7 @@ public enum RunFiles {
 
     public static func checkpoint(iteration: Int) -> String { String(format: "model_%07d.safetensors", iteration) }
 
-    /// The prefix of an evaluation's `_results.json` and `_metrics.json` files.
+    /// The prefix of an evaluation's `_results.json` (`_results.txt`) and `_metrics.json` files.
     public static func evaluationPrefix(iteration: Int?) -> String { "eval_" + (iteration.map(String.init) ?? "final") }
 
     /// A checkpoint (`model_*.safetensors`) or `latest`.
@@ -40,11 +40,11 @@ public enum RunFiles {
     }
 
     /// A file a run writes: checkpoints, `latest`, config.yaml, metrics.jsonl, training_curves.svg, classes.json,
-    /// TensorBoard event files, the `detections` folder, `eval_<tag>_results.json` and `eval_<tag>_metrics.json` (the tag is an iteration or `final`;
+    /// TensorBoard event files, the `detections` folder, `eval_<tag>_results.json` (`.txt` for VID data) and `eval_<tag>_metrics.json` (the tag is an iteration or `final`;
     /// `dcn-eval model` writes `eval_model_*` beside the checkpoint it evaluates).
     public static func isRunFile(_ name: String) -> Bool {
         if isCheckpoint(name) || isEventFile(name) || [config, metrics, curves, classIndex, drawings].contains(name) { return true }
-        return name.hasPrefix("eval_") && ["_results.json", "_metrics.json"].contains { name.hasSuffix($0) && name.count > "eval_".count + $0.count }
+        return name.hasPrefix("eval_") && ["_results.json", "_results.txt", "_metrics.json"].contains { name.hasSuffix($0) && name.count > "eval_".count + $0.count }
     }
 
     /// The process writing `name` when it is the temporary of a run file:

@@ -36,12 +36,19 @@ public func evaluationInputs(config: String, checkpoint: String, experiment: Exp
     if experiment.data.format == .voc, let split = try? vocSplit(experiment, experiment.data.valSplit) {
         read.add(split.devkit + "/ImageSets/Main/\(split.split).txt", as: "the evaluation split's image list")
     }
+    if experiment.data.format == .vid, let list = try? vidLists(experiment, train: false).lists.first {
+        read.add(list.path, as: "the evaluation split's frame list (data.val_list)")
+    }
     for image in dataset?.images ?? [] {
         read.add(image.path, as: "the image \(image.name) of the evaluation split")
         if experiment.data.format == .voc {
             // JPEGImages/<id>.jpg -> Annotations/<id>.xml of the same devkit.
             let devkit = URL(fileURLWithPath: image.path).deletingLastPathComponent().deletingLastPathComponent().path
             read.add(vocAnnotationPath(devkit: devkit, imageID: image.name), as: "the annotation of image \(image.name)")
+        }
+        if experiment.data.format == .vid, let root = experiment.data.root {
+            // Data/VID/<path>.JPEG -> Annotations/VID/<path>.xml (the image's name is VID/<path>).
+            read.add("\(root)/Annotations/\(image.name).xml", as: "the annotation of frame \(image.name)")
         }
     }
     return read

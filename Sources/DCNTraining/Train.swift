@@ -57,6 +57,7 @@ public func defaultClassCount(_ c: ExperimentConfig) -> Int {
     case .voc: return c.data.classes?.count ?? 20
     case .synth: return syntheticClassNames.count
     case .imagefolder: return 1000
+    case .vid: return c.data.classes?.count ?? vidClassWNIDs.count
     case .vocSeg, .sbd, .cityscapes: return segmentationClassNames(c).count
     }
 }

@@ -15,9 +15,9 @@ public struct EvaluationRecord: Sendable, Equatable {
     public var time: Double?
 }
 
-/// The metrics an evaluation panel shows: COCO AP and AP50 (boxes and masks), VOC mAPs, top-1/top-5.
+/// The metrics an evaluation panel shows: COCO AP and AP50 (boxes and masks), VOC mAPs, VID AP, top-1/top-5.
 func plottedEvaluationMetric(_ name: String) -> Bool {
-    ["bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50", "top1", "top5"].contains(name) || name.hasSuffix("/mAP")
+    ["bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50", "vid/AP", "top1", "top5"].contains(name) || name.hasSuffix("/mAP")
 }
 
 /// The panel a loss is drawn in: its part's (`lossGroups`, the model's), or "losses".

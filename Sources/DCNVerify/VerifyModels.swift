@@ -15,15 +15,16 @@ extension Fixture {
 }
 
 func verifyResNet(_ f: Fixture) throws -> [Comparison] {
+    // torchvision's network: regular 3x3 convs, res5 at stride 32, frozen batch norm, the fixture's
+    // widths and block counts; ResNeXt: its groups and width per group (ResNet: 1 and 64).
     let block = f.file.metadata["block"] ?? "bottleneck"
-    var spec = ResNetSpec(block: block.hasPrefix("basic") ? .basic : .bottleneck, layers: try f.ints("layers"))
-    spec.stagePlanes = try f.ints("stage_planes")
-    spec.stemWidth = try f.int("stem_width", default: 64)
-    // ResNeXt: torchvision's groups and width_per_group (ResNet: 1 and 64).
+    var spec = ResNetSpec(depth: block.hasPrefix("basic") ? .r18 : .r50, layers: try f.ints("layers"),
+                          stemWidth: try f.int("stem_width", default: 64), stagePlanes: try f.ints("stage_planes"),
+                          stageConv: [.regular, .regular, .regular, .regular], offsetGroups: 1, offsetLearningRateScale: 1,
+                          modulation: .sigmoid, res5Dilation: 1, norm: .frozenBatchNorm, frozenStages: 0,
+                          classes: try f.int("num_classes"))
     spec.groups = try f.int("groups", default: 1)
     spec.widthPerGroup = try f.int("width_per_group", default: 64)
-    spec.classes = try f.int("num_classes")
-    spec.norm = .frozenBatchNorm
     let model = try ResNet(spec: spec)
     try loadWeights(model.parameters, from: f.file, options: WeightLoadOptions(filePrefix: "weights."))
     let (features, _) = try model.forward(try f.tensor("input"), training: false, Workspace())

@@ -1,5 +1,6 @@
-// dcn-eval model: inference of a trained checkpoint on the config's evaluation split, COCO-format
-// results, and the metrics (COCO for COCO/synthetic data, VOC AP50/AP70 for VOC data).
+// dcn-eval model: inference of a trained checkpoint on the config's evaluation split, the detections
+// (COCO-format results; MSRA's VID lines for VID data), and the metrics (COCO for COCO/synthetic
+// data, VOC AP50/AP70 for VOC data, MSRA's VID AP for VID data).
 import ArgumentParser
 import DCNCommandLine
 import DCNConfig
@@ -28,10 +29,10 @@ struct ModelCommand: ParsableCommand {
 
     @OptionGroup var testViewOptions: TestViewOptions
 
-    @Option(help: "Write the metrics as JSON to this file (default: beside the detections, their file name with .json or _results.json replaced by _metrics.json).")
+    @Option(help: "Write the metrics as JSON to this file (default: beside the detections, their file name with .json, .txt, _results.json or _results.txt replaced by _metrics.json).")
     var json: String?
 
-    @Option(help: "Write the COCO-format detections to this file (default: eval_model_results.json beside the checkpoint).")
+    @Option(help: "Write the detections to this file: COCO-format results, or for VID data (data.format vid) MSRA's lines '<frame id> <class index> <score> <x1> <y1> <x2> <y2>' that dcn-eval vid --detections reads (default: eval_model_results.json beside the checkpoint; eval_model_results.txt for VID data).")
     var results: String?
 
     @Option(help: ArgumentHelp("Draw the first N images of the split with their detections (score at least output.draw_score_threshold) next to the ground truth, as PNGs in --out.",
@@ -50,17 +51,19 @@ struct ModelCommand: ParsableCommand {
     var config: String { configOptions.config }
     var checkpoint: String { checkpointOptions.checkpoint }
 
-    /// Where the detections go: `--results`, or eval_model_results.json beside the checkpoint.
-    var resultsPath: String {
-        results ?? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().appendingPathComponent("eval_model_results.json").path
+    /// Where the detections go: `--results`, or eval_model_results.<ext> beside the checkpoint, the
+    /// extension the data format's (`DataFormat.detectionsFileExtension`: json, txt for VID).
+    func resultsPath(extension ext: String) -> String {
+        results ?? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().appendingPathComponent("eval_model_results.\(ext)").path
     }
 
-    /// Where the metrics go: `--json`, or the detections' path with `.json` (and a trailing
+    /// Where the metrics go: `--json`, or the detections' path with `.json` or `.txt` (and a trailing
     /// `_results`) replaced by `_metrics.json` (dets.json -> dets_metrics.json,
     /// eval_model_results.json -> eval_model_metrics.json, as dcn-train names its evaluations).
-    var metricsPath: String {
+    func metricsPath(results resultsPath: String) -> String {
         if let json { return json }
-        var stem = resultsPath.hasSuffix(".json") ? String(resultsPath.dropLast(5)) : resultsPath
+        var stem = resultsPath
+        if let ext = [".json", ".txt"].first(where: { stem.hasSuffix($0) }) { stem = String(stem.dropLast(ext.count)) }
         if stem.hasSuffix("_results") { stem = String(stem.dropLast(8)) }
         return stem + "_metrics.json"
     }
@@ -78,7 +81,9 @@ struct ModelCommand: ParsableCommand {
         if let out, let problem = folderCreateProblem(out) {
             throw ValidationError("--out \(out): \(problem); expected a folder for the --draw pictures (created if missing)")
         }
-        if sameOutputPath(resultsPath, metricsPath) { throw ValidationError("--results and --json name the same file \(resultsPath); give two files") }
+        if let results, sameOutputPath(results, metricsPath(results: results)) {
+            throw ValidationError("--results and --json name the same file \(results); give two files")
+        }
     }
 
     func run() throws {
@@ -94,27 +99,30 @@ struct ModelCommand: ParsableCommand {
                 throw ToolError("\(config): the config names no evaluation split")
             }
             let read = evaluationInputs(config: config, checkpoint: checkpoint, experiment: experiment, dataset: dataset)
+            let resultsPath = resultsPath(extension: experiment.data.format.detectionsFileExtension)
+            let metricsPath = metricsPath(results: resultsPath)
+            if sameOutputPath(resultsPath, metricsPath) { throw ToolError("--json \(metricsPath): the detections go to that file; give another file") }
             for (path, option) in [(resultsPath, "--results"), (metricsPath, "--json")] {
                 if let problem = outputProblem(path, read: read) { throw ToolError("\(option) \(path): \(problem)") }
             }
             if experiment.model.task == .segmentation {
                 if draw != nil { throw ToolError("--draw draws detections, and \(config) is a segmenter (model.task: segmentation): use --predictions DIR") }
-                try evaluateSegmentation(experiment, dataset: dataset)
+                try evaluateSegmentation(experiment, dataset: dataset, metricsPath: metricsPath)
                 return
             }
             if predictions != nil { throw ToolError("--predictions is for segmentation models; \(config) is a \(experiment.model.task.rawValue) model") }
             if experiment.model.task == .classification {
                 if draw != nil { throw ToolError("--draw draws detections, and \(config) is a classifier (model.task: classification)") }
-                try evaluateClassification(experiment, dataset: dataset)
+                try evaluateClassification(experiment, dataset: dataset, metricsPath: metricsPath)
                 return
             }
             let model = try buildModel(experiment, classes: dataset.classNames.count)
             _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil)
-            // evaluateModel writes <prefix>_results.json and <prefix>_metrics.json: a hidden prefix
+            // evaluateModel writes <prefix>_results.json (.txt) and <prefix>_metrics.json: a hidden prefix
             // beside the detections file, then the detections are renamed to the path asked for.
             let folder = URL(fileURLWithPath: resultsPath).deletingLastPathComponent().path
             let prefix = folder + "/.dcn-eval-model-\(getpid())"
-            defer { for suffix in ["_results.json", "_metrics.json"] { unlink(prefix + suffix) } }
+            defer { for suffix in ["_results.\(experiment.data.format.detectionsFileExtension)", "_metrics.json"] { unlink(prefix + suffix) } }
             // Ctrl-C or SIGTERM ends the inference between batches: nothing is written, the hidden
             // files are removed, and the exit status says which signal (128 + signal).
             StopRequest.installSignalHandlers()
@@ -124,7 +132,7 @@ struct ModelCommand: ParsableCommand {
             guard let evaluation = try evaluateModel(model, config: experiment, dataset: dataset, outputPrefix: prefix, draw: request,
                                                      stop: .signals) else { return }
             let report = evaluation.report
-            guard rename(prefix + "_results.json", resultsPath) == 0 else {
+            guard let written = evaluation.detectionsPath, rename(written, resultsPath) == 0 else {
                 throw FileError(path: resultsPath, "cannot write the file (\(String(cString: strerror(errno))))")
             }
             try writeFileAtomically(try metricsJSON(report.metrics), to: metricsPath)
@@ -136,7 +144,7 @@ struct ModelCommand: ParsableCommand {
     }
 
     /// A segmenter's mIoU on the config's val split: the metrics file is `dcn-eval seg`'s JSON.
-    func evaluateSegmentation(_ experiment: ExperimentConfig, dataset: Dataset) throws {
+    func evaluateSegmentation(_ experiment: ExperimentConfig, dataset: Dataset, metricsPath: String) throws {
         let segmenter = try buildSegmenter(experiment, classes: dataset.classNames.count)
         _ = try Checkpoint.load(path: checkpoint, into: segmenter.parameters, optimizer: nil)
         let folder = URL(fileURLWithPath: metricsPath).deletingLastPathComponent().path
@@ -154,7 +162,7 @@ struct ModelCommand: ParsableCommand {
     }
 
     /// A classifier's top-1 / top-5 accuracy on the config's val split, written to the metrics file.
-    func evaluateClassification(_ experiment: ExperimentConfig, dataset: Dataset) throws {
+    func evaluateClassification(_ experiment: ExperimentConfig, dataset: Dataset, metricsPath: String) throws {
         let classifier = try buildClassifier(experiment, classes: dataset.classNames.count)
         _ = try Checkpoint.load(path: checkpoint, into: classifier.parameters, optimizer: nil)
         let folder = URL(fileURLWithPath: metricsPath).deletingLastPathComponent().path

@@ -2,6 +2,7 @@
 // dilated grid for a regular network and moved by exactly the offsets of a deformable layer, a
 // mirror-symmetric ERF for a mirror-symmetric network and image, the ERF's gradient against finite
 // differences, and the saliency search's region for a node that depends on a known region only.
+import DCNConfig
 import DCNAnalysis
 import DCNModels
 import DCNOps
@@ -11,7 +12,10 @@ import Testing
 
 /// A small basic-block ResNet (res5 dilated, stride 16) with the given res4/res5 convolutions.
 func tinyBackbone(res4: ConvKind = .regular, res5: ConvKind, seed: UInt64 = 1) throws -> ResNet {
-    var spec = ResNetSpec(block: .basic, layers: [1, 1, 1, 1])
+    var backbone = BackboneConfig()
+    backbone.depth = .r18  // basic blocks
+    var spec = ResNetSpec(backbone)
+    spec.layers = [1, 1, 1, 1]
     spec.stemWidth = 4
     spec.stagePlanes = [4, 6, 8, 8]
     spec.stageConv = [.regular, .regular, res4, res5]

@@ -202,7 +202,7 @@ import DCNConfig
         ("model:\n  name: x\nsolver:\n  steps: [90000]", "solver.steps[0] (line 4, column 11): step 90000 is not below max_iter 90000"),
         ("model:\n  name: x\nsolver:\n  warmup_iters: 95000", "solver.warmup_iters (line 4, column 17): warmup_iters 95000 exceeds max_iter 90000"),
         ("data:\n  test_min_size: 600\n  min_size: [800, 600]\n  max_size: 600", "data.max_size (line 4, column 13): max_size 600 is below the largest min_size 800"),
-        ("model:\n  name: x\ndata:\n  classes: [cat, dog]", "data.classes (line 4, column 12): only VOC data reads class names from the config (data.format is synth)"),
+        ("model:\n  name: x\ndata:\n  classes: [cat, dog]", "data.classes (line 4, column 12): only VOC, VID and VOC segmentation data read class names from the config (data.format is synth)"),
         ("model:\n  classes: 3\ndata:\n  format: voc\n  voc_devkit: d\n  classes: [cat, dog]", "model.classes (line 2, column 12): model.classes 3 disagrees with the 2 names in data.classes"),
     ])
     func oneErrorOfEachKind(yaml: String, expected: String) {

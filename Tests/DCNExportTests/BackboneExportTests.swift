@@ -1,6 +1,7 @@
 // The exported backbone graph's structure: one node per layer of the ResNet, unique names,
 // DeformConv with a mask only for mdconv, inputs defined before use, dynamic sizes. The numbers
 // themselves are compared with onnxruntime by scripts/check_onnx.py (`make test`).
+import DCNConfig
 import DCNExport
 import DCNModels
 import Foundation
@@ -9,13 +10,27 @@ import Testing
 
 /// A small ResNet-18-like backbone: stem 8, stages of 8 / 8 / 16 / 16 channels, one block each.
 func tinySpec(conv: ConvKind, norm: NormKind) -> ResNetSpec {
-    var spec = ResNetSpec(block: .basic, layers: [1, 1, 1, 1])
+    var backbone = BackboneConfig()
+    backbone.depth = .r18  // basic blocks
+    var spec = ResNetSpec(backbone)
+    spec.layers = [1, 1, 1, 1]
     spec.stemWidth = 8
     spec.stagePlanes = [8, 8, 16, 16]
     spec.stageConv = [.regular, conv, conv, conv]
     spec.norm = norm
     spec.res5Dilation = 2
     return spec
+}
+
+/// The tiny backbone with frozen BN, the config sections' RPN and box head at small widths, 2 classes.
+func tinyDetectorSpec(conv: ConvKind, extractor: RoIExtractorKind) -> DetectorSpec {
+    var rpn = RPNSpec(RPNConfig())
+    rpn.headChannels = 8
+    var head = RoIHeadSpec(RoIHeadConfig())
+    head.extractor = extractor
+    head.reduceChannels = 8
+    head.fcDim = 16
+    return DetectorSpec(backbone: tinySpec(conv: conv, norm: .frozenBatchNorm), rpn: rpn, roiHead: head, classes: 2)
 }
 
 func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
@@ -78,11 +93,7 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
     }
 
     @Test func rpnPartAddsTheHead() throws {
-        var spec = DetectorSpec(backbone: tinySpec(conv: .mdconv, norm: .frozenBatchNorm), classes: 2)
-        spec.rpn.headChannels = 8
-        spec.roiHead.reduceChannels = 8
-        spec.roiHead.fcDim = 16
-        let detector = try GeneralizedRCNN(spec: spec)
+        let detector = try GeneralizedRCNN(spec: tinyDetectorSpec(conv: .mdconv, extractor: .roialign))
         let backbone = try detectorModel(detector, part: .backbone)
         let rpn = try detectorModel(detector, part: .rpn)
         #expect(rpn.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName])
@@ -116,12 +127,7 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
     }
 
     @Test func deformableRoIPoolingIsNotExported() throws {
-        var spec = DetectorSpec(backbone: tinySpec(conv: .regular, norm: .frozenBatchNorm), classes: 2)
-        spec.rpn.headChannels = 8
-        spec.roiHead.reduceChannels = 8
-        spec.roiHead.fcDim = 16
-        spec.roiHead.extractor = .mdpool
-        let detector = try GeneralizedRCNN(spec: spec)
+        let detector = try GeneralizedRCNN(spec: tinyDetectorSpec(conv: .regular, extractor: .mdpool))
         #expect(throws: ExportError.self) { try detectorModel(detector, part: .detector) }
         _ = try detectorModel(detector, part: .proposals)
     }

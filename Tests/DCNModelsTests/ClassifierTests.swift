@@ -1,12 +1,14 @@
 // The classifier of Table 6: its loss gradient against finite differences for regular, DCNv1 and
 // DCNv2 networks with torchvision's res5 (stride 2, no dilation).
+import DCNConfig
 import DCNModels
 import DCNOps
 import DCNTensor
 import Testing
 
 func tinyClassifierSpec(conv: ConvKind, stages: [Int], norm: NormKind) -> ResNetSpec {
-    var spec = ResNetSpec(block: .bottleneck, layers: [1, 1, 1, 1])
+    var spec = ResNetSpec(BackboneConfig())  // the backbone section's defaults: R-50's bottleneck blocks
+    spec.layers = [1, 1, 1, 1]
     spec.stemWidth = 4
     spec.stagePlanes = [4, 4, 8, 8]
     spec.stageConv = (2...5).map { stages.contains($0) ? conv : .regular }

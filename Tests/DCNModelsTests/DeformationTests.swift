@@ -1,5 +1,6 @@
 // The deformation statistics (DCNModels/Deformation.swift) on hand-set offsets: a regular grid, a
 // grid widened to dilation d, constant shifts, and the modulation's tallies.
+import DCNConfig
 import DCNModels
 import DCNTensor
 import Testing
@@ -82,7 +83,8 @@ import Testing
 
     /// A ResNet gives each deformable layer the image pixels per input pixel it sees.
     @Test func theBackboneSetsEachLayersInputStride() throws {
-        var spec = ResNetSpec(block: .bottleneck, layers: [1, 2, 1, 1])
+        var spec = ResNetSpec(BackboneConfig())  // the backbone section's defaults: R-50's bottleneck blocks
+        spec.layers = [1, 2, 1, 1]
         spec.stemWidth = 8
         spec.stagePlanes = [2, 4, 4, 8]
         spec.stageConv = [.regular, .mdconv, .mdconv, .dconv]

@@ -1,4 +1,5 @@
 // The detector: named losses, inference, and finite differences of the whole training loss.
+import DCNConfig
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -7,28 +8,30 @@ import Testing
 /// A tiny detector: small ResNet with mdconv@c3~c5, res5 dilated, 2 classes.
 func tinyDetectorSpec(extractor: RoIExtractorKind, mimic: MimicRegions = .off, norm: NormKind = .groupNorm(groups: 2),
                       mask: Bool = false) -> DetectorSpec {
-    var backbone = ResNetSpec(block: .bottleneck, layers: [1, 1, 1, 1])
+    var backbone = ResNetSpec(BackboneConfig())  // the backbone section's defaults: R-50's bottleneck blocks
+    backbone.layers = [1, 1, 1, 1]
     backbone.stemWidth = 8
     backbone.stagePlanes = [2, 4, 4, 8]
     backbone.stageConv = [.regular, .mdconv, .mdconv, .mdconv]
     backbone.res5Dilation = 2
     backbone.frozenStages = 0
     backbone.norm = norm
-    var rpn = RPNSpec()
+    var rpn = RPNSpec(RPNConfig())
     rpn.anchors = AnchorGenerator(sizes: [16, 32], aspectRatios: [0.5, 1, 2], stride: 16)
     rpn.headChannels = 8
     rpn.batchSizePerImage = 32
     rpn.preNMSTopKTrain = 200; rpn.postNMSTopKTrain = 50
     rpn.preNMSTopKTest = 200; rpn.postNMSTopKTest = 50
-    var head = RoIHeadSpec()
+    var head = RoIHeadSpec(RoIHeadConfig())
+    head.extractor = extractor
     head.reduceChannels = 4
     head.fcDim = 12
     head.batchSizePerImage = 16
-    var mimicSpec = MimicSpec()
+    var mimicSpec = MimicSpec(MimicConfig())
     mimicSpec.regions = mimic
     mimicSpec.roisPerImage = 3
     mimicSpec.patchSize = 32
-    var maskSpec = MaskHeadSpec()
+    var maskSpec = MaskHeadSpec(MaskConfig())
     maskSpec.pooledSize = 4
     maskSpec.convs = 2
     maskSpec.convDim = 4

@@ -1,4 +1,5 @@
 // ResNet backbones: torchvision parity, weight files, deformable stages, frozen stages, gradients.
+import DCNConfig
 import DCNVerify
 import DCNModels
 import DCNOps
@@ -10,7 +11,9 @@ import Testing
 /// A small bottleneck ResNet (the fixture's shape) with the given 3x3 conv kinds.
 func smallSpec(_ kinds: [ConvKind] = [.regular, .regular, .regular, .regular], frozen: Int = 0,
                norm: NormKind = .frozenBatchNorm, classes: Int? = nil) -> ResNetSpec {
-    var spec = ResNetSpec(block: .bottleneck, layers: [1, 2, 1, 1])
+    var spec = ResNetSpec(BackboneConfig())  // the backbone section's defaults: R-50's bottleneck blocks
+    spec.layers = [1, 2, 1, 1]
+    spec.res5Dilation = 1  // torchvision's
     spec.stagePlanes = [4, 8, 8, 16]
     spec.stemWidth = 8
     spec.stageConv = kinds
@@ -214,7 +217,8 @@ func deformableBottleneckGradientsMatchFiniteDifferences(kind: ConvKind, norm: N
 }
 
 @Test func costOfResNet50MatchesThePaper() throws {
-    var spec = ResNetSpec(depth: .r50)
+    var spec = ResNetSpec(BackboneConfig())
+    spec.res5Dilation = 1  // torchvision's classification network
     spec.classes = 1000
     let model = try ResNet(spec: spec)
     let (_, flops) = try model.cost(inputShape: [1, 3, 224, 224])

@@ -1,5 +1,6 @@
 // DeepLab: the segmenter's loss gradient (backbone, offsets, head) against finite differences,
 // its losses, inference shapes and errors.
+import DCNConfig
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -9,7 +10,7 @@ func tinySegmenter(conv: ConvKind, stages: [Int], hidden: Int) throws -> Semanti
     var backbone = tinyClassifierSpec(conv: conv, stages: stages, norm: .frozenBatchNorm)
     backbone.classes = nil
     backbone.res5Dilation = 2
-    var head = DeepLabHeadSpec()
+    var head = DeepLabHeadSpec(SegmentationConfig())
     head.hiddenChannels = hidden
     return try SemanticSegmenter(spec: SegmenterSpec(backbone: backbone, head: head, classes: 4), seed: 3)
 }
@@ -48,5 +49,5 @@ func segmenterLossGradientMatchesFiniteDifferences(conv: ConvKind, stages: [Int]
     #expect(throws: ShapeError.self) {
         try model.trainStep(images: images, pixelLabels: [UInt8](repeating: 9, count: 32 * 48), share: StepShare(seed: 1), ws)
     }
-    #expect(throws: ShapeError.self) { try SemanticSegmenter(spec: SegmenterSpec(backbone: ResNetSpec(depth: .r50), head: DeepLabHeadSpec(), classes: 1)) }
+    #expect(throws: ShapeError.self) { try SemanticSegmenter(spec: SegmenterSpec(backbone: ResNetSpec(BackboneConfig()), head: DeepLabHeadSpec(SegmentationConfig()), classes: 1)) }
 }

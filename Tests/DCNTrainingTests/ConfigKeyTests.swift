@@ -1,9 +1,11 @@
 // Every documented key of the model sections does something: changing it changes the detector
 // spec the config maps to. (The data, solver and output keys are read by the loader, the
-// optimiser and the trainer; solver.weight_decay_norm has its own test.)
+// optimiser and the trainer; solver.weight_decay_norm has its own test.) And every model
+// setting's default is written once, in its section: the part specs declare none.
 import DCNConfig
 import DCNModels
 import DCNTraining
+import TestSupport
 import Testing
 
 /// A different valid value for each key of the model sections (with any companion override a
@@ -63,6 +65,8 @@ let alternativeValues: [String: [String]] = [
     "mimic.patch_size": ["mimic.regions=fg", "mimic.patch_size=112"],
     "mimic.loss_weight": ["mimic.regions=fg", "mimic.loss_weight=0.2"],
     "mimic.cls_loss_weight": ["mimic.regions=fg", "mimic.cls_loss_weight=0.2"],
+    "segmentation.hidden_channels": ["segmentation.hidden_channels=256"],
+    "segmentation.loss_weight": ["segmentation.loss_weight=2"],
 ]
 
 /// The value a key is compared against where dropping it would break a cross-field rule.
@@ -96,28 +100,121 @@ let notInTheSpec: [String: String] = [
     }
 }
 
-/// The model specs keep defaults of their own (tests and library users build them directly); the
-/// config's defaults are the ones a run uses. This pins the two together: a config with nothing set
-/// maps to the specs' defaults, except the settings listed here on purpose.
-@Test func theConfigDefaultsAreTheSpecDefaults() throws {
-    let config = try loadConfig(yaml: "data:\n  format: synth\n  root: unused\n", overrides: [])
-    let mapped = detectorSpec(config, classes: 80)
-    var expected = DetectorSpec(backbone: ResNetSpec(depth: .r50), rpn: RPNSpec(), roiHead: RoIHeadSpec(), classes: 80)
-    // The paper's detectors use res5 at stride 16 with dilation 2; ResNetSpec's default is
-    // torchvision's classification network (stride 32).
-    expected.backbone.res5Dilation = 2
-    #expect(mapped.rpn == expected.rpn, "rpn: the config's defaults differ from RPNSpec's")
-    #expect(mapped.roiHead == expected.roiHead, "roi_head: the config's defaults differ from RoIHeadSpec's")
-    let mimicking = detectorSpec(try loadConfig(yaml: "data:\n  format: synth\n  root: unused\nmimic:\n  regions: fg\n", overrides: []),
-                                 classes: 80)
-    var fg = MimicSpec()
-    fg.regions = .fg
-    #expect(mimicking.branch(MimicSpec.self) == fg, "mimic: the config's defaults differ from MimicSpec's")
-    #expect(mapped.backbone == expected.backbone, "backbone: the config's defaults differ from ResNetSpec's")
-    #expect(mapped.branches.isEmpty)
-    let masked = detectorSpec(try loadConfig(yaml: "data:\n  format: synth\n  root: unused\nmask:\n  enabled: true\n", overrides: []),
-                              classes: 80)
-    #expect(masked.branch(MaskHeadSpec.self) == MaskHeadSpec(), "mask: the config's defaults differ from MaskHeadSpec's")
+// MARK: - Each model setting's default is written once
+
+/// The part specs, each with the file that declares it and the spec a section with nothing set maps to.
+let partSpecs: [(name: String, file: String, fromDefaults: any Sendable)] = [
+    ("ResNetSpec", "Sources/DCNModels/ResNet.swift", ResNetSpec(BackboneConfig())),
+    ("RPNSpec", "Sources/DCNModels/Detector/RPN.swift", RPNSpec(RPNConfig())),
+    ("RoIHeadSpec", "Sources/DCNModels/Detector/BoxHead.swift", RoIHeadSpec(RoIHeadConfig())),
+    ("MimicSpec", "Sources/DCNModels/Detector/Mimic.swift", MimicSpec(MimicConfig())),
+    ("MaskHeadSpec", "Sources/DCNModels/Detector/MaskHead.swift", MaskHeadSpec(MaskConfig())),
+    ("DeepLabHeadSpec", "Sources/DCNModels/Segmentation/DeepLab.swift", DeepLabHeadSpec(SegmentationConfig())),
+]
+
+/// Part spec fields that no config key sets, with the one place their value is written.
+let notASetting: [String: String] = [
+    "ResNetSpec.block": "the depth's (ResNetDepth.block)",
+    "ResNetSpec.groups": "the depth's (ResNetDepth.groups)",
+    "ResNetSpec.widthPerGroup": "the depth's (ResNetDepth.groups)",
+    "ResNetSpec.classes": "the classifier's class count, derived from the data (classifierSpec)",
+    "RPNSpec.boxCoder": "fixed where RPNSpec declares it (unit weights, detectron2's RPN)",
+    "DeepLabHeadSpec.inFeature": "fixed where DeepLabHeadSpec declares it (res5)",
+]
+
+/// Every leaf value of a spec by its path, with the part spec field it belongs to
+/// ("RPNSpec.anchors") and the path of that part spec with its type ("rpn: RPNSpec"), found by Mirror.
+func specLeaves(_ value: Any, path: String = "", field: String? = nil, part: String? = nil,
+                into leaves: inout [String: (field: String?, part: String?, value: String)]) {
+    let mirror = Mirror(reflecting: value)
+    let typeName = String(describing: type(of: value))
+    let isPart = partSpecs.contains { $0.name == typeName }
+    guard !mirror.children.isEmpty else {
+        leaves[path] = (field, part, String(describing: value))
+        return
+    }
+    for (i, child) in mirror.children.enumerated() {
+        let label = child.label ?? "\(i)"
+        specLeaves(child.value, path: path + "." + label, field: isPart ? "\(typeName).\(label)" : field,
+                   part: isPart ? "\(path): \(typeName)" : part, into: &leaves)
+    }
+}
+
+/// The stored properties of struct `name` declared with a value of their own (`var x = 1`,
+/// `var x: Int = 1`) in the source file `file`.
+func propertiesDeclaredWithAValue(_ name: String, in file: String) throws -> Set<String> {
+    let text = try String(contentsOfFile: repositoryPath(file), encoding: .utf8)
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    guard let start = lines.firstIndex(where: { $0.contains("struct \(name):") || $0.contains("struct \(name) ") }) else {
+        Issue.record("\(file) declares no struct \(name)")
+        return []
+    }
+    var depth = 0, declared = Set<String>()
+    for line in lines[start...] {
+        let code = line.components(separatedBy: "//")[0]
+        if depth == 1, !code.contains("static "),
+           let match = code.firstMatch(of: #/\b(?:var|let)\s+(\w+)\s*(?::[^={]*)?=/#) {
+            declared.insert(String(match.1))
+        }
+        depth += code.filter { $0 == "{" }.count - code.filter { $0 == "}" }.count
+        if depth == 0 && code.contains("}") { break }
+    }
+    return declared
+}
+
+/// Issue 31: no default of a model setting is written in two places. Walks the config schema
+/// (each model key, changed to its alternative value) and the part specs (Mirror): every spec
+/// field a key reaches is a setting, whose only default is its section's, so its declaration in
+/// the spec must not have a value of its own; every other spec field is listed in `notASetting`.
+@Test func everyModelSettingHasOneDefault() throws {
+    let base = "model:\n  name: keys\ndata:\n  format: synth\n  root: unused\n"
+    // The segmentation section maps onto the segmenter, the others onto the detector.
+    func leaves(_ section: String, _ overrides: [String]) throws -> [String: (field: String?, part: String?, value: String)] {
+        let config = try loadConfig(yaml: base, overrides: overrides)
+        var leaves: [String: (field: String?, part: String?, value: String)] = [:]
+        if section == "segmentation" {
+            specLeaves(segmenterSpec(config, classes: 3), into: &leaves)
+        } else {
+            specLeaves(detectorSpec(config, classes: 3), into: &leaves)
+        }
+        return leaves
+    }
+    // A key reaches a field when changing it changes a value of a part present both times (the
+    // keys that add a branch, mask.enabled and mimic.regions: off, reach no field by that change).
+    let references = referenceValues.merging(["mimic.regions": "mimic.regions=bg"]) { $1 }
+    var reachedBy: [String: [String]] = [:]
+    for (section, keys) in ExperimentConfig.schemaKeys where ["backbone", "rpn", "roi_head", "mimic", "mask", "segmentation"].contains(section) {
+        for key in keys.map({ "\(section).\($0)" }) where notInTheSpec[key] == nil {
+            guard let overrides = alternativeValues[key] else {
+                Issue.record("\(key) has no alternative value in this test: add one to alternativeValues")
+                continue
+            }
+            let reference = overrides.filter { !$0.hasPrefix(key + "=") } + (references[key].map { [$0] } ?? [])
+            let changed = try leaves(section, overrides), unchanged = try leaves(section, reference)
+            let parts = Set(unchanged.values.compactMap(\.part)).intersection(changed.values.compactMap(\.part))
+            for path in Set(changed.keys).union(unchanged.keys) where changed[path]?.value != unchanged[path]?.value {
+                guard let leaf = changed[path] ?? unchanged[path], let field = leaf.field, let part = leaf.part, parts.contains(part) else { continue }
+                reachedBy[field, default: []].append(key)
+            }
+        }
+    }
+    for spec in partSpecs {
+        let fields = Mirror(reflecting: spec.fromDefaults).children.compactMap(\.label)
+        let withAValue = try propertiesDeclaredWithAValue(spec.name, in: spec.file)
+        for label in fields {
+            let field = "\(spec.name).\(label)"
+            if let keys = reachedBy[field] {
+                #expect(!withAValue.contains(label),
+                        "\(field) is set by \(Set(keys).sorted()) and has a default of its own in \(spec.file): the section's default must be the only one (declare it without a value)")
+            } else {
+                #expect(notASetting[field] != nil,
+                        "\(field): no config key sets it; give it a key in its section (mapped in DCNConfig/PartSpecs.swift) or list it in notASetting with where its value is written")
+            }
+        }
+        for listed in notASetting.keys where listed.hasPrefix(spec.name + ".") {
+            #expect(fields.contains(String(listed.dropFirst(spec.name.count + 1))), "notASetting lists \(listed), which \(spec.name) does not have")
+        }
+    }
 }
 
 /// Issue 30: the deformable RoI pooling's offset fcs learn at the papers' rates unless

@@ -17,7 +17,7 @@ func boxesClose(_ a: Box, _ b: Box, _ tolerance: Float = 1e-4) -> Bool {
 /// A RoI head's selection (per-class NMS at IoU 0.5, the top 100), for two classes.
 func roiHeadSelection() -> ([Detection]) throws -> [Int] {
     var rng = SeededGenerator(seed: 0)
-    return BoxHead(spec: RoIHeadSpec(), inFeature: "res5", input: ShapeSpec(channels: 8, stride: 16), classes: 2, rng: &rng).selection
+    return BoxHead(spec: RoIHeadSpec(RoIHeadConfig()), inFeature: "res5", input: ShapeSpec(channels: 8, stride: 16), classes: 2, rng: &rng).selection
 }
 
 @Test func aBoxFromAFlippedLargerViewMapsBackToTheFirstView() {

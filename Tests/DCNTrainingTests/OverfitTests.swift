@@ -1,5 +1,6 @@
 // The whole detector learns: on two synthetic images, each RoI extractor (and mdpool with
 // mimicking) drives the training loss below 10% of its start and then detects every object.
+import DCNConfig
 import DCNData
 import DCNEval
 import DCNModels
@@ -30,29 +31,31 @@ func twoSyntheticImages(size: Int = 128) throws -> (images: Tensor, sizes: [Imag
 }
 
 func overfitSpec(_ extractor: RoIExtractorKind, _ mimic: MimicRegions, mask: Bool = false) -> DetectorSpec {
-    var backbone = ResNetSpec(block: .bottleneck, layers: [1, 1, 1, 1])
+    var backbone = ResNetSpec(BackboneConfig())  // the backbone section's defaults: R-50's bottleneck blocks
+    backbone.layers = [1, 1, 1, 1]
     backbone.stemWidth = 16
     backbone.stagePlanes = [8, 16, 32, 32]
     backbone.stageConv = [.regular, .mdconv, .mdconv, .mdconv]
     backbone.res5Dilation = 2
     backbone.frozenStages = 0
     backbone.norm = .groupNorm(groups: 4)
-    var rpn = RPNSpec()
+    var rpn = RPNSpec(RPNConfig())
     rpn.anchors = AnchorGenerator(sizes: [16, 32, 64, 128], aspectRatios: [0.5, 1, 2], stride: 16)
     rpn.headChannels = 32
     rpn.batchSizePerImage = 64
     rpn.preNMSTopKTrain = 300; rpn.postNMSTopKTrain = 100
     rpn.preNMSTopKTest = 300; rpn.postNMSTopKTest = 100
-    var head = RoIHeadSpec()
+    var head = RoIHeadSpec(RoIHeadConfig())
+    head.extractor = extractor
     head.reduceChannels = 32
     head.fcDim = 128
     head.batchSizePerImage = 64
     head.offsetLearningRateScale = 0.1
-    var m = MimicSpec()
+    var m = MimicSpec(MimicConfig())
     m.regions = mimic
     m.roisPerImage = 4
     m.patchSize = 32
-    var maskSpec = MaskHeadSpec()
+    var maskSpec = MaskHeadSpec(MaskConfig())
     maskSpec.convDim = 32
     return DetectorSpec(backbone: backbone, rpn: rpn, roiHead: head, branches: (mimic == .off ? [] : [m]) + (mask ? [maskSpec] : []),
                         classes: syntheticClassNames.count)

@@ -7,25 +7,41 @@ import DCNOps
 import DCNTensor
 import Foundation
 
-/// The box head's fixed choices (the `roi_head` section).
+/// The box head's settings. They have no defaults here: the `roi_head` section's are the only ones
+/// (`RoIHeadSpec(_: RoIHeadConfig)` in DCNConfig maps it).
 public struct RoIHeadSpec: Sendable, Equatable {
-    public var reduceChannels = 256
-    public var extractor: RoIExtractorKind = .roialign
-    public var pooledSize = 7
-    public var samplingRatio = 2
-    public var gamma: Float = 0.1
-    public var offsetLearningRateScale: Float = 0.01
-    public var fcDim = 1024
-    public var batchSizePerImage = 512
-    public var positiveFraction: Float = 0.25
-    public var foregroundIoU: Float = 0.5
-    public var boxCoder = BoxCoder(weights: (10, 10, 5, 5))
-    public var smoothL1Beta: Float = 1
-    public var scoreThreshold: Float = 0.05
-    public var nmsThreshold: Float = 0.5
-    public var detectionsPerImage = 100
+    /// Channels of the 1x1 conv after res5 that the RoI pooling reads.
+    public var reduceChannels: Int
+    public var extractor: RoIExtractorKind
+    /// Output bins per side, samples per bin side (0 = adaptive).
+    public var pooledSize: Int
+    public var samplingRatio: Int
+    /// Offset scale of (m)dpool and the learning-rate multiplier of its offset fcs.
+    public var gamma: Float
+    public var offsetLearningRateScale: Float
+    /// Width of the two fc layers.
+    public var fcDim: Int
+    /// RoIs sampled per image, at most this fraction foreground (IoU >= foregroundIoU).
+    public var batchSizePerImage: Int
+    public var positiveFraction: Float
+    public var foregroundIoU: Float
+    public var boxCoder: BoxCoder
+    /// Beta of the smooth-L1 box loss (0 = L1).
+    public var smoothL1Beta: Float
+    /// Inference: score threshold, per-class NMS IoU, detections kept per image.
+    public var scoreThreshold: Float
+    public var nmsThreshold: Float
+    public var detectionsPerImage: Int
 
-    public init() {}
+    public init(reduceChannels: Int, extractor: RoIExtractorKind, pooledSize: Int, samplingRatio: Int, gamma: Float,
+                offsetLearningRateScale: Float, fcDim: Int, batchSizePerImage: Int, positiveFraction: Float, foregroundIoU: Float,
+                boxCoder: BoxCoder, smoothL1Beta: Float, scoreThreshold: Float, nmsThreshold: Float, detectionsPerImage: Int) {
+        self.reduceChannels = reduceChannels; self.extractor = extractor; self.pooledSize = pooledSize; self.samplingRatio = samplingRatio
+        self.gamma = gamma; self.offsetLearningRateScale = offsetLearningRateScale; self.fcDim = fcDim
+        self.batchSizePerImage = batchSizePerImage; self.positiveFraction = positiveFraction; self.foregroundIoU = foregroundIoU
+        self.boxCoder = boxCoder; self.smoothL1Beta = smoothL1Beta
+        self.scoreThreshold = scoreThreshold; self.nmsThreshold = nmsThreshold; self.detectionsPerImage = detectionsPerImage
+    }
 }
 
 /// RoIs sampled for training, with their targets.

@@ -18,7 +18,7 @@ public struct DetectorSpec: Sendable, Equatable {
     /// Object classes without background.
     public var classes: Int
 
-    public init(backbone: ResNetSpec, rpn: RPNSpec = RPNSpec(), roiHead: RoIHeadSpec = RoIHeadSpec(), branches: [RoIBranchSpec] = [],
+    public init(backbone: ResNetSpec, rpn: RPNSpec, roiHead: RoIHeadSpec, branches: [RoIBranchSpec] = [],
                 denseHeads: [DenseHeadSpec] = [], classes: Int) {
         self.backbone = backbone; self.rpn = rpn; self.roiHead = roiHead; self.branches = branches; self.denseHeads = denseHeads
         self.classes = classes

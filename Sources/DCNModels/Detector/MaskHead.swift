@@ -9,21 +9,25 @@ import DCNAnnotations
 import DCNOps
 import DCNTensor
 
-/// The mask branch's fixed choices (the `mask` section).
+/// The mask branch's settings. They have no defaults here: the `mask` section's are the only ones
+/// (`MaskHeadSpec(_: MaskConfig)` in DCNConfig maps it).
 public struct MaskHeadSpec: RoIBranchSpec, Equatable {
     /// RoI features are pooledSize x pooledSize (aligned RoI pooling); the masks twice that.
-    public var pooledSize = 14
+    public var pooledSize: Int
     /// Sample points per bin and axis of the RoI pooling.
-    public var samplingRatio = 2
+    public var samplingRatio: Int
     /// The 3x3 convs and their width.
-    public var convs = 4
-    public var convDim = 256
+    public var convs: Int
+    public var convDim: Int
     /// One mask for all classes instead of one per class.
-    public var classAgnostic = false
+    public var classAgnostic: Bool
     /// Weight of the mask loss in the total.
-    public var lossWeight: Float = 1
+    public var lossWeight: Float
 
-    public init() {}
+    public init(pooledSize: Int, samplingRatio: Int, convs: Int, convDim: Int, classAgnostic: Bool, lossWeight: Float) {
+        self.pooledSize = pooledSize; self.samplingRatio = samplingRatio; self.convs = convs; self.convDim = convDim
+        self.classAgnostic = classAgnostic; self.lossWeight = lossWeight
+    }
 
     /// Side of the predicted masks.
     public var maskSize: Int { 2 * pooledSize }

@@ -14,14 +14,21 @@ public enum MimicRegions: String, Sendable, Codable, CaseIterable {
     case all
 }
 
-/// The mimic branch's fixed choices (the `mimic` section).
+/// The mimic branch's settings. They have no defaults here: the `mimic` section's are the only ones
+/// (`MimicSpec(_: MimicConfig)` in DCNConfig maps it).
 public struct MimicSpec: RoIBranchSpec, Equatable {
-    public var regions: MimicRegions = .off
-    public var roisPerImage = 32
-    public var patchSize = 224
-    public var lossWeight: Float = 0.1
-    public var classificationLossWeight: Float = 0.1
-    public init() {}
+    public var regions: MimicRegions
+    /// Most RoIs per image cropped, and the side of their square patches.
+    public var roisPerImage: Int
+    public var patchSize: Int
+    /// Weights of the mimic loss and of the patch classifier's loss.
+    public var lossWeight: Float
+    public var classificationLossWeight: Float
+
+    public init(regions: MimicRegions, roisPerImage: Int, patchSize: Int, lossWeight: Float, classificationLossWeight: Float) {
+        self.regions = regions; self.roisPerImage = roisPerImage; self.patchSize = patchSize
+        self.lossWeight = lossWeight; self.classificationLossWeight = classificationLossWeight
+    }
 
     /// Runs the detector's own backbone and box head on the patches.
     public func build(_ context: RoIBranchContext, rng: inout SeededGenerator) throws -> RoIBranch {

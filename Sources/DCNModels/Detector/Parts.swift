@@ -2,8 +2,9 @@
 // (box, keypoints, ...) reads named maps of the sampled RoIs, a dense head (semantic
 // segmentation) reads named backbone maps of the whole image. Each declares its parameters, its
 // losses, its training pass, what it adds to a detection and its cost; the detector composes
-// them and sums their feature gradients by name. Adding a head is its own file and one line in
-// the config mapping (`docs/adding-a-head.md`).
+// them and sums their feature gradients by name. Adding a head is its own file, its config
+// section mapped onto its spec (DCNConfig/PartSpecs.swift) and one line in the model composition
+// (`docs/adding-a-head.md`).
 import DCNOps
 import DCNTensor
 

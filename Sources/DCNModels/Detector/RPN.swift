@@ -4,20 +4,39 @@
 import DCNOps
 import DCNTensor
 
-/// The RPN's fixed choices (the `rpn` section).
+/// The RPN's settings. They have no defaults here: the `rpn` section's are the only ones
+/// (`RPNSpec(_: RPNConfig)` in DCNConfig maps it).
 public struct RPNSpec: Sendable, Equatable {
-    public var anchors = AnchorGenerator(sizes: [32, 64, 128, 256, 512], aspectRatios: [0.5, 1, 2], stride: 16)
-    public var headChannels = 512
-    public var positiveIoU: Float = 0.7
-    public var negativeIoU: Float = 0.3
-    public var batchSizePerImage = 256
-    public var positiveFraction: Float = 0.5
-    public var preNMSTopKTrain = 12000, preNMSTopKTest = 6000
-    public var postNMSTopKTrain = 2000, postNMSTopKTest = 1000
-    public var nmsThreshold: Float = 0.7
-    public var smoothL1Beta: Float = 1.0 / 9.0
+    /// Anchor sizes, aspect ratios and stride (input pixels).
+    public var anchors: AnchorGenerator
+    /// Channels of the 3x3 conv.
+    public var headChannels: Int
+    /// Anchor labels: positive at IoU >= positiveIoU (or a box's best), negative below negativeIoU.
+    public var positiveIoU: Float
+    public var negativeIoU: Float
+    /// Anchors sampled per image, at most this fraction positive.
+    public var batchSizePerImage: Int
+    public var positiveFraction: Float
+    /// Proposals kept before and after NMS, in training and at test time.
+    public var preNMSTopKTrain: Int
+    public var preNMSTopKTest: Int
+    public var postNMSTopKTrain: Int
+    public var postNMSTopKTest: Int
+    public var nmsThreshold: Float
+    /// Beta of the smooth-L1 box loss (0 = L1).
+    public var smoothL1Beta: Float
+    /// The anchor deltas' coder (fixed: unit weights, detectron2's RPN).
     public var boxCoder = BoxCoder(weights: (1, 1, 1, 1))
-    public init() {}
+
+    public init(anchors: AnchorGenerator, headChannels: Int, positiveIoU: Float, negativeIoU: Float, batchSizePerImage: Int,
+                positiveFraction: Float, preNMSTopKTrain: Int, preNMSTopKTest: Int, postNMSTopKTrain: Int, postNMSTopKTest: Int,
+                nmsThreshold: Float, smoothL1Beta: Float) {
+        self.anchors = anchors; self.headChannels = headChannels; self.positiveIoU = positiveIoU; self.negativeIoU = negativeIoU
+        self.batchSizePerImage = batchSizePerImage; self.positiveFraction = positiveFraction
+        self.preNMSTopKTrain = preNMSTopKTrain; self.preNMSTopKTest = preNMSTopKTest
+        self.postNMSTopKTrain = postNMSTopKTrain; self.postNMSTopKTest = postNMSTopKTest
+        self.nmsThreshold = nmsThreshold; self.smoothL1Beta = smoothL1Beta
+    }
 }
 
 /// Ground truth of one image for training: boxes with labels 1...C, and regions to ignore

@@ -9,16 +9,17 @@
 import DCNOps
 import DCNTensor
 
-/// The DeepLab head's settings (the `segmentation` section).
+/// The DeepLab head's settings. They have no defaults here: the `segmentation` section's are the only
+/// ones (`DeepLabHeadSpec(_: SegmentationConfig)` in DCNConfig maps it).
 public struct DeepLabHeadSpec: DenseHeadSpec, Equatable {
     /// Channels of the 1x1 conv + ReLU before the classifier (DCNv1: 1024; 0 = none, the classifier on res5).
-    public var hiddenChannels = 1024
-    /// The backbone map it reads.
+    public var hiddenChannels: Int
+    /// The backbone map it reads (fixed: res5, DeepLab's).
     public var inFeature = "res5"
     /// Weight of the loss in the total.
-    public var lossWeight: Float = 1
+    public var lossWeight: Float
 
-    public init() {}
+    public init(hiddenChannels: Int, lossWeight: Float) { self.hiddenChannels = hiddenChannels; self.lossWeight = lossWeight }
 
     public func build(shapes: [String: ShapeSpec], classes: Int, rng: inout SeededGenerator) throws -> DenseHead {
         guard let input = shapes[inFeature] else { throw ShapeError("deeplab: the backbone has no map named \(inFeature)") }
