@@ -3,8 +3,10 @@ SWIFT ?= swift
 DEB_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev pkg-config libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN := .build/release
+VENV_ONNX := .venv-onnx
+ONNX_PIP := "numpy" "onnx>=1.14" "onnxruntime>=1.32"
 
-.PHONY: deps build test bench verify demo clean
+.PHONY: deps build test check-onnx bench verify demo clean
 
 # Installs the Debian packages only when pkg-config cannot find the libraries or mpirun is missing (idempotent).
 deps:
@@ -20,11 +22,23 @@ build: deps
 	$(SWIFT) build -c release
 
 # The BLAS kernels this machine runs (rate, thread determinism), every test in release mode (the op
-# tests run real convolutions), then every op fixture.
-test: build
+# tests run real convolutions), every op fixture, then the ONNX export against onnxruntime.
+test: build $(VENV_ONNX)/.installed
 	$(BIN)/dcn-bench blas --size 512
 	$(SWIFT) test -c release
 	$(BIN)/dcn-bench verify Tests/Fixtures/ops/*.safetensors
+	$(VENV_ONNX)/bin/python scripts/check_onnx.py --bin $(BIN)
+
+# The ONNX export against onnxruntime (scripts/check_onnx.py): numpy, onnx and onnxruntime from
+# PyPI in a local venv (VENV_ONNX), made once (python3-venv from apt when the venv module is missing).
+$(VENV_ONNX)/.installed:
+	@python3 -m venv $(VENV_ONNX) 2>/dev/null || { rm -rf $(VENV_ONNX); \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv && python3 -m venv $(VENV_ONNX); }
+	$(VENV_ONNX)/bin/pip install -q --disable-pip-version-check $(ONNX_PIP)
+	@touch $@
+
+check-onnx: build $(VENV_ONNX)/.installed
+	$(VENV_ONNX)/bin/python scripts/check_onnx.py --bin $(BIN)
 
 verify: build
 	$(BIN)/dcn-bench verify Tests/Fixtures/ops/*.safetensors

@@ -14,12 +14,14 @@ let package = Package(
         .library(name: "DCNConfig", targets: ["DCNConfig"]),
         .library(name: "DCNDistributed", targets: ["DCNDistributed"]),
         .library(name: "DCNTensorBoard", targets: ["DCNTensorBoard"]),
+        .library(name: "DCNExport", targets: ["DCNExport"]),
         .executable(name: "dcn-bench", targets: ["dcn-bench"]),
         .executable(name: "dcn-eval", targets: ["dcn-eval"]),
         .executable(name: "dcn-train", targets: ["dcn-train"]),
         .executable(name: "dcn-data", targets: ["dcn-data"]),
         .executable(name: "dcn-vis", targets: ["dcn-vis"]),
         .executable(name: "dcn-detect", targets: ["dcn-detect"]),
+        .executable(name: "dcn-export", targets: ["dcn-export"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -108,6 +110,16 @@ let package = Package(
             dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNDistributed", "DCNTraining", "DCNConfig", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // ONNX export: the models as ONNX graphs (opset 19, DeformConv) with the ModelProto messages
+        // generated once from onnx.proto (Apache-2.0, from the onnx package) and committed.
+        .target(name: "DCNExport", dependencies: ["DCNModels", "DCNOps", "DCNTensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["onnx.proto"]),
+        // A trained model as ONNX, and what scripts/check_onnx.py compares it with.
+        .executableTarget(
+            name: "dcn-export",
+            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNExport", "DCNTraining", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "dcn-data",
             dependencies: ["DCNAnnotations", "DCNData", "DCNEval", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -122,6 +134,7 @@ let package = Package(
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
         .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),
+        .testTarget(name: "DCNExportTests", dependencies: ["DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNTensorBoard", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNDistributedTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),

@@ -107,15 +107,17 @@ public struct ResNetSpec: Sendable, Equatable {
 }
 
 /// One conv + norm of a residual block; all but the last unit are followed by ReLU.
-struct ConvNormUnit {
-    let conv: SpatialConv
-    let norm: NormLayer
+public struct ConvNormUnit {
+    public let conv: SpatialConv
+    public let norm: NormLayer
 }
 
 /// A residual block: units, an optional projection shortcut (torchvision's `downsample`), ReLU.
 public final class ResidualBlock {
-    let units: [ConvNormUnit]
-    let shortcut: (conv: ConvLayer, norm: NormLayer)?
+    /// The conv + norm units of the main path, in order (read by the ONNX export).
+    public let units: [ConvNormUnit]
+    /// The projection shortcut (torchvision's `downsample`), or nil for the identity.
+    public let shortcut: (conv: ConvLayer, norm: NormLayer)?
     /// The stage, "res2" ... "res5", under which `LayerProfiler` files the block's layers.
     let stage: String
 
@@ -228,9 +230,11 @@ public struct FeatureMaps {
 public final class ResNet {
     public let spec: ResNetSpec
     public let prefix: String
-    let stemConv: ConvLayer
-    let stemNorm: NormLayer
-    let stages: [[ResidualBlock]]
+    /// The stem's 7x7 stride-2 conv and its norm (followed by ReLU and a 3x3 stride-2 max pool).
+    public let stemConv: ConvLayer
+    public let stemNorm: NormLayer
+    /// The blocks of res2..res5 (read by the ONNX export, which walks the same structure).
+    public let stages: [[ResidualBlock]]
     let fc: LinearLayer?
     public private(set) var parameters = ParameterList()
     /// Names of the stage outputs, in order.

@@ -47,9 +47,10 @@ public final class RPN {
     public let spec: RPNSpec
     /// The backbone map it reads.
     public let inFeature: String
-    let conv: ConvLayer
-    let objectness: ConvLayer
-    let deltas: ConvLayer
+    /// The head: 3x3 conv + ReLU, then the 1x1 objectness logits and box deltas (read by the ONNX export).
+    public let conv: ConvLayer
+    public let objectness: ConvLayer
+    public let deltas: ConvLayer
 
     public struct Output {
         /// [N, A, H, W]
