@@ -157,7 +157,7 @@ func impossibleSegmentationSettingsAreRejected(yaml: String, key: String, messag
 }
 
 @Test func theSegmentationConfigsLoad() throws {
-    for name in ["synth_seg/regular", "synth_seg/dcnv2", "synth_seg/dcnv2_pretrained_offsets", "voc_seg/deeplab_r101_regular", "voc_seg/deeplab_r101_dcnv2",
+    for name in ["synth_seg/regular", "synth_seg/dcnv2", "synth_seg/dcnv2_pretrained_offsets", "synth_seg/demo", "voc_seg/deeplab_r101_regular", "voc_seg/deeplab_r101_dcnv2",
                  "voc_seg/deeplab_r101_dcnv2_pretrained_offsets", "cityscapes/deeplab_r101_dcnv2"] {
         let c = try loadConfig(path: repositoryURL.appendingPathComponent("configs/\(name).yaml").path)
         #expect(c.model.task == .segmentation && c.data.format.isSegmentation, "\(name)")
