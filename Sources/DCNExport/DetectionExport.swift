@@ -82,34 +82,9 @@ extension BackboneExporter {
             try op("Unsqueeze", [try column(proposals, c, axis: 1, name + "_flat"), axis1], name)
         }
         let (ax1, ay1, ax2, ay2) = (try proposalColumn(0, "px1"), try proposalColumn(1, "py1"), try proposalColumn(2, "px2"), try proposalColumn(3, "py2"))
-        let pw = try op("Sub", [ax2, ax1], "pw"), ph = try op("Sub", [ay2, ay1], "ph")
-        let half = try f32(0.5)
-        let px = try op("Add", [ax1, try op("Mul", [half, pw], "half_pw")], "px")
-        let py = try op("Add", [ay1, try op("Mul", [half, ph], "half_ph")], "py")
-        let coderWeights = [spec.boxCoder.weights.0, spec.boxCoder.weights.1, spec.boxCoder.weights.2, spec.boxCoder.weights.3]
-        var d: [String] = []
-        for (c, name) in ["dx", "dy", "dw", "dh"].enumerated() {
-            d.append(try op("Div", [try column(classDeltas, c, axis: 2, name + "_raw"), try f32(coderWeights[c])], name + "_unclamped"))
-        }
-        let clamp = try f32(BoxCoder.scaleClamp)
-        let dw = try op("Min", [d[2], clamp], "dw"), dh = try op("Min", [d[3], clamp], "dh")
-        let cx = try op("Add", [try op("Mul", [d[0], pw], "dx_pw"), px], "cx")
-        let cy = try op("Add", [try op("Mul", [d[1], ph], "dy_ph"), py], "cy")
-        let bw = try op("Mul", [try op("Exp", [dw], "exp_dw"), pw], "bw")
-        let bh = try op("Mul", [try op("Exp", [dh], "exp_dh"), ph], "bh")
-        let halfW = try op("Mul", [half, bw], "half_bw"), halfH = try op("Mul", [half, bh], "half_bh")
-        let imageShape = try op("Shape", [image], "image_shape")
-        func size(_ axis: Int, _ name: String) throws -> String {
-            try op("Cast", [try op("Gather", [imageShape, try i64(axis)], name + "_int", [.int("axis", 0)])], name, [.int("to", float)])
-        }
-        let imageH = try size(2, "image_h"), imageW = try size(3, "image_w")
-        func clip(_ v: String, _ bound: String, _ name: String) throws -> String {
-            try op("Min", [try op("Max", [v, zero], name + "_low"), bound], name)
-        }
-        let x1 = try clip(try op("Sub", [cx, halfW], "x1_raw"), imageW, "x1")
-        let y1 = try clip(try op("Sub", [cy, halfH], "y1_raw"), imageH, "y1")
-        let x2 = try clip(try op("Add", [cx, halfW], "x2_raw"), imageW, "x2")
-        let y2 = try clip(try op("Add", [cy, halfH], "y2_raw"), imageH, "y2")
+        let raw = try ["dx", "dy", "dw", "dh"].enumerated().map { c, name in try column(classDeltas, c, axis: 2, name + "_raw") }
+        let (x1, y1, x2, y2) = try decodeAndClip(box: (ax1, ay1, ax2, ay2), deltas: raw, weights: spec.boxCoder.weights, image: image,
+                                                 zero: zero, op: op, f32: f32, i64: i64)
 
         // Candidates in RoI-then-class order: [S * C] after flattening.
         let flatShape = try vector("shape.flat", [-1])

@@ -67,40 +67,12 @@ extension BackboneExporter {
             try op("Gather", [t, try i64(c)], name, [.int("axis", 1)])
         }
 
-        // BoxCoder.decode.
+        // BoxCoder.decode, then clipped to the image.
         let (ax1, ay1, ax2, ay2) = (try column(topAnchors, 0, "ax1"), try column(topAnchors, 1, "ay1"),
                                     try column(topAnchors, 2, "ax2"), try column(topAnchors, 3, "ay2"))
-        let pw = try op("Sub", [ax2, ax1], "pw"), ph = try op("Sub", [ay2, ay1], "ph")
-        let half = try f32(0.5)
-        let px = try op("Add", [ax1, try op("Mul", [half, pw], "half_pw")], "px")
-        let py = try op("Add", [ay1, try op("Mul", [half, ph], "half_ph")], "py")
-        let weights = [spec.boxCoder.weights.0, spec.boxCoder.weights.1, spec.boxCoder.weights.2, spec.boxCoder.weights.3]
-        var d: [String] = []
-        for (c, name) in ["dx", "dy", "dw", "dh"].enumerated() {
-            d.append(try op("Div", [try column(topDeltas, c, name + "_raw"), try f32(weights[c])], name + "_unclamped"))
-        }
-        let clamp = try f32(BoxCoder.scaleClamp)
-        let dw = try op("Min", [d[2], clamp], "dw"), dh = try op("Min", [d[3], clamp], "dh")
-        let cx = try op("Add", [try op("Mul", [d[0], pw], "dx_pw"), px], "cx")
-        let cy = try op("Add", [try op("Mul", [d[1], ph], "dy_ph"), py], "cy")
-        let bw = try op("Mul", [try op("Exp", [dw], "exp_dw"), pw], "bw")
-        let bh = try op("Mul", [try op("Exp", [dh], "exp_dh"), ph], "bh")
-        let halfW = try op("Mul", [half, bw], "half_bw"), halfH = try op("Mul", [half, bh], "half_bh")
-
-        // Clipped to the image: min(max(v, 0), size).
-        let imageShape = try op("Shape", [image], "image_shape")
-        func size(_ axis: Int, _ name: String) throws -> String {
-            try op("Cast", [try op("Gather", [imageShape, try i64(axis)], name + "_int", [.int("axis", 0)])], name,
-                   [.int("to", Int(Onnx_TensorProto.DataType.float.rawValue))])
-        }
-        let imageH = try size(2, "image_h"), imageW = try size(3, "image_w")
-        func clip(_ v: String, _ bound: String, _ name: String) throws -> String {
-            try op("Min", [try op("Max", [v, zero], name + "_low"), bound], name)
-        }
-        let x1 = try clip(try op("Sub", [cx, halfW], "x1_raw"), imageW, "x1")
-        let y1 = try clip(try op("Sub", [cy, halfH], "y1_raw"), imageH, "y1")
-        let x2 = try clip(try op("Add", [cx, halfW], "x2_raw"), imageW, "x2")
-        let y2 = try clip(try op("Add", [cy, halfH], "y2_raw"), imageH, "y2")
+        let raw = try ["dx", "dy", "dw", "dh"].enumerated().map { c, name in try column(topDeltas, c, name + "_raw") }
+        let (x1, y1, x2, y2) = try decodeAndClip(box: (ax1, ay1, ax2, ay2), deltas: raw, weights: spec.boxCoder.weights, image: image,
+                                                 zero: zero, op: op, f32: f32, i64: i64)
         let column1 = try vector("axes.1", [1])
         let boxes = try op("Concat", [try op("Unsqueeze", [x1, column1], "x1_col"), try op("Unsqueeze", [y1, column1], "y1_col"),
                                       try op("Unsqueeze", [x2, column1], "x2_col"), try op("Unsqueeze", [y2, column1], "y2_col")],
@@ -126,4 +98,43 @@ extension BackboneExporter {
         let outScores = try op("Gather", [keptScores, index], "scores", [.int("axis", 0)])
         return (out, outScores)
     }
+}
+
+/// `BoxCoder.decode` of the delta columns `deltas` (dx, dy, dw, dh, divided by `weights`; dw and dh
+/// clamped at `BoxCoder.scaleClamp`) on the boxes `box`, then each coordinate clipped to
+/// [0, the image's width or height], as ONNX nodes named by `op`: the proposals' and the
+/// detections' decoding (the columns broadcast, so boxes [S, 1] decode deltas [S, C]).
+func decodeAndClip(box: (x1: String, y1: String, x2: String, y2: String), deltas: [String], weights: (Float, Float, Float, Float),
+                   image: String, zero: String,
+                   op: (String, [String], String, [ONNXAttribute]) throws -> String,
+                   f32: (Float) throws -> String, i64: (Int) throws -> String) throws -> (x1: String, y1: String, x2: String, y2: String) {
+    let pw = try op("Sub", [box.x2, box.x1], "pw", []), ph = try op("Sub", [box.y2, box.y1], "ph", [])
+    let half = try f32(0.5)
+    let px = try op("Add", [box.x1, try op("Mul", [half, pw], "half_pw", [])], "px", [])
+    let py = try op("Add", [box.y1, try op("Mul", [half, ph], "half_ph", [])], "py", [])
+    let w = [weights.0, weights.1, weights.2, weights.3]
+    var d: [String] = []
+    for (c, name) in ["dx", "dy", "dw", "dh"].enumerated() {
+        d.append(try op("Div", [deltas[c], try f32(w[c])], name + "_unclamped", []))
+    }
+    let clamp = try f32(BoxCoder.scaleClamp)
+    let dw = try op("Min", [d[2], clamp], "dw", []), dh = try op("Min", [d[3], clamp], "dh", [])
+    let cx = try op("Add", [try op("Mul", [d[0], pw], "dx_pw", []), px], "cx", [])
+    let cy = try op("Add", [try op("Mul", [d[1], ph], "dy_ph", []), py], "cy", [])
+    let bw = try op("Mul", [try op("Exp", [dw], "exp_dw", []), pw], "bw", [])
+    let bh = try op("Mul", [try op("Exp", [dh], "exp_dh", []), ph], "bh", [])
+    let halfW = try op("Mul", [half, bw], "half_bw", []), halfH = try op("Mul", [half, bh], "half_bh", [])
+
+    // Clipped to the image: min(max(v, 0), size).
+    let imageShape = try op("Shape", [image], "image_shape", [])
+    func size(_ axis: Int, _ name: String) throws -> String {
+        try op("Cast", [try op("Gather", [imageShape, try i64(axis)], name + "_int", [.int("axis", 0)])], name,
+               [.int("to", Int(Onnx_TensorProto.DataType.float.rawValue))])
+    }
+    let imageH = try size(2, "image_h"), imageW = try size(3, "image_w")
+    func clip(_ v: String, _ bound: String, _ name: String) throws -> String {
+        try op("Min", [try op("Max", [v, zero], name + "_low", []), bound], name, [])
+    }
+    return (try clip(try op("Sub", [cx, halfW], "x1_raw", []), imageW, "x1"), try clip(try op("Sub", [cy, halfH], "y1_raw", []), imageH, "y1"),
+            try clip(try op("Add", [cx, halfW], "x2_raw", []), imageW, "x2"), try clip(try op("Add", [cy, halfH], "y2_raw", []), imageH, "y2"))
 }
