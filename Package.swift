@@ -73,41 +73,54 @@ let package = Package(
         // once from tensorboard_event.proto and committed.
         .target(name: "DCNTensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["tensorboard_event.proto"]),
-        // Training: config -> model, optimiser, checkpoints, the loop, evaluation of a model.
-        .target(name: "DCNTraining", dependencies: ["DCNDistributed", "DCNTensorBoard", "DCNAnnotations", "DCNModels", "DCNData", "DCNConfig", "DCNEval", "DCNTensor", "DCNOps"]),
+        // What a run of any tool shares: its errors and exit statuses, stop requests (signals), the
+        // output folder it locks and the files it must not overwrite, line-buffered output, and the
+        // datasets its config names.
+        .target(name: "DCNRun", dependencies: ["DCNAnnotations", "DCNConfig", "DCNData", "DCNDistributed", "DCNEval", "DCNModels", "DCNTensor"]),
+        // Inference and evaluation of a trained model: sharded and multi-view inference, mask pasting,
+        // results files, the MPI codec of detections, detectors' / classifiers' / segmenters'
+        // evaluations, dcn-detect's runs and the resolution sweep.
+        .target(name: "DCNInference", dependencies: ["DCNPictures", "DCNRun", "DCNAnnotations", "DCNConfig", "DCNData", "DCNDistributed", "DCNEval", "DCNModels", "DCNOps", "DCNTensor"]),
+        // Pictures and charts a person looks at: drawing on RGB images (rectangles, masks, a bitmap
+        // font), detections next to the ground truth, a node's spatial support, SVG line charts and
+        // the training curves.
+        .target(name: "DCNPictures", dependencies: ["DCNAnnotations", "DCNData", "DCNModels", "DCNRun", "DCNTensor"]),
+        // Training: config -> model, optimiser, checkpoints, the loop and its hooks.
+        .target(name: "DCNTraining", dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNDistributed", "DCNTensorBoard", "DCNModels", "DCNData", "DCNConfig", "DCNTensor", "DCNOps"]),
         // The options every tool shares (config, --set, checkpoint, threads, --scales/--flip): one declaration, one default.
         .target(name: "DCNCommandLine", dependencies: ["DCNConfig", "DCNDistributed", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "dcn-train",
-            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
-        // effective sampling locations, error-bounded saliency regions, their pictures, and what
-        // dcn-vis reports of them (focus, effective dilation, the nodes a figure picks).
-        .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNTensor"]),
+        // effective sampling locations, error-bounded saliency regions, and what dcn-vis reports of
+        // them (a node's pictures and numbers, focus, effective dilation, the nodes a figure picks);
+        // DCNPictures draws the pictures.
+        .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNPictures", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",
-            dependencies: ["DCNCommandLine", "DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
+            dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fixture verification behind `dcn-bench verify` and the op tests: each fixture's op run on its
         // inputs and compared with the reference outputs and gradients.
         .target(name: "DCNVerify", dependencies: ["DCNModels", "DCNOps", "DCNTensor"]),
         // Benchmarks behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNDistributed", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
+        .target(name: "DCNBench", dependencies: ["DCNRun", "DCNDistributed", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
-            dependencies: ["DCNCommandLine", "DCNBench", "DCNVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DCNRun", "DCNCommandLine", "DCNBench", "DCNVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "dcn-eval",
-            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+            dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // A trained detector on any images: COCO-format detections with file names, pictures, mask PNGs.
         .executableTarget(
             name: "dcn-detect",
-            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNDistributed", "DCNTraining", "DCNConfig", "DCNTensor",
+            dependencies: ["DCNInference", "DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNDistributed", "DCNTraining", "DCNConfig", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // ONNX export: the models as ONNX graphs (opset 19, DeformConv) with the ModelProto messages
@@ -117,7 +130,7 @@ let package = Package(
         // A trained model as ONNX, and what scripts/check_onnx.py compares it with.
         .executableTarget(
             name: "dcn-export",
-            dependencies: ["DCNCommandLine", "DCNAnnotations", "DCNData", "DCNExport", "DCNTraining", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor",
+            dependencies: ["DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNExport", "DCNTraining", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
@@ -133,10 +146,10 @@ let package = Package(
         .testTarget(name: "DCNDataTests", dependencies: ["DCNData", "DCNAnnotations", "DCNEval", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
-        .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),
+        .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNPictures", "DCNAnalysis", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNExportTests", dependencies: ["DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
-        .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNTensorBoard", "DCNData", "TestSupport"]),
-        .testTarget(name: "DCNDistributedTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
-        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),
+        .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNPictures", "DCNTensorBoard", "DCNData", "TestSupport"]),
+        .testTarget(name: "DCNDistributedTests", dependencies: ["DCNRun", "DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNTrainingTests", dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),
     ]
 )

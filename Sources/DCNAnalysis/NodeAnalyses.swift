@@ -1,7 +1,7 @@
-// What dcn-vis reports about nodes, as plain functions: the pictures and numbers of one node, the
-// nodes a figure picks from the ground truth, how much of a node's support falls inside its
-// object (`focus`), and the effective-dilation table's rows. dcn-vis only parses its arguments,
-// loads the model and writes these.
+// What dcn-vis reports about nodes, as plain functions: the numbers of one node (its pictures:
+// NodePictures.swift), the nodes a figure picks from the ground truth, how much of a node's
+// support falls inside its object (`focus`), and the effective-dilation table's rows. dcn-vis only
+// parses its arguments, loads the model and writes these.
 import DCNData
 import DCNModels
 import DCNTensor
@@ -44,33 +44,6 @@ public func nodeNumbers(_ support: NodeSupport, originalX: Double, originalY: Do
     case let .roi(box): node["stage"] = "head (2fc)"; node["roi"] = [box.x1, box.y1, box.x2, box.y2].map(Double.init)
     }
     return ["node": node, "response_norm": support.gradients.response.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()]
-}
-
-/// The picture of each of `tools` (sampling, erf, saliency; in the order given) for a node on
-/// `image` (the resized image the network saw), and the sidecar's entries for them:
-/// `sampling_points`, `receptive_field` (row-major values) and `saliency` (with the mask as
-/// row runs). `saliency` needs the node's saliency region.
-public func nodePictures(_ support: NodeSupport, on image: RGBImage, tools: [String], stage: String) -> (pictures: [RGBImage], numbers: [String: Any]) {
-    var numbers: [String: Any] = [:], pictures: [RGBImage] = []
-    for tool in tools {
-        switch tool {
-        case "erf":
-            pictures.append(receptiveFieldPicture(support, on: image))
-            let g = support.gradients
-            numbers["receptive_field"] = ["height": image.height, "width": image.width, "note": "|d ||f|| / d pixel| summed over RGB, row-major",
-                                          "values": (0..<image.height).flatMap { y in (0..<image.width).map { Double(g.receptiveField[y * g.width + $0]) } }]
-        case "sampling":
-            pictures.append(samplingPicture(support, on: image, include: shownLayers(support.node, stage: stage)))
-            numbers["sampling_points"] = support.gradients.samples.map { ["layer": $0.layer, "x": $0.x, "y": $0.y, "weight": $0.weight] }
-        default:
-            pictures.append(saliencyPicture(support, on: image))
-            let r = support.saliency!
-            numbers["saliency"] = ["error_bound": r.errorBound, "area_fraction": r.areaFraction, "error": r.error,
-                                   "curve": r.curve.map { ["area_fraction": $0.areaFraction, "error": $0.error] },
-                                   "mask_row_runs": runLengths(r.mask)]
-        }
-    }
-    return (pictures, numbers)
 }
 
 // MARK: - Nodes picked from the ground truth

@@ -4,6 +4,7 @@ import DCNConfig
 import DCNDistributed
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

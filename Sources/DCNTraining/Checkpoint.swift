@@ -4,6 +4,7 @@
 // rename); `latest` is a symlink replaced atomically too, so an interrupted write never damages the
 // previous checkpoint.
 import DCNModels
+import DCNRun
 import DCNTensor
 import Foundation
 #if canImport(Glibc)

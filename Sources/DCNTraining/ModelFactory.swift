@@ -3,6 +3,7 @@
 // from_config); model types never read the config.
 import DCNConfig
 import DCNModels
+import DCNRun
 import DCNTensor
 
 /// The classifier's network: the backbone section with global pooling and a `classes`-way fc.

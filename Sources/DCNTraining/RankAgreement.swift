@@ -4,6 +4,7 @@ import DCNConfig
 import DCNData
 import DCNDistributed
 import DCNModels
+import DCNRun
 import Foundation
 
 /// Throws (on every process, which then end together) when some process's config, binary,

@@ -10,6 +10,7 @@
 // sampling, losses) runs on one thread. One image per thread keeps every core busy.
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import Foundation
 

@@ -2,7 +2,6 @@
 import DCNConfig
 import DCNData
 import DCNDistributed
-import DCNEval
 import DCNModels
 import DCNOps
 import DCNTensor
@@ -10,57 +9,10 @@ import DCNTensorBoard
 import Foundation
 #if canImport(Glibc)
 import Glibc
-import DCNAnnotations
+import DCNInference
+import DCNPictures
+import DCNRun
 #endif
-
-/// A failure that ends training with a message and an exit status.
-public struct TrainingError: Error, CustomStringConvertible {
-    public let message: String
-    public let exitCode: Int32
-    /// Set when the run stopped because the loss or the weights became non-finite.
-    public let divergence: Divergence?
-    /// Every process of a data-parallel run ends with this error at the same point (a stop request
-    /// they agreed on): they exit normally, rank 0 reports it. Any other error of one process
-    /// aborts the job.
-    public let everyProcess: Bool
-    public init(_ message: String, exitCode: Int32 = 1, divergence: Divergence? = nil, everyProcess: Bool = false) {
-        self.message = message; self.exitCode = exitCode; self.divergence = divergence; self.everyProcess = everyProcess
-    }
-    public var description: String { message }
-}
-
-/// Where a run diverged: the iteration and the last finite losses.
-public struct Divergence: Sendable, Equatable {
-    public let iteration: Int
-    public let losses: [String: Float]
-}
-
-/// What keeps a path from being read as a file.
-public enum FileProblem: String, CustomStringConvertible {
-    case missing = "does not exist"
-    case folder = "is a folder"
-    public var description: String { rawValue }
-}
-
-/// Why `path` cannot be read as a file, nil when it can be (a symlink to a file counts).
-public func fileProblem(_ path: String) -> FileProblem? {
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return .missing }
-    return isFolder.boolValue ? .folder : nil
-}
-
-/// Object classes when the data is not loaded: the config's, else the format's usual count.
-public func defaultClassCount(_ c: ExperimentConfig) -> Int {
-    if let n = c.model.classes { return n }
-    switch c.data.format {
-    case .coco: return 80
-    case .voc: return c.data.classes?.count ?? 20
-    case .synth: return syntheticClassNames.count
-    case .imagefolder: return 1000
-    case .vid: return c.data.classes?.count ?? vidClassWNIDs.count
-    case .vocSeg, .sbd, .cityscapes: return segmentationClassNames(c).count
-    }
-}
 
 /// The input size the summary reports: the test shorter side and a 4:3 longer side within max_size.
 public func summaryInputSize(_ c: ExperimentConfig) -> (height: Int, width: Int) {

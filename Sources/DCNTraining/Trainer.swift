@@ -6,7 +6,6 @@
 import DCNConfig
 import DCNData
 import DCNDistributed
-import DCNEval
 import DCNModels
 import DCNOps
 import DCNTensor

@@ -2,9 +2,11 @@
 // there which processes run which.
 import DCNData
 import DCNDistributed
-import DCNEval
+import DCNInference
 import DCNModels
 import DCNOps
+import DCNPictures
+import DCNRun
 import DCNTensor
 import DCNTensorBoard
 import Foundation

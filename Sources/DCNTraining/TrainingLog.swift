@@ -3,32 +3,12 @@
 import DCNModels
 import DCNTensor
 import DCNDistributed
+import DCNInference
+import DCNRun
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// One logged training iteration.
-public struct IterationRecord: Codable, Sendable, Equatable {
-    public var iteration: Int
-    public var losses: [String: Double]
-    public var totalLoss: Double
-    public var lr: Double
-    public var secondsPerIteration: Double
-    public var dataWaitSeconds: Double
-    /// Seconds since the Unix epoch when it was logged (nil in files of older runs).
-    public var time: Double?
-    /// Each deformable layer's statistics (`DeformationTally.summary` and `update_ratio`) over this
-    /// process's images of the step, by layer name; nil for a regular network.
-    public var deformation: [String: [String: Double]]?
-
-    public init(iteration: Int, losses: [String: Double], totalLoss: Double, lr: Double, secondsPerIteration: Double, dataWaitSeconds: Double,
-                time: Double? = nil, deformation: [String: [String: Double]]? = nil) {
-        self.iteration = iteration; self.losses = losses; self.totalLoss = totalLoss; self.lr = lr
-        self.secondsPerIteration = secondsPerIteration; self.dataWaitSeconds = dataWaitSeconds; self.time = time
-        self.deformation = deformation
-    }
-}
 
 /// Appends JSON lines to `metrics.jsonl` and keeps the logged iterations and evaluations for the
 /// curves.
@@ -121,18 +101,6 @@ public final class MetricsLog {
             throw TrainingError("cannot append to \(path): \(error.localizedDescription)")
         }
     }
-}
-
-/// Whether the progress reaches a person's terminal. An MPI launcher (Open MPI's mpirun) gives the
-/// processes it starts a pseudo-terminal of its own whatever its own output is, so there the
-/// launcher's output decides: the parent process's standard output must be a terminal device.
-/// Elsewhere (a remote daemon, srun), plain lines. `descriptor`: the output (standard output, or
-/// standard error for dcn-detect's progress line).
-func progressReachesTerminal(_ descriptor: Int32 = STDOUT_FILENO) -> Bool {
-    guard isatty(descriptor) != 0 else { return false }
-    guard ProcessGroup.launchedByMPI else { return true }
-    guard let launcherOutput = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(getppid())/fd/\(descriptor)") else { return false }
-    return launcherOutput.hasPrefix("/dev/pts/") || launcherOutput.hasPrefix("/dev/tty")
 }
 
 /// The live progress line on a terminal, or plain log lines otherwise (a redirected log: one line

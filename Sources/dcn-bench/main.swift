@@ -6,6 +6,7 @@ import DCNBench
 import DCNVerify
 import DCNConfig
 import DCNDistributed
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

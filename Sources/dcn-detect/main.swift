@@ -6,6 +6,8 @@ import DCNCommandLine
 import DCNConfig
 import DCNData
 import DCNDistributed
+import DCNInference
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

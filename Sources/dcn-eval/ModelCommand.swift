@@ -12,6 +12,9 @@ import DCNTensor
 import DCNTraining
 import Foundation
 import DCNAnnotations
+import DCNInference
+import DCNPictures
+import DCNRun
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,6 +6,8 @@ import DCNAnnotations
 import DCNConfig
 import DCNDistributed
 import DCNEval
+import DCNInference
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation
@@ -81,7 +83,11 @@ struct SweepCommand: ParsableCommand {
         try reportingEvaluationFailures(whenStopped: "before the sweep finished; the table and chart were not written") {
             StopRequest.installSignalHandlers()
             guard let results = try resolutionSweep(models, sizes: try shorterSides(sizes, "--sizes"), multiScale: multi, flip: flip, folder: out,
-                                                    stop: .signals) else { return }
+                                                    load: { m, classes in
+                                                        let model = try buildModel(m.config, classes: classes)
+                                                        _ = try Checkpoint.load(path: m.checkpoint, into: model.parameters, optimizer: nil)
+                                                        return model
+                                                    }, stop: .signals) else { return }
             let markdown = sweepMarkdown(results, multiScale: multi, flip: flip)
             try writeFileAtomically(Data(markdown.utf8), to: out + ".md")
             try writeFileAtomically(Data(sweepSVG(results).utf8), to: out + ".svg")

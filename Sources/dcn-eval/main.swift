@@ -8,6 +8,7 @@ import DCNEval
 import DCNTraining
 import Foundation
 import DCNAnnotations
+import DCNRun
 
 /// Prints to stderr.
 func printError(_ s: String) {

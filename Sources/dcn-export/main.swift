@@ -9,6 +9,7 @@ import DCNData
 import DCNExport
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

@@ -5,6 +5,7 @@ import DCNCommandLine
 import DCNConfig
 import DCNDistributed
 import DCNModels
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

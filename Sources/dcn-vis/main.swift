@@ -8,8 +8,11 @@ import DCNCommandLine
 import DCNAnnotations
 import DCNConfig
 import DCNData
+import DCNInference
 import DCNModels
 import DCNOps
+import DCNPictures
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

@@ -5,6 +5,7 @@ import DCNAnalysis
 import DCNData
 import DCNModels
 import DCNOps
+import DCNPictures
 import DCNTensor
 import Testing
 

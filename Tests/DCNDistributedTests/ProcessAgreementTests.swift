@@ -1,6 +1,7 @@
 // Issue 29, defects 4, 5 and 12: the processes of an mpirun job run one job. Ranks started with
 // different configs are refused at once, naming the key; wrong image sizes in the annotations pad
 // 1 and 2 processes alike (both use the decoded image's size); a redirected mpirun log has plain lines.
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

@@ -1,5 +1,6 @@
 // TensorBoard event files: CRC32C, TFRecord framing, and a written file read back with every CRC checked.
 import DCNData
+import DCNPictures
 import DCNTensorBoard
 import Foundation
 import TestSupport

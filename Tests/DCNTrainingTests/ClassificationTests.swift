@@ -1,7 +1,9 @@
 // Classification (Table 6): the configs' parameter differences, training and evaluation of an
 // ImageFolder tree of JPEGs end to end.
 import DCNConfig
+import DCNInference
 import DCNModels
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

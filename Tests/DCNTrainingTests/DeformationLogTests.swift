@@ -2,6 +2,7 @@
 // deformable layer and the mdpool in metrics.jsonl, TensorBoard and the curves' panel; a regular
 // run (RoIAlign) logs none.
 import DCNConfig
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

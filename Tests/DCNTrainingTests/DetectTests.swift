@@ -3,6 +3,8 @@
 // folder's rules, and detections that dcn-eval coco scores exactly as dcn-eval model does.
 import DCNAnnotations
 import DCNData
+import DCNInference
+import DCNRun
 import DCNTraining
 import Foundation
 import TestSupport

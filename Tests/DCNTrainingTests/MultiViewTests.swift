@@ -2,8 +2,10 @@
 // the one-pass evaluation, and `dcn-eval model --scales --flip` and `dcn-eval sweep` end to end.
 import DCNConfig
 import DCNData
+import DCNInference
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

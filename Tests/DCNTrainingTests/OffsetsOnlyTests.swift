@@ -5,6 +5,7 @@
 import DCNConfig
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

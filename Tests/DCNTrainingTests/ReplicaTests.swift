@@ -4,6 +4,7 @@ import DCNConfig
 import DCNData
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

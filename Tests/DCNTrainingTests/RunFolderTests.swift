@@ -3,6 +3,8 @@
 // that cannot be used, and dcn-train itself as a process (signals go to the child, never to us).
 import DCNAnnotations
 import DCNConfig
+import DCNPictures
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

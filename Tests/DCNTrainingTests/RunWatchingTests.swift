@@ -3,6 +3,8 @@
 import DCNConfig
 import DCNData
 import DCNModels
+import DCNPictures
+import DCNRun
 import DCNTensor
 import DCNTensorBoard
 import DCNTraining

@@ -3,6 +3,7 @@
 // `dcn-eval seg` scores to the same numbers.
 import DCNConfig
 import DCNData
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

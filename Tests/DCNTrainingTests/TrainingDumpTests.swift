@@ -3,6 +3,7 @@
 import DCNBench
 import DCNConfig
 import DCNModels
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

@@ -2,6 +2,7 @@
 import DCNConfig
 import DCNData
 import DCNModels
+import DCNRun
 import DCNTensor
 import DCNTraining
 import Foundation

@@ -6,6 +6,7 @@ import DCNAnnotations
 import DCNConfig
 import DCNData
 import DCNEval
+import DCNRun
 import DCNTraining
 import Foundation
 import TestSupport

@@ -1,6 +1,7 @@
 // What the detector returns per object: the box head's box, score and label, and what other RoI
 // branches add (`DetectionAddition`). Evaluation, merging, drawing and export read the additions
 // a model declares, never a particular head.
+import DCNAnnotations
 import DCNTensor
 
 /// Something a RoI branch adds to each detection.
@@ -27,4 +28,13 @@ public struct Detection: Sendable, Equatable {
     public mutating func takeAdditions(from other: Detection) {
         mask = other.mask
     }
+}
+
+/// A detection in the original image: box, score and label, and for Mask R-CNN its mask pasted
+/// into the image (COCO run lengths).
+public struct ImageDetection: Sendable {
+    public var detection: Detection
+    public var mask: RLE?
+
+    public init(detection: Detection, mask: RLE? = nil) { self.detection = detection; self.mask = mask }
 }

@@ -8,13 +8,13 @@ import Foundation
 import DCNAnnotations
 
 /// Annotation file and image folder of a COCO-format split.
-struct COCOSplitPaths {
-    let annotations: String
-    let images: String
+public struct COCOSplitPaths {
+    public let annotations: String
+    public let images: String
 }
 
 /// The COCO-format paths of the training or validation split (COCO or synthetic data).
-func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
+public func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
     let d = c.data
     switch d.format {
     case .coco:
@@ -36,14 +36,14 @@ func cocoPaths(_ c: ExperimentConfig, train: Bool) throws -> COCOSplitPaths? {
 
 /// ImageNet VID: the ILSVRC2015 folder (data.root) and the paths of a split's lists
 /// (data.train_lists, or data.val_list), each with the key that names it.
-func vidLists(_ c: ExperimentConfig, train: Bool) throws -> (root: String, lists: [(path: String, key: String)]) {
+public func vidLists(_ c: ExperimentConfig, train: Bool) throws -> (root: String, lists: [(path: String, key: String)]) {
     guard let root = c.data.root else { throw TrainingError("data.root is needed for ImageNet VID data: the ILSVRC2015 folder (Data/, Annotations/)", exitCode: 2) }
     let lists = train ? c.data.trainLists.enumerated().map { ($1, "data.train_lists[\($0)]") } : [(c.data.valList, "data.val_list")]
     return (root, lists.map { (ilsvrcListPath(root: root, list: $0.0), $0.1) })
 }
 
 /// A VOC split "VOC2007/test" as (devkit folder, split name).
-func vocSplit(_ c: ExperimentConfig, _ split: String) throws -> (devkit: String, split: String) {
+public func vocSplit(_ c: ExperimentConfig, _ split: String) throws -> (devkit: String, split: String) {
     guard let root = c.data.vocDevkit else { throw TrainingError("data.voc_devkit is needed for VOC data", exitCode: 2) }
     let parts = split.split(separator: "/")
     guard parts.count == 2 else { throw TrainingError("VOC split '\(split)' should look like VOC2007/trainval", exitCode: 2) }
@@ -52,14 +52,14 @@ func vocSplit(_ c: ExperimentConfig, _ split: String) throws -> (devkit: String,
 
 /// `body`'s result; a problem with the files it reads (a list line, an annotation, a missing or
 /// unreadable file) becomes a training error (exit status 2) that names the config `keys` first.
-func namingKeys<T>(_ keys: String, _ body: () throws -> T) throws -> T {
+public func namingKeys<T>(_ keys: String, _ body: () throws -> T) throws -> T {
     do { return try body() } catch let error where error is VIDError || error is VOCError || error is FileError || error is DatasetError {
         throw TrainingError("\(keys): \(error)", exitCode: 2)
     }
 }
 
 /// Checks that a path exists, with a message naming the config key.
-func requireExists(_ path: String, _ what: String) throws {
+public func requireExists(_ path: String, _ what: String) throws {
     guard FileManager.default.fileExists(atPath: path) else {
         throw TrainingError("\(what): \(path) does not exist", exitCode: 2)
     }
@@ -84,7 +84,7 @@ public func loadTrainingData(_ c: ExperimentConfig, classes: Dataset.ClassList? 
 
 /// Where a split's list of images comes from, for messages: its annotation file, VOC split lists or
 /// ImageFolder folder.
-func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
+public func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
     switch c.data.format {
     case .coco, .synth:
         return try cocoPaths(c, train: train)?.annotations ?? "none"
@@ -105,7 +105,7 @@ func splitSource(_ c: ExperimentConfig, train: Bool) throws -> String {
 }
 
 /// The label-map layout of a segmentation format.
-func segmentationLayout(_ format: DataFormat) -> SegmentationLayout? {
+public func segmentationLayout(_ format: DataFormat) -> SegmentationLayout? {
     switch format {
     case .vocSeg: return .voc
     case .sbd: return .sbd
@@ -116,8 +116,21 @@ func segmentationLayout(_ format: DataFormat) -> SegmentationLayout? {
 
 /// Segmentation classes in label order, background first: the layout's, or background and
 /// `data.classes` (the synthetic data's shapes, say).
-func segmentationClassNames(_ c: ExperimentConfig) -> [String] {
+public func segmentationClassNames(_ c: ExperimentConfig) -> [String] {
     c.data.classes.map { ["background"] + $0 } ?? segmentationLayout(c.data.format)?.classNames ?? []
+}
+
+/// Object classes when the data is not loaded: the config's, else the format's usual count.
+public func defaultClassCount(_ c: ExperimentConfig) -> Int {
+    if let n = c.model.classes { return n }
+    switch c.data.format {
+    case .coco: return 80
+    case .voc: return c.data.classes?.count ?? 20
+    case .synth: return syntheticClassNames.count
+    case .imagefolder: return 1000
+    case .vid: return c.data.classes?.count ?? vidClassWNIDs.count
+    case .vocSeg, .sbd, .cityscapes: return segmentationClassNames(c).count
+    }
 }
 
 /// One split of the config's data (nil when the config names no such split). `classes`: the class
@@ -180,57 +193,12 @@ public func loadDataset(_ c: ExperimentConfig, train: Bool, classes: Dataset.Cla
     }
 }
 
-/// The ground truth the evaluator scores against.
-func evaluationTruth(_ c: ExperimentConfig) throws -> EvaluationTruth {
-    switch c.data.format {
-    case .coco, .synth:
-        guard let p = try cocoPaths(c, train: false) else { throw TrainingError("the config names no validation split", exitCode: 2) }
-        return .coco(try COCOGroundTruth.load(path: p.annotations))
-    case .voc:
-        let s = try vocSplit(c, c.data.valSplit)
-        return .voc(try VOCDataset.load(devkit: s.devkit, split: s.split, allowOutsideRoot: c.data.allowOutsideRoot))
-    case .imagefolder:
-        throw TrainingError("ImageFolder data is scored with top-1 / top-5 accuracy, not by a detection evaluator", exitCode: 2)
-    case .vid:
-        let (root, lists) = try vidLists(c, train: false)
-        let classes = c.data.classes ?? vidClassWNIDs
-        let frames = try namingKeys("data.val_list") {
-            try loadVIDGroundTruth(annotations: root + "/Annotations/VID", imageset: lists[0].path, classes: classes,
-                                   allowOutsideRoot: c.data.allowOutsideRoot)
-        }
-        return .vid(VIDTruth(frames: frames, classNames: classes.map(vidDisplayName)))
-    case .vocSeg, .sbd, .cityscapes:
-        throw TrainingError("segmentation data is scored with mIoU (evaluateSegmenter), not by a detection evaluator", exitCode: 2)
-    }
-}
-
-/// The training loader the config describes (multi-scale shorter side, flip, seeded, resumable).
-func makeTrainingLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int, share: BatchShare? = nil) throws -> DataLoader {
-    var augmentation = try Augmentation.training(shortEdges: c.data.minSize, maxSize: c.data.maxSize)
-    if !c.data.flip { augmentation.flipProbability = 0 }
-    return try DataLoader(dataset: dataset, imagesPerBatch: c.data.imagesPerBatch, augmentation: augmentation, mode: .training,
-                          seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration, share: share)
-}
-
-extension TrainingBatch {
-    /// Boxes of image `index` mapped from the network input back to the original image.
-    func toOriginal(_ boxes: [Box], image index: Int) -> [Box] {
-        mapToOriginal(boxes, resized: sizes[index], original: originalSizes[index])
-    }
-}
-
 /// The classification transforms the config describes.
-func classificationTransform(_ c: ExperimentConfig) -> ClassificationTransform {
+public func classificationTransform(_ c: ExperimentConfig) -> ClassificationTransform {
     let d = c.data
     var t = ClassificationTransform(train: RandomResizedCrop(size: d.cropSize, scale: (d.cropScale[0], d.cropScale[1]),
                                                              ratio: (d.cropRatio[0], d.cropRatio[1])),
                                     test: ResizeCenterCrop(resizeSize: d.resizeSize, cropSize: d.cropSize))
     if !d.flip { t.flipProbability = 0 }
     return t
-}
-
-/// The classification training loader (seeded, resumable, a process's share).
-public func makeClassificationLoader(_ c: ExperimentConfig, dataset: Dataset, startIteration: Int, share: BatchShare?) throws -> DataLoader {
-    try DataLoader.classification(dataset: dataset, imagesPerBatch: c.data.imagesPerBatch, transform: classificationTransform(c), mode: .training,
-                                  seed: UInt64(c.solver.seed), workers: c.data.loaderThreads, startIteration: startIteration, share: share)
 }

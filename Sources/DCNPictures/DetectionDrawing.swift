@@ -5,7 +5,6 @@
 import DCNAnnotations
 import DCNData
 import DCNModels
-import DCNOps
 import DCNTensor
 import Foundation
 

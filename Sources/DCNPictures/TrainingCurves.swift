@@ -4,16 +4,9 @@
 // moving average (TensorBoard's smoothing), against the iteration, with the elapsed wall-clock
 // time under the iteration ticks. A dependency-free SVG a browser opens.
 import DCNModels
+import DCNRun
 import DCNTensor
 import Foundation
-
-/// One evaluation during a run: `metrics.jsonl`'s `{"iteration": N, "eval": {...}}` line.
-public struct EvaluationRecord: Sendable, Equatable {
-    public var iteration: Int
-    public var metrics: [String: Double]
-    /// Seconds since the Unix epoch when it was logged (nil in files of older runs).
-    public var time: Double?
-}
 
 /// The metrics an evaluation panel shows: COCO AP and AP50 (boxes and masks), VOC mAPs, VID AP, top-1/top-5.
 func plottedEvaluationMetric(_ name: String) -> Bool {

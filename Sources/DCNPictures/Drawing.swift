@@ -1,6 +1,7 @@
 // Drawing on RGB images, for pictures a person looks at (detections next to the ground truth):
 // filled and outlined rectangles, masks blended in a colour, and text in a built-in 5x7 bitmap
 // font scaled by whole pixels, so labels stay sharp and readable without a font library.
+import DCNData
 import Foundation
 
 /// An 8-bit RGB colour.

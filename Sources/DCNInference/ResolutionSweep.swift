@@ -4,6 +4,9 @@
 import DCNConfig
 import DCNData
 import DCNDistributed
+import DCNModels
+import DCNPictures
+import DCNRun
 import DCNTensor
 import Foundation
 
@@ -55,8 +58,10 @@ public func sweepMaxSize(_ config: ExperimentConfig, shortEdge: Int) -> Int {
 /// Evaluates every model at every shorter side in `sizes` (increasing), one pass per image, and with
 /// `multiScale` also with those scales merged (and flipped views with `flip`). The evaluations'
 /// detections and metrics go to `folder/<label>/short<S>_{results,metrics}.json` and
-/// `folder/<label>/multiscale_*`. Returns the results on rank 0 (nil on other processes).
+/// `folder/<label>/multiscale_*`. `load` builds a model's detector for its dataset's classes with
+/// its checkpoint's weights, one model at a time. Returns the results on rank 0 (nil on other processes).
 public func resolutionSweep(_ models: [SweepModel], sizes: [Int], multiScale: [Int]?, flip: Bool, folder: String,
+                            load: (SweepModel, _ classes: Int) throws -> GeneralizedRCNN,
                             stop: StopRequest? = nil, group: ProcessGroup = .world, log: (String) -> Void = { print($0) }) throws -> [SweepResult]? {
     guard !models.isEmpty, !sizes.isEmpty else { throw TrainingError("the sweep needs at least one model and one size") }
     let labels = models.map(\.label)
@@ -69,8 +74,7 @@ public func resolutionSweep(_ models: [SweepModel], sizes: [Int], multiScale: [I
     }
     for m in models {
         guard let dataset = try loadDataset(m.config, train: false) else { throw TrainingError("\(m.label): the config names no evaluation split") }
-        let model = try buildModel(m.config, classes: dataset.classNames.count)
-        _ = try Checkpoint.load(path: m.checkpoint, into: model.parameters, optimizer: nil)
+        let model = try load(m, dataset.classNames.count)
         try FileManager.default.createDirectory(atPath: "\(folder)/\(m.label)", withIntermediateDirectories: true)
         var result = SweepResult(label: m.label, metric: "", points: [], multiScale: nil)
         func evaluate(_ config: ExperimentConfig, name: String, shortEdge: Int?) throws -> SweepPoint? {

@@ -6,6 +6,7 @@ import DCNDistributed
 import DCNEval
 import DCNOps
 import DCNModels
+import DCNRun
 import DCNTensor
 import Foundation
 

@@ -69,13 +69,14 @@ public final class StopRequest: @unchecked Sendable {
     public var exitCode: Int32 { 128 + signal }
 
     /// Throws `Stopped` when a stop was requested (between evaluation batches).
-    func check() throws { if signal != 0 { throw Stopped(signal: signal) } }
+    public func check() throws { if signal != 0 { throw Stopped(signal: signal) } }
 }
 
 /// An evaluation stopped by a `StopRequest`.
 public struct Stopped: Error, CustomStringConvertible {
     public let signal: Int32
     public var description: String { "stopped by signal \(signal)" }
+    public init(signal: Int32) { self.signal = signal }
 }
 
 /// The flag the signal handlers set (a plain global: a handler can capture nothing).

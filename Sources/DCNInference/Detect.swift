@@ -8,6 +8,8 @@ import DCNConfig
 import DCNData
 import DCNDistributed
 import DCNModels
+import DCNPictures
+import DCNRun
 import DCNTensor
 import Foundation
 #if canImport(Glibc)

@@ -7,6 +7,7 @@ import DCNDistributed
 import DCNEval
 import DCNModels
 import DCNOps
+import DCNRun
 import DCNTensor
 import Foundation
 

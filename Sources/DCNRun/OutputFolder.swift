@@ -61,14 +61,14 @@ public enum RunFiles {
 
 /// A run file's temporary whose writer is gone (killed while writing): nothing will finish it.
 /// One whose writer lives (a `dcn-eval model` writing into the folder) is left alone.
-func isStaleTemporary(_ name: String) -> Bool {
+public func isStaleTemporary(_ name: String) -> Bool {
     guard let pid = RunFiles.temporaryWriter(name) else { return false }
     return kill(pid, 0) != 0 && errno == ESRCH
 }
 
 /// Creates `path` and its missing parents. The error names `key` (the config key or option that
 /// gave the path), the path, what stopped it, and what is expected.
-func makeFolder(_ path: String, key: String) throws {
+public func makeFolder(_ path: String, key: String) throws {
     do {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
@@ -119,7 +119,7 @@ public final class OutputFolderLock {
 
 /// Removes the files of `folder` whose names satisfy `isRemoved` (a folder among them with what it
 /// holds) and returns their names.
-func removeFiles(in folder: String, where isRemoved: (String) -> Bool) throws -> [String] {
+public func removeFiles(in folder: String, where isRemoved: (String) -> Bool) throws -> [String] {
     let names: [String]
     do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
         throw TrainingError("cannot list \(folder): \(error.localizedDescription)")
@@ -144,7 +144,7 @@ func removeFiles(in folder: String, where isRemoved: (String) -> Bool) throws ->
 }
 
 /// The absolute path with every symlink resolved, or nil if it does not exist.
-func canonicalPath(_ path: String) -> String? {
+public func canonicalPath(_ path: String) -> String? {
     guard let resolved = realpath(path, nil) else { return nil }
     defer { free(resolved) }
     return String(cString: resolved)
