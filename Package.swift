@@ -95,9 +95,9 @@ let package = Package(
         ),
         // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
         // effective sampling locations, error-bounded saliency regions, and what dcn-vis reports of
-        // them (a node's pictures and numbers, focus, effective dilation, the nodes a figure picks);
-        // DCNPictures draws the pictures.
-        .target(name: "DCNAnalysis", dependencies: ["DCNData", "DCNModels", "DCNOps", "DCNPictures", "DCNTensor"]),
+        // them (how a trained detector is analysed, a node's pictures and numbers, focus, effective
+        // dilation, the nodes and cells a figure picks); DCNPictures draws the pictures.
+        .target(name: "DCNAnalysis", dependencies: ["DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNPictures", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",
             dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",

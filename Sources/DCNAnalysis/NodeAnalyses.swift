@@ -53,6 +53,10 @@ public struct AutomaticNode {
     public var name: String
     public var x: Double, y: Double
     public var box: (x1: Double, y1: Double, x2: Double, y2: Double)
+
+    public init(name: String, x: Double, y: Double, box: (x1: Double, y1: Double, x2: Double, y2: Double)) {
+        self.name = name; self.x = x; self.y = y; self.box = box
+    }
 }
 
 /// The three automatic nodes of an image: the smallest and largest objects (their centres and

@@ -26,10 +26,8 @@ struct VisError: Error, CustomStringConvertible {
 /// 10% (relative L2) of its full-image value.
 let defaultErrorBound = 0.1
 
-/// A trained detector's backbone and RoI head ready for the analysis. A regular network (no
-/// deformable res5) has res5's 3x3 convolutions analysed as DCNv1 layers with zero offsets, and
-/// RoIAlign as deformable RoI pooling with zero offsets: the same functions, so that its
-/// sampling locations and bins (the regular grids) have gradients too.
+/// A trained detector's backbone and RoI head ready for the analysis (`AnalysedConfig` says how a
+/// regular network is analysed).
 struct AnalysedModel {
     let config: ExperimentConfig
     let support: BackboneSupport
@@ -37,24 +35,17 @@ struct AnalysedModel {
     let regular: Bool
 
     init(config path: String, checkpoint: String, overrides: [String]) throws {
-        var config = try loadConfig(path: path, overrides: overrides)
-        guard config.model.task == .detection else { throw VisError("\(path): dcn-vis analyses detectors (model.task: detection)") }
-        let dataset = try loadDataset(config, train: false)
-        guard let classes = config.model.classes ?? dataset?.classNames.count else {
+        let trained = try loadConfig(path: path, overrides: overrides)
+        guard trained.model.task == .detection else { throw VisError("\(path): dcn-vis analyses detectors (model.task: detection)") }
+        let dataset = try loadDataset(trained, train: false)
+        guard let classes = trained.model.classes ?? dataset?.classNames.count else {
             throw VisError("\(path): set model.classes or an evaluation split, so that the detector can be built")
         }
-        let regular = !config.backbone.deformableStages.contains(5) || config.backbone.convType == .regular
-        if regular {
-            config.backbone.deformableStages = [5]
-            config.backbone.convType = .dconv
-        }
-        let alignedPooling = config.roiHead.extractor == .roialign
-        if alignedPooling { config.roiHead.extractor = .dpool }
-        let model = try buildModel(config, classes: classes)
-        let mayBeMissing: @Sendable (String) -> Bool = { (regular && $0.contains("_offset.")) || (alignedPooling && $0.contains("pooler.offset_fc")) }
-        _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil, mayBeMissing: mayBeMissing)
-        self.regular = regular
-        self.config = config
+        let analysed = AnalysedConfig(trained)
+        let model = try buildModel(analysed.config, classes: classes)
+        _ = try Checkpoint.load(path: checkpoint, into: model.parameters, optimizer: nil, mayBeMissing: analysed.mayBeMissing)
+        self.regular = analysed.regular
+        self.config = analysed.config
         self.dataset = dataset
         support = BackboneSupport(backbone: model.backbone, head: model.boxHead)
     }
@@ -327,16 +318,9 @@ struct Figure: ParsableCommand {
                 let nodes = automaticNodes(entry, width: original.width, height: original.height)
                 for (model, label) in zip(models, labelList) {
                     var row: [(String, RGBImage)] = []
-                    let cases: [(caption: String, size: Int?, node: AutomaticNode)] = sizeList.map { list in
-                        list.map { ("\($0) px", Optional($0), nodes.first { $0.name == "large" } ?? nodes[0]) }
-                    } ?? nodes.map { ($0.name, size, $0) }
-                    for c in cases {
+                    for c in figureCells(nodes, sizes: sizeList, size: size) {
                         let image = try model.image(original, size: c.size)
-                        let s = image.scale
-                        let request: NodeRequest = node == "head"
-                            ? .roi(Box(Float(c.node.box.x1 * s), Float(c.node.box.y1 * s), Float(c.node.box.x2 * s), Float(c.node.box.y2 * s)))
-                            : .point(stage: node, x: c.node.x * s, y: c.node.y * s)
-                        let support = try model.support.analyse(image, request, errorBound: bound.errorBound)
+                        let support = try model.support.analyse(image, nodeRequest(c.node, stage: node, scale: image.scale), errorBound: bound.errorBound)
                         row.append(("\(c.caption): sampling", samplingPicture(support, on: image.image, include: shownLayers(support.node, stage: node))))
                         row.append(("ERF", receptiveFieldPicture(support, on: image.image)))
                         row.append(("saliency", saliencyPicture(support, on: image.image)))
