@@ -150,6 +150,8 @@ let package = Package(
         .testTarget(name: "DCNExportTests", dependencies: ["DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNPictures", "DCNTensorBoard", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNDistributedTests", dependencies: ["DCNRun", "DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNInferenceTests", dependencies: ["DCNInference", "DCNRun", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNPicturesTests", dependencies: ["DCNPictures", "DCNData", "DCNModels", "DCNTensor"]),
         .testTarget(name: "DCNTrainingTests", dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),
     ]
 )
