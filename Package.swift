@@ -73,9 +73,9 @@ let package = Package(
         // once from tensorboard_event.proto and committed.
         .target(name: "DCNTensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["tensorboard_event.proto"]),
-        // What a run of any tool shares: its errors and exit statuses, stop requests (signals), the
-        // output folder it locks and the files it must not overwrite, line-buffered output, and the
-        // datasets its config names.
+        // What a run of any tool starts from and shares: the datasets and the model its config names,
+        // checkpoints, its errors and exit statuses, stop requests (signals), the output folder it
+        // locks and the files it must not overwrite, line-buffered output, the metrics.jsonl records.
         .target(name: "DCNRun", dependencies: ["DCNAnnotations", "DCNConfig", "DCNData", "DCNDistributed", "DCNEval", "DCNModels", "DCNTensor"]),
         // Inference and evaluation of a trained model: sharded and multi-view inference, mask pasting,
         // results files, the MPI codec of detections, detectors' / classifiers' / segmenters'
@@ -85,7 +85,8 @@ let package = Package(
         // font), detections next to the ground truth, a node's spatial support, SVG line charts and
         // the training curves.
         .target(name: "DCNPictures", dependencies: ["DCNAnnotations", "DCNData", "DCNModels", "DCNRun", "DCNTensor"]),
-        // Training: config -> model, optimiser, checkpoints, the loop and its hooks.
+        // Training: the optimiser and its schedule, the training loaders, the loop and its hooks,
+        // replicas, the training log.
         .target(name: "DCNTraining", dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNDistributed", "DCNTensorBoard", "DCNModels", "DCNData", "DCNConfig", "DCNTensor", "DCNOps"]),
         // The options every tool shares (config, --set, checkpoint, threads, --scales/--flip): one declaration, one default.
         .target(name: "DCNCommandLine", dependencies: ["DCNConfig", "DCNDistributed", "DCNTensor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -100,7 +101,7 @@ let package = Package(
         .target(name: "DCNAnalysis", dependencies: ["DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNPictures", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",
-            dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnalysis", "DCNAnnotations", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
+            dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnalysis", "DCNAnnotations", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fixture verification behind `dcn-bench verify` and the op tests: each fixture's op run on its
@@ -114,13 +115,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "dcn-eval",
-            dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNEval", "DCNTraining", "DCNConfig", "DCNModels", "DCNTensor",
+            dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNEval", "DCNConfig", "DCNModels", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // A trained detector on any images: COCO-format detections with file names, pictures, mask PNGs.
         .executableTarget(
             name: "dcn-detect",
-            dependencies: ["DCNInference", "DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNDistributed", "DCNTraining", "DCNConfig", "DCNTensor",
+            dependencies: ["DCNInference", "DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNDistributed", "DCNConfig", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // ONNX export: the models as ONNX graphs (opset 19, DeformConv) with the ModelProto messages
@@ -150,7 +151,7 @@ let package = Package(
         .testTarget(name: "DCNExportTests", dependencies: ["DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNPictures", "DCNTensorBoard", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNDistributedTests", dependencies: ["DCNRun", "DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
-        .testTarget(name: "DCNInferenceTests", dependencies: ["DCNInference", "DCNRun", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNInferenceTests", dependencies: ["DCNInference", "DCNAnnotations", "DCNRun", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNPicturesTests", dependencies: ["DCNPictures", "DCNData", "DCNModels", "DCNTensor"]),
         .testTarget(name: "DCNTrainingTests", dependencies: ["DCNInference", "DCNPictures", "DCNRun", "DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),
     ]

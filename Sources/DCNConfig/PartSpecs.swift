@@ -3,7 +3,7 @@
 // are its section's (`RPNSpec(RPNConfig())` is the RPN a config with nothing set builds), and
 // every setting must be given here: a spec field without its key does not compile. What the
 // sections do not hold (classes, input channels and strides) is derived where the parts are
-// composed (`detectorSpec` in DCNTraining, `GeneralizedRCNN.init`).
+// composed (`detectorSpec` in DCNRun, `GeneralizedRCNN.init`).
 import DCNModels
 
 extension ResNetSpec {

@@ -1,6 +1,7 @@
 // SGD with momentum and weight decay (PyTorch's update), the warm-up + step learning-rate schedule,
 // per-parameter learning-rate multipliers and optional gradient-norm clipping.
 import DCNModels
+import DCNRun
 import DCNTensor
 
 /// The learning rate at each iteration: linear warm-up from `warmupFactor * baseLR`, then either
@@ -43,7 +44,7 @@ import Glibc
 /// SGD with momentum: v = momentum * v + (g + weightDecay * p); p -= lr * scale * v.
 /// Norm weights and biases (`decays` false) take `weightDecayNorm` instead of `weightDecay`; the
 /// biases of convolutions and linear layers take `weightDecayBias` (nil: `weightDecay`).
-public final class SGD {
+public final class SGD: CheckpointedOptimizer {
     public let parameters: [Parameter]
     public var momentum: Float
     public var weightDecay: Float

@@ -20,63 +20,6 @@ public func summaryInputSize(_ c: ExperimentConfig) -> (height: Int, width: Int)
     return (short, min(c.data.maxSize, (short * 4 + 2) / 3))
 }
 
-/// The classifier a config (`model.task: classification`) describes, with `backbone.weights`
-/// (torchvision names, classifier included) loaded when configured.
-public func buildClassifier(_ config: ExperimentConfig, classes: Int) throws -> ImageClassifier {
-    let classifier = try ImageClassifier(spec: classifierSpec(config, classes: classes), labelSmoothing: Float(config.solver.labelSmoothing),
-                                         seed: UInt64(config.solver.seed))
-    if let path = config.backbone.weights {
-        let file: SafeTensorsFile
-        do { file = try SafeTensorsFile(path: path) } catch {
-            throw TrainingError("backbone.weights: cannot read \(path): \(error)")
-        }
-        var options = WeightLoadOptions(filePrefix: config.backbone.weightsPrefix, modelPrefix: "")
-        options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") }
-        do { try loadWeights(classifier.parameters, from: file, options: options) } catch let error as WeightLoadError {
-            throw TrainingError("backbone.weights: \(error)")
-        }
-    }
-    return classifier
-}
-
-/// The model a config describes, with pretrained backbone weights loaded when configured (an
-/// ImageNet checkpoint exported from torchvision, or a dcn-train classification checkpoint with
-/// `weights_prefix: "model."`); `log` receives what the loading took, skipped and re-initialised.
-public func buildModel(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> GeneralizedRCNN {
-    let model = try GeneralizedRCNN(spec: detectorSpec(config, classes: classes), seed: UInt64(config.solver.seed))
-    try loadPretrainedBackbone(config, into: model.backbone, log: log)
-    return model
-}
-
-/// The semantic segmentation model a config (`model.task: segmentation`) describes, `classes`
-/// with background, with `backbone.weights` loaded as for a detector.
-public func buildSegmenter(_ config: ExperimentConfig, classes: Int, log: ((String) -> Void)? = nil) throws -> SemanticSegmenter {
-    let model = try SemanticSegmenter(spec: segmenterSpec(config, classes: classes), seed: UInt64(config.solver.seed))
-    try loadPretrainedBackbone(config, into: model.backbone, log: log)
-    return model
-}
-
-/// Loads `backbone.weights` (if configured) into a detector's or segmenter's backbone.
-func loadPretrainedBackbone(_ config: ExperimentConfig, into backbone: ResNet, log: ((String) -> Void)?) throws {
-    guard let path = config.backbone.weights else { return }
-    let file: SafeTensorsFile
-    do { file = try SafeTensorsFile(path: path) } catch {
-        throw TrainingError("backbone.weights: cannot read \(path): \(error)")
-    }
-    var options = WeightLoadOptions(filePrefix: config.backbone.weightsPrefix, modelPrefix: "backbone.")
-    // An ImageNet checkpoint carries the classifier, and maybe offset branches of stages that
-    // are regular here; the model uses neither.
-    let prefix = config.backbone.weightsPrefix
-    options.mayBeUnused = { $0.hasSuffix("num_batches_tracked") || $0.hasPrefix(prefix + "fc.") || $0.contains("_offset.") }
-    if !config.backbone.pretrainedOffsets { options.keepInitial = { $0.contains("_offset.") } }
-    do {
-        let report = try loadWeights(backbone.parameters, from: file, options: options)
-        log?("backbone.weights \(path): \(report.summary)")
-    } catch let error as WeightLoadError {
-        throw TrainingError("backbone.weights: \(error)")
-    }
-}
-
 /// The optimiser, learning-rate schedule and step-seed generator of a config's run: what `train`
 /// uses, and what `dcn-bench dump-training` replays for the PyTorch twin.
 public struct TrainingRecipe {

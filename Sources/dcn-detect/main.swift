@@ -9,7 +9,6 @@ import DCNDistributed
 import DCNInference
 import DCNRun
 import DCNTensor
-import DCNTraining
 import Foundation
 
 /// The exit status when the run finished but some inputs could not be read (they are reported on

@@ -9,7 +9,6 @@ import DCNDistributed
 import DCNEval
 import DCNModels
 import DCNTensor
-import DCNTraining
 import Foundation
 import DCNAnnotations
 import DCNInference

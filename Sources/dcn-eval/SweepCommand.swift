@@ -9,7 +9,6 @@ import DCNEval
 import DCNInference
 import DCNRun
 import DCNTensor
-import DCNTraining
 import Foundation
 
 struct SweepCommand: ParsableCommand {

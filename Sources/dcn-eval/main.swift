@@ -5,7 +5,6 @@ import DCNCommandLine
 import DCNConfig
 import DCNDistributed
 import DCNEval
-import DCNTraining
 import Foundation
 import DCNAnnotations
 import DCNRun

@@ -14,7 +14,6 @@ import DCNOps
 import DCNPictures
 import DCNRun
 import DCNTensor
-import DCNTraining
 import Foundation
 
 struct VisError: Error, CustomStringConvertible {

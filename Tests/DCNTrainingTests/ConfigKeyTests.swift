@@ -4,6 +4,7 @@
 // setting's default is written once, in its section: the part specs declare none.
 import DCNConfig
 import DCNModels
+import DCNRun
 import DCNTraining
 import TestSupport
 import Testing

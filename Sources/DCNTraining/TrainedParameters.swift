@@ -1,32 +1,8 @@
-// The config tree composed into whole models: which parts, in which order, for how many classes.
-// Each part's own section is mapped onto its spec in DCNConfig (PartSpecs.swift, detectron2's
-// from_config); model types never read the config.
+// Which parameters a run trains (`solver.train_only`).
 import DCNConfig
 import DCNModels
 import DCNRun
 import DCNTensor
-
-/// The classifier's network: the backbone section with global pooling and a `classes`-way fc.
-public func classifierSpec(_ config: ExperimentConfig, classes: Int) -> ResNetSpec {
-    var spec = ResNetSpec(config.backbone)
-    spec.classes = classes
-    return spec
-}
-
-/// Maps the whole config onto the detector's spec for `classes` object classes.
-public func detectorSpec(_ config: ExperimentConfig, classes: Int) -> DetectorSpec {
-    // The RoI branches besides the box head, one line each, in the order of their parameters.
-    var branches: [RoIBranchSpec] = []
-    if config.mimic.regions != .off { branches.append(MimicSpec(config.mimic)) }
-    if config.mask.enabled { branches.append(MaskHeadSpec(config.mask)) }
-    return DetectorSpec(backbone: ResNetSpec(config.backbone), rpn: RPNSpec(config.rpn), roiHead: RoIHeadSpec(config.roiHead),
-                        branches: branches, classes: classes)
-}
-
-/// Maps the config onto the semantic segmentation model for `classes` classes (background included).
-public func segmenterSpec(_ config: ExperimentConfig, classes: Int) -> SegmenterSpec {
-    SegmenterSpec(backbone: ResNetSpec(config.backbone), head: DeepLabHeadSpec(config.segmentation), classes: classes)
-}
 
 /// Freezes every parameter that `solver.train_only` leaves out (they keep their values and get no
 /// gradient); an error when the choice selects nothing trainable in this model.

@@ -4,7 +4,6 @@
 // rename); `latest` is a symlink replaced atomically too, so an interrupted write never damages the
 // previous checkpoint.
 import DCNModels
-import DCNRun
 import DCNTensor
 import Foundation
 #if canImport(Glibc)
@@ -12,6 +11,17 @@ import Glibc
 #endif
 
 /// What a checkpoint holds besides the tensors.
+/// An optimiser whose state a checkpoint keeps: a tensor per trainable parameter (SGD's momentum,
+/// `momentum.<name>` in the file).
+public protocol CheckpointedOptimizer: AnyObject {
+    /// The trainable parameters, each with one state tensor.
+    var parameters: [Parameter] { get }
+    /// The state tensors by parameter name.
+    var velocityTensors: [(name: String, value: Tensor)] { get }
+    /// Sets the state of parameter `name` (throws on an unknown name or a wrong shape).
+    func setVelocity(_ name: String, _ value: Tensor) throws
+}
+
 public struct TrainingState: Sendable, Equatable {
     /// Iterations completed.
     public var iteration: Int
@@ -40,7 +50,7 @@ public enum Checkpoint {
     public static let format = "dcn-checkpoint-1"
 
     /// Writes `path` atomically.
-    public static func save(parameters: ParameterList, optimizer: SGD?, state: TrainingState, to path: String) throws {
+    public static func save(parameters: ParameterList, optimizer: (any CheckpointedOptimizer)?, state: TrainingState, to path: String) throws {
         var tensors: [(name: String, payload: SafeTensorsWriter.Payload)] = parameters.all.map {
             ("model." + $0.name, .f32(shape: $0.shape, values: $0.value.data))
         }
@@ -63,7 +73,7 @@ public enum Checkpoint {
     /// shaped names, and nothing is changed. A resume (`optimizer` given) also needs finite weights
     /// and every momentum tensor (`optimizerState`); else the error names the file and the tensor.
     /// `mayBeMissing`: parameters the checkpoint need not hold (they keep their values).
-    public static func load(path: String, into parameters: ParameterList, optimizer: SGD?,
+    public static func load(path: String, into parameters: ParameterList, optimizer: (any CheckpointedOptimizer)?,
                             mayBeMissing: @escaping @Sendable (String) -> Bool = { _ in false }) throws -> TrainingState {
         let file = try open(path)
         guard file.metadata["format"] == format else {
@@ -128,7 +138,7 @@ public enum Checkpoint {
     /// The momentum of every trainable parameter of `optimizer` in `file`, by parameter name: a resume
     /// needs each one, of the parameter's shape and finite (a missing one would silently restart at
     /// zero momentum, a non-finite one diverge), and no other.
-    static func optimizerState(_ file: SafeTensorsFile, for optimizer: SGD) throws -> [(name: String, value: Tensor)] {
+    static func optimizerState(_ file: SafeTensorsFile, for optimizer: any CheckpointedOptimizer) throws -> [(name: String, value: Tensor)] {
         func damaged(_ what: String) -> CheckpointError {
             CheckpointError(message: "\(file.path): \(what); a resume needs the momentum of every trainable parameter, finite and of its "
                             + "parameter's shape: the file is damaged, or it is not a checkpoint of this model's training. Resume from "
