@@ -106,9 +106,9 @@ extension DilationSurvey {
 }
 
 extension NodeRegion {
-    /// The column titles of a classifier's survey against its training sizes.
+    /// The column titles of a classifier's survey: shape sizes below, within and above `r`.
     public static func classifierTitles(trainingSizes r: ClosedRange<Double>) -> [NodeRegion: String] {
-        [.small: String(format: "shapes below training (< %.2f)", r.lowerBound), .medium: String(format: "training sizes (%.2f-%.2f)", r.lowerBound, r.upperBound),
-         .large: String(format: "shapes above training (> %.2f)", r.upperBound), .background: "background"]
+        [.small: String(format: "shapes < %.2f", r.lowerBound), .medium: String(format: "shapes %.2f-%.2f", r.lowerBound, r.upperBound),
+         .large: String(format: "shapes > %.2f", r.upperBound), .background: "background"]
     }
 }

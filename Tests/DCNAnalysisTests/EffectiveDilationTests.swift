@@ -88,6 +88,6 @@ import Testing
             }
         }
         let titles = NodeRegion.classifierTitles(trainingSizes: 0.35...0.45)
-        #expect(survey.markdown(regularValue: { _ in nil }, titles: titles).contains("shapes above training (> 0.45)"))
+        #expect(survey.markdown(regularValue: { _ in nil }, titles: titles).contains("| layer | shapes < 0.35 | shapes 0.35-0.45 | shapes > 0.45 | background | regular kernel |"))
     }
 }
