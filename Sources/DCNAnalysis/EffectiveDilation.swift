@@ -17,6 +17,15 @@ public enum NodeRegion: String, CaseIterable, Sendable {
     public init(area: Float) {
         self = area < 32 * 32 ? .small : area < 96 * 96 ? .medium : .large
     }
+
+    /// A classifier's object against the scales it was trained on: `.small` below the training
+    /// range of sizes (sqrt(area) / image side), `.medium` inside it, `.large` above.
+    public init(size: Double, trainingSizes: ClosedRange<Double>) {
+        self = size < trainingSizes.lowerBound ? .small : size <= trainingSizes.upperBound ? .medium : .large
+    }
+
+    /// The column titles of COCO's ranges.
+    public static let cocoTitles: [NodeRegion: String] = [.small: "small", .medium: "medium", .large: "large", .background: "background"]
 }
 
 /// The effective dilations found so far, per deformable layer and region.
@@ -29,14 +38,15 @@ public struct DilationSurvey {
     public init() {}
 
     /// Adds the nodes of every deformable layer of `backbone` on `image`, whose objects have the
-    /// boxes `boxes` (original image pixels).
-    public mutating func add(backbone: ResNet, image: AnalysisImage, boxes: [Box], _ ws: Workspace) throws {
+    /// boxes `boxes` (original image pixels) in the regions `regions` (by default COCO's area ranges).
+    public mutating func add(backbone: ResNet, image: AnalysisImage, boxes: [Box], regions: [NodeRegion]? = nil, _ ws: Workspace) throws {
+        try require(regions == nil || regions!.count == boxes.count, "DilationSurvey: \(regions!.count) regions for \(boxes.count) boxes")
         let deformable = backbone.deformableLayers
         var offsets: [String: Tensor] = [:]
         for layer in deformable { layer.offsetObserver = { offsets[layer.name] = $0 } }
         defer { for layer in deformable { layer.offsetObserver = nil } }
         _ = try backbone.forward(image.input, training: false, ws)
-        let byArea = boxes.sorted { $0.area < $1.area }
+        let byArea = zip(boxes, regions ?? boxes.map { NodeRegion(area: $0.area) }).sorted { $0.0.area < $1.0.area }
         for layer in deformable {
             guard let offset = offsets[layer.name] else { continue }
             if !layers.contains(layer.name) { layers.append(layer.name) }
@@ -49,7 +59,7 @@ public struct DilationSurvey {
                     let x = (Double(j) + 0.5) * outputStride, y = (Double(i) + 0.5) * outputStride
                     guard x < Double(image.image.width), y < Double(image.image.height) else { continue }
                     let ox = Float(x / image.scale), oy = Float(y / image.scale)
-                    let region = byArea.first { ox >= $0.x1 && ox <= $0.x2 && oy >= $0.y1 && oy <= $0.y2 }.map { NodeRegion(area: $0.area) } ?? .background
+                    let region = byArea.first { b, _ in ox >= b.x1 && ox <= b.x2 && oy >= b.y1 && oy <= b.y2 }?.1 ?? .background
                     values[layer.name, default: [:]][region, default: []].append(dilations[i * width + j] * Double(layer.inputStride))
                 }
             }
@@ -64,9 +74,10 @@ public struct DilationSurvey {
         return (mean, variance.squareRoot(), v.count)
     }
 
-    /// A Markdown table: one row per layer, "mean ± std" per region, and the regular kernel's value.
-    public func markdown(regularValue: (String) -> Double?) -> String {
-        var text = "| layer | small | medium | large | background | regular kernel |\n| --- | --- | --- | --- | --- | --- |\n"
+    /// A Markdown table: one row per layer, "mean ± std" per region (columns `titles`), and the regular kernel's value.
+    public func markdown(regularValue: (String) -> Double?, titles: [NodeRegion: String] = NodeRegion.cocoTitles) -> String {
+        let header = NodeRegion.allCases.map { titles[$0] ?? $0.rawValue }.joined(separator: " | ")
+        var text = "| layer | \(header) | regular kernel |\n| --- | --- | --- | --- | --- | --- |\n"
         for layer in layers {
             let cells = NodeRegion.allCases.map { region in
                 statistics(layer, region).map { String(format: "%.1f ± %.1f (%d)", $0.mean, $0.std, $0.nodes) } ?? "-"
@@ -74,5 +85,30 @@ public struct DilationSurvey {
             text += "| \(layer) | " + cells.joined(separator: " | ") + " | \(regularValue(layer).map { String(format: "%.0f", $0) } ?? "-") |\n"
         }
         return text
+    }
+}
+
+extension DilationSurvey {
+    /// Adds a classifier's nodes on `original` as its evaluation sees it (resized and centre-cropped by
+    /// `view`), whose one shape is `object`: the region of a node on the shape is the shape's size
+    /// against `trainingSizes` (`NodeRegion(size:trainingSizes:)`).
+    public mutating func add(classifier network: ResNet, original: RGBImage, view: ResizeCenterCrop, object: ClassificationObject,
+                             trainingSizes: ClosedRange<Double>, _ ws: Workspace) throws {
+        let resized = view.resizedSize(height: original.height, width: original.width)
+        let crop = view.cropBox(resized: resized)
+        let sx = Float(resized.width) / Float(original.width), sy = Float(resized.height) / Float(original.height)
+        let b = try Box(object.box)
+        let box = Box(b.x1 * sx - Float(crop.left), b.y1 * sy - Float(crop.top), b.x2 * sx - Float(crop.left), b.y2 * sy - Float(crop.top))
+        let image = try AnalysisImage(prepared: try view.apply(original))
+        try add(backbone: network, image: image, boxes: [box.clipped(width: Float(crop.width), height: Float(crop.height))],
+                regions: [NodeRegion(size: object.size, trainingSizes: trainingSizes)], ws)
+    }
+}
+
+extension NodeRegion {
+    /// The column titles of a classifier's survey: shape sizes below, within and above `r`.
+    public static func classifierTitles(trainingSizes r: ClosedRange<Double>) -> [NodeRegion: String] {
+        [.small: String(format: "shapes < %.2f", r.lowerBound), .medium: String(format: "shapes %.2f-%.2f", r.lowerBound, r.upperBound),
+         .large: String(format: "shapes > %.2f", r.upperBound), .background: "background"]
     }
 }

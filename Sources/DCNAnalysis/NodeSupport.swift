@@ -22,6 +22,13 @@ public struct AnalysisImage {
         input = try padAndStack([normalization.tensor(from: image)], sizeDivisibility: 32).0
     }
 
+    /// An image the network takes as it is (a classifier's centre crop): scale 1, no resizing.
+    public init(prepared image: RGBImage, normalization: PixelNormalization = .imageNet) throws {
+        self.image = image
+        scale = 1
+        input = try padAndStack([normalization.tensor(from: image)], sizeDivisibility: 1).0
+    }
+
     /// The input with the pixels where `keep` is false set to the mean pixel (0 after normalisation).
     public func masked(_ keep: [Bool]) -> Tensor {
         var x = input

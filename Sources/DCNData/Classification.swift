@@ -179,12 +179,17 @@ public struct ResizeCenterCrop: Sendable, Equatable {
         return ImageSize(height: resizeSize, width: Int(Double(resizeSize) * Double(width) / Double(height)))
     }
 
+    /// The centre crop of the resized image (torchvision's rounding).
+    public func cropBox(resized: ImageSize) -> CropBox {
+        // torchvision pads an image smaller than the crop; with resizeSize >= cropSize it never is.
+        CropBox(top: pythonRound(Double(resized.height - cropSize) / 2), left: pythonRound(Double(resized.width - cropSize) / 2),
+                height: cropSize, width: cropSize)
+    }
+
     public func apply(_ image: RGBImage) throws -> RGBImage {
         let size = resizedSize(height: image.height, width: image.width)
         let resized = size.height == image.height && size.width == image.width ? image : resizeBilinear(image, width: size.width, height: size.height)
-        // torchvision pads an image smaller than the crop; with resizeSize >= cropSize it never is.
-        let top = pythonRound(Double(resized.height - cropSize) / 2), left = pythonRound(Double(resized.width - cropSize) / 2)
-        return try crop(resized, CropBox(top: top, left: left, height: cropSize, width: cropSize))
+        return try crop(resized, cropBox(resized: size))
     }
 }
 

@@ -42,8 +42,10 @@ func classificationOutline(_ label: Int, _ rng: inout SeededGenerator) -> [Point
     label < 6 ? categoryOutline(label == 0 ? 1 : label + 1, &rng) : distractorOutline(&rng, kind: label - 6)
 }
 
-/// Image `index` of split `split` (0 train, 1 val): class `index % 10`, a `size` x `size` image.
-public func renderClassificationImage(seed: UInt64, split: Int, index: Int, size: Int, geometry: ShapeGeometry) -> (image: RGBImage, label: Int) {
+/// Image `index` of split `split` (0 train, 1 val): class `index % 10`, a `size` x `size` image,
+/// and the shape's box (its outline's extent, clipped to the image) and size (sqrt(area) / side).
+public func renderClassificationImage(seed: UInt64, split: Int, index: Int, size: Int, geometry: ShapeGeometry)
+    -> (image: RGBImage, label: Int, box: Box, relativeSize: Double) {
     var rng = SeededGenerator(seed: deriveSeed(seed, 0x434C_5346, UInt64(split), UInt64(index)))
     func u(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.uniform()) }
     let label = index % syntheticClassificationNames.count
@@ -87,12 +89,14 @@ public func renderClassificationImage(seed: UInt64, split: Int, index: Int, size
     for _ in 0..<20 where max(abs(colour.0 - mean.0), abs(colour.1 - mean.1), abs(colour.2 - mean.2)) < 70 { colour = randomColour(&rng) }
     canvas.fill(rasterize(polygon: flat, imageWidth: size, imageHeight: size)) { _, _ in colour }
     let pixels = canvas.rgb.map { UInt8(max(0, min(255, $0.rounded()))) }
-    return (try! RGBImage(width: size, height: size, pixels: pixels), label)
+    let box = Box(Float(minX * scale + cx), Float(minY * scale + cy), Float(maxX * scale + cx), Float(maxY * scale + cy))
+    return (try! RGBImage(width: size, height: size, pixels: pixels), label, box.clipped(width: Float(size), height: Float(size)), side / Double(size))
 }
 
 /// Writes `out/train/<NN_class>/<index>.jpg` (`train` images per class, `geometry.train`) and
-/// `out/val/...` (`val` per class, `geometry.val`: by default the shifted geometry), and
-/// `out/geometry.json` with both ranges.
+/// `out/val/...` (`val` per class, `geometry.val`: by default the shifted geometry),
+/// `out/geometry.json` with both ranges, and `out/objects.json` with each image's shape
+/// (`ClassificationObject`, by split and file path under `out`).
 public func writeSyntheticClassificationDataset(out: String, trainPerClass: Int, valPerClass: Int, size: Int, seed: UInt64,
                                                 jpegQuality: Int = 92,
                                                 geometry: (train: ShapeGeometry, val: ShapeGeometry) = (.training, .shifted)) throws
@@ -101,26 +105,58 @@ public func writeSyntheticClassificationDataset(out: String, trainPerClass: Int,
     let classes = syntheticClassificationNames.count
     let folders = syntheticClassificationNames.enumerated().map { String(format: "%02d_", $0.offset) + $0.element }
     let splits = [("train", trainPerClass, geometry.train), ("val", valPerClass, geometry.val)]
+    var objects: [String: [ClassificationObject]] = [:]
     for (name, _, _) in splits { for f in folders { try createFolder("\(out)/\(name)/\(f)") } }
     for (splitIndex, (name, perClass, geometry)) in splits.enumerated() {
         let count = perClass * classes
-        var failures = [String?](repeating: nil, count: count)
-        failures.withUnsafeMutableBufferPointer { slots in
+        var results = [Result<ClassificationObject, Error>?](repeating: nil, count: count)
+        results.withUnsafeMutableBufferPointer { slots in
             let output = DisjointWrites(slots.baseAddress!)
             parallelFor(count) { range in
                 for i in range {
-                    do {
-                        let (image, label) = renderClassificationImage(seed: seed, split: splitIndex, index: i, size: size, geometry: geometry)
-                        try writeAtomically(try encodeJPEG(image, quality: jpegQuality), to: String(format: "%@/%@/%@/%06d.jpg", out, name, folders[label], i))
-                    } catch { output[i] = "\(error)" }
+                    output[i] = Result {
+                        let drawn = renderClassificationImage(seed: seed, split: splitIndex, index: i, size: size, geometry: geometry)
+                        let file = String(format: "%@/%@/%06d.jpg", name, folders[drawn.label], i)
+                        try writeAtomically(try encodeJPEG(drawn.image, quality: jpegQuality), to: out + "/" + file)
+                        return ClassificationObject(file: file, label: drawn.label, box: drawn.box.array, size: drawn.relativeSize)
+                    }
                 }
             }
         }
-        if let failure = failures.compactMap({ $0 }).first { throw DatasetError(file: out, failure) }
+        objects[name] = try results.map { result in
+            do { return try result!.get() } catch { throw DatasetError(file: out, "\(error)") }
+        }
     }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let description = ["train": geometry.train, "val": geometry.val]
     try writeAtomically(try encoder.encode(description), to: out + "/geometry.json")
+    try writeAtomically(try encoder.encode(objects), to: out + "/objects.json")
     return ((trainPerClass + valPerClass) * classes, Date().timeIntervalSince(start))
+}
+
+/// One synthetic classification image's shape, as `objects.json` lists it.
+public struct ClassificationObject: Sendable, Equatable, Codable {
+    /// The image's path under the dataset folder (`val/03_x/000013.jpg`).
+    public var file: String
+    public var label: Int
+    /// The shape's box [x1, y1, x2, y2] in image pixels.
+    public var box: [Float]
+    /// sqrt(area) / image side: the quantity `--train-scale` and `--val-scale` draw.
+    public var size: Double
+
+    public init(file: String, label: Int, box: [Float], size: Double) {
+        self.file = file; self.label = label; self.box = box; self.size = size
+    }
+}
+
+/// `root/objects.json` (written by `writeSyntheticClassificationDataset`): each image's shape, by split.
+public func readClassificationObjects(root: String) throws -> [String: [ClassificationObject]] {
+    let path = root + "/objects.json"
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw DatasetError(file: path, "not found: the shapes' boxes are written by `dcn-data synth-cls` (datasets made before 2026-12-06 lack it: write the set again)")
+    }
+    do { return try JSONDecoder().decode([String: [ClassificationObject]].self, from: data) } catch {
+        throw DatasetError(file: path, "expected {\"train\": [...], \"val\": [...]} of {file, label, box, size}: \(error)")
+    }
 }

@@ -123,11 +123,7 @@ public func pixelSoftmaxCrossEntropySum(logits: Tensor, labels: [UInt8], ignoreL
                     let label = labels[r * w + j]
                     if label == ignoreLabel { continue }
                     let p = x + base + j
-                    var m = -Double.infinity
-                    for ch in 0..<c { m = max(m, Double(p[ch * hw])) }
-                    var e = 0.0
-                    for ch in 0..<c { e += Foundation.exp(Double(p[ch * hw]) - m) }
-                    total += m + Foundation.log(e) - Double(p[Int(label) * hw])
+                    total += logSumExp(p, channels: c, stride: hw) - Double(p[Int(label) * hw])
                     counted += 1
                 }
                 s[r] = total; k[r] = counted
@@ -154,11 +150,7 @@ public func pixelSoftmaxCrossEntropyBackward(dLogits: inout Tensor, logits: Tens
                     let label = labels[r * w + j]
                     if label == ignoreLabel { continue }
                     let p = x + base + j
-                    var m = -Double.infinity
-                    for ch in 0..<c { m = max(m, Double(p[ch * hw])) }
-                    var e = 0.0
-                    for ch in 0..<c { e += Foundation.exp(Double(p[ch * hw]) - m) }
-                    let lse = m + Foundation.log(e)
+                    let lse = logSumExp(p, channels: c, stride: hw)
                     for ch in 0..<c {
                         let q = Foundation.exp(Double(p[ch * hw]) - lse) - (ch == Int(label) ? 1 : 0)
                         d[base + j + ch * hw] += Float(g * q)
@@ -167,6 +159,15 @@ public func pixelSoftmaxCrossEntropyBackward(dLogits: inout Tensor, logits: Tens
             }
         }
     }}
+}
+
+/// log(sum_ch exp(p[ch * stride])) of one pixel's `channels` logits, in Double, shifted by their maximum.
+@inline(__always) private func logSumExp(_ p: UnsafePointer<Float>, channels c: Int, stride: Int) -> Double {
+    var m = -Double.infinity
+    for ch in 0..<c { m = max(m, Double(p[ch * stride])) }
+    var e = 0.0
+    for ch in 0..<c { e += Foundation.exp(Double(p[ch * stride]) - m) }
+    return m + Foundation.log(e)
 }
 
 /// (rows N * H, channels C, plane H * W) after checking the shapes and that every label is a

@@ -54,6 +54,10 @@ public final class SGD: CheckpointedOptimizer {
     /// owns `velocity[offsets[i] ..< offsets[i] + parameters[i].count]`.
     public private(set) var velocity: [Float]
     let offsets: [Int]
+    /// Which weight decay each parameter takes, decided once from its name and kind.
+    let decayKinds: [DecayKind]
+
+    enum DecayKind { case weight, norm, bias }
 
     public init(parameters: [Parameter], momentum: Float, weightDecay: Float, weightDecayNorm: Float, weightDecayBias: Float? = nil) {
         self.parameters = parameters.filter(\.trainable)
@@ -64,6 +68,7 @@ public final class SGD: CheckpointedOptimizer {
         var offsets = [Int](), total = 0
         for p in self.parameters { offsets.append(total); total += p.count }
         self.offsets = offsets
+        decayKinds = self.parameters.map { !$0.decays ? .norm : $0.name.hasSuffix(".bias") ? .bias : .weight }
         velocity = [Float](repeating: 0, count: total)
     }
 
@@ -92,9 +97,10 @@ public final class SGD: CheckpointedOptimizer {
         var scale: Float = 1
         if let clipNorm, norm > Double(clipNorm) { scale = Float(Double(clipNorm) / (norm + 1e-6)) }
         velocity.withUnsafeMutableBufferPointer { block in
-            for (p, offset) in zip(parameters, offsets) {
+            let decays: [DecayKind: Float] = [.weight: weightDecay, .norm: weightDecayNorm, .bias: weightDecayBias ?? weightDecay]
+            for (i, p) in parameters.enumerated() {
                 guard let g = p.gradient else { continue }
-                let decay = !p.decays ? weightDecayNorm : p.name.hasSuffix(".bias") ? weightDecayBias ?? weightDecay : weightDecay
+                let decay = decays[decayKinds[i]]!, offset = offsets[i]
                 let rate = lr * p.learningRateScale
                 let vb = block.baseAddress! + offset
                 p.value.withUnsafeMutableBufferPointer { w in

@@ -382,7 +382,7 @@ struct Dilation: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "DCNv1's Table 2: the effective dilation of each deformable convolution at nodes in small, medium and large objects and on the background.",
         discussion: """
-            Over the first images of the config's evaluation split. A node is an output pixel of the layer; its region is that of             the smallest ground-truth box holding its centre (COCO's area ranges), or the background. Its effective dilation is the             mean distance between the sampling locations of adjacent kernel taps, in image pixels (d x stride for a regular kernel).             A regular network is analysed with res5 as zero-offset deformable convolutions: its values are the regular kernel's.
+            Over the first images of the config's evaluation split. A node is an output pixel of the layer; its region is that of             the smallest ground-truth box holding its centre (COCO's area ranges), or the background. A classifier (model.task:             classification) is analysed on a `dcn-data synth-cls` set: its regions are the shape's size below, within or above the             training split's sizes. Its effective dilation is the             mean distance between the sampling locations of adjacent kernel taps, in image pixels (d x stride for a regular kernel).             A regular network is analysed with res5 as zero-offset deformable convolutions: its values are the regular kernel's.
             """)
     @OptionGroup var model: ModelOptions
     @Option(parsing: .unconditional, help: "Images analysed (the first of the split, in order).")
@@ -391,9 +391,18 @@ struct Dilation: ParsableCommand {
     var json: String?
     @Option(help: "Write the Markdown table to this file.")
     var markdown: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("A classifier's shape sizes (sqrt(area) / image side) that form the middle region (default: the training split's, from the set's geometry.json).", valueName: "lo,hi"))
+    var sizeRange: String?
 
     func validate() throws {
         guard maxImages >= 1 else { throw ValidationError("--max-images \(maxImages): expected at least 1") }
+        if let sizeRange { _ = try parseSizeRange(sizeRange) }
+    }
+
+    func parseSizeRange(_ text: String) throws -> ClosedRange<Double> {
+        let v = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard v.count == 2, v[0] > 0, v[0] <= v[1], v[1] <= 1 else { throw ValidationError("--size-range \(text): expected lo,hi with 0 < lo <= hi <= 1, e.g. 0.35,0.45") }
+        return v[0]...v[1]
     }
 
     func run() throws {
@@ -401,6 +410,11 @@ struct Dilation: ParsableCommand {
             let read = checkpointInputs(config: model.config, checkpoint: model.checkpoint)
             try refuseOverwrite([json, markdown].compactMap { $0 }, option: "--json/--markdown", read)
             model.threadOptions.apply()
+            if try loadConfig(path: model.config, overrides: model.overrides).model.task == .classification {
+                try classifierSurvey()
+                return
+            }
+            if sizeRange != nil { throw VisError("--size-range is for classifiers; \(model.config) is a detector") }
             let analysed = try AnalysedModel(config: model.config, checkpoint: model.checkpoint, overrides: model.overrides)
             guard let dataset = analysed.dataset else { throw VisError("\(model.config): the config names no evaluation split") }
             var survey = DilationSurvey()
@@ -419,6 +433,60 @@ struct Dilation: ParsableCommand {
                 try writeJSON(["config": model.config, "checkpoint": model.checkpoint, "images": min(maxImages, dataset.images.count),
                                "regular_network": analysed.regular, "unit": "image pixels", "layers": survey.rows(regularValue: regular)], to: json)
             }
+        }
+    }
+
+    /// A classifier on a `dcn-data synth-cls` set (the offsets-only test): each evaluation image as the
+    /// evaluation sees it (resize, centre crop), its shape's box from `objects.json`, and the regions
+    /// by the shape's size against the training split's sizes (`geometry.json`). A regular network is
+    /// analysed with res3-res5 as zero-offset deformable convolutions (the regular kernel's values).
+    func classifierSurvey() throws {
+        var config = try loadConfig(path: model.config, overrides: model.overrides)
+        let regular = config.backbone.convType == .regular || config.backbone.deformableStages.isEmpty
+        if regular {
+            config.backbone.convType = .dconv
+            config.backbone.deformableStages = [3, 4, 5]
+        }
+        let classes = try Checkpoint.classNames(path: model.checkpoint).map { Dataset.ClassList(names: $0, source: "the checkpoint \(model.checkpoint)") }
+        guard let dataset = try loadDataset(config, train: false, classes: classes) else { throw VisError("\(model.config): the config names no evaluation split") }
+        let classifier = try buildClassifier(config, classes: dataset.classNames.count)
+        _ = try Checkpoint.load(path: model.checkpoint, into: classifier.parameters, optimizer: nil, mayBeMissing: { regular && $0.contains("_offset.") })
+        guard let dataRoot = config.data.root else { throw VisError("\(model.config): data.root: expected the `dcn-data synth-cls` folder") }
+        let root = URL(fileURLWithPath: dataRoot).standardizedFileURL.path
+        let geometryPath = root + "/geometry.json"
+        let trainingSizes: ClosedRange<Double>
+        if let sizeRange { trainingSizes = try parseSizeRange(sizeRange) } else {
+            guard let geometryData = FileManager.default.contents(atPath: geometryPath),
+                  let sizes = (try? JSONDecoder().decode([String: ShapeGeometry].self, from: geometryData))?["train"]?.size else {
+                throw VisError("\(geometryPath): expected the training split's shape sizes (a `dcn-data synth-cls` set: dcn-vis dilation analyses classifiers on it)")
+            }
+            trainingSizes = sizes
+        }
+        let objects = Dictionary((try readClassificationObjects(root: root)["val"] ?? []).map { ($0.file, $0) }, uniquingKeysWith: { a, _ in a })
+        let view = ResizeCenterCrop(resizeSize: config.data.resizeSize, cropSize: config.data.cropSize)
+        var survey = DilationSurvey()
+        let ws = Workspace()
+        let images = dataset.images.prefix(maxImages)
+        for entry in images {
+            let file = URL(fileURLWithPath: entry.path).standardizedFileURL.path
+            guard file.hasPrefix(root + "/"), let object = objects[String(file.dropFirst(root.count + 1))] else {
+                throw VisError("\(root)/objects.json: no shape listed for \(entry.path)")
+            }
+            try survey.add(classifier: classifier.network, original: try decodeImage(path: entry.path), view: view, object: object,
+                           trainingSizes: trainingSizes, ws)
+        }
+        let regularValue = regularKernelDilation(classifier.network)
+        let table = survey.markdown(regularValue: regularValue, titles: NodeRegion.classifierTitles(trainingSizes: trainingSizes))
+        print("effective dilation (image pixels), mean ± std (nodes), \(images.count) images of \(model.config)"
+              + (regular ? " (a regular network: res3-res5 analysed with zero offsets)" : "")
+              + "; regions by the shape's size (sqrt(area) / image side)" + (sizeRange == nil ? ", the middle one the training split's sizes" : ""))
+        print(table, terminator: "")
+        if let markdown { try writeAtomically(Data(table.utf8), to: markdown) }
+        if let json {
+            try writeJSON(["config": model.config, "checkpoint": model.checkpoint, "images": images.count, "regular_network": regular,
+                           "unit": "image pixels", "size_range": [trainingSizes.lowerBound, trainingSizes.upperBound],
+                           "regions": "small: shapes below size_range, medium: within, large: above (sqrt(area) / image side)", "size_range_is_training": sizeRange == nil,
+                           "layers": survey.rows(regularValue: regularValue)], to: json)
         }
     }
 }

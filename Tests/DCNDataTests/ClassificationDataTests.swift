@@ -103,3 +103,30 @@ func largestDifference(_ image: RGBImage, _ reference: [Double]) -> Double {
     while let batch = try evaluation.nextIfAvailable() { seen += batch.classLabels.count }
     #expect(seen == 12)
 }
+
+/// `dcn-data synth-cls` lists each image's shape in objects.json: its box holds the shape (the box's
+/// area is at least the shape's, sqrt(area) = size x side), inside the image, and the sizes come from
+/// each split's range.
+@Test func syntheticClassificationListsEachShape() throws {
+    let out = try temporaryFolder("synth-cls-objects")
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    _ = try writeSyntheticClassificationDataset(out: out, trainPerClass: 2, valPerClass: 3, size: 64, seed: 5,
+                                                geometry: (.training(size: 0.35...0.45), .training(size: 0.15...0.75)))
+    let objects = try readClassificationObjects(root: out)
+    #expect(objects["train"]?.count == 20 && objects["val"]?.count == 30)
+    for (split, range) in [("train", 0.35...0.45), ("val", 0.15...0.75)] {
+        for object in objects[split] ?? [] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + object.file), "\(object.file)")
+            #expect(object.file.hasPrefix(split + "/") && object.file.contains(String(format: "/%02d_", object.label)))
+            #expect(range.contains(object.size), "\(object.file): size \(object.size)")
+            let box = try Box(object.box)
+            #expect(box.x1 >= 0 && box.y1 >= 0 && box.x2 <= 64 && box.y2 <= 64, "\(object.file): \(box)")
+            // Shapes near the image side may be clipped; the others' boxes hold their area.
+            if object.size < 0.5 { #expect(Double(box.area) >= object.size * object.size * 64 * 64, "\(object.file): \(box), size \(object.size)") }
+        }
+    }
+    try "{}".write(toFile: out + "/objects.json", atomically: true, encoding: .utf8)
+    #expect(try readClassificationObjects(root: out).isEmpty)
+    try FileManager.default.removeItem(atPath: out + "/objects.json")
+    #expect(throws: DatasetError.self) { try readClassificationObjects(root: out) }
+}

@@ -52,6 +52,18 @@ import Testing
     SGD(parameters: [w, b], momentum: 0, weightDecay: 0.1, weightDecayNorm: 0.01).step(lr: 1)
     #expect(abs(w.value.data[0] - (2 - 0.1 * 2)) < 1e-6)
     #expect(abs(b.value.data[0] - (3 - 0.01 * 3)) < 1e-6)
+    // solver.weight_decay_bias: conv and linear biases (names ending in .bias that decay); a norm's
+    // bias stays with the norm's decay. The rates may change between steps.
+    let conv = Parameter(name: "conv.weight", value: try! Tensor(shape: [1], data: [2]))
+    let bias = Parameter(name: "conv.bias", value: try! Tensor(shape: [1], data: [4]))
+    let normBias = Parameter(name: "bn.bias", value: try! Tensor(shape: [1], data: [5]), decays: false)
+    for p in [conv, bias, normBias] { p.zeroGrad() }
+    let sgd = SGD(parameters: [conv, bias, normBias], momentum: 0, weightDecay: 0.1, weightDecayNorm: 0.01, weightDecayBias: 0.5)
+    sgd.step(lr: 1)
+    #expect(abs(conv.value.data[0] - 1.8) < 1e-6 && abs(bias.value.data[0] - 2) < 1e-6 && abs(normBias.value.data[0] - 4.95) < 1e-6)
+    sgd.weightDecayBias = nil  // biases then take weight_decay
+    sgd.step(lr: 1)
+    #expect(abs(bias.value.data[0] - 1.8) < 1e-6)
 }
 
 /// A tiny synthetic dataset (6 training and 2 validation images of 96 px) in `dir`, and the
