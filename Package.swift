@@ -96,8 +96,9 @@ let package = Package(
         ),
         // The spatial support of network nodes (the paper's Section 2.1): effective receptive fields,
         // effective sampling locations, error-bounded saliency regions, and what dcn-vis reports of
-        // them (how a trained detector is analysed, a node's pictures and numbers, focus, effective
-        // dilation, the nodes and cells a figure picks); DCNPictures draws the pictures.
+        // them (how a trained detector or classifier is analysed, a node's pictures and numbers,
+        // focus, effective dilation of detectors and of classifiers on synth-cls sets, the nodes and
+        // cells a figure picks); DCNPictures draws the pictures.
         .target(name: "DCNAnalysis", dependencies: ["DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNPictures", "DCNTensor"]),
         .executableTarget(
             name: "dcn-vis",

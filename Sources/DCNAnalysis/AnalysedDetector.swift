@@ -1,5 +1,5 @@
-// How a trained detector is set up for the analysis, and which nodes a figure analyses: the
-// decisions dcn-vis used to make in its command code.
+// How a trained detector (or classifier) is set up for the analysis, and which nodes a figure
+// analyses: the decisions dcn-vis used to make in its command code.
 import DCNConfig
 import DCNModels
 import DCNTensor
@@ -28,7 +28,20 @@ public struct AnalysedConfig {
         self.config = config
     }
 
-    /// The analysed detector's parameters the trained checkpoint lacks: the zero offsets' branches.
+    /// A classifier's: a regular network (regular convolutions, or no deformable stage) has res3-res5
+    /// analysed as zero-offset DCNv1 layers (the regular kernel's values).
+    public init(classifier trained: ExperimentConfig) {
+        var config = trained
+        regular = config.backbone.convType == .regular || config.backbone.deformableStages.isEmpty
+        if regular {
+            config.backbone.convType = .dconv
+            config.backbone.deformableStages = [3, 4, 5]
+        }
+        alignedPooling = false
+        self.config = config
+    }
+
+    /// The analysed network's parameters the trained checkpoint lacks: the zero offsets' branches.
     public var mayBeMissing: @Sendable (String) -> Bool {
         let regular = regular, alignedPooling = alignedPooling
         return { (regular && $0.contains("_offset.")) || (alignedPooling && $0.contains("pooler.offset_fc")) }

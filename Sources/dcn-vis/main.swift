@@ -441,40 +441,19 @@ struct Dilation: ParsableCommand {
     /// by the shape's size against the training split's sizes (`geometry.json`). A regular network is
     /// analysed with res3-res5 as zero-offset deformable convolutions (the regular kernel's values).
     func classifierSurvey() throws {
-        var config = try loadConfig(path: model.config, overrides: model.overrides)
-        let regular = config.backbone.convType == .regular || config.backbone.deformableStages.isEmpty
-        if regular {
-            config.backbone.convType = .dconv
-            config.backbone.deformableStages = [3, 4, 5]
-        }
+        let analysed = AnalysedConfig(classifier: try loadConfig(path: model.config, overrides: model.overrides))
+        let config = analysed.config, regular = analysed.regular
         let classes = try Checkpoint.classNames(path: model.checkpoint).map { Dataset.ClassList(names: $0, source: "the checkpoint \(model.checkpoint)") }
         guard let dataset = try loadDataset(config, train: false, classes: classes) else { throw VisError("\(model.config): the config names no evaluation split") }
         let classifier = try buildClassifier(config, classes: dataset.classNames.count)
-        _ = try Checkpoint.load(path: model.checkpoint, into: classifier.parameters, optimizer: nil, mayBeMissing: { regular && $0.contains("_offset.") })
+        _ = try Checkpoint.load(path: model.checkpoint, into: classifier.parameters, optimizer: nil, mayBeMissing: analysed.mayBeMissing)
         guard let dataRoot = config.data.root else { throw VisError("\(model.config): data.root: expected the `dcn-data synth-cls` folder") }
         let root = URL(fileURLWithPath: dataRoot).standardizedFileURL.path
-        let geometryPath = root + "/geometry.json"
-        let trainingSizes: ClosedRange<Double>
-        if let sizeRange { trainingSizes = try parseSizeRange(sizeRange) } else {
-            guard let geometryData = FileManager.default.contents(atPath: geometryPath),
-                  let sizes = (try? JSONDecoder().decode([String: ShapeGeometry].self, from: geometryData))?["train"]?.size else {
-                throw VisError("\(geometryPath): expected the training split's shape sizes (a `dcn-data synth-cls` set: dcn-vis dilation analyses classifiers on it)")
-            }
-            trainingSizes = sizes
-        }
-        let objects = Dictionary((try readClassificationObjects(root: root)["val"] ?? []).map { ($0.file, $0) }, uniquingKeysWith: { a, _ in a })
-        let view = ResizeCenterCrop(resizeSize: config.data.resizeSize, cropSize: config.data.cropSize)
-        var survey = DilationSurvey()
-        let ws = Workspace()
-        let images = dataset.images.prefix(maxImages)
-        for entry in images {
-            let file = URL(fileURLWithPath: entry.path).standardizedFileURL.path
-            guard file.hasPrefix(root + "/"), let object = objects[String(file.dropFirst(root.count + 1))] else {
-                throw VisError("\(root)/objects.json: no shape listed for \(entry.path)")
-            }
-            try survey.add(classifier: classifier.network, original: try decodeImage(path: entry.path), view: view, object: object,
-                           trainingSizes: trainingSizes, ws)
-        }
+        let trainingSizes = try sizeRange.map(parseSizeRange) ?? trainingShapeSizes(root: root)
+        let images = Array(dataset.images.prefix(maxImages))
+        let survey = try classifierDilationSurvey(classifier.network, images: images, root: root,
+                                                  view: ResizeCenterCrop(resizeSize: config.data.resizeSize, cropSize: config.data.cropSize),
+                                                  trainingSizes: trainingSizes)
         let regularValue = regularKernelDilation(classifier.network)
         let table = survey.markdown(regularValue: regularValue, titles: NodeRegion.classifierTitles(trainingSizes: trainingSizes))
         print("effective dilation (image pixels), mean ± std (nodes), \(images.count) images of \(model.config)"

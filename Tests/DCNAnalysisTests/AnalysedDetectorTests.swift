@@ -1,8 +1,11 @@
 // How dcn-vis sets a trained detector up for the analysis, and the cells a figure analyses.
 import DCNAnalysis
 import DCNConfig
+import DCNData
 import DCNModels
 import DCNTensor
+import Foundation
+import TestSupport
 import Testing
 
 @Suite struct AnalysedDetector {
@@ -31,6 +34,31 @@ import Testing
         #expect(!analysed.regular && !analysed.alignedPooling)
         #expect(analysed.config == trained)
         #expect(!analysed.mayBeMissing("backbone.layer4.0.conv2_offset.weight") && !analysed.mayBeMissing("roi_heads.pooler.offset_fc1.weight"))
+    }
+
+    /// A regular classifier is analysed with res3-res5 as zero-offset DCNv1; a deformable one as trained.
+    @Test func aRegularClassifierIsAnalysedWithZeroOffsetsInRes3ToRes5() {
+        var trained = ExperimentConfig()
+        trained.model.task = .classification
+        let analysed = AnalysedConfig(classifier: trained)
+        #expect(analysed.regular && !analysed.alignedPooling)
+        #expect(analysed.config.backbone.deformableStages == [3, 4, 5] && analysed.config.backbone.convType == .dconv)
+        #expect(analysed.mayBeMissing("layer3.0.conv2_offset.weight") && !analysed.mayBeMissing("layer3.0.conv2.weight"))
+        trained.backbone.deformableStages = [4, 5]
+        trained.backbone.convType = .mdconv
+        let deformable = AnalysedConfig(classifier: trained)
+        #expect(!deformable.regular && deformable.config == trained && !deformable.mayBeMissing("layer4.0.conv2_offset.weight"))
+    }
+
+    /// The training split's shape sizes come from the set's geometry.json; without one the error names the file.
+    @Test func theTrainingShapeSizesAreTheSetsGeometry() throws {
+        let root = try temporaryFolder("shape-sizes")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(throws: ClassifierSetError.self) { try trainingShapeSizes(root: root) }
+        do { _ = try trainingShapeSizes(root: root) } catch { #expect("\(error)".hasPrefix(root + "/geometry.json: expected the training split's shape sizes")) }
+        let geometry = ["train": ShapeGeometry.training(size: 0.3...0.4), "val": ShapeGeometry.shifted]
+        try JSONEncoder().encode(geometry).write(to: URL(fileURLWithPath: root + "/geometry.json"))
+        #expect(try trainingShapeSizes(root: root) == 0.3...0.4)
     }
 
     /// Figure 1: each automatic node at the given size; Figure 5: the large object's node at each size.
