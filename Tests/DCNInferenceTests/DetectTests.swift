@@ -15,10 +15,6 @@ private func touch(_ path: String, _ text: String = "x") throws {
     try Data(text.utf8).write(to: URL(fileURLWithPath: path))
 }
 
-private func jsonObject(_ path: String) throws -> Any {
-    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
-}
-
 @Suite("dcn-detect inputs")
 struct DetectInputTests {
     @Test("Folders are searched recursively and sorted; hidden files, other extensions and the output folder are skipped")
@@ -140,7 +136,7 @@ struct DetectToolTests {
 
         // Input order (sorted by path inside the folder): ids 1...8, the bad ones included.
         let order = ["000007.jpg", "notes.png", "sub/cmyk.jpg", "sub/exif_6.jpg", "sub/gray.jpg", "sub/gray.png", "sub/palette.png", "sub/truncated.jpg"]
-        let detections = try #require(try jsonObject(dir + "/det/" + DetectFiles.detections) as? [[String: Any]])
+        let detections = try #require(try readJSON(dir + "/det/" + DetectFiles.detections) as? [[String: Any]])
         for (k, name) in order.enumerated() {
             let mine = detections.filter { $0["file_name"] as? String == images + "/" + name }
             if good.contains(name) {
@@ -157,7 +153,7 @@ struct DetectToolTests {
             #expect(b[0] >= 0 && b[1] >= 0 && b[0] + b[2] <= 37.001 && b[1] + b[3] <= 23.001, "\(b)")
         }
 
-        let index = try #require(try jsonObject(dir + "/det/" + DetectFiles.images) as? [String: Any])
+        let index = try #require(try readJSON(dir + "/det/" + DetectFiles.images) as? [String: Any])
         let listed = try #require(index["images"] as? [[String: Any]])
         #expect(listed.map { $0["file_name"] as? String } == good.map { images + "/" + $0 })
         for entry in listed {
@@ -220,18 +216,18 @@ struct DetectToolTests {
                                      ranks: nil, folder: dir, name: "detect")
         #expect(detect.process.terminationStatus == 0, "\(detect.errors)")
 
-        var detections = try #require(try jsonObject("\(dir)/det/detections.json") as? [[String: Any]])
+        var detections = try #require(try readJSON("\(dir)/det/detections.json") as? [[String: Any]])
         #expect(!detections.isEmpty && detections.allSatisfy { ($0["file_name"] as? String)?.hasPrefix("\(dir)/data/images/val/") == true })
         for k in detections.indices { detections[k]["file_name"] = nil }
-        let evaluated = try #require(try jsonObject("\(dir)/model_results.json") as? [[String: Any]])
+        let evaluated = try #require(try readJSON("\(dir)/model_results.json") as? [[String: Any]])
         #expect(NSArray(array: detections).isEqual(to: evaluated), "the detections differ from dcn-eval model's")
 
-        let metrics = try #require(try jsonObject("\(dir)/model_metrics.json") as? [String: Double])
+        let metrics = try #require(try readJSON("\(dir)/model_metrics.json") as? [String: Double])
         for type in ["bbox", "segm"] {
             let coco = try ToolRun.run("dcn-eval", ["coco", "--gt", annotations, "--results", "\(dir)/det/detections.json", "--iou-type", type,
                                                     "--json", "\(dir)/coco_\(type).json"], ranks: nil, folder: dir, name: "coco_\(type)")
             #expect(coco.process.terminationStatus == 0, "\(coco.errors)")
-            let scored = try #require(try jsonObject("\(dir)/coco_\(type).json") as? [String: Double])
+            let scored = try #require(try readJSON("\(dir)/coco_\(type).json") as? [String: Double])
             #expect(scored.count == 12)
             for (name, value) in scored {
                 #expect(metrics["\(type)/\(name)"] == value, "\(type)/\(name): dcn-eval coco \(value), dcn-eval model \(String(describing: metrics["\(type)/\(name)"]))")

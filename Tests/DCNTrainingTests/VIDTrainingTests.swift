@@ -23,10 +23,6 @@ func tinyVIDOverrides(_ dir: String) throws -> [String] {
 }
 
 /// A metrics or `dcn-eval vid --json` file as a dictionary.
-private func jsonObject(_ path: String) throws -> [String: Any] {
-    try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-}
-
 @Test func aTinyVIDRunIsScoredWithMSRAsAPOnTheDetectionsItWrites() throws {
     let dir = try temporaryFolder("vid-run")
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -52,7 +48,7 @@ private func jsonObject(_ path: String) throws -> [String: Any] {
         #expect(f[2].split(separator: ".").last?.count == 4 && f[3].split(separator: ".").last?.count == 2, "\(line)")
     }
     #expect(RunFiles.isRunFile("eval_final_results.txt") && RunFiles.isRunFile("eval_model_results.txt"))
-    let metrics = try jsonObject(out + "/eval_final_metrics.json")
+    let metrics = try #require(try readJSON(out + "/eval_final_metrics.json") as? [String: Any])
     let ap = try #require(metrics["vid/AP"] as? Double)
     #expect(ap >= 0 && ap <= 1)
     #expect(Set(metrics.keys) == Set(["vid/AP"] + ["ring", "cross", "star", "arrow", "L", "T"].map { "vid/AP/\($0)" }))
@@ -63,7 +59,7 @@ private func jsonObject(_ path: String) throws -> [String: Any] {
                                                 "--detections", out + "/eval_final_results.txt", "--classes", classes,
                                                 "--json", dir + "/rescored.json"], ranks: nil, folder: dir, name: "vid")
     #expect(rescored.process.terminationStatus == 0, "\(rescored.errors)")
-    let again = try jsonObject(dir + "/rescored.json")
+    let again = try #require(try readJSON(dir + "/rescored.json") as? [String: Any])
     #expect(again["AP"] as? Double == ap)
     let perClass = try #require(again["per_class"] as? [String: Double])
     for (name, value) in perClass { #expect(metrics["vid/AP/\(name)"] as? Double == value, "\(name)") }
@@ -75,7 +71,7 @@ private func jsonObject(_ path: String) throws -> [String: Any] {
     #expect(evaluated.process.terminationStatus == 0, "\(evaluated.errors)")
     #expect(evaluated.output.contains("detections: \(out)/eval_model_results.txt"), "\(evaluated.output)")
     #expect(try String(contentsOfFile: out + "/eval_model_results.txt", encoding: .utf8).split(separator: "\n") == lines)
-    #expect(try jsonObject(out + "/eval_model_metrics.json")["vid/AP"] as? Double == ap)
+    #expect(try #require(try readJSON(out + "/eval_model_metrics.json") as? [String: Any])["vid/AP"] as? Double == ap)
 }
 
 @Test func vidDataErrorsNameTheConfigKey() throws {

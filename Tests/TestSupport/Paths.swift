@@ -14,6 +14,11 @@ public func fixturePath(_ relative: String) -> String {
     URL(fileURLWithPath: repositoryRoot).appendingPathComponent("Tests/Fixtures").appendingPathComponent(relative).path
 }
 
+/// The JSON value a file holds (an object, an array, ...).
+public func readJSON(_ path: String) throws -> Any {
+    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+}
+
 /// A fresh folder `name` of this test process (emptied if an earlier test left it).
 public func temporaryDirectory(_ name: String) -> String {
     let path = NSTemporaryDirectory() + "dcn-training-\(getpid())-\(name)"
