@@ -16,9 +16,9 @@ public let detectionBoxesName = "detection_boxes", detectionScoresName = "detect
 
 extension BackboneExporter {
     /// Adds the detections of batch item 0 from `res5` and the `proposals` [S, 4]; returns
-    /// (boxes [D, 4], scores [D], labels [D] int64, 1...C).
+    /// (boxes [D, 4], scores [D], labels [D] int64, 1...C) and the reduced map the branches read.
     mutating func addDetections(_ detector: GeneralizedRCNN, image: String, res5: String, proposals: String) throws
-        -> (boxes: String, scores: String, labels: String) {
+        -> (boxes: String, scores: String, labels: String, reduced: String) {
         let head = detector.boxHead
         let spec = head.spec
         let classes = head.classes
@@ -114,6 +114,6 @@ extension BackboneExporter {
         let index = try column(selected, 2, axis: 1, "selected_index")
         return (try op("Gather", [candBoxes, index], "boxes", [.int("axis", 0)]),
                 try op("Gather", [candScores, index], "scores", [.int("axis", 0)]),
-                try op("Gather", [candLabels, index], "labels", [.int("axis", 0)]))
+                try op("Gather", [candLabels, index], "labels", [.int("axis", 0)]), reduced)
     }
 }

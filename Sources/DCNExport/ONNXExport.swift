@@ -15,8 +15,9 @@ public enum ExportPart: String, CaseIterable, Sendable {
     /// The backbone, the RPN head and the proposals of one image (anchor decoding, top-k, clipping,
     /// NMS): adds `proposals` [S, 4] (x1, y1, x2, y2 in input pixels) and `proposal_logits` [S].
     case proposals
-    /// Also the box head's detections of that image (roialign detectors only): adds
-    /// `detection_boxes` [D, 4], `detection_scores` [D] and `detection_labels` [D] (int64, 1...C).
+    /// Also the box head's detections of that image: adds `detection_boxes` [D, 4],
+    /// `detection_scores` [D] and `detection_labels` [D] (int64, 1...C), and with a mask head
+    /// `detection_masks` [D, M, M] (probabilities over each box).
     case detector
 }
 
@@ -73,17 +74,32 @@ public func detectorModel(_ detector: GeneralizedRCNN, part: ExportPart, metadat
                 guard let res5 = exporter.stageTensors[detector.boxHead.inFeature] else {
                     throw ExportError("onnx export: the box head reads '\(detector.boxHead.inFeature)', which the backbone does not produce")
                 }
-                let (dBoxes, dScores, dLabels) = try exporter.addDetections(detector, image: imageInputName, res5: res5, proposals: boxes)
+                let (dBoxes, dScores, dLabels, reduced) = try exporter.addDetections(detector, image: imageInputName, res5: res5, proposals: boxes)
                 try exporter.graph.node("Identity", [dBoxes], output: detectionBoxesName)
                 try exporter.graph.node("Identity", [dScores], output: detectionScoresName)
                 try exporter.graph.node("Identity", [dLabels], output: detectionLabelsName)
                 values.append(ONNXValue(name: detectionBoxesName, shape: [.symbolic("detections"), .fixed(4)]))
                 values.append(ONNXValue(name: detectionScoresName, shape: [.symbolic("detections")]))
                 values.append(ONNXValue(name: detectionLabelsName, shape: [.symbolic("detections")], int64: true))
+                // The other branches' additions (masks); training-only branches (mimic) add nothing.
+                var maps = exporter.stageTensors
+                maps[BoxHead.reducedMap] = reduced
+                var added: [String] = []
+                for branch in detector.roiBranches.dropFirst() where branch.addition != nil {
+                    guard let exportable = branch as? ONNXDetectionBranch else {
+                        throw ExportError("onnx export: the \(branch.phase) branch adds \(branch.addition!) to each detection, which has no ONNX export")
+                    }
+                    for (tensor, value) in try exportable.addDetectionOutputs(&exporter, maps: maps, boxes: dBoxes, labels: dLabels) {
+                        try exporter.graph.node("Identity", [tensor], output: value.name)
+                        values.append(value)
+                        added.append(value.name)
+                    }
+                }
                 return try finish(exporter.graph, name: "detector", outputs: values,
                                   what: "the detector on one image (batch 1): res4, res5, the RPN head, the proposals and the box head's "
                                       + "detections (boxes [D, 4] x1, y1, x2, y2 clipped to the input's size, scores, labels 1...C) by "
-                                      + "descending score; no mask head", metadata: metadata)
+                                      + "descending score" + (added.isEmpty ? "" : ", and \(added.joined(separator: ", ")) "
+                                      + "(the mask probabilities over each box, [D, M, M], to paste into the image)"), metadata: metadata)
             }
             return try finish(exporter.graph, name: "backbone_rpn_proposals", outputs: values,
                               what: "the backbone (res4, res5), the RPN head and the proposals of one image (batch 1): boxes [S, 4] "

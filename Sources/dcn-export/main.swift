@@ -81,11 +81,13 @@ struct ONNXCommand: ParsableCommand {
             with ImageNet's mean and std, any height and width), outputs 'res4' and 'res5' (docs/export.md); --part rpn \
             adds the RPN head's outputs 'rpn_objectness_logits' and 'rpn_anchor_deltas'; --part proposals adds the proposals \
             of one image (batch 1): 'proposals' [S, 4] and 'proposal_logits' [S] (anchors, top-k, decoding, clipping to the \
-            input's size, NMS); --part detector (roialign detectors) adds the box head's detections of that image: \
-            'detection_boxes' [D, 4], 'detection_scores' [D], 'detection_labels' [D] (int64). \
+            input's size, NMS); --part detector adds the box head's detections of that image: \
+            'detection_boxes' [D, 4], 'detection_scores' [D], 'detection_labels' [D] (int64), and for Mask R-CNN \
+            'detection_masks' [D, M, M] (each detection's mask probabilities over its box, to paste into the image). \
             Batch norms are folded into the convolutions; group norm is built from InstanceNormalization; deformable \
-            convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv. \
-            Not exported yet: roipool, dpool and mdpool, the mask head, batches of more than one image past the RPN head.
+            convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv; RoI pooling is \
+            RoiAlign, MaxRoiPool, or for (m)dpool RoiAlign, the offset fcs and GridSample. The mimic branch trains only \
+            and is left out. Not exported yet: batches of more than one image past the RPN head.
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -164,7 +166,9 @@ struct MapsCommand: ParsableCommand {
             --inputs is a safetensors file of float32 tensors [1, 3, H, W] (normalised images, as the exported \
             model's 'image' input), any names; --out gets '<name>.res4', '<name>.res5', '<name>.rpn_objectness_logits' and \
             '<name>.rpn_anchor_deltas' for each (inference mode), and for a batch of one '<name>.proposals' [S, 4] and \
-            '<name>.detection_boxes', '_scores', '_labels' (the proposals and detections clipped to the tensor's size).
+            '<name>.detection_boxes', '_scores', '_labels' (the proposals and detections clipped to the tensor's size), \
+            and with a mask head '<name>.detection_masks' [D, M, M] (probabilities over each box) and \
+            '<name>.detection_masks_pasted' [D, H, W] (pasted into the input's size at 0.5, 0 or 1, as dcn-detect pastes).
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -208,6 +212,17 @@ struct MapsCommand: ParsableCommand {
                 maps["\(name).\(detectionBoxesName)"] = detections.isEmpty ? Tensor(zeros: [0, 4]) : detections.map(\.box).tensor
                 maps["\(name).\(detectionScoresName)"] = try Tensor(shape: [detections.count], data: detections.map(\.score))
                 maps["\(name).\(detectionLabelsName)"] = try Tensor(shape: [detections.count], data: detections.map { Float($0.label) })
+                for case .mask(let m) in model.detectionAdditions {
+                    var masks: [Float] = [], pasted: [Float] = []
+                    for d in detections {
+                        guard let mask = d.mask else { throw ExportError("\(name): a detection has no mask") }
+                        masks += mask
+                        pasted += try pasteMask(probabilities: mask, maskSize: m, box: MaskBox(x0: d.box.x1, y0: d.box.y1, x1: d.box.x2, y1: d.box.y2),
+                                                imageHeight: x.dim(2), imageWidth: x.dim(3)).map(Float.init)
+                    }
+                    maps["\(name).\(detectionMasksName)"] = try Tensor(shape: [detections.count, m, m], data: masks)
+                    maps["\(name).\(detectionMasksName)_pasted"] = try Tensor(shape: [detections.count, x.dim(2), x.dim(3)], data: pasted)
+                }
             }
         }
         try SafeTensorsWriter.write(maps, to: out)
