@@ -10,7 +10,7 @@ public enum ExportPart: String, CaseIterable, Sendable {
     /// The backbone alone: the normalised image in, the res4 and res5 maps out.
     case backbone
     /// The backbone and the RPN head: res4, res5, the objectness logits and the anchor deltas
-    /// (before anchor decoding, top-k and NMS, which are not exported yet).
+    /// (before anchor decoding, top-k and NMS: `proposals` adds those).
     case rpn
     /// The backbone, the RPN head and the proposals of one image (anchor decoding, top-k, clipping,
     /// NMS): adds `proposals` [S, 4] (x1, y1, x2, y2 in input pixels) and `proposal_logits` [S].

@@ -153,6 +153,29 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         }
     }
 
+    /// Mask R-CNN with the mimic branch: the masks are an output [D, M, M] (the detection's class
+    /// map, GatherElements, Sigmoid); the mimic branch (training only) adds nothing to the graph.
+    @Test func maskHeadIsExportedAndMimicLeftOut() throws {
+        var spec = tinyDetectorSpec(conv: .mdconv, extractor: .mdpool)
+        var mask = MaskHeadSpec(MaskConfig())
+        mask.pooledSize = 4
+        mask.convs = 2
+        mask.convDim = 4
+        var mimic = MimicSpec(MimicConfig())
+        mimic.regions = .fg
+        spec.branches = [mimic, mask]
+        let detector = try GeneralizedRCNN(spec: spec)
+        let model = try detectorModel(detector, part: .detector)
+        let output = try #require(model.graph.output.last)
+        #expect(output.name == detectionMasksName)
+        #expect(output.type.tensorType.shape.dim.map(\.dimValue).suffix(2) == [8, 8])
+        let ops = opCounts(model)
+        #expect(ops["ConvTranspose"] == 1 && ops["GatherElements"] == 1 && ops["RoiAlign"] == 2)
+        #expect(!model.graph.initializer.contains { $0.name.contains("mimic") })
+        let withoutMimic = try GeneralizedRCNN(spec: { var s = spec; s.branches = [mask]; return s }())
+        #expect(try detectorModel(withoutMimic, part: .detector).graph.node.count == model.graph.node.count)
+    }
+
     @Test func adaptiveDeformablePoolingIsRefused() throws {
         var spec = tinyDetectorSpec(conv: .regular, extractor: .mdpool)
         spec.roiHead.samplingRatio = 0
