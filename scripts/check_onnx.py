@@ -52,6 +52,8 @@ CASES = [
     ("demo, mdconv@c3~c5, frozen BN, roialign", "configs/demo.yaml", ["backbone.norm=frozen_bn", "roi_head.extractor=roialign"], SMALL, DETECTOR),
     ("R-50 mdconv@c3~c5 + mdpool + mimic (COCO), frozen BN", "configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool_mimic_fg.yaml", [],
      [(128, 160), (96, 136)], DETECTOR),
+    # Last, so that the cases above keep their seeds (the seed is the case's index).
+    ("demo, batches of 2 and 3 images past the RPN", "configs/demo.yaml", [], [(2, 96, 128), (3, 64, 96)], DETECTOR),
 ]
 
 # The comparison with dcn-detect: (case index, images, (height, width)): the demo at its test size
@@ -67,6 +69,8 @@ SCORE_TOLERANCE = 1e-4
 # Masks: onnxruntime's [D, M, M] probabilities pasted into the image as ours paste (paste_mask),
 # against ours pasted by `dcn-export maps`: IoU >= MASK_IOU per detection.
 MASKS = "detection_masks"
+# Each proposal's and detection's image in the batch.
+PROPOSAL_IMAGES, DETECTION_IMAGES = "proposal_batch_index", "detection_batch_index"
 MASK_IOU = 0.99
 MASK_TIE = 1e-4
 
@@ -152,11 +156,15 @@ def match_boxes(theirs, ours):
     return worst, moved
 
 
-def match_detections(theirs, ours):
-    """Each detection of onnxruntime partnered with one of ours of the same class (the closest
-    box): the largest box distance (pixels) and score difference of the partners, how many sit at
-    another position, and whether the counts differ."""
+def match_detections(theirs, ours, images=None):
+    """Each detection of onnxruntime partnered with one of ours of the same class (and image of
+    the batch, `images` = (theirs, ours)) with the closest box: the largest box distance (pixels)
+    and score difference of the partners, how many sit at another position, and whether the
+    counts differ."""
     (tb, ts, tl), (ob, os_, ol) = theirs, ours
+    if images is not None:  # the class and the image as one key
+        tl = np.asarray(tl, dtype=np.int64) + 1_000_000 * np.asarray(images[0], dtype=np.int64)
+        ol = np.asarray(ol, dtype=np.int64) + 1_000_000 * np.asarray(images[1], dtype=np.int64)
     result = {"detection box px": 0.0, "detection score": 0.0, "reordered": 0, "count": len(tb) != len(ob), "pairs": []}
     if result["count"]:
         return result
@@ -292,7 +300,9 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
     export = os.path.join(bin_dir, "dcn-export")
     run([export, "check-weights", "--config", config, *sets, "--seed", str(seed + index), "--out", checkpoint])
     rng = np.random.default_rng(seed + index)
-    images = {f"image{i}": synthetic_image(rng, h, w) for i, (h, w) in enumerate(sizes)}
+    # (height, width): one image; (n, height, width): a batch of n images of that size.
+    images = {f"image{i}": np.concatenate([synthetic_image(rng, *size[-2:]) for _ in range(size[0] if len(size) == 3 else 1)])
+              for i, size in enumerate(sizes)}
     write_safetensors(inputs_path, images)
     run([export, "maps", "--config", config, *sets, "--checkpoint", checkpoint, "--inputs", inputs_path,
          "--out", maps_path, "--threads", str(threads)])
@@ -314,12 +324,13 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
         for image_name, image in images.items():
             outputs = dict(zip(output_names, session.run(output_names, {"image": image})))
             if DETECTIONS[0] in outputs:
-                error = match_detections([outputs[n] for n in DETECTIONS], [ours[f"{image_name}.{n}"] for n in DETECTIONS])
+                error = match_detections([outputs[n] for n in DETECTIONS], [ours[f"{image_name}.{n}"] for n in DETECTIONS],
+                                         (outputs[DETECTION_IMAGES], ours[f"{image_name}.{DETECTION_IMAGES}"]))
                 for key, value in error.items():
                     if key not in ("reordered", "count", "pairs"):
                         worst[key] = max(worst.get(key, 0.0), value)
                 swapped["detections"] = swapped.get("detections", 0) + error["reordered"]
-                where = f"{name}: --part {part}: {image_name} {tuple(image.shape[2:])} detections"
+                where = f"{name}: --part {part}: {image_name} {tuple(image.shape[:1]) + tuple(image.shape[2:])} detections"
                 if error["count"]:
                     failures.append(f"{where}: {len(outputs[DETECTIONS[0]])} from onnxruntime, {len(ours[image_name + '.' + DETECTIONS[0]])} ours")
                 elif not (error["detection box px"] <= BOX_TOLERANCE and error["detection score"] <= SCORE_TOLERANCE):
@@ -341,18 +352,20 @@ def check_case(bin_dir, work, index, case, tolerance, threads, seed):
                             failures.append(f"{where}: detection {i}'s pasted mask has IoU {iou:.4f} with ours (bound {MASK_IOU}), "
                                             f"{differ} pixels differ, not all within {MASK_TIE:.0e} of the threshold")
             for output in output_names:
-                if output in DETECTIONS or output == MASKS:
-                    continue
+                if output in DETECTIONS or output in (MASKS, PROPOSAL_IMAGES, DETECTION_IMAGES):
+                    continue  # compared with the boxes
                 if f"{image_name}.{output}" not in ours:
                     continue  # proposal_logits: ours are not written (the boxes are compared)
                 reference = ours[f"{image_name}.{output}"]
                 theirs = outputs[output]
-                where = f"{name}: --part {part}: {image_name} {tuple(image.shape[2:])} {output}"
+                where = f"{name}: --part {part}: {image_name} {tuple(image.shape[:1]) + tuple(image.shape[2:])} {output}"
                 if theirs.shape != reference.shape:
                     failures.append(f"{where}: onnxruntime's shape {theirs.shape}, ours {reference.shape}")
                     continue
                 if output in BOXES:
-                    error, reordered = match_boxes(theirs, reference)
+                    # Each image's boxes apart from the others' (its index times 1e6 pixels added).
+                    error, reordered = match_boxes(theirs + 1e6 * outputs[PROPOSAL_IMAGES][:, None],
+                                                   reference + 1e6 * ours[f"{image_name}.{PROPOSAL_IMAGES}"][:, None].astype(np.float64))
                     worst[output] = max(worst.get(output, 0.0), error)
                     swapped[output] = swapped.get(output, 0) + reordered
                     if not error <= BOX_TOLERANCE:
@@ -478,7 +491,7 @@ def main():
                 errors += f" ({swapped['detections']} detections reordered)"
             if "mask threshold ties" in swapped:
                 errors += f" ({swapped['mask threshold ties']} mask pixels at threshold ties)"
-            print(f"  {status:4} {case[0]}: {len(case[3])} images, max relative errors {errors} "
+            print(f"  {status:4} {case[0]}: {len(case[3])} inputs, max relative errors {errors} "
                   f"({time.monotonic() - case_start:.1f} s; ops {', '.join(ops)})")
             if detect_line:
                 print(detect_line)

@@ -18,15 +18,15 @@ public let detectionMasksName = "detection_masks"
 
 /// A RoI branch whose per-detection addition can be exported.
 protocol ONNXDetectionBranch {
-    /// Adds the nodes of the addition for the detections `boxes` [D, 4] (input pixels) and
-    /// `labels` [D] (int64, 1...C) of batch item 0, reading the maps `maps` (by name: the backbone's
-    /// and the box head's published ones); returns the outputs to name, with their shapes.
-    func addDetectionOutputs(_ exporter: inout BackboneExporter, maps: [String: String], boxes: String, labels: String) throws
+    /// Adds the nodes of the addition for the detections `boxes` [D, 4] (input pixels), `labels`
+    /// [D] (int64, 1...C) of the images `images` [D] (int64), reading the maps `maps` (by name: the
+    /// backbone's and the box head's published ones); returns the outputs to name, with their shapes.
+    func addDetectionOutputs(_ exporter: inout BackboneExporter, maps: [String: String], boxes: String, labels: String, images: String) throws
         -> [(tensor: String, value: ONNXValue)]
 }
 
 extension MaskHead: ONNXDetectionBranch {
-    func addDetectionOutputs(_ exporter: inout BackboneExporter, maps: [String: String], boxes: String, labels: String) throws
+    func addDetectionOutputs(_ exporter: inout BackboneExporter, maps: [String: String], boxes: String, labels: String, images: String) throws
         -> [(tensor: String, value: ONNXValue)] {
         guard let reduced = maps[BoxHead.reducedMap] else {
             throw ExportError("onnx export: the mask head reads '\(BoxHead.reducedMap)', which the box head does not publish")
@@ -36,11 +36,8 @@ extension MaskHead: ONNXDetectionBranch {
         func op(_ type: String, _ inputs: [String], _ out: String, _ attributes: [ONNXAttribute] = []) throws -> String {
             try g.node(type, inputs, output: "masks." + out, attributes)
         }
-        let int64 = Int(Onnx_TensorProto.DataType.int64.rawValue)
         let m = spec.maskSize
-        let batchIndex = try op("Cast", [try op("Mul", [try op("Gather", [boxes, try g.int64Scalar(0)], "box_x1", [.int("axis", 1)]),
-                                                        try g.floatScalar(0)], "box_zero")], "box_batch", [.int("to", int64)])
-        var x = try op("RoiAlign", [reduced, boxes, batchIndex], "roi_features",
+        var x = try op("RoiAlign", [reduced, boxes, images], "roi_features",
                        [.string("mode", "avg"), .int("output_height", spec.pooledSize), .int("output_width", spec.pooledSize),
                         .int("sampling_ratio", spec.samplingRatio), .float("spatial_scale", 1 / Float(input.stride)),
                         .string("coordinate_transformation_mode", "half_pixel")])

@@ -9,7 +9,9 @@
 //   (the smallest positive float), not at the lowest float: on the post-ReLU map it pools (>= 0)
 //   the only difference is 1.2e-38 instead of 0 in an all-zero bin.
 // - dpool / mdpool: the RoIAlign above, the offset fcs (`Gemm`, `Relu`), then the deformed bins'
-//   sample points computed as RoISamplingPlan computes them (in float rather than double):
+//   sample points computed as RoISamplingPlan computes them (in float rather than double), on
+//   the batch's maps stacked into one tall map (image b's rows from b * H, each row coordinate
+//   clamped into its image first):
 //       x(r, ph, iy, pw, ix) = x1 + pw * bin_w + gamma * roi_w * offset_x[r, ph, pw] + (ix + 0.5) * bin_w / grid_w
 //   (y likewise), all RoIs' points in one grid of `GridSample` (opset 16, bilinear, align_corners
 //   0, padding_mode border): with border padding, GridSample clamps a point to [0, size - 1] before
@@ -23,10 +25,10 @@ import DCNTensor
 
 extension BackboneExporter {
     /// Adds the RoI features [S, C, P, P] of `extractor` for `rois` [S, 4] (x1, y1, x2, y2 in input
-    /// pixels, batch item 0) on `map` [1, C, H, W] of stride `stride`; nodes are named `prefix` + ...
-    /// `parameter` returns a detector parameter by name.
-    mutating func addRoIFeatures(_ extractor: RoIFeatureExtractor, map: String, rois: String, stride: Int, prefix: String,
-                                 parameter: (String) throws -> Tensor) throws -> String {
+    /// pixels) of the images `batchIndex` [S] (int64) on `map` [N, C, H, W] of stride `stride`;
+    /// nodes are named `prefix` + ... `parameter` returns a detector parameter by name.
+    mutating func addRoIFeatures(_ extractor: RoIFeatureExtractor, map: String, rois: String, batchIndex: String, stride: Int,
+                                 prefix: String, parameter: (String) throws -> Tensor) throws -> String {
         var g = graph
         defer { graph = g }
         func i64(_ v: Int) throws -> String { try g.int64Scalar(v) }
@@ -35,14 +37,12 @@ extension BackboneExporter {
         func op(_ type: String, _ inputs: [String], _ out: String, _ attributes: [ONNXAttribute] = []) throws -> String {
             try g.node(type, inputs, output: prefix + out, attributes)
         }
-        let float = Int(Onnx_TensorProto.DataType.float.rawValue), int64 = Int(Onnx_TensorProto.DataType.int64.rawValue)
+        let float = Int(Onnx_TensorProto.DataType.float.rawValue)
         let p = extractor.pooledSize, scale = 1 / Float(stride)
         func column(_ t: String, _ c: Int, _ name: String) throws -> String {
             try op("Gather", [t, try i64(c)], name, [.int("axis", 1)])
         }
         let zero = try f32(0)
-        let batchIndex = try op("Cast", [try op("Mul", [try column(rois, 0, "roi_x1"), zero], "roi_zero")], "roi_batch",
-                                [.int("to", int64)])
         func roiAlign(_ name: String) throws -> String {
             try op("RoiAlign", [map, rois, batchIndex], name,
                    [.string("mode", "avg"), .int("output_height", p), .int("output_width", p),
@@ -129,16 +129,26 @@ extension BackboneExporter {
         }
         let valid = try op("Cast", [try op("And", [try inside(x, mapW, "inside_x"), try inside(y, mapH, "inside_y")], "inside")],
                            "inside_float", [.int("to", float)])
+        // The batch's maps stacked into one tall map [1, C, N * H, W]: image b's rows start at b * H.
+        // Each row coordinate is clamped into its own image's [0, H - 1] first (what the border
+        // padding does for one image; the points outside [-1, H] are zeroed by `valid` anyway).
+        let tall = try op("Reshape", [try op("Transpose", [map], "map_cnhw", [.ints("perm", [1, 0, 2, 3])]),
+                                      try vector("shape.tall.\(extractor.channels)", [1, extractor.channels, -1, 0])], "tall_map")
+        let tallH = try op("Cast", [try op("Gather", [try op("Shape", [tall], "tall_shape"), try i64(2)], "tall_h_int", [.int("axis", 0)])],
+                           "tall_h", [.int("to", float)])
+        let imageRow = try op("Reshape", [try op("Cast", [batchIndex], "roi_batch_float", [.int("to", float)]), roiShape], "roi_batch_5d")
+        let clampedY = try op("Min", [try op("Max", [y, zero], "sample_y_low"), try op("Sub", [mapH, try f32(1)], "map_last_row")], "sample_y_clamped")
+        let tallY = try op("Add", [clampedY, try op("Mul", [imageRow, mapH], "image_first_row")], "sample_y_tall")
         // Normalised for align_corners 0: (2v + 1) / size - 1; (x, y) last.
         let one = try f32(1), two = try f32(2)
         func normalised(_ v: String, _ bound: String, _ name: String) throws -> String {
             let n = try op("Sub", [try op("Div", [try op("Add", [try op("Mul", [v, two], name + "_2v"), one], name + "_2v1"), bound], name + "_ratio"), one], name)
             return try op("Unsqueeze", [n, try vector("axes.-1", [-1])], name + "_last")
         }
-        let grid = try op("Reshape", [try op("Concat", [try normalised(x, mapW, "grid_x"), try normalised(y, mapH, "grid_y")], "grid_6d",
+        let grid = try op("Reshape", [try op("Concat", [try normalised(x, mapW, "grid_x"), try normalised(tallY, tallH, "grid_y")], "grid_6d",
                                              [.int("axis", -1)]),
                                       try vector("shape.grid.\(p * gw)", [1, -1, p * gw, 2])], "grid")
-        let sampled = try op("GridSample", [map, grid], "samples",
+        let sampled = try op("GridSample", [tall, grid], "samples",
                              [.int("align_corners", 0), .string("mode", "bilinear"), .string("padding_mode", "border")])
         // [1, C, S*P*gh, P*gw] -> zero outside -> [C, S, P, gh, P, gw] -> sum over the bin's grid -> [S, C, P, P].
         let validRows = try op("Reshape", [valid, try vector("shape.grid_mask.\(p * gw)", [1, 1, -1, p * gw])], "inside_rows")

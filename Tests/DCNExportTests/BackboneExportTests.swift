@@ -104,7 +104,8 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         #expect(rpn.graph.output[3].type.tensorType.shape.dim[1].dimValue == Int64(4 * anchors))
 
         let proposals = try detectorModel(detector, part: .proposals)
-        #expect(proposals.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName, proposalsName, proposalLogitsName])
+        #expect(proposals.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName, proposalsName, proposalLogitsName,
+                                                     proposalImagesName])
         let ops = opCounts(proposals)
         #expect(ops["TopK"] == 1 && ops["NonMaxSuppression"] == 1 && ops["Exp"] == 2)
         var defined = Set(proposals.graph.initializer.map(\.name) + proposals.graph.input.map(\.name))
@@ -118,7 +119,7 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
 
         // The whole detector (roialign): the box head after the proposals; labels are int64.
         let whole = try detectorModel(detector, part: .detector)
-        #expect(whole.graph.output.suffix(3).map(\.name) == [detectionBoxesName, detectionScoresName, detectionLabelsName])
+        #expect(whole.graph.output.suffix(4).map(\.name) == [detectionBoxesName, detectionScoresName, detectionLabelsName, detectionImagesName])
         #expect(whole.graph.output.last?.type.tensorType.elemType == Int32(Onnx_TensorProto.DataType.int64.rawValue))
         let roiAlign = try #require(whole.graph.node.first { $0.opType == "RoiAlign" })
         let mode = try #require(roiAlign.attribute.first { $0.name == "coordinate_transformation_mode" })
