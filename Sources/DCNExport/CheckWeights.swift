@@ -13,6 +13,11 @@ import DCNTensor
 ///   variances in [0.5, 2];
 /// - the box predictor: class-score weights normal with std 2 / sqrt(fan-in) and biases in [-1, 1]
 ///   (scores spread out, not all near 1 / (C+1)), box-delta weights with std 0.5 / sqrt(fan-in);
+/// - the (m)dpool offset fcs (`pooler.offset_fc*`, the last of which starts at zero): normal with
+///   std 1 / sqrt(fan-in), biases in [-1, 1], so bins move by about gamma times the RoI's size;
+/// - the mask predictor: weights normal with std 4 / sqrt(fan-in), biases in [-1, 1], so mask
+///   probabilities spread over (0, 1) and the pasted masks have shapes (at its initial std of
+///   0.001 every probability is about 0.5 and every pasted mask empty);
 /// - other biases uniform in [-0.1, 0.1]; other weights keep their (random) initialisation.
 public func randomizeForExportCheck(_ parameters: ParameterList, seed: UInt64) {
     var rng = SeededGenerator(seed: seed)
@@ -25,6 +30,13 @@ public func randomizeForExportCheck(_ parameters: ParameterList, seed: UInt64) {
             fill { $0.normal() * std }
         } else if p.name.hasSuffix("box_predictor.cls_score.bias") {
             fill { $0.uniform(-1, 1) }
+        } else if p.name.contains("pooler.offset_fc") || p.name.contains("mask_head.predictor.") {
+            if p.name.hasSuffix(".bias") {
+                fill { $0.uniform(-1, 1) }
+            } else {
+                let std = (p.name.contains("mask_head") ? 4 : 1) / Float(max(1, n / max(1, p.shape[0]))).squareRoot()
+                fill { $0.normal() * std }
+            }
         } else if p.name.hasSuffix("_offset.weight") {
             let std = 1 / Float(max(1, n / max(1, p.shape[0]))).squareRoot()
             fill { $0.normal() * std }

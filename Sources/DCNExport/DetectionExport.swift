@@ -1,37 +1,41 @@
-// The box head and its detections as ONNX nodes, for one image, from the proposals: what
+// The box head and its detections as ONNX nodes, for every image of the batch, from the proposals: what
 // BoxHead.candidates and BoxHead.select compute in inference.
-//   res5 -> 1x1 conv + ReLU (the reduced map) -> RoiAlign (opset 16, coordinate_transformation_mode
-//   half_pixel: our aligned RoIAlign, torchvision's aligned=True; sampling_ratio and output size
-//   the config's) -> Flatten -> fc + ReLU, fc + ReLU -> class logits and class-specific deltas ->
+//   res5 -> 1x1 conv + ReLU (the reduced map) -> the RoI features of the head's extractor
+//   (roialign, roipool, dpool or mdpool: RoIFeatureExport.swift) -> Flatten -> fc + ReLU,
+//   fc + ReLU -> class logits and class-specific deltas ->
 //   Softmax -> for every (RoI, class >= 1) pair in RoI-then-class order: the deltas decoded on the
 //   RoI (weights 10, 10, 5, 5), clipped to the image, kept when the score is above
 //   roi_head.score_threshold and the box has width and height -> per-class NMS as ours (each
 //   class's boxes shifted by class * (largest coordinate + 1), torchvision's batched_nms trick, then
-//   one NonMaxSuppression keeping roi_head.detections_per_image by descending score).
-// Only the `roialign` extractor is exported: roipool, dpool and mdpool are not yet (MaxRoiPool's
-// rounding, and the deformable poolings' offset fcs + GridSample, are not written).
+//   one NonMaxSuppression over the batch axis, each image's row seeing only its own candidates,
+//   keeping roi_head.detections_per_image per image by descending score).
 import DCNModels
 import DCNTensor
 
 /// The detections' outputs in an exported model.
-public let detectionBoxesName = "detection_boxes", detectionScoresName = "detection_scores", detectionLabelsName = "detection_labels"
+public let detectionBoxesName = "detection_boxes", detectionScoresName = "detection_scores", detectionLabelsName = "detection_labels",
+           detectionImagesName = "detection_batch_index"
 
 extension BackboneExporter {
-    /// Adds the detections of batch item 0 from `res5` and the `proposals` [S, 4]; returns
-    /// (boxes [D, 4], scores [D], labels [D] int64, 1...C).
-    mutating func addDetections(_ detector: GeneralizedRCNN, image: String, res5: String, proposals: String) throws
-        -> (boxes: String, scores: String, labels: String) {
+    /// Adds the detections of every image from `res5` and the `proposals` [S, 4] of the images
+    /// `proposalImages` [S] (int64); returns (boxes [D, 4], scores [D], labels [D] int64, 1...C,
+    /// their image [D] int64: image by image, by descending score) and the reduced map the branches read.
+    mutating func addDetections(_ detector: GeneralizedRCNN, image: String, res5: String, proposals: String, proposalImages: String) throws
+        -> (boxes: String, scores: String, labels: String, images: String, reduced: String) {
         let head = detector.boxHead
         let spec = head.spec
-        guard spec.extractor == .roialign else {
-            throw ExportError("onnx export: the detector's RoI features come from \(spec.extractor.rawValue); --part detector exports "
-                              + "roialign only (roipool, dpool and mdpool are not exported yet): use --part proposals")
-        }
         let classes = head.classes
         func parameter(_ name: String) throws -> Tensor {
             guard let p = detector.parameters[name] else { throw ExportError("onnx export: the detector has no parameter '\(name)'") }
             return p.value
         }
+        // The reduced map and the RoI features of the head's extractor (RoIFeatureExport.swift).
+        let reduceWeight = try graph.initializer("roi_heads.reduce.weight", try parameter("roi_heads.reduce.weight"))
+        let reduceBias = try graph.initializer("roi_heads.reduce.bias", try parameter("roi_heads.reduce.bias"))
+        let reduced = try graph.node("Relu", [try graph.node("Conv", [res5, reduceWeight, reduceBias], output: "detections.reduce",
+                                                              [.ints("kernel_shape", [1, 1])])], output: "detections.reduced")
+        let pooled = try addRoIFeatures(head.extractor, map: reduced, rois: proposals, batchIndex: proposalImages, stride: head.featureStride,
+                                        prefix: "detections.", parameter: parameter)
         var g = graph
         defer { graph = g }
         func i64(_ v: Int) throws -> String { try g.int64Scalar(v) }
@@ -47,21 +51,11 @@ extension BackboneExporter {
             let (w, b) = try weights(layer)
             return try op("Gemm", [x, w, b], out, [.int("transB", 1)])
         }
-        let float = Int(Onnx_TensorProto.DataType.float.rawValue), int64 = Int(Onnx_TensorProto.DataType.int64.rawValue)
-
-        // The reduced map and the RoI features.
-        let (rw, rb) = try weights("roi_heads.reduce")
-        let reduced = try op("Relu", [try op("Conv", [res5, rw, rb], "reduce", [.ints("kernel_shape", [1, 1])])], "reduced")
         func column(_ t: String, _ c: Int, axis: Int, _ name: String) throws -> String {
             try op("Gather", [t, try i64(c)], name, [.int("axis", axis)])
         }
         let zero = try f32(0)
-        let batchIndex = try op("Cast", [try op("Mul", [try column(proposals, 0, axis: 1, "roi_x1"), zero], "roi_zero")], "roi_batch",
-                                [.int("to", int64)])
-        let pooled = try op("RoiAlign", [reduced, proposals, batchIndex], "roi_features",
-                            [.string("mode", "avg"), .int("output_height", head.extractor.pooledSize), .int("output_width", head.extractor.pooledSize),
-                             .int("sampling_ratio", head.extractor.samplingRatio), .float("spatial_scale", 1 / Float(head.featureStride)),
-                             .string("coordinate_transformation_mode", "half_pixel")])
+        let float = Int(Onnx_TensorProto.DataType.float.rawValue), int64 = Int(Onnx_TensorProto.DataType.int64.rawValue)
         let flat = try op("Flatten", [pooled], "roi_flat", [.int("axis", 1)])
         let hidden1 = try op("Relu", [try linear(flat, "roi_heads.box_head.fc1", "fc1")], "fc1_relu")
         let hidden2 = try op("Relu", [try linear(hidden1, "roi_heads.box_head.fc2", "fc2")], "fc2_relu")
@@ -99,6 +93,9 @@ extension BackboneExporter {
         let labelGrid = try op("Add", [try op("Mul", [try op("Cast", [scores], "scores_as_int", [.int("to", int64)]), try i64(0)], "zero_grid"),
                                        classRange], "label_grid")
         let allLabels = try op("Reshape", [labelGrid, flatShape], "candidate_labels")
+        let imageGrid = try op("Add", [try op("Mul", [try op("Cast", [scores], "scores_as_int_image", [.int("to", int64)]), try i64(0)], "zero_grid_image"),
+                                       try op("Unsqueeze", [proposalImages, axis1], "proposal_image_col")], "image_grid")
+        let allImages = try op("Reshape", [imageGrid, flatShape], "candidate_images")
         let threshold = try f32(spec.scoreThreshold)
         let valid = try op("And", [try op("Greater", [allScores, threshold], "above_threshold"),
                                    try op("And", [try op("Greater", [try op("Reshape", [try op("Sub", [x2, x1], "width"), flatShape], "width_flat"), zero], "has_width"),
@@ -108,6 +105,7 @@ extension BackboneExporter {
         let candBoxes = try op("Gather", [allBoxes, keep], "boxes_kept", [.int("axis", 0)])
         let candScores = try op("Gather", [allScores, keep], "scores_kept", [.int("axis", 0)])
         let candLabels = try op("Gather", [allLabels, keep], "labels_kept", [.int("axis", 0)])
+        let candImages = try op("Gather", [allImages, keep], "images_kept", [.int("axis", 0)])
 
         // batchedNMS: shift each class by label * (largest coordinate + 1), then NMS.
         let span = try op("Add", [try op("ReduceMax", [candBoxes], "largest", [.int("keepdims", 0)]), try f32(1)], "span")
@@ -115,14 +113,27 @@ extension BackboneExporter {
         let shifted = try op("Add", [candBoxes, try op("Unsqueeze", [shift, axis1], "shift_col")], "shifted")
         var iou = Float(spec.nmsThreshold)
         if Double(iou) > Double(spec.nmsThreshold) { iou = iou.nextDown }
-        let selected = try op("NonMaxSuppression", [try op("Unsqueeze", [shifted, try vector("axes.0", [0])], "nms_boxes"),
-                                                    try op("Reshape", [candScores, try vector("shape.nms_scores", [1, 1, -1])], "nms_scores"),
-                                                    try vector("detections_per_image", [spec.detectionsPerImage]),
-                                                    try g.initializer("detections.nms_threshold", shape: [1], values: [iou])],
+        // One NMS over the batch axis: image n sees every candidate, those of other images at -inf
+        // (below the score threshold, -FLT_MAX), so each image keeps its own top detections.
+        let axis0 = try vector("axes.0", [0])
+        let imageCount = try op("Slice", [try op("Shape", [image], "image_shape_n"), try vector("slice.from0", [0]), try vector("slice.to.1", [1])],
+                                "image_count")
+        let images = try op("Unsqueeze", [try op("Range", [try i64(0), try op("Squeeze", [imageCount, axis0], "image_count_scalar"), try i64(1)],
+                                                 "image_range"), axis1], "image_column")  // [N, 1]
+        let member = try op("Equal", [images, try op("Unsqueeze", [candImages, axis0], "candidate_image_row")], "candidate_of_image")
+        let nmsScores = try op("Unsqueeze", [try op("Where", [member, try op("Unsqueeze", [candScores, axis0], "candidate_score_row"),
+                                                              try f32(-.infinity)], "image_scores"), axis1], "nms_scores")  // [N, 1, M]
+        let nmsBoxes = try op("Expand", [try op("Unsqueeze", [shifted, axis0], "shifted_3d"),
+                                         try op("Concat", [imageCount, try vector("shape.ones2", [1, 1])], "nms_boxes_shape", [.int("axis", 0)])],
+                              "nms_boxes")  // [N, M, 4]
+        let selected = try op("NonMaxSuppression", [nmsBoxes, nmsScores, try vector("detections_per_image", [spec.detectionsPerImage]),
+                                                    try g.initializer("detections.nms_threshold", shape: [1], values: [iou]),
+                                                    try g.initializer("detections.score_floor", shape: [1], values: [-Float.greatestFiniteMagnitude])],
                               "selected", [.int("center_point_box", 0)])
         let index = try column(selected, 2, axis: 1, "selected_index")
         return (try op("Gather", [candBoxes, index], "boxes", [.int("axis", 0)]),
                 try op("Gather", [candScores, index], "scores", [.int("axis", 0)]),
-                try op("Gather", [candLabels, index], "labels", [.int("axis", 0)]))
+                try op("Gather", [candLabels, index], "labels", [.int("axis", 0)]),
+                try column(selected, 0, axis: 1, "images"), reduced)
     }
 }

@@ -1,21 +1,25 @@
-// The RPN's proposals as ONNX nodes, for one image: what RPN.proposals computes in inference
+// The RPN's proposals as ONNX nodes, for every image of the batch: what RPN.proposals computes in inference
 // (detectron2's find_top_rpn_proposals), after the head's logits and deltas:
 //   anchors of every cell (Range, shifted cell anchors; ordered (row, column, size, ratio) as
 //   AnchorGenerator.anchors) -> TopK of the objectness logits (pre_nms_topk_test; ties by lower
 //   index, as our stable sort) -> the deltas decoded on their anchors (BoxCoder.decode, dw and dh
 //   clamped at log(1000/16)) -> clipped to the image -> boxes of zero width or height dropped ->
 //   NonMaxSuppression (IoU above rpn.nms_threshold suppresses, post_nms_topk_test kept, by
-//   descending score).
-// The image is the graph's input tensor: its height and width are the clipping bounds (the
-// detector pads a batch to a multiple of 32 and clips to each image's own size; give the
-// unpadded image to get the detector's proposals).
+//   descending score), all per image: TopK on the anchor axis, GatherND with batch_dims 1, boxes
+//   without width or height given a score of -inf (below the NMS's score threshold, -FLT_MAX), one
+//   NonMaxSuppression over the batch axis.
+// The image is the graph's input tensor: its height and width are the clipping bounds of every
+// image (the detector pads a batch to a multiple of 32 and clips to each image's own size; give
+// unpadded images of one size to get the detector's proposals).
 import DCNModels
 import DCNTensor
 
 extension BackboneExporter {
-    /// Adds the proposals of batch item 0 from the head's `logits` [1, A, h, w] and `deltas`
-    /// [1, 4A, h, w]; returns (boxes [S, 4], their logits [S]).
-    mutating func addProposals(rpn: RPN, image: String, logits: String, deltas: String) throws -> (boxes: String, scores: String) {
+    /// Adds the proposals of every image of the batch from the head's `logits` [N, A, h, w] and
+    /// `deltas` [N, 4A, h, w]; returns (boxes [S, 4], their logits [S], their image's index in the
+    /// batch [S] (int64)), image by image, each image's by descending logit.
+    mutating func addProposals(rpn: RPN, image: String, logits: String, deltas: String) throws
+        -> (boxes: String, scores: String, batchIndex: String) {
         let spec = rpn.spec
         let a = spec.anchors.anchorsPerCell
         var g = graph
@@ -27,12 +31,13 @@ extension BackboneExporter {
             try g.node(type, inputs, output: "proposals." + out, attributes)
         }
 
-        // Scores in anchor order: index (row * w + column) * A + a.
-        let scores = try op("Reshape", [try op("Transpose", [logits], "logits_hwa", [.ints("perm", [0, 2, 3, 1])]), try vector("shape.flat", [-1])], "all_scores")
-        // Deltas [hwA, 4]: channel 4a + k of cell p -> row p * A + a, column k.
-        let d5 = try op("Reshape", [deltas, try vector("shape.rpn_deltas.\(a)", [1, a, 4, -1])], "deltas_a4p")
+        // Scores in anchor order per image [N, hwA]: index (row * w + column) * A + a.
+        let scores = try op("Reshape", [try op("Transpose", [logits], "logits_hwa", [.ints("perm", [0, 2, 3, 1])]),
+                                        try vector("shape.keep0.flat", [0, -1])], "all_scores")
+        // Deltas [N, hwA, 4]: channel 4a + k of cell p -> row p * A + a, column k.
+        let d5 = try op("Reshape", [deltas, try vector("shape.rpn_deltas.\(a)", [0, a, 4, -1])], "deltas_a4p")
         let dT = try op("Transpose", [d5], "deltas_pa4", [.ints("perm", [0, 3, 1, 2])])
-        let allDeltas = try op("Reshape", [dT, try vector("shape.rows4", [-1, 4])], "all_deltas")
+        let allDeltas = try op("Reshape", [dT, try vector("shape.keep0.rows4", [0, -1, 4])], "all_deltas")
 
         // Anchors: the cell anchors shifted by (column * stride, row * stride).
         let cellShape = try op("Shape", [logits], "cells_shape")
@@ -57,46 +62,49 @@ extension BackboneExporter {
         let cellTensor = try g.initializer("proposals.cell_anchors", shape: [1, a, 4], values: cell.flatMap { [$0.x1, $0.y1, $0.x2, $0.y2] })
         let anchors = try op("Reshape", [try op("Add", [shiftRows, cellTensor], "anchors_pa4"), try vector("shape.rows4", [-1, 4])], "all_anchors")
 
-        // Top-k by objectness (k = min(pre_nms_topk_test, anchors)).
-        let k = try op("Min", [try op("Shape", [scores], "anchor_count"), try vector("pre_nms_topk", [spec.preNMSTopKTest])], "k")
+        // Top-k by objectness per image (k = min(pre_nms_topk_test, anchors)).
+        let anchorCount = try op("Slice", [try op("Shape", [scores], "scores_shape"), try vector("slice.from1", [1]),
+                                           try vector("slice.to.2", [2])], "anchor_count")
+        let k = try op("Min", [anchorCount, try vector("pre_nms_topk", [spec.preNMSTopKTest])], "k")
         let top = try g.node("TopK", [scores, k], outputs: ["proposals.top_scores", "proposals.top_index"],
-                             [.int("axis", 0), .int("largest", 1), .int("sorted", 1)])
-        let topAnchors = try op("Gather", [anchors, top[1]], "top_anchors", [.int("axis", 0)])
-        let topDeltas = try op("Gather", [allDeltas, top[1]], "top_deltas", [.int("axis", 0)])
+                             [.int("axis", 1), .int("largest", 1), .int("sorted", 1)])
+        let topAnchors = try op("Gather", [anchors, top[1]], "top_anchors", [.int("axis", 0)])  // [N, k, 4]
+        let topDeltas = try op("GatherND", [allDeltas, try op("Unsqueeze", [top[1], try vector("axes.-1", [-1])], "top_index_nd")],
+                               "top_deltas", [.int("batch_dims", 1)])  // [N, k, 4]
         func column(_ t: String, _ c: Int, _ name: String) throws -> String {
-            try op("Gather", [t, try i64(c)], name, [.int("axis", 1)])
+            try op("Gather", [t, try i64(c)], name, [.int("axis", 2)])
         }
 
-        // BoxCoder.decode, then clipped to the image.
+        // BoxCoder.decode, then clipped to the image ([N, k] each).
         let (ax1, ay1, ax2, ay2) = (try column(topAnchors, 0, "ax1"), try column(topAnchors, 1, "ay1"),
                                     try column(topAnchors, 2, "ax2"), try column(topAnchors, 3, "ay2"))
         let raw = try ["dx", "dy", "dw", "dh"].enumerated().map { c, name in try column(topDeltas, c, name + "_raw") }
         let (x1, y1, x2, y2) = try decodeAndClip(box: (ax1, ay1, ax2, ay2), deltas: raw, weights: spec.boxCoder.weights, image: image,
                                                  zero: zero, op: op, f32: f32, i64: i64)
-        let column1 = try vector("axes.1", [1])
-        let boxes = try op("Concat", [try op("Unsqueeze", [x1, column1], "x1_col"), try op("Unsqueeze", [y1, column1], "y1_col"),
-                                      try op("Unsqueeze", [x2, column1], "x2_col"), try op("Unsqueeze", [y2, column1], "y2_col")],
-                           "decoded", [.int("axis", 1)])
+        let last = try vector("axes.-1", [-1])
+        let boxes = try op("Concat", [try op("Unsqueeze", [x1, last], "x1_col"), try op("Unsqueeze", [y1, last], "y1_col"),
+                                      try op("Unsqueeze", [x2, last], "x2_col"), try op("Unsqueeze", [y2, last], "y2_col")],
+                           "decoded", [.int("axis", -1)])  // [N, k, 4]
 
-        // Boxes of positive width and height.
+        // Boxes without width or height leave the NMS: their score becomes -inf, below its threshold.
         let valid = try op("And", [try op("Greater", [try op("Sub", [x2, x1], "width"), zero], "has_width"),
                                    try op("Greater", [try op("Sub", [y2, y1], "height"), zero], "has_height")], "valid")
-        let keep = try op("Reshape", [try op("NonZero", [valid], "valid_index_2d"), try vector("shape.flat", [-1])], "valid_index")
-        let kept = try op("Gather", [boxes, keep], "valid_boxes", [.int("axis", 0)])
-        let keptScores = try op("Gather", [top[0], keep], "valid_scores", [.int("axis", 0)])
+        let nmsScores = try op("Unsqueeze", [try op("Where", [valid, top[0], try f32(-.infinity)], "valid_scores"), try vector("axes.1", [1])],
+                               "nms_scores")  // [N, 1, k]
 
-        // NMS as ours: IoU > t with t the largest float not above the threshold.
+        // NMS per image as ours: IoU > t with t the largest float not above the threshold.
         var threshold = Float(spec.nmsThreshold)
         if Double(threshold) > Double(spec.nmsThreshold) { threshold = threshold.nextDown }
-        let nmsBoxes = try op("Unsqueeze", [kept, try vector("axes.0", [0])], "nms_boxes")
-        let nmsScores = try op("Reshape", [keptScores, try vector("shape.nms_scores", [1, 1, -1])], "nms_scores")
-        let selected = try op("NonMaxSuppression", [nmsBoxes, nmsScores, try vector("post_nms_topk", [spec.postNMSTopKTest]),
-                                                    try g.initializer("proposals.nms_threshold", shape: [1], values: [threshold])],
+        let selected = try op("NonMaxSuppression", [boxes, nmsScores, try vector("post_nms_topk", [spec.postNMSTopKTest]),
+                                                    try g.initializer("proposals.nms_threshold", shape: [1], values: [threshold]),
+                                                    try g.initializer("proposals.score_floor", shape: [1], values: [-Float.greatestFiniteMagnitude])],
                               "selected", [.int("center_point_box", 0)])
-        let index = try column(selected, 2, "selected_index")
-        let out = try op("Gather", [kept, index], "boxes", [.int("axis", 0)])
-        let outScores = try op("Gather", [keptScores, index], "scores", [.int("axis", 0)])
-        return (out, outScores)
+        // selected [S, 3] = (image, class 0, index), image by image, by descending score.
+        let pick = try op("Gather", [selected, try vector("columns.0.2", [0, 2])], "selected_image_index", [.int("axis", 1)])
+        let out = try op("GatherND", [boxes, pick], "boxes")
+        let outScores = try op("GatherND", [top[0], pick], "scores")
+        let batchIndex = try op("Gather", [selected, try i64(0)], "batch_index", [.int("axis", 1)])
+        return (out, outScores, batchIndex)
     }
 }
 

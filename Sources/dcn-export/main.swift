@@ -81,12 +81,14 @@ struct ONNXCommand: ParsableCommand {
             --part backbone exports the backbone: input 'image' [batch, 3, height, width] (RGB in [0, 1] normalised \
             with ImageNet's mean and std, any height and width), outputs 'res4' and 'res5' (docs/export.md); --part rpn \
             adds the RPN head's outputs 'rpn_objectness_logits' and 'rpn_anchor_deltas'; --part proposals adds the proposals \
-            of one image (batch 1): 'proposals' [S, 4] and 'proposal_logits' [S] (anchors, top-k, decoding, clipping to the \
-            input's size, NMS); --part detector (roialign detectors) adds the box head's detections of that image: \
-            'detection_boxes' [D, 4], 'detection_scores' [D], 'detection_labels' [D] (int64). \
+            of each image: 'proposals' [S, 4], 'proposal_logits' [S] and 'proposal_batch_index' [S] (anchors, top-k, decoding, \
+            clipping to the input's size, NMS); --part detector adds the box head's detections: \
+            'detection_boxes' [D, 4], 'detection_scores' [D], 'detection_labels' [D] (int64), 'detection_batch_index' [D], and for Mask R-CNN \
+            'detection_masks' [D, M, M] (each detection's mask probabilities over its box, to paste into the image). \
             Batch norms are folded into the convolutions; group norm is built from InstanceNormalization; deformable \
-            convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv. \
-            Not exported yet: roipool, dpool and mdpool, the mask head, batches of more than one image past the RPN head.
+            convolutions are DeformConv, with the modulation (sigmoid) as its mask input for mdconv; RoI pooling is \
+            RoiAlign, MaxRoiPool, or for (m)dpool RoiAlign, the offset fcs and GridSample. The mimic branch trains only \
+            and is left out.
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -162,10 +164,13 @@ struct MapsCommand: ParsableCommand {
         commandName: "maps",
         abstract: "Write the backbone's maps for given inputs (the reference an exported backbone is compared with).",
         discussion: """
-            --inputs is a safetensors file of float32 tensors [1, 3, H, W] (normalised images, as the exported \
+            --inputs is a safetensors file of float32 tensors [N, 3, H, W] (normalised images, as the exported \
             model's 'image' input), any names; --out gets '<name>.res4', '<name>.res5', '<name>.rpn_objectness_logits' and \
-            '<name>.rpn_anchor_deltas' for each (inference mode), and for a batch of one '<name>.proposals' [S, 4] and \
-            '<name>.detection_boxes', '_scores', '_labels' (the proposals and detections clipped to the tensor's size).
+            '<name>.rpn_anchor_deltas' for each (inference mode), '<name>.proposals' [S, 4] and \
+            '<name>.detection_boxes', '_scores', '_labels' (the proposals and detections clipped to the tensor's size, image by \
+            image, with '<name>.proposal_batch_index' and '<name>.detection_batch_index'), \
+            and with a mask head '<name>.detection_masks' [D, M, M] (probabilities over each box) and \
+            '<name>.detection_masks_pasted' [D, H, W] (pasted into the input's size at 0.5, 0 or 1, as dcn-detect pastes).
             """)
 
     @OptionGroup var configOptions: ConfigOptions
@@ -202,13 +207,30 @@ struct MapsCommand: ParsableCommand {
             let rpn = try model.rpn.forward(features[model.rpn.inFeature]!, ws)
             maps["\(name).\(rpnLogitsName)"] = rpn.logits
             maps["\(name).\(rpnDeltasName)"] = rpn.deltas
-            if x.dim(0) == 1 {
-                let boxes = try model.rpn.proposals(rpn, imageSizes: [ImageSize(height: x.dim(2), width: x.dim(3))], training: false)[0]
-                maps["\(name).\(proposalsName)"] = boxes.isEmpty ? Tensor(zeros: [0, 4]) : boxes.tensor
-                let detections = try model.detect(images: x, sizes: [ImageSize(height: x.dim(2), width: x.dim(3))], ws)[0]
-                maps["\(name).\(detectionBoxesName)"] = detections.isEmpty ? Tensor(zeros: [0, 4]) : detections.map(\.box).tensor
-                maps["\(name).\(detectionScoresName)"] = try Tensor(shape: [detections.count], data: detections.map(\.score))
-                maps["\(name).\(detectionLabelsName)"] = try Tensor(shape: [detections.count], data: detections.map { Float($0.label) })
+            // Proposals and detections image by image, with each one's image in the batch (as float).
+            let n = x.dim(0), sizes = [ImageSize](repeating: ImageSize(height: x.dim(2), width: x.dim(3)), count: n)
+            let proposals = try model.rpn.proposals(rpn, imageSizes: sizes, training: false)
+            let allBoxes = proposals.flatMap { $0 }
+            maps["\(name).\(proposalsName)"] = allBoxes.isEmpty ? Tensor(zeros: [0, 4]) : allBoxes.tensor
+            maps["\(name).\(proposalImagesName)"] = try Tensor(shape: [allBoxes.count],
+                                                                data: proposals.enumerated().flatMap { i, p in p.map { _ in Float(i) } })
+            let perImage = try model.detect(images: x, sizes: sizes, ws)
+            let detections = perImage.flatMap { $0 }
+            maps["\(name).\(detectionBoxesName)"] = detections.isEmpty ? Tensor(zeros: [0, 4]) : detections.map(\.box).tensor
+            maps["\(name).\(detectionScoresName)"] = try Tensor(shape: [detections.count], data: detections.map(\.score))
+            maps["\(name).\(detectionLabelsName)"] = try Tensor(shape: [detections.count], data: detections.map { Float($0.label) })
+            maps["\(name).\(detectionImagesName)"] = try Tensor(shape: [detections.count],
+                                                                 data: perImage.enumerated().flatMap { i, d in d.map { _ in Float(i) } })
+            for case .mask(let m) in model.detectionAdditions {
+                var masks: [Float] = [], pasted: [Float] = []
+                for d in detections {
+                    guard let mask = d.mask else { throw ExportError("\(name): a detection has no mask") }
+                    masks += mask
+                    pasted += try pasteMask(probabilities: mask, maskSize: m, box: MaskBox(x0: d.box.x1, y0: d.box.y1, x1: d.box.x2, y1: d.box.y2),
+                                            imageHeight: x.dim(2), imageWidth: x.dim(3)).map(Float.init)
+                }
+                maps["\(name).\(detectionMasksName)"] = try Tensor(shape: [detections.count, m, m], data: masks)
+                maps["\(name).\(detectionMasksName)_pasted"] = try Tensor(shape: [detections.count, x.dim(2), x.dim(3)], data: pasted)
             }
         }
         try SafeTensorsWriter.write(maps, to: out)

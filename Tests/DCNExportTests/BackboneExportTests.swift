@@ -104,7 +104,8 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         #expect(rpn.graph.output[3].type.tensorType.shape.dim[1].dimValue == Int64(4 * anchors))
 
         let proposals = try detectorModel(detector, part: .proposals)
-        #expect(proposals.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName, proposalsName, proposalLogitsName])
+        #expect(proposals.graph.output.map(\.name) == ["res4", "res5", rpnLogitsName, rpnDeltasName, proposalsName, proposalLogitsName,
+                                                     proposalImagesName])
         let ops = opCounts(proposals)
         #expect(ops["TopK"] == 1 && ops["NonMaxSuppression"] == 1 && ops["Exp"] == 2)
         var defined = Set(proposals.graph.initializer.map(\.name) + proposals.graph.input.map(\.name))
@@ -118,7 +119,7 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
 
         // The whole detector (roialign): the box head after the proposals; labels are int64.
         let whole = try detectorModel(detector, part: .detector)
-        #expect(whole.graph.output.suffix(3).map(\.name) == [detectionBoxesName, detectionScoresName, detectionLabelsName])
+        #expect(whole.graph.output.suffix(4).map(\.name) == [detectionBoxesName, detectionScoresName, detectionLabelsName, detectionImagesName])
         #expect(whole.graph.output.last?.type.tensorType.elemType == Int32(Onnx_TensorProto.DataType.int64.rawValue))
         let roiAlign = try #require(whole.graph.node.first { $0.opType == "RoiAlign" })
         let mode = try #require(roiAlign.attribute.first { $0.name == "coordinate_transformation_mode" })
@@ -126,8 +127,60 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         #expect(opCounts(whole)["NonMaxSuppression"] == 2 && opCounts(whole)["Gemm"] == 4)
     }
 
-    @Test func deformableRoIPoolingIsNotExported() throws {
-        let detector = try GeneralizedRCNN(spec: tinyDetectorSpec(conv: .regular, extractor: .mdpool))
+    /// Every RoI extractor is exported from standard operators: roipool as MaxRoiPool, (m)dpool as
+    /// RoiAlign, the offset fcs and one GridSample (border padding, align_corners 0).
+    @Test(arguments: RoIExtractorKind.allCases)
+    func roiExtractorsAreExported(_ kind: RoIExtractorKind) throws {
+        let detector = try GeneralizedRCNN(spec: tinyDetectorSpec(conv: .regular, extractor: kind))
+        let model = try detectorModel(detector, part: .detector)
+        let ops = opCounts(model)
+        let head = detector.boxHead.extractor
+        switch kind {
+        case .roipool:
+            #expect(ops["MaxRoiPool"] == 1 && ops["RoiAlign"] == nil && ops["GridSample"] == nil)
+        case .roialign:
+            #expect(ops["RoiAlign"] == 1 && ops["GridSample"] == nil)
+        case .dpool, .mdpool:
+            #expect(ops["RoiAlign"] == 1 && ops["GridSample"] == 1)
+            #expect(ops["Gemm"] == 4 + (kind == .dpool ? 1 : 3))
+            #expect(ops["Sigmoid", default: 0] == (kind == .mdpool ? 1 : 0))
+            let sample = try #require(model.graph.node.first { $0.opType == "GridSample" })
+            let padding = try #require(sample.attribute.first { $0.name == "padding_mode" })
+            #expect(String(decoding: padding.s, as: UTF8.self) == "border")
+            #expect(sample.attribute.first { $0.name == "align_corners" }?.i == 0)
+            // The bins' sample grid: [1, P, gh, 1, 1] row fractions (iy + 0.5) / gh.
+            let rows = try #require(model.graph.initializer.first { $0.name == "detections.sample_row" })
+            #expect(rows.dims == [1, 1, Int64(head.samplingRatio), 1, 1])
+        }
+    }
+
+    /// Mask R-CNN with the mimic branch: the masks are an output [D, M, M] (the detection's class
+    /// map, GatherElements, Sigmoid); the mimic branch (training only) adds nothing to the graph.
+    @Test func maskHeadIsExportedAndMimicLeftOut() throws {
+        var spec = tinyDetectorSpec(conv: .mdconv, extractor: .mdpool)
+        var mask = MaskHeadSpec(MaskConfig())
+        mask.pooledSize = 4
+        mask.convs = 2
+        mask.convDim = 4
+        var mimic = MimicSpec(MimicConfig())
+        mimic.regions = .fg
+        spec.branches = [mimic, mask]
+        let detector = try GeneralizedRCNN(spec: spec)
+        let model = try detectorModel(detector, part: .detector)
+        let output = try #require(model.graph.output.last)
+        #expect(output.name == detectionMasksName)
+        #expect(output.type.tensorType.shape.dim.map(\.dimValue).suffix(2) == [8, 8])
+        let ops = opCounts(model)
+        #expect(ops["ConvTranspose"] == 1 && ops["GatherElements"] == 1 && ops["RoiAlign"] == 2)
+        #expect(!model.graph.initializer.contains { $0.name.contains("mimic") })
+        let withoutMimic = try GeneralizedRCNN(spec: { var s = spec; s.branches = [mask]; return s }())
+        #expect(try detectorModel(withoutMimic, part: .detector).graph.node.count == model.graph.node.count)
+    }
+
+    @Test func adaptiveDeformablePoolingIsRefused() throws {
+        var spec = tinyDetectorSpec(conv: .regular, extractor: .mdpool)
+        spec.roiHead.samplingRatio = 0
+        let detector = try GeneralizedRCNN(spec: spec)
         #expect(throws: ExportError.self) { try detectorModel(detector, part: .detector) }
         _ = try detectorModel(detector, part: .proposals)
     }

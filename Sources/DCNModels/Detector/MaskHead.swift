@@ -43,9 +43,9 @@ public final class MaskHead: RoIBranch {
     public let classes: Int
     /// Channels and stride of the map the masks are pooled from.
     public let input: ShapeSpec
-    let convs: [ConvLayer]
-    let deconv: ConvTransposeLayer
-    let predictor: ConvLayer
+    public let convs: [ConvLayer]
+    public let deconv: ConvTransposeLayer
+    public let predictor: ConvLayer
 
     public init(spec: MaskHeadSpec, input: ShapeSpec, classes: Int, prefix: String = "roi_heads.mask_head.", rng: inout SeededGenerator) {
         self.spec = spec
