@@ -132,7 +132,7 @@ let package = Package(
         // A trained model as ONNX, and what scripts/check_onnx.py compares it with.
         .executableTarget(
             name: "dcn-export",
-            dependencies: ["DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNExport", "DCNTraining", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor",
+            dependencies: ["DCNRun", "DCNCommandLine", "DCNAnnotations", "DCNData", "DCNExport", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

@@ -11,7 +11,6 @@ import DCNModels
 import DCNOps
 import DCNRun
 import DCNTensor
-import DCNTraining
 import Foundation
 
 struct ExportCommand: ParsableCommand {
