@@ -94,7 +94,7 @@ let package = Package(
         // inputs and compared with the reference outputs and gradients.
         .target(name: "DCNVerify", dependencies: ["DCNModels", "DCNOps", "DCNTensor"]),
         // Benchmarks behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNDistributed", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
+        .target(name: "DCNBench", dependencies: ["DCNDistributed", "DCNExport", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNCommandLine", "DCNBench", "DCNVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]
