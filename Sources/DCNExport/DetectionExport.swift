@@ -1,15 +1,13 @@
 // The box head and its detections as ONNX nodes, for one image, from the proposals: what
 // BoxHead.candidates and BoxHead.select compute in inference.
-//   res5 -> 1x1 conv + ReLU (the reduced map) -> RoiAlign (opset 16, coordinate_transformation_mode
-//   half_pixel: our aligned RoIAlign, torchvision's aligned=True; sampling_ratio and output size
-//   the config's) -> Flatten -> fc + ReLU, fc + ReLU -> class logits and class-specific deltas ->
+//   res5 -> 1x1 conv + ReLU (the reduced map) -> the RoI features of the head's extractor
+//   (roialign, roipool, dpool or mdpool: RoIFeatureExport.swift) -> Flatten -> fc + ReLU,
+//   fc + ReLU -> class logits and class-specific deltas ->
 //   Softmax -> for every (RoI, class >= 1) pair in RoI-then-class order: the deltas decoded on the
 //   RoI (weights 10, 10, 5, 5), clipped to the image, kept when the score is above
 //   roi_head.score_threshold and the box has width and height -> per-class NMS as ours (each
 //   class's boxes shifted by class * (largest coordinate + 1), torchvision's batched_nms trick, then
 //   one NonMaxSuppression keeping roi_head.detections_per_image by descending score).
-// Only the `roialign` extractor is exported: roipool, dpool and mdpool are not yet (MaxRoiPool's
-// rounding, and the deformable poolings' offset fcs + GridSample, are not written).
 import DCNModels
 import DCNTensor
 
@@ -23,15 +21,18 @@ extension BackboneExporter {
         -> (boxes: String, scores: String, labels: String) {
         let head = detector.boxHead
         let spec = head.spec
-        guard spec.extractor == .roialign else {
-            throw ExportError("onnx export: the detector's RoI features come from \(spec.extractor.rawValue); --part detector exports "
-                              + "roialign only (roipool, dpool and mdpool are not exported yet): use --part proposals")
-        }
         let classes = head.classes
         func parameter(_ name: String) throws -> Tensor {
             guard let p = detector.parameters[name] else { throw ExportError("onnx export: the detector has no parameter '\(name)'") }
             return p.value
         }
+        // The reduced map and the RoI features of the head's extractor (RoIFeatureExport.swift).
+        let reduceWeight = try graph.initializer("roi_heads.reduce.weight", try parameter("roi_heads.reduce.weight"))
+        let reduceBias = try graph.initializer("roi_heads.reduce.bias", try parameter("roi_heads.reduce.bias"))
+        let reduced = try graph.node("Relu", [try graph.node("Conv", [res5, reduceWeight, reduceBias], output: "detections.reduce",
+                                                              [.ints("kernel_shape", [1, 1])])], output: "detections.reduced")
+        let pooled = try addRoIFeatures(head.extractor, map: reduced, rois: proposals, stride: head.featureStride, prefix: "detections.",
+                                        parameter: parameter)
         var g = graph
         defer { graph = g }
         func i64(_ v: Int) throws -> String { try g.int64Scalar(v) }
@@ -47,21 +48,11 @@ extension BackboneExporter {
             let (w, b) = try weights(layer)
             return try op("Gemm", [x, w, b], out, [.int("transB", 1)])
         }
-        let float = Int(Onnx_TensorProto.DataType.float.rawValue), int64 = Int(Onnx_TensorProto.DataType.int64.rawValue)
-
-        // The reduced map and the RoI features.
-        let (rw, rb) = try weights("roi_heads.reduce")
-        let reduced = try op("Relu", [try op("Conv", [res5, rw, rb], "reduce", [.ints("kernel_shape", [1, 1])])], "reduced")
         func column(_ t: String, _ c: Int, axis: Int, _ name: String) throws -> String {
             try op("Gather", [t, try i64(c)], name, [.int("axis", axis)])
         }
         let zero = try f32(0)
-        let batchIndex = try op("Cast", [try op("Mul", [try column(proposals, 0, axis: 1, "roi_x1"), zero], "roi_zero")], "roi_batch",
-                                [.int("to", int64)])
-        let pooled = try op("RoiAlign", [reduced, proposals, batchIndex], "roi_features",
-                            [.string("mode", "avg"), .int("output_height", head.extractor.pooledSize), .int("output_width", head.extractor.pooledSize),
-                             .int("sampling_ratio", head.extractor.samplingRatio), .float("spatial_scale", 1 / Float(head.featureStride)),
-                             .string("coordinate_transformation_mode", "half_pixel")])
+        let float = Int(Onnx_TensorProto.DataType.float.rawValue), int64 = Int(Onnx_TensorProto.DataType.int64.rawValue)
         let flat = try op("Flatten", [pooled], "roi_flat", [.int("axis", 1)])
         let hidden1 = try op("Relu", [try linear(flat, "roi_heads.box_head.fc1", "fc1")], "fc1_relu")
         let hidden2 = try op("Relu", [try linear(hidden1, "roi_heads.box_head.fc2", "fc2")], "fc2_relu")

@@ -1,7 +1,7 @@
 // RoIPool (torchvision.ops.roi_pool): max pooling over quantised bins.
 //
 // For RoI r = (b, x1, y1, x2, y2): start = round(x1 * scale), end = round(x2 * scale) (half away
-// from zero), size = max(end - start + 1, 1), bin = size / (ph, pw);
+// from zero), size = max(end - start + 1, 1), bin = size / (ph, pw) in float (as torchvision);
 //     rows of bin ph: [floor(ph * bin_h), ceil((ph + 1) * bin_h)) + start_y, clipped to [0, H]
 //     out[r, c, ph, pw] = max over the bin (0 for an empty bin), argmax = h * W + w of the first
 //     maximum in row-major order (-1 for an empty bin).
@@ -150,13 +150,15 @@ func roiPoolBins(_ g: RoIGeometry, rois: Tensor) -> [PoolBin] {
         func q(_ i: Int) -> Int { Int((Double(rois.data[r * 5 + i]) * g.spatialScale).rounded()) }
         let startW = q(1), startH = q(2), endW = q(3), endH = q(4)
         let roiW = max(endW - startW + 1, 1), roiH = max(endH - startH + 1, 1)
-        let binH = Double(roiH) / Double(g.pooledHeight), binW = Double(roiW) / Double(g.pooledWidth)
+        // In float, as torchvision (and onnxruntime's MaxRoiPool) compute them: in double,
+        // 7 * (29 / 7) is above 29 and the last bin would take a row past the RoI.
+        let binH = Float(roiH) / Float(g.pooledHeight), binW = Float(roiW) / Float(g.pooledWidth)
         for ph in 0..<g.pooledHeight {
-            let h0 = min(max(Int((Double(ph) * binH).rounded(.down)) + startH, 0), g.height)
-            let h1 = min(max(Int((Double(ph + 1) * binH).rounded(.up)) + startH, 0), g.height)
+            let h0 = min(max(Int((Float(ph) * binH).rounded(.down)) + startH, 0), g.height)
+            let h1 = min(max(Int((Float(ph + 1) * binH).rounded(.up)) + startH, 0), g.height)
             for pw in 0..<g.pooledWidth {
-                let w0 = min(max(Int((Double(pw) * binW).rounded(.down)) + startW, 0), g.width)
-                let w1 = min(max(Int((Double(pw + 1) * binW).rounded(.up)) + startW, 0), g.width)
+                let w0 = min(max(Int((Float(pw) * binW).rounded(.down)) + startW, 0), g.width)
+                let w1 = min(max(Int((Float(pw + 1) * binW).rounded(.up)) + startW, 0), g.width)
                 bins.append(PoolBin(h0: h0, h1: h1, w0: w0, w1: w1))
             }
         }

@@ -126,8 +126,37 @@ func opCounts(_ model: Onnx_ModelProto) -> [String: Int] {
         #expect(opCounts(whole)["NonMaxSuppression"] == 2 && opCounts(whole)["Gemm"] == 4)
     }
 
-    @Test func deformableRoIPoolingIsNotExported() throws {
-        let detector = try GeneralizedRCNN(spec: tinyDetectorSpec(conv: .regular, extractor: .mdpool))
+    /// Every RoI extractor is exported from standard operators: roipool as MaxRoiPool, (m)dpool as
+    /// RoiAlign, the offset fcs and one GridSample (border padding, align_corners 0).
+    @Test(arguments: RoIExtractorKind.allCases)
+    func roiExtractorsAreExported(_ kind: RoIExtractorKind) throws {
+        let detector = try GeneralizedRCNN(spec: tinyDetectorSpec(conv: .regular, extractor: kind))
+        let model = try detectorModel(detector, part: .detector)
+        let ops = opCounts(model)
+        let head = detector.boxHead.extractor
+        switch kind {
+        case .roipool:
+            #expect(ops["MaxRoiPool"] == 1 && ops["RoiAlign"] == nil && ops["GridSample"] == nil)
+        case .roialign:
+            #expect(ops["RoiAlign"] == 1 && ops["GridSample"] == nil)
+        case .dpool, .mdpool:
+            #expect(ops["RoiAlign"] == 1 && ops["GridSample"] == 1)
+            #expect(ops["Gemm"] == 4 + (kind == .dpool ? 1 : 3))
+            #expect(ops["Sigmoid", default: 0] == (kind == .mdpool ? 1 : 0))
+            let sample = try #require(model.graph.node.first { $0.opType == "GridSample" })
+            let padding = try #require(sample.attribute.first { $0.name == "padding_mode" })
+            #expect(String(decoding: padding.s, as: UTF8.self) == "border")
+            #expect(sample.attribute.first { $0.name == "align_corners" }?.i == 0)
+            // The bins' sample grid: [1, P, gh, 1, 1] row fractions (iy + 0.5) / gh.
+            let rows = try #require(model.graph.initializer.first { $0.name == "detections.sample_row" })
+            #expect(rows.dims == [1, 1, Int64(head.samplingRatio), 1, 1])
+        }
+    }
+
+    @Test func adaptiveDeformablePoolingIsRefused() throws {
+        var spec = tinyDetectorSpec(conv: .regular, extractor: .mdpool)
+        spec.roiHead.samplingRatio = 0
+        let detector = try GeneralizedRCNN(spec: spec)
         #expect(throws: ExportError.self) { try detectorModel(detector, part: .detector) }
         _ = try detectorModel(detector, part: .proposals)
     }

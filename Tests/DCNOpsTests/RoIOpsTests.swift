@@ -109,6 +109,17 @@ func roiAlignFiniteDifferences(aligned: Bool, samplingRatio: Int) throws {
     #expect(err < 1e-4)
 }
 
+/// torchvision computes the bins in float: a 29-row RoI at 7 bins ends its last bin at row 28
+/// (in double 7 * (29 / 7) is above 29, and the bin would take row 29, past the RoI). The value
+/// torchvision.ops.roi_pool gives here is 0 in every bin.
+@Test func roiPoolBinsInFloatAsTorchvision() throws {
+    var input = Tensor(zeros: [1, 1, 40, 40])
+    for x in 0..<40 { input.data[29 * 40 + x] = 5 }
+    let rois = try Tensor(shape: [1, 5], data: [0, 0, 0, 10, 28])
+    let (out, _) = try roiPoolForward(input: input, rois: rois, options: RoIPoolOptions(outputHeight: 7, outputWidth: 7, spatialScale: 1))
+    #expect(out.data.allSatisfy { $0 == 0 }, "row 29 is outside the RoI (rows 0...28): \(out.data)")
+}
+
 @Test(arguments: [false, true])
 func deformRoIPoolFiniteDifferences(modulated: Bool) throws {
     var p = TinyRoIProblem(seed: modulated ? 13 : 12)
