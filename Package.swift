@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
         .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNAnalysis", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),
-        .testTarget(name: "DCNExportTests", dependencies: ["DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNExportTests", dependencies: ["DCNBench", "DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNTensorBoard", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNDistributedTests", dependencies: ["DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTrainingTests", dependencies: ["DCNTraining", "DCNBench", "DCNTensorBoard", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "DCNEval", "DCNAnnotations", "TestSupport"]),
