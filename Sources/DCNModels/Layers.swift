@@ -428,6 +428,20 @@ public final class NormLayer {
         }
     }
 
+    /// The per-channel `(scale, shift)` this norm's forward applies (`frozenBatchNormScaleShift`)
+    /// when it is an affine map: frozen batch norm, or batch norm on its running statistics; nil for
+    /// group norm and for batch norm on batch statistics.
+    public func affineScaleShift(training: Bool) throws -> (scale: [Float], shift: [Float])? {
+        switch kind {
+        case .frozenBatchNorm, .batchNorm:
+            if kind == .batchNorm && training && weight.trainable { return nil }
+            return try frozenBatchNormScaleShift(weight: weight.value, bias: bias.value, runningMean: runningMean!.value,
+                                                 runningVar: runningVar!.value, eps: eps)
+        case .groupNorm:
+            return nil
+        }
+    }
+
     /// Adds weight/bias gradients when trainable; returns dInput when `wantInput`.
     public func backward(_ dy: Tensor, input x: Tensor, cache: Cache, wantInput: Bool) throws -> Tensor? {
         var dx: Tensor? = wantInput ? Tensor(zeros: x.shape) : nil
