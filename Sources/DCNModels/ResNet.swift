@@ -150,12 +150,14 @@ public final class ResidualBlock {
         units.flatMap { $0.conv.parameters + $0.norm.parameters } + (shortcut.map { $0.conv.parameters + $0.norm.parameters } ?? [])
     }
 
-    public func forward(_ x: Tensor, training: Bool, keepCache: Bool, _ ws: Workspace) throws -> (Tensor, Cache?) {
+    /// `inference`: the network runs in inference mode (not a frozen block of a training step):
+    /// deformable layers may take their offset branch by taps (`DeformableConvLayer.forward`).
+    public func forward(_ x: Tensor, training: Bool, keepCache: Bool, inference: Bool = false, _ ws: Workspace) throws -> (Tensor, Cache?) {
         var h = x
         var cache = Cache(unitInputs: [], convOutputs: [], convCaches: [], normCaches: [], output: x)
         for (i, unit) in units.enumerated() {
             if keepCache { cache.unitInputs.append(h) }
-            var (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws) }
+            var (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference) }
             // Nothing kept (inference): an affine norm and the ReLU in place on the conv's output.
             if !keepCache, let (scale, shift) = try unit.norm.affineScaleShift(training: training) {
                 try timed("norm", "fwd") { try channelAffineInPlace(&c, scale: scale, shift: shift, relu: i < units.count - 1) }
@@ -408,7 +410,7 @@ public final class ResNet {
             let trainable = training && s + 2 > frozen
             var caches: [ResidualBlock.Cache] = []
             for block in stage {
-                let (y, c) = try block.forward(h, training: trainable, keepCache: trainable || cacheAllStages, ws)
+                let (y, c) = try block.forward(h, training: trainable, keepCache: trainable || cacheAllStages, inference: !training, ws)
                 if let c { caches.append(c) }
                 h = y
             }
