@@ -397,7 +397,8 @@ public final class ResNet {
             // Nothing kept (inference): an affine norm and the ReLU in place on the conv's output.
             if !cacheStem, let (scale, shift) = try stemNorm.affineScaleShift(training: training && frozen < 1) {
                 try channelAffineInPlace(&c, scale: scale, shift: shift, relu: true)
-                return (c, NormLayer.Cache.affine, c, try maxPoolForward(input: c, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1)))
+                let pooled = try maxPoolForwardValues(input: c, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1))
+                return (c, NormLayer.Cache.affine, c, MaxPoolResult(output: pooled, argmax: []))
             }
             var (normed, normCache) = try stemNorm.forward(c, training: training && frozen < 1)
             reluForwardInPlace(&normed)

@@ -29,3 +29,18 @@ import Testing
     #expect(y.data.map(\.bitPattern) == expected.data.map(\.bitPattern))
     #expect(throws: ShapeError.self) { try channelAffineInPlace(&y, scale: [1], shift: [0], relu: true) }
 }
+
+/// The max pool of inference (no argmax) gives the training pool's output bit for bit, NaNs and
+/// padding included.
+@Test func maxPoolValuesEqualTheMaxPoolWithArgmax() throws {
+    var rng = SeededGenerator(seed: 10)
+    var x = Tensor.normal([2, 3, 9, 12], using: &rng)
+    x.data[5] = .nan
+    x.data[40] = -.infinity
+    for options in [MaxPoolOptions(), MaxPoolOptions(kernel: 2, stride: 1, padding: 0), MaxPoolOptions(kernel: 3, stride: 3, padding: 1)] {
+        let reference = try maxPoolForward(input: x, options: options).output
+        let values = try maxPoolForwardValues(input: x, options: options)
+        #expect(values.shape == reference.shape)
+        #expect(values.data.map(\.bitPattern) == reference.data.map(\.bitPattern))
+    }
+}
