@@ -48,6 +48,7 @@ bench: build
 	$(BIN)/dcn-bench roi
 	$(BIN)/dcn-bench eval
 	$(BIN)/dcn-bench train-step --config configs/demo.yaml --baseline
+	$(BIN)/dcn-bench detect
 
 # Generates the easy synthetic dataset once (data/synth-easy; the ablation tables use the
 # standard one in data/synth), trains configs/demo.yaml from scratch (output/demo/, replacing an

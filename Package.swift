@@ -109,7 +109,7 @@ let package = Package(
         // inputs and compared with the reference outputs and gradients.
         .target(name: "DCNVerify", dependencies: ["DCNModels", "DCNOps", "DCNTensor"]),
         // Benchmarks behind `dcn-bench`.
-        .target(name: "DCNBench", dependencies: ["DCNRun", "DCNDistributed", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
+        .target(name: "DCNBench", dependencies: ["DCNRun", "DCNDistributed", "DCNExport", "DCNAnnotations", "DCNOps", "DCNTensor", "DCNEval", "DCNModels", "DCNData", "DCNTraining", "DCNConfig"]),
         .executableTarget(
             name: "dcn-bench",
             dependencies: ["DCNRun", "DCNCommandLine", "DCNBench", "DCNVerify", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "DCNModelsTests", dependencies: ["DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNVerify", "TestSupport"]),
         .testTarget(name: "DCNConfigTests", dependencies: ["DCNConfig", "DCNModels", "TestSupport"]),
         .testTarget(name: "DCNAnalysisTests", dependencies: ["DCNPictures", "DCNAnalysis", "DCNConfig", "DCNModels", "DCNOps", "DCNTensor", "DCNData", "TestSupport"]),
-        .testTarget(name: "DCNExportTests", dependencies: ["DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
+        .testTarget(name: "DCNExportTests", dependencies: ["DCNBench", "DCNConfig", "DCNExport", "DCNModels", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNTensorBoardTests", dependencies: ["DCNPictures", "DCNTensorBoard", "DCNData", "TestSupport"]),
         .testTarget(name: "DCNDistributedTests", dependencies: ["DCNRun", "DCNTraining", "DCNConfig", "DCNModels", "DCNData", "DCNTensor", "TestSupport"]),
         .testTarget(name: "DCNInferenceTests", dependencies: ["DCNInference", "DCNAnnotations", "DCNRun", "DCNTraining", "DCNConfig", "DCNData", "DCNModels", "DCNOps", "DCNTensor", "TestSupport"]),

@@ -206,8 +206,15 @@ public final class DeformableConvLayer: DeformationSource {
     public var deformationName: String { name }
     public var offsetBranchParameters: [Parameter] { offsetConv.parameters }
 
-    public func forward(_ x: Tensor, _ ws: Workspace) throws -> (Tensor, Cache) {
-        let raw = try LayerProfiler.measure(offsetBranchProfileKey("fwd")) { try offsetConv.forward(x, ws) }
+    /// `inference`: the offset branch by taps when it may (`conv2dForwardByTaps`: the same products
+    /// summed in another order, without its im2col); training keeps im2col + sgemm.
+    public func forward(_ x: Tensor, _ ws: Workspace, inference: Bool = false) throws -> (Tensor, Cache) {
+        let raw = try LayerProfiler.measure(offsetBranchProfileKey("fwd")) {
+            inference && convGoesByTaps(weight: offsetConv.weight.shape, options: offsetConv.options)
+                ? try conv2dForwardByTaps(input: x, weight: offsetConv.weight.value, bias: offsetConv.bias?.value,
+                                          options: offsetConv.options, workspace: ws)
+                : try offsetConv.forward(x, ws)
+        }
         let (offset, mask) = try splitOffsetAndMask(raw)
         tally?.add(offset: offset, mask: mask, kernel: weight.shape[2], dilation: options.dilationH)
         offsetObserver?(offset)
@@ -330,11 +337,12 @@ public enum SpatialConv {
         }
     }
 
-    public func forward(_ x: Tensor, _ ws: Workspace) throws -> (Tensor, Cache) {
+    /// `inference`: see `DeformableConvLayer.forward`.
+    public func forward(_ x: Tensor, _ ws: Workspace, inference: Bool = false) throws -> (Tensor, Cache) {
         switch self {
         case .regular(let c): return (try c.forward(x, ws), .regular)
         case .deformable(let d):
-            let (y, cache) = try d.forward(x, ws)
+            let (y, cache) = try d.forward(x, ws, inference: inference)
             return (y, .deformable(cache))
         }
     }
@@ -425,6 +433,20 @@ public final class NormLayer {
             let r = try groupNormForward(input: x, weight: weight.value, bias: bias.value,
                                          options: GroupNormOptions(groups: groups, eps: eps))
             return (r.output, .group(r.saved))
+        }
+    }
+
+    /// The per-channel `(scale, shift)` this norm's forward applies (`frozenBatchNormScaleShift`)
+    /// when it is an affine map: frozen batch norm, or batch norm on its running statistics; nil for
+    /// group norm and for batch norm on batch statistics.
+    public func affineScaleShift(training: Bool) throws -> (scale: [Float], shift: [Float])? {
+        switch kind {
+        case .frozenBatchNorm, .batchNorm:
+            if kind == .batchNorm && training && weight.trainable { return nil }
+            return try frozenBatchNormScaleShift(weight: weight.value, bias: bias.value, runningMean: runningMean!.value,
+                                                 runningVar: runningVar!.value, eps: eps)
+        case .groupNorm:
+            return nil
         }
     }
 

@@ -150,12 +150,20 @@ public final class ResidualBlock {
         units.flatMap { $0.conv.parameters + $0.norm.parameters } + (shortcut.map { $0.conv.parameters + $0.norm.parameters } ?? [])
     }
 
-    public func forward(_ x: Tensor, training: Bool, keepCache: Bool, _ ws: Workspace) throws -> (Tensor, Cache?) {
+    /// `inference`: the network runs in inference mode (not a frozen block of a training step):
+    /// deformable layers may take their offset branch by taps (`DeformableConvLayer.forward`).
+    public func forward(_ x: Tensor, training: Bool, keepCache: Bool, inference: Bool = false, _ ws: Workspace) throws -> (Tensor, Cache?) {
         var h = x
         var cache = Cache(unitInputs: [], convOutputs: [], convCaches: [], normCaches: [], output: x)
         for (i, unit) in units.enumerated() {
             if keepCache { cache.unitInputs.append(h) }
-            let (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws) }
+            var (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference) }
+            // Nothing kept (inference): an affine norm and the ReLU in place on the conv's output.
+            if !keepCache, let (scale, shift) = try unit.norm.affineScaleShift(training: training) {
+                try timed("norm", "fwd") { try channelAffineInPlace(&c, scale: scale, shift: shift, relu: i < units.count - 1) }
+                h = c
+                continue
+            }
             var (n, normCache) = try timed("norm", "fwd") { try unit.norm.forward(c, training: training) }
             if keepCache { cache.convOutputs.append(c); cache.convCaches.append(convCache); cache.normCaches.append(normCache) }
             if i < units.count - 1 { timed("relu, add", "fwd") { reluForwardInPlace(&n) } }
@@ -163,6 +171,11 @@ public final class ResidualBlock {
         }
         if let shortcut {
             let c = try timed(shortcut.conv.kind, "fwd") { try shortcut.conv.forward(x, ws) }
+            if !keepCache, let (scale, shift) = try shortcut.norm.affineScaleShift(training: training) {
+                try timed("relu, add", "fwd") { try addChannelAffineReLUInPlace(&h, shortcut: c, scale: scale, shift: shift) }
+                cache.output = h
+                return (h, nil)
+            }
             let (n, normCache) = try timed("norm", "fwd") { try shortcut.norm.forward(c, training: training) }
             if keepCache { cache.shortcutConvOutput = c; cache.shortcutNormCache = normCache }
             try timed("relu, add", "fwd") { try addReLUInPlace(&h, n) }
@@ -380,7 +393,13 @@ public final class ResNet {
         let frozen = spec.frozenStages
         let cacheStem = training && frozen < 1 || cacheAllStages
         let (stemConvOutput, stemNormCache, stemReLU, pool) = try LayerProfiler.measure("stem conv, norm, relu, pool fwd") {
-            let c = try stemConv.forward(x, ws)
+            var c = try stemConv.forward(x, ws)
+            // Nothing kept (inference): an affine norm and the ReLU in place on the conv's output.
+            if !cacheStem, let (scale, shift) = try stemNorm.affineScaleShift(training: training && frozen < 1) {
+                try channelAffineInPlace(&c, scale: scale, shift: shift, relu: true)
+                let pooled = try maxPoolForwardValues(input: c, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1))
+                return (c, NormLayer.Cache.affine, c, MaxPoolResult(output: pooled, argmax: []))
+            }
             var (normed, normCache) = try stemNorm.forward(c, training: training && frozen < 1)
             reluForwardInPlace(&normed)
             return (c, normCache, normed, try maxPoolForward(input: normed, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1)))
@@ -392,7 +411,7 @@ public final class ResNet {
             let trainable = training && s + 2 > frozen
             var caches: [ResidualBlock.Cache] = []
             for block in stage {
-                let (y, c) = try block.forward(h, training: trainable, keepCache: trainable || cacheAllStages, ws)
+                let (y, c) = try block.forward(h, training: trainable, keepCache: trainable || cacheAllStages, inference: !training, ws)
                 if let c { caches.append(c) }
                 h = y
             }

@@ -264,3 +264,67 @@ func col2imAdd(_ geo: ConvGeometry, dInput: UnsafeMutablePointer<Float>, dColumn
         }
     }
 }
+
+// MARK: - Few output channels: products per tap, no im2col
+
+/// Whether `conv2dForwardByTaps` takes this convolution: stride 1, one group, a kernel larger than
+/// 1x1, and few output channels (a deformable layer's offset branch: 2K or 3K of them), where the
+/// columns im2col would write (K Cin HW floats) cost more than the product itself.
+public func convGoesByTaps(weight: [Int], options: ConvOptions) -> Bool {
+    weight.count == 4 && options.groups == 1 && options.strideH == 1 && options.strideW == 1
+        && weight[2] * weight[3] > 1 && weight[0] <= 32
+}
+
+/// Forward convolution by taps (inference; `convGoesByTaps` says when): one product of every tap's
+/// weights `[K Cout, Cin]` with the input `[Cin, H W]` gives each tap's contribution at every input
+/// pixel, `T[k, o, iy, ix] = sum_c W[o, c, k] x[c, iy, ix]`; each output pixel then adds its
+/// taps' contributions from their positions, `y[o, oy, ox] = b[o] + sum_k T[k, o, oy - ph + i dh,
+/// ox - pw + j dw]` (taps outside the input add nothing: the zero padding). The products of
+/// `conv2dForward`, summed in another order; the columns are never written. Returns
+/// `[N, Cout, Ho, Wo]`.
+public func conv2dForwardByTaps(
+    input: Tensor, weight: Tensor, bias: Tensor?, options: ConvOptions, workspace: Workspace? = nil
+) throws -> Tensor {
+    let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
+    try require(convGoesByTaps(weight: weight.shape, options: options),
+                "conv2d by taps: needs stride 1, one group, a kernel larger than 1x1 and at most 32 outputs, got weight \(weight.shape), \(options)")
+    if let bias { try require(bias.shape == [geo.outChannels], "conv2d: bias must be [\(geo.outChannels)], got \(bias.shape)") }
+    let ws = workspace ?? Workspace()
+    let (N, C, H, W) = (geo.batch, geo.inChannels, geo.height, geo.width)
+    let (O, K, Ho, Wo, kw) = (geo.outChannels, geo.taps, geo.outHeight, geo.outWidth, geo.kernelW)
+    let o = options
+    var output = Tensor(zeros: geo.outputShape)
+    // Weights by tap: row k O + oc of [K O, C] is W[oc, :, k].
+    let tapWeights = ws.floats(.weightPermuted, K * O * C)
+    weight.withUnsafeBufferPointer { w in
+        for k in 0..<K { for oc in 0..<O { for c in 0..<C { tapWeights[(k * O + oc) * C + c] = w[(oc * C + c) * K + k] } } }
+    }
+    let contributions = ws.floats(.columns, K * O * H * W)
+    input.withUnsafeBufferPointer { x in
+        output.withUnsafeMutableBufferPointer { y in
+            for n in 0..<N {
+                BLAS.sgemm(transA: false, transB: false, m: K * O, n: H * W, k: C, alpha: 1,
+                           a: tapWeights, lda: C, b: x.baseAddress! + n * C * H * W, ldb: H * W,
+                           beta: 0, c: contributions, ldc: H * W)
+                let t = SharedReads(UnsafePointer(contributions)), out = DisjointWrites(y.baseAddress! + n * O * Ho * Wo)
+                let b = bias?.data
+                parallelFor(O * Ho, grain: 8) { rows in
+                    for r in rows {
+                        let oc = r / Ho, oy = r % Ho
+                        let row = out + r * Wo
+                        row.update(repeating: b?[oc] ?? 0, count: Wo)
+                        for k in 0..<K {
+                            let iy = oy - o.padH + (k / kw) * o.dilationH
+                            if iy < 0 || iy >= H { continue }
+                            let x0 = (k % kw) * o.dilationW - o.padW
+                            let (lo, hi) = insideColumns(x0: x0, stride: 1, width: W, outWidth: Wo)
+                            let line = t + ((k * O + oc) * H + iy) * W + x0
+                            for ox in lo..<hi { row[ox] += line[ox] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return output
+}

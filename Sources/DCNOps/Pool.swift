@@ -41,6 +41,7 @@ public struct MaxPoolOptions: Sendable, Equatable {
 public struct MaxPoolResult: Sendable, Equatable {
     public var output: Tensor
     public var argmax: [Int32]
+    public init(output: Tensor, argmax: [Int32]) { self.output = output; self.argmax = argmax }
 }
 
 /// Max pool forward. input [N, C, H, W] -> output [N, C, OH, OW] and argmax.
@@ -83,6 +84,43 @@ public func maxPoolForward(input: Tensor, options: MaxPoolOptions = MaxPoolOptio
         }
     }}}
     return MaxPoolResult(output: out, argmax: argmax)
+}
+
+/// Max pool forward without the argmax (inference): the output of `maxPoolForward`, the same
+/// value in every window (a NaN wins as there), with no index array written.
+public func maxPoolForwardValues(input: Tensor, options: MaxPoolOptions = MaxPoolOptions()) throws -> Tensor {
+    try require(input.rank == 4, "max pool: input must be [N, C, H, W], got \(input.shape)")
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let (oh, ow) = try options.outputSize(height: h, width: w)
+    var out = Tensor(zeros: [n, c, oh, ow])
+    let o = options
+    input.withUnsafeBufferPointer { xb in
+    out.withUnsafeMutableBufferPointer { yb in
+        let x = SharedReads(xb.baseAddress!), y = DisjointWrites(yb.baseAddress!)
+        parallelFor(n * c, grain: max(1, 4096 / max(1, oh * ow))) { planes in
+            for p in planes {
+                let xp = x + p * h * w, yp = y + p * oh * ow
+                for oy in 0..<oh {
+                    let y0 = oy * o.strideH - o.padH
+                    let yLo = max(y0, 0), yHi = min(y0 + o.kernelH, h)
+                    for ox in 0..<ow {
+                        let x0 = ox * o.strideW - o.padW
+                        let xLo = max(x0, 0), xHi = min(x0 + o.kernelW, w)
+                        var best = -Float.infinity
+                        for iy in yLo..<yHi {
+                            let line = xp + iy * w
+                            for ix in xLo..<xHi {
+                                let v = line[ix]
+                                if v > best || v.isNaN { best = v }
+                            }
+                        }
+                        yp[oy * ow + ox] = best
+                    }
+                }
+            }
+        }
+    }}
+    return out
 }
 
 /// Max pool backward: each output gradient goes to its argmax, `dInput[n, c, argmax] += dOutput`.

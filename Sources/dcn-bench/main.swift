@@ -16,7 +16,7 @@ struct DCNBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dcn-bench",
         abstract: "Verify ops against reference fixtures and measure their speed.",
-        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, DumpTraining.self, Allreduce.self, DataLoad.self])
+        subcommands: [Verify.self, Ops.self, BLASKernels.self, RoI.self, Eval.self, TrainStep.self, Detect.self, DumpTraining.self, Allreduce.self, DataLoad.self])
 }
 
 struct Verify: ParsableCommand {
@@ -477,3 +477,154 @@ struct Allreduce: ParsableCommand {
     }
 }
 
+
+struct Detect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detect",
+        abstract: "Per-image latency of whole detectors, ours against onnxruntime on the exported model (alternated, same input), by part, and our peak memory.",
+        discussion: """
+            Each config's detector gets the seeded weights of `dcn-export check-weights --seed 0` and detects one synthetic \
+            image (--height x --width, normalised). onnxruntime runs the models `dcn-export onnx` writes of the same weights \
+            (--part backbone, proposals and, for roialign detectors, detector) through scripts/bench_onnxruntime.py with the \
+            python of --ort-python (`make check-onnx` creates .venv-onnx): CPU provider, --threads intra-op threads, \
+            ORT_ENABLE_ALL. Each repetition runs ours, then each onnxruntime model; the medians are reported. The parts: \
+            backbone, RPN + proposals (onnxruntime: proposals model minus backbone model), RoI heads (detector minus \
+            proposals). Without --config: the regular R-50 (faster_rcnn_r50_roialign), R-50 mdconv@c3~c5 with roialign, and \
+            R-50 mdconv@c3~c5 + mdpool.
+            """)
+
+    @Option(name: .customLong("config"), help: "A detector config (repeatable; default: the three R-50 detectors above).")
+    var configs: [String] = []
+
+    @OptionGroup var overrideOptions: OverrideOptions
+
+    @Option(parsing: .unconditional, help: "Input height (the shorter side).")
+    var height: Int = 800
+
+    @Option(parsing: .unconditional, help: "Input width.")
+    var width: Int = 1216
+
+    @Option(parsing: .unconditional, help: "Timed repetitions after one warm-up (medians are reported).")
+    var repeats: Int = 5
+
+    @OptionGroup var threadOptions: ThreadOptions
+
+    @Option(help: ArgumentHelp("The python with onnxruntime.", valueName: "file"))
+    var ortPython: String = ".venv-onnx/bin/python"
+
+    @Option(help: ArgumentHelp("onnxruntime's timing server.", valueName: "file"))
+    var ortScript: String = "scripts/bench_onnxruntime.py"
+
+    @Flag(help: "Ours only.")
+    var noOnnxruntime = false
+
+    @Flag(help: "Also print our backbone's seconds per stage and layer kind.")
+    var layers = false
+
+    @Flag(help: "Also print onnxruntime's seconds per part and op type (its profiler).")
+    var ops = false
+
+    /// The default cases: (config, its own --set overrides, label).
+    static let defaultCases = [
+        ("configs/coco/faster_rcnn_r50_roialign.yaml", [String](), "R-50, regular convs, roialign"),
+        ("configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool.yaml", ["roi_head.extractor=roialign"], "R-50, mdconv@c3~c5, roialign"),
+        ("configs/coco/faster_rcnn_r50_mdconv_c3-c5_mdpool.yaml", [], "R-50, mdconv@c3~c5 + mdpool"),
+    ]
+
+    var cases: [(String, [String], String)] {
+        if configs.isEmpty { return Self.defaultCases.map { ($0.0, $0.1 + overrideOptions.overrides, $0.2) } }
+        return configs.map { ($0, overrideOptions.overrides, (($0 as NSString).lastPathComponent as NSString).deletingPathExtension) }
+    }
+
+    func validate() throws {
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
+        if !(32...4096).contains(height) || !(32...4096).contains(width) { throw ValidationError("--height and --width: expected 32 to 4096 pixels") }
+        for (config, _, _) in cases {
+            if let problem = fileReadProblem(config) { throw ValidationError("--config \(config): \(problem); expected a detector config (YAML)") }
+        }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)  // a dead onnxruntime server is reported, not fatal
+        var experiments: [(ExperimentConfig, String)] = []
+        for (config, overrides, label) in cases {
+            do {
+                let e = try loadConfig(path: config, overrides: overrides)
+                guard e.model.task == .detection else { throw ValidationError("--config \(config): not a detector (model.task: \(e.model.task.rawValue))") }
+                experiments.append((e, label + " (" + ([config] + overrides.map { "--set " + $0 }).joined(separator: " ") + ")"))
+            } catch let e as ConfigErrors {
+                FileHandle.standardError.write(Data((e.description + "\n").utf8))
+                throw ExitCode(2)
+            }
+        }
+        threadOptions.apply()
+        System.keepFreedMemoryForReuse()
+        let kernel = "\(BLASKernel.version) \(BLASKernel.coreName) kernels"
+        print("dcn-bench detect: 1 image \(height)x\(width), median of \(repeats) after a warm-up, ours and onnxruntime alternated on the same input, "
+              + "\(Threads.count) threads each; weights of dcn-export check-weights --seed 0")
+        print("PyTorch: no twin of the whole detector (scripts/pytorch_train_step.py times the backbone's training step only)")
+        let ort = noOnnxruntime ? nil : ORTRunner(python: ortPython, script: ortScript)
+        for (experiment, label) in experiments {
+            print("\(label):")
+            let r = try runDetectBenchmark(config: experiment, label: label, height: height, width: width, repeats: repeats, ort: ort,
+                                           layers: layers) { FileHandle.standardError.write(Data(("  " + $0 + "\n").utf8)) }
+            for note in r.notes { print("  " + note) }
+            printDetectResult(r, kernel: kernel)
+            if layers { printLayers(r.layers.map { ($0.name, $0.seconds) }, say: { print($0) }) }
+            if ops, let o = r.ort {
+                print("  onnxruntime by part and op type (its profiler, kernel seconds per run):")
+                for part in detectParts + ["other"] {
+                    let list = o.profiledOps.filter { $0.part == part && $0.ms >= 0.5 }.map { $0.op + " " + seconds3($0.ms / 1000) }
+                    if !list.isEmpty { print("    \(part): " + list.joined(separator: ", ")) }
+                }
+            }
+        }
+    }
+}
+
+/// "1.234".
+func seconds3(_ s: Double) -> String { String(format: "%.3f", s) }
+
+/// The table of one `dcn-bench detect` case: per part ours, onnxruntime and the ratio, the whole
+/// detector with the kernels and versions, every run, memory and counts.
+func printDetectResult(_ r: DetectBenchResult, kernel: String) {
+    let ortParts: [Double?] = r.ort.map { o in o.parts.prefix(o.part == "detector" ? 3 : 2).map { Optional($0) } } ?? []
+    print("  part                ours        onnxruntime   ours / onnxruntime" + (r.ort == nil ? "" : " (its parts: its latency split as its profiler splits it)"))
+    for (i, name) in detectParts.enumerated() {
+        var line = "  " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + "  " + seconds3(r.oursParts[i]) + " s"
+        if i < ortParts.count, let theirs = ortParts[i] {
+            line += "     " + seconds3(theirs) + " s     " + String(format: "%.2fx", r.oursParts[i] / theirs)
+            if r.oursParts[i] > theirs { line += "  <- onnxruntime faster" }
+        } else {
+            line += "         -"
+        }
+        print(line)
+    }
+    if let o = r.ort, o.parts[3] > 0.0005 {
+        print("  (onnxruntime's reshapes and layout reorders outside the named parts: " + seconds3(o.parts[3]) + " s)")
+    }
+    var whole = "  whole detector: ours " + seconds3(r.oursSeconds) + " s (" + kernel + ", \(r.threads) threads)"
+    if let o = r.ort {
+        let theirs = ", " + o.version + " " + seconds3(o.seconds) + " s (intra-op \(r.threads) threads, ORT_ENABLE_ALL)"
+        if o.part == "detector" {
+            whole += theirs + ": ours / onnxruntime " + String(format: "%.2fx", r.oursSeconds / o.seconds)
+        } else {
+            whole += "; up to the proposals" + theirs + " against ours " + seconds3(r.oursParts[0] + r.oursParts[1]) + " s: "
+                + String(format: "%.2fx", (r.oursParts[0] + r.oursParts[1]) / o.seconds)
+        }
+    } else {
+        whole += ", onnxruntime: not run"
+    }
+    print(whole)
+    var runs = "  runs: ours " + r.oursRuns.map(seconds3).joined(separator: " ")
+    if let o = r.ort { runs += "; onnxruntime (\(o.part)) " + o.runs.map(seconds3).joined(separator: " ") }
+    print(runs)
+    var memory = String(format: "  ours: peak memory %.2f GB", Double(r.oursPeakBytes) / 1e9)
+    if !r.peakIsOwn { memory += " (process peak)" }
+    memory += "; \(r.proposals) proposals, \(r.detections) detections"
+    if let o = r.ort {
+        memory += String(format: "; onnxruntime's process: peak memory %.2f GB", Double(o.peakBytes) / 1e9)
+        if let d = o.detections { memory += ", \(d) detections" }
+    }
+    print(memory)
+}

@@ -243,3 +243,32 @@ func deformableBottleneckGradientsMatchFiniteDifferences(kind: ConvKind, norm: N
     }
     #expect(model.parameters.all.map(\.value.data) == before)
 }
+
+/// Inference with nothing kept applies each affine norm (frozen BN, BN on running statistics) and
+/// the ReLU in place on the conv's output, and the shortcut's norm inside the residual sum: the
+/// same bits as the forward that keeps its caches and runs norm, ReLU and sum one by one. Group
+/// norm keeps the separate steps. Norms, offsets and biases are made non-trivial first.
+@Test(arguments: [NormKind.frozenBatchNorm, .batchNorm, .groupNorm(groups: 2)])
+func inferenceWithTheNormInPlaceGivesTheSameBits(norm: NormKind) throws {
+    let net = try ResNet(spec: smallSpec([.regular, .mdconv, .dconv, .mdconv], norm: norm), seed: 4)
+    var rng = SeededGenerator(seed: 5)
+    for p in net.parameters.all {
+        for i in 0..<p.count {
+            if p.name.hasSuffix(".running_var") { p.value.data[i] = rng.uniform(0.5, 2) }
+            else if p.name.hasSuffix(".running_mean") || (!p.decays && p.name.hasSuffix(".bias")) { p.value.data[i] = rng.uniform(-0.3, 0.3) }
+            else if !p.decays && p.name.hasSuffix(".weight") { p.value.data[i] = rng.uniform(0.5, 1.5) }
+            else if p.name.contains("_offset.") { p.value.data[i] = rng.uniform(-0.3, 0.3) }
+        }
+    }
+    let x = Tensor.normal([2, 3, 40, 36], using: &rng)
+    let ws = Workspace()
+    let (inPlace, cache) = try net.forward(x, training: false, ws)
+    #expect(cache == nil)
+    let (stepwise, _) = try net.forward(x, training: false, cacheAllStages: true, ws)
+    for stage in ResNet.stageNames {
+        let a = try #require(inPlace[stage]), b = try #require(stepwise[stage])
+        #expect(a.shape == b.shape)
+        #expect(a.data.map(\.bitPattern) == b.data.map(\.bitPattern), "\(norm) \(stage): the in-place inference differs")
+        #expect(a.data.contains { $0 > 0 } && a.data.contains { $0 == 0 })  // the ReLU did something
+    }
+}

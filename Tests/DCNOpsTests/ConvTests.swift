@@ -255,3 +255,33 @@ func zeroOffsetGradientIsTheForwardDifferenceAtEveryTap(dilation: Int, modulated
     }
     #expect(worst <= 1e-5 * scale, "largest error \(worst) against a largest gradient \(scale)")
 }
+
+/// The convolution by taps (the offset branches in inference) equals im2col + sgemm up to the
+/// order of the sums: padding and dilation as the backbone's layers use them, uneven ones, a
+/// bias, two images; it refuses what it does not do.
+@Test(arguments: [ConvOptions(stride: 1, padding: 1, dilation: 1), ConvOptions(stride: 1, padding: 2, dilation: 2),
+                  ConvOptions(strideH: 1, strideW: 1, padH: 0, padW: 2, dilationH: 1, dilationW: 2, groups: 1)])
+func convolutionByTapsEqualsIm2col(options: ConvOptions) throws {
+    var rng = SeededGenerator(seed: 21)
+    let x = Tensor.normal([2, 7, 11, 13], using: &rng)
+    let w = Tensor.normal([27, 7, 3, 3], using: &rng), b = Tensor.normal([27], using: &rng)
+    #expect(convGoesByTaps(weight: w.shape, options: options))
+    let reference = try conv2dForward(input: x, weight: w, bias: b, options: options)
+    let byTaps = try conv2dForwardByTaps(input: x, weight: w, bias: b, options: options, workspace: Workspace())
+    #expect(byTaps.shape == reference.shape)
+    let error = relativeL2(byTaps.data.map(Double.init), reference.data.map(Double.init))
+    #expect(error < 1e-6, "relative L2 \(error)")
+    let noBias = try conv2dForwardByTaps(input: x, weight: w, bias: nil, options: options)
+    #expect(relativeL2(noBias.data.map(Double.init), try conv2dForward(input: x, weight: w, bias: nil, options: options).data.map(Double.init)) < 1e-6)
+}
+
+@Test func convolutionByTapsRefusesStridesGroupsAndManyOutputs() throws {
+    let x = Tensor(zeros: [1, 4, 6, 6])
+    #expect(!convGoesByTaps(weight: [27, 4, 3, 3], options: ConvOptions(stride: 2, padding: 1)))
+    #expect(!convGoesByTaps(weight: [27, 2, 3, 3], options: ConvOptions(stride: 1, padding: 1, groups: 2)))
+    #expect(!convGoesByTaps(weight: [64, 4, 3, 3], options: ConvOptions(stride: 1, padding: 1)))
+    #expect(!convGoesByTaps(weight: [27, 4, 1, 1], options: ConvOptions()))
+    #expect(throws: ShapeError.self) {
+        try conv2dForwardByTaps(input: x, weight: Tensor(zeros: [27, 4, 3, 3]), bias: nil, options: ConvOptions(stride: 2, padding: 1))
+    }
+}

@@ -1,0 +1,46 @@
+// The inference ops that apply a norm in place (ResidualBlock.forward with nothing kept) against
+// the separate ops they replace: the same bits.
+import DCNOps
+import DCNTensor
+import Testing
+
+/// The in-place affine + ReLU and the fused shortcut affine + sum + ReLU give the bits of the
+/// separate ops (channelAffine via frozen batch norm, reluForwardInPlace, addReLUInPlace).
+@Test func inPlaceAffineOpsMatchTheSeparateOps() throws {
+    var rng = SeededGenerator(seed: 9)
+    let c = 5
+    let weight = Tensor.uniform([c], 0.5, 1.5, using: &rng), bias = Tensor.uniform([c], -0.5, 0.5, using: &rng)
+    let mean = Tensor.uniform([c], -0.3, 0.3, using: &rng), variance = Tensor.uniform([c], 0.5, 2, using: &rng)
+    let x = Tensor.normal([2, c, 7, 9], using: &rng), shortcut = Tensor.normal([2, c, 7, 9], using: &rng)
+    let (scale, shift) = try frozenBatchNormScaleShift(weight: weight, bias: bias, runningMean: mean, runningVar: variance)
+    let normed = try frozenBatchNormForward(input: x, weight: weight, bias: bias, runningMean: mean, runningVar: variance)
+    for relu in [false, true] {
+        var expected = normed
+        if relu { reluForwardInPlace(&expected) }
+        var y = x
+        try channelAffineInPlace(&y, scale: scale, shift: shift, relu: relu)
+        #expect(y.data.map(\.bitPattern) == expected.data.map(\.bitPattern))
+        #expect(expected.data.contains { $0 == 0 } == relu)
+    }
+    var expected = x
+    try addReLUInPlace(&expected, try frozenBatchNormForward(input: shortcut, weight: weight, bias: bias, runningMean: mean, runningVar: variance))
+    var y = x
+    try addChannelAffineReLUInPlace(&y, shortcut: shortcut, scale: scale, shift: shift)
+    #expect(y.data.map(\.bitPattern) == expected.data.map(\.bitPattern))
+    #expect(throws: ShapeError.self) { try channelAffineInPlace(&y, scale: [1], shift: [0], relu: true) }
+}
+
+/// The max pool of inference (no argmax) gives the training pool's output bit for bit, NaNs and
+/// padding included.
+@Test func maxPoolValuesEqualTheMaxPoolWithArgmax() throws {
+    var rng = SeededGenerator(seed: 10)
+    var x = Tensor.normal([2, 3, 9, 12], using: &rng)
+    x.data[5] = .nan
+    x.data[40] = -.infinity
+    for options in [MaxPoolOptions(), MaxPoolOptions(kernel: 2, stride: 1, padding: 0), MaxPoolOptions(kernel: 3, stride: 3, padding: 1)] {
+        let reference = try maxPoolForward(input: x, options: options).output
+        let values = try maxPoolForwardValues(input: x, options: options)
+        #expect(values.shape == reference.shape)
+        #expect(values.data.map(\.bitPattern) == reference.data.map(\.bitPattern))
+    }
+}
