@@ -485,7 +485,7 @@ struct Detect: ParsableCommand {
         discussion: """
             Each config's detector gets the seeded weights of `dcn-export check-weights --seed 0` and detects one synthetic \
             image (--height x --width, normalised). onnxruntime runs the models `dcn-export onnx` writes of the same weights \
-            (--part backbone, proposals and, for roialign detectors, detector) through scripts/bench_onnxruntime.py with the \
+            (--part backbone, proposals and detector) through scripts/bench_onnxruntime.py with the \
             python of --ort-python (`make check-onnx` creates .venv-onnx): CPU provider, --threads intra-op threads, \
             ORT_ENABLE_ALL. Each repetition runs ours, then each onnxruntime model; the medians are reported. The parts: \
             backbone, RPN + proposals (onnxruntime: proposals model minus backbone model), RoI heads (detector minus \
