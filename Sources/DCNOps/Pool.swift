@@ -48,20 +48,38 @@ public struct MaxPoolResult: Sendable, Equatable {
 /// Ties keep the first element in the window scan order (rows, then columns); a NaN wins (the
 /// last NaN of the window), as in PyTorch's CPU kernel.
 public func maxPoolForward(input: Tensor, options: MaxPoolOptions = MaxPoolOptions()) throws -> MaxPoolResult {
-    try require(input.rank == 4, "max pool: input must be [N, C, H, W], got \(input.shape)")
-    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-    let (oh, ow) = try options.outputSize(height: h, width: w)
-    var out = Tensor(zeros: [n, c, oh, ow])
+    let (n, c, oh, ow) = try maxPoolOutputShape(input, options)
+    try require(input.dim(2) * input.dim(3) <= Int(Int32.max), "max pool: plane \(input.dim(2))x\(input.dim(3)) too large for 32-bit indices")
     var argmax = [Int32](repeating: 0, count: n * c * oh * ow)
-    try require(h * w <= Int(Int32.max), "max pool: plane \(h)x\(w) too large for 32-bit indices")
-    let o = options
+    let out = argmax.withUnsafeMutableBufferPointer { maxPoolWindows(input, options, argmax: DisjointWrites($0.baseAddress!)) }
+    return MaxPoolResult(output: out, argmax: argmax)
+}
+
+/// Max pool forward without the argmax (inference): the output of `maxPoolForward`, the same
+/// value in every window (a NaN wins as there), with no index array written.
+public func maxPoolForwardValues(input: Tensor, options: MaxPoolOptions = MaxPoolOptions()) throws -> Tensor {
+    _ = try maxPoolOutputShape(input, options)
+    return maxPoolWindows(input, options, argmax: nil)
+}
+
+/// [N, C, OH, OW] of a max pool on `input`, after checking its rank.
+private func maxPoolOutputShape(_ input: Tensor, _ options: MaxPoolOptions) throws -> (Int, Int, Int, Int) {
+    try require(input.rank == 4, "max pool: input must be [N, C, H, W], got \(input.shape)")
+    let (oh, ow) = try options.outputSize(height: input.dim(2), width: input.dim(3))
+    return (input.dim(0), input.dim(1), oh, ow)
+}
+
+/// Every window's maximum (a NaN wins), and its index in the plane into `argmax` when given.
+private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: DisjointWrites<Int32>?) -> Tensor {
+    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+    let (oh, ow) = try! o.outputSize(height: h, width: w)
+    var out = Tensor(zeros: [n, c, oh, ow])
     input.withUnsafeBufferPointer { xb in
     out.withUnsafeMutableBufferPointer { yb in
-    argmax.withUnsafeMutableBufferPointer { ab in
-        let x = SharedReads(xb.baseAddress!), y = DisjointWrites(yb.baseAddress!), am = DisjointWrites(ab.baseAddress!)
+        let x = SharedReads(xb.baseAddress!), y = DisjointWrites(yb.baseAddress!)
         parallelFor(n * c, grain: max(1, 4096 / max(1, oh * ow))) { planes in
             for p in planes {
-                let xp = x + p * h * w, yp = y + p * oh * ow, ap = am + p * oh * ow
+                let xp = x + p * h * w, yp = y + p * oh * ow, ap = am.map { $0 + p * oh * ow }
                 for oy in 0..<oh {
                     let y0 = oy * o.strideH - o.padH
                     let yLo = max(y0, 0), yHi = min(y0 + o.kernelH, h)
@@ -71,50 +89,14 @@ public func maxPoolForward(input: Tensor, options: MaxPoolOptions = MaxPoolOptio
                         var best = -Float.infinity
                         var bestIndex = yLo * w + xLo
                         for iy in yLo..<yHi {
+                            let line = xp + iy * w
                             for ix in xLo..<xHi {
-                                let v = xp[iy * w + ix]
+                                let v = line[ix]
                                 if v > best || v.isNaN { best = v; bestIndex = iy * w + ix }
                             }
                         }
                         yp[oy * ow + ox] = best
-                        ap[oy * ow + ox] = Int32(bestIndex)
-                    }
-                }
-            }
-        }
-    }}}
-    return MaxPoolResult(output: out, argmax: argmax)
-}
-
-/// Max pool forward without the argmax (inference): the output of `maxPoolForward`, the same
-/// value in every window (a NaN wins as there), with no index array written.
-public func maxPoolForwardValues(input: Tensor, options: MaxPoolOptions = MaxPoolOptions()) throws -> Tensor {
-    try require(input.rank == 4, "max pool: input must be [N, C, H, W], got \(input.shape)")
-    let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-    let (oh, ow) = try options.outputSize(height: h, width: w)
-    var out = Tensor(zeros: [n, c, oh, ow])
-    let o = options
-    input.withUnsafeBufferPointer { xb in
-    out.withUnsafeMutableBufferPointer { yb in
-        let x = SharedReads(xb.baseAddress!), y = DisjointWrites(yb.baseAddress!)
-        parallelFor(n * c, grain: max(1, 4096 / max(1, oh * ow))) { planes in
-            for p in planes {
-                let xp = x + p * h * w, yp = y + p * oh * ow
-                for oy in 0..<oh {
-                    let y0 = oy * o.strideH - o.padH
-                    let yLo = max(y0, 0), yHi = min(y0 + o.kernelH, h)
-                    for ox in 0..<ow {
-                        let x0 = ox * o.strideW - o.padW
-                        let xLo = max(x0, 0), xHi = min(x0 + o.kernelW, w)
-                        var best = -Float.infinity
-                        for iy in yLo..<yHi {
-                            let line = xp + iy * w
-                            for ix in xLo..<xHi {
-                                let v = line[ix]
-                                if v > best || v.isNaN { best = v }
-                            }
-                        }
-                        yp[oy * ow + ox] = best
+                        ap?[oy * ow + ox] = Int32(bestIndex)
                     }
                 }
             }
