@@ -38,7 +38,15 @@ func channelAffine(_ input: Tensor, scale: [Float], shift: [Float], n: Int, c: I
     var out = Tensor(zeros: input.shape)
     input.withUnsafeBufferPointer { xb in
         out.withUnsafeMutableBufferPointer { yb in
-            affinePlanes(from: xb.baseAddress!, to: yb.baseAddress!, scale: scale, shift: shift, n: n, c: c, hw: hw, relu: false)
+            let x = SharedReads(xb.baseAddress!), y = DisjointWrites(yb.baseAddress!)
+            let s = scale, t = shift
+            parallelFor(n * c, grain: max(1, 4096 / max(1, hw))) { planes in
+                for p in planes {
+                    let ch = p % c, sc = s[ch], sh = t[ch]
+                    let xp = x + p * hw, yp = y + p * hw
+                    for i in 0..<hw { yp[i] = xp[i] * sc + sh }
+                }
+            }
         }
     }
     return out
@@ -51,23 +59,17 @@ public func channelAffineInPlace(_ x: inout Tensor, scale: [Float], shift: [Floa
     let (n, c, hw) = try nchwDims(x, "channel affine")
     try require(scale.count == c && shift.count == c, "channel affine: \(scale.count) scales and \(shift.count) shifts for \(c) channels")
     x.withUnsafeMutableBufferPointer { xb in
-        affinePlanes(from: UnsafePointer(xb.baseAddress!), to: xb.baseAddress!, scale: scale, shift: shift, n: n, c: c, hw: hw, relu: relu)
-    }
-}
-
-/// `y[p, i] = x[p, i] * scale[p % c] + shift[p % c]`, then ReLU when `relu`, over the n * c planes
-/// of hw values in parallel; `x` may be `y`.
-private func affinePlanes(from xPointer: UnsafePointer<Float>, to yPointer: UnsafeMutablePointer<Float>, scale s: [Float], shift t: [Float],
-                          n: Int, c: Int, hw: Int, relu: Bool) {
-    let x = SharedReads(xPointer), y = DisjointWrites(yPointer)
-    parallelFor(n * c, grain: max(1, 4096 / max(1, hw))) { planes in
-        for p in planes {
-            let ch = p % c, sc = s[ch], sh = t[ch]
-            let xp = x + p * hw, yp = y + p * hw
-            if relu {
-                for i in 0..<hw { let v = xp[i] * sc + sh; yp[i] = v < 0 ? 0 : v }
-            } else {
-                for i in 0..<hw { yp[i] = xp[i] * sc + sh }
+        let y = DisjointWrites(xb.baseAddress!)
+        let s = scale, t = shift
+        parallelFor(n * c, grain: max(1, 4096 / max(1, hw))) { planes in
+            for p in planes {
+                let ch = p % c, sc = s[ch], sh = t[ch]
+                let yp = y + p * hw
+                if relu {
+                    for i in 0..<hw { let v = yp[i] * sc + sh; yp[i] = v < 0 ? 0 : v }
+                } else {
+                    for i in 0..<hw { yp[i] = yp[i] * sc + sh }
+                }
             }
         }
     }
