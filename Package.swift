@@ -38,8 +38,11 @@ let package = Package(
         ),
         // glibc's mallopt (no library to link). Only DCNTensor/Parallel.swift imports it.
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        // Our matrix product for forward convolutions (AVX2 / AVX-512 kernels, im2col packed on the fly).
+        // Only DCNTensor/OwnProduct.swift imports it.
+        .target(name: "CGemm", path: "Sources/CGemm"),
         // Layer 1: tensors, BLAS wrapper, threading, safetensors files.
-        .target(name: "DCNTensor", dependencies: ["CBLAS", "CMalloc"]),
+        .target(name: "DCNTensor", dependencies: ["CBLAS", "CMalloc", "CGemm"]),
         // Layer 2: every op's forward and backward (conv, deformable conv, norms, RoI ops, NMS, losses).
         .target(name: "DCNOps", dependencies: ["DCNTensor"]),
         // C shim over libjpeg-turbo and libpng whose error handlers return instead of exiting.

@@ -20,6 +20,18 @@ public func conv2dForward(
         weight.withUnsafeBufferPointer { w in
             output.withUnsafeMutableBufferPointer { y in
                 if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
+                if geo.groups == 1 && OwnProduct.handles(m: geo.outChannels) {
+                    // Our kernels pack each image's columns on the fly: no im2col matrix.
+                    for n in 0..<geo.batch {
+                        let image = x.baseAddress! + n * geo.inChannels * geo.inPixels
+                        OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup,
+                                            a: w.baseAddress!, lda: geo.columnRowsPerGroup,
+                                            b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window),
+                                            c: y.baseAddress! + n * geo.outChannels * geo.outPixels, ldc: geo.outPixels,
+                                            accumulate: true)
+                    }
+                    return
+                }
                 forEachColumnChunk(geo, ws) { n0, images in
                     let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
                     columnsForwardGemm(geo, output: y.baseAddress!, weight: w.baseAddress!,
@@ -139,6 +151,11 @@ func columnsForwardGemm(
     let P = geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
     for b in 0..<images {
         let imageColumns = columns + b * imageStep
+        if geo.groups == 1 && OwnProduct.handles(m: Mg) {
+            OwnProduct.multiply(m: Mg, n: P, k: Kg, a: weight, lda: Kg, b: .matrix(imageColumns, ld: columnStride),
+                                c: output + (n0 + b) * geo.outChannels * P, ldc: P, accumulate: true)
+            continue
+        }
         for g in 0..<geo.groups {
             BLAS.sgemm(transA: false, transB: false, m: Mg, n: P, k: Kg, alpha: 1,
                        a: weight + g * Mg * Kg, lda: Kg,

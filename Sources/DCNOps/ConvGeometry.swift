@@ -50,6 +50,14 @@ public struct ConvGeometry: Sendable, Equatable {
             && options.padH == 0 && options.padW == 0 && outHeight == height && outWidth == width
     }
 
+    /// The window over one input image, for `OwnProduct`'s packing of its im2col columns.
+    public var window: OwnProduct.ImageWindow {
+        let o = options
+        return OwnProduct.ImageWindow(channels: inChannels, height: height, width: width, kernelH: kernelH, kernelW: kernelW,
+                                      strideH: o.strideH, strideW: o.strideW, padH: o.padH, padW: o.padW,
+                                      dilationH: o.dilationH, dilationW: o.dilationW, outWidth: outWidth)
+    }
+
     /// Multiply-adds of the forward pass (the paper's FLOP count).
     public var multiplyAdds: Int { batch * outChannels * outPixels * columnRowsPerGroup }
 
