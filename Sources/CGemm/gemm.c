@@ -1,91 +1,113 @@
-// Our matrix product for forward convolutions (see include/cgemm.h).
+// Our products for forward convolutions (see include/cgemm.h).
 //
-// Blocking: the columns of C are walked 384 at a time. For each 256-long block of k, those
-// columns of B are packed in panels of NR columns (48 with AVX-512, 24 with AVX2), k-major, NR
-// floats per k (copied from the matrix, or gathered from the image as im2col would), then every
-// MR rows of C (8 or 4) get C[MR x NR] += A[MR x kc] * panel[kc x NR] in registers, panel after
-// panel: per k, NR/16 (or NR/8) vector loads of the panel, MR broadcasts of A and MR * NR / 16 (or
-// / 8) fused multiply-adds. The packed block (384 KB) stays in L2, A's MR rows in L1.
+// Blocking: the virtual columns are walked 384 at a time, k 256 at a time. For each k block and
+// each 8 rows of A (copied k-major, 8 x 256 floats, in L1), the kernel runs over the block's
+// panels of 48 columns: C[8 x 48] += A[8 x kc] * B[kc x 48] in 24 AVX-512 registers, per k 3 loads
+// of B's row straight from the source, 8 broadcasts of A and 24 fused multiply-adds. The block's C (MR x 384 at a time) is C itself when
+// the virtual columns are the output's, else a buffer that takes C's values first and gives
+// the kept columns back at the end, so the chains are the same either way.
 #include "cgemm.h"
-#include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
+#include <immintrin.h>
 
 #define KC 256
-#define NC 384  // columns packed at once: KC x NC floats (384 KB), a multiple of both panel widths
+#define NC 384  // columns of one block, a multiple of both panel widths
 
-// ---- packing: panel[k][0 ..< NR] = B[k0 + k][p0 ..< p0 + cols], zero past `cols`
+// ---- the input laid out for contiguous reads
 
-static void pack_matrix(const dcn_columns *b, int k0, int kc, long p0, int cols, int nr, float *panel) {
-    for (int k = 0; k < kc; k++) {
-        const float *row = b->matrix + (long)(k0 + k) * b->ld + p0;
-        float *out = panel + (long)k * nr;
-        memcpy(out, row, (size_t)cols * sizeof(float));
-        for (int j = cols; j < nr; j++) out[j] = 0;
-    }
+static int plane_is_read(const dcn_window *w, int py, int px) {
+    int rows = 0, cols = 0;
+    for (int i = 0; i < w->kernelH; i++) rows |= (i * w->dilationH) % w->strideH == py;
+    for (int j = 0; j < w->kernelW; j++) cols |= (j * w->dilationW) % w->strideW == px;
+    return rows && cols;
 }
 
-// The columns p0 ..< p0 + cols cover pieces of output rows; for each piece and each row of the
-// window the inputs are a strided run of one image row, bounds-checked per element.
-static void pack_image(const dcn_columns *b, int k0, int kc, long p0, int cols, int nr, float *panel) {
-    const int taps = b->kernelH * b->kernelW, W = b->width, H = b->height;
-    for (int k = 0; k < kc; k++) {
-        const int r = k0 + k, ch = r / taps, t = r % taps, i = t / b->kernelW, j = t % b->kernelW;
-        const float *plane = b->matrix + (long)ch * H * W;
-        float *out = panel + (long)k * nr;
-        int col = 0;
-        while (col < cols) {
-            const long p = p0 + col;
-            const int oy = (int)(p / b->outWidth), ox0 = (int)(p % b->outWidth);
-            const int run = b->outWidth - ox0 < cols - col ? b->outWidth - ox0 : cols - col;
-            const int iy = oy * b->strideH - b->padH + i * b->dilationH;
-            if (iy < 0 || iy >= H) {
-                for (int q = 0; q < run; q++) out[col + q] = 0;
-            } else {
-                const float *line = plane + (long)iy * W;
-                int ix = ox0 * b->strideW - b->padW + j * b->dilationW;
-                for (int q = 0; q < run; q++, ix += b->strideW)
-                    out[col + q] = (unsigned)ix < (unsigned)W ? line[ix] : 0.0f;
+// The place of phase plane (py, px) among the planes some tap reads (only those are laid out: a
+// strided 1x1 window reads one of its four).
+static int plane_slot(const dcn_window *w, int py, int px) {
+    int slot = 0;
+    for (int p = 0; p < py * w->strideW + px; p++) slot += plane_is_read(w, p / w->strideW, p % w->strideW);
+    return slot;
+}
+
+dcn_layout dcn_layout_of(const dcn_window *w) {
+    dcn_layout l;
+    const long paddedH = w->height + 2L * w->padH, paddedW = w->width + 2L * w->padW;
+    l.phaseHeight = (paddedH + w->strideH - 1) / w->strideH;
+    l.virtualWidth = (paddedW + w->strideW - 1) / w->strideW;
+    l.channelFloats = (long)plane_slot(w, w->strideH, 0) * l.phaseHeight * l.virtualWidth;  // read planes
+    // The dropped columns of the last output row read up to one panel and one row past the planes.
+    l.totalFloats = w->channels * l.channelFloats + l.virtualWidth + 64;
+    return l;
+}
+
+// Padded pixel (y, x) (y = iy + padH, x = ix + padW) goes to phase plane (y % sh, x % sw) at row
+// y / sh, column x / sw; padding and the planes' spare cells are zero.
+void dcn_relayout(const dcn_window *w, const float *image, float *out, int c0, int c1) {
+    const dcn_layout l = dcn_layout_of(w);
+    const int sh = w->strideH, sw = w->strideW, H = w->height, W = w->width;
+    const long planeFloats = l.phaseHeight * l.virtualWidth;
+    for (int c = c0; c < c1; c++) {
+        for (int py = 0; py < sh; py++) {
+            for (int px = 0; px < sw; px++) {
+                if (!plane_is_read(w, py, px)) continue;
+                float *plane = out + (long)c * l.channelFloats + (long)plane_slot(w, py, px) * planeFloats;
+                memset(plane, 0, (size_t)planeFloats * sizeof(float));
+                // Input columns of this phase: ix = x - padW for x = px, px + sw, ... inside the image.
+                int x0 = px;
+                while (x0 < w->padW) x0 += sw;
+                const int first = x0 - w->padW, count = first < W ? (W - 1 - first) / sw + 1 : 0;
+                for (int y = py; y < H + w->padH; y += sh) {
+                    const int iy = y - w->padH;
+                    if (iy < 0 || count == 0) continue;
+                    float *dst = plane + (long)(y / sh) * l.virtualWidth + x0 / sw;
+                    const float *src = image + ((long)c * H + iy) * W + first;
+                    if (sw == 1) memcpy(dst, src, (size_t)count * sizeof(float));
+                    else for (int q = 0; q < count; q++) dst[q] = src[(long)q * sw];
+                }
             }
-            col += run;
         }
-        for (int q = cols; q < nr; q++) out[q] = 0;
     }
 }
 
-static void pack_transposed(const dcn_columns *b, int k0, int kc, long p0, int cols, int nr, float *panel) {
-    for (int q = 0; q < cols; q++) {
-        const float *column = b->matrix + (p0 + q) * b->ld + k0;
-        for (int k = 0; k < kc; k++) panel[(long)k * nr + q] = column[k];
-    }
-    for (int k = 0; k < kc; k++) {
-        for (int q = cols; q < nr; q++) panel[(long)k * nr + q] = 0;
-    }
-}
-
-static void pack(const dcn_columns *b, int k0, int kc, long p0, int cols, int nr, float *panel) {
-    switch (b->kind) {
-    case DCN_COLUMNS_IMAGE: pack_image(b, k0, kc, p0, cols, nr, panel); break;
-    case DCN_COLUMNS_TRANSPOSED: pack_transposed(b, k0, kc, p0, cols, nr, panel); break;
-    default: pack_matrix(b, k0, kc, p0, cols, nr, panel);
+// Output (oy, ox) under tap (i, j) reads padded (oy * sh + i * dh, ox * sw + j * dw): phase plane
+// ((i * dh) % sh, (j * dw) % sw), row oy + i * dh / sh, column ox + j * dw / sw, so its offset from
+// virtual column q = oy * virtualWidth + ox is the same for every q.
+void dcn_window_offsets(const dcn_window *w, long *offsets) {
+    const dcn_layout l = dcn_layout_of(w);
+    const int sh = w->strideH, sw = w->strideW;
+    long r = 0;
+    for (int c = 0; c < w->channels; c++) {
+        for (int i = 0; i < w->kernelH; i++) {
+            for (int j = 0; j < w->kernelW; j++, r++) {
+                const int dy = i * w->dilationH, dx = j * w->dilationW;
+                const long plane = plane_slot(w, dy % sh, dx % sw);
+                offsets[r] = c * l.channelFloats + plane * l.phaseHeight * l.virtualWidth
+                    + (long)(dy / sh) * l.virtualWidth + dx / sw;
+            }
+        }
     }
 }
 
 // ---- AVX-512: 8 rows x 48 columns (24 accumulators)
 
-#define MR512 8
-#define NR512 48
+#define MR512 DCN_GEMM_ROWS
+#define NR512 DCN_GEMM_COLUMNS
 
 __attribute__((target("avx512f,fma")))
-static void kernel512(int kc, const float *a, long lda, const float *panel, float *c, long ldc, int accumulate) {
+static void kernel512(int kc, const float *a, const float *b, const long *offsets,
+                      float *c, long ldc, int accumulate) {
     __m512 acc[MR512][3];
     for (int r = 0; r < MR512; r++) {
         for (int v = 0; v < 3; v++)
             acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
     }
-    for (int k = 0; k < kc; k++, panel += NR512) {
-        const __m512 b0 = _mm512_load_ps(panel), b1 = _mm512_load_ps(panel + 16), b2 = _mm512_load_ps(panel + 32);
+    for (int k = 0; k < kc; k++) {
+        const float *row = b + offsets[k];
+        const __m512 b0 = _mm512_loadu_ps(row), b1 = _mm512_loadu_ps(row + 16), b2 = _mm512_loadu_ps(row + 32);
         for (int r = 0; r < MR512; r++) {
-            const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+            const __m512 x = _mm512_set1_ps(a[k * MR512 + r]);
             acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
             acc[r][2] = _mm512_fmadd_ps(x, b2, acc[r][2]);
@@ -96,69 +118,78 @@ static void kernel512(int kc, const float *a, long lda, const float *panel, floa
     }
 }
 
-// ---- AVX2: 4 rows x 24 columns (12 accumulators)
 
-#define MR256 4
-#define NR256 24
-
-__attribute__((target("avx2,fma")))
-static void kernel256(int kc, const float *a, long lda, const float *panel, float *c, long ldc, int accumulate) {
-    __m256 acc[MR256][3];
-    for (int r = 0; r < MR256; r++) {
-        for (int v = 0; v < 3; v++)
-            acc[r][v] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * v) : _mm256_setzero_ps();
-    }
-    for (int k = 0; k < kc; k++, panel += NR256) {
-        const __m256 b0 = _mm256_load_ps(panel), b1 = _mm256_load_ps(panel + 8), b2 = _mm256_load_ps(panel + 16);
-        for (int r = 0; r < MR256; r++) {
-            const __m256 x = _mm256_broadcast_ss(a + r * lda + k);
-            acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-            acc[r][2] = _mm256_fmadd_ps(x, b2, acc[r][2]);
+// Copies the kept columns of virtual block [q0, q1) between C and the block buffer (ld NC):
+// toBlock != 0: block <- C (dropped columns 0); else C <- block.
+static void exchange(float *block, float *c, long ldc, int m, long q0, long q1, long virtualWidth, long outWidth, int toBlock) {
+    for (int r = 0; r < m; r++) {
+        float *line = block + (long)r * NC, *out = c + r * ldc;
+        long q = q0;
+        while (q < q1) {
+            const long oy = q / virtualWidth, ox = q % virtualWidth;
+            const long end = q1 - q < virtualWidth - ox ? q1 : q + (virtualWidth - ox);  // to the row's end
+            const long kept = ox < outWidth ? (end - q < outWidth - ox ? end - q : outWidth - ox) : 0;
+            if (toBlock) {
+                if (kept) memcpy(line + (q - q0), out + oy * outWidth + ox, (size_t)kept * sizeof(float));
+                memset(line + (q - q0) + kept, 0, (size_t)(end - q - kept) * sizeof(float));
+            } else if (kept) {
+                memcpy(out + oy * outWidth + ox, line + (q - q0), (size_t)kept * sizeof(float));
+            }
+            q = end;
         }
-    }
-    for (int r = 0; r < MR256; r++) {
-        for (int v = 0; v < 3; v++) _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
     }
 }
 
-int dcn_gemm_rows(int isa) { return isa == DCN_GEMM_AVX512 ? MR512 : isa == DCN_GEMM_AVX2 ? MR256 : 0; }
-int dcn_gemm_panel(int isa) { return isa == DCN_GEMM_AVX512 ? NR512 : isa == DCN_GEMM_AVX2 ? NR256 : 0; }
-
-void dcn_gemm(int isa, int m, long n0, long n1, int k, const float *a, long lda,
-              const dcn_columns *b, float *c, long ldc, int accumulate, float *pack_buffer) {
-    const int mr = dcn_gemm_rows(isa), nr = dcn_gemm_panel(isa);
-    if (mr == 0 || m % mr != 0) return;
-    void (*kernel)(int, const float *, long, const float *, float *, long, int) =
-        isa == DCN_GEMM_AVX512 ? kernel512 : kernel256;
-    float edge[MR512 * NR512];  // a partial panel's rows of C, padded to nr columns
-    for (long b0 = n0; b0 < n1; b0 += NC) {
-        const long b1 = n1 - b0 < NC ? n1 : b0 + NC;
+void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
+              const float *source, const long *offsets, long virtualWidth, long outWidth,
+              float *c, long ldc, int accumulate) {
+    const int mr = DCN_GEMM_ROWS, nr = DCN_GEMM_COLUMNS;
+    if (m % mr != 0 || q1 <= q0) return;
+    const int direct = virtualWidth == outWidth;  // the virtual columns are C's own
+    float *block = direct ? NULL : aligned_alloc(64, (size_t)m * NC * sizeof(float));
+    // A partial panel (the last of the columns) is copied, zero-padded, so that no read passes the
+    // source's end; its rows are then nr apart.
+    float *tail = aligned_alloc(64, (size_t)KC * NR512 * sizeof(float));
+    long tailOffsets[KC];
+    for (int t = 0; t < KC; t++) tailOffsets[t] = (long)t * nr;
+    float edge[MR512 * NR512];  // a partial panel's C rows
+    float ar[KC * MR512];
+    for (long b0 = q0; b0 < q1; b0 += NC) {
+        const long b1 = q1 - b0 < NC ? q1 : b0 + NC;
+        float *cb = direct ? c + b0 : block;
+        const long ldb = direct ? ldc : NC;
+        if (!direct && accumulate) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 1);
+        if (!direct && !accumulate) memset(block, 0, (size_t)m * NC * sizeof(float));
+        const long full = b0 + (b1 - b0) / nr * nr;  // panels from `full` on are partial
+        const int cols = (int)(b1 - full);
         for (int k0 = 0; k0 < k; k0 += KC) {
             const int kc = k - k0 < KC ? k - k0 : KC;
-            const int add = accumulate || k0 > 0;
-            for (long p0 = b0; p0 < b1; p0 += nr) {
-                const int cols = b1 - p0 < nr ? (int)(b1 - p0) : nr;
-                pack(b, k0, kc, p0, cols, nr, pack_buffer + (p0 - b0) * kc);
+            const int add = accumulate || k0 > 0 || !direct;
+            if (cols > 0) {
+                for (int t = 0; t < kc; t++) {
+                    const float *row = source + offsets[k0 + t] + full;
+                    for (int q = 0; q < nr; q++) tail[t * nr + q] = q < cols ? row[q] : 0;
+                }
             }
-            // Each MR rows of A (MR x kc, in L1) meet every panel of the block (in L2).
             for (int r0 = 0; r0 < m; r0 += mr) {
-                const float *ar = a + (long)r0 * lda + k0;
-                for (long p0 = b0; p0 < b1; p0 += nr) {
-                    const int cols = b1 - p0 < nr ? (int)(b1 - p0) : nr;
-                    const float *panel = pack_buffer + (p0 - b0) * kc;
-                    float *cr = c + (long)r0 * ldc + p0;
-                    if (cols == nr) {
-                        kernel(kc, ar, lda, panel, cr, ldc, add);
-                    } else {
-                        for (int r = 0; r < mr; r++) {
-                            for (int q = 0; q < nr; q++) edge[r * nr + q] = add && q < cols ? cr[r * ldc + q] : 0;
-                        }
-                        kernel(kc, ar, lda, panel, edge, nr, 1);
-                        for (int r = 0; r < mr; r++) memcpy(cr + r * ldc, edge + r * nr, (size_t)cols * sizeof(float));
+                // A's MR x kc block, k-major: one stream of broadcasts.
+                for (int t = 0; t < kc; t++) {
+                    for (int r = 0; r < mr; r++) ar[t * mr + r] = a[(long)(r0 + r) * lda + k0 + t];
+                }
+                for (long p0 = b0; p0 < full; p0 += nr)
+                    kernel512(kc, ar, source + p0, offsets + k0, cb + (long)r0 * ldb + (p0 - b0), ldb, add);
+                if (cols > 0) {
+                    float *cr = cb + (long)r0 * ldb + (full - b0);
+                    for (int r = 0; r < mr; r++) {
+                        for (int q = 0; q < nr; q++) edge[r * nr + q] = add && q < cols ? cr[r * ldb + q] : 0;
                     }
+                    kernel512(kc, ar, tail, tailOffsets, edge, nr, 1);
+                    for (int r = 0; r < mr; r++) memcpy(cr + r * ldb, edge + r * nr, (size_t)cols * sizeof(float));
                 }
             }
         }
+        if (!direct) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 0);
     }
+    free(tail);
+    free(block);
 }

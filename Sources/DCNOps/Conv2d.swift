@@ -20,7 +20,7 @@ public func conv2dForward(
         weight.withUnsafeBufferPointer { w in
             output.withUnsafeMutableBufferPointer { y in
                 if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
-                if geo.groups == 1 && OwnProduct.handles(m: geo.outChannels) {
+                if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
                     // Our kernels pack each image's columns on the fly: no im2col matrix.
                     for n in 0..<geo.batch {
                         let image = x.baseAddress! + n * geo.inChannels * geo.inPixels
@@ -151,11 +151,6 @@ func columnsForwardGemm(
     let P = geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
     for b in 0..<images {
         let imageColumns = columns + b * imageStep
-        if geo.groups == 1 && OwnProduct.handles(m: Mg) {
-            OwnProduct.multiply(m: Mg, n: P, k: Kg, a: weight, lda: Kg, b: .matrix(imageColumns, ld: columnStride),
-                                c: output + (n0 + b) * geo.outChannels * P, ldc: P, accumulate: true)
-            continue
-        }
         for g in 0..<geo.groups {
             BLAS.sgemm(transA: false, transB: false, m: Mg, n: P, k: Kg, alpha: 1,
                        a: weight + g * Mg * Kg, lda: Kg,

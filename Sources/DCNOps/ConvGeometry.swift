@@ -55,7 +55,7 @@ public struct ConvGeometry: Sendable, Equatable {
         let o = options
         return OwnProduct.ImageWindow(channels: inChannels, height: height, width: width, kernelH: kernelH, kernelW: kernelW,
                                       strideH: o.strideH, strideW: o.strideW, padH: o.padH, padW: o.padW,
-                                      dilationH: o.dilationH, dilationW: o.dilationW, outWidth: outWidth)
+                                      dilationH: o.dilationH, dilationW: o.dilationW, outHeight: outHeight, outWidth: outWidth)
     }
 
     /// Multiply-adds of the forward pass (the paper's FLOP count).

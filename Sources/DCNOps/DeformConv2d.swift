@@ -336,13 +336,8 @@ struct PixelMajorLayout {
                      columns: UnsafePointer<Float>, chunk: DeformChunk) {
         let Mg = conv.outPerGroup, Kg = conv.columnRowsPerGroup
         forEachGemmBlock(chunk) { col, rows, w in
-            if conv.groups == 1 && OwnProduct.handles(m: Mg) {
-                OwnProduct.multiply(m: Mg, n: P, k: Kg, a: weight + w, lda: Kg, b: .transposed(columns + col, ld: columnsPerPixel),
-                                    c: output + rows, ldc: P, accumulate: true)
-            } else {
-                BLAS.sgemm(transA: false, transB: true, m: Mg, n: P, k: Kg, alpha: 1, a: weight + w, lda: Kg,
-                           b: columns + col, ldb: columnsPerPixel, beta: 1, c: output + rows, ldc: P)
-            }
+            BLAS.sgemm(transA: false, transB: true, m: Mg, n: P, k: Kg, alpha: 1, a: weight + w, lda: Kg,
+                       b: columns + col, ldb: columnsPerPixel, beta: 1, c: output + rows, ldc: P)
         }
     }
 

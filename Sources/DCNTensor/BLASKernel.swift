@@ -141,7 +141,15 @@ public enum BLASKernel {
 
     /// What decides the bits of a matrix product: "OpenBLAS 0.3.21 Cooperlake, products cut for 2
     /// cores" (`ProductPieces`). The thread count does not: every piece is one single-threaded call.
-    public static var arithmetic: String { "\(version) \(coreName), products cut for \(System.activeProcessorCount) cores" }
+    /// Whether our forward-convolution kernels run (AVX-512) enters too.
+    public static var arithmetic: String {
+        "\(version) \(coreName), products cut for \(System.activeProcessorCount) cores"
+            + (OwnProduct.enabled ? ", forward convolutions by ours" : "")
+    }
+
+    /// Every kernel that runs, for benchmark lines: "OpenBLAS 0.3.21 Cooperlake kernels, forward
+    /// convolutions ours (AVX-512, 8 x 48)".
+    public static var kernels: String { "\(version) \(coreName) kernels, forward convolutions \(OwnProduct.description)" }
 
     /// The core OpenBLAS runs now ("Cooperlake", "Haswell", "Prescott", ...).
     public static var coreName: String { String(cString: openblas_get_corename()) }

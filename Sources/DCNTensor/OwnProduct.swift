@@ -1,50 +1,53 @@
-// Our own matrix product for the forward convolutions (Sources/CGemm): C (+)= A * B with A the
-// weights and B the columns of one image, packed panel by panel straight from the image (no
-// im2col matrix in memory) or from a columns matrix. OpenBLAS's kernels on 2026's x86 cores ran
-// the small products of a ResNet at 55-70 % of its large-product rate (64 output channels, or
-// 64-147 inner terms); these kernels keep the panel in cache and the C block in registers.
+// Our own products for the forward convolutions (Sources/CGemm): C (+)= W * B with W the weight
+// and B the im2col columns of one image, which are never written out. The kernels read B's rows
+// straight from the input (pointwise convolutions) or from a copy of the input laid out so that
+// every tap of the window reads a contiguous run (zero-padded, split by stride phase: one pass
+// over the input, where im2col writes kh x kw times the input). OpenBLAS's products of a ResNet's
+// small layers ran at 55-70 % of its large-product rate on 2026's x86 cores, and the im2col
+// matrix cost as much memory traffic again.
 //
 // Every element of C is one chain of fused multiply-adds in k order, cut at the same 256-long
-// blocks whatever the instruction set, the thread count or the cut of the columns: the AVX2 and
-// AVX-512 kernels give the same bits, and so does any number of threads or processes.
+// blocks whatever the thread count or the cut of the columns: any number of threads or processes
+// gives the same bits. AVX-512 only (our AVX2 kernels lost to OpenBLAS's Haswell ones).
 import CGemm
 
 public enum OwnProduct {
-    /// The kernels this CPU runs.
-    public enum InstructionSet: Sendable, Equatable {
-        case avx2, avx512
+    /// Rows of C one kernel call computes: a product's m must be a multiple.
+    public static let rows = Int(DCN_GEMM_ROWS)
 
-        var code: Int32 { self == .avx512 ? Int32(DCN_GEMM_AVX512) : Int32(DCN_GEMM_AVX2) }
-        /// Rows of C one kernel call computes: a product's m must be a multiple.
-        public var rows: Int { Int(dcn_gemm_rows(code)) }
-        /// Columns of one packed panel.
-        public var panel: Int { Int(dcn_gemm_panel(code)) }
-        public var name: String { self == .avx512 ? "AVX-512, \(rows) x \(panel)" : "AVX2, \(rows) x \(panel)" }
+    /// Whether our kernels run: on CPUs with AVX-512 (and the OS saving its registers), unless
+    /// `dcn-bench --conv-kernels openblas` chose OpenBLAS, once, before the first product.
+    public nonisolated(unsafe) private(set) static var enabled = CPUFeatures.current.avx512
+
+    /// For benchmarks only, before any product runs: "best" (ours where the CPU has AVX-512) or
+    /// "openblas" (OpenBLAS runs the convolutions too, as before these kernels).
+    public static func choose(_ name: String) throws {
+        switch name.lowercased() {
+        case "best": enabled = CPUFeatures.current.avx512
+        case "openblas": enabled = false
+        default: throw BLASKernelError(description: "--conv-kernels must be best or openblas, got '\(name)'")
+        }
     }
 
-    /// AVX-512 where the CPU and the OS have it, else AVX2 with FMA, else nil (OpenBLAS runs every product).
-    public static let instructionSet: InstructionSet? = best(for: .current)
+    /// "ours (AVX-512, 8 x 48)" or "OpenBLAS": who runs the forward convolutions' products, for
+    /// benchmark lines.
+    public static var description: String { enabled ? "ours (AVX-512, \(rows) x \(Int(DCN_GEMM_COLUMNS)))" : "OpenBLAS" }
 
-    public static func best(for cpu: CPUFeatures) -> InstructionSet? {
-        cpu.avx512 ? .avx512 : cpu.avx2 ? .avx2 : nil
-    }
-
-    /// "ours (AVX-512, 8 x 48)" or "OpenBLAS" when this CPU has no kernel of ours: who runs the
-    /// forward convolutions' products, for benchmark lines.
-    public static var description: String { instructionSet.map { "ours (\($0.name))" } ?? "OpenBLAS" }
-
-    /// Whether the product of an `m`-row weight runs here (else the caller uses `BLAS.sgemm`).
-    public static func handles(m: Int) -> Bool {
-        guard let isa = instructionSet else { return false }
-        return m > 0 && m % isa.rows == 0
+    /// Whether a convolution's product (an `m`-row weight, `k` column rows, a window or a pointwise
+    /// product) runs here, else the caller uses im2col and `BLAS.sgemm`: m a multiple of the
+    /// kernel's rows, and a shape where ours measured faster (`dcn-bench detect --layers`,
+    /// alternated with `--conv-kernels openblas`, 2026-12-06): windows of up to 2,304 rows (R-50's
+    /// stem and 3x3 convolutions up to res4, the RPN head's) and pointwise products of up to 128
+    /// (res2's and res3's expansions). OpenBLAS kept a 5-10 % lead on res4's and res5's large products.
+    public static func runs(m: Int, k: Int, window: Bool) -> Bool {
+        guard enabled, m > 0, m % rows == 0 else { return false }
+        return k <= (window ? 2304 : 128)
     }
 
     /// The B operand of `multiply`.
     public enum Columns {
-        /// B[r][p] = matrix[r * ld + p].
+        /// B[r][p] = matrix[r * ld + p] (a pointwise convolution: the input itself).
         case matrix(UnsafePointer<Float>, ld: Int)
-        /// B[r][p] = matrix[p * ld + r].
-        case transposed(UnsafePointer<Float>, ld: Int)
         /// The im2col columns of one image `[channels, height, width]` under `window`.
         case image(UnsafePointer<Float>, ImageWindow)
     }
@@ -54,57 +57,81 @@ public enum OwnProduct {
         public var channels: Int, height: Int, width: Int
         public var kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
         public var padH: Int, padW: Int, dilationH: Int, dilationW: Int
-        public var outWidth: Int
+        public var outHeight: Int, outWidth: Int
 
         public init(channels: Int, height: Int, width: Int, kernelH: Int, kernelW: Int, strideH: Int, strideW: Int,
-                    padH: Int, padW: Int, dilationH: Int, dilationW: Int, outWidth: Int) {
+                    padH: Int, padW: Int, dilationH: Int, dilationW: Int, outHeight: Int, outWidth: Int) {
             (self.channels, self.height, self.width) = (channels, height, width)
             (self.kernelH, self.kernelW, self.strideH, self.strideW) = (kernelH, kernelW, strideH, strideW)
             (self.padH, self.padW, self.dilationH, self.dilationW) = (padH, padW, dilationH, dilationW)
-            self.outWidth = outWidth
+            (self.outHeight, self.outWidth) = (outHeight, outWidth)
+        }
+
+        var c: dcn_window {
+            dcn_window(channels: Int32(channels), height: Int32(height), width: Int32(width),
+                       kernelH: Int32(kernelH), kernelW: Int32(kernelW), strideH: Int32(strideH), strideW: Int32(strideW),
+                       padH: Int32(padH), padW: Int32(padW), dilationH: Int32(dilationH), dilationW: Int32(dilationW),
+                       outHeight: Int32(outHeight), outWidth: Int32(outWidth))
         }
     }
 
-    /// Columns of C packed at once by one call of the kernel loop: the unit the threads share.
+    /// Virtual columns one thread takes at a time (a multiple of the kernel's 48 columns).
     static let block = 384
 
-    /// C[m x n] (+)= A[m x k] * B[k x n] (accumulate adds to C), on our threads: the columns are
-    /// cut in 384-wide blocks. `m` must satisfy `handles(m:)`; `isa` is for tests (default: this CPU's).
+    /// C[m x n] (+)= A[m x k] * B[k x n] (accumulate adds to C), on our threads. Needs AVX-512
+    /// (`CPUFeatures.current.avx512`) and m a multiple of `rows`.
     public static func multiply(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: Columns,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, isa: InstructionSet? = nil
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
-        guard let isa = isa ?? instructionSet else { preconditionFailure("OwnProduct.multiply: no kernel for this CPU") }
-        precondition(m % isa.rows == 0, "OwnProduct.multiply: m = \(m) is not a multiple of \(isa.rows)")
+        precondition(CPUFeatures.current.avx512, "OwnProduct.multiply: this CPU has no AVX-512")
+        precondition(m % rows == 0, "OwnProduct.multiply: m = \(m) is not a multiple of \(rows)")
         if m == 0 || n == 0 { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
-        var columns = dcn_columns()
+        var offsets = [Int](repeating: 0, count: k)
         switch b {
-        case .matrix(let p, let ld):
-            (columns.matrix, columns.ld, columns.kind) = (p, ld, Int32(DCN_COLUMNS_MATRIX))
-        case .transposed(let p, let ld):
-            (columns.matrix, columns.ld, columns.kind) = (p, ld, Int32(DCN_COLUMNS_TRANSPOSED))
-        case .image(let p, let w):
-            (columns.matrix, columns.kind) = (p, Int32(DCN_COLUMNS_IMAGE))
-            (columns.channels, columns.height, columns.width) = (Int32(w.channels), Int32(w.height), Int32(w.width))
-            (columns.kernelH, columns.kernelW) = (Int32(w.kernelH), Int32(w.kernelW))
-            (columns.strideH, columns.strideW, columns.padH, columns.padW) = (Int32(w.strideH), Int32(w.strideW), Int32(w.padH), Int32(w.padW))
-            (columns.dilationH, columns.dilationW, columns.outWidth) = (Int32(w.dilationH), Int32(w.dilationW), Int32(w.outWidth))
+        case .matrix(let source, let ld):
+            for r in 0..<k { offsets[r] = r * ld }
+            run(m: m, columns: n, k: k, a: a, lda: lda, source: source, offsets: offsets,
+                virtualWidth: n, outWidth: n, c: c, ldc: ldc, accumulate: accumulate)
+        case .image(let image, let window):
+            precondition(window.channels * window.kernelH * window.kernelW == k && window.outHeight * window.outWidth == n,
+                         "OwnProduct.multiply: the window does not give a \(k) x \(n) B")
+            var w = window.c
+            let layout = dcn_layout_of(&w)
+            let laidOut = UnsafeMutablePointer<Float>.allocate(capacity: layout.totalFloats)
+            defer { laidOut.deallocate() }
+            let planes = window.channels * layout.channelFloats
+            (laidOut + planes).update(repeating: 0, count: layout.totalFloats - planes)
+            let source = SharedReads(image), out = DisjointWrites(laidOut), fixed = w
+            parallelFor(window.channels, grain: 8) { range in
+                var w = fixed
+                dcn_relayout(&w, source.pointer, out.pointer, Int32(range.lowerBound), Int32(range.upperBound))
+            }
+            offsets.withUnsafeMutableBufferPointer { dcn_window_offsets(&w, $0.baseAddress) }
+            // The last output row's dropped columns are not computed.
+            let columns = (window.outHeight - 1) * layout.virtualWidth + window.outWidth
+            run(m: m, columns: columns, k: k, a: a, lda: lda, source: laidOut, offsets: offsets,
+                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, c: c, ldc: ldc, accumulate: accumulate)
         }
-        let sa = SharedReads(a), sc = DisjointWrites(c), source = ColumnsSource(value: columns)
-        let blocks = (n + block - 1) / block
-        parallelFor(blocks) { range in
-            let pack = UnsafeMutableRawPointer.allocate(byteCount: Int(dcn_gemm_pack_floats) * 4, alignment: 64)
-            defer { pack.deallocate() }
-            var b = source.value
-            dcn_gemm(isa.code, Int32(m), range.lowerBound * block, min(n, range.upperBound * block), Int32(k),
-                     sa.pointer, lda, &b, sc.pointer, ldc, accumulate ? 1 : 0, pack.assumingMemoryBound(to: Float.self))
+    }
+
+    /// `dcn_gemm` over the virtual columns 0 ..< columns, cut in blocks that the threads share.
+    private static func run(
+        m: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+        source: UnsafePointer<Float>, offsets: [Int], virtualWidth: Int, outWidth: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    ) {
+        let sa = SharedReads(a), sb = SharedReads(source), sc = DisjointWrites(c)
+        offsets.withUnsafeBufferPointer { table in
+            let so = SharedReads(table.baseAddress!)
+            parallelFor((columns + block - 1) / block) { range in
+                dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),
+                         sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sc.pointer, ldc, accumulate ? 1 : 0)
+            }
         }
     }
 }
-
-/// The C description of B, read (never written) by every thread of a product.
-private struct ColumnsSource: @unchecked Sendable { var value: dcn_columns }

@@ -63,6 +63,8 @@ struct Ops: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
 
+    @OptionGroup var convKernelOptions: ConvKernelOptions
+
     @Option(parsing: .unconditional, help: "Timed repetitions per measurement (the median is reported).")
     var repeats: Int = 5
 
@@ -101,6 +103,7 @@ struct Ops: ParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         if !json { print("shape (C, HxW)      op              pass        ms   GFLOP/s  %sgemm") }
         threadOptions.apply()
+        try convKernelOptions.apply()
         try runOpsBenchmark(shapes: try parsedShapes(), repeats: repeats) { t in
             if json {
                 print(String(decoding: try! encoder.encode(t), as: UTF8.self))
@@ -186,7 +189,7 @@ struct RoI: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if !json {
-            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threadOptions.threads) threads; \(BLASKernel.version) \(BLASKernel.coreName) kernels")
+            print("7x7 bins, stride 16, 2x2 samples per bin; median of \(repeats) on \(threadOptions.threads) threads; \(BLASKernel.kernels)")
             print("op         pass  size                                     ms")
         }
         threadOptions.apply()
@@ -254,6 +257,8 @@ struct TrainStep: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
 
+    @OptionGroup var convKernelOptions: ConvKernelOptions
+
     @Flag(help: "Also time the same detector with regular convolutions in every stage (the ratio is printed).")
     var baseline = false
 
@@ -299,6 +304,7 @@ struct TrainStep: ParsableCommand {
         }
         var results: [TrainStepResult] = []
         threadOptions.apply()
+        try convKernelOptions.apply()
         // As dcn-train runs its steps.
         System.keepFreedMemoryForReuse()
         let group = ProcessGroup.world
@@ -317,7 +323,7 @@ struct TrainStep: ParsableCommand {
                                                    deformationStatistics: deformationStatistics)
             results.append(result)
             let processes = group.isDistributed ? "\(group.size) processes x " : ""
-            say("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(processes)\(result.threads) threads, \(BLASKernel.version) \(BLASKernel.coreName) kernels")
+            say("\(result.label): \(result.batch) x \(result.height)x\(result.width), \(processes)\(result.threads) threads, \(BLASKernel.kernels)")
             if result.replicas > 1 {
                 say("  \(result.replicas) replicas of the model per process, one image each, \(min(result.replicas, result.threads)) at a time "
                     + "(phases and layers: replica 0's)")
@@ -509,6 +515,8 @@ struct Detect: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
 
+    @OptionGroup var convKernelOptions: ConvKernelOptions
+
     @Option(help: ArgumentHelp("The python with onnxruntime.", valueName: "file"))
     var ortPython: String = ".venv-onnx/bin/python"
 
@@ -558,8 +566,9 @@ struct Detect: ParsableCommand {
             }
         }
         threadOptions.apply()
+        try convKernelOptions.apply()
         System.keepFreedMemoryForReuse()
-        let kernel = "\(BLASKernel.version) \(BLASKernel.coreName) kernels"
+        let kernel = BLASKernel.kernels
         print("dcn-bench detect: 1 image \(height)x\(width), median of \(repeats) after a warm-up, ours and onnxruntime alternated on the same input, "
               + "\(Threads.count) threads each; weights of dcn-export check-weights --seed 0")
         print("PyTorch: no twin of the whole detector (scripts/pytorch_train_step.py times the backbone's training step only)")
@@ -627,4 +636,15 @@ func printDetectResult(_ r: DetectBenchResult, kernel: String) {
         if let d = o.detections { memory += ", \(d) detections" }
     }
     print(memory)
+}
+
+/// `--conv-kernels`: which kernels run the forward convolutions' products, to compare them in one build.
+struct ConvKernelOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Forward convolutions' kernels: best (ours on AVX-512 CPUs, where they measured faster) or openblas "
+                               + "(im2col and OpenBLAS, as before ours). OpenBLAS's own core: OPENBLAS_CORETYPE.", valueName: "kernels"))
+    var convKernels: String = "best"
+
+    func apply() throws {
+        do { try OwnProduct.choose(convKernels) } catch { throw ValidationError("\(error)") }
+    }
 }

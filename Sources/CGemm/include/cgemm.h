@@ -1,44 +1,51 @@
-// Our own single-precision matrix product for the forward convolutions:
-//   C[m x n] (+)= A[m x k] * B[k x n], A and C row-major, B either a row-major matrix or the
-//   im2col columns of one image, packed straight from the image (no columns matrix in memory).
-// Every element of C is a chain of fused multiply-adds in k order (k cut at fixed 256-long
-// blocks), so the result does not depend on the instruction set, the thread count or the cut of
-// the columns between threads. DCNTensor/OwnProduct.swift is the only caller.
+// Our own single-precision products for the forward convolutions (DCNTensor/OwnProduct.swift is
+// the only caller):
+//   C[m x n] (+)= A[m x k] * B[k x n], A (the weight) and C (the output, one image) row-major.
+// B is never written out. Its rows are read straight from where the data lies, 48 consecutive
+// columns at a time (three AVX-512 registers): column q of row r is source[offset[r] + q]. For a
+// pointwise convolution the source is the input itself (offset[r] = r * ld). For any other window
+// the input is first laid out again (`dcn_relayout`): zero-padded, and split by stride phase, so
+// that every tap of the window reads a contiguous run of it; the columns then run over a
+// "virtual" output row of `virtualWidth` >= outWidth columns, whose extra columns are computed
+// and dropped.
+// Every element of C is a chain of fused multiply-adds in k order starting from C's value (or 0),
+// whatever the thread count or the cut of the columns: the same bits. AVX-512 only: on AVX2 our
+// kernels (4 x 16 and 4 x 24 registers) ran at 45-70 % of OpenBLAS's Haswell kernels, so the
+// callers keep OpenBLAS there.
 #ifndef DCN_CGEMM_H
 #define DCN_CGEMM_H
 
-#include <stddef.h>
-
-// The B operand, by `kind`: a row-major matrix (B[r][p] at matrix[r * ld + p]), a transposed one
-// (B[r][p] at matrix[p * ld + r]), or the im2col columns of the image `matrix`
-// [channels][height][width] under the given convolution window:
-// row r = (c * kernelH + i) * kernelW + j, column p = oy * outWidth + ox holds
-// image[c][oy * strideH - padH + i * dilationH][ox * strideW - padW + j * dilationW] (0 outside).
+// A convolution's window over one image [channels][height][width].
 typedef struct {
-    const float *matrix;
-    long ld;
-    int kind;
     int channels, height, width;
     int kernelH, kernelW, strideH, strideW, padH, padW, dilationH, dilationW;
-    int outWidth;
-} dcn_columns;
+    int outHeight, outWidth;
+} dcn_window;
 
-enum { DCN_COLUMNS_MATRIX = 0, DCN_COLUMNS_TRANSPOSED = 1, DCN_COLUMNS_IMAGE = 2 };
+// Rows of C one kernel call computes (m must be a multiple) and columns it computes at once.
+enum { DCN_GEMM_ROWS = 8, DCN_GEMM_COLUMNS = 48 };
 
-// Instruction sets the product has kernels for.
-enum { DCN_GEMM_NONE = 0, DCN_GEMM_AVX2 = 1, DCN_GEMM_AVX512 = 2 };
+// The laid-out input of `dcn_relayout`: per channel the stride phase planes some tap reads (up to
+// strideH * strideW) of phaseHeight x virtualWidth floats, with room after the last plane for the
+// dropped columns' reads.
+typedef struct {
+    long phaseHeight, virtualWidth, channelFloats, totalFloats;
+} dcn_layout;
+dcn_layout dcn_layout_of(const dcn_window *w);
 
-// Rows of C one kernel call computes (m must be a multiple) and columns of one packed panel.
-int dcn_gemm_rows(int isa);
-int dcn_gemm_panel(int isa);
+// Writes channels c0 ..< c1 of `image` laid out as `dcn_layout_of(w)` says into `out` (which holds
+// totalFloats; the caller zeroes the room after the planes once).
+void dcn_relayout(const dcn_window *w, const float *image, float *out, int c0, int c1);
 
-// Floats of the packing buffer dcn_gemm needs (256 rows of k x 384 columns).
-enum { dcn_gemm_pack_floats = 256 * 384 };
+// Offsets of B's rows: offsets[r] for r = (c * kernelH + i) * kernelW + j in the laid-out input.
+void dcn_window_offsets(const dcn_window *w, long *offsets);
 
-// C[:, n0 ..< n1] (+)= A * B[:, n0 ..< n1] with the kernels of `isa` (accumulate != 0 adds to C,
-// else C is overwritten). m must be a multiple of dcn_gemm_rows(isa). `pack` holds
-// dcn_gemm_pack_floats floats, 64-byte aligned. Runs on the calling thread.
-void dcn_gemm(int isa, int m, long n0, long n1, int k, const float *a, long lda,
-              const dcn_columns *b, float *c, long ldc, int accumulate, float *pack);
+// C[:, columns of q0 ..< q1] (+)= A * B for B's columns q0 ..< q1 (virtual columns: q = oy *
+// virtualWidth + ox; the output column is oy * outWidth + ox when ox < outWidth), B[r][q] =
+// source[offsets[r] + q]. accumulate != 0 adds to C, else C is overwritten. m must be a multiple
+// of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling thread.
+void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
+              const float *source, const long *offsets, long virtualWidth, long outWidth,
+              float *c, long ldc, int accumulate);
 
 #endif
