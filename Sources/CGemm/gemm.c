@@ -97,11 +97,12 @@ void dcn_window_offsets(const dcn_window *w, long *offsets) {
 
 __attribute__((target("avx512f,fma")))
 static void kernel512(int kc, const float *a, const float *b, const long *offsets,
-                      float *c, long ldc, int accumulate) {
+                      float *c, long ldc, int accumulate, const float *start) {
     __m512 acc[MR512][3];
     for (int r = 0; r < MR512; r++) {
-        for (int v = 0; v < 3; v++)
-            acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : _mm512_setzero_ps();
+        // From C's values, else from the rows' start values (the bias), else from 0.
+        const __m512 first = start ? _mm512_set1_ps(start[r]) : _mm512_setzero_ps();
+        for (int v = 0; v < 3; v++) acc[r][v] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16 * v) : first;
     }
     for (int k = 0; k < kc; k++) {
         const float *row = b + offsets[k];
@@ -142,7 +143,7 @@ static void exchange(float *block, float *c, long ldc, int m, long q0, long q1, 
 
 void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
-              float *c, long ldc, int accumulate) {
+              const float *bias, float *c, long ldc, int accumulate) {
     const int mr = DCN_GEMM_ROWS, nr = DCN_GEMM_COLUMNS;
     if (m % mr != 0 || q1 <= q0) return;
     const int direct = virtualWidth == outWidth;  // the virtual columns are C's own
@@ -159,12 +160,18 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
         float *cb = direct ? c + b0 : block;
         const long ldb = direct ? ldc : NC;
         if (!direct && accumulate) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 1);
-        if (!direct && !accumulate) memset(block, 0, (size_t)m * NC * sizeof(float));
+        if (!direct && !accumulate) {
+            for (int r = 0; r < m; r++) {
+                float *line = block + (long)r * NC;
+                for (int q = 0; q < NC; q++) line[q] = bias ? bias[r] : 0;
+            }
+        }
         const long full = b0 + (b1 - b0) / nr * nr;  // panels from `full` on are partial
         const int cols = (int)(b1 - full);
         for (int k0 = 0; k0 < k; k0 += KC) {
             const int kc = k - k0 < KC ? k - k0 : KC;
             const int add = accumulate || k0 > 0 || !direct;
+            const float *start = add ? NULL : bias;
             if (cols > 0) {
                 for (int t = 0; t < kc; t++) {
                     const float *row = source + offsets[k0 + t] + full;
@@ -177,13 +184,14 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
                     for (int r = 0; r < mr; r++) ar[t * mr + r] = a[(long)(r0 + r) * lda + k0 + t];
                 }
                 for (long p0 = b0; p0 < full; p0 += nr)
-                    kernel512(kc, ar, source + p0, offsets + k0, cb + (long)r0 * ldb + (p0 - b0), ldb, add);
+                    kernel512(kc, ar, source + p0, offsets + k0, cb + (long)r0 * ldb + (p0 - b0), ldb, add, start ? start + r0 : NULL);
                 if (cols > 0) {
                     float *cr = cb + (long)r0 * ldb + (full - b0);
                     for (int r = 0; r < mr; r++) {
-                        for (int q = 0; q < nr; q++) edge[r * nr + q] = add && q < cols ? cr[r * ldb + q] : 0;
+                        const float first = start ? start[r0 + r] : 0;
+                        for (int q = 0; q < nr; q++) edge[r * nr + q] = add && q < cols ? cr[r * ldb + q] : first;
                     }
-                    kernel512(kc, ar, tail, tailOffsets, edge, nr, 1);
+                    kernel512(kc, ar, tail, tailOffsets, edge, nr, 1, NULL);
                     for (int r = 0; r < mr; r++) memcpy(cr + r * ldb, edge + r * nr, (size_t)cols * sizeof(float));
                 }
             }

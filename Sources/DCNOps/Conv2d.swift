@@ -19,19 +19,20 @@ public func conv2dForward(
     input.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { w in
             output.withUnsafeMutableBufferPointer { y in
-                if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
                 if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
-                    // Our kernels pack each image's columns on the fly: no im2col matrix.
-                    for n in 0..<geo.batch {
-                        let image = x.baseAddress! + n * geo.inChannels * geo.inPixels
-                        OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup,
-                                            a: w.baseAddress!, lda: geo.columnRowsPerGroup,
-                                            b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window),
-                                            c: y.baseAddress! + n * geo.outChannels * geo.outPixels, ldc: geo.outPixels,
-                                            accumulate: true)
+                    // Our kernels read each image's columns where they lie (no im2col matrix) and
+                    // start each output row from its bias.
+                    let out = y.baseAddress!
+                    func images(_ b: UnsafePointer<Float>?) {
+                        for n in 0..<geo.batch {
+                            ownForward(geo, image: x.baseAddress! + n * geo.inChannels * geo.inPixels, weight: w.baseAddress!,
+                                       bias: b, output: out + n * geo.outChannels * geo.outPixels)
+                        }
                     }
+                    if let bias { bias.withUnsafeBufferPointer { images($0.baseAddress) } } else { images(nil) }
                     return
                 }
+                if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
                 forEachColumnChunk(geo, ws) { n0, images in
                     let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
                     columnsForwardGemm(geo, output: y.baseAddress!, weight: w.baseAddress!,
@@ -41,6 +42,14 @@ public func conv2dForward(
         }
     }
     return output
+}
+
+/// One image's forward product by `OwnProduct`: output = bias + W * columns(image).
+func ownForward(_ geo: ConvGeometry, image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: weight, lda: geo.columnRowsPerGroup,
+                        b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window),
+                        bias: bias, c: output, ldc: geo.outPixels, accumulate: false)
 }
 
 /// Backward convolution: adds dL/dinput, dL/dweight and dL/dbias for the given dL/doutput into

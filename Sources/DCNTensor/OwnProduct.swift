@@ -78,17 +78,18 @@ public enum OwnProduct {
     /// Virtual columns one thread takes at a time (a multiple of the kernel's 48 columns).
     static let block = 384
 
-    /// C[m x n] (+)= A[m x k] * B[k x n] (accumulate adds to C), on our threads. Needs AVX-512
+    /// C[m x n] (+)= A[m x k] * B[k x n] on our threads: accumulate adds to C, else C is
+    /// overwritten, row i starting from bias[i] (from 0 without a bias). Needs AVX-512
     /// (`CPUFeatures.current.avx512`) and m a multiple of `rows`.
     public static func multiply(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: Columns,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         precondition(CPUFeatures.current.avx512, "OwnProduct.multiply: this CPU has no AVX-512")
         precondition(m % rows == 0, "OwnProduct.multiply: m = \(m) is not a multiple of \(rows)")
         if m == 0 || n == 0 { return }
         if k == 0 {
-            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: bias?[i] ?? 0, count: n) } }
             return
         }
         var offsets = [Int](repeating: 0, count: k)
@@ -96,7 +97,7 @@ public enum OwnProduct {
         case .matrix(let source, let ld):
             for r in 0..<k { offsets[r] = r * ld }
             run(m: m, columns: n, k: k, a: a, lda: lda, source: source, offsets: offsets,
-                virtualWidth: n, outWidth: n, c: c, ldc: ldc, accumulate: accumulate)
+                virtualWidth: n, outWidth: n, bias: bias, c: c, ldc: ldc, accumulate: accumulate)
         case .image(let image, let window):
             precondition(window.channels * window.kernelH * window.kernelW == k && window.outHeight * window.outWidth == n,
                          "OwnProduct.multiply: the window does not give a \(k) x \(n) B")
@@ -115,7 +116,7 @@ public enum OwnProduct {
             // The last output row's dropped columns are not computed.
             let columns = (window.outHeight - 1) * layout.virtualWidth + window.outWidth
             run(m: m, columns: columns, k: k, a: a, lda: lda, source: laidOut, offsets: offsets,
-                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, c: c, ldc: ldc, accumulate: accumulate)
+                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, bias: bias, c: c, ldc: ldc, accumulate: accumulate)
         }
     }
 
@@ -123,14 +124,15 @@ public enum OwnProduct {
     private static func run(
         m: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         source: UnsafePointer<Float>, offsets: [Int], virtualWidth: Int, outWidth: Int,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
-        let sa = SharedReads(a), sb = SharedReads(source), sc = DisjointWrites(c)
+        let sa = SharedReads(a), sb = SharedReads(source), sc = DisjointWrites(c), sbias = bias.map { SharedReads($0) }
         offsets.withUnsafeBufferPointer { table in
             let so = SharedReads(table.baseAddress!)
             parallelFor((columns + block - 1) / block) { range in
                 dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),
-                         sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sc.pointer, ldc, accumulate ? 1 : 0)
+                         sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer, sc.pointer, ldc,
+                         accumulate ? 1 : 0)
             }
         }
     }

@@ -121,3 +121,41 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
     #expect(!OwnProduct.runs(m: 512, k: 4608, window: true))     // res5's 3x3
     #expect(!OwnProduct.runs(m: 2048, k: 512, window: false))    // res5's expansion
 }
+
+@Test func rowsStartFromTheBiasWhenNotAccumulating() {
+    guard hasKernels else { return }
+    // A 3x3 window (the block path) and a matrix (C itself), both with a partial panel.
+    let (C, H, W, m) = (5, 9, 61, 16)
+    let window = OwnProduct.ImageWindow(channels: C, height: H, width: W, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1,
+                                        padH: 1, padW: 1, dilationH: 1, dilationW: 1, outHeight: H, outWidth: W)
+    let (n, k) = (H * W, C * 9)
+    var rng = SeededGenerator(seed: 21)
+    let image = Tensor.uniform([C * H * W], -1, 1, using: &rng).data, a = Tensor.uniform([m * k], -1, 1, using: &rng).data
+    let bias = Tensor.uniform([m], -1, 1, using: &rng).data
+    var columns = [Float](repeating: 0, count: k * n)
+    for r in 0..<k {
+        for p in 0..<n {
+            let (c, i, j) = (r / 9, r % 9 / 3, r % 3), iy = p / W - 1 + i, ix = p % W - 1 + j
+            columns[r * n + p] = iy >= 0 && iy < H && ix >= 0 && ix < W ? image[(c * H + iy) * W + ix] : 0
+        }
+    }
+    let startedAtBias = (0..<m * n).map { bias[$0 / n] }
+    let want = reference(m: m, n: n, k: k, a: a, b: { columns[$0 * n + $1] }, c0: startedAtBias, accumulate: true)
+    for source in ["image", "matrix"] {
+        var c = [Float](repeating: .nan, count: m * n)  // overwritten, never read
+        image.withUnsafeBufferPointer { ip in
+            columns.withUnsafeBufferPointer { cp in
+                a.withUnsafeBufferPointer { ap in
+                    bias.withUnsafeBufferPointer { bp in
+                        c.withUnsafeMutableBufferPointer { out in
+                            OwnProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
+                                                b: source == "image" ? .image(ip.baseAddress!, window) : .matrix(cp.baseAddress!, ld: n),
+                                                bias: bp.baseAddress!, c: out.baseAddress!, ldc: n, accumulate: false)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(worstError(c, want) < 1e-5, "\(source): rows do not start from the bias")
+    }
+}

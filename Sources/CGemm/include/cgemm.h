@@ -42,10 +42,11 @@ void dcn_window_offsets(const dcn_window *w, long *offsets);
 
 // C[:, columns of q0 ..< q1] (+)= A * B for B's columns q0 ..< q1 (virtual columns: q = oy *
 // virtualWidth + ox; the output column is oy * outWidth + ox when ox < outWidth), B[r][q] =
-// source[offsets[r] + q]. accumulate != 0 adds to C, else C is overwritten. m must be a multiple
-// of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling thread.
+// source[offsets[r] + q]. accumulate != 0 adds to C, else C is overwritten, row r starting from
+// bias[r] (bias may be NULL: from 0). m must be a multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs
+// on the calling thread.
 void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
-              float *c, long ldc, int accumulate);
+              const float *bias, float *c, long ldc, int accumulate);
 
 #endif
