@@ -73,6 +73,7 @@ private func maxPoolOutputShape(_ input: Tensor, _ options: MaxPoolOptions) thro
 private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: DisjointWrites<Int32>?) -> Tensor {
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oh, ow) = try! o.outputSize(height: h, width: w)
+    let stemWindows = o == MaxPoolOptions(kernel: 3, stride: 2, padding: 1)
     var out = Tensor(zeros: [n, c, oh, ow])
     input.withUnsafeBufferPointer { xb in
     out.withUnsafeMutableBufferPointer { yb in
@@ -83,7 +84,9 @@ private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: Dis
                 for oy in 0..<oh {
                     let y0 = oy * o.strideH - o.padH
                     let yLo = max(y0, 0), yHi = min(y0 + o.kernelH, h)
-                    for ox in 0..<ow {
+                    // The stem's 3x3 / 2 windows inside the row, 16 at a time (values only).
+                    let done = am == nil && stemWindows ? stemRowMaxima(xp, w: w, rows: yLo..<yHi, into: yp + oy * ow, width: ow) : 0..<0
+                    for ox in 0..<ow where !done.contains(ox) {
                         let x0 = ox * o.strideW - o.padW
                         let xLo = max(x0, 0), xHi = min(x0 + o.kernelW, w)
                         var best = -Float.infinity
@@ -103,6 +106,31 @@ private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: Dis
         }
     }}
     return out
+}
+
+/// Outputs of one output row of a 3x3, stride 2, padding 1 max pool over the input `rows`, 16 at
+/// a time, with the scalar loop's order and rule (rows, then columns; a larger value or a NaN
+/// replaces). Returns the outputs it wrote: from 1 (output 0 touches the padding) while 16
+/// outputs' loads stay inside the row; the scalar loop does the others.
+@inline(__always)
+private func stemRowMaxima(_ plane: UnsafePointer<Float>, w: Int, rows: Range<Int>, into out: UnsafeMutablePointer<Float>, width: Int) -> Range<Int> {
+    // Output ox reads input columns 2ox - 1, 2ox, 2ox + 1: the even and odd halves of 32 floats
+    // from 2ox - 1, and the even half of 32 floats from 2ox + 1 (read up to 2ox + 32 <= w - 1).
+    var ox = 1
+    while ox + 16 <= width && 2 * ox + 32 <= w - 1 {
+        var best = SIMD16<Float>(repeating: -.infinity)
+        for iy in rows {
+            let line = UnsafeRawPointer(plane + iy * w)
+            let left = line.loadUnaligned(fromByteOffset: (2 * ox - 1) * 4, as: SIMD32<Float>.self)
+            let right = line.loadUnaligned(fromByteOffset: (2 * ox + 1) * 4, as: SIMD32<Float>.self)
+            for v in [left.evenHalf, left.oddHalf, right.evenHalf] {
+                best.replace(with: v, where: v .> best .| v .!= v)
+            }
+        }
+        UnsafeMutableRawPointer(out + ox).storeBytes(of: best, as: SIMD16<Float>.self)
+        ox += 16
+    }
+    return 1..<ox
 }
 
 /// Max pool backward: each output gradient goes to its argmax, `dInput[n, c, argmax] += dOutput`.
