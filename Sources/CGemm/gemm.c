@@ -141,9 +141,23 @@ static void exchange(float *block, float *c, long ldc, int m, long q0, long q1, 
     }
 }
 
+// Row r of the block (`count` columns, rows `ld` apart): v = v * scale[r] + shift[r] (a multiply,
+// then an add: no fused multiply-add, as the separate pass rounds), then v < 0 ? 0 : v (a NaN stays).
+static void apply_affine(const dcn_affine *f, float *block, long ld, int m, long count) {
+    for (int r = 0; r < m; r++) {
+        float *line = block + (long)r * ld;
+        const float s = f->scale[r], t = f->shift[r];
+        for (long q = 0; q < count; q++) {
+            float v = line[q] * s;
+            v = v + t;
+            line[q] = f->relu && v < 0 ? 0 : v;
+        }
+    }
+}
+
 void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
-              const float *bias, float *c, long ldc, int accumulate) {
+              const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate) {
     const int mr = DCN_GEMM_ROWS, nr = DCN_GEMM_COLUMNS;
     if (m % mr != 0 || q1 <= q0) return;
     const int direct = virtualWidth == outWidth;  // the virtual columns are C's own
@@ -196,6 +210,7 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
                 }
             }
         }
+        if (then) apply_affine(then, cb, ldb, m, b1 - b0);
         if (!direct) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 0);
     }
     free(tail);

@@ -43,8 +43,9 @@ public final class ConvLayer {
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
     public var outChannels: Int { weight.shape[0] }
 
-    public func forward(_ x: Tensor, _ ws: Workspace) throws -> Tensor {
-        try conv2dForward(input: x, weight: weight.value, bias: bias?.value, options: options, workspace: ws)
+    /// `then`: inference's frozen norm and ReLU, applied by the convolution (`conv2dForward(then:)`).
+    public func forward(_ x: Tensor, _ ws: Workspace, then affine: ChannelAffine? = nil) throws -> Tensor {
+        try conv2dForward(input: x, weight: weight.value, bias: bias?.value, options: options, workspace: ws, then: affine)
     }
 
     /// Adds the parameter gradients and returns dInput when `wantInput`.
@@ -337,12 +338,14 @@ public enum SpatialConv {
         }
     }
 
-    /// `inference`: see `DeformableConvLayer.forward`.
-    public func forward(_ x: Tensor, _ ws: Workspace, inference: Bool = false) throws -> (Tensor, Cache) {
+    /// `inference`: see `DeformableConvLayer.forward`. `then`: a frozen norm and ReLU for the output
+    /// (inside the product for a regular conv, a pass after it for a deformable one).
+    public func forward(_ x: Tensor, _ ws: Workspace, inference: Bool = false, then affine: ChannelAffine? = nil) throws -> (Tensor, Cache) {
         switch self {
-        case .regular(let c): return (try c.forward(x, ws), .regular)
+        case .regular(let c): return (try c.forward(x, ws, then: affine), .regular)
         case .deformable(let d):
-            let (y, cache) = try d.forward(x, ws, inference: inference)
+            var (y, cache) = try d.forward(x, ws, inference: inference)
+            if let affine { try channelAffineInPlace(&y, scale: affine.scale, shift: affine.shift, relu: affine.relu) }
             return (y, .deformable(cache))
         }
     }

@@ -157,13 +157,13 @@ public final class ResidualBlock {
         var cache = Cache(unitInputs: [], convOutputs: [], convCaches: [], normCaches: [], output: x)
         for (i, unit) in units.enumerated() {
             if keepCache { cache.unitInputs.append(h) }
-            var (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference) }
-            // Nothing kept (inference): an affine norm and the ReLU in place on the conv's output.
+            // Nothing kept (inference): the conv applies an affine norm and the ReLU to its output.
             if !keepCache, let (scale, shift) = try unit.norm.affineScaleShift(training: training) {
-                try timed("norm", "fwd") { try channelAffineInPlace(&c, scale: scale, shift: shift, relu: i < units.count - 1) }
-                h = c
+                let affine = ChannelAffine(scale: scale, shift: shift, relu: i < units.count - 1)
+                h = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference, then: affine).0 }
                 continue
             }
+            let (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference) }
             var (n, normCache) = try timed("norm", "fwd") { try unit.norm.forward(c, training: training) }
             if keepCache { cache.convOutputs.append(c); cache.convCaches.append(convCache); cache.normCaches.append(normCache) }
             if i < units.count - 1 { timed("relu, add", "fwd") { reluForwardInPlace(&n) } }
@@ -393,13 +393,13 @@ public final class ResNet {
         let frozen = spec.frozenStages
         let cacheStem = training && frozen < 1 || cacheAllStages
         let (stemConvOutput, stemNormCache, stemReLU, pool) = try LayerProfiler.measure("stem conv, norm, relu, pool fwd") {
-            var c = try stemConv.forward(x, ws)
-            // Nothing kept (inference): an affine norm and the ReLU in place on the conv's output.
+            // Nothing kept (inference): the conv applies an affine norm and the ReLU to its output.
             if !cacheStem, let (scale, shift) = try stemNorm.affineScaleShift(training: training && frozen < 1) {
-                try channelAffineInPlace(&c, scale: scale, shift: shift, relu: true)
+                let c = try stemConv.forward(x, ws, then: ChannelAffine(scale: scale, shift: shift, relu: true))
                 let pooled = try maxPoolForwardValues(input: c, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1))
                 return (c, NormLayer.Cache.affine, c, MaxPoolResult(output: pooled, argmax: []))
             }
+            let c = try stemConv.forward(x, ws)
             var (normed, normCache) = try stemNorm.forward(c, training: training && frozen < 1)
             reluForwardInPlace(&normed)
             return (c, normCache, normed, try maxPoolForward(input: normed, options: MaxPoolOptions(kernel: 3, stride: 2, padding: 1)))

@@ -8,28 +8,43 @@
 import DCNTensor
 
 /// Forward convolution. input `[N, C, H, W]`, weight `[Cout, C/groups, kh, kw]`, bias `[Cout]`;
-/// returns `[N, Cout, Ho, Wo]`.
+/// returns `[N, Cout, Ho, Wo]`, mapped by `then` (inference's frozen norm and ReLU:
+/// `channelAffineInPlace`'s arithmetic, inside our product while the output is in cache).
 public func conv2dForward(
-    input: Tensor, weight: Tensor, bias: Tensor?, options: ConvOptions, workspace: Workspace? = nil
+    input: Tensor, weight: Tensor, bias: Tensor?, options: ConvOptions, workspace: Workspace? = nil,
+    then affine: ChannelAffine? = nil
 ) throws -> Tensor {
     let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
     if let bias { try require(bias.shape == [geo.outChannels], "conv2d: bias must be [\(geo.outChannels)], got \(bias.shape)") }
+    if let affine { try affine.requireChannels(geo.outChannels, "conv2d") }
+    let ours = geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise)
     let ws = workspace ?? Workspace()
     var output = Tensor(zeros: geo.outputShape)
     input.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { w in
             output.withUnsafeMutableBufferPointer { y in
-                if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
-                    // Our kernels read each image's columns where they lie (no im2col matrix) and
-                    // start each output row from its bias.
+                if ours {
+                    // Our kernels read each image's columns where they lie (no im2col matrix),
+                    // start each output row from its bias and apply `then` while it is in cache.
                     let out = y.baseAddress!
-                    func images(_ b: UnsafePointer<Float>?) {
+                    func images(_ b: UnsafePointer<Float>?, _ then: OwnProduct.RowAffine?) {
                         for n in 0..<geo.batch {
                             ownForward(geo, image: x.baseAddress! + n * geo.inChannels * geo.inPixels, weight: w.baseAddress!,
-                                       bias: b, output: out + n * geo.outChannels * geo.outPixels)
+                                       bias: b, then: then, output: out + n * geo.outChannels * geo.outPixels)
                         }
                     }
-                    if let bias { bias.withUnsafeBufferPointer { images($0.baseAddress) } } else { images(nil) }
+                    func withBias(_ then: OwnProduct.RowAffine?) {
+                        if let bias { bias.withUnsafeBufferPointer { images($0.baseAddress, then) } } else { images(nil, then) }
+                    }
+                    if let affine {
+                        affine.scale.withUnsafeBufferPointer { s in
+                            affine.shift.withUnsafeBufferPointer { t in
+                                withBias(OwnProduct.RowAffine(scale: s.baseAddress!, shift: t.baseAddress!, relu: affine.relu))
+                            }
+                        }
+                    } else {
+                        withBias(nil)
+                    }
                     return
                 }
                 if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
@@ -41,15 +56,18 @@ public func conv2dForward(
             }
         }
     }
+    if let affine, !ours {
+        try channelAffineInPlace(&output, scale: affine.scale, shift: affine.shift, relu: affine.relu)
+    }
     return output
 }
 
 /// One image's forward product by `OwnProduct`: output = bias + W * columns(image).
 func ownForward(_ geo: ConvGeometry, image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+                bias: UnsafePointer<Float>?, then: OwnProduct.RowAffine?, output: UnsafeMutablePointer<Float>) {
     OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: weight, lda: geo.columnRowsPerGroup,
                         b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window),
-                        bias: bias, c: output, ldc: geo.outPixels, accumulate: false)
+                        bias: bias, then: then, c: output, ldc: geo.outPixels, accumulate: false)
 }
 
 /// Backward convolution: adds dL/dinput, dL/dweight and dL/dbias for the given dL/doutput into

@@ -78,26 +78,33 @@ public enum OwnProduct {
     /// Virtual columns one thread takes at a time (a multiple of the kernel's 48 columns).
     static let block = 384
 
+    /// What the product's rows go through next, while in cache: C[i] = C[i] * scale[i] + shift[i]
+    /// (a multiply, then an add), then `v < 0 ? 0 : v` when `relu`: `channelAffineInPlace`'s arithmetic.
+    public struct RowAffine {
+        public let scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+        public let relu: Bool
+        public init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, relu: Bool) {
+            (self.scale, self.shift, self.relu) = (scale, shift, relu)
+        }
+    }
+
     /// C[m x n] (+)= A[m x k] * B[k x n] on our threads: accumulate adds to C, else C is
-    /// overwritten, row i starting from bias[i] (from 0 without a bias). Needs AVX-512
-    /// (`CPUFeatures.current.avx512`) and m a multiple of `rows`.
+    /// overwritten, row i starting from bias[i] (from 0 without a bias); then `then` maps the rows.
+    /// Needs AVX-512 (`CPUFeatures.current.avx512`) and m a multiple of `rows`.
     public static func multiply(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: Columns,
-        bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: UnsafePointer<Float>? = nil, then: RowAffine? = nil, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         precondition(CPUFeatures.current.avx512, "OwnProduct.multiply: this CPU has no AVX-512")
         precondition(m % rows == 0, "OwnProduct.multiply: m = \(m) is not a multiple of \(rows)")
         if m == 0 || n == 0 { return }
-        if k == 0 {
-            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: bias?[i] ?? 0, count: n) } }
-            return
-        }
+        precondition(k > 0, "OwnProduct.multiply: k must be positive")
         var offsets = [Int](repeating: 0, count: k)
         switch b {
         case .matrix(let source, let ld):
             for r in 0..<k { offsets[r] = r * ld }
             run(m: m, columns: n, k: k, a: a, lda: lda, source: source, offsets: offsets,
-                virtualWidth: n, outWidth: n, bias: bias, c: c, ldc: ldc, accumulate: accumulate)
+                virtualWidth: n, outWidth: n, bias: bias, then: then, c: c, ldc: ldc, accumulate: accumulate)
         case .image(let image, let window):
             precondition(window.channels * window.kernelH * window.kernelW == k && window.outHeight * window.outWidth == n,
                          "OwnProduct.multiply: the window does not give a \(k) x \(n) B")
@@ -116,7 +123,7 @@ public enum OwnProduct {
             // The last output row's dropped columns are not computed.
             let columns = (window.outHeight - 1) * layout.virtualWidth + window.outWidth
             run(m: m, columns: columns, k: k, a: a, lda: lda, source: laidOut, offsets: offsets,
-                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, bias: bias, c: c, ldc: ldc, accumulate: accumulate)
+                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, bias: bias, then: then, c: c, ldc: ldc, accumulate: accumulate)
         }
     }
 
@@ -124,16 +131,23 @@ public enum OwnProduct {
     private static func run(
         m: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         source: UnsafePointer<Float>, offsets: [Int], virtualWidth: Int, outWidth: Int,
-        bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: UnsafePointer<Float>?, then: RowAffine?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         let sa = SharedReads(a), sb = SharedReads(source), sc = DisjointWrites(c), sbias = bias.map { SharedReads($0) }
+        let affine = then.map { RowAffineSource(value: dcn_affine(scale: $0.scale, shift: $0.shift, relu: $0.relu ? 1 : 0)) }
         offsets.withUnsafeBufferPointer { table in
             let so = SharedReads(table.baseAddress!)
             parallelFor((columns + block - 1) / block) { range in
-                dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),
-                         sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer, sc.pointer, ldc,
-                         accumulate ? 1 : 0)
+                func product(_ f: UnsafePointer<dcn_affine>?) {
+                    dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),
+                             sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer, f,
+                             sc.pointer, ldc, accumulate ? 1 : 0)
+                }
+                if var f = affine?.value { withUnsafePointer(to: &f) { product($0) } } else { product(nil) }
             }
         }
     }
 }
+
+/// The C description of the rows' affine map, read by every thread of a product.
+private struct RowAffineSource: @unchecked Sendable { var value: dcn_affine }

@@ -53,3 +53,27 @@ import Testing
     let values = try maxPoolForwardValues(input: wide, options: MaxPoolOptions())
     #expect(values.data.map(\.bitPattern) == reference.data.map(\.bitPattern), "the stem's 16-wide max pool differs")
 }
+
+/// A convolution that applies the frozen norm and ReLU itself (`then:`, inside our product where
+/// it runs) gives the bits of the convolution followed by `channelAffineInPlace`.
+@Test(arguments: [
+    (16, 3, 3, 1, true),    // a window our product takes (16 rows), with a bias
+    (16, 8, 1, 1, false),   // pointwise, ours
+    (12, 8, 3, 2, true),    // 12 rows: OpenBLAS, then the separate pass
+])
+func convolutionThenAffineEqualsTheSeparatePass(_ outChannels: Int, _ inChannels: Int, _ kernel: Int, _ stride: Int, _ withBias: Bool) throws {
+    var rng = SeededGenerator(seed: 31)
+    let x = Tensor.normal([2, inChannels, 13, 70], using: &rng)
+    let w = Tensor.normal([outChannels, inChannels, kernel, kernel], using: &rng)
+    let b: Tensor? = withBias ? Tensor.normal([outChannels], using: &rng) : nil
+    let affine = ChannelAffine(scale: Tensor.normal([outChannels], using: &rng).data, shift: Tensor.normal([outChannels], using: &rng).data,
+                               relu: true)
+    let options = ConvOptions(stride: stride, padding: kernel / 2)
+    var separate = try conv2dForward(input: x, weight: w, bias: b, options: options)
+    try channelAffineInPlace(&separate, scale: affine.scale, shift: affine.shift, relu: true)
+    let fused = try conv2dForward(input: x, weight: w, bias: b, options: options, then: affine)
+    #expect(fused.data.map(\.bitPattern) == separate.data.map(\.bitPattern))
+    #expect(throws: ShapeError.self) {
+        try conv2dForward(input: x, weight: w, bias: b, options: options, then: ChannelAffine(scale: [1], shift: [0], relu: false))
+    }
+}

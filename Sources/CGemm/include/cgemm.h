@@ -40,13 +40,20 @@ void dcn_relayout(const dcn_window *w, const float *image, float *out, int c0, i
 // Offsets of B's rows: offsets[r] for r = (c * kernelH + i) * kernelW + j in the laid-out input.
 void dcn_window_offsets(const dcn_window *w, long *offsets);
 
+// What a conv's output goes through next in inference, applied while it is in cache: a per-row
+// affine map (a frozen batch norm), then a ReLU when relu != 0.
+typedef struct {
+    const float *scale, *shift;
+    int relu;
+} dcn_affine;
+
 // C[:, columns of q0 ..< q1] (+)= A * B for B's columns q0 ..< q1 (virtual columns: q = oy *
 // virtualWidth + ox; the output column is oy * outWidth + ox when ox < outWidth), B[r][q] =
 // source[offsets[r] + q]. accumulate != 0 adds to C, else C is overwritten, row r starting from
-// bias[r] (bias may be NULL: from 0). m must be a multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs
-// on the calling thread.
+// bias[r] (bias may be NULL: from 0); then `then` (may be NULL) maps the result. m must be a
+// multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling thread.
 void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
-              const float *bias, float *c, long ldc, int accumulate);
+              const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate);
 
 #endif
