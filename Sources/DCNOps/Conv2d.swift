@@ -27,10 +27,12 @@ public func conv2dForward(
                     // Our kernels read each image's columns where they lie (no im2col matrix),
                     // start each output row from its bias and apply `then` while it is in cache.
                     let out = y.baseAddress!
+                    // The laid-out image goes where im2col's columns would (it is smaller).
+                    let scratch = geo.isPointwise ? nil : ws.floats(.columns, geo.window.scratchFloats)
                     func images(_ b: UnsafePointer<Float>?, _ then: OwnProduct.RowAffine?) {
                         for n in 0..<geo.batch {
                             ownForward(geo, image: x.baseAddress! + n * geo.inChannels * geo.inPixels, weight: w.baseAddress!,
-                                       bias: b, then: then, output: out + n * geo.outChannels * geo.outPixels)
+                                       bias: b, then: then, scratch: scratch, output: out + n * geo.outChannels * geo.outPixels)
                         }
                     }
                     func withBias(_ then: OwnProduct.RowAffine?) {
@@ -64,9 +66,10 @@ public func conv2dForward(
 
 /// One image's forward product by `OwnProduct`: output = bias + W * columns(image).
 func ownForward(_ geo: ConvGeometry, image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                bias: UnsafePointer<Float>?, then: OwnProduct.RowAffine?, output: UnsafeMutablePointer<Float>) {
+                bias: UnsafePointer<Float>?, then: OwnProduct.RowAffine?, scratch: UnsafeMutablePointer<Float>?,
+                output: UnsafeMutablePointer<Float>) {
     OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: weight, lda: geo.columnRowsPerGroup,
-                        b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window),
+                        b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window, scratch: scratch),
                         bias: bias, then: then, c: output, ldc: geo.outPixels, accumulate: false)
 }
 

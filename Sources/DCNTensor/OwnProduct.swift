@@ -48,8 +48,9 @@ public enum OwnProduct {
     public enum Columns {
         /// B[r][p] = matrix[r * ld + p] (a pointwise convolution: the input itself).
         case matrix(UnsafePointer<Float>, ld: Int)
-        /// The im2col columns of one image `[channels, height, width]` under `window`.
-        case image(UnsafePointer<Float>, ImageWindow)
+        /// The im2col columns of one image `[channels, height, width]` under `window`; the image is
+        /// laid out in `scratch` (`window.scratchFloats` floats; nil: a buffer of its own).
+        case image(UnsafePointer<Float>, ImageWindow, scratch: UnsafeMutablePointer<Float>?)
     }
 
     /// A convolution's window over an image: which input a column row and column read.
@@ -67,6 +68,12 @@ public enum OwnProduct {
             (self.outHeight, self.outWidth) = (outHeight, outWidth)
         }
 
+        /// Floats of the laid-out copy of the image that `multiply` reads.
+        public var scratchFloats: Int {
+            var w = c
+            return dcn_layout_of(&w).totalFloats
+        }
+
         var c: dcn_window {
             dcn_window(channels: Int32(channels), height: Int32(height), width: Int32(width),
                        kernelH: Int32(kernelH), kernelW: Int32(kernelW), strideH: Int32(strideH), strideW: Int32(strideW),
@@ -75,8 +82,13 @@ public enum OwnProduct {
         }
     }
 
-    /// Virtual columns one thread takes at a time (a multiple of the kernel's 48 columns).
-    static let block = 384
+    /// Virtual columns one thread takes at a time: up to 384, and small enough that every core gets
+    /// two blocks when there are that many 48-column panels (a small map's product would otherwise be
+    /// one block on one thread). The cut does not change the bits.
+    static func block(columns: Int) -> Int {
+        let panel = Int(DCN_GEMM_COLUMNS), perBlock = (columns + 2 * Threads.count - 1) / (2 * Threads.count)
+        return min(384, max(panel, (perBlock + panel - 1) / panel * panel))
+    }
 
     /// What the product's rows go through next, while in cache: C[i] = C[i] * scale[i] + shift[i]
     /// (a multiply, then an add), then `v < 0 ? 0 : v` when `relu`: `channelAffineInPlace`'s arithmetic.
@@ -105,13 +117,13 @@ public enum OwnProduct {
             for r in 0..<k { offsets[r] = r * ld }
             run(m: m, columns: n, k: k, a: a, lda: lda, source: source, offsets: offsets,
                 virtualWidth: n, outWidth: n, bias: bias, then: then, c: c, ldc: ldc, accumulate: accumulate)
-        case .image(let image, let window):
+        case .image(let image, let window, let scratch):
             precondition(window.channels * window.kernelH * window.kernelW == k && window.outHeight * window.outWidth == n,
                          "OwnProduct.multiply: the window does not give a \(k) x \(n) B")
             var w = window.c
             let layout = dcn_layout_of(&w)
-            let laidOut = UnsafeMutablePointer<Float>.allocate(capacity: layout.totalFloats)
-            defer { laidOut.deallocate() }
+            let laidOut = scratch ?? UnsafeMutablePointer<Float>.allocate(capacity: layout.totalFloats)
+            defer { if scratch == nil { laidOut.deallocate() } }
             let planes = window.channels * layout.channelFloats
             (laidOut + planes).update(repeating: 0, count: layout.totalFloats - planes)
             let source = SharedReads(image), out = DisjointWrites(laidOut), fixed = w
@@ -137,6 +149,7 @@ public enum OwnProduct {
         let affine = then.map { RowAffineSource(value: dcn_affine(scale: $0.scale, shift: $0.shift, relu: $0.relu ? 1 : 0)) }
         offsets.withUnsafeBufferPointer { table in
             let so = SharedReads(table.baseAddress!)
+            let block = Self.block(columns: columns)
             parallelFor((columns + block - 1) / block) { range in
                 func product(_ f: UnsafePointer<dcn_affine>?) {
                     dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),

@@ -83,7 +83,7 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
     guard hasKernels else { return }
     image.withUnsafeBufferPointer { ip in
         columns.withUnsafeBufferPointer { cp in
-            let laidOut = multiply(m: m, n: n, k: k, a: a, b: .image(ip.baseAddress!, window), c0: c0, accumulate: true)
+            let laidOut = multiply(m: m, n: n, k: k, a: a, b: .image(ip.baseAddress!, window, scratch: nil), c0: c0, accumulate: true)
             let fromMatrix = multiply(m: m, n: n, k: k, a: a, b: .matrix(cp.baseAddress!, ld: n), c0: c0, accumulate: true)
             #expect(worstError(laidOut, want) < 1e-5, "window \(s)")
             #expect(laidOut == fromMatrix, "window \(s): reading the laid-out image gives other bits than its im2col columns")
@@ -149,7 +149,7 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
                     bias.withUnsafeBufferPointer { bp in
                         c.withUnsafeMutableBufferPointer { out in
                             OwnProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
-                                                b: source == "image" ? .image(ip.baseAddress!, window) : .matrix(cp.baseAddress!, ld: n),
+                                                b: source == "image" ? .image(ip.baseAddress!, window, scratch: nil) : .matrix(cp.baseAddress!, ld: n),
                                                 bias: bp.baseAddress!, c: out.baseAddress!, ldc: n, accumulate: false)
                         }
                     }
