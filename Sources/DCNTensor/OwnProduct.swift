@@ -35,13 +35,14 @@ public enum OwnProduct {
 
     /// Whether a convolution's product (an `m`-row weight, `k` column rows, a window or a pointwise
     /// product) runs here, else the caller uses im2col and `BLAS.sgemm`: m a multiple of the
-    /// kernel's rows, and a shape where ours measured faster (`dcn-bench detect --layers`,
-    /// alternated with `--conv-kernels openblas`, 2026-12-06): windows of up to 2,304 rows (R-50's
-    /// stem and 3x3 convolutions up to res4, the RPN head's) and pointwise products of up to 128
-    /// (res2's and res3's expansions). OpenBLAS kept a 5-10 % lead on res4's and res5's large products.
+    /// kernel's rows, and every window (no im2col matrix: R-50's peak memory in inference 634 ->
+    /// 539 MB, its largest window products, res5's and the RPN head's, as fast as OpenBLAS's to
+    /// within 5 %) or a pointwise product of up to 128 rows (res2's and res3's expansions; OpenBLAS
+    /// kept a 5-10 % lead on the larger ones). Measured with `dcn-bench detect --layers`, alternated
+    /// with `--conv-kernels openblas`, 2026-12-06.
     public static func runs(m: Int, k: Int, window: Bool) -> Bool {
         guard enabled, m > 0, m % rows == 0 else { return false }
-        return k <= (window ? 2304 : 128)
+        return window || k <= 128
     }
 
     /// The B operand of `multiply`.
