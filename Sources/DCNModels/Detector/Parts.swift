@@ -4,7 +4,7 @@
 // losses, its training pass, what it adds to a detection and its cost; the detector composes
 // them and sums their feature gradients by name. Adding a head is its own file, its config
 // section mapped onto its spec (DCNConfig/PartSpecs.swift) and one line in the model composition
-// (`docs/adding-a-head.md`).
+// (`docs/architecture.md`, "Adding a head").
 import DCNOps
 import DCNTensor
 
