@@ -17,38 +17,14 @@ public func conv2dForward(
     let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
     if let bias { try require(bias.shape == [geo.outChannels], "conv2d: bias must be [\(geo.outChannels)], got \(bias.shape)") }
     if let affine { try affine.requireChannels(geo.outChannels, "conv2d") }
-    let ours = geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise)
     let ws = workspace ?? Workspace()
+    if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
+        return ownConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
+    }
     var output = Tensor(zeros: geo.outputShape)
     input.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { w in
             output.withUnsafeMutableBufferPointer { y in
-                if ours {
-                    // Our kernels read each image's columns where they lie (no im2col matrix),
-                    // start each output row from its bias and apply `then` while it is in cache.
-                    let out = y.baseAddress!
-                    // The laid-out image goes where im2col's columns would (it is smaller).
-                    let scratch = geo.isPointwise ? nil : ws.floats(.columns, geo.window.scratchFloats)
-                    func images(_ b: UnsafePointer<Float>?, _ then: OwnProduct.RowAffine?) {
-                        for n in 0..<geo.batch {
-                            ownForward(geo, image: x.baseAddress! + n * geo.inChannels * geo.inPixels, weight: w.baseAddress!,
-                                       bias: b, then: then, scratch: scratch, output: out + n * geo.outChannels * geo.outPixels)
-                        }
-                    }
-                    func withBias(_ then: OwnProduct.RowAffine?) {
-                        if let bias { bias.withUnsafeBufferPointer { images($0.baseAddress, then) } } else { images(nil, then) }
-                    }
-                    if let affine {
-                        affine.scale.withUnsafeBufferPointer { s in
-                            affine.shift.withUnsafeBufferPointer { t in
-                                withBias(OwnProduct.RowAffine(scale: s.baseAddress!, shift: t.baseAddress!, relu: affine.relu))
-                            }
-                        }
-                    } else {
-                        withBias(nil)
-                    }
-                    return
-                }
                 if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
                 forEachColumnChunk(geo, ws) { n0, images in
                     let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
@@ -58,10 +34,41 @@ public func conv2dForward(
             }
         }
     }
-    if let affine, !ours {
-        try channelAffineInPlace(&output, scale: affine.scale, shift: affine.shift, relu: affine.relu)
-    }
+    if let affine { try channelAffineInPlace(&output, scale: affine.scale, shift: affine.shift, relu: affine.relu) }
     return output
+}
+
+/// The forward convolution by `OwnProduct`: each image's columns read where they lie (no im2col
+/// matrix), each output row started from its bias, `then` applied while the output is in cache,
+/// and no zero-fill of the output first (the product writes every element).
+func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, then affine: ChannelAffine?,
+                      _ ws: Workspace) -> Tensor {
+    // The laid-out image goes where im2col's columns would (it is smaller).
+    let scratch = geo.isPointwise ? nil : ws.floats(.columns, geo.window.scratchFloats)
+    return Tensor(shape: geo.outputShape) { y in
+        input.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { w in
+                func images(_ b: UnsafePointer<Float>?, _ then: OwnProduct.RowAffine?) {
+                    for n in 0..<geo.batch {
+                        ownForward(geo, image: x.baseAddress! + n * geo.inChannels * geo.inPixels, weight: w.baseAddress!,
+                                   bias: b, then: then, scratch: scratch, output: y.baseAddress! + n * geo.outChannels * geo.outPixels)
+                    }
+                }
+                func withBias(_ then: OwnProduct.RowAffine?) {
+                    if let bias { bias.withUnsafeBufferPointer { images($0.baseAddress, then) } } else { images(nil, then) }
+                }
+                if let affine {
+                    affine.scale.withUnsafeBufferPointer { s in
+                        affine.shift.withUnsafeBufferPointer { t in
+                            withBias(OwnProduct.RowAffine(scale: s.baseAddress!, shift: t.baseAddress!, relu: affine.relu))
+                        }
+                    }
+                } else {
+                    withBias(nil)
+                }
+            }
+        }
+    }
 }
 
 /// One image's forward product by `OwnProduct`: output = bias + W * columns(image).

@@ -45,6 +45,17 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
         self.data = [Float](repeating: value, count: shape.reduce(1, *))
     }
 
+    /// A tensor whose every element `body` writes, with no zero-fill first: for an op's output
+    /// that it overwrites whole. `body` must write all `shape.product` elements.
+    public init(shape: [Int], everyElementWrittenBy body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        self.shape = shape
+        let count = shape.reduce(1, *)
+        self.data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            body(buffer)
+            initialized = count
+        }
+    }
+
     /// Wraps `data` with `shape`; throws if the element counts differ.
     public init(shape: [Int], data: [Float]) throws {
         try require(shape.allSatisfy { $0 >= 0 }, "negative size in shape \(shape)")
