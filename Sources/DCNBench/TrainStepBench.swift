@@ -90,7 +90,7 @@ public func runTrainStepBenchmark(config: ExperimentConfig, label: String, heigh
     let buckets = group.isDistributed ? GradientBuckets(group: group, parameters: model.parameters) : nil
     // As dcn-train: one replica of the model per image of the share.
     let replicas = try imageReplicas(config, model: model, classes: classes, images: per)
-    let ws = Workspace()
+    let ws = Workspace(sizedForBackward: true)
     var phases = PerStepSeconds(), layerSeconds = PerStepSeconds()
     var totals: [Double] = [], waits: [Double] = [], deformationSeconds: [Double] = [], gradientWaits: [Double] = [], sumWaits: [Double] = []
     for step in 0...steps {

@@ -43,8 +43,13 @@ public func conv2dForward(
 /// and no zero-fill of the output first (the product writes every element).
 func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, then affine: ChannelAffine?,
                       _ ws: Workspace) -> Tensor {
-    // The laid-out image goes where im2col's columns would (it is smaller).
-    let scratch = geo.isPointwise ? nil : ws.floats(.columns, geo.window.scratchFloats)
+    // The laid-out image goes where im2col's columns would (it is smaller); in training the buffer
+    // gets the size the backward's im2col will ask for.
+    let backwardColumns = ws.sizedForBackward
+        ? geo.inChannels * geo.taps * geo.outPixels
+            * imagesPerChunk(batch: geo.batch, columnRows: geo.inChannels * geo.taps, pixels: geo.outPixels, budget: ws.columnBudget)
+        : 0
+    let scratch = geo.isPointwise ? nil : ws.floats(.columns, max(geo.window.scratchFloats, backwardColumns))
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in
             weight.withUnsafeBufferPointer { w in

@@ -109,7 +109,15 @@ public final class Workspace: @unchecked Sendable {
     /// chunk as fit (at least one).
     public var columnBudget: Int
 
-    public init(columnBudget: Int = 1 << 25) { self.columnBudget = columnBudget }
+    /// A training step's workspace: a forward convolution that needs no im2col matrix (ours) still
+    /// sizes the columns buffer for its backward's, so the backward never grows it (growing it
+    /// after other tensors left holes in the heap: R-50's training step peaked 38 MB higher).
+    public let sizedForBackward: Bool
+
+    public init(columnBudget: Int = 1 << 25, sizedForBackward: Bool = false) {
+        self.columnBudget = columnBudget
+        self.sizedForBackward = sizedForBackward
+    }
     deinit { storage.forEach { $0?.deallocate() } }
 
     /// A buffer of at least `bytes` bytes for `slot`, valid until the next request for the same

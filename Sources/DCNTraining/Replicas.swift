@@ -33,7 +33,7 @@ public final class ImageReplicas: @unchecked Sendable {
             if !same { throw TrainingError("image replica \(i) does not have the parameters of the model it replicates") }
         }
         self.models = models
-        workspaces = models.map { _ in Workspace() }
+        workspaces = models.map { _ in Workspace(sizedForBackward: true) }
         models.dropFirst().forEach(ImageReplicas.releaseWeights)
     }
 

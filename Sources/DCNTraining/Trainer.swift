@@ -111,7 +111,7 @@ public final class Trainer {
     public let replicas: ImageReplicas?
     public var group: ProcessGroup { buckets?.group ?? ProcessGroup.world }
     let loader: DataLoader
-    let ws = Workspace()
+    let ws = Workspace(sizedForBackward: true)
     /// What ends the run once the hooks' `atStop` ran (set by `requestStop`).
     private var stopEnding: (() throws -> Void)? = nil
 

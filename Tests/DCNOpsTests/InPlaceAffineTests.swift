@@ -77,3 +77,17 @@ func convolutionThenAffineEqualsTheSeparatePass(_ outChannels: Int, _ inChannels
         try conv2dForward(input: x, weight: w, bias: b, options: options, then: ChannelAffine(scale: [1], shift: [0], relu: false))
     }
 }
+
+/// A training step's workspace gets the backward's im2col size from a forward convolution that
+/// needs no im2col matrix, so the backward does not grow it; an inference workspace does not.
+@Test func aTrainingWorkspaceIsSizedForTheBackward() throws {
+    guard OwnProduct.runs(m: 16, k: 8 * 9, window: true) else { return }  // OpenBLAS forwards fill it anyway
+    var rng = SeededGenerator(seed: 41)
+    let x = Tensor.normal([1, 8, 20, 30], using: &rng), w = Tensor.normal([16, 8, 3, 3], using: &rng)
+    let im2colBytes = 8 * 9 * 20 * 30 * MemoryLayout<Float>.stride
+    let training = Workspace(sizedForBackward: true), inference = Workspace()
+    _ = try conv2dForward(input: x, weight: w, bias: nil, options: ConvOptions(padding: 1), workspace: training)
+    _ = try conv2dForward(input: x, weight: w, bias: nil, options: ConvOptions(padding: 1), workspace: inference)
+    #expect(training.bytes >= im2colBytes)
+    #expect(inference.bytes < im2colBytes)
+}
