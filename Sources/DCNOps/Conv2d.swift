@@ -53,36 +53,17 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in
             weight.withUnsafeBufferPointer { w in
-                func images(_ b: UnsafePointer<Float>?, _ then: OwnProduct.RowAffine?) {
-                    for n in 0..<geo.batch {
-                        ownForward(geo, image: x.baseAddress! + n * geo.inChannels * geo.inPixels, weight: w.baseAddress!,
-                                   bias: b, then: then, scratch: scratch, output: y.baseAddress! + n * geo.outChannels * geo.outPixels)
-                    }
-                }
-                func withBias(_ then: OwnProduct.RowAffine?) {
-                    if let bias { bias.withUnsafeBufferPointer { images($0.baseAddress, then) } } else { images(nil, then) }
-                }
-                if let affine {
-                    affine.scale.withUnsafeBufferPointer { s in
-                        affine.shift.withUnsafeBufferPointer { t in
-                            withBias(OwnProduct.RowAffine(scale: s.baseAddress!, shift: t.baseAddress!, relu: affine.relu))
-                        }
-                    }
-                } else {
-                    withBias(nil)
+                for n in 0..<geo.batch {
+                    let image = x.baseAddress! + n * geo.inChannels * geo.inPixels
+                    OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: w.baseAddress!,
+                                        lda: geo.columnRowsPerGroup,
+                                        b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window, scratch: scratch),
+                                        bias: bias?.data, then: affine, c: y.baseAddress! + n * geo.outChannels * geo.outPixels,
+                                        ldc: geo.outPixels, accumulate: false)
                 }
             }
         }
     }
-}
-
-/// One image's forward product by `OwnProduct`: output = bias + W * columns(image).
-func ownForward(_ geo: ConvGeometry, image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                bias: UnsafePointer<Float>?, then: OwnProduct.RowAffine?, scratch: UnsafeMutablePointer<Float>?,
-                output: UnsafeMutablePointer<Float>) {
-    OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: weight, lda: geo.columnRowsPerGroup,
-                        b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window, scratch: scratch),
-                        bias: bias, then: then, c: output, ldc: geo.outPixels, accumulate: false)
 }
 
 /// Backward convolution: adds dL/dinput, dL/dweight and dL/dbias for the given dL/doutput into

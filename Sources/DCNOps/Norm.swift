@@ -52,13 +52,7 @@ func channelAffine(_ input: Tensor, scale: [Float], shift: [Float], n: Int, c: I
     return out
 }
 
-/// A per-channel affine map and an optional ReLU: a frozen (or inference) batch norm and the ReLU
-/// after it, for a convolution to apply to its output (`conv2dForward(then:)`).
-public struct ChannelAffine: Sendable {
-    public var scale: [Float], shift: [Float]
-    public var relu: Bool
-    public init(scale: [Float], shift: [Float], relu: Bool) { (self.scale, self.shift, self.relu) = (scale, shift, relu) }
-
+extension ChannelAffine {
     func requireChannels(_ channels: Int, _ op: String) throws {
         try require(scale.count == channels && shift.count == channels,
                     "\(op): \(scale.count) scales and \(shift.count) shifts for \(channels) channels")

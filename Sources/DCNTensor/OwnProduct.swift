@@ -91,22 +91,13 @@ public enum OwnProduct {
         return min(384, max(panel, (perBlock + panel - 1) / panel * panel))
     }
 
-    /// What the product's rows go through next, while in cache: C[i] = C[i] * scale[i] + shift[i]
-    /// (a multiply, then an add), then `v < 0 ? 0 : v` when `relu`: `channelAffineInPlace`'s arithmetic.
-    public struct RowAffine {
-        public let scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
-        public let relu: Bool
-        public init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, relu: Bool) {
-            (self.scale, self.shift, self.relu) = (scale, shift, relu)
-        }
-    }
-
     /// C[m x n] (+)= A[m x k] * B[k x n] on our threads: accumulate adds to C, else C is
-    /// overwritten, row i starting from bias[i] (from 0 without a bias); then `then` maps the rows.
-    /// Needs AVX-512 (`CPUFeatures.current.avx512`) and m a multiple of `rows`.
+    /// overwritten, row i starting from bias[i] (from 0 without a bias); then `then` maps row i
+    /// (its scale[i], shift[i]) while it is in cache. Needs AVX-512 (`CPUFeatures.current.avx512`)
+    /// and m a multiple of `rows`.
     public static func multiply(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: Columns,
-        bias: UnsafePointer<Float>? = nil, then: RowAffine? = nil, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: [Float]? = nil, then: ChannelAffine? = nil, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         precondition(CPUFeatures.current.avx512, "OwnProduct.multiply: this CPU has no AVX-512")
         precondition(m % rows == 0, "OwnProduct.multiply: m = \(m) is not a multiple of \(rows)")
@@ -144,24 +135,44 @@ public enum OwnProduct {
     private static func run(
         m: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         source: UnsafePointer<Float>, offsets: [Int], virtualWidth: Int, outWidth: Int,
-        bias: UnsafePointer<Float>?, then: RowAffine?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: [Float]?, then: ChannelAffine?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
-        let sa = SharedReads(a), sb = SharedReads(source), sc = DisjointWrites(c), sbias = bias.map { SharedReads($0) }
-        let affine = then.map { RowAffineSource(value: dcn_affine(scale: $0.scale, shift: $0.shift, relu: $0.relu ? 1 : 0)) }
-        offsets.withUnsafeBufferPointer { table in
-            let so = SharedReads(table.baseAddress!)
-            let block = Self.block(columns: columns)
-            parallelFor((columns + block - 1) / block) { range in
-                func product(_ f: UnsafePointer<dcn_affine>?) {
-                    dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),
-                             sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer, f,
-                             sc.pointer, ldc, accumulate ? 1 : 0)
+        // The bias and the affine map as the C side reads them (empty arrays stand for none).
+        let none: [Float] = []
+        (bias ?? none).withUnsafeBufferPointer { biasRows in
+            (then?.scale ?? none).withUnsafeBufferPointer { scale in
+                (then?.shift ?? none).withUnsafeBufferPointer { shift in
+                    offsets.withUnsafeBufferPointer { table in
+                        let sa = SharedReads(a), sb = SharedReads(source), so = SharedReads(table.baseAddress!), sc = DisjointWrites(c)
+                        let sbias = bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) }
+                        let affine = then.map { CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) }
+                        let block = Self.block(columns: columns)
+                        parallelFor((columns + block - 1) / block) { range in
+                            var f = affine?.value ?? dcn_affine()
+                            withUnsafePointer(to: &f) { fp in
+                                dcn_gemm(Int32(m), range.lowerBound * block, min(columns, range.upperBound * block), Int32(k),
+                                         sa.pointer, lda, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer,
+                                         affine == nil ? nil : fp, sc.pointer, ldc, accumulate ? 1 : 0)
+                            }
+                        }
+                    }
                 }
-                if var f = affine?.value { withUnsafePointer(to: &f) { product($0) } } else { product(nil) }
             }
         }
     }
 }
 
+/// A per-channel affine map and an optional ReLU: a frozen (or inference) batch norm and the ReLU
+/// after it, which a convolution applies to its output (`conv2dForward(then:)`, `OwnProduct`):
+/// y = x * scale[c] + shift[c] (a multiply, then an add), then `y < 0 ? 0 : y` when `relu`.
+public struct ChannelAffine: Sendable {
+    public var scale: [Float], shift: [Float]
+    public var relu: Bool
+    public init(scale: [Float], shift: [Float], relu: Bool) { (self.scale, self.shift, self.relu) = (scale, shift, relu) }
+}
+
 /// The C description of the rows' affine map, read by every thread of a product.
-private struct RowAffineSource: @unchecked Sendable { var value: dcn_affine }
+private struct CAffine: @unchecked Sendable {
+    let value: dcn_affine
+    init(_ value: dcn_affine) { self.value = value }
+}

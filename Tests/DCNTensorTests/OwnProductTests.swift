@@ -32,6 +32,20 @@ private func multiply(m: Int, n: Int, k: Int, a: [Float], b: OwnProduct.Columns,
     return c
 }
 
+/// The im2col columns of `image` under `w`, written out: row (c * kh + i) * kw + j, column oy * Wo + ox.
+private func im2col(_ image: [Float], _ w: OwnProduct.ImageWindow) -> [Float] {
+    let (k, n) = (w.channels * w.kernelH * w.kernelW, w.outHeight * w.outWidth)
+    var columns = [Float](repeating: 0, count: k * n)
+    for r in 0..<k {
+        let (c, i, j) = (r / (w.kernelH * w.kernelW), r % (w.kernelH * w.kernelW) / w.kernelW, r % w.kernelW)
+        for p in 0..<n {
+            let iy = p / w.outWidth * w.strideH - w.padH + i * w.dilationH, ix = p % w.outWidth * w.strideW - w.padW + j * w.dilationW
+            if iy >= 0 && iy < w.height && ix >= 0 && ix < w.width { columns[r * n + p] = image[(c * w.height + iy) * w.width + ix] }
+        }
+    }
+    return columns
+}
+
 private func worstError(_ got: [Float], _ want: [Double]) -> Double {
     zip(got, want).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? 0
 }
@@ -70,16 +84,10 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
     var rng = SeededGenerator(seed: 9)
     let image = Tensor.uniform([C * H * W], -1, 1, using: &rng).data, a = Tensor.uniform([m * k], -1, 1, using: &rng).data
     let c0 = Tensor.uniform([m * n], -1, 1, using: &rng).data
-    func column(_ r: Int, _ p: Int) -> Float {
-        let (c, i, j) = (r / (kh * kw), r % (kh * kw) / kw, r % kw)
-        let iy = p / Wo * sh - ph + i * dh, ix = p % Wo * sw - pw + j * dw
-        return iy >= 0 && iy < H && ix >= 0 && ix < W ? image[(c * H + iy) * W + ix] : 0
-    }
-    let want = reference(m: m, n: n, k: k, a: a, b: column, c0: c0, accumulate: true)
     let window = OwnProduct.ImageWindow(channels: C, height: H, width: W, kernelH: kh, kernelW: kw, strideH: sh, strideW: sw,
                                         padH: ph, padW: pw, dilationH: dh, dilationW: dw, outHeight: Ho, outWidth: Wo)
-    var columns = [Float](repeating: 0, count: k * n)
-    for r in 0..<k { for p in 0..<n { columns[r * n + p] = column(r, p) } }
+    let columns = im2col(image, window)
+    let want = reference(m: m, n: n, k: k, a: a, b: { columns[$0 * n + $1] }, c0: c0, accumulate: true)
     guard hasKernels else { return }
     image.withUnsafeBufferPointer { ip in
         columns.withUnsafeBufferPointer { cp in
@@ -132,13 +140,7 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
     var rng = SeededGenerator(seed: 21)
     let image = Tensor.uniform([C * H * W], -1, 1, using: &rng).data, a = Tensor.uniform([m * k], -1, 1, using: &rng).data
     let bias = Tensor.uniform([m], -1, 1, using: &rng).data
-    var columns = [Float](repeating: 0, count: k * n)
-    for r in 0..<k {
-        for p in 0..<n {
-            let (c, i, j) = (r / 9, r % 9 / 3, r % 3), iy = p / W - 1 + i, ix = p % W - 1 + j
-            columns[r * n + p] = iy >= 0 && iy < H && ix >= 0 && ix < W ? image[(c * H + iy) * W + ix] : 0
-        }
-    }
+    let columns = im2col(image, window)
     let startedAtBias = (0..<m * n).map { bias[$0 / n] }
     let want = reference(m: m, n: n, k: k, a: a, b: { columns[$0 * n + $1] }, c0: startedAtBias, accumulate: true)
     for source in ["image", "matrix"] {
@@ -146,12 +148,10 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
         image.withUnsafeBufferPointer { ip in
             columns.withUnsafeBufferPointer { cp in
                 a.withUnsafeBufferPointer { ap in
-                    bias.withUnsafeBufferPointer { bp in
-                        c.withUnsafeMutableBufferPointer { out in
-                            OwnProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
-                                                b: source == "image" ? .image(ip.baseAddress!, window, scratch: nil) : .matrix(cp.baseAddress!, ld: n),
-                                                bias: bp.baseAddress!, c: out.baseAddress!, ldc: n, accumulate: false)
-                        }
+                    c.withUnsafeMutableBufferPointer { out in
+                        OwnProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
+                                            b: source == "image" ? .image(ip.baseAddress!, window, scratch: nil) : .matrix(cp.baseAddress!, ld: n),
+                                            bias: bias, c: out.baseAddress!, ldc: n, accumulate: false)
                     }
                 }
             }
