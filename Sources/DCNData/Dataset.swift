@@ -194,26 +194,18 @@ extension Dataset {
             }
         }
         // Parse the XML files on all cores; each slot is written by one task.
-        var parsed = [Result<(objects: [VOCObject], size: (Int, Int)), Error>?](repeating: nil, count: entries.count)
         let entriesCopy = entries
-        parsed.withUnsafeMutableBufferPointer { slots in
-            let out = DisjointWrites(slots.baseAddress!)
-            parallelFor(entriesCopy.count, grain: 16) { range in
-                for i in range {
-                    let (devkit, id) = entriesCopy[i]
-                    let path = vocAnnotationPath(devkit: devkit, imageID: id)
-                    out[i] = Result {
-                        let data = try readFileContents(path, expected: "the annotation XML of image \(id)")
-                        return (try parseVOCAnnotation(data: data, file: path), vocImageSize(data))
-                    }
-                }
-            }
+        let parsed = parallelResults(entries.count, grain: 16) { i in
+            let (devkit, id) = entriesCopy[i]
+            let path = vocAnnotationPath(devkit: devkit, imageID: id)
+            let data = try readFileContents(path, expected: "the annotation XML of image \(id)")
+            return (try parseVOCAnnotation(data: data, file: path), vocImageSize(data))
         }
         var images = [DatasetImage]()
         var warnings = [String]()
         images.reserveCapacity(entries.count)
         for (i, (devkit, id)) in entries.enumerated() {
-            let (objects, size) = try parsed[i]!.get()
+            let (objects, size) = try parsed[i].get()
             var out = [DatasetObject]()
             for (n, o) in objects.enumerated() {
                 guard let label = labelOf[o.name] else {

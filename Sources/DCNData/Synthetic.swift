@@ -517,25 +517,17 @@ public func writeSyntheticDataset(out: String, config: SyntheticConfig) throws -
     var objectTotal = 0
     var vocLists = [String: [String]]()
     for (splitIndex, (name, count, firstID)) in splits.enumerated() {
-        var results = [Result<(objects: [SyntheticObject], width: Int, height: Int, id: Int), Error>?](repeating: nil, count: count)
-        results.withUnsafeMutableBufferPointer { slots in
-            let output = DisjointWrites(slots.baseAddress!)
-            parallelFor(count) { range in
-                for i in range {
-                    output[i] = Result {
-                        let rendered = renderSyntheticImage(seed: config.seed, split: splitIndex, index: i, size: config.size, difficulty: config.difficulty)
-                        let id = firstID + i + 1
-                        let file = String(format: "%06d", id)
-                        let jpeg = try encodeJPEG(rendered.image, quality: config.jpegQuality)
-                        try writeAtomically(jpeg, to: "\(out)/images/\(name)/\(file).jpg")
-                        if config.voc {
-                            try writeAtomically(jpeg, to: "\(vocRoot)/JPEGImages/\(file).jpg")
-                            try writeAtomically(Data(vocXML(rendered, file: file).utf8), to: "\(vocRoot)/Annotations/\(file).xml")
-                        }
-                        return (rendered.objects, rendered.image.width, rendered.image.height, id)
-                    }
-                }
+        let results = parallelResults(count) { i in
+            let rendered = renderSyntheticImage(seed: config.seed, split: splitIndex, index: i, size: config.size, difficulty: config.difficulty)
+            let id = firstID + i + 1
+            let file = String(format: "%06d", id)
+            let jpeg = try encodeJPEG(rendered.image, quality: config.jpegQuality)
+            try writeAtomically(jpeg, to: "\(out)/images/\(name)/\(file).jpg")
+            if config.voc {
+                try writeAtomically(jpeg, to: "\(vocRoot)/JPEGImages/\(file).jpg")
+                try writeAtomically(Data(vocXML(rendered, file: file).utf8), to: "\(vocRoot)/Annotations/\(file).xml")
             }
+            return (objects: rendered.objects, width: rendered.image.width, height: rendered.image.height, id: id)
         }
         let difficultyInfo = config.difficulty == .standard ? "" : ", \"difficulty\": \"\(config.difficulty.rawValue)\""
         var json = "{\"info\": {\"description\": \"DCNv2CPU synthetic deformed shapes\", \"version\": \"1\", \"seed\": \(config.seed)\(difficultyInfo)}, \"licenses\": [], \"images\": ["
@@ -543,7 +535,7 @@ public func writeSyntheticDataset(out: String, config: SyntheticConfig) throws -
         var annotationID = splitIndex == 0 ? 1 : 1_000_000
         var imageEntries = [String]()
         for slot in results {
-            let rendered = try slot!.get()
+            let rendered = try slot.get()
             let id = rendered.id
             let file = String(format: "%06d", id)
             imageEntries.append("{\"id\": \(id), \"file_name\": \"\(file).jpg\", \"width\": \(rendered.width), \"height\": \(rendered.height)}")

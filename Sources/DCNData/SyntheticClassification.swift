@@ -109,22 +109,14 @@ public func writeSyntheticClassificationDataset(out: String, trainPerClass: Int,
     for (name, _, _) in splits { for f in folders { try createFolder("\(out)/\(name)/\(f)") } }
     for (splitIndex, (name, perClass, geometry)) in splits.enumerated() {
         let count = perClass * classes
-        var results = [Result<ClassificationObject, Error>?](repeating: nil, count: count)
-        results.withUnsafeMutableBufferPointer { slots in
-            let output = DisjointWrites(slots.baseAddress!)
-            parallelFor(count) { range in
-                for i in range {
-                    output[i] = Result {
-                        let drawn = renderClassificationImage(seed: seed, split: splitIndex, index: i, size: size, geometry: geometry)
-                        let file = String(format: "%@/%@/%06d.jpg", name, folders[drawn.label], i)
-                        try writeAtomically(try encodeJPEG(drawn.image, quality: jpegQuality), to: out + "/" + file)
-                        return ClassificationObject(file: file, label: drawn.label, box: drawn.box.array, size: drawn.relativeSize)
-                    }
-                }
-            }
+        let results = parallelResults(count) { i in
+            let drawn = renderClassificationImage(seed: seed, split: splitIndex, index: i, size: size, geometry: geometry)
+            let file = String(format: "%@/%@/%06d.jpg", name, folders[drawn.label], i)
+            try writeAtomically(try encodeJPEG(drawn.image, quality: jpegQuality), to: out + "/" + file)
+            return ClassificationObject(file: file, label: drawn.label, box: drawn.box.array, size: drawn.relativeSize)
         }
         objects[name] = try results.map { result in
-            do { return try result!.get() } catch { throw DatasetError(file: out, "\(error)") }
+            do { return try result.get() } catch { throw DatasetError(file: out, "\(error)") }
         }
     }
     let encoder = JSONEncoder()

@@ -25,23 +25,15 @@ public func writeSyntheticSegmentation(out: String, config: SyntheticConfig) thr
     var lists = [String: [String]]()
     var objects = 0
     for (splitIndex, (name, count, firstID)) in [("train", config.train, 0), ("val", config.val, config.train)].enumerated() {
-        var results = [Result<Int, Error>?](repeating: nil, count: count)
-        results.withUnsafeMutableBufferPointer { slots in
-            let output = DisjointWrites(slots.baseAddress!)
-            parallelFor(count) { range in
-                for i in range {
-                    output[i] = Result {
-                        let rendered = renderSyntheticImage(seed: config.seed, split: splitIndex, index: i, size: config.size, difficulty: config.difficulty)
-                        let file = String(format: "%06d", firstID + i + 1)
-                        try writeAtomically(try encodeJPEG(rendered.image, quality: config.jpegQuality), to: "\(root)/JPEGImages/\(file).jpg")
-                        let labels = LabelMap(width: rendered.image.width, height: rendered.image.height, labels: rendered.classMap)
-                        try writeLabelMap(labels, to: "\(root)/SegmentationClass/\(file).png", vocColours: true)
-                        return rendered.objects.count
-                    }
-                }
-            }
+        let results = parallelResults(count) { i in
+            let rendered = renderSyntheticImage(seed: config.seed, split: splitIndex, index: i, size: config.size, difficulty: config.difficulty)
+            let file = String(format: "%06d", firstID + i + 1)
+            try writeAtomically(try encodeJPEG(rendered.image, quality: config.jpegQuality), to: "\(root)/JPEGImages/\(file).jpg")
+            let labels = LabelMap(width: rendered.image.width, height: rendered.image.height, labels: rendered.classMap)
+            try writeLabelMap(labels, to: "\(root)/SegmentationClass/\(file).png", vocColours: true)
+            return rendered.objects.count
         }
-        for slot in results { objects += try slot!.get() }
+        for slot in results { objects += try slot.get() }
         lists[name] = (0..<count).map { String(format: "%06d", firstID + $0 + 1) }
     }
     let train = lists["train"] ?? [], val = lists["val"] ?? []

@@ -198,29 +198,21 @@ public func writeSyntheticVideoDataset(out: String, config: SyntheticVideoConfig
     var objectTotal = 0
     var lists = [String: String]()
     for (splitIndex, (split, count)) in [("train", config.trainVideos), ("val", config.valVideos)].enumerated() {
-        var results = [Result<(objects: Int, width: Int, height: Int), Error>?](repeating: nil, count: count)
-        results.withUnsafeMutableBufferPointer { slots in
-            let output = DisjointWrites(slots.baseAddress!)
-            parallelFor(count) { range in
-                for v in range {
-                    output[v] = Result {
-                        let video = renderSyntheticVideo(seed: config.seed, split: splitIndex, index: v, frames: config.frames,
-                                                         size: config.size, difficulty: config.difficulty)
-                        let folder = syntheticVideoFolder(split: split, index: v)
-                        try createFolder("\(out)/Data/VID/\(folder)")
-                        try createFolder("\(out)/Annotations/VID/\(folder)")
-                        for (f, image) in video.frames.enumerated() {
-                            let name = vidFrameName(f)
-                            try writeAtomically(try encodeJPEG(image, quality: config.jpegQuality), to: "\(out)/Data/VID/\(folder)/\(name).JPEG")
-                            let xml = vidFrameXML(folder: folder, frame: name, width: image.width, height: image.height, objects: video.objects[f])
-                            try writeAtomically(Data(xml.utf8), to: "\(out)/Annotations/VID/\(folder)/\(name).xml")
-                        }
-                        return (video.objects.reduce(0) { $0 + $1.count }, video.frames[0].width, video.frames[0].height)
-                    }
-                }
+        let results = parallelResults(count) { v in
+            let video = renderSyntheticVideo(seed: config.seed, split: splitIndex, index: v, frames: config.frames,
+                                             size: config.size, difficulty: config.difficulty)
+            let folder = syntheticVideoFolder(split: split, index: v)
+            try createFolder("\(out)/Data/VID/\(folder)")
+            try createFolder("\(out)/Annotations/VID/\(folder)")
+            for (f, image) in video.frames.enumerated() {
+                let name = vidFrameName(f)
+                try writeAtomically(try encodeJPEG(image, quality: config.jpegQuality), to: "\(out)/Data/VID/\(folder)/\(name).JPEG")
+                let xml = vidFrameXML(folder: folder, frame: name, width: image.width, height: image.height, objects: video.objects[f])
+                try writeAtomically(Data(xml.utf8), to: "\(out)/Annotations/VID/\(folder)/\(name).xml")
             }
+            return (objects: video.objects.reduce(0) { $0 + $1.count }, width: video.frames[0].width, height: video.frames[0].height)
         }
-        for slot in results { objectTotal += try slot!.get().objects }
+        for slot in results { objectTotal += try slot.get().objects }
         var frameID = 1
         for v in 0..<count {
             let folder = syntheticVideoFolder(split: split, index: v)

@@ -45,25 +45,17 @@ extension Dataset {
             entries += try readVIDList(path: path, videoLines: videoLines, allowOutsideRoot: allowOutsideRoot).map { (part, $0) }
         }
         guard !entries.isEmpty else { throw DatasetError(file: lists.joined(separator: ", "), "the lists name no images") }
-        var parsed = [Result<VIDFrameAnnotation, Error>?](repeating: nil, count: entries.count)
         let work = entries
-        parsed.withUnsafeMutableBufferPointer { slots in
-            let out = DisjointWrites(slots.baseAddress!)
-            parallelFor(work.count, grain: 16) { range in
-                for i in range {
-                    let (part, e) = work[i]
-                    let path = "\(root)/Annotations/\(part.rawValue)/\(e.path).xml"
-                    out[i] = Result {
-                        let data = try readFileContents(path, expected: "the annotation XML of \(part.rawValue) image \(e.path)")
-                        return try parseVIDAnnotation(data: data, file: path, classes: classes, unknownClasses: part == .det ? .skip : .error)
-                    }
-                }
-            }
+        let parsed = parallelResults(entries.count, grain: 16) { i in
+            let (part, e) = work[i]
+            let path = "\(root)/Annotations/\(part.rawValue)/\(e.path).xml"
+            let data = try readFileContents(path, expected: "the annotation XML of \(part.rawValue) image \(e.path)")
+            return try parseVIDAnnotation(data: data, file: path, classes: classes, unknownClasses: part == .det ? .skip : .error)
         }
         var images = [DatasetImage](), warnings = [String]()
         images.reserveCapacity(entries.count)
         for (i, (part, e)) in entries.enumerated() {
-            let a = try parsed[i]!.get()
+            let a = try parsed[i].get()
             let name = "\(part.rawValue)/\(e.path)"
             if !a.skipped.isEmpty { warnings.append("image \(name): \(a.skipped.count) object(s) of classes outside the list skipped") }
             var objects = [DatasetObject]()

@@ -172,22 +172,14 @@ public struct CheckedImages: Sendable {
 /// they share the sizes; rank 0 gets every reason.
 public func checkDetectInputs(_ inputs: [DetectInput], group: ProcessGroup = .world) throws -> CheckedImages {
     let mine = Array(stride(from: group.rank, to: inputs.count, by: group.size))
-    var results = [Result<ImageSize, Error>?](repeating: nil, count: mine.count)
-    results.withUnsafeMutableBufferPointer { slots in
-        let output = DisjointWrites(slots.baseAddress!)
-        parallelFor(mine.count) { range in
-            for k in range {
-                output[k] = Result {
-                    let image = try decodeImage(path: inputs[mine[k]].path)
-                    return ImageSize(height: image.height, width: image.width)
-                }
-            }
-        }
+    let results = parallelResults(mine.count) { k in
+        let image = try decodeImage(path: inputs[mine[k]].path)
+        return ImageSize(height: image.height, width: image.width)
     }
     var sizes = [ImageSize?](repeating: nil, count: inputs.count)
     var errors: [Int: String] = [:]
     for (k, result) in zip(mine, results) {
-        switch result! {
+        switch result {
         case .success(let size): sizes[k] = size
         case .failure(let error): errors[k] = imageErrorReason(error, path: inputs[k].path)
         }

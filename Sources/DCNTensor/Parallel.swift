@@ -127,6 +127,20 @@ public enum System {
 import Glibc
 #endif
 
+/// `body(i)` for every i in 0 ..< count on our threads (`parallelFor`), each item's value or error
+/// in its place: for loaders and writers that report every bad item, not only the first.
+public func parallelResults<T>(_ count: Int, grain: Int = 1, _ body: @Sendable (Int) throws -> T) -> [Result<T, Error>] {
+    if count <= 0 { return [] }
+    var slots = [Result<T, Error>?](repeating: nil, count: count)
+    slots.withUnsafeMutableBufferPointer { buffer in
+        let out = DisjointWrites(buffer.baseAddress!)
+        parallelFor(count, grain: grain) { range in
+            for i in range { out[i] = Result { try body(i) } }
+        }
+    }
+    return slots.map { $0! }
+}
+
 /// Runs `body(range)` over `0..<count`, split into at most `Threads.count` contiguous chunks of
 /// at least `grain` items. Chunk boundaries do not affect results as long as each item's output
 /// is computed inside one call, which every caller guarantees.

@@ -99,27 +99,19 @@ struct SegCommand: ParsableCommand {
 /// The confusion matrix of `pairs`, read on all threads (each pair's counts in its own slot, added
 /// in order). The first failing pair's error is thrown.
 func confusion(of pairs: [LabelMapPair], classes: Int) throws -> ConfusionMatrix {
-    var slots = [Result<ConfusionMatrix, Error>?](repeating: nil, count: pairs.count)
-    slots.withUnsafeMutableBufferPointer { buffer in
-        let out = DisjointWrites(buffer.baseAddress!)
-        parallelFor(pairs.count) { range in
-            for i in range {
-                out[i] = Result {
-                    let pair = pairs[i]
-                    let label = try readLabelMap(path: pair.label, classes: classes)
-                    let prediction = try readLabelMap(path: pair.prediction, classes: classes)
-                    guard label.width == prediction.width && label.height == prediction.height else {
-                        throw LabelMapError(file: pair.prediction, "is \(prediction.width)x\(prediction.height) pixels but its label map \(pair.label) is "
-                                            + "\(label.width)x\(label.height); expected a prediction of the label's size")
-                    }
-                    var m = ConfusionMatrix(classes: classes)
-                    m.add(labels: label.labels, predictions: prediction.labels)
-                    return m
-                }
-            }
+    let slots = parallelResults(pairs.count) { i in
+        let pair = pairs[i]
+        let label = try readLabelMap(path: pair.label, classes: classes)
+        let prediction = try readLabelMap(path: pair.prediction, classes: classes)
+        guard label.width == prediction.width && label.height == prediction.height else {
+            throw LabelMapError(file: pair.prediction, "is \(prediction.width)x\(prediction.height) pixels but its label map \(pair.label) is "
+                                + "\(label.width)x\(label.height); expected a prediction of the label's size")
         }
+        var m = ConfusionMatrix(classes: classes)
+        m.add(labels: label.labels, predictions: prediction.labels)
+        return m
     }
     var total = ConfusionMatrix(classes: classes)
-    for slot in slots { total.add(try slot!.get()) }
+    for slot in slots { total.add(try slot.get()) }
     return total
 }
