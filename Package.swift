@@ -44,7 +44,7 @@ let package = Package(
         // Layer 1: tensors, BLAS wrapper, threading, safetensors files.
         .target(name: "DCNTensor", dependencies: ["CBLAS", "CMalloc", "CGemm"]),
         // Layer 2: every op's forward and backward (conv, deformable conv, norms, RoI ops, NMS, losses).
-        .target(name: "DCNOps", dependencies: ["DCNTensor"]),
+        .target(name: "DCNOps", dependencies: ["DCNTensor", "CGemm"]),
         // C shim over libjpeg-turbo and libpng whose error handlers return instead of exiting.
         .target(
             name: "CImageCodec",

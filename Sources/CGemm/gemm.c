@@ -1,11 +1,12 @@
 // Our products for forward convolutions (see include/cgemm.h).
 //
-// Blocking: the virtual columns are walked 384 at a time, k 256 at a time. For each k block and
-// each 8 rows of A (copied k-major, 8 x 256 floats, in L1), the kernel runs over the block's
-// panels of 48 columns: C[8 x 48] += A[8 x kc] * B[kc x 48] in 24 AVX-512 registers, per k 3 loads
-// of B's row straight from the source, 8 broadcasts of A and 24 fused multiply-adds. The block's C (MR x 384 at a time) is C itself when
-// the virtual columns are the output's, else a buffer that takes C's values first and gives
-// the kept columns back at the end, so the chains are the same either way.
+// Blocking: the caller cuts the virtual columns into blocks of up to 384 (one call each) and packs
+// A once (`dcn_pack_rows`: 8-row strips, k-major). In a block, k runs 256 at a time; for each k
+// block and each strip (8 x 256 floats, in L1) the kernel runs over the block's panels of 48
+// columns: C[8 x 48] += A[8 x kc] * B[kc x 48] in 24 AVX-512 registers, per k 3 loads of B's row
+// straight from the source, 8 broadcasts of A and 24 fused multiply-adds. The block's C is C
+// itself when the virtual columns are the output's, else a buffer that takes C's values first and
+// gives the kept columns back at the end, so the chains are the same either way.
 #include "cgemm.h"
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,18 @@ dcn_layout dcn_layout_of(const dcn_window *w) {
     return l;
 }
 
+// dst[q] = src[2q] for q < count, 16 at a time (a stride-2 conv's phase planes).
+__attribute__((target("avx512f")))
+static void every_second(float *dst, const float *src, int count) {
+    const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    int q = 0;
+    for (; q + 16 <= count && 2 * q + 32 <= 2 * count - 1; q += 16) {
+        const __m512 lo = _mm512_loadu_ps(src + 2 * q), hi = _mm512_loadu_ps(src + 2 * q + 16);
+        _mm512_storeu_ps(dst + q, _mm512_permutex2var_ps(lo, evens, hi));
+    }
+    for (; q < count; q++) dst[q] = src[2L * q];
+}
+
 // Padded pixel (y, x) (y = iy + padH, x = ix + padW) goes to phase plane (y % sh, x % sw) at row
 // y / sh, column x / sw; padding and the planes' spare cells are zero.
 void dcn_relayout(const dcn_window *w, const float *image, float *out, int c0, int c1) {
@@ -64,6 +77,7 @@ void dcn_relayout(const dcn_window *w, const float *image, float *out, int c0, i
                     float *dst = plane + (long)(y / sh) * l.virtualWidth + x0 / sw;
                     const float *src = image + ((long)c * H + iy) * W + first;
                     if (sw == 1) memcpy(dst, src, (size_t)count * sizeof(float));
+                    else if (sw == 2) every_second(dst, src, count);
                     else for (int q = 0; q < count; q++) dst[q] = src[(long)q * sw];
                 }
             }
@@ -155,7 +169,18 @@ static void apply_affine(const dcn_affine *f, float *block, long ld, int m, long
     }
 }
 
-void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
+void dcn_pack_rows(int k, const float *a, long lda, float *packed, int s0, int s1) {
+    const int mr = DCN_GEMM_ROWS;
+    for (int s = s0; s < s1; s++) {
+        const float *rows = a + (long)s * mr * lda;
+        float *out = packed + (long)s * mr * k;
+        for (int t = 0; t < k; t++) {
+            for (int r = 0; r < mr; r++) out[(long)t * mr + r] = rows[r * lda + t];
+        }
+    }
+}
+
+void dcn_gemm(int m, long q0, long q1, int k, const float *a,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
               const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate) {
     const int mr = DCN_GEMM_ROWS, nr = DCN_GEMM_COLUMNS;
@@ -168,7 +193,6 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
     long tailOffsets[KC];
     for (int t = 0; t < KC; t++) tailOffsets[t] = (long)t * nr;
     float edge[MR512 * NR512];  // a partial panel's C rows
-    float ar[KC * MR512];
     for (long b0 = q0; b0 < q1; b0 += NC) {
         const long b1 = q1 - b0 < NC ? q1 : b0 + NC;
         float *cb = direct ? c + b0 : block;
@@ -194,9 +218,7 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
             }
             for (int r0 = 0; r0 < m; r0 += mr) {
                 // A's MR x kc block, k-major: one stream of broadcasts.
-                for (int t = 0; t < kc; t++) {
-                    for (int r = 0; r < mr; r++) ar[t * mr + r] = a[(long)(r0 + r) * lda + k0 + t];
-                }
+                const float *ar = a + (long)r0 * k + (long)k0 * mr;
                 for (long p0 = b0; p0 < full; p0 += nr)
                     kernel512(kc, ar, source + p0, offsets + k0, cb + (long)r0 * ldb + (p0 - b0), ldb, add, start ? start + r0 : NULL);
                 if (cols > 0) {

@@ -1,5 +1,6 @@
 // Pooling on NCHW feature maps: max pooling (torchvision's ResNet stem uses 3x3, stride 2,
 // padding 1) and global average pooling.
+import CGemm
 import DCNTensor
 
 // MARK: - Max pool
@@ -74,9 +75,10 @@ private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: Dis
     let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
     let (oh, ow) = try! o.outputSize(height: h, width: w)
     let stemWindows = o == MaxPoolOptions(kernel: 3, stride: 2, padding: 1)
-    var out = Tensor(zeros: [n, c, oh, ow])
+    let ownStemPool = stemWindows && CPUFeatures.current.avx512
+    // Every output element is written once below.
+    return Tensor(shape: [n, c, oh, ow]) { yb in
     input.withUnsafeBufferPointer { xb in
-    out.withUnsafeMutableBufferPointer { yb in
         let x = SharedReads(xb.baseAddress!), y = DisjointWrites(yb.baseAddress!)
         parallelFor(n * c, grain: max(1, 4096 / max(1, oh * ow))) { planes in
             for p in planes {
@@ -84,7 +86,11 @@ private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: Dis
                 for oy in 0..<oh {
                     let y0 = oy * o.strideH - o.padH
                     let yLo = max(y0, 0), yHi = min(y0 + o.kernelH, h)
-                    // The stem's 3x3 / 2 windows inside the row, 16 at a time (values only).
+                    // The stem's 3x3 / 2 windows, 16 at a time (values only).
+                    if am == nil && ownStemPool {
+                        dcn_stem_max_pool_row(xp, Int32(w), Int32(yLo), Int32(yHi), yp + oy * ow, Int32(ow))
+                        continue
+                    }
                     let done = am == nil && stemWindows ? stemRowMaxima(xp, w: w, rows: yLo..<yHi, into: yp + oy * ow, width: ow) : 0..<0
                     for ox in 0..<ow where !done.contains(ox) {
                         let x0 = ox * o.strideW - o.padW
@@ -104,8 +110,8 @@ private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: Dis
                 }
             }
         }
-    }}
-    return out
+    }
+    }
 }
 
 /// Outputs of one output row of a 3x3, stride 2, padding 1 max pool over the input `rows`, 16 at
@@ -123,9 +129,11 @@ private func stemRowMaxima(_ plane: UnsafePointer<Float>, w: Int, rows: Range<In
             let line = UnsafeRawPointer(plane + iy * w)
             let left = line.loadUnaligned(fromByteOffset: (2 * ox - 1) * 4, as: SIMD32<Float>.self)
             let right = line.loadUnaligned(fromByteOffset: (2 * ox + 1) * 4, as: SIMD32<Float>.self)
-            for v in [left.evenHalf, left.oddHalf, right.evenHalf] {
-                best.replace(with: v, where: v .> best .| v .!= v)
-            }
+            // Columns 2ox - 1, 2ox, 2ox + 1 in the scalar loop's order.
+            let l = left.evenHalf, c = left.oddHalf, r = right.evenHalf
+            best.replace(with: l, where: l .> best .| l .!= l)
+            best.replace(with: c, where: c .> best .| c .!= c)
+            best.replace(with: r, where: r .> best .| r .!= r)
         }
         UnsafeMutableRawPointer(out + ox).storeBytes(of: best, as: SIMD16<Float>.self)
         ox += 16

@@ -6,6 +6,7 @@
 import CMalloc
 #endif
 import Dispatch
+import Synchronization
 import Foundation
 
 /// A mutable pointer handed to several tasks that each write a disjoint range of it.
@@ -139,6 +140,40 @@ public func parallelResults<T>(_ count: Int, grain: Int = 1, _ body: @Sendable (
         }
     }
     return slots.map { $0! }
+}
+
+/// Runs `body(i)` for every i in 0 ..< count on our threads: for a few large items of equal cost.
+/// Each thread takes the items of its own contiguous share in order (neighbouring items share
+/// their inputs in cache), then helps with the others' remaining items one at a time, so that
+/// no thread idles while another has two left (`parallelFor`'s chunks of unequal counts did
+/// that to res5's 3x3 products).
+public func parallelForEach(_ count: Int, _ body: @Sendable (Int) -> Void) {
+    if count <= 0 { return }
+    let threads = min(Threads.count, count)
+    if threads <= 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    // next[t]: the next item of share t (items count * t / threads ..< count * (t + 1) / threads).
+    let next = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: threads)
+    for t in 0..<threads { (next + t).initialize(to: Atomic(count * t / threads)) }
+    defer { next.deinitialize(count: threads); next.deallocate() }
+    let shares = Counters(next: next)
+    DispatchQueue.concurrentPerform(iterations: threads) { own in
+        for offset in 0..<threads {
+            let t = (own + offset) % threads, end = count * (t + 1) / threads
+            while true {
+                let i = shares.next[t].add(1, ordering: .relaxed).oldValue
+                if i >= end { break }
+                body(i)
+            }
+        }
+    }
+}
+
+/// The shares' counters of `parallelForEach`, which every thread updates atomically.
+private struct Counters: @unchecked Sendable {
+    let next: UnsafeMutablePointer<Atomic<Int>>
 }
 
 /// Runs `body(range)` over `0..<count`, split into at most `Threads.count` contiguous chunks of

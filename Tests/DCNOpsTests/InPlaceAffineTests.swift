@@ -43,15 +43,18 @@ import Testing
         #expect(values.shape == reference.shape)
         #expect(values.data.map(\.bitPattern) == reference.data.map(\.bitPattern))
     }
-    // Rows wide enough for the stem's 16-wide path (3x3 / 2), with NaNs, infinities and ties of
-    // 0 and -0 (the first in scan order must win) inside and at the ends of its blocks.
-    var wide = Tensor.normal([1, 2, 7, 83], using: &rng)
-    for i in 0..<wide.count { wide.data[i] = i % 2 == 1 ? -abs(wide.data[i]) : (i % 4 == 0 ? 0 : -0.0) }
-    for i in [3, 40, 90, 171, 300] { wide.data[i] = .nan }
-    for i in [11, 200] { wide.data[i] = .infinity }
-    let reference = try maxPoolForward(input: wide, options: MaxPoolOptions()).output
-    let values = try maxPoolForwardValues(input: wide, options: MaxPoolOptions())
-    #expect(values.data.map(\.bitPattern) == reference.data.map(\.bitPattern), "the stem's 16-wide max pool differs")
+    // Rows for the stem's 16-wide path (3x3 / 2), with NaNs, infinities and ties of 0 and -0 (the
+    // first in scan order must win) inside and at the ends of its blocks; widths around one and
+    // two blocks of 16 outputs, odd and even (the last window inside the row or past it).
+    for width in [1, 2, 3, 30, 31, 32, 33, 34, 64, 65, 83] {
+        var wide = Tensor.normal([1, 2, 7, width], using: &rng)
+        for i in 0..<wide.count { wide.data[i] = i % 2 == 1 ? -abs(wide.data[i]) : (i % 4 == 0 ? 0 : -0.0) }
+        for i in [3, 40, 90, 171, 300] where i < wide.count { wide.data[i] = .nan }
+        for i in [11, 200] where i < wide.count { wide.data[i] = .infinity }
+        let reference = try maxPoolForward(input: wide, options: MaxPoolOptions()).output
+        let values = try maxPoolForwardValues(input: wide, options: MaxPoolOptions())
+        #expect(values.data.map(\.bitPattern) == reference.data.map(\.bitPattern), "the stem's 16-wide max pool differs at width \(width)")
+    }
 }
 
 /// A convolution that applies the frozen norm and ReLU itself (`then:`, inside our product where

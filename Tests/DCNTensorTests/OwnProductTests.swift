@@ -159,3 +159,32 @@ func imageColumnsAreTheIm2colColumns(_ s: [Int]) throws {
         #expect(worstError(c, want) < 1e-5, "\(source): rows do not start from the bias")
     }
 }
+
+/// The blocks cover the columns once, at whole panels, at most 384 columns each, in a multiple of
+/// the thread count when there are enough panels, none more than a panel larger than another.
+@Test(arguments: [1, 47, 48, 500, 3898, 3996, 60_800, 245_000])
+func blocksCutTheColumnsEvenly(_ columns: Int) {
+    let blocks = OwnProduct.Blocks(columns: columns)
+    let panel = OwnProduct.panelColumns
+    var sizes: [Int] = []
+    for b in 0..<blocks.count {
+        let lo = blocks.start(b), hi = min(columns, blocks.start(b + 1))
+        #expect(lo % panel == 0 && lo < hi, "block \(b) of \(columns) columns: \(lo) ..< \(hi)")
+        sizes.append(blocks.start(b + 1) - lo)
+    }
+    #expect(blocks.start(0) == 0 && min(columns, blocks.start(blocks.count)) == columns)
+    #expect(sizes.allSatisfy { $0 <= 384 }, "\(columns) columns: blocks of \(sizes)")
+    #expect((sizes.max()! - sizes.min()!) <= panel, "\(columns) columns: blocks of \(sizes)")
+    if blocks.panels >= 2 * Threads.count { #expect(blocks.count % Threads.count == 0) }
+}
+
+/// Every item runs once, whatever the count against the threads.
+@Test(arguments: [0, 1, 2, 3, 7, 64, 1001])
+func parallelForEachRunsEveryItemOnce(_ count: Int) {
+    var runs = [Int](repeating: 0, count: count)
+    runs.withUnsafeMutableBufferPointer { buffer in
+        let out = DisjointWrites(buffer.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!)
+        parallelForEach(count) { i in out[i] += 1 }
+    }
+    #expect(runs.allSatisfy { $0 == 1 })
+}

@@ -40,6 +40,10 @@ void dcn_relayout(const dcn_window *w, const float *image, float *out, int c0, i
 // Offsets of B's rows: offsets[r] for r = (c * kernelH + i) * kernelW + j in the laid-out input.
 void dcn_window_offsets(const dcn_window *w, long *offsets);
 
+// A (m x k, rows lda apart) copied for `dcn_gemm`: its strips of DCN_GEMM_ROWS rows s0 ..< s1, each
+// k-major (the rows' elements t side by side, then t + 1), strip s at packed + s * ROWS * k.
+void dcn_pack_rows(int k, const float *a, long lda, float *packed, int s0, int s1);
+
 // What a conv's output goes through next in inference, applied while it is in cache: a per-row
 // affine map (a frozen batch norm), then a ReLU when relu != 0.
 typedef struct {
@@ -49,11 +53,16 @@ typedef struct {
 
 // C[:, columns of q0 ..< q1] (+)= A * B for B's columns q0 ..< q1 (virtual columns: q = oy *
 // virtualWidth + ox; the output column is oy * outWidth + ox when ox < outWidth), B[r][q] =
-// source[offsets[r] + q]. accumulate != 0 adds to C, else C is overwritten, row r starting from
+// source[offsets[r] + q], A as `dcn_pack_rows` packed it. accumulate != 0 adds to C, else C is overwritten, row r starting from
 // bias[r] (bias may be NULL: from 0); then `then` (may be NULL) maps the result. m must be a
 // multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling thread.
-void dcn_gemm(int m, long q0, long q1, int k, const float *a, long lda,
+void dcn_gemm(int m, long q0, long q1, int k, const float *a,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
               const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate);
+
+// One output row of the stem's 3x3, stride 2, padding 1 max pool over input rows rowLo ..< rowHi
+// of a w-wide plane: out[ox] = the maximum of the window, scanned by rows, then columns, a
+// larger value or a NaN replacing (the scalar loop's rule and bits). Needs AVX-512 F.
+void dcn_stem_max_pool_row(const float *plane, int w, int rowLo, int rowHi, float *out, int outWidth);
 
 #endif
