@@ -43,10 +43,9 @@ public final class ConvLayer {
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
     public var outChannels: Int { weight.shape[0] }
 
-    /// `then`: inference's frozen norm and ReLU, applied by the convolution, with `residual` added
-    /// before the ReLU (`conv2dForward(then:adding:)`).
-    public func forward(_ x: Tensor, _ ws: Workspace, then affine: ChannelAffine? = nil, adding residual: Tensor? = nil) throws -> Tensor {
-        try conv2dForward(input: x, weight: weight.value, bias: bias?.value, options: options, workspace: ws, then: affine, adding: residual)
+    /// `then`: inference's frozen norm and ReLU, applied by the convolution (`conv2dForward(then:)`).
+    public func forward(_ x: Tensor, _ ws: Workspace, then affine: ChannelAffine? = nil) throws -> Tensor {
+        try conv2dForward(input: x, weight: weight.value, bias: bias?.value, options: options, workspace: ws, then: affine)
     }
 
     /// Adds the parameter gradients and returns dInput when `wantInput`.
@@ -340,16 +339,13 @@ public enum SpatialConv {
     }
 
     /// `inference`: see `DeformableConvLayer.forward`. `then`: a frozen norm and ReLU for the output
-    /// (inside the product for a regular conv, a pass after it for a deformable one), with
-    /// `residual` added before the ReLU.
-    public func forward(_ x: Tensor, _ ws: Workspace, inference: Bool = false, then affine: ChannelAffine? = nil,
-                        adding residual: Tensor? = nil) throws -> (Tensor, Cache) {
+    /// (inside the product for a regular conv, a pass after it for a deformable one).
+    public func forward(_ x: Tensor, _ ws: Workspace, inference: Bool = false, then affine: ChannelAffine? = nil) throws -> (Tensor, Cache) {
         switch self {
-        case .regular(let c): return (try c.forward(x, ws, then: affine, adding: residual), .regular)
+        case .regular(let c): return (try c.forward(x, ws, then: affine), .regular)
         case .deformable(let d):
-            try require(residual == nil || affine != nil, "conv: a residual is added by `then`, none given")
             var (y, cache) = try d.forward(x, ws, inference: inference)
-            if let affine { try channelAffineInPlace(&y, scale: affine.scale, shift: affine.shift, relu: affine.relu, adding: residual) }
+            if let affine { try channelAffineInPlace(&y, scale: affine.scale, shift: affine.shift, relu: affine.relu) }
             return (y, .deformable(cache))
         }
     }

@@ -153,11 +153,16 @@ public final class ResidualBlock {
     /// `inference`: the network runs in inference mode (not a frozen block of a training step):
     /// deformable layers may take their offset branch by taps (`DeformableConvLayer.forward`).
     public func forward(_ x: Tensor, training: Bool, keepCache: Bool, inference: Bool = false, _ ws: Workspace) throws -> (Tensor, Cache?) {
-        if !keepCache, let y = try affineNormsForward(x, training: training, inference: inference, ws) { return (y, nil) }
         var h = x
         var cache = Cache(unitInputs: [], convOutputs: [], convCaches: [], normCaches: [], output: x)
         for (i, unit) in units.enumerated() {
             if keepCache { cache.unitInputs.append(h) }
+            // Nothing kept (inference): the conv applies an affine norm and the ReLU to its output.
+            if !keepCache, let (scale, shift) = try unit.norm.affineScaleShift(training: training) {
+                let affine = ChannelAffine(scale: scale, shift: shift, relu: i < units.count - 1)
+                h = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference, then: affine).0 }
+                continue
+            }
             let (c, convCache) = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference) }
             var (n, normCache) = try timed("norm", "fwd") { try unit.norm.forward(c, training: training) }
             if keepCache { cache.convOutputs.append(c); cache.convCaches.append(convCache); cache.normCaches.append(normCache) }
@@ -166,6 +171,11 @@ public final class ResidualBlock {
         }
         if let shortcut {
             let c = try timed(shortcut.conv.kind, "fwd") { try shortcut.conv.forward(x, ws) }
+            if !keepCache, let (scale, shift) = try shortcut.norm.affineScaleShift(training: training) {
+                try timed("relu, add", "fwd") { try addChannelAffineReLUInPlace(&h, shortcut: c, scale: scale, shift: shift) }
+                cache.output = h
+                return (h, nil)
+            }
             let (n, normCache) = try timed("norm", "fwd") { try shortcut.norm.forward(c, training: training) }
             if keepCache { cache.shortcutConvOutput = c; cache.shortcutNormCache = normCache }
             try timed("relu, add", "fwd") { try addReLUInPlace(&h, n) }
@@ -174,31 +184,6 @@ public final class ResidualBlock {
         }
         cache.output = h
         return (h, keepCache ? cache : nil)
-    }
-
-    /// The block with nothing kept when every norm is an affine map (frozen, or inference): each
-    /// conv applies its norm and ReLU to its output while it is in cache, and the last one adds the
-    /// shortcut (the input, or the projection with its norm) before its ReLU. The same roundings as
-    /// the separate passes. nil when a norm is not an affine map.
-    private func affineNormsForward(_ x: Tensor, training: Bool, inference: Bool, _ ws: Workspace) throws -> Tensor? {
-        var affines: [ChannelAffine] = []
-        for unit in units {
-            guard let (scale, shift) = try unit.norm.affineScaleShift(training: training) else { return nil }
-            affines.append(ChannelAffine(scale: scale, shift: shift, relu: true))
-        }
-        var shortcutAffine: ChannelAffine?
-        if let shortcut {
-            guard let (scale, shift) = try shortcut.norm.affineScaleShift(training: training) else { return nil }
-            shortcutAffine = ChannelAffine(scale: scale, shift: shift, relu: false)
-        }
-        var h = x
-        for (unit, affine) in zip(units, affines).dropLast() {
-            h = try timed(unit.conv.kind, "fwd") { try unit.conv.forward(h, ws, inference: inference, then: affine).0 }
-        }
-        // The projection just before the last conv: its output lives only as long as the sum needs it.
-        let residual = try shortcut.map { s in try timed(s.conv.kind, "fwd") { try s.conv.forward(x, ws, then: shortcutAffine) } } ?? x
-        let (last, affine) = (units[units.count - 1], affines[units.count - 1])
-        return try timed(last.conv.kind, "fwd") { try last.conv.forward(h, ws, inference: inference, then: affine, adding: residual).0 }
     }
 
     /// Adds parameter gradients; returns dInput when `wantInput`.

@@ -9,29 +9,17 @@ import DCNTensor
 
 /// Forward convolution. input `[N, C, H, W]`, weight `[Cout, C/groups, kh, kw]`, bias `[Cout]`;
 /// returns `[N, Cout, Ho, Wo]`, mapped by `then` (inference's frozen norm and ReLU:
-/// `channelAffineInPlace`'s arithmetic, inside our product while the output is in cache), with
-/// `residual` (the output's shape: a residual block's shortcut) added before the ReLU.
+/// `channelAffineInPlace`'s arithmetic, inside our product while the output is in cache).
 public func conv2dForward(
     input: Tensor, weight: Tensor, bias: Tensor?, options: ConvOptions, workspace: Workspace? = nil,
-    then affine: ChannelAffine? = nil, adding residual: Tensor? = nil
+    then affine: ChannelAffine? = nil
 ) throws -> Tensor {
     let geo = try ConvGeometry(input: input.shape, weight: weight.shape, options: options)
     if let bias { try require(bias.shape == [geo.outChannels], "conv2d: bias must be [\(geo.outChannels)], got \(bias.shape)") }
     if let affine { try affine.requireChannels(geo.outChannels, "conv2d") }
-    if let residual {
-        try require(affine != nil, "conv2d: a residual is added by `then` (an affine map and ReLU), none given")
-        try require(residual.shape == geo.outputShape, "conv2d: residual must be \(geo.outputShape), got \(residual.shape)")
-    }
     let ws = workspace ?? Workspace()
     if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
-        guard let residual, let affine, !geo.isPointwise else {
-            return ownConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, adding: residual, ws)
-        }
-        // Our product adds a residual in pointwise products only: a window's sum and ReLU follow.
-        var y = ownConv2dForward(geo, input: input, weight: weight, bias: bias,
-                                 then: ChannelAffine(scale: affine.scale, shift: affine.shift, relu: false), adding: nil, ws)
-        if affine.relu { try addReLUInPlace(&y, residual) } else { y.add(residual) }
-        return y
+        return ownConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
     }
     var output = Tensor(zeros: geo.outputShape)
     input.withUnsafeBufferPointer { x in
@@ -46,7 +34,7 @@ public func conv2dForward(
             }
         }
     }
-    if let affine { try channelAffineInPlace(&output, scale: affine.scale, shift: affine.shift, relu: affine.relu, adding: residual) }
+    if let affine { try channelAffineInPlace(&output, scale: affine.scale, shift: affine.shift, relu: affine.relu) }
     return output
 }
 
@@ -54,7 +42,7 @@ public func conv2dForward(
 /// matrix), each output row started from its bias, `then` applied while the output is in cache,
 /// and no zero-fill of the output first (the product writes every element).
 func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, then affine: ChannelAffine?,
-                      adding residual: Tensor?, _ ws: Workspace) -> Tensor {
+                      _ ws: Workspace) -> Tensor {
     // The laid-out image goes where im2col's columns would (it is smaller); in training the buffer
     // gets the size the backward's im2col will ask for.
     let backwardColumns = ws.sizedForBackward
@@ -62,19 +50,16 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
             * imagesPerChunk(batch: geo.batch, columnRows: geo.inChannels * geo.taps, pixels: geo.outPixels, budget: ws.columnBudget)
         : 0
     let scratch = geo.isPointwise ? nil : ws.floats(.columns, max(geo.window.scratchFloats, backwardColumns))
-    let none: [Float] = []
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in
             weight.withUnsafeBufferPointer { w in
-                (residual?.data ?? none).withUnsafeBufferPointer { r in
-                    for n in 0..<geo.batch {
-                        let image = x.baseAddress! + n * geo.inChannels * geo.inPixels, out = n * geo.outChannels * geo.outPixels
-                        OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: w.baseAddress!,
-                                            lda: geo.columnRowsPerGroup,
-                                            b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window, scratch: scratch),
-                                            bias: bias?.data, then: affine, adding: residual == nil ? nil : r.baseAddress! + out,
-                                            c: y.baseAddress! + out, ldc: geo.outPixels, accumulate: false)
-                    }
+                for n in 0..<geo.batch {
+                    let image = x.baseAddress! + n * geo.inChannels * geo.inPixels
+                    OwnProduct.multiply(m: geo.outChannels, n: geo.outPixels, k: geo.columnRowsPerGroup, a: w.baseAddress!,
+                                        lda: geo.columnRowsPerGroup,
+                                        b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window, scratch: scratch),
+                                        bias: bias?.data, then: affine, c: y.baseAddress! + n * geo.outChannels * geo.outPixels,
+                                        ldc: geo.outPixels, accumulate: false)
                 }
             }
         }

@@ -59,33 +59,48 @@ extension ChannelAffine {
     }
 }
 
-/// `x = x * scale[c] + shift[c]` in place, then `residual`'s element added when given (a residual
-/// block's shortcut, x's shape), then ReLU (`v < 0 ? 0 : v`) when `relu`: what `channelAffine`,
-/// `addReLUInPlace` and `reluForwardInPlace` compute, with the same roundings, in one pass over
-/// `x` and no new tensor (inference, where the norm's input is not kept). x [N, C, H, W].
-public func channelAffineInPlace(_ x: inout Tensor, scale: [Float], shift: [Float], relu: Bool, adding residual: Tensor? = nil) throws {
+/// `x = x * scale[c] + shift[c]` in place, then ReLU (`v < 0 ? 0 : v`) when `relu`: what
+/// `channelAffine` and `reluForwardInPlace` compute, with the same roundings, in one pass over `x`
+/// and no new tensor (inference, where the norm's input is not kept). x [N, C, H, W].
+public func channelAffineInPlace(_ x: inout Tensor, scale: [Float], shift: [Float], relu: Bool) throws {
     let (n, c, hw) = try nchwDims(x, "channel affine")
     try require(scale.count == c && shift.count == c, "channel affine: \(scale.count) scales and \(shift.count) shifts for \(c) channels")
-    if let residual { try require(residual.shape == x.shape, "channel affine: residual \(residual.shape) and input \(x.shape) differ") }
-    let none: [Float] = []
-    (residual?.data ?? none).withUnsafeBufferPointer { rb in
+    x.withUnsafeMutableBufferPointer { xb in
+        let y = DisjointWrites(xb.baseAddress!)
+        let s = scale, t = shift
+        parallelFor(n * c, grain: max(1, 4096 / max(1, hw))) { planes in
+            for p in planes {
+                let ch = p % c, sc = s[ch], sh = t[ch]
+                let yp = y + p * hw
+                if relu {
+                    for i in 0..<hw { let v = yp[i] * sc + sh; yp[i] = v < 0 ? 0 : v }
+                } else {
+                    for i in 0..<hw { yp[i] = yp[i] * sc + sh }
+                }
+            }
+        }
+    }
+}
+
+/// A residual block's end in one pass: `x = max(x + (shortcut * scale[c] + shift[c]), 0)`, the
+/// shortcut's affine norm (`channelAffine`), the sum and ReLU (`addReLUInPlace`) with the same
+/// roundings. x and shortcut [N, C, H, W].
+public func addChannelAffineReLUInPlace(_ x: inout Tensor, shortcut: Tensor, scale: [Float], shift: [Float]) throws {
+    let (n, c, hw) = try nchwDims(x, "add + channel affine + relu")
+    try require(shortcut.shape == x.shape, "add + channel affine + relu: shapes \(x.shape) and \(shortcut.shape) differ")
+    try require(scale.count == c && shift.count == c, "add + channel affine + relu: \(scale.count) scales and \(shift.count) shifts for \(c) channels")
+    shortcut.withUnsafeBufferPointer { sb in
         x.withUnsafeMutableBufferPointer { xb in
-            let y = DisjointWrites(xb.baseAddress!), r = residual == nil ? nil : SharedReads(rb.baseAddress!)
+            let src = SharedReads(sb.baseAddress!), y = DisjointWrites(xb.baseAddress!)
             let s = scale, t = shift
             parallelFor(n * c, grain: max(1, 4096 / max(1, hw))) { planes in
                 for p in planes {
                     let ch = p % c, sc = s[ch], sh = t[ch]
-                    let yp = y + p * hw
-                    if let r {
-                        let rp = r + p * hw
-                        for i in 0..<hw {
-                            let v = (yp[i] * sc + sh) + rp[i]
-                            yp[i] = relu && v < 0 ? 0 : v
-                        }
-                    } else if relu {
-                        for i in 0..<hw { let v = yp[i] * sc + sh; yp[i] = v < 0 ? 0 : v }
-                    } else {
-                        for i in 0..<hw { yp[i] = yp[i] * sc + sh }
+                    let yp = y + p * hw, sp = src + p * hw
+                    for i in 0..<hw {
+                        let normed = sp[i] * sc + sh
+                        let v = yp[i] + normed
+                        yp[i] = v < 0 ? 0 : v
                     }
                 }
             }

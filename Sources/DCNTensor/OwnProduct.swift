@@ -105,18 +105,14 @@ public enum OwnProduct {
 
     /// C[m x n] (+)= A[m x k] * B[k x n] on our threads: accumulate adds to C, else C is
     /// overwritten, row i starting from bias[i] (from 0 without a bias); then `then` maps row i
-    /// (its scale[i], shift[i], then `residual`'s element added, then its ReLU) while it is in
-    /// cache. `residual` (a matrix B and a `then` only) is laid out as C. Needs AVX-512
-    /// (`CPUFeatures.current.avx512`) and m a multiple of `rows`.
+    /// (its scale[i], shift[i]) while it is in cache. Needs AVX-512 (`CPUFeatures.current.avx512`)
+    /// and m a multiple of `rows`.
     public static func multiply(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: Columns,
-        bias: [Float]? = nil, then: ChannelAffine? = nil, adding residual: UnsafePointer<Float>? = nil,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: [Float]? = nil, then: ChannelAffine? = nil, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         precondition(CPUFeatures.current.avx512, "OwnProduct.multiply: this CPU has no AVX-512")
         precondition(m % rows == 0, "OwnProduct.multiply: m = \(m) is not a multiple of \(rows)")
-        if residual != nil, case .image = b { preconditionFailure("OwnProduct.multiply: a residual needs a matrix B") }
-        precondition(residual == nil || then != nil, "OwnProduct.multiply: a residual is added by `then`")
         if m == 0 || n == 0 { return }
         precondition(k > 0, "OwnProduct.multiply: k must be positive")
         var offsets = [Int](repeating: 0, count: k)
@@ -124,7 +120,7 @@ public enum OwnProduct {
         case .matrix(let source, let ld):
             for r in 0..<k { offsets[r] = r * ld }
             run(m: m, columns: n, k: k, a: a, lda: lda, source: source, offsets: offsets,
-                virtualWidth: n, outWidth: n, bias: bias, then: then, residual: residual, c: c, ldc: ldc, accumulate: accumulate)
+                virtualWidth: n, outWidth: n, bias: bias, then: then, c: c, ldc: ldc, accumulate: accumulate)
         case .image(let image, let window, let scratch):
             precondition(window.channels * window.kernelH * window.kernelW == k && window.outHeight * window.outWidth == n,
                          "OwnProduct.multiply: the window does not give a \(k) x \(n) B")
@@ -143,8 +139,7 @@ public enum OwnProduct {
             // The last output row's dropped columns are not computed.
             let columns = (window.outHeight - 1) * layout.virtualWidth + window.outWidth
             run(m: m, columns: columns, k: k, a: a, lda: lda, source: laidOut, offsets: offsets,
-                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, bias: bias, then: then, residual: nil,
-                c: c, ldc: ldc, accumulate: accumulate)
+                virtualWidth: layout.virtualWidth, outWidth: window.outWidth, bias: bias, then: then, c: c, ldc: ldc, accumulate: accumulate)
         }
     }
 
@@ -152,7 +147,7 @@ public enum OwnProduct {
     private static func run(
         m: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
         source: UnsafePointer<Float>, offsets: [Int], virtualWidth: Int, outWidth: Int,
-        bias: [Float]?, then: ChannelAffine?, residual: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+        bias: [Float]?, then: ChannelAffine?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         // The bias and the affine map as the C side reads them (empty arrays stand for none).
         let none: [Float] = []
@@ -162,9 +157,7 @@ public enum OwnProduct {
                     offsets.withUnsafeBufferPointer { table in
                         let sa = SharedReads(a), sb = SharedReads(source), so = SharedReads(table.baseAddress!), sc = DisjointWrites(c)
                         let sbias = bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) }
-                        let affine = then.map {
-                            CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0, residual: residual))
-                        }
+                        let affine = then.map { CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) }
                         // A packed once for every block (packed per block, res5's 3x3 weight of
                         // 512 x 4608 was copied once for each of its 12 blocks).
                         let packed = UnsafeMutablePointer<Float>.allocate(capacity: m * k)

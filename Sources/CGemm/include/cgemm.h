@@ -45,13 +45,10 @@ void dcn_window_offsets(const dcn_window *w, long *offsets);
 void dcn_pack_rows(int k, const float *a, long lda, float *packed, int s0, int s1);
 
 // What a conv's output goes through next in inference, applied while it is in cache: a per-row
-// affine map (a frozen batch norm), then the residual's element added when residual != NULL (a
-// residual block's shortcut, laid out as C: rows ldc apart; pointwise products only), then a
-// ReLU when relu != 0.
+// affine map (a frozen batch norm), then a ReLU when relu != 0.
 typedef struct {
     const float *scale, *shift;
     int relu;
-    const float *residual;
 } dcn_affine;
 
 // C[:, columns of q0 ..< q1] (+)= A * B for B's columns q0 ..< q1 (virtual columns: q = oy *
