@@ -21,15 +21,16 @@ public func conv2dForward(
     if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
         return ownConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
     }
-    var output = Tensor(zeros: geo.outputShape)
-    input.withUnsafeBufferPointer { x in
-        weight.withUnsafeBufferPointer { w in
-            output.withUnsafeMutableBufferPointer { y in
+    // Without a bias the products overwrite the output (beta 0: OpenBLAS's own zeroing, in our
+    // threads, rather than a zero-fill first on one); with one they add to it.
+    var output = Tensor(shape: geo.outputShape) { y in
+        input.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { w in
                 if let bias { fillBias(y.baseAddress!, bias: bias, images: geo.batch, pixels: geo.outPixels) }
                 forEachColumnChunk(geo, ws) { n0, images in
                     let (columns, stride, step) = regularColumns(geo, x.baseAddress!, n0, images, ws)
-                    columnsForwardGemm(geo, output: y.baseAddress!, weight: w.baseAddress!,
-                                       columns: columns, columnStride: stride, imageStep: step, firstImage: n0, images: images)
+                    columnsForwardGemm(geo, output: y.baseAddress!, weight: w.baseAddress!, columns: columns, columnStride: stride,
+                                       imageStep: step, firstImage: n0, images: images, accumulate: bias != nil)
                 }
             }
         }
@@ -164,12 +165,13 @@ func addBiasGradient(_ dBias: GradientSlot, dOutput: Tensor, images: Int, pixels
 
 // MARK: - The channel-major columns products of conv2d
 
-/// For each image b of the chunk and weight group g: out[n0+b, g] += W[g] * columns[g, b].
+/// For each image b of the chunk and weight group g: out[n0+b, g] += W[g] * columns[g, b] (= when
+/// not `accumulate`: the output need not be initialised).
 /// `columnStride` is the row stride of the columns matrix and image b's block starts `b * imageStep`
 /// floats in: (images * P, P) for im2col columns, (P, C * P) when the columns are the input itself.
 func columnsForwardGemm(
     _ geo: ConvGeometry, output: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>,
-    columns: UnsafePointer<Float>, columnStride: Int, imageStep: Int, firstImage n0: Int, images: Int
+    columns: UnsafePointer<Float>, columnStride: Int, imageStep: Int, firstImage n0: Int, images: Int, accumulate: Bool = true
 ) {
     let P = geo.outPixels, Mg = geo.outPerGroup, Kg = geo.columnRowsPerGroup
     for b in 0..<images {
@@ -178,7 +180,7 @@ func columnsForwardGemm(
             BLAS.sgemm(transA: false, transB: false, m: Mg, n: P, k: Kg, alpha: 1,
                        a: weight + g * Mg * Kg, lda: Kg,
                        b: imageColumns + g * Kg * columnStride, ldb: columnStride,
-                       beta: 1, c: output + ((n0 + b) * geo.outChannels + g * Mg) * P, ldc: P)
+                       beta: accumulate ? 1 : 0, c: output + ((n0 + b) * geo.outChannels + g * Mg) * P, ldc: P)
         }
     }
 }
