@@ -86,7 +86,7 @@ public enum OwnProduct {
     }
 
     /// The blocks the threads share: columns cut at whole 48-column panels into blocks of up to
-    /// 384 columns, as nearly equal as panels allow, a multiple of the thread count of them (at
+    /// 768 columns, as nearly equal as panels allow, a multiple of the thread count of them (at
     /// least two per thread when there are that many panels). Block b is columns
     /// `start(b) ..< start(b + 1)`; `parallelForEach` hands them out. Equal shares matter:
     /// res5's 3x3 products took 10-12 % longer when `parallelFor` handed its 11 blocks out in 8
@@ -96,7 +96,7 @@ public enum OwnProduct {
         public init(columns: Int) {
             let threads = Threads.count
             panels = (columns + panelColumns - 1) / panelColumns
-            let least = max((panels + 7) / 8, 2 * threads)
+            let least = max((panels + 15) / 16, 2 * threads)
             count = min(panels, (least + threads - 1) / threads * threads)
         }
         /// The first column of block b (b = count: the end, past the last column).
