@@ -86,7 +86,9 @@ private func maxPoolWindows(_ input: Tensor, _ o: MaxPoolOptions, argmax am: Dis
                 for oy in 0..<oh {
                     let y0 = oy * o.strideH - o.padH
                     let yLo = max(y0, 0), yHi = min(y0 + o.kernelH, h)
-                    // The stem's 3x3 / 2 windows, 16 at a time (values only).
+                    // The stem's 3x3 / 2 windows, 16 at a time (values only): in C on AVX-512
+                    // (masked loads: every output of the row), else in Swift SIMD (the outputs
+                    // whose loads stay inside the row; the scalar loop does the others).
                     if am == nil && ownStemPool {
                         dcn_stem_max_pool_row(xp, Int32(w), Int32(yLo), Int32(yHi), yp + oy * ow, Int32(ow))
                         continue

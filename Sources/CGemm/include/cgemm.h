@@ -1,5 +1,5 @@
 // Our own single-precision products for the forward convolutions (DCNTensor/OwnProduct.swift is
-// the only caller):
+// their only caller), and the stem's max pool (DCNOps/Pool.swift):
 //   C[m x n] (+)= A[m x k] * B[k x n], A (the weight) and C (the output, one image) row-major.
 // B is never written out. Its rows are read straight from where the data lies, 48 consecutive
 // columns at a time (three AVX-512 registers): column q of row r is source[offset[r] + q]. For a
@@ -53,9 +53,10 @@ typedef struct {
 
 // C[:, columns of q0 ..< q1] (+)= A * B for B's columns q0 ..< q1 (virtual columns: q = oy *
 // virtualWidth + ox; the output column is oy * outWidth + ox when ox < outWidth), B[r][q] =
-// source[offsets[r] + q], A as `dcn_pack_rows` packed it. accumulate != 0 adds to C, else C is overwritten, row r starting from
-// bias[r] (bias may be NULL: from 0); then `then` (may be NULL) maps the result. m must be a
-// multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling thread.
+// source[offsets[r] + q], A as `dcn_pack_rows` packed it. accumulate != 0 adds to C, else C is
+// overwritten, row r starting from bias[r] (bias may be NULL: from 0); then `then` (may be NULL)
+// maps the result. m must be a multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling
+// thread.
 void dcn_gemm(int m, long q0, long q1, int k, const float *a,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
               const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate);
