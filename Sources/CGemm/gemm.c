@@ -5,8 +5,9 @@
 // block and each strip (8 x 256 floats, in L1) the kernel runs over the block's panels of 48
 // columns: C[8 x 48] += A[8 x kc] * B[kc x 48] in 24 AVX-512 registers, per k 3 loads of B's row
 // straight from the source, 8 broadcasts of A and 24 fused multiply-adds. The block's C is C
-// itself when the virtual columns are the output's, else a buffer that takes C's values first and
-// gives the kept columns back at the end, so the chains are the same either way.
+// itself when the virtual columns are the output's, else a buffer that takes C's values first
+// (when accumulating) and gives the kept columns back at the end, so the chains are the same
+// either way.
 #include "cgemm.h"
 #include <stdlib.h>
 #include <string.h>
@@ -204,17 +205,13 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a,
         float *cb = direct ? c + b0 : block;
         const long ldb = direct ? ldc : NC;
         if (!direct && accumulate) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 1);
-        if (!direct && !accumulate) {
-            for (int r = 0; r < m; r++) {
-                float *line = block + (long)r * NC;
-                for (long q = 0; q < b1 - b0; q++) line[q] = bias ? bias[r] : 0;
-            }
-        }
         const long full = b0 + (b1 - b0) / nr * nr;  // panels from `full` on are partial
         const int cols = (int)(b1 - full);
         for (int k0 = 0; k0 < k; k0 += KC) {
             const int kc = k - k0 < KC ? k - k0 : KC;
-            const int add = accumulate || k0 > 0 || !direct;
+            // The first k block starts every element from its bias (or 0), in C or in the block
+            // buffer alike; later ones, and an accumulating product, from the element's value.
+            const int add = accumulate || k0 > 0;
             const float *start = add ? NULL : bias;
             if (cols > 0) {
                 for (int t = 0; t < kc; t++) {
