@@ -137,9 +137,20 @@ static void kernel512(int kc, const float *a, const float *b, const long *offset
 }
 
 
+// dst[0 ..< n] = src[0 ..< n], the 64-byte-aligned middle by streaming stores: no read of the
+// destination's lines first.
+__attribute__((target("avx512f")))
+static void copy_streaming(float *dst, const float *src, long n) {
+    long i = 0;
+    while (i < n && ((unsigned long)(dst + i) & 63)) { dst[i] = src[i]; i++; }
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+
 // Copies the kept columns of virtual block [q0, q1) between C and the block buffer (ld NC):
-// toBlock != 0: block <- C (dropped columns 0); else C <- block.
-static void exchange(float *block, float *c, long ldc, int m, long q0, long q1, long virtualWidth, long outWidth, int toBlock) {
+// toBlock != 0: block <- C (dropped columns 0); else C <- block, by streaming stores when `stream`.
+static void exchange(float *block, float *c, long ldc, int m, long q0, long q1, long virtualWidth, long outWidth, int toBlock,
+                     int stream) {
     for (int r = 0; r < m; r++) {
         float *line = block + (long)r * NC, *out = c + r * ldc;
         long q = q0;
@@ -151,7 +162,8 @@ static void exchange(float *block, float *c, long ldc, int m, long q0, long q1, 
                 if (kept) memcpy(line + (q - q0), out + oy * outWidth + ox, (size_t)kept * sizeof(float));
                 memset(line + (q - q0) + kept, 0, (size_t)(end - q - kept) * sizeof(float));
             } else if (kept) {
-                memcpy(out + oy * outWidth + ox, line + (q - q0), (size_t)kept * sizeof(float));
+                if (stream) copy_streaming(out + oy * outWidth + ox, line + (q - q0), kept);
+                else memcpy(out + oy * outWidth + ox, line + (q - q0), (size_t)kept * sizeof(float));
             }
             q = end;
         }
@@ -189,7 +201,7 @@ void dcn_pack_rows(int k, const float *a, long lda, float *packed, int s0, int s
 
 void dcn_gemm(int m, long q0, long q1, int k, const float *a,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
-              const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate) {
+              const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate, int streamOutput) {
     const int mr = DCN_GEMM_ROWS, nr = DCN_GEMM_COLUMNS;
     if (m % mr != 0 || q1 <= q0) return;
     const int direct = virtualWidth == outWidth;  // the virtual columns are C's own
@@ -204,7 +216,7 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a,
         const long b1 = q1 - b0 < NC ? q1 : b0 + NC;
         float *cb = direct ? c + b0 : block;
         const long ldb = direct ? ldc : NC;
-        if (!direct && accumulate) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 1);
+        if (!direct && accumulate) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 1, 0);
         const long full = b0 + (b1 - b0) / nr * nr;  // panels from `full` on are partial
         const int cols = (int)(b1 - full);
         for (int k0 = 0; k0 < k; k0 += KC) {
@@ -237,8 +249,9 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a,
             }
         }
         if (then) apply_affine(then, cb, ldb, m, b1 - b0);
-        if (!direct) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 0);
+        if (!direct) exchange(block, c, ldc, m, b0, b1, virtualWidth, outWidth, 0, streamOutput);
     }
+    if (streamOutput) _mm_sfence();  // the streaming stores are seen before the threads join
     free(tail);
     free(block);
 }

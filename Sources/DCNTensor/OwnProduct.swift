@@ -143,6 +143,12 @@ public enum OwnProduct {
         }
     }
 
+    /// A window's output larger than this reaches memory by streaming stores (`dcn_gemm`'s
+    /// streamOutput: no read of the output's lines first). Measured alternated on R-50 (2026-12-07):
+    /// the stem's (62 MB) 20-21 -> 18-19 ms and res2's 3x3 (15.6 MB) 38-40 -> 34-37 ms, their next
+    /// ops no slower; streaming the 7.8 MB outputs of res3-res5 and the RPN head gained nothing.
+    public static let streamedOutputBytes = 12 << 20
+
     /// `dcn_gemm` over the virtual columns 0 ..< columns, cut in blocks that the threads share.
     private static func run(
         m: Int, columns: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
@@ -168,12 +174,13 @@ public enum OwnProduct {
                         }
                         let sap = SharedReads(packed)
                         let blocks = Blocks(columns: columns)
+                        let stream = !accumulate && virtualWidth != outWidth && m * ldc * MemoryLayout<Float>.size > streamedOutputBytes ? Int32(1) : 0
                         parallelForEach(blocks.count) { b in
                             var f = affine?.value ?? dcn_affine()
                             withUnsafePointer(to: &f) { fp in
                                 dcn_gemm(Int32(m), blocks.start(b), min(columns, blocks.start(b + 1)), Int32(k),
                                          sap.pointer, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer,
-                                         affine == nil ? nil : fp, sc.pointer, ldc, accumulate ? 1 : 0)
+                                         affine == nil ? nil : fp, sc.pointer, ldc, accumulate ? 1 : 0, stream)
                             }
                         }
                     }

@@ -189,3 +189,36 @@ func parallelForEachRunsEveryItemOnce(_ count: Int) {
     }
     #expect(runs.allSatisfy { $0 == 1 })
 }
+
+/// A window's output past `OwnProduct.streamedOutputBytes` reaches memory by streaming stores:
+/// the same bits as the matrix path, which writes the output in place (rows of an odd width, so
+/// that the stores start and end off the 64-byte lines).
+@Test func aLargeWindowOutputStreamedGivesTheSameBits() throws {
+    guard hasKernels else { return }
+    let (C, H, W, m) = (1, 400, 513, 16)
+    let window = OwnProduct.ImageWindow(channels: C, height: H, width: W, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1,
+                                        padH: 1, padW: 1, dilationH: 1, dilationW: 1, outHeight: H, outWidth: W)
+    let (n, k) = (H * W, C * 9)
+    #expect(m * n * MemoryLayout<Float>.size > OwnProduct.streamedOutputBytes)
+    var rng = SeededGenerator(seed: 23)
+    let image = Tensor.uniform([C * H * W], -1, 1, using: &rng).data, a = Tensor.uniform([m * k], -1, 1, using: &rng).data
+    let bias = Tensor.uniform([m], -1, 1, using: &rng).data
+    let columns = im2col(image, window)
+    var streamed = [Float](repeating: .nan, count: m * n), inPlace = [Float](repeating: .nan, count: m * n)
+    image.withUnsafeBufferPointer { ip in
+        columns.withUnsafeBufferPointer { cp in
+            a.withUnsafeBufferPointer { ap in
+                streamed.withUnsafeMutableBufferPointer {
+                    OwnProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: .image(ip.baseAddress!, window, scratch: nil),
+                                        bias: bias, c: $0.baseAddress!, ldc: n, accumulate: false)
+                }
+                inPlace.withUnsafeMutableBufferPointer {
+                    OwnProduct.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: .matrix(cp.baseAddress!, ld: n),
+                                        bias: bias, c: $0.baseAddress!, ldc: n, accumulate: false)
+                }
+            }
+        }
+    }
+    let differing = zip(streamed, inPlace).filter { $0.bitPattern != $1.bitPattern }.count
+    #expect(differing == 0, "\(differing) of \(m * n) streamed output elements differ from the ones written in place")
+}

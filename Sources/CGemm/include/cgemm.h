@@ -55,11 +55,13 @@ typedef struct {
 // virtualWidth + ox; the output column is oy * outWidth + ox when ox < outWidth), B[r][q] =
 // source[offsets[r] + q], A as `dcn_pack_rows` packed it. accumulate != 0 adds to C, else C is
 // overwritten, row r starting from bias[r] (bias may be NULL: from 0); then `then` (may be NULL)
-// maps the result. m must be a multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling
+// maps the result. streamOutput != 0: a window's kept columns reach C by streaming stores (no
+// read of C's lines first), for an output far larger than the cache that the next op reads back
+// from memory anyway. m must be a multiple of DCN_GEMM_ROWS. Needs AVX-512 F; runs on the calling
 // thread.
 void dcn_gemm(int m, long q0, long q1, int k, const float *a,
               const float *source, const long *offsets, long virtualWidth, long outWidth,
-              const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate);
+              const float *bias, const dcn_affine *then, float *c, long ldc, int accumulate, int streamOutput);
 
 // One output row of the stem's 3x3, stride 2, padding 1 max pool over input rows rowLo ..< rowHi
 // of a w-wide plane: out[ox] = the maximum of the window, scanned by rows, then columns, a
