@@ -49,7 +49,7 @@ __attribute__((target("avx512f")))
 static void every_second(float *dst, const float *src, int count) {
     const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     int q = 0;
-    for (; q + 16 <= count && 2 * q + 32 <= 2 * count - 1; q += 16) {
+    for (; q + 16 < count; q += 16) {  // reads src[2q ..< 2q + 32], within the 2 count - 1 floats
         const __m512 lo = _mm512_loadu_ps(src + 2 * q), hi = _mm512_loadu_ps(src + 2 * q + 16);
         _mm512_storeu_ps(dst + q, _mm512_permutex2var_ps(lo, evens, hi));
     }
@@ -208,7 +208,8 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a,
     float *block = direct ? NULL : aligned_alloc(64, (size_t)m * NC * sizeof(float));
     // A partial panel (the last of the columns) is copied, zero-padded, so that no read passes the
     // source's end; its rows are then nr apart.
-    float *tail = aligned_alloc(64, (size_t)KC * NR512 * sizeof(float));
+    // Only the last block of a range can end in a partial panel (NC is a whole number of panels).
+    float *tail = (q1 - q0) % nr ? aligned_alloc(64, (size_t)KC * NR512 * sizeof(float)) : NULL;
     long tailOffsets[KC];
     for (int t = 0; t < KC; t++) tailOffsets[t] = (long)t * nr;
     float edge[MR512 * NR512];  // a partial panel's C rows
