@@ -50,6 +50,10 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
         ? geo.inChannels * geo.taps * geo.outPixels
             * imagesPerChunk(batch: geo.batch, columnRows: geo.inChannels * geo.taps, pixels: geo.outPixels, budget: ws.columnBudget)
         : 0
+    // Inference (a workspace no backward will use) runs 3x3 stride-1 windows by Winograd's.
+    if !ws.sizedForBackward && !geo.isPointwise && WinogradProduct.runs(window: geo.window, outChannels: geo.outChannels) {
+        return winogradConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
+    }
     let scratch = geo.isPointwise ? nil : ws.floats(.columns, max(geo.window.scratchFloats, backwardColumns))
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in
@@ -61,6 +65,25 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
                                         b: geo.isPointwise ? .matrix(image, ld: geo.inPixels) : .image(image, geo.window, scratch: scratch),
                                         bias: bias?.data, then: affine, c: y.baseAddress! + n * geo.outChannels * geo.outPixels,
                                         ldc: geo.outPixels, accumulate: false)
+                }
+            }
+        }
+    }
+}
+
+/// The forward convolution by `WinogradProduct`, image by image, in the workspace's buffers.
+func winogradConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, then affine: ChannelAffine?,
+                           _ ws: Workspace) -> Tensor {
+    let sizes = WinogradProduct.bufferFloats(window: geo.window, outChannels: geo.outChannels)
+    let u = ws.floats(.weightPermuted, sizes.weight), v = ws.floats(.columns, sizes.input), m = ws.floats(.columnGradient, sizes.products)
+    return Tensor(shape: geo.outputShape) { y in
+        input.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { w in
+                for n in 0..<geo.batch {
+                    WinogradProduct.convolve(image: x.baseAddress! + n * geo.inChannels * geo.inPixels, window: geo.window,
+                                             weight: w.baseAddress!, outChannels: geo.outChannels, bias: bias?.data, then: affine,
+                                             out: y.baseAddress! + n * geo.outChannels * geo.outPixels,
+                                             weightBuffer: u, inputBuffer: v, productBuffer: m)
                 }
             }
         }

@@ -20,20 +20,28 @@ public enum OwnProduct {
     /// Whether our kernels run: on CPUs with AVX-512 (and the OS saving its registers), unless
     /// `dcn-bench --conv-kernels openblas` chose OpenBLAS, once, before the first product.
     public nonisolated(unsafe) private(set) static var enabled = CPUFeatures.current.avx512
+    /// Whether inference's 3x3 stride-1 convolutions of enough channels run by Winograd's
+    /// F(2x2, 3x3) (`WinogradProduct`), on our kernels.
+    public nonisolated(unsafe) private(set) static var winogradEnabled = CPUFeatures.current.avx512
 
-    /// For benchmarks only, before any product runs: "best" (ours where the CPU has AVX-512) or
-    /// "openblas" (OpenBLAS runs the convolutions too, as before these kernels).
+    /// For benchmarks only, before any product runs: "best" (ours where the CPU has AVX-512, with
+    /// Winograd's in inference), "direct" (ours, no Winograd) or "openblas" (OpenBLAS runs the
+    /// convolutions too, as before these kernels).
     public static func choose(_ name: String) throws {
         switch name.lowercased() {
-        case "best": enabled = CPUFeatures.current.avx512
-        case "openblas": enabled = false
-        default: throw BLASKernelError(description: "--conv-kernels must be best or openblas, got '\(name)'")
+        case "best": (enabled, winogradEnabled) = (CPUFeatures.current.avx512, CPUFeatures.current.avx512)
+        case "direct": (enabled, winogradEnabled) = (CPUFeatures.current.avx512, false)
+        case "openblas": (enabled, winogradEnabled) = (false, false)
+        default: throw BLASKernelError(description: "--conv-kernels must be best, direct or openblas, got '\(name)'")
         }
     }
 
-    /// "ours (AVX-512, 8 x 48)" or "OpenBLAS": who runs the forward convolutions' products, for
-    /// benchmark lines.
-    public static var description: String { enabled ? "ours (AVX-512, \(rows) x \(panelColumns))" : "OpenBLAS" }
+    /// "ours (AVX-512, 8 x 48, Winograd F(2x2,3x3) in inference)", "ours (AVX-512, 8 x 48)" or
+    /// "OpenBLAS": who runs the forward convolutions' products, for benchmark lines.
+    public static var description: String {
+        guard enabled else { return "OpenBLAS" }
+        return "ours (AVX-512, \(rows) x \(panelColumns)" + (winogradEnabled ? ", Winograd F(2x2,3x3) in inference)" : ")")
+    }
 
     /// Whether a convolution's product (an `m`-row weight, `k` column rows, a window or a pointwise
     /// product) runs here, else the caller uses im2col and `BLAS.sgemm`: m a multiple of the
@@ -200,7 +208,7 @@ public struct ChannelAffine: Sendable {
 }
 
 /// The C description of the rows' affine map, read by every thread of a product.
-private struct CAffine: @unchecked Sendable {
+struct CAffine: @unchecked Sendable {
     let value: dcn_affine
     init(_ value: dcn_affine) { self.value = value }
 }

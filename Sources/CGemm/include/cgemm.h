@@ -68,4 +68,28 @@ void dcn_gemm(int m, long q0, long q1, int k, const float *a,
 // larger value or a NaN replacing (the scalar loop's rule and bits). Needs AVX-512 F.
 void dcn_stem_max_pool_row(const float *plane, int w, int rowLo, int rowHi, float *out, int outWidth);
 
+// Winograd's F(2x2, 3x3) (winograd.c) for a 3x3, stride-1 window (any padding, one dilation for
+// both axes), in inference: the outputs in d x d phases (d the dilation), each phase in tiles of
+// 2 x 2 outputs, tilesY x tilesX per phase, `count` in all; tile t = ((py * d + px) * tilesY + ty)
+// * tilesX + tx covers outputs (py + d (2 ty + a), px + d (2 tx + b)), a, b in {0, 1}.
+typedef struct {
+    int tilesY, tilesX;
+    long count;
+} dcn_winograd_tiles;
+dcn_winograd_tiles dcn_winograd_tiles_of(const dcn_window *w);
+
+// The weight [outC][inC][3][3] transformed, U[xi] = (G g G^T)[xi] for the 16 points xi, each a
+// matrix packed as `dcn_pack_rows` packs A, xi's at u + xi * outC * inC; strips s0 ..< s1.
+void dcn_winograd_weights(int outC, int inC, const float *weight, float *u, int s0, int s1);
+
+// The input transformed: V[xi][c][t] = (B^T d B)[xi] of tile t's 4 x 4 input (zero outside the
+// image), at v + (xi * channels + c) * count, for channels c0 ..< c1. Needs AVX-512 F.
+void dcn_winograd_input(const dcn_window *w, const float *image, float *v, int c0, int c1);
+
+// Output channels o0 ..< o1 from the products M[xi] = U[xi] V[xi] (M[xi][o][t] at m + (xi * outC
+// + o) * count): Y = A^T M A per tile, plus bias[o] (may be NULL), then `then` (may be NULL).
+// Needs AVX-512 F.
+void dcn_winograd_output(const dcn_window *w, int outC, const float *m, const float *bias, const dcn_affine *then,
+                         float *out, int o0, int o1);
+
 #endif
