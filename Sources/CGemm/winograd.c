@@ -11,7 +11,6 @@
 #include "cgemm.h"
 #include <stdlib.h>
 #include <string.h>
-#include <immintrin.h>
 
 dcn_winograd_tiles dcn_winograd_tiles_of(const dcn_window *w) {
     dcn_winograd_tiles t;
@@ -23,10 +22,10 @@ dcn_winograd_tiles dcn_winograd_tiles_of(const dcn_window *w) {
     return t;
 }
 
-// U[xi] = (G g G^T)[xi] for every (output, input) channel pair, each xi's matrix packed as
-// `dcn_pack_rows` packs A (8-row strips, input channel major): xi's at u + xi * outC * inC.
-void dcn_winograd_weights(int outC, int inC, const float *weight, float *u, int s0, int s1) {
-    const int mr = DCN_GEMM_ROWS;
+// U[xi] = (G g G^T)[xi] for every (output, input) channel pair, each xi's matrix in strips of mr
+// rows as `dcn_pack_rows` packs A (mr = 1: row-major), xi's at u + xi * outC * inC.
+static inline __attribute__((always_inline)) void weight_strips(int outC, int inC, const float *weight, const int mr, float *u,
+                                                                int s0, int s1) {
     const long matrix = (long)outC * inC;
     for (int s = s0; s < s1; s++) {
         for (int c = 0; c < inC; c++) {
@@ -47,68 +46,88 @@ void dcn_winograd_weights(int outC, int inC, const float *weight, float *u, int 
                     x[i * 4 + 3][r] = t[i][2];
                 }
             }
-            for (int xi = 0; xi < 16; xi++) memcpy(u + xi * matrix + ((long)s * inC + c) * mr, x[xi], sizeof x[xi]);
+            for (int xi = 0; xi < 16; xi++) memcpy(u + xi * matrix + ((long)s * inC + c) * mr, x[xi], (size_t)mr * sizeof(float));
         }
     }
 }
 
+void dcn_winograd_weights(int outC, int inC, const float *weight, int mr, float *u, int s0, int s1) {
+    if (mr == DCN_GEMM_ROWS) weight_strips(outC, inC, weight, DCN_GEMM_ROWS, u, s0, s1);  // unrolled for our kernel's strips
+    else weight_strips(outC, inC, weight, mr, u, s0, s1);
+}
+
+// The transforms below work on 16 tiles of a row at once (lanes), in plain loops the compiler
+// vectorizes for the CPU it finds (AVX-512, AVX2 or the baseline: one source, three builds).
+#define LANES 16
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
 // Row iy of channel `plane`, phase columns m = 0 ..< 2 * tilesX + 2 (input column px - pad + d m),
-// split into even m (ev[n] = e[2n]) and odd m (od[n] = e[2n + 1]), zero outside the image, then
-// zero to the end of the 16-float vectors the tiles read.
+// split into even m (ev[n] = e[2n]) and odd m (od[n] = e[2n + 1]), zero outside the image and up to
+// `padded`, where the last lanes' reads end.
 static void phase_row(const dcn_window *w, const float *plane, int iy, int px, int tilesX, float *ev, float *od, int padded) {
-    const int d = w->dilationW;
+    const int d = w->dilationW, W = w->width, x = px - w->padW;  // x + 2 d n, x + d + 2 d n: ev[n], od[n]
     int n = 0;
     if (iy >= 0 && iy < w->height) {
-        const float *row = plane + (long)iy * w->width;
+        const float *row = plane + (long)iy * W;
+        // n in [lo, hi): both columns inside the row, no test.
+        int lo = 0, hi = tilesX + 1;
+        while (lo < hi && x + 2 * d * lo < 0) lo++;
+        while (hi > lo && x + d + 2 * d * (hi - 1) >= W) hi--;
+        for (; n < lo; n++) {
+            const int x0 = x + 2 * d * n, x1 = x0 + d;
+            ev[n] = x0 >= 0 && x0 < W ? row[x0] : 0;
+            od[n] = x1 >= 0 && x1 < W ? row[x1] : 0;
+        }
+        for (; n < hi; n++) ev[n] = row[x + 2 * d * n], od[n] = row[x + d + 2 * d * n];
         for (; n <= tilesX; n++) {
-            const int x0 = px - w->padW + d * 2 * n, x1 = x0 + d;
-            ev[n] = x0 >= 0 && x0 < w->width ? row[x0] : 0;
-            od[n] = x1 >= 0 && x1 < w->width ? row[x1] : 0;
+            const int x0 = x + 2 * d * n, x1 = x0 + d;
+            ev[n] = x0 >= 0 && x0 < W ? row[x0] : 0;
+            od[n] = x1 >= 0 && x1 < W ? row[x1] : 0;
         }
     }
     for (; n < padded; n++) ev[n] = od[n] = 0;
 }
 
-// V[xi][c][t] = (B^T d B)[xi] for channels c0 ..< c1 and every tile t, at v + (xi * inC + c) * count.
-__attribute__((target("avx512f")))
-void dcn_winograd_input(const dcn_window *w, const float *image, float *v, int c0, int c1) {
+// V[xi][c][t] = (B^T d B)[xi] for channels c0 ..< c1 and every tile t, at v + (xi * channels + c) * count.
+CLONES void dcn_winograd_input(const dcn_window *w, const float *image, float *v, int c0, int c1) {
     const dcn_winograd_tiles tl = dcn_winograd_tiles_of(w);
     const int d = w->dilationH, tilesX = tl.tilesX;
-    const int padded = (tilesX + 1 + 16) / 16 * 16 + 16;
-    float *rows = aligned_alloc(64, (size_t)8 * padded * sizeof(float));
+    const int padded = (tilesX + 1 + LANES) / LANES * LANES + LANES;
+    float *rows = malloc((size_t)8 * padded * sizeof(float));
     const long matrix = (long)w->channels * tl.count;
     for (int c = c0; c < c1; c++) {
         const float *plane = image + (long)c * w->height * w->width;
         for (int py = 0; py < d; py++) {
             for (int px = 0; px < d; px++) {
                 for (int ty = 0; ty < tl.tilesY; ty++) {
-                    const long t0 = (((long)py * d + px) * tl.tilesY + ty) * tilesX;
                     for (int i = 0; i < 4; i++)
                         phase_row(w, plane, py - w->padH + d * (2 * ty + i), px, tilesX, rows + 2 * i * padded, rows + (2 * i + 1) * padded, padded);
-                    float *out = v + (long)c * tl.count + t0;
-                    for (int tx = 0; tx < tilesX; tx += 16) {
-                        const __mmask16 lanes = tilesX - tx >= 16 ? 0xFFFF : (__mmask16)((1u << (tilesX - tx)) - 1);
-                        // Columns j of the tile: e[2 tx + j] = ev[tx], od[tx], ev[tx + 1], od[tx + 1].
-                        __m512 t[4][4];
-                        __m512 dd[4][4];
-                        for (int i = 0; i < 4; i++) {
-                            const float *ev = rows + 2 * i * padded, *od = rows + (2 * i + 1) * padded;
-                            dd[i][0] = _mm512_loadu_ps(ev + tx);
-                            dd[i][1] = _mm512_loadu_ps(od + tx);
-                            dd[i][2] = _mm512_loadu_ps(ev + tx + 1);
-                            dd[i][3] = _mm512_loadu_ps(od + tx + 1);
+                    float *out = v + (long)c * tl.count + (((long)py * d + px) * tl.tilesY + ty) * tilesX;
+                    for (int tx = 0; tx < tilesX; tx += LANES) {
+                        float x[16][LANES];
+#pragma clang loop vectorize(enable)
+                        for (int l = 0; l < LANES; l++) {
+                            // Column j of tile tx + l: e[2 (tx + l) + j] = ev[.], od[.], ev[. + 1], od[. + 1].
+                            float e[4][4], t[4][4];
+                            for (int i = 0; i < 4; i++) {
+                                const float *ev = rows + 2 * i * padded + tx + l, *od = rows + (2 * i + 1) * padded + tx + l;
+                                e[i][0] = ev[0], e[i][1] = od[0], e[i][2] = ev[1], e[i][3] = od[1];
+                            }
+                            for (int j = 0; j < 4; j++) {  // B^T d: over rows
+                                t[0][j] = e[0][j] - e[2][j];
+                                t[1][j] = e[1][j] + e[2][j];
+                                t[2][j] = e[2][j] - e[1][j];
+                                t[3][j] = e[1][j] - e[3][j];
+                            }
+                            for (int i = 0; i < 4; i++) {  // (B^T d) B: over columns
+                                x[i * 4][l] = t[i][0] - t[i][2];
+                                x[i * 4 + 1][l] = t[i][1] + t[i][2];
+                                x[i * 4 + 2][l] = t[i][2] - t[i][1];
+                                x[i * 4 + 3][l] = t[i][1] - t[i][3];
+                            }
                         }
-                        for (int j = 0; j < 4; j++) {  // B^T d: over rows
-                            t[0][j] = _mm512_sub_ps(dd[0][j], dd[2][j]);
-                            t[1][j] = _mm512_add_ps(dd[1][j], dd[2][j]);
-                            t[2][j] = _mm512_sub_ps(dd[2][j], dd[1][j]);
-                            t[3][j] = _mm512_sub_ps(dd[1][j], dd[3][j]);
-                        }
-                        for (int i = 0; i < 4; i++) {  // (B^T d) B: over columns
-                            const __m512 x[4] = {_mm512_sub_ps(t[i][0], t[i][2]), _mm512_add_ps(t[i][1], t[i][2]),
-                                                 _mm512_sub_ps(t[i][2], t[i][1]), _mm512_sub_ps(t[i][1], t[i][3])};
-                            for (int j = 0; j < 4; j++) _mm512_mask_storeu_ps(out + (i * 4 + j) * matrix + tx, lanes, x[j]);
-                        }
+                        const int n = tilesX - tx < LANES ? tilesX - tx : LANES;
+                        for (int xi = 0; xi < 16; xi++) memcpy(out + xi * matrix + tx, x[xi], (size_t)n * sizeof(float));
                     }
                 }
             }
@@ -118,69 +137,53 @@ void dcn_winograd_input(const dcn_window *w, const float *image, float *v, int c
 }
 
 // out[o] for output channels o0 ..< o1 from M[xi][o][t] (m + (xi * outC + o) * count): Y = A^T M A
-// per tile, plus bias[o], then `then`'s affine map and ReLU, as the direct product's epilogue.
-__attribute__((target("avx512f")))
-void dcn_winograd_output(const dcn_window *w, int outC, const float *m, const float *bias, const dcn_affine *then,
-                         float *out, int o0, int o1) {
+// per tile, plus bias[o], then `then`'s multiply, add and ReLU (v < 0 ? 0 : v), as the direct
+// product's epilogue. Reads up to LANES - 1 floats past the last tile of the last matrix.
+CLONES void dcn_winograd_output(const dcn_window *w, int outC, const float *m, const float *bias, const dcn_affine *then,
+                                float *out, int o0, int o1) {
     const dcn_winograd_tiles tl = dcn_winograd_tiles_of(w);
     const int d = w->dilationH, tilesX = tl.tilesX, Ho = w->outHeight, Wo = w->outWidth;
     const long matrix = (long)outC * tl.count;
-    const __m512 zero = _mm512_setzero_ps();
-    // Interleaving two vectors of 16 tiles into 32 consecutive outputs.
-    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-    float spill[4][16];
     for (int o = o0; o < o1; o++) {
-        const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0);
-        const __m512 s = _mm512_set1_ps(then ? then->scale[o] : 1), sh = _mm512_set1_ps(then ? then->shift[o] : 0);
+        const float b = bias ? bias[o] : 0, s = then ? then->scale[o] : 1, sh = then ? then->shift[o] : 0;
+        const int mapped = then != NULL, relu = then && then->relu;
         float *plane = out + (long)o * Ho * Wo;
         for (int py = 0; py < d; py++) {
             for (int px = 0; px < d; px++) {
                 for (int ty = 0; ty < tl.tilesY; ty++) {
-                    const long t0 = (((long)py * d + px) * tl.tilesY + ty) * tilesX;
-                    const float *src = m + (long)o * tl.count + t0;
-                    for (int tx = 0; tx < tilesX; tx += 16) {
-                        const __mmask16 lanes = tilesX - tx >= 16 ? 0xFFFF : (__mmask16)((1u << (tilesX - tx)) - 1);
-                        __m512 x[4][4], r[2][4];
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) x[i][j] = _mm512_maskz_loadu_ps(lanes, src + (i * 4 + j) * matrix + tx);
-                        for (int j = 0; j < 4; j++) {  // A^T M: over rows
-                            r[0][j] = _mm512_add_ps(_mm512_add_ps(x[0][j], x[1][j]), x[2][j]);
-                            r[1][j] = _mm512_sub_ps(_mm512_sub_ps(x[1][j], x[2][j]), x[3][j]);
-                        }
-                        __m512 y[2][2];
-                        for (int a = 0; a < 2; a++) {  // (A^T M) A: over columns
-                            y[a][0] = _mm512_add_ps(_mm512_add_ps(r[a][0], r[a][1]), r[a][2]);
-                            y[a][1] = _mm512_sub_ps(_mm512_sub_ps(r[a][1], r[a][2]), r[a][3]);
-                            for (int e = 0; e < 2; e++) {
-                                __m512 v = _mm512_add_ps(y[a][e], b);
-                                if (then) {
-                                    v = _mm512_add_ps(_mm512_mul_ps(v, s), sh);
-                                    if (then->relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+                    const float *src = m + (long)o * tl.count + (((long)py * d + px) * tl.tilesY + ty) * tilesX;
+                    for (int tx = 0; tx < tilesX; tx += LANES) {
+                        float y[4][LANES];  // outputs (a, b) of the lanes' tiles at y[2 a + b]
+                        for (int l = 0; l < LANES; l++) {
+                            float x[4][4], r[2][4];
+                            for (int i = 0; i < 4; i++)
+                                for (int j = 0; j < 4; j++) x[i][j] = src[(i * 4 + j) * matrix + tx + l];
+                            for (int j = 0; j < 4; j++) {  // A^T M: over rows
+                                r[0][j] = x[0][j] + x[1][j] + x[2][j];
+                                r[1][j] = x[1][j] - x[2][j] - x[3][j];
+                            }
+                            for (int a = 0; a < 2; a++) {  // (A^T M) A: over columns
+                                float q[2] = {r[a][0] + r[a][1] + r[a][2], r[a][1] - r[a][2] - r[a][3]};
+                                for (int e = 0; e < 2; e++) {
+                                    float v = q[e] + b;
+                                    if (mapped) {
+                                        v = v * s;  // a multiply, then an add (no fused multiply-add)
+                                        v = v + sh;
+                                        if (relu) v = v < 0 ? 0 : v;
+                                    }
+                                    y[2 * a + e][l] = v;
                                 }
-                                y[a][e] = v;
                             }
                         }
+                        const int n = tilesX - tx < LANES ? tilesX - tx : LANES;
                         for (int a = 0; a < 2; a++) {
                             const int oy = py + d * (2 * ty + a);
                             if (oy >= Ho) continue;
                             float *row = plane + (long)oy * Wo;
-                            const int first = px + d * 2 * tx;  // output column of lane 0, column 0
-                            if (d == 1) {
-                                // 32 consecutive outputs from column 2 tx on, those before Wo kept.
-                                const __m512 p0 = _mm512_permutex2var_ps(y[a][0], lo, y[a][1]);
-                                const __m512 p1 = _mm512_permutex2var_ps(y[a][0], hi, y[a][1]);
-                                const int n0 = Wo - first < 16 ? Wo - first : 16, n1 = Wo - first - 16 < 16 ? Wo - first - 16 : 16;
-                                if (n0 > 0) _mm512_mask_storeu_ps(row + first, n0 >= 16 ? 0xFFFF : (__mmask16)((1u << n0) - 1), p0);
-                                if (n1 > 0) _mm512_mask_storeu_ps(row + first + 16, n1 >= 16 ? 0xFFFF : (__mmask16)((1u << n1) - 1), p1);
-                            } else {
-                                _mm512_storeu_ps(spill[2 * a], y[a][0]);
-                                _mm512_storeu_ps(spill[2 * a + 1], y[a][1]);
-                                for (int q = 0; q < 16 && tx + q < tilesX; q++) {
-                                    const int ox = first + 2 * d * q;
-                                    if (ox < Wo) row[ox] = spill[2 * a][q];
-                                    if (ox + d < Wo) row[ox + d] = spill[2 * a + 1][q];
-                                }
+                            for (int l = 0; l < n; l++) {
+                                const int ox = px + d * 2 * (tx + l);
+                                if (ox < Wo) row[ox] = y[2 * a][l];
+                                if (ox + d < Wo) row[ox + d] = y[2 * a + 1][l];
                             }
                         }
                     }

@@ -18,6 +18,10 @@ public func conv2dForward(
     if let bias { try require(bias.shape == [geo.outChannels], "conv2d: bias must be [\(geo.outChannels)], got \(bias.shape)") }
     if let affine { try affine.requireChannels(geo.outChannels, "conv2d") }
     let ws = workspace ?? Workspace()
+    // Inference (a workspace no backward will use) runs 3x3 stride-1 windows by Winograd's.
+    if geo.groups == 1 && !ws.sizedForBackward && !geo.isPointwise && WinogradProduct.runs(window: geo.window, outChannels: geo.outChannels) {
+        return winogradConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
+    }
     if geo.groups == 1 && OwnProduct.runs(m: geo.outChannels, k: geo.columnRowsPerGroup, window: !geo.isPointwise) {
         return ownConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
     }
@@ -50,10 +54,6 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
         ? geo.inChannels * geo.taps * geo.outPixels
             * imagesPerChunk(batch: geo.batch, columnRows: geo.inChannels * geo.taps, pixels: geo.outPixels, budget: ws.columnBudget)
         : 0
-    // Inference (a workspace no backward will use) runs 3x3 stride-1 windows by Winograd's.
-    if !ws.sizedForBackward && !geo.isPointwise && WinogradProduct.runs(window: geo.window, outChannels: geo.outChannels) {
-        return winogradConv2dForward(geo, input: input, weight: weight, bias: bias, then: affine, ws)
-    }
     let scratch = geo.isPointwise ? nil : ws.floats(.columns, max(geo.window.scratchFloats, backwardColumns))
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in

@@ -111,7 +111,9 @@ public final class Workspace: @unchecked Sendable {
 
     /// A training step's workspace: a forward convolution that needs no im2col matrix (ours) still
     /// sizes the columns buffer for its backward's, so the backward never grows it (growing it
-    /// after other tensors left holes in the heap: R-50's training step peaked 38 MB higher).
+    /// after other tensors left holes in the heap: R-50's training step peaked 38 MB higher); and
+    /// 3x3 convolutions keep the direct product (Winograd's runs only in other workspaces:
+    /// inference).
     public let sizedForBackward: Bool
 
     public init(columnBudget: Int = 1 << 25, sizedForBackward: Bool = false) {

@@ -21,26 +21,28 @@ public enum OwnProduct {
     /// `dcn-bench --conv-kernels openblas` chose OpenBLAS, once, before the first product.
     public nonisolated(unsafe) private(set) static var enabled = CPUFeatures.current.avx512
     /// Whether inference's 3x3 stride-1 convolutions of enough channels run by Winograd's
-    /// F(2x2, 3x3) (`WinogradProduct`), on our kernels.
-    public nonisolated(unsafe) private(set) static var winogradEnabled = CPUFeatures.current.avx512
+    /// F(2x2, 3x3) (`WinogradProduct`; its products on our kernel where it runs, else OpenBLAS's).
+    public nonisolated(unsafe) private(set) static var winogradEnabled = true
 
-    /// For benchmarks only, before any product runs: "best" (ours where the CPU has AVX-512, with
-    /// Winograd's in inference), "direct" (ours, no Winograd) or "openblas" (OpenBLAS runs the
-    /// convolutions too, as before these kernels).
+    /// For benchmarks only, before any product runs: "best" (ours where the CPU has AVX-512, and
+    /// Winograd's in inference), "direct" (the same without Winograd's), "openblas" (OpenBLAS runs
+    /// every product, Winograd's included: what a CPU without AVX-512 runs) or "openblas-direct"
+    /// (im2col and OpenBLAS, as before any of ours).
     public static func choose(_ name: String) throws {
+        let avx512 = CPUFeatures.current.avx512
         switch name.lowercased() {
-        case "best": (enabled, winogradEnabled) = (CPUFeatures.current.avx512, CPUFeatures.current.avx512)
-        case "direct": (enabled, winogradEnabled) = (CPUFeatures.current.avx512, false)
-        case "openblas": (enabled, winogradEnabled) = (false, false)
-        default: throw BLASKernelError(description: "--conv-kernels must be best, direct or openblas, got '\(name)'")
+        case "best": (enabled, winogradEnabled) = (avx512, true)
+        case "direct": (enabled, winogradEnabled) = (avx512, false)
+        case "openblas": (enabled, winogradEnabled) = (false, true)
+        case "openblas-direct": (enabled, winogradEnabled) = (false, false)
+        default: throw BLASKernelError(description: "--conv-kernels must be best, direct, openblas or openblas-direct, got '\(name)'")
         }
     }
 
-    /// "ours (AVX-512, 8 x 48, Winograd F(2x2,3x3) in inference)", "ours (AVX-512, 8 x 48)" or
-    /// "OpenBLAS": who runs the forward convolutions' products, for benchmark lines.
+    /// Who runs the forward convolutions' products, for benchmark lines: "ours (AVX-512, 8 x 48)"
+    /// or "OpenBLAS", with "; Winograd F(2x2,3x3) in inference" when it runs.
     public static var description: String {
-        guard enabled else { return "OpenBLAS" }
-        return "ours (AVX-512, \(rows) x \(panelColumns)" + (winogradEnabled ? ", Winograd F(2x2,3x3) in inference)" : ")")
+        (enabled ? "ours (AVX-512, \(rows) x \(panelColumns))" : "OpenBLAS") + (winogradEnabled ? "; Winograd F(2x2,3x3) in inference" : "")
     }
 
     /// Whether a convolution's product (an `m`-row weight, `k` column rows, a window or a pointwise

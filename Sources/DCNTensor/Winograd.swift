@@ -5,30 +5,42 @@
 // the frozen norm and ReLU). The sums are regrouped, so the output differs from the direct
 // product's by rounding (2-5e-6 of the output's largest value on R-50's convolutions); training
 // keeps the direct product. Any thread count gives the same bits (the transforms work per channel,
-// the products are ours).
+// the products are cut by columns only). The transforms are portable C; the products run on our
+// kernel (AVX-512) or OpenBLAS's sgemm (other CPUs).
 import CGemm
 
 public enum WinogradProduct {
-    /// Whether a convolution runs here: our kernels on (AVX-512), a 3x3 window of stride 1 with one
-    /// dilation for both axes, and at least `leastChannels` input and output channels (a multiple of
-    /// the kernel's rows).
+    /// Who runs the 16 products.
+    public enum Products: Sendable {
+        /// Our kernel (AVX-512 only).
+        case ours
+        /// OpenBLAS's sgemm (every CPU).
+        case openblas
+        /// Ours where it runs (`OwnProduct.enabled`), else OpenBLAS's.
+        public static var current: Products { OwnProduct.enabled ? .ours : .openblas }
+    }
+
+    /// Whether a convolution runs here: Winograd's on (`OwnProduct.winogradEnabled`), a 3x3 window
+    /// of stride 1 with one dilation for both axes, at least `leastChannels` input and output
+    /// channels, and whole strips of our kernel's rows when it runs the products.
     public static func runs(window w: OwnProduct.ImageWindow, outChannels: Int) -> Bool {
         OwnProduct.winogradEnabled && w.kernelH == 3 && w.kernelW == 3 && w.strideH == 1 && w.strideW == 1
             && w.dilationH == w.dilationW && w.channels >= leastChannels && outChannels >= leastChannels
-            && outChannels % OwnProduct.rows == 0
+            && (Products.current == .openblas || outChannels % OwnProduct.rows == 0)
     }
 
     /// Fewer channels than this stay with the direct product. Measured alone on 2 threads
-    /// (2026-12-07, C harness of these kernels): 64 channels at 200 x 304, 11.6 ms both ways;
-    /// 128 at 100 x 152, 10.0 -> 8.1 ms; 256 at 50 x 76, 9.6 -> 6.0 ms; 512 dilated 2, 40 -> 24 ms;
-    /// 1024 -> 512 (the RPN head), 77 -> 42 ms.
+    /// (2026-12-07, C harness of these kernels, AVX-512): 64 channels at 200 x 304, 11.6 ms both
+    /// ways; 128 at 100 x 152, 10.0 -> 8.1 ms; 256 at 50 x 76, 9.6 -> 6.0 ms; 512 dilated 2,
+    /// 40 -> 24 ms; 1024 -> 512 (the RPN head), 77 -> 42 ms.
     public static let leastChannels = 128
 
-    /// Floats of the three buffers `convolve` needs: the transformed weight, input and products.
+    /// Floats of the three buffers `convolve` needs: the transformed weight, input and products
+    /// (with the 16 floats the output transform's last lanes read past the end).
     public static func bufferFloats(window w: OwnProduct.ImageWindow, outChannels: Int) -> (weight: Int, input: Int, products: Int) {
         var c = w.c
         let tiles = Int(dcn_winograd_tiles_of(&c).count)
-        return (16 * outChannels * w.channels, 16 * w.channels * tiles, 16 * outChannels * tiles)
+        return (16 * outChannels * w.channels, 16 * w.channels * tiles, 16 * outChannels * tiles + 16)
     }
 
     /// out `[outChannels, outHeight, outWidth]` = the convolution of image `[channels, height, width]`
@@ -37,51 +49,71 @@ public enum WinogradProduct {
     public static func convolve(
         image: UnsafePointer<Float>, window: OwnProduct.ImageWindow, weight: UnsafePointer<Float>, outChannels: Int,
         bias: [Float]?, then: ChannelAffine?, out: UnsafeMutablePointer<Float>,
-        weightBuffer: UnsafeMutablePointer<Float>, inputBuffer: UnsafeMutablePointer<Float>, productBuffer: UnsafeMutablePointer<Float>
+        weightBuffer: UnsafeMutablePointer<Float>, inputBuffer: UnsafeMutablePointer<Float>, productBuffer: UnsafeMutablePointer<Float>,
+        products: Products = .current
     ) {
-        precondition(runs(window: window, outChannels: outChannels), "WinogradProduct.convolve: not a window it runs")
-        let fixed = window.c, inC = window.channels, rows = OwnProduct.rows
+        let inC = window.channels, fixed = window.c
+        precondition(window.kernelH == 3 && window.kernelW == 3 && window.strideH == 1 && window.strideW == 1
+                     && window.dilationH == window.dilationW, "WinogradProduct.convolve: not a 3x3 stride-1 window")
+        precondition(products == .openblas || (CPUFeatures.current.avx512 && outChannels % OwnProduct.rows == 0),
+                     "WinogradProduct.convolve: our kernel needs AVX-512 and whole strips of rows")
         var c = fixed
         let tiles = Int(dcn_winograd_tiles_of(&c).count)
+        // U[xi]: strips of our kernel's rows, or row-major for OpenBLAS.
+        let strip = products == .ours ? OwnProduct.rows : 1
         let sw = SharedReads(weight), su = DisjointWrites(weightBuffer)
-        parallelFor(outChannels / rows, grain: max(1, 16384 / (rows * inC))) { strips in
-            dcn_winograd_weights(Int32(outChannels), Int32(inC), sw.pointer, su.pointer, Int32(strips.lowerBound), Int32(strips.upperBound))
+        parallelFor(outChannels / strip, grain: max(1, 16384 / (strip * inC))) { strips in
+            dcn_winograd_weights(Int32(outChannels), Int32(inC), sw.pointer, Int32(strip), su.pointer,
+                                 Int32(strips.lowerBound), Int32(strips.upperBound))
         }
         let sx = SharedReads(image), sv = DisjointWrites(inputBuffer)
         parallelFor(inC) { channels in
             var w = fixed
             dcn_winograd_input(&w, sx.pointer, sv.pointer, Int32(channels.lowerBound), Int32(channels.upperBound))
         }
-        // The 16 products: item i is block i % blocks of point i / blocks, so each thread's share
-        // is whole points (the products are alike).
-        let offsets = (0..<inC).map { $0 * tiles }
-        let blocks = OwnProduct.Blocks(columns: tiles)
-        let su2 = SharedReads(weightBuffer), sv2 = SharedReads(inputBuffer), sm = DisjointWrites(productBuffer)
-        offsets.withUnsafeBufferPointer { table in
-            let so = SharedReads(table.baseAddress!)
-            parallelForEach(16 * blocks.count) { item in
-                let xi = item / blocks.count, b = item % blocks.count
-                dcn_gemm(Int32(outChannels), blocks.start(b), min(tiles, blocks.start(b + 1)), Int32(inC),
-                         su2.pointer + xi * outChannels * inC, sv2.pointer + xi * inC * tiles, so.pointer, tiles, tiles,
-                         nil, nil, sm.pointer + xi * outChannels * tiles, tiles, 0, 0)
-            }
-        }
+        multiplyPoints(outChannels: outChannels, inChannels: inC, tiles: tiles, u: weightBuffer, v: inputBuffer, m: productBuffer,
+                       products: products)
         let none: [Float] = []
         (bias ?? none).withUnsafeBufferPointer { biasRows in
             (then?.scale ?? none).withUnsafeBufferPointer { scale in
                 (then?.shift ?? none).withUnsafeBufferPointer { shift in
                     let sb = bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) }
                     let affine = then.map { CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) }
-                    let sm2 = SharedReads(productBuffer), sy = DisjointWrites(out)
+                    let sm = SharedReads(productBuffer), sy = DisjointWrites(out)
                     parallelFor(outChannels) { range in
                         var w = fixed
                         var f = affine?.value ?? dcn_affine()
                         withUnsafePointer(to: &f) { fp in
-                            dcn_winograd_output(&w, Int32(outChannels), sm2.pointer, sb?.pointer, affine == nil ? nil : fp, sy.pointer,
+                            dcn_winograd_output(&w, Int32(outChannels), sm.pointer, sb?.pointer, affine == nil ? nil : fp, sy.pointer,
                                                 Int32(range.lowerBound), Int32(range.upperBound))
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// M[xi] = U[xi] V[xi] for the 16 points: outChannels x inChannels times inChannels x tiles.
+    private static func multiplyPoints(outChannels: Int, inChannels inC: Int, tiles: Int, u: UnsafeMutablePointer<Float>,
+                                       v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>, products: Products) {
+        guard products == .ours else {
+            for xi in 0..<16 {
+                BLAS.sgemm(transA: false, transB: false, m: outChannels, n: tiles, k: inC, alpha: 1, a: u + xi * outChannels * inC, lda: inC,
+                           b: v + xi * inC * tiles, ldb: tiles, beta: 0, c: m + xi * outChannels * tiles, ldc: tiles)
+            }
+            return
+        }
+        // Item i is block i % blocks of point i / blocks: each thread's share is whole points.
+        let offsets = (0..<inC).map { $0 * tiles }
+        let blocks = OwnProduct.Blocks(columns: tiles)
+        let su = SharedReads(u), sv = SharedReads(v), sm = DisjointWrites(m)
+        offsets.withUnsafeBufferPointer { table in
+            let so = SharedReads(table.baseAddress!)
+            parallelForEach(16 * blocks.count) { item in
+                let xi = item / blocks.count, b = item % blocks.count
+                dcn_gemm(Int32(outChannels), blocks.start(b), min(tiles, blocks.start(b + 1)), Int32(inC),
+                         su.pointer + xi * outChannels * inC, sv.pointer + xi * inC * tiles, so.pointer, tiles, tiles,
+                         nil, nil, sm.pointer + xi * outChannels * tiles, tiles, 0, 0)
             }
         }
     }

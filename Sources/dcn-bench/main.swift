@@ -640,10 +640,11 @@ func printDetectResult(_ r: DetectBenchResult, kernel: String) {
 
 /// `--conv-kernels`: which kernels run the forward convolutions' products, to compare them in one build.
 struct ConvKernelOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Forward convolutions' kernels: best (ours on AVX-512 CPUs, where they measured faster, with "
+    @Option(help: ArgumentHelp("Forward convolutions' kernels: best (ours on AVX-512 CPUs, where they measured faster, and "
                                + "Winograd's F(2x2,3x3) for inference's 3x3 stride-1 convolutions of 128 channels or more), "
-                               + "direct (ours, no Winograd) or openblas (im2col and OpenBLAS, as before ours). "
-                               + "OpenBLAS's own core: OPENBLAS_CORETYPE.", valueName: "kernels"))
+                               + "direct (the same without Winograd's), openblas (OpenBLAS runs every product, Winograd's "
+                               + "included: what CPUs without AVX-512 run) or openblas-direct (im2col and OpenBLAS, as before "
+                               + "any of ours). OpenBLAS's own core: OPENBLAS_CORETYPE.", valueName: "kernels"))
     var convKernels: String = "best"
 
     func apply() throws {

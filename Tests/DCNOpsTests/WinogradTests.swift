@@ -1,7 +1,7 @@
 // Winograd's F(2x2, 3x3) (WinogradProduct, Sources/CGemm/winograd.c), which inference's 3x3
 // stride-1 convolutions of 128+ channels run: against a double-precision convolution, through
-// every tile, border and dilation phase; the same bits for any thread count; and conv2dForward
-// choosing it only in inference.
+// every tile, border and dilation phase, with its products on our kernel and on OpenBLAS; the
+// same bits for any thread count; and conv2dForward choosing it only in inference.
 import DCNOps
 import DCNTensor
 import Testing
@@ -37,8 +37,11 @@ private func reference(_ image: [Float], _ weight: [Float], _ w: OwnProduct.Imag
     return (value, magnitude)
 }
 
+/// Who can run the products on this CPU: OpenBLAS always, ours with AVX-512.
+private let productKinds: [WinogradProduct.Products] = CPUFeatures.current.avx512 ? [.ours, .openblas] : [.openblas]
+
 private func winograd(_ image: [Float], _ weight: [Float], _ w: OwnProduct.ImageWindow, outChannels: Int, bias: [Float]?,
-                      then: ChannelAffine?) -> [Float] {
+                      then: ChannelAffine?, products: WinogradProduct.Products = .current) -> [Float] {
     let sizes = WinogradProduct.bufferFloats(window: w, outChannels: outChannels)
     var out = [Float](repeating: .nan, count: outChannels * w.outHeight * w.outWidth)  // every element written
     let u = UnsafeMutablePointer<Float>.allocate(capacity: sizes.weight), v = UnsafeMutablePointer<Float>.allocate(capacity: sizes.input)
@@ -48,7 +51,8 @@ private func winograd(_ image: [Float], _ weight: [Float], _ w: OwnProduct.Image
         weight.withUnsafeBufferPointer { g in
             out.withUnsafeMutableBufferPointer { y in
                 WinogradProduct.convolve(image: x.baseAddress!, window: w, weight: g.baseAddress!, outChannels: outChannels, bias: bias,
-                                         then: then, out: y.baseAddress!, weightBuffer: u, inputBuffer: v, productBuffer: m)
+                                         then: then, out: y.baseAddress!, weightBuffer: u, inputBuffer: v, productBuffer: m,
+                                         products: products)
             }
         }
     }
@@ -73,46 +77,50 @@ private func window(_ C: Int, _ H: Int, _ W: Int, pad: Int, dilation: Int) -> Ow
 func winogradComputesTheConvolution(_ s: [Int]) throws {
     let (C, O, H, W, pad, dil) = (s[0], s[1], s[2], s[3], s[4], s[5])
     let w = window(C, H, W, pad: pad, dilation: dil)
-    guard WinogradProduct.runs(window: w, outChannels: O) else { return }  // no AVX-512: nothing to check
     var rng = SeededGenerator(seed: 31)
     let image = Tensor.uniform([C * H * W], -1, 1, using: &rng).data, weight = Tensor.uniform([O * C * 9], -1, 1, using: &rng).data
     let bias = Tensor.uniform([O], -1, 1, using: &rng).data
     let scale = Tensor.uniform([O], 0.5, 1.5, using: &rng).data, shift = Tensor.uniform([O], -3, 3, using: &rng).data
     let want = reference(image, weight, w, outChannels: O, bias: bias)
-    let plain = winograd(image, weight, w, outChannels: O, bias: bias, then: nil)
-    // The regrouped sums round at a few float ulps of the products' magnitude (the direct product
-    // is within about 1e-7 of it).
-    let worst = zip(plain, zip(want.value, want.magnitude)).map { abs(Double($0) - $1.0) / $1.1 }.max() ?? .infinity
-    #expect(worst < 3e-6, "shape \(s): error \(worst) of the products' magnitude")
-    // The epilogue: the affine map (a multiply, then an add) and the ReLU on the biased sums.
-    let mapped = winograd(image, weight, w, outChannels: O, bias: bias, then: ChannelAffine(scale: scale, shift: shift, relu: true))
-    let pixels = w.outHeight * w.outWidth
-    let expected = plain.enumerated().map { i, v -> Float in
-        let y = v * scale[i / pixels] + shift[i / pixels]
-        return y < 0 ? 0 : y
+    for products in productKinds {
+        let plain = winograd(image, weight, w, outChannels: O, bias: bias, then: nil, products: products)
+        // The regrouped sums round at a few float ulps of the products' magnitude (the direct
+        // product is within about 1e-7 of it).
+        let worst = zip(plain, zip(want.value, want.magnitude)).map { abs(Double($0) - $1.0) / $1.1 }.max() ?? .infinity
+        #expect(worst < 3e-6, "shape \(s), \(products): error \(worst) of the products' magnitude")
+        // The epilogue: the affine map (a multiply, then an add) and the ReLU on the biased sums.
+        let mapped = winograd(image, weight, w, outChannels: O, bias: bias, then: ChannelAffine(scale: scale, shift: shift, relu: true),
+                              products: products)
+        let pixels = w.outHeight * w.outWidth
+        let expected = plain.enumerated().map { i, v -> Float in
+            let y = v * scale[i / pixels] + shift[i / pixels]
+            return y < 0 ? 0 : y
+        }
+        #expect(mapped.map(\.bitPattern) == expected.map(\.bitPattern), "shape \(s), \(products): the epilogue")
+        #expect(mapped.contains(0) && mapped.contains { $0 > 0 })
     }
-    #expect(mapped.map(\.bitPattern) == expected.map(\.bitPattern), "shape \(s): the epilogue")
-    #expect(mapped.contains(0) && mapped.contains { $0 > 0 })
 }
 
 @Test func winogradGivesTheSameBitsForAnyThreadCount() throws {
     let w = window(128, 21, 50, pad: 2, dilation: 2)
-    guard WinogradProduct.runs(window: w, outChannels: 128) else { return }
     var rng = SeededGenerator(seed: 32)
     let image = Tensor.uniform([128 * 21 * 50], -1, 1, using: &rng).data, weight = Tensor.uniform([128 * 128 * 9], -1, 1, using: &rng).data
-    let one = Threads.with(1) { winograd(image, weight, w, outChannels: 128, bias: nil, then: nil) }
-    for threads in [2, 3] {
-        let other = Threads.with(threads) { winograd(image, weight, w, outChannels: 128, bias: nil, then: nil) }
-        #expect(other.map(\.bitPattern) == one.map(\.bitPattern), "\(threads) threads")
+    for products in productKinds {
+        let one = Threads.with(1) { winograd(image, weight, w, outChannels: 128, bias: nil, then: nil, products: products) }
+        for threads in [2, 3] {
+            let other = Threads.with(threads) { winograd(image, weight, w, outChannels: 128, bias: nil, then: nil, products: products) }
+            #expect(other.map(\.bitPattern) == one.map(\.bitPattern), "\(products), \(threads) threads")
+        }
     }
 }
 
 @Test func winogradRunsOnlyInferencesThreeByThreeStrideOneWindows() throws {
-    guard OwnProduct.winogradEnabled else { return }
+    #expect(OwnProduct.winogradEnabled)  // on every CPU unless a benchmark turned it off
     #expect(WinogradProduct.runs(window: window(128, 9, 9, pad: 1, dilation: 1), outChannels: 128))
     #expect(WinogradProduct.runs(window: window(512, 9, 9, pad: 2, dilation: 2), outChannels: 512))
     #expect(!WinogradProduct.runs(window: window(64, 9, 9, pad: 1, dilation: 1), outChannels: 64))     // res2: no gain
-    #expect(!WinogradProduct.runs(window: window(128, 9, 9, pad: 1, dilation: 1), outChannels: 132))   // not whole strips
+    // Our kernel needs whole strips of 8 rows; OpenBLAS does not.
+    #expect(WinogradProduct.runs(window: window(128, 9, 9, pad: 1, dilation: 1), outChannels: 132) == !OwnProduct.enabled)
     var strided = window(128, 9, 9, pad: 1, dilation: 1)
     (strided.strideH, strided.strideW, strided.outHeight, strided.outWidth) = (2, 2, 5, 5)
     #expect(!WinogradProduct.runs(window: strided, outChannels: 128))
