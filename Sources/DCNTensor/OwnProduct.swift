@@ -40,9 +40,9 @@ public enum OwnProduct {
     }
 
     /// Who runs the forward convolutions' products, for benchmark lines: "ours (AVX-512, 8 x 48)"
-    /// or "OpenBLAS", with "; Winograd F(2x2,3x3) in inference" when it runs.
+    /// or "OpenBLAS", with " + Winograd F(2x2,3x3) in inference" when it runs.
     public static var description: String {
-        (enabled ? "ours (AVX-512, \(rows) x \(panelColumns))" : "OpenBLAS") + (winogradEnabled ? "; Winograd F(2x2,3x3) in inference" : "")
+        (enabled ? "ours (AVX-512, \(rows) x \(panelColumns))" : "OpenBLAS") + (winogradEnabled ? " + Winograd F(2x2,3x3) in inference" : "")
     }
 
     /// Whether a convolution's product (an `m`-row weight, `k` column rows, a window or a pointwise
