@@ -71,7 +71,7 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
     }
 }
 
-/// The forward convolution by `WinogradProduct`, image by image, in the workspace's buffers.
+/// The forward convolution by `WinogradProduct` in the workspace's buffers.
 func winogradConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, then affine: ChannelAffine?,
                            _ ws: Workspace) -> Tensor {
     let sizes = WinogradProduct.bufferFloats(window: geo.window, outChannels: geo.outChannels)
@@ -79,12 +79,9 @@ func winogradConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, b
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in
             weight.withUnsafeBufferPointer { w in
-                for n in 0..<geo.batch {
-                    WinogradProduct.convolve(image: x.baseAddress! + n * geo.inChannels * geo.inPixels, window: geo.window,
-                                             weight: w.baseAddress!, outChannels: geo.outChannels, bias: bias?.data, then: affine,
-                                             out: y.baseAddress! + n * geo.outChannels * geo.outPixels,
-                                             weightBuffer: u, inputBuffer: v, productBuffer: m)
-                }
+                WinogradProduct.convolve(images: geo.batch, image: x.baseAddress!, window: geo.window, weight: w.baseAddress!,
+                                         outChannels: geo.outChannels, bias: bias?.data, then: affine, out: y.baseAddress!,
+                                         weightBuffer: u, inputBuffer: v, productBuffer: m)
             }
         }
     }

@@ -43,11 +43,11 @@ public enum WinogradProduct {
         return (16 * outChannels * w.channels, 16 * w.channels * tiles, 16 * outChannels * tiles + 16)
     }
 
-    /// out `[outChannels, outHeight, outWidth]` = the convolution of image `[channels, height, width]`
-    /// by weight `[outChannels, channels, 3, 3]`, plus bias, then `then`; the buffers as
-    /// `bufferFloats` sizes them.
+    /// out `[images, outChannels, outHeight, outWidth]` = the convolution of each image of `image`
+    /// `[images, channels, height, width]` by weight `[outChannels, channels, 3, 3]` (transformed
+    /// once for all), plus bias, then `then`; the buffers as `bufferFloats` sizes them.
     public static func convolve(
-        image: UnsafePointer<Float>, window: OwnProduct.ImageWindow, weight: UnsafePointer<Float>, outChannels: Int,
+        images: Int = 1, image: UnsafePointer<Float>, window: OwnProduct.ImageWindow, weight: UnsafePointer<Float>, outChannels: Int,
         bias: [Float]?, then: ChannelAffine?, out: UnsafeMutablePointer<Float>,
         weightBuffer: UnsafeMutablePointer<Float>, inputBuffer: UnsafeMutablePointer<Float>, productBuffer: UnsafeMutablePointer<Float>,
         products: Products = .current
@@ -66,20 +66,34 @@ public enum WinogradProduct {
             dcn_winograd_weights(Int32(outChannels), Int32(inC), sw.pointer, Int32(strip), su.pointer,
                                  Int32(strips.lowerBound), Int32(strips.upperBound))
         }
-        let sx = SharedReads(image), sv = DisjointWrites(inputBuffer)
+        for n in 0..<images {
+            convolveImage(image + n * inC * window.height * window.width, window: window, outChannels: outChannels, tiles: tiles,
+                          bias: bias, then: then, out: out + n * outChannels * window.outHeight * window.outWidth,
+                          u: weightBuffer, v: inputBuffer, m: productBuffer, products: products)
+        }
+    }
+
+    /// One image by the transformed weight in u: its transform into v, the products into m, the
+    /// output transform into out.
+    private static func convolveImage(
+        _ image: UnsafePointer<Float>, window: OwnProduct.ImageWindow, outChannels: Int, tiles: Int, bias: [Float]?,
+        then: ChannelAffine?, out: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+        m: UnsafeMutablePointer<Float>, products: Products
+    ) {
+        let inC = window.channels, fixed = window.c
+        let sx = SharedReads(image), sv = DisjointWrites(v)
         parallelFor(inC) { channels in
             var w = fixed
             dcn_winograd_input(&w, sx.pointer, sv.pointer, Int32(channels.lowerBound), Int32(channels.upperBound))
         }
-        multiplyPoints(outChannels: outChannels, inChannels: inC, tiles: tiles, u: weightBuffer, v: inputBuffer, m: productBuffer,
-                       products: products)
+        multiplyPoints(outChannels: outChannels, inChannels: inC, tiles: tiles, u: u, v: v, m: m, products: products)
         let none: [Float] = []
         (bias ?? none).withUnsafeBufferPointer { biasRows in
             (then?.scale ?? none).withUnsafeBufferPointer { scale in
                 (then?.shift ?? none).withUnsafeBufferPointer { shift in
                     let sb = bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) }
                     let affine = then.map { CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) }
-                    let sm = SharedReads(productBuffer), sy = DisjointWrites(out)
+                    let sm = SharedReads(m), sy = DisjointWrites(out)
                     parallelFor(outChannels) { range in
                         var w = fixed
                         var f = affine?.value ?? dcn_affine()

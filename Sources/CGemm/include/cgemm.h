@@ -1,5 +1,6 @@
-// Our own single-precision products for the forward convolutions (DCNTensor/OwnProduct.swift is
-// their only caller), and the stem's max pool (DCNOps/Pool.swift):
+// Our own single-precision products for the forward convolutions (DCNTensor/OwnProduct.swift and
+// DCNTensor/Winograd.swift call them), Winograd's transforms (Winograd.swift) and the stem's max
+// pool (DCNOps/Pool.swift):
 //   C[m x n] (+)= A[m x k] * B[k x n], A (the weight) and C (the output, one image) row-major.
 // B is never written out. Its rows are read straight from where the data lies, 48 consecutive
 // columns at a time (three AVX-512 registers): column q of row r is source[offset[r] + q]. For a
