@@ -88,21 +88,22 @@ static void phase_row(const dcn_window *w, const float *plane, int iy, int px, i
     for (; n < padded; n++) ev[n] = od[n] = 0;
 }
 
-// V[xi][c][t] = (B^T d B)[xi] for channels c0 ..< c1 and every tile t, at v + (xi * channels + c) * count.
-CLONES void dcn_winograd_input(const dcn_window *w, const float *image, float *v, int c0, int c1) {
+// V[xi][c][n count + t] = (B^T d B)[xi] for channels c0 ..< c1, every image n and tile t, at
+// v + (xi * channels + c) * images * count.
+CLONES void dcn_winograd_input(const dcn_window *w, const float *image, int images, float *v, int c0, int c1) {
     const dcn_winograd_tiles tl = dcn_winograd_tiles_of(w);
     const int d = w->dilationH, tilesX = tl.tilesX;
     const int padded = (tilesX + 1 + LANES) / LANES * LANES + LANES;
     float *rows = malloc((size_t)8 * padded * sizeof(float));
-    const long matrix = (long)w->channels * tl.count;
-    for (int c = c0; c < c1; c++) {
-        const float *plane = image + (long)c * w->height * w->width;
+    const long columns = images * tl.count, matrix = w->channels * columns;
+    for (int c = c0; c < c1; c++) for (int n = 0; n < images; n++) {
+        const float *plane = image + ((long)n * w->channels + c) * w->height * w->width;
         for (int py = 0; py < d; py++) {
             for (int px = 0; px < d; px++) {
                 for (int ty = 0; ty < tl.tilesY; ty++) {
                     for (int i = 0; i < 4; i++)
                         phase_row(w, plane, py - w->padH + d * (2 * ty + i), px, tilesX, rows + 2 * i * padded, rows + (2 * i + 1) * padded, padded);
-                    float *out = v + (long)c * tl.count + (((long)py * d + px) * tl.tilesY + ty) * tilesX;
+                    float *out = v + c * columns + n * tl.count + (((long)py * d + px) * tl.tilesY + ty) * tilesX;
                     for (int tx = 0; tx < tilesX; tx += LANES) {
                         float x[16][LANES];
 #pragma clang loop vectorize(enable)
@@ -136,22 +137,23 @@ CLONES void dcn_winograd_input(const dcn_window *w, const float *image, float *v
     free(rows);
 }
 
-// out[o] for output channels o0 ..< o1 from M[xi][o][t] (m + (xi * outC + o) * count): Y = A^T M A
+// out[n][o] for output channels o0 ..< o1 of every image n from M[xi][o][n count + t] (m + (xi *
+// outC + o) * images * count): Y = A^T M A
 // per tile, plus bias[o], then `then`'s multiply, add and ReLU (v < 0 ? 0 : v), as the direct
 // product's epilogue. Reads up to LANES - 1 floats past the last tile of the last matrix.
-CLONES void dcn_winograd_output(const dcn_window *w, int outC, const float *m, const float *bias, const dcn_affine *then,
+CLONES void dcn_winograd_output(const dcn_window *w, int images, int outC, const float *m, const float *bias, const dcn_affine *then,
                                 float *out, int o0, int o1) {
     const dcn_winograd_tiles tl = dcn_winograd_tiles_of(w);
     const int d = w->dilationH, tilesX = tl.tilesX, Ho = w->outHeight, Wo = w->outWidth;
-    const long matrix = (long)outC * tl.count;
-    for (int o = o0; o < o1; o++) {
+    const long columns = images * tl.count, matrix = outC * columns;
+    for (int o = o0; o < o1; o++) for (int n = 0; n < images; n++) {
         const float b = bias ? bias[o] : 0, s = then ? then->scale[o] : 1, sh = then ? then->shift[o] : 0;
         const int mapped = then != NULL, relu = then && then->relu;
-        float *plane = out + (long)o * Ho * Wo;
+        float *plane = out + ((long)n * outC + o) * Ho * Wo;
         for (int py = 0; py < d; py++) {
             for (int px = 0; px < d; px++) {
                 for (int ty = 0; ty < tl.tilesY; ty++) {
-                    const float *src = m + (long)o * tl.count + (((long)py * d + px) * tl.tilesY + ty) * tilesX;
+                    const float *src = m + o * columns + n * tl.count + (((long)py * d + px) * tl.tilesY + ty) * tilesX;
                     for (int tx = 0; tx < tilesX; tx += LANES) {
                         float y[4][LANES];  // outputs (a, b) of the lanes' tiles at y[2 a + b]
                         for (int l = 0; l < LANES; l++) {

@@ -74,7 +74,7 @@ func ownConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: 
 /// The forward convolution by `WinogradProduct` in the workspace's buffers.
 func winogradConv2dForward(_ geo: ConvGeometry, input: Tensor, weight: Tensor, bias: Tensor?, then affine: ChannelAffine?,
                            _ ws: Workspace) -> Tensor {
-    let sizes = WinogradProduct.bufferFloats(window: geo.window, outChannels: geo.outChannels)
+    let sizes = WinogradProduct.bufferFloats(window: geo.window, outChannels: geo.outChannels, images: geo.batch)
     let u = ws.floats(.weightPermuted, sizes.weight), v = ws.floats(.columns, sizes.input), m = ws.floats(.columnGradient, sizes.products)
     return Tensor(shape: geo.outputShape) { y in
         input.withUnsafeBufferPointer { x in

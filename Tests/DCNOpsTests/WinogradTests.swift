@@ -139,3 +139,40 @@ func winogradComputesTheConvolution(_ s: [Int]) throws {
     let worst = zip(inference.data, training.data).map { abs($0 - $1) }.max() ?? .infinity
     #expect(worst < 1e-4)
 }
+
+@Test func imagesInChunksGiveEachImagesOwnResult() throws {
+    // 3 images of 40 x 40 tiles (128 + 128 channels): 2 in the first chunk, 1 in the second.
+    let w = window(128, 80, 80, pad: 1, dilation: 1)
+    #expect(WinogradProduct.imagesPerChunk(window: w, outChannels: 128, images: 3) == 2)
+    var rng = SeededGenerator(seed: 34)
+    let pixels = 128 * 80 * 80
+    let images = Tensor.uniform([3 * pixels], -1, 1, using: &rng).data, weight = Tensor.uniform([128 * 128 * 9], -1, 1, using: &rng).data
+    let bias = Tensor.uniform([128], -1, 1, using: &rng).data
+    for products in productKinds {
+        let sizes = WinogradProduct.bufferFloats(window: w, outChannels: 128, images: 3)
+        var out = [Float](repeating: .nan, count: 3 * pixels)
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: sizes.weight), v = UnsafeMutablePointer<Float>.allocate(capacity: sizes.input)
+        let m = UnsafeMutablePointer<Float>.allocate(capacity: sizes.products)
+        defer { u.deallocate(); v.deallocate(); m.deallocate() }
+        images.withUnsafeBufferPointer { x in
+            weight.withUnsafeBufferPointer { g in
+                out.withUnsafeMutableBufferPointer { y in
+                    WinogradProduct.convolve(images: 3, image: x.baseAddress!, window: w, weight: g.baseAddress!, outChannels: 128, bias: bias,
+                                             then: nil, out: y.baseAddress!, weightBuffer: u, inputBuffer: v, productBuffer: m, products: products)
+                }
+            }
+        }
+        for n in 0..<3 {
+            let alone = winograd(Array(images[n * pixels..<(n + 1) * pixels]), weight, w, outChannels: 128, bias: bias, then: nil,
+                                 products: products)
+            let got = Array(out[n * pixels..<(n + 1) * pixels])
+            if products == .ours {
+                // Our products cut only the columns: the same bits whatever images sit beside.
+                #expect(got.map(\.bitPattern) == alone.map(\.bitPattern), "image \(n)")
+            } else {
+                // OpenBLAS's products are cut by shape, which the chunk changes: rounding only.
+                #expect(zip(got, alone).map { abs($0 - $1) }.max()! < 1e-4, "image \(n), OpenBLAS")
+            }
+        }
+    }
+}

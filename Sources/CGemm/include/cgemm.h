@@ -84,14 +84,15 @@ dcn_winograd_tiles dcn_winograd_tiles_of(const dcn_window *w);
 // row-major), xi's at u + xi * outC * inC; strips s0 ..< s1.
 void dcn_winograd_weights(int outC, int inC, const float *weight, int mr, float *u, int s0, int s1);
 
-// The input transformed: V[xi][c][t] = (B^T d B)[xi] of tile t's 4 x 4 input (zero outside the
-// image), at v + (xi * channels + c) * count, for channels c0 ..< c1.
-void dcn_winograd_input(const dcn_window *w, const float *image, float *v, int c0, int c1);
+// The input `images` x [channels][height][width] transformed: V[xi][c][n * count + t] = (B^T d B)[xi]
+// of image n's tile t's 4 x 4 input (zero outside the image), at v + (xi * channels + c) * images *
+// count, for channels c0 ..< c1.
+void dcn_winograd_input(const dcn_window *w, const float *image, int images, float *v, int c0, int c1);
 
-// Output channels o0 ..< o1 from the products M[xi] = U[xi] V[xi] (M[xi][o][t] at m + (xi * outC
-// + o) * count; the buffer holds 16 floats more): Y = A^T M A per tile, plus bias[o] (may be
-// NULL), then `then` (may be NULL).
-void dcn_winograd_output(const dcn_window *w, int outC, const float *m, const float *bias, const dcn_affine *then,
+// Output channels o0 ..< o1 of `images` x [outC][outHeight][outWidth] from the products M[xi] =
+// U[xi] V[xi] (M[xi][o][n * count + t] at m + (xi * outC + o) * images * count; the buffer holds 16
+// floats more): Y = A^T M A per tile, plus bias[o] (may be NULL), then `then` (may be NULL).
+void dcn_winograd_output(const dcn_window *w, int images, int outC, const float *m, const float *bias, const dcn_affine *then,
                          float *out, int o0, int o1);
 
 #endif
