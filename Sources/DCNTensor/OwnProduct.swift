@@ -165,34 +165,25 @@ public enum OwnProduct {
         source: UnsafePointer<Float>, offsets: [Int], virtualWidth: Int, outWidth: Int,
         bias: [Float]?, then: ChannelAffine?, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
-        // The bias and the affine map as the C side reads them (empty arrays stand for none).
-        let none: [Float] = []
-        (bias ?? none).withUnsafeBufferPointer { biasRows in
-            (then?.scale ?? none).withUnsafeBufferPointer { scale in
-                (then?.shift ?? none).withUnsafeBufferPointer { shift in
-                    offsets.withUnsafeBufferPointer { table in
-                        let sa = SharedReads(a), sb = SharedReads(source), so = SharedReads(table.baseAddress!), sc = DisjointWrites(c)
-                        let sbias = bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) }
-                        let affine = then.map { CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) }
-                        // A packed once for every block (packed per block, res5's 3x3 weight of
-                        // 512 x 4608 was copied once for each of its 12 blocks).
-                        let packed = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
-                        defer { packed.deallocate() }
-                        let sp = DisjointWrites(packed)
-                        parallelFor(m / rows, grain: max(1, 65536 / (rows * k))) { strips in
-                            dcn_pack_rows(Int32(k), sa.pointer, lda, sp.pointer, Int32(strips.lowerBound), Int32(strips.upperBound))
-                        }
-                        let sap = SharedReads(packed)
-                        let blocks = Blocks(columns: columns)
-                        let stream = !accumulate && virtualWidth != outWidth && m * ldc * MemoryLayout<Float>.size > streamedOutputBytes ? Int32(1) : 0
-                        parallelForEach(blocks.count) { b in
-                            var f = affine?.value ?? dcn_affine()
-                            withUnsafePointer(to: &f) { fp in
-                                dcn_gemm(Int32(m), blocks.start(b), min(columns, blocks.start(b + 1)), Int32(k),
-                                         sap.pointer, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer,
-                                         affine == nil ? nil : fp, sc.pointer, ldc, accumulate ? 1 : 0, stream)
-                            }
-                        }
+        withCEpilogue(bias: bias, then: then) { sbias, affine in
+            offsets.withUnsafeBufferPointer { table in
+                let sa = SharedReads(a), sb = SharedReads(source), so = SharedReads(table.baseAddress!), sc = DisjointWrites(c)
+                // A packed once for every block (packed per block, res5's 3x3 weight of 512 x 4608
+                // was copied once for each of its 12 blocks).
+                let packed = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
+                defer { packed.deallocate() }
+                let sp = DisjointWrites(packed)
+                parallelFor(m / rows, grain: max(1, 65536 / (rows * k))) { strips in
+                    dcn_pack_rows(Int32(k), sa.pointer, lda, sp.pointer, Int32(strips.lowerBound), Int32(strips.upperBound))
+                }
+                let sap = SharedReads(packed)
+                let blocks = Blocks(columns: columns)
+                let stream = !accumulate && virtualWidth != outWidth && m * ldc * MemoryLayout<Float>.size > streamedOutputBytes ? Int32(1) : 0
+                parallelForEach(blocks.count) { b in
+                    CAffine.with(affine) { fp in
+                        dcn_gemm(Int32(m), blocks.start(b), min(columns, blocks.start(b + 1)), Int32(k),
+                                 sap.pointer, sb.pointer, so.pointer, virtualWidth, outWidth, sbias?.pointer,
+                                 fp, sc.pointer, ldc, accumulate ? 1 : 0, stream)
                     }
                 }
             }
@@ -212,5 +203,24 @@ public struct ChannelAffine: Sendable {
 /// The C description of the rows' affine map, read by every thread of a product.
 struct CAffine: @unchecked Sendable {
     let value: dcn_affine
-    init(_ value: dcn_affine) { self.value = value }
+
+    /// `body` with a pointer to the map (a copy of its own), or nil for none.
+    static func with<R>(_ affine: CAffine?, _ body: (UnsafePointer<dcn_affine>?) -> R) -> R {
+        guard var f = affine?.value else { return body(nil) }
+        return withUnsafePointer(to: &f) { body($0) }
+    }
+}
+
+/// `body` with the bias's rows and the affine map as the C side reads them (nil: none), valid
+/// while it runs: the epilogue of our products and of Winograd's output transform.
+func withCEpilogue<R>(bias: [Float]?, then: ChannelAffine?, _ body: (SharedReads<Float>?, CAffine?) -> R) -> R {
+    let none: [Float] = []
+    return (bias ?? none).withUnsafeBufferPointer { biasRows in
+        (then?.scale ?? none).withUnsafeBufferPointer { scale in
+            (then?.shift ?? none).withUnsafeBufferPointer { shift in
+                body(bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) },
+                     then.map { CAffine(value: dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) })
+            }
+        }
+    }
 }

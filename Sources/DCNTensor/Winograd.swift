@@ -103,21 +103,13 @@ public enum WinogradProduct {
             dcn_winograd_input(&w, sx.pointer, count, sv.pointer, Int32(channels.lowerBound), Int32(channels.upperBound))
         }
         multiplyPoints(outChannels: outChannels, inChannels: inC, columns: images * tiles(window), u: u, v: v, m: m, products: products)
-        let none: [Float] = []
-        (bias ?? none).withUnsafeBufferPointer { biasRows in
-            (then?.scale ?? none).withUnsafeBufferPointer { scale in
-                (then?.shift ?? none).withUnsafeBufferPointer { shift in
-                    let sb = bias == nil ? nil : biasRows.baseAddress.map { SharedReads($0) }
-                    let affine = then.map { CAffine(dcn_affine(scale: scale.baseAddress, shift: shift.baseAddress, relu: $0.relu ? 1 : 0)) }
-                    let sm = SharedReads(m), sy = DisjointWrites(out)
-                    parallelFor(outChannels) { range in
-                        var w = fixed
-                        var f = affine?.value ?? dcn_affine()
-                        withUnsafePointer(to: &f) { fp in
-                            dcn_winograd_output(&w, count, Int32(outChannels), sm.pointer, sb?.pointer, affine == nil ? nil : fp, sy.pointer,
-                                                Int32(range.lowerBound), Int32(range.upperBound))
-                        }
-                    }
+        withCEpilogue(bias: bias, then: then) { sb, affine in
+            let sm = SharedReads(m), sy = DisjointWrites(out)
+            parallelFor(outChannels) { range in
+                var w = fixed
+                CAffine.with(affine) { fp in
+                    dcn_winograd_output(&w, count, Int32(outChannels), sm.pointer, sb?.pointer, fp, sy.pointer,
+                                        Int32(range.lowerBound), Int32(range.upperBound))
                 }
             }
         }

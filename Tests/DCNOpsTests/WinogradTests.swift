@@ -40,17 +40,18 @@ private func reference(_ image: [Float], _ weight: [Float], _ w: OwnProduct.Imag
 /// Who can run the products on this CPU: OpenBLAS always, ours with AVX-512.
 private let productKinds: [WinogradProduct.Products] = CPUFeatures.current.avx512 ? [.ours, .openblas] : [.openblas]
 
+/// `images` images `[channels, height, width]` one after another, convolved by WinogradProduct.
 private func winograd(_ image: [Float], _ weight: [Float], _ w: OwnProduct.ImageWindow, outChannels: Int, bias: [Float]?,
-                      then: ChannelAffine?, products: WinogradProduct.Products = .current) -> [Float] {
-    let sizes = WinogradProduct.bufferFloats(window: w, outChannels: outChannels)
-    var out = [Float](repeating: .nan, count: outChannels * w.outHeight * w.outWidth)  // every element written
+                      then: ChannelAffine?, images: Int = 1, products: WinogradProduct.Products = .current) -> [Float] {
+    let sizes = WinogradProduct.bufferFloats(window: w, outChannels: outChannels, images: images)
+    var out = [Float](repeating: .nan, count: images * outChannels * w.outHeight * w.outWidth)  // every element written
     let u = UnsafeMutablePointer<Float>.allocate(capacity: sizes.weight), v = UnsafeMutablePointer<Float>.allocate(capacity: sizes.input)
     let m = UnsafeMutablePointer<Float>.allocate(capacity: sizes.products)
     defer { u.deallocate(); v.deallocate(); m.deallocate() }
     image.withUnsafeBufferPointer { x in
         weight.withUnsafeBufferPointer { g in
             out.withUnsafeMutableBufferPointer { y in
-                WinogradProduct.convolve(image: x.baseAddress!, window: w, weight: g.baseAddress!, outChannels: outChannels, bias: bias,
+                WinogradProduct.convolve(images: images, image: x.baseAddress!, window: w, weight: g.baseAddress!, outChannels: outChannels, bias: bias,
                                          then: then, out: y.baseAddress!, weightBuffer: u, inputBuffer: v, productBuffer: m,
                                          products: products)
             }
@@ -149,19 +150,7 @@ func winogradComputesTheConvolution(_ s: [Int]) throws {
     let images = Tensor.uniform([3 * pixels], -1, 1, using: &rng).data, weight = Tensor.uniform([128 * 128 * 9], -1, 1, using: &rng).data
     let bias = Tensor.uniform([128], -1, 1, using: &rng).data
     for products in productKinds {
-        let sizes = WinogradProduct.bufferFloats(window: w, outChannels: 128, images: 3)
-        var out = [Float](repeating: .nan, count: 3 * pixels)
-        let u = UnsafeMutablePointer<Float>.allocate(capacity: sizes.weight), v = UnsafeMutablePointer<Float>.allocate(capacity: sizes.input)
-        let m = UnsafeMutablePointer<Float>.allocate(capacity: sizes.products)
-        defer { u.deallocate(); v.deallocate(); m.deallocate() }
-        images.withUnsafeBufferPointer { x in
-            weight.withUnsafeBufferPointer { g in
-                out.withUnsafeMutableBufferPointer { y in
-                    WinogradProduct.convolve(images: 3, image: x.baseAddress!, window: w, weight: g.baseAddress!, outChannels: 128, bias: bias,
-                                             then: nil, out: y.baseAddress!, weightBuffer: u, inputBuffer: v, productBuffer: m, products: products)
-                }
-            }
-        }
+        let out = winograd(images, weight, w, outChannels: 128, bias: bias, then: nil, images: 3, products: products)
         for n in 0..<3 {
             let alone = winograd(Array(images[n * pixels..<(n + 1) * pixels]), weight, w, outChannels: 128, bias: bias, then: nil,
                                  products: products)
